@@ -30,3 +30,16 @@ export interface AllocationCost {
   /** Per layer, from the table. */
   layers: LayerCost[];
 }
+
+/**
+ * Costs of every (layer, wBits, aBits) for one model and profile, computed once.
+ * `costAllocation` must stay a lookup and a sum: it runs inside every episode.
+ */
+export interface CostTable {
+  readonly profileId: string;
+  readonly layers: readonly LayerInfo[];
+  /** Bit-widths the table covers (for both weights and activations). */
+  readonly bitChoices: readonly number[];
+  layerCost(layerIndex: number, wBits: number, aBits: number): LayerCost;
+  costAllocation(bits: BitConfig): AllocationCost;
+}
