@@ -3,7 +3,7 @@
  * The environment knows nothing about agents; agents know only spaces, observations, masks and rewards.
  */
 import type { AllocationCost } from '../src/hardware/api.js';
-import type { BitConfig, LayerInfo } from '../src/models/layer-info.js';
+import type { BitConfig, LayerBits, LayerInfo } from '../src/models/layer-info.js';
 import type { Rng } from '../src/util/rng.js';
 
 /** A set of valid values that can be sampled and checked for membership. */
@@ -43,7 +43,21 @@ export interface EpisodeSummary {
   relativeCost: { latency: number; energy: number; size: number; peakMemory: number };
   feasible: boolean;
   reward: number;
+  /**
+   * False when the allocation was not evaluated (the `reject` constraint mode refuses infeasible
+   * allocations); accuracy and loss are then NaN. Absent means evaluated.
+   */
+  evaluated?: boolean;
+  /** The penalty subtracted from the reward (`penalty` constraint mode), else 0. */
+  penalty?: number;
 }
+
+/**
+ * How an episode walks the layers: `joint` one step per layer choosing a (wBits, aBits) pair,
+ * `tied` one step per layer choosing one width for both, `haq` two steps per layer (weights, then
+ * activations).
+ */
+export type StepMode = 'joint' | 'tied' | 'haq';
 
 export interface Transition {
   observation: Float32Array;
@@ -64,11 +78,18 @@ export interface AgentContext {
   stepsPerEpisode: number;
   /** Bit-widths allowed. */
   bitChoices: readonly number[];
-  /** Cost of a whole allocation from the simulator's tables (cheap). */
+  /** Cost of a whole allocation from the simulator's tables (cheap), pinned layers as the env sets them. */
   costOf(bits: BitConfig): AllocationCost;
-  /** True when an allocation meets every constraint. */
+  /** True when an allocation meets every constraint and the device's limits, as the env would judge it. */
   isFeasible(bits: BitConfig): boolean;
   seed: number;
+  /** How steps map to layers (BitAllocationEnv sets it). */
+  stepMode?: StepMode;
+  /**
+   * What each action index sets: a (wBits, aBits) pair; in `haq` step mode wBits = aBits and the
+   * step's side (weights or activations) decides which one applies (BitAllocationEnv sets it).
+   */
+  actionChoices?: readonly LayerBits[];
 }
 
 interface AgentBase {
@@ -82,7 +103,7 @@ interface AgentBase {
   dispose?(): void;
 }
 
-/** An agent that acts layer by layer through env.step (REINFORCE, PPO, DDPG, ...). */
+/** An agent that acts layer by layer through env.step (REINFORCE, PPO, DDPG, random, ...). */
 export interface StepAgent extends AgentBase {
   readonly kind: 'step';
   /** Index into the action space; `mask[i] = 0` marks choices the agent must not take (when it supports masks). */
@@ -90,7 +111,7 @@ export interface StepAgent extends AgentBase {
   observe(t: Transition): void;
 }
 
-/** An agent that proposes whole allocations (MH sampler, evolution, sensitivity, random, uniform, ...). */
+/** An agent that proposes whole allocations (MH sampler, evolution, sensitivity, uniform, ...). */
 export interface AllocationAgent extends AgentBase {
   readonly kind: 'allocation';
   propose(): BitConfig | Promise<BitConfig>;

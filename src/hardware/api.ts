@@ -16,6 +16,21 @@ export interface LayerCost {
   bound: 'compute' | 'memory';
   /** Bytes of weights (params * wBits / 8, plus scales / bias). */
   weightBytes: number;
+  /** Activation bytes live while the layer runs: input + output + live residuals, at the bits it runs with. */
+  activationBytes: number;
+  /** Bytes moved to and from off-chip memory for this layer (the roofline's memory term). */
+  offChipBytes: number;
+}
+
+/** A storage limit an allocation breaks: the model size against flash, or a layer's activations against SRAM. */
+export interface FitViolation {
+  limit: 'flash' | 'sram';
+  /** The layer at fault: the one whose activations exceed SRAM, or (flash) the layer with the most weight bytes. */
+  layerIndex: number;
+  layerName: string;
+  /** What is needed (total model size for flash, that layer's activation bytes for SRAM) and what the device has. */
+  bytes: number;
+  limitBytes: number;
 }
 
 export interface AllocationCost {
@@ -25,8 +40,12 @@ export interface AllocationCost {
   sizeBytes: number;
   /** Largest live activation footprint over the layers, bytes. */
   peakMemoryBytes: number;
+  /** Index of the layer where peakMemoryBytes is reached (always set by the simulator). */
+  peakLayerIndex?: number;
   /** Within the profile's flash and SRAM limits (true when it has none). */
   fits: boolean;
+  /** Why it does not fit: empty when it fits (always set by the simulator). */
+  violations?: readonly FitViolation[];
   /** Per layer, from the table. */
   layers: LayerCost[];
 }

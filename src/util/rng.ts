@@ -4,6 +4,14 @@ export class Rng {
   constructor(seed: number) {
     this.state = (seed >>> 0) ^ 0x9e3779b9;
   }
+  /** The generator's whole state, for checkpoints. */
+  getState(): number {
+    return this.state;
+  }
+  setState(state: number): void {
+    if (!Number.isInteger(state)) throw new TypeError(`Rng.setState: expected an integer state, got ${String(state)}`);
+    this.state = state >>> 0;
+  }
   /** Uniform in [0, 1). */
   next(): number {
     let t = (this.state = (this.state + 0x6d2b79f5) >>> 0);

@@ -1,0 +1,693 @@
+/**
+ * PPO agent (Schulman et al. 2017, clipped surrogate) acting layer by layer through the env.
+ *
+ * Algorithm (one rollout = `episodesPerRollout` whole episodes):
+ *   1. act: sample a ~ softmax(masked logits) with our own seeded Rng; remember log pi(a|s) and V(s).
+ *   2. after the rollout: GAE(lambda) advantages A_t and returns R_t = A_t + V(s_t), per episode
+ *      (the value after the last step of an episode is 0).
+ *   3. `epochs` passes over the rollout in `minibatches` shuffled minibatches, each minimising
+ *        L = -mean(min(r A, clip(r, 1-eps, 1+eps) A)) + c_v * 0.5 * mean((V - R)^2) - c_e * H[pi]
+ *      with r = exp(log pi_new(a|s) - log pi_old(a|s)), advantages normalised per minibatch,
+ *      gradients clipped to a global norm, then one Adam step (hand-written, so its moments are
+ *      part of the JSON checkpoint).
+ *
+ * Policies: `mlp` (CleanRL's layout: separate actor and critic, two tanh layers each) or `lstm`
+ * (ReLeQ's: an LSTM over the layer sequence, carrying its state across the steps of an episode,
+ * with a policy head and a value head on its output). For the update the LSTM is unrolled again
+ * from a zero state over whole episodes, so minibatches are sets of episodes and the recomputed
+ * log-probabilities are exactly those of the acting pass before the first gradient step.
+ *
+ * Choices of ours: discount 1 by default (an episode is one allocation, its reward arrives at the
+ * end), weights drawn from our Rng (scaled normal; policy head x0.01, value head x1 as in CleanRL's
+ * orthogonal scheme), masked logits via a large negative constant so masked choices get zero
+ * probability and contribute nothing to the entropy. Episodes acted with explore=false (greedy)
+ * are not used for training.
+ */
+import { tf } from '../src/backend/index.js';
+import { UserError } from '../src/errors.js';
+import { Rng } from '../src/util/rng.js';
+import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import type { AgentEntry } from './index.js';
+
+// ---------------------------------------------------------------------------------------------
+// Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
+// ---------------------------------------------------------------------------------------------
+export interface PpoOptions {
+  /** `mlp` over the observation, or `lstm` over the layer sequence. */
+  policy: 'mlp' | 'lstm';
+  /** Width of each hidden layer (mlp) or of the LSTM state. */
+  hiddenSize: number;
+  learningRate: number;
+  /** Whole episodes collected before each update. */
+  episodesPerRollout: number;
+  /** Passes over each rollout. */
+  epochs: number;
+  /** Minibatches per pass (mlp: over steps; lstm: over episodes). */
+  minibatches: number;
+  gamma: number;
+  gaeLambda: number;
+  clipCoef: number;
+  entropyCoef: number;
+  valueCoef: number;
+  maxGradNorm: number;
+  normalizeAdvantages: boolean;
+  /** Divide rewards by the running standard deviation of episode returns (SB3's VecNormalize). */
+  normalizeRewards: boolean;
+  adamEpsilon: number;
+}
+
+export const PPO_DEFAULTS: Readonly<PpoOptions> = {
+  policy: 'mlp',
+  hiddenSize: 64,
+  learningRate: 3e-3,
+  episodesPerRollout: 8,
+  epochs: 4,
+  minibatches: 4,
+  gamma: 1,
+  gaeLambda: 0.95,
+  clipCoef: 0.2,
+  entropyCoef: 0.01,
+  valueCoef: 0.5,
+  maxGradNorm: 0.5,
+  normalizeAdvantages: true,
+  normalizeRewards: true,
+  adamEpsilon: 1e-5,
+};
+
+const MASKED_LOGIT = -1e9;
+const STATE_VERSION = 1;
+
+// ---------------------------------------------------------------------------------------------
+// Parameters, Adam and (de)serialisation
+// ---------------------------------------------------------------------------------------------
+interface NamedParam {
+  name: string;
+  variable: tf.Variable;
+}
+
+/** Scaled-normal initialisation from our Rng (std = gain / sqrt(fanIn)), so a seed fixes the weights. */
+function initWeight(rng: Rng, shape: [number, number], gain: number): tf.Tensor {
+  const [fanIn] = shape;
+  const data = new Float32Array(shape[0] * shape[1]);
+  const std = gain / Math.sqrt(fanIn);
+  for (let i = 0; i < data.length; i++) data[i] = rng.normal() * std;
+  return tf.tensor2d(data, shape);
+}
+
+/** Adam (Kingma & Ba) over a fixed list of variables; moments are variables so they can be saved. */
+class Adam {
+  private t = 0;
+  private readonly m: tf.Variable[];
+  private readonly v: tf.Variable[];
+  constructor(
+    private readonly params: tf.Variable[],
+    private readonly lr: number,
+    private readonly eps: number,
+    private readonly beta1 = 0.9,
+    private readonly beta2 = 0.999,
+  ) {
+    const zeros = (p: tf.Variable): tf.Variable => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
+    this.m = params.map(zeros);
+    this.v = params.map(zeros);
+  }
+  /** One step with `grads[i]` for `params[i]`; call inside tf.tidy. */
+  step(grads: tf.Tensor[]): void {
+    this.t += 1;
+    const c1 = 1 - Math.pow(this.beta1, this.t);
+    const c2 = 1 - Math.pow(this.beta2, this.t);
+    this.params.forEach((p, i) => {
+      const g = grads[i] as tf.Tensor;
+      const m = this.m[i] as tf.Variable;
+      const v = this.v[i] as tf.Variable;
+      m.assign(m.mul(this.beta1).add(g.mul(1 - this.beta1)));
+      v.assign(v.mul(this.beta2).add(g.square().mul(1 - this.beta2)));
+      p.assign(p.sub(m.div(c1).div(v.div(c2).sqrt().add(this.eps)).mul(this.lr)));
+    });
+  }
+  getState(): { t: number; m: number[][]; v: number[][] } {
+    return { t: this.t, m: this.m.map((x) => Array.from(x.dataSync())), v: this.v.map((x) => Array.from(x.dataSync())) };
+  }
+  setState(s: { t: number; m: number[][]; v: number[][] }): void {
+    this.t = s.t;
+    tf.tidy(() => {
+      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i] as number[], x.shape)));
+      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i] as number[], x.shape)));
+    });
+  }
+  dispose(): void {
+    for (const x of [...this.m, ...this.v]) x.dispose();
+  }
+}
+
+/** Scales gradients so their global L2 norm is at most `maxNorm` (inside tf.tidy). */
+function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): tf.Tensor[] {
+  const norm = tf.sqrt(tf.addN(grads.map((g) => g.square().sum())));
+  const scale = tf.minimum(tf.scalar(1), tf.scalar(maxNorm).div(norm.add(1e-6)));
+  return grads.map((g) => g.mul(scale));
+}
+
+/** Reads and writes mulberry32's single word of state (Rng keeps it private). */
+function getRngState(rng: Rng): number {
+  return (rng as unknown as { state: number }).state;
+}
+function setRngState(rng: Rng, state: number): void {
+  (rng as unknown as { state: number }).state = state >>> 0;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Rollout storage
+// ---------------------------------------------------------------------------------------------
+/** One acted step as stored in the rollout (and in the JSON state). */
+export interface StepRecord {
+  obs: number[];
+  /** 1 = allowed; null = all allowed. */
+  mask: number[] | null;
+  action: number;
+  logp: number;
+  value: number;
+  reward: number;
+  done: boolean;
+}
+
+interface PendingAct {
+  obs: number[];
+  mask: number[] | null;
+  action: number;
+  logp: number;
+  value: number;
+  explore: boolean;
+}
+
+/** The JSON checkpoint of a PPO agent. */
+export interface PpoState {
+  kind: 'ppo';
+  version: number;
+  options: PpoOptions;
+  observationSize: number;
+  numActions: number;
+  rng: number;
+  updates: number;
+  /** Running statistics of episode returns (reward normalisation). */
+  returnStats: { count: number; mean: number; var: number };
+  params: Record<string, { shape: number[]; values: number[] }>;
+  adam: { t: number; m: number[][]; v: number[][] };
+  rollout: StepRecord[][];
+  episode: StepRecord[];
+  episodeExplored: boolean;
+  /** LSTM state mid-episode (null at an episode boundary or for the MLP). */
+  recurrent: { h: number[]; c: number[] } | null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The agent
+// ---------------------------------------------------------------------------------------------
+export class PpoAgent implements StepAgent {
+  readonly kind = 'step' as const;
+  readonly name: string;
+  readonly options: PpoOptions;
+
+  private ctx: AgentContext | null = null;
+  private rng = new Rng(0);
+  private params: NamedParam[] = [];
+  private adam: Adam | null = null;
+  private rollout: StepRecord[][] = [];
+  private episode: StepRecord[] = [];
+  private episodeExplored = false;
+  private pending: PendingAct | null = null;
+  /** LSTM state carried across the steps of the current episode (null = episode start). */
+  private h: tf.Tensor | null = null;
+  private c: tf.Tensor | null = null;
+  private updates = 0;
+  private returnStats = { count: 0, mean: 0, var: 1 };
+  /** Diagnostics of the last update. */
+  lastLoss: { policy: number; value: number; entropy: number } | null = null;
+
+  constructor(options: Partial<PpoOptions> = {}) {
+    this.options = { ...PPO_DEFAULTS, ...options };
+    if (this.options.policy !== 'mlp' && this.options.policy !== 'lstm') {
+      throw new UserError(`unknown PPO policy '${String(this.options.policy)}'`, { field: 'agent.policy', expected: 'mlp|lstm' });
+    }
+    for (const key of ['hiddenSize', 'episodesPerRollout', 'epochs', 'minibatches'] as const) {
+      const v = this.options[key];
+      if (!Number.isInteger(v) || v < 1) throw new UserError(`PPO ${key} must be a positive integer`, { field: `agent.${key}`, expected: 'an integer >= 1' });
+    }
+    if (!(this.options.learningRate > 0)) throw new UserError('PPO learningRate must be positive', { field: 'agent.learningRate', expected: 'a number > 0' });
+    this.name = this.options.policy === 'lstm' ? 'ppo-lstm' : 'ppo';
+  }
+
+  setup(ctx: AgentContext): void {
+    this.disposeNetworks();
+    this.ctx = ctx;
+    this.rng = new Rng(ctx.seed);
+    const D = ctx.observationSize;
+    const H = this.options.hiddenSize;
+    const K = ctx.numActions;
+    const p = (name: string, t: tf.Tensor): void => {
+      this.params.push({ name, variable: tf.variable(t, true) });
+      t.dispose();
+    };
+    if (this.options.policy === 'mlp') {
+      const g = Math.SQRT2;
+      p('actor.w1', initWeight(this.rng, [D, H], g));
+      p('actor.b1', tf.zeros([H]));
+      p('actor.w2', initWeight(this.rng, [H, H], g));
+      p('actor.b2', tf.zeros([H]));
+      p('actor.w3', initWeight(this.rng, [H, K], 0.01));
+      p('actor.b3', tf.zeros([K]));
+      p('critic.w1', initWeight(this.rng, [D, H], g));
+      p('critic.b1', tf.zeros([H]));
+      p('critic.w2', initWeight(this.rng, [H, H], g));
+      p('critic.b2', tf.zeros([H]));
+      p('critic.w3', initWeight(this.rng, [H, 1], 1));
+      p('critic.b3', tf.zeros([1]));
+    } else {
+      // Gates ordered [input, forget, cell, output]; forget bias 1.
+      const bias = new Float32Array(4 * H);
+      bias.fill(1, H, 2 * H);
+      p('lstm.wx', initWeight(this.rng, [D, 4 * H], 1));
+      p('lstm.wh', initWeight(this.rng, [H, 4 * H], 1));
+      p('lstm.b', tf.tensor1d(bias));
+      p('pi.w', initWeight(this.rng, [H, K], 0.01));
+      p('pi.b', tf.zeros([K]));
+      p('v.w', initWeight(this.rng, [H, 1], 1));
+      p('v.b', tf.zeros([1]));
+    }
+    this.adam = new Adam(
+      this.params.map((q) => q.variable),
+      this.options.learningRate,
+      this.options.adamEpsilon,
+    );
+    this.rollout = [];
+    this.episode = [];
+    this.episodeExplored = false;
+    this.pending = null;
+    this.updates = 0;
+    this.returnStats = { count: 0, mean: 0, var: 1 };
+  }
+
+  private w(name: string): tf.Variable {
+    const found = this.params.find((q) => q.name === name);
+    if (!found) throw new Error(`ppo: no parameter ${name}`);
+    return found.variable;
+  }
+
+  // --- networks -------------------------------------------------------------------------------
+  private mlpForward(x: tf.Tensor2D): { logits: tf.Tensor2D; values: tf.Tensor1D } {
+    const a1 = tf.tanh(x.matMul(this.w('actor.w1')).add(this.w('actor.b1')));
+    const a2 = tf.tanh(a1.matMul(this.w('actor.w2')).add(this.w('actor.b2')));
+    const logits = a2.matMul(this.w('actor.w3')).add(this.w('actor.b3')) as tf.Tensor2D;
+    const c1 = tf.tanh(x.matMul(this.w('critic.w1')).add(this.w('critic.b1')));
+    const c2 = tf.tanh(c1.matMul(this.w('critic.w2')).add(this.w('critic.b2')));
+    const values = c2.matMul(this.w('critic.w3')).add(this.w('critic.b3')).reshape([-1]) as tf.Tensor1D;
+    return { logits, values };
+  }
+
+  /** One LSTM step: x [B,D], h/c [B,H] -> new h, c. */
+  private lstmCell(x: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D): { h: tf.Tensor2D; c: tf.Tensor2D } {
+    const H = this.options.hiddenSize;
+    const z = x.matMul(this.w('lstm.wx')).add(h.matMul(this.w('lstm.wh'))).add(this.w('lstm.b'));
+    const [zi, zf, zg, zo] = tf.split(z, [H, H, H, H], 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
+    const cNew = tf.sigmoid(zf).mul(c).add(tf.sigmoid(zi).mul(tf.tanh(zg))) as tf.Tensor2D;
+    const hNew = tf.sigmoid(zo).mul(tf.tanh(cNew)) as tf.Tensor2D;
+    return { h: hNew, c: cNew };
+  }
+
+  private lstmHeads(h: tf.Tensor2D): { logits: tf.Tensor2D; values: tf.Tensor1D } {
+    const logits = h.matMul(this.w('pi.w')).add(this.w('pi.b')) as tf.Tensor2D;
+    const values = h.matMul(this.w('v.w')).add(this.w('v.b')).reshape([-1]) as tf.Tensor1D;
+    return { logits, values };
+  }
+
+  // --- acting ---------------------------------------------------------------------------------
+  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+    const ctx = this.requireSetup();
+    const K = ctx.numActions;
+    const H = this.options.hiddenSize;
+    let logitsArr: Float32Array;
+    let value: number;
+    if (this.options.policy === 'mlp') {
+      const [l, v] = tf.tidy(() => {
+        const out = this.mlpForward(tf.tensor2d(observation, [1, observation.length]));
+        return [out.logits, out.values];
+      });
+      logitsArr = (l as tf.Tensor).dataSync() as Float32Array;
+      value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
+      tf.dispose([l as tf.Tensor, v as tf.Tensor]);
+    } else {
+      const hPrev = this.h ?? tf.zeros([1, H]);
+      const cPrev = this.c ?? tf.zeros([1, H]);
+      const [hN, cN, l, v] = tf.tidy(() => {
+        const s = this.lstmCell(tf.tensor2d(observation, [1, observation.length]), hPrev as tf.Tensor2D, cPrev as tf.Tensor2D);
+        const out = this.lstmHeads(s.h);
+        return [s.h, s.c, out.logits, out.values];
+      });
+      tf.dispose([hPrev, cPrev]);
+      this.h = hN as tf.Tensor;
+      this.c = cN as tf.Tensor;
+      logitsArr = (l as tf.Tensor).dataSync() as Float32Array;
+      value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
+      tf.dispose([l as tf.Tensor, v as tf.Tensor]);
+    }
+    // Masked softmax in float64, sampled with our Rng.
+    const logits = new Float64Array(K);
+    let maxL = -Infinity;
+    for (let k = 0; k < K; k++) {
+      logits[k] = mask && mask[k] === 0 ? -Infinity : (logitsArr[k] as number);
+      if ((logits[k] as number) > maxL) maxL = logits[k] as number;
+    }
+    if (maxL === -Infinity) throw new Error('ppo: every action is masked');
+    let sum = 0;
+    const probs = new Float64Array(K);
+    for (let k = 0; k < K; k++) {
+      probs[k] = Math.exp((logits[k] as number) - maxL);
+      sum += probs[k] as number;
+    }
+    let action = 0;
+    if (explore) {
+      let u = this.rng.next() * sum;
+      action = -1;
+      for (let k = 0; k < K; k++) {
+        if (probs[k] === 0) continue;
+        action = k;
+        u -= probs[k] as number;
+        if (u < 0) break;
+      }
+    } else {
+      for (let k = 1; k < K; k++) if ((probs[k] as number) > (probs[action] as number)) action = k;
+    }
+    const logp = Math.log((probs[action] as number) / sum);
+    this.pending = {
+      obs: Array.from(observation),
+      mask: mask ? Array.from(mask) : null,
+      action,
+      logp,
+      value,
+      explore,
+    };
+    return action;
+  }
+
+  observe(t: Transition): void {
+    const p = this.pending;
+    this.pending = null;
+    if (p && p.action === t.action) {
+      this.episode.push({ obs: p.obs, mask: p.mask, action: p.action, logp: p.logp, value: p.value, reward: t.reward, done: t.done });
+      if (p.explore) this.episodeExplored = true;
+    }
+    if (t.done) this.resetRecurrentState();
+  }
+
+  async endEpisode(_summary: EpisodeSummary): Promise<void> {
+    this.resetRecurrentState();
+    if (this.episode.length > 0 && this.episodeExplored) this.rollout.push(this.episode);
+    this.episode = [];
+    this.episodeExplored = false;
+    if (this.rollout.length >= this.options.episodesPerRollout) {
+      this.update();
+      this.rollout = [];
+    }
+  }
+
+  private resetRecurrentState(): void {
+    if (this.h) this.h.dispose();
+    if (this.c) this.c.dispose();
+    this.h = null;
+    this.c = null;
+  }
+
+  // --- learning -------------------------------------------------------------------------------
+  /** Folds this rollout's episode returns into the running mean / variance (parallel Welford). */
+  private updateReturnStats(episodes: StepRecord[][]): void {
+    const returns = episodes.map((ep) => ep.reduce((s, x) => s + x.reward, 0));
+    const n = returns.length;
+    if (n === 0) return;
+    const mean = returns.reduce((a, b) => a + b, 0) / n;
+    const variance = returns.reduce((a, b) => a + (b - mean) ** 2, 0) / n;
+    const s = this.returnStats;
+    const total = s.count + n;
+    const delta = mean - s.mean;
+    const m2 = s.var * s.count + variance * n + (delta * delta * s.count * n) / total;
+    this.returnStats = { count: total, mean: s.mean + (delta * n) / total, var: m2 / total };
+  }
+
+  /** GAE(lambda) per episode; the value after an episode's last step is 0. */
+  private advantages(ep: StepRecord[]): { adv: number[]; ret: number[] } {
+    const { gamma, gaeLambda } = this.options;
+    const scale = this.options.normalizeRewards ? 1 / Math.sqrt(this.returnStats.var + 1e-8) : 1;
+    const adv = new Array<number>(ep.length).fill(0);
+    let last = 0;
+    for (let t = ep.length - 1; t >= 0; t--) {
+      const s = ep[t] as StepRecord;
+      const nextValue = t + 1 < ep.length && !s.done ? (ep[t + 1] as StepRecord).value : 0;
+      const nonTerminal = t + 1 < ep.length && !s.done ? 1 : 0;
+      const delta = s.reward * scale + gamma * nextValue * nonTerminal - s.value;
+      last = delta + gamma * gaeLambda * nonTerminal * last;
+      adv[t] = last;
+    }
+    return { adv, ret: adv.map((a, t) => a + (ep[t] as StepRecord).value) };
+  }
+
+  /** Runs `epochs` passes of minibatch updates over the collected rollout. */
+  private update(): void {
+    const ctx = this.requireSetup();
+    const adam = this.adam as Adam;
+    const K = ctx.numActions;
+    const D = ctx.observationSize;
+    const { epochs, minibatches, clipCoef, entropyCoef, valueCoef, maxGradNorm, normalizeAdvantages } = this.options;
+    const episodes = this.rollout;
+    if (this.options.normalizeRewards) this.updateReturnStats(episodes);
+    const gae = episodes.map((ep) => this.advantages(ep));
+    const T = Math.max(...episodes.map((ep) => ep.length));
+    const lstm = this.options.policy === 'lstm';
+
+    // Flat arrays, episode-major and padded to T (padding has weight 0).
+    const E = episodes.length;
+    const N = E * T;
+    const obs = new Float32Array(N * D);
+    const masks = new Float32Array(N * K).fill(1);
+    const actions = new Int32Array(N);
+    const oldLogp = new Float32Array(N);
+    const advs = new Float32Array(N);
+    const rets = new Float32Array(N);
+    const valid = new Float32Array(N);
+    episodes.forEach((ep, e) => {
+      ep.forEach((s, t) => {
+        const i = e * T + t;
+        obs.set(s.obs, i * D);
+        if (s.mask) masks.set(s.mask, i * K);
+        actions[i] = s.action;
+        oldLogp[i] = s.logp;
+        advs[i] = (gae[e] as { adv: number[] }).adv[t] as number;
+        rets[i] = (gae[e] as { ret: number[] }).ret[t] as number;
+        valid[i] = 1;
+      });
+    });
+    const tObs = tf.tensor2d(obs, [N, D]);
+    const tMask = tf.tensor2d(masks, [N, K]);
+    const tAct = tf.tensor1d(actions, 'int32');
+    const tOldLogp = tf.tensor1d(oldLogp);
+    const tAdv = tf.tensor1d(advs);
+    const tRet = tf.tensor1d(rets);
+    const tValid = tf.tensor1d(valid);
+    const vars = this.params.map((q) => q.variable);
+    const losses = { policy: 0, value: 0, entropy: 0, n: 0 };
+
+    for (let epoch = 0; epoch < epochs; epoch++) {
+      // Minibatches: LSTM over whole episodes (the recurrence needs them), MLP over valid steps.
+      const units = lstm
+        ? this.rng.shuffle(Array.from({ length: E }, (_, e) => e))
+        : this.rng.shuffle(Array.from({ length: N }, (_, i) => i).filter((i) => valid[i] === 1));
+      const nMb = Math.max(1, Math.min(minibatches, units.length));
+      const mbSize = Math.ceil(units.length / nMb);
+      for (let start = 0; start < units.length; start += mbSize) {
+        const chunk = units.slice(start, start + mbSize);
+        const idx = lstm ? chunk.flatMap((e) => Array.from({ length: T }, (_, t) => e * T + t)) : chunk;
+        tf.tidy(() => {
+          const ix = tf.tensor1d(Int32Array.from(idx), 'int32');
+          const mbObs = tf.gather(tObs, ix) as tf.Tensor2D;
+          const mbMask = tf.gather(tMask, ix);
+          const mbAct = tf.gather(tAct, ix);
+          const mbOld = tf.gather(tOldLogp, ix);
+          const mbRet = tf.gather(tRet, ix);
+          const w = tf.gather(tValid, ix);
+          const wSum = w.sum().maximum(1);
+          let mbAdv = tf.gather(tAdv, ix);
+          if (normalizeAdvantages) {
+            const mean = mbAdv.mul(w).sum().div(wSum);
+            const std = mbAdv.sub(mean).square().mul(w).sum().div(wSum).sqrt();
+            mbAdv = mbAdv.sub(mean).div(std.add(1e-8));
+          }
+          const lossFn = (): tf.Scalar => {
+            const { logits, values } = lstm ? this.lstmUnroll(mbObs, chunk.length, T) : this.mlpForward(mbObs);
+            const masked = logits.add(tf.scalar(1).sub(mbMask).mul(MASKED_LOGIT));
+            const logpAll = tf.logSoftmax(masked);
+            const logp = logpAll.mul(tf.oneHot(mbAct, K)).sum(1);
+            const ratio = tf.exp(logp.sub(mbOld));
+            const pg1 = mbAdv.mul(ratio);
+            const pg2 = mbAdv.mul(tf.clipByValue(ratio, 1 - clipCoef, 1 + clipCoef));
+            const policyLoss = tf.minimum(pg1, pg2).mul(w).sum().div(wSum).neg();
+            const valueLoss = values.sub(mbRet).square().mul(w).sum().div(wSum).mul(0.5);
+            const entropy = tf.exp(logpAll).mul(logpAll).mul(mbMask).sum(1).neg().mul(w).sum().div(wSum);
+            losses.policy += (policyLoss.dataSync()[0] as number);
+            losses.value += (valueLoss.dataSync()[0] as number);
+            losses.entropy += (entropy.dataSync()[0] as number);
+            losses.n += 1;
+            return policyLoss.add(valueLoss.mul(valueCoef)).sub(entropy.mul(entropyCoef)) as tf.Scalar;
+          };
+          const { grads } = tf.variableGrads(lossFn, vars);
+          const clipped = clipByGlobalNorm(
+            vars.map((v) => grads[v.name] as tf.Tensor),
+            maxGradNorm,
+          );
+          adam.step(clipped);
+        });
+      }
+    }
+    tf.dispose([tObs, tMask, tAct, tOldLogp, tAdv, tRet, tValid]);
+    this.updates += 1;
+    const n = Math.max(1, losses.n);
+    this.lastLoss = { policy: losses.policy / n, value: losses.value / n, entropy: losses.entropy / n };
+  }
+
+  /**
+   * log pi(a|s) of recorded steps under the current policy, computed as the update computes them
+   * (LSTM: unrolled over each whole episode from a zero state). Episodes acted since the last update
+   * give back the log-probabilities recorded while acting.
+   */
+  recomputeLogProbs(episodes: readonly (readonly Pick<StepRecord, 'obs' | 'mask' | 'action'>[])[]): number[][] {
+    const ctx = this.requireSetup();
+    const K = ctx.numActions;
+    const D = ctx.observationSize;
+    const T = Math.max(0, ...episodes.map((ep) => ep.length));
+    const E = episodes.length;
+    if (E === 0 || T === 0) return episodes.map(() => []);
+    const obs = new Float32Array(E * T * D);
+    const masks = new Float32Array(E * T * K).fill(1);
+    const actions = new Int32Array(E * T);
+    episodes.forEach((ep, e) =>
+      ep.forEach((s, t) => {
+        const i = e * T + t;
+        obs.set(s.obs, i * D);
+        if (s.mask) masks.set(s.mask, i * K);
+        actions[i] = s.action;
+      }),
+    );
+    const flat = tf.tidy(() => {
+      const x = tf.tensor2d(obs, [E * T, D]);
+      const { logits } = this.options.policy === 'lstm' ? this.lstmUnroll(x, E, T) : this.mlpForward(x);
+      const masked = logits.add(tf.scalar(1).sub(tf.tensor2d(masks, [E * T, K])).mul(MASKED_LOGIT));
+      return tf.logSoftmax(masked).mul(tf.oneHot(tf.tensor1d(actions, 'int32'), K)).sum(1);
+    });
+    const values = flat.dataSync();
+    flat.dispose();
+    return episodes.map((ep, e) => ep.map((_, t) => values[e * T + t] as number));
+  }
+
+  /** Unrolls the LSTM over B whole episodes; obs rows are episode-major [B*T, D]. */
+  private lstmUnroll(obs: tf.Tensor2D, B: number, T: number): { logits: tf.Tensor2D; values: tf.Tensor1D } {
+    const H = this.options.hiddenSize;
+    const D = obs.shape[1];
+    const seq = obs.reshape([B, T, D]);
+    let h = tf.zeros([B, H]) as tf.Tensor2D;
+    let c = tf.zeros([B, H]) as tf.Tensor2D;
+    const outs: tf.Tensor2D[] = [];
+    for (let t = 0; t < T; t++) {
+      const x = seq.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D;
+      ({ h, c } = this.lstmCell(x, h, c));
+      outs.push(h);
+    }
+    // [T, B, H] -> [B, T, H] -> [B*T, H] so rows line up with obs.
+    const hs = tf.stack(outs, 1).reshape([B * T, H]) as tf.Tensor2D;
+    return this.lstmHeads(hs);
+  }
+
+  // --- checkpoints ----------------------------------------------------------------------------
+  getState(): PpoState {
+    const ctx = this.requireSetup();
+    const params: PpoState['params'] = {};
+    for (const q of this.params) params[q.name] = { shape: q.variable.shape.slice(), values: Array.from(q.variable.dataSync()) };
+    return {
+      kind: 'ppo',
+      version: STATE_VERSION,
+      options: { ...this.options },
+      observationSize: ctx.observationSize,
+      numActions: ctx.numActions,
+      rng: getRngState(this.rng),
+      updates: this.updates,
+      returnStats: { ...this.returnStats },
+      params,
+      adam: (this.adam as Adam).getState(),
+      rollout: this.rollout.map((ep) => ep.map((s) => ({ ...s }))),
+      episode: this.episode.map((s) => ({ ...s })),
+      episodeExplored: this.episodeExplored,
+      recurrent: this.h && this.c ? { h: Array.from(this.h.dataSync()), c: Array.from(this.c.dataSync()) } : null,
+    };
+  }
+
+  setState(state: unknown): void {
+    const ctx = this.requireSetup();
+    const s = state as Partial<PpoState> | null;
+    const bad = (field: string, expected: string): never => {
+      throw new UserError('agent state does not match this ppo agent', { field: `agentState.${field}`, expected });
+    };
+    if (!s || typeof s !== 'object' || s.kind !== 'ppo') bad('kind', "'ppo'");
+    const st = s as PpoState;
+    if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
+    if (st.options.policy !== this.options.policy) bad('options.policy', this.options.policy);
+    if (st.options.hiddenSize !== this.options.hiddenSize) bad('options.hiddenSize', String(this.options.hiddenSize));
+    if (st.observationSize !== ctx.observationSize) bad('observationSize', String(ctx.observationSize));
+    if (st.numActions !== ctx.numActions) bad('numActions', String(ctx.numActions));
+    for (const q of this.params) {
+      const p = st.params[q.name];
+      if (!p || p.values.length !== q.variable.size) bad(`params.${q.name}`, `${q.variable.size} numbers`);
+      tf.tidy(() => q.variable.assign(tf.tensor((p as { values: number[] }).values, q.variable.shape)));
+    }
+    (this.adam as Adam).setState(st.adam);
+    setRngState(this.rng, st.rng);
+    this.updates = st.updates;
+    this.returnStats = { ...st.returnStats };
+    this.rollout = st.rollout.map((ep) => ep.map((x) => ({ ...x })));
+    this.episode = st.episode.map((x) => ({ ...x }));
+    this.episodeExplored = st.episodeExplored;
+    this.pending = null;
+    this.resetRecurrentState();
+    if (st.recurrent) {
+      const H = this.options.hiddenSize;
+      this.h = tf.tensor2d(st.recurrent.h, [1, H]);
+      this.c = tf.tensor2d(st.recurrent.c, [1, H]);
+    }
+  }
+
+  /** Number of PPO updates done so far. */
+  get updateCount(): number {
+    return this.updates;
+  }
+
+  private requireSetup(): AgentContext {
+    if (!this.ctx || !this.adam) throw new Error('ppo: setup(ctx) must be called first');
+    return this.ctx;
+  }
+
+  private disposeNetworks(): void {
+    this.resetRecurrentState();
+    for (const q of this.params) q.variable.dispose();
+    this.params = [];
+    if (this.adam) this.adam.dispose();
+    this.adam = null;
+  }
+
+  dispose(): void {
+    this.disposeNetworks();
+    this.ctx = null;
+  }
+}
+
+export function createPpoAgent(options: Partial<PpoOptions> = {}): PpoAgent {
+  return new PpoAgent(options);
+}
+
+export const ppoAgentEntry: AgentEntry = {
+  describe: 'PPO (clipped surrogate, GAE) with an MLP or an LSTM (ReLeQ) policy over the layers; masks supported',
+  defaults: { ...PPO_DEFAULTS },
+  create: (opts) => new PpoAgent(opts as Partial<PpoOptions>),
+};

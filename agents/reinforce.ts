@@ -1,0 +1,319 @@
+/**
+ * REINFORCE (Williams 1992) with a moving-average baseline and an entropy bonus.
+ *
+ *   policy      pi(a|s) = softmax(masked MLP(s)), MLP: obs -> hidden (tanh) -> hidden (tanh) -> actions
+ *   act         sample from pi (explore) or take its argmax (explore = false); masked actions get 0
+ *   returns     G_t = sum_{k>=t} gamma^(k-t) r_k     (the env rewards the last step only)
+ *   baseline    b <- d b + (1-d) G_0 per episode; advantage A_t = (G_t - b) / sigma, where
+ *               sigma^2 <- d sigma^2 + (1-d) (G_0 - b)^2 (a running scale; our choice, so that the
+ *               learning rate and entropy coefficient do not depend on the reward's units)
+ *   loss        -mean_t [A_t log pi(a_t|s_t)] - entropyCoef x mean_t H(pi(.|s_t))
+ *   update      Adam, once every `episodesPerUpdate` exploring episodes, on all their steps in one batch
+ *
+ * Episodes run with explore = false (greedy evaluation) are not learned from. Deterministic for a
+ * seed: weights are initialised from the seed, and episode e samples from a stream derived from
+ * (seed, e). getState/setState carry the weights, the Adam moments, the baseline and the episode count.
+ */
+import { tf } from '../src/backend/index.js';
+import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { Rng } from '../src/util/rng.js';
+import type { AgentEntry } from './index.js';
+import { episodeRng } from './random.js';
+
+/** Hyperparameters (the registry's defaults). */
+export const REINFORCE_DEFAULTS = {
+  /** Units in each of the two hidden layers. */
+  hidden: 64,
+  /** Adam step size. */
+  learningRate: 0.005,
+  /** Weight of the entropy bonus. */
+  entropyCoef: 0.1,
+  /** d: decay of the moving-average baseline and of the advantage scale. */
+  baselineDecay: 0.9,
+  /** Discount of returns (1: the terminal reward counts fully at every step, as in HAQ). */
+  gamma: 1,
+  /** Exploring episodes per policy update. */
+  episodesPerUpdate: 1,
+  adamBeta1: 0.9,
+  adamBeta2: 0.999,
+  adamEpsilon: 1e-8,
+};
+export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
+
+const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
+
+/** A variable initialised from `init`, which is then disposed. */
+function ownedVariable(init: tf.Tensor, trainable: boolean): tf.Variable {
+  const v = tf.variable(init, trainable);
+  init.dispose();
+  return v;
+}
+
+export interface ReinforceState {
+  options: ReinforceOptions;
+  seed: number;
+  episodes: number;
+  updates: number;
+  baseline: number | null;
+  scale2: number;
+  observationSize: number;
+  numActions: number;
+  params: Record<string, number[]>;
+  adamM: Record<string, number[]>;
+  adamV: Record<string, number[]>;
+}
+
+interface Step {
+  observation: Float32Array;
+  action: number;
+  reward: number;
+  mask: Uint8Array | null;
+}
+
+export class ReinforceAgent implements StepAgent {
+  readonly name = 'reinforce';
+  readonly kind = 'step' as const;
+  readonly options: ReinforceOptions;
+
+  private seed = 0;
+  private obsSize = 0;
+  private numActions = 0;
+  private episodes = 0;
+  private updates = 0;
+  private baseline: number | null = null;
+  private scale2 = 0;
+  private rng: Rng = episodeRng(0, 0);
+  private params: tf.Variable[] = [];
+  private adamM: tf.Variable[] = [];
+  private adamV: tf.Variable[] = [];
+  private episode: Step[] = [];
+  private explored = true;
+  /** Finished exploring episodes waiting for the next update: their steps and advantages. */
+  private pending: { steps: Step[]; advantages: number[] }[] = [];
+
+  constructor(options: Partial<ReinforceOptions> = {}) {
+    this.options = { ...REINFORCE_DEFAULTS, ...options };
+  }
+
+  setup(ctx: AgentContext): void {
+    this.dispose();
+    this.seed = ctx.seed;
+    this.obsSize = ctx.observationSize;
+    this.numActions = ctx.numActions;
+    this.episodes = 0;
+    this.updates = 0;
+    this.baseline = null;
+    this.scale2 = 0;
+    this.rng = episodeRng(this.seed, 0);
+    this.episode = [];
+    this.pending = [];
+    this.explored = true;
+    const init = new Rng(this.seed ^ 0x5eed);
+    const h = this.options.hidden;
+    const shapes: [number, number][] = [
+      [this.obsSize, h],
+      [1, h],
+      [h, h],
+      [1, h],
+      [h, this.numActions],
+      [1, this.numActions],
+    ];
+    this.params = shapes.map((shape, i) => {
+      const [fanIn, fanOut] = shape;
+      const values = new Float32Array(fanIn * fanOut);
+      if (i % 2 === 0) {
+        // Glorot uniform; the output layer 100x smaller so the first policy is near uniform.
+        const limit = Math.sqrt(6 / (fanIn + fanOut)) * (i === 4 ? 0.01 : 1);
+        for (let k = 0; k < values.length; k++) values[k] = (2 * init.next() - 1) * limit;
+      }
+      return ownedVariable(tf.tensor2d(values, shape), true);
+    });
+    this.adamM = this.params.map((p) => ownedVariable(tf.zerosLike(p), false));
+    this.adamV = this.params.map((p) => ownedVariable(tf.zerosLike(p), false));
+  }
+
+  /** Action probabilities at an observation (masked choices at 0). */
+  probabilities(observation: Float32Array, mask: Uint8Array | null): Float64Array {
+    const out = tf.tidy(() => this.forward(tf.tensor2d(observation, [1, this.obsSize])));
+    const logits = out.dataSync() as Float32Array;
+    out.dispose();
+    let max = -Infinity;
+    for (let i = 0; i < logits.length; i++) if (!mask || mask[i]) max = Math.max(max, logits[i] as number);
+    const p = new Float64Array(logits.length);
+    let sum = 0;
+    for (let i = 0; i < logits.length; i++) {
+      if (mask && !mask[i]) continue;
+      p[i] = Math.exp((logits[i] as number) - max);
+      sum += p[i] as number;
+    }
+    if (!(sum > 0)) {
+      p.fill(1 / p.length);
+      return p;
+    }
+    for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) / sum;
+    return p;
+  }
+
+  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+    const usable = mask && mask.some((m) => m === 1) ? mask : null;
+    const p = this.probabilities(observation, usable);
+    if (!explore) {
+      this.explored = false;
+      let best = 0;
+      for (let i = 1; i < p.length; i++) if ((p[i] as number) > (p[best] as number)) best = i;
+      return best;
+    }
+    let u = this.rng.next();
+    for (let i = 0; i < p.length; i++) {
+      u -= p[i] as number;
+      if (u < 0 && (p[i] as number) > 0) return i;
+    }
+    for (let i = p.length - 1; i >= 0; i--) if ((p[i] as number) > 0) return i;
+    return 0;
+  }
+
+  observe(t: Transition): void {
+    this.episode.push({ observation: t.observation, action: t.action, reward: t.reward, mask: t.mask });
+  }
+
+  endEpisode(_summary: EpisodeSummary): void {
+    const steps = this.episode;
+    this.episode = [];
+    const learn = this.explored && steps.length > 0;
+    this.explored = true;
+    this.episodes++;
+    this.rng = episodeRng(this.seed, this.episodes);
+    if (!learn) return;
+
+    const { gamma, baselineDecay: d } = this.options;
+    const returns = new Array<number>(steps.length);
+    let g = 0;
+    for (let t = steps.length - 1; t >= 0; t--) {
+      g = (steps[t] as Step).reward + gamma * g;
+      returns[t] = g;
+    }
+    const episodeReturn = returns[0] as number;
+    if (this.baseline === null) this.baseline = episodeReturn;
+    const dev = episodeReturn - this.baseline;
+    this.scale2 = d * this.scale2 + (1 - d) * dev * dev;
+    const scale = Math.sqrt(this.scale2) + 1e-8;
+    const advantages = returns.map((r) => (r - (this.baseline as number)) / scale);
+    this.baseline = d * this.baseline + (1 - d) * episodeReturn;
+
+    this.pending.push({ steps, advantages });
+    if (this.pending.length >= this.options.episodesPerUpdate) this.update();
+  }
+
+  private forward(x: tf.Tensor2D): tf.Tensor2D {
+    const [w1, b1, w2, b2, w3, b3] = this.params as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    const h1 = tf.tanh(tf.add(tf.matMul(x, w1), b1));
+    const h2 = tf.tanh(tf.add(tf.matMul(h1, w2), b2));
+    return tf.add(tf.matMul(h2, w3), b3) as tf.Tensor2D;
+  }
+
+  /** One policy-gradient step on every pending episode's steps, in one batch. */
+  private update(): void {
+    const steps = this.pending.flatMap((e) => e.steps);
+    const adv = this.pending.flatMap((e) => e.advantages);
+    this.pending = [];
+    const n = steps.length;
+    const A = this.numActions;
+    const obs = new Float32Array(n * this.obsSize);
+    const onehot = new Float32Array(n * A);
+    const maskAdd = new Float32Array(n * A);
+    steps.forEach((s, t) => {
+      obs.set(s.observation, t * this.obsSize);
+      onehot[t * A + s.action] = 1;
+      const usable = s.mask && s.mask.some((m) => m === 1) ? s.mask : null;
+      if (usable) for (let a = 0; a < A; a++) if (!usable[a]) maskAdd[t * A + a] = -1e9;
+    });
+    const { entropyCoef, learningRate, adamBeta1: b1, adamBeta2: b2, adamEpsilon: eps } = this.options;
+    this.updates++;
+    const tStep = this.updates;
+    tf.tidy(() => {
+      const x = tf.tensor2d(obs, [n, this.obsSize]);
+      const actions = tf.tensor2d(onehot, [n, A]);
+      const maskT = tf.tensor2d(maskAdd, [n, A]);
+      const advT = tf.tensor1d(Float32Array.from(adv));
+      const lossFn = (): tf.Scalar => {
+        const logp = tf.logSoftmax(tf.add(this.forward(x), maskT));
+        const chosen = tf.sum(tf.mul(logp, actions), 1);
+        const pg = tf.neg(tf.mean(tf.mul(chosen, advT)));
+        const p = tf.exp(logp);
+        const entropy = tf.mean(tf.neg(tf.sum(tf.mul(p, tf.maximum(logp, -1e4)), 1)));
+        return tf.sub(pg, tf.mul(entropyCoef, entropy)) as tf.Scalar;
+      };
+      const { grads } = tf.variableGrads(lossFn, this.params);
+      const c1 = 1 - Math.pow(b1, tStep);
+      const c2 = 1 - Math.pow(b2, tStep);
+      this.params.forEach((p, i) => {
+        const gr = grads[p.name] as tf.Tensor;
+        const m = this.adamM[i] as tf.Variable;
+        const v = this.adamV[i] as tf.Variable;
+        m.assign(tf.add(tf.mul(b1, m), tf.mul(1 - b1, gr)));
+        v.assign(tf.add(tf.mul(b2, v), tf.mul(1 - b2, tf.square(gr))));
+        const step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
+        p.assign(tf.sub(p, tf.mul(learningRate, step)));
+      });
+    });
+  }
+
+  getState(): ReinforceState {
+    const dump = (vs: tf.Variable[]): Record<string, number[]> =>
+      Object.fromEntries(vs.map((v, i) => [PARAM_NAMES[i] as string, Array.from(v.dataSync())]));
+    return {
+      options: { ...this.options },
+      seed: this.seed,
+      episodes: this.episodes,
+      updates: this.updates,
+      baseline: this.baseline,
+      scale2: this.scale2,
+      observationSize: this.obsSize,
+      numActions: this.numActions,
+      params: dump(this.params),
+      adamM: dump(this.adamM),
+      adamV: dump(this.adamV),
+    };
+  }
+
+  setState(state: unknown): void {
+    const s = state as ReinforceState;
+    if (!s || typeof s !== 'object' || !s.params || s.observationSize !== this.obsSize || s.numActions !== this.numActions) {
+      throw new Error(
+        `reinforce: state does not fit this problem (observation ${s?.observationSize}/${this.obsSize}, actions ${s?.numActions}/${this.numActions}); call setup() first`,
+      );
+    }
+    const load = (vs: tf.Variable[], values: Record<string, number[]>): void =>
+      vs.forEach((v, i) => {
+        const data = values[PARAM_NAMES[i] as string];
+        if (!data || data.length !== v.size) throw new Error(`reinforce: state tensor ${PARAM_NAMES[i]} has the wrong size`);
+        const t = tf.tensor(data, v.shape);
+        v.assign(t);
+        t.dispose();
+      });
+    load(this.params, s.params);
+    load(this.adamM, s.adamM);
+    load(this.adamV, s.adamV);
+    this.seed = s.seed;
+    this.episodes = s.episodes;
+    this.updates = s.updates;
+    this.baseline = s.baseline;
+    this.scale2 = s.scale2;
+    this.pending = [];
+    this.episode = [];
+    this.rng = episodeRng(this.seed, this.episodes);
+  }
+
+  dispose(): void {
+    for (const v of [...this.params, ...this.adamM, ...this.adamV]) v.dispose();
+    this.params = [];
+    this.adamM = [];
+    this.adamV = [];
+  }
+}
+
+export const reinforceAgentEntry: AgentEntry = {
+  describe: 'REINFORCE policy gradient: MLP policy over the observation, moving-average baseline, entropy bonus, masks',
+  defaults: { ...REINFORCE_DEFAULTS },
+  create: (opts) => new ReinforceAgent(opts as Partial<ReinforceOptions>),
+};

@@ -1,0 +1,379 @@
+/**
+ * Filter gradients on wasm.
+ *
+ * Conv2DBackpropFilter: dW[i,j,ci,co] = sum_{n,oh,ow} xpad[n, oh*sh + i, ow*sw + j, ci] * dy[n,oh,ow,co].
+ * Default: for each tap, dW[tap] = X_tap^T dy computed in register tiles by the SIMD routines
+ * of simd.ts, in place on the wasm heap (x first copied into a zero-padded buffer when the
+ * convolution pads; dy's channels padded to a multiple of 4 when needed).
+ * Fallback ('xnnpack'): with ci as the batch and n as the input channel the gradient is a Conv2D
+ * of x^T [Ci,H,W,N] with the filter dy^T [Ho,Wo,N,Co], stride = the forward dilation, dilation =
+ * the forward stride, transposed from [Ci,kh,kw,Co] to [kh,kw,Ci,Co]; exact, but XNNPACK repacks
+ * dy as weights on every call, which costs about as much as the multiply-adds.
+ *
+ * DepthwiseConv2dNativeBackpropFilter: dW[i,j,c,m] = sum_{n,oh,ow} xpad[n,..,c] * dy[n,oh,ow,c*M+m].
+ * Default: the WebAssembly SIMD routine of simd.ts, run in place on the wasm heap (x is first
+ * copied into a zero-padded buffer when the convolution pads, and its channels repeated M times
+ * when M > 1). Fallback when SIMD is unavailable ('xnnpack'): with (n,c) pairs as channels the
+ * gradient is a DepthwiseConv2dNative of x as [1,H,W,N*C] with the filter dy as [Ho,Wo,N*C,M],
+ * summed over n; exact, but XNNPACK runs such a large depthwise kernel slowly.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
+import { filterGradPads } from './geometry.js';
+import { wasmSimdRoutines, type SimdRoutines } from './simd.js';
+import {
+  asWasmBackend,
+  cropNHWC,
+  heapF32,
+  makeF32,
+  release,
+  runWasmKernel,
+  transpose,
+  view,
+  zeros,
+  type TensorInfo,
+  type WasmBackend,
+} from './wasm-ops.js';
+
+type Shape4 = [number, number, number, number];
+
+/**
+ * How the filter gradients are computed: 'auto' uses the SIMD routines when the runtime has
+ * WebAssembly SIMD, else the XNNPACK formulations; 'simd' / 'xnnpack' force one (for tests and
+ * benchmarks).
+ */
+export type FilterGradMethod = 'auto' | 'simd' | 'xnnpack';
+export const filterGradOptions: { method: FilterGradMethod } = { method: 'auto' };
+
+/** The SIMD routines when the chosen method allows them; throws when 'simd' is forced but unavailable. */
+function simdFor(backend: unknown, kernelName: string): SimdRoutines | null {
+  if (filterGradOptions.method === 'xnnpack') return null;
+  const simd = wasmSimdRoutines(backend);
+  if (simd == null && filterGradOptions.method === 'simd') {
+    throw new Error(`${kernelName}: WebAssembly SIMD is not available on this backend`);
+  }
+  return simd;
+}
+
+function input(inputs: tf.NamedTensorInfoMap, name: string, kernelName: string): TensorInfo {
+  const t = inputs[name];
+  if (t == null || t.shape.length !== 4) throw new Error(`${kernelName}: input '${name}' must be a rank-4 tensor`);
+  if (t.dtype !== 'float32') throw new Error(`${kernelName}: input '${name}' must be float32, got ${t.dtype}`);
+  return t;
+}
+
+/**
+ * Crops the (already transposed) input when the correlation would need negative padding on the
+ * far side. Takes ownership of `x`: returns either `x` itself or a cropped copy (freeing `x`).
+ */
+function cropIfNeeded(
+  backend: WasmBackend,
+  x: TensorInfo,
+  rows: ReturnType<typeof filterGradPads>,
+  cols: ReturnType<typeof filterGradPads>,
+): TensorInfo {
+  if (rows.cropBefore === 0 && rows.cropAfter === 0 && cols.cropBefore === 0 && cols.cropAfter === 0) return x;
+  const cropped = cropNHWC(backend, x, rows.cropBefore, rows.keptLength, cols.cropBefore, cols.keptLength);
+  release(backend, x);
+  return cropped;
+}
+
+export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+  const name = 'Conv2DBackpropFilter';
+  const backend = asWasmBackend(b, name);
+  const x = input(inputs, 'x', name);
+  const dy = input(inputs, 'dy', name);
+  const a = (attrs ?? {}) as { strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
+  const channelsFirst = a.dataFormat === 'NCHW';
+  const spec = convSpec({
+    kernelName: name,
+    inShapeNHWC: channelsFirst ? shapeToNHWC(x.shape) : (x.shape as Shape4),
+    filterShape: a.filterShape,
+    outShapeNHWC: channelsFirst ? shapeToNHWC(dy.shape) : (dy.shape as Shape4),
+    strides: a.strides,
+    dilations: 1,
+    pad: a.pad,
+    channelsFirst,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: false,
+  });
+  const simd = simdFor(b, name);
+  if (simd == null) return convFilterGradByXnnpack(backend, spec, x, dy, channelsFirst);
+  if (!channelsFirst) return convFilterGradBySimd(backend, simd, spec, x, dy);
+  const xNHWC = transpose(backend, x, [0, 2, 3, 1]);
+  const dyNHWC = transpose(backend, dy, [0, 2, 3, 1]);
+  const dW = convFilterGradBySimd(backend, simd, spec, xNHWC, dyNHWC);
+  release(backend, xNHWC);
+  release(backend, dyNHWC);
+  return dW;
+};
+
+/** Bytes of x and dy a batch chunk of the SIMD filter gradient should stay within (cache-sized). */
+const SIMD_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * dW = sum over pixels of x[pixel + tap] (outer) dy[pixel], in register tiles of the SIMD
+ * routines. The batch is processed in chunks whose x and dy fit in cache, each chunk running all
+ * tiles and accumulating into dW. With one input channel and no column dilation, 4 neighbouring
+ * column taps share one tile (their x values are adjacent).
+ */
+function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
+  const [kh, kw, ci, co] = spec.filterShape;
+  const [n, h, w] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  const { rows, cols } = spec;
+  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
+  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
+  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w;
+  const xp = direct ? x : paddedInput(backend, spec, x, hp, wp, 1);
+  const [xRows, xCols] = direct ? [h, w] : [hp, wp];
+  // Output channels padded to a multiple of 4 (one f32x4 lane group).
+  const coP = Math.ceil(co / 4) * 4;
+  const dyP = coP === co ? dy : padChannels(backend, dy, coP);
+  const dWP = zeros(backend, [kh, kw, ci, coP]);
+  const xBase = heapF32(backend, xp).byteOffset;
+  const dyBase = heapF32(backend, dyP).byteOffset;
+  const outBase = heapF32(backend, dWP).byteOffset;
+  const pixelBytes = ci * 4;
+  const rowBytes = xCols * pixelBytes;
+  const xBatchBytes = xRows * rowBytes;
+  const dyBatchBytes = ho * wo * coP * 4;
+  const chunk = Math.max(1, Math.floor(SIMD_CHUNK_BYTES / (xBatchBytes + dyBatchBytes)));
+  const tile = (c: number, v: number) => {
+    const f = simd.convFilterGrad.get(`${c}x${4 * v}`);
+    if (f == null) throw new Error(`missing SIMD tile ${c}x${4 * v}`);
+    return f;
+  };
+  const tapsShareTile = ci === 1 && cols.dilation === 1;
+  for (let n0 = 0; n0 < n; n0 += chunk) {
+    const batch = Math.min(chunk, n - n0);
+    const xChunk = xBase + n0 * xBatchBytes;
+    const dyChunk = dyBase + n0 * dyBatchBytes;
+    /** All output-channel tiles of one tile row group (`tileRows` = 4 or 1). */
+    const runTiles = (tileRows: number, xStart: number, outStart: number): void => {
+      for (let o0 = 0; o0 < coP; ) {
+        const vectors = coP - o0 >= 8 ? 2 : 1;
+        tile(tileRows, vectors)(
+          xStart, dyChunk + o0 * 4, outStart + o0 * 4, batch, ho, wo,
+          xBatchBytes, rows.stride * rowBytes, cols.stride * pixelBytes, coP * 4, coP * 4,
+        );
+        o0 += 4 * vectors;
+      }
+    };
+    for (let i = 0; i < kh; i++) {
+      const xRow = xChunk + i * rows.dilation * rowBytes;
+      const outRow = outBase + i * kw * ci * coP * 4;
+      if (tapsShareTile) {
+        // One input channel: tile rows are the column taps j..j+3 (adjacent in x and in dW).
+        for (let j = 0; j < kw; ) {
+          const step = kw - j >= 4 ? 4 : 1;
+          runTiles(step, xRow + j * 4, outRow + j * coP * 4);
+          j += step;
+        }
+        continue;
+      }
+      for (let j = 0; j < kw; j++) {
+        const xTap = xRow + j * cols.dilation * pixelBytes;
+        const outTap = outRow + j * ci * coP * 4;
+        for (let c0 = 0; c0 < ci; ) {
+          const step = ci - c0 >= 4 ? 4 : 1;
+          runTiles(step, xTap + c0 * 4, outTap + c0 * coP * 4);
+          c0 += step;
+        }
+      }
+    }
+  }
+  if (!direct) release(backend, xp);
+  if (dyP !== dy) release(backend, dyP);
+  if (coP === co) return dWP;
+  const dW = makeF32(backend, [kh, kw, ci, co], (out) => {
+    const src = heapF32(backend, dWP);
+    for (let r = 0; r < kh * kw * ci; r++) out.set(src.subarray(r * coP, r * coP + co), r * co);
+  });
+  release(backend, dWP);
+  return dW;
+}
+
+/** An NHWC tensor with its channels zero-padded to `channels`. */
+function padChannels(backend: WasmBackend, t: TensorInfo, channels: number): TensorInfo {
+  const c = t.shape[3] as number;
+  const pixels = (t.shape[0] as number) * (t.shape[1] as number) * (t.shape[2] as number);
+  return makeF32(backend, [t.shape[0] as number, t.shape[1] as number, t.shape[2] as number, channels], (out) => {
+    const src = heapF32(backend, t);
+    out.fill(0);
+    for (let p = 0; p < pixels; p++) {
+      const s0 = p * c;
+      const d0 = p * channels;
+      for (let k = 0; k < c; k++) out[d0 + k] = src[s0 + k] as number;
+    }
+  });
+}
+
+/** Conv2D filter gradient as one XNNPACK Conv2D of x^T [Ci,H,W,N] with the filter dy^T [Ho,Wo,N,Co]. */
+function convFilterGradByXnnpack(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, dy: TensorInfo, channelsFirst: boolean): TensorInfo {
+  const [kh, kw, ci, co] = spec.filterShape;
+  const rows = filterGradPads(spec.rows);
+  const cols = filterGradPads(spec.cols);
+  if (rows.keptLength <= 0 || cols.keptLength <= 0) return zeros(backend, [kh, kw, ci, co]);
+
+  // x -> [Ci, H, W, N]; dy -> [Ho, Wo, N, Co].
+  const xT = cropIfNeeded(backend, transpose(backend, x, channelsFirst ? [1, 2, 3, 0] : [3, 1, 2, 0]), rows, cols);
+  const dyT = transpose(backend, dy, channelsFirst ? [2, 3, 0, 1] : [1, 2, 0, 3]);
+  const corr = runWasmKernel(
+    backend,
+    'Conv2D',
+    { x: xT, filter: dyT },
+    {
+      strides: [spec.rows.dilation, spec.cols.dilation],
+      dilations: [spec.rows.stride, spec.cols.stride],
+      pad: explicitPad(rows.padBefore, rows.padAfter, cols.padBefore, cols.padAfter),
+      dataFormat: 'NHWC',
+    },
+  );
+  release(backend, xT);
+  release(backend, dyT);
+  const dW = transpose(backend, corr, [1, 2, 0, 3]);
+  release(backend, corr);
+  return dW;
+}
+
+export const depthwiseConv2dNativeBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+  const name = 'DepthwiseConv2dNativeBackpropFilter';
+  const backend = asWasmBackend(b, name);
+  const x = input(inputs, 'x', name);
+  const dy = input(inputs, 'dy', name);
+  const a = (attrs ?? {}) as { strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
+  const spec = convSpec({
+    kernelName: name,
+    inShapeNHWC: x.shape as Shape4,
+    filterShape: a.filterShape,
+    outShapeNHWC: dy.shape as Shape4,
+    strides: a.strides,
+    dilations: a.dilations,
+    pad: a.pad,
+    channelsFirst: false,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: true,
+  });
+  const simd = simdFor(b, name);
+  if (simd != null) return depthwiseFilterGradBySimd(backend, simd, spec, x, dy);
+  return depthwiseFilterGradByXnnpack(backend, spec, x, dy);
+};
+
+/** x copied into [N, Hp, Wp, C*M]: zero padding, cropped unused rows/columns, channels repeated M times. */
+function paddedInput(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, hp: number, wp: number, m: number): TensorInfo {
+  const [n, h, w, c] = spec.inShape;
+  const top = spec.rows.padBefore;
+  const left = spec.cols.padBefore;
+  const cm = c * m;
+  return makeF32(backend, [n, hp, wp, cm], (out) => {
+    const src = heapF32(backend, x);
+    out.fill(0);
+    const colFrom = Math.max(0, -left);
+    const colTo = Math.min(w, wp - left);
+    if (colTo <= colFrom) return;
+    for (let b = 0; b < n; b++) {
+      for (let r = 0; r < h; r++) {
+        const rp = r + top;
+        if (rp < 0 || rp >= hp) continue;
+        const srcRow = (b * h + r) * w * c;
+        const dstRow = (b * hp + rp) * wp * cm;
+        if (m === 1) {
+          out.set(src.subarray(srcRow + colFrom * c, srcRow + colTo * c), dstRow + (colFrom + left) * c);
+          continue;
+        }
+        for (let col = colFrom; col < colTo; col++) {
+          const s0 = srcRow + col * c;
+          const d0 = dstRow + (col + left) * cm;
+          for (let k = 0; k < c; k++) {
+            const v = src[s0 + k] as number;
+            for (let j = 0; j < m; j++) out[d0 + k * m + j] = v;
+          }
+        }
+      }
+    }
+  });
+}
+
+function depthwiseFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
+  const [kh, kw, c, m] = spec.filterShape;
+  const [n, h, w] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  const { rows, cols } = spec;
+  // Extent of x (in padded coordinates) that the convolution reads.
+  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
+  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
+  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w && m === 1;
+  const xp = direct ? x : paddedInput(backend, spec, x, hp, wp, m);
+  const [xRows, xCols] = direct ? [h, w] : [hp, wp];
+  const dW = zeros(backend, [kh, kw, c, m]);
+  const cm = c * m;
+  const channelBytes = cm * 4;
+  const rowBytes = xCols * channelBytes;
+  simd.dwFilterGrad(
+    heapF32(backend, xp).byteOffset,
+    heapF32(backend, dy).byteOffset,
+    heapF32(backend, dW).byteOffset,
+    n,
+    ho,
+    wo,
+    kh,
+    kw,
+    xRows * rowBytes,
+    rows.stride * rowBytes,
+    cols.stride * channelBytes,
+    rows.dilation * rowBytes,
+    cols.dilation * channelBytes,
+    channelBytes,
+    Math.floor(cm / 16),
+    Math.floor((cm % 16) / 4),
+    cm % 4,
+  );
+  if (!direct) release(backend, xp);
+  return dW;
+}
+
+function depthwiseFilterGradByXnnpack(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
+  const [kh, kw, c, m] = spec.filterShape;
+  const n = spec.batch;
+  const rows = filterGradPads(spec.rows);
+  const cols = filterGradPads(spec.cols);
+  if (rows.keptLength <= 0 || cols.keptLength <= 0) return zeros(backend, [kh, kw, c, m]);
+
+  // x -> [H, W, N, C] seen as [1, H, W, N*C]; dy -> [Ho, Wo, N, C*M] seen as [Ho, Wo, N*C, M].
+  const [, h, w] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  // The view shares xT's memory: releasing xChannels (or cropping it) frees xT.
+  const xT = transpose(backend, x, [1, 2, 0, 3]);
+  const xChannels = cropIfNeeded(backend, view(xT, [1, h, w, n * c]), rows, cols);
+  const dyT = transpose(backend, dy, [1, 2, 0, 3]);
+  const corr = runWasmKernel(
+    backend,
+    'DepthwiseConv2dNative',
+    { x: xChannels, filter: view(dyT, [ho, wo, n * c, m]) },
+    {
+      strides: [spec.rows.dilation, spec.cols.dilation],
+      dilations: [spec.rows.stride, spec.cols.stride],
+      pad: explicitPad(rows.padBefore, rows.padAfter, cols.padBefore, cols.padAfter),
+    },
+  );
+  release(backend, xChannels);
+  release(backend, dyT);
+  if (n === 1) return { dataId: corr.dataId, shape: [kh, kw, c, m], dtype: 'float32' };
+  // corr is [kh*kw, N, C*M]: sum over N.
+  const cm = c * m;
+  const taps = kh * kw;
+  const dW = makeF32(backend, [kh, kw, c, m], (out) => {
+    const src = heapF32(backend, corr);
+    out.fill(0);
+    for (let t = 0; t < taps; t++) {
+      const o = t * cm;
+      for (let b2 = 0; b2 < n; b2++) {
+        const s0 = (t * n + b2) * cm;
+        for (let j = 0; j < cm; j++) out[o + j] += src[s0 + j];
+      }
+    }
+  });
+  release(backend, corr);
+  return dW;
+}

@@ -1,0 +1,210 @@
+/**
+ * Input gradients on wasm, computed by XNNPACK forward convolutions over dy.
+ *
+ * Stride 1: dx is the correlation of dy with the flipped filter (input/output channels swapped
+ * for Conv2D), with padding (k-1)*d - pad: one forward convolution, no copies of dy.
+ * Stride s > 1: the rows (and columns) of dx split into s phases; each phase is a stride-1
+ * correlation of dy with the flipped sub-filter of the taps that reach it (see geometry.ts).
+ * The phases are interleaved into dx in one pass. Multiply-adds are the same as the forward
+ * convolution's (no zero-insertion).
+ * Depthwise with channel multiplier M > 1: the helper depthwise correlation yields [.., C*M]
+ * and the M values of each channel are summed in the same interleave pass.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
+import { inputGradPhases, type Phase1D } from './geometry.js';
+import {
+  asWasmBackend,
+  cropNHWC,
+  heapF32,
+  makeF32,
+  release,
+  runWasmKernel,
+  transpose,
+  type TensorInfo,
+  type WasmBackend,
+} from './wasm-ops.js';
+
+type Shape4 = [number, number, number, number];
+
+function input(inputs: tf.NamedTensorInfoMap, name: string, kernelName: string): TensorInfo {
+  const t = inputs[name];
+  if (t == null || t.shape.length !== 4) throw new Error(`${kernelName}: input '${name}' must be a rank-4 tensor`);
+  if (t.dtype !== 'float32') throw new Error(`${kernelName}: input '${name}' must be float32, got ${t.dtype}`);
+  return t;
+}
+
+/** The flipped sub-filter of one phase, laid out for the helper forward convolution. */
+function subFilter(backend: WasmBackend, filter: TensorInfo, depthwise: boolean, rowTaps: number[], colTaps: number[]): TensorInfo {
+  const [, kw, c2, c3] = filter.shape as Shape4;
+  const nh = rowTaps.length;
+  const nw = colTaps.length;
+  const tapSize = c2 * c3;
+  // Conv2D: [nh, nw, Co, Ci] from w[kh, kw, Ci, Co]. Depthwise: [nh, nw, C*M, 1] from w[kh, kw, C, M].
+  const shape = depthwise ? [nh, nw, tapSize, 1] : [nh, nw, c3, c2];
+  return makeF32(backend, shape, (out) => {
+    const w = heapF32(backend, filter);
+    for (let jh = 0; jh < nh; jh++) {
+      const ih = rowTaps[nh - 1 - jh] as number;
+      for (let jw = 0; jw < nw; jw++) {
+        const iw = colTaps[nw - 1 - jw] as number;
+        const src = (ih * kw + iw) * tapSize;
+        const dst = (jh * nw + jw) * tapSize;
+        if (depthwise) {
+          out.set(w.subarray(src, src + tapSize), dst);
+        } else {
+          // out[dst + co*Ci + ci] = w[src + ci*Co + co]
+          for (let ci = 0; ci < c2; ci++) {
+            for (let co = 0; co < c3; co++) out[dst + co * c2 + ci] = w[src + ci * c3 + co] as number;
+          }
+        }
+      }
+    }
+  });
+}
+
+/** Runs the helper correlation of one (row phase, column phase); null when no tap reaches it. */
+function phaseCorrelation(
+  backend: WasmBackend,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  depthwise: boolean,
+  rp: Phase1D,
+  cp: Phase1D,
+): TensorInfo | null {
+  if (rp.taps.length === 0 || cp.taps.length === 0 || rp.pads.keptLength <= 0 || cp.pads.keptLength <= 0) return null;
+  const cropped = rp.pads.cropBefore + rp.pads.cropAfter + cp.pads.cropBefore + cp.pads.cropAfter > 0;
+  const src = cropped ? cropNHWC(backend, dy, rp.pads.cropBefore, rp.pads.keptLength, cp.pads.cropBefore, cp.pads.keptLength) : dy;
+  const f = subFilter(backend, filter, depthwise, rp.taps, cp.taps);
+  const attrs: tf.NamedAttrMap = {
+    strides: [1, 1],
+    dilations: [rp.dilation, cp.dilation],
+    pad: explicitPad(rp.pads.padBefore, rp.pads.padAfter, cp.pads.padBefore, cp.pads.padAfter),
+  };
+  if (!depthwise) attrs['dataFormat'] = 'NHWC';
+  const out = runWasmKernel(backend, depthwise ? 'DepthwiseConv2dNative' : 'Conv2D', { x: src, filter: f }, attrs);
+  release(backend, f);
+  if (cropped) release(backend, src);
+  return out;
+}
+
+/** out[dst + p*dstStep + k] = src[base + p*srcStep + k] for p < count, k < c. */
+function copyPixels(out: Float32Array, dst: number, dstStep: number, src: Float32Array, base: number, srcStep: number, count: number, c: number): void {
+  for (let p = 0; p < count; p++) {
+    const d = dst + p * dstStep;
+    const s = base + p * srcStep;
+    for (let k = 0; k < c; k++) out[d + k] = src[s + k] as number;
+  }
+}
+
+/** As copyPixels, each output channel summing `m` consecutive source values (channel multiplier). */
+function sumPixels(out: Float32Array, dst: number, dstStep: number, src: Float32Array, base: number, srcStep: number, count: number, c: number, m: number): void {
+  for (let p = 0; p < count; p++) {
+    const d = dst + p * dstStep;
+    const s = base + p * srcStep;
+    for (let k = 0; k < c; k++) {
+      let acc = 0;
+      for (let j = 0; j < m; j++) acc += src[s + k * m + j] as number;
+      out[d + k] = acc;
+    }
+  }
+}
+
+/** dx (NHWC) of a regular or depthwise convolution from dy (NHWC) and the filter. */
+function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo, depthwise: boolean): TensorInfo {
+  const rowPlan = inputGradPhases(spec.rows);
+  const colPlan = inputGradPhases(spec.cols);
+  const sh = spec.rows.stride;
+  const sw = spec.cols.stride;
+  const multiplier = depthwise ? spec.filterShape[3] : 1;
+  // One result per (row phase, column phase), each [N, qCountRows, qCountCols, C * multiplier].
+  const parts: (TensorInfo | null)[] = [];
+  for (const rp of rowPlan.phases) {
+    for (const cp of colPlan.phases) parts.push(phaseCorrelation(backend, dy, filter, depthwise, rp, cp));
+  }
+  const single = parts.length === 1 ? parts[0] : null;
+  if (single != null && multiplier === 1) return single; // stride 1: already exactly dx
+
+  const [n, h, w, c] = spec.inShape;
+  const qRows = rowPlan.qCount;
+  const qCols = colPlan.qCount;
+  const cm = c * multiplier;
+  const dx = makeF32(backend, [n, h, w, c], (out) => {
+    for (let ry = 0; ry < sh; ry++) {
+      for (let rx = 0; rx < sw; rx++) {
+        const part = parts[ry * sw + rx];
+        const src = part == null ? null : heapF32(backend, part);
+        // First row and column of dx in this phase: (y + padTop) = ry (mod sh).
+        const y0 = (((ry - spec.rows.padBefore) % sh) + sh) % sh;
+        const x0 = (((rx - spec.cols.padBefore) % sw) + sw) % sw;
+        const qx0 = (x0 + spec.cols.padBefore - rx) / sw - colPlan.qFirst;
+        for (let b = 0; b < n; b++) {
+          for (let y = y0; y < h; y += sh) {
+            const qy = (y + spec.rows.padBefore - ry) / sh - rowPlan.qFirst;
+            let dst = ((b * h + y) * w + x0) * c;
+            const dstStep = sw * c;
+            if (src == null) {
+              for (let x = x0; x < w; x += sw, dst += dstStep) out.fill(0, dst, dst + c);
+              continue;
+            }
+            const base = ((b * qRows + qy) * qCols + qx0) * cm;
+            const count = Math.ceil((w - x0) / sw);
+            if (multiplier === 1) copyPixels(out, dst, dstStep, src, base, cm, count, c);
+            else sumPixels(out, dst, dstStep, src, base, cm, count, c, multiplier);
+          }
+        }
+      }
+    }
+  });
+  for (const p of parts) release(backend, p);
+  return dx;
+}
+
+export const conv2DBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+  const name = 'Conv2DBackpropInput';
+  const backend = asWasmBackend(b, name);
+  const dy = input(inputs, 'dy', name);
+  const filter = input(inputs, 'filter', name);
+  const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode };
+  const channelsFirst = a.dataFormat === 'NCHW';
+  const spec = convSpec({
+    kernelName: name,
+    inShapeNHWC: channelsFirst ? shapeToNHWC(a.inputShape) : a.inputShape,
+    filterShape: filter.shape as Shape4,
+    outShapeNHWC: channelsFirst ? shapeToNHWC(dy.shape) : (dy.shape as Shape4),
+    strides: a.strides,
+    dilations: 1,
+    pad: a.pad,
+    channelsFirst,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: false,
+  });
+  if (!channelsFirst) return inputGradient(backend, spec, dy, filter, false);
+  const dyNHWC = transpose(backend, dy, [0, 2, 3, 1]);
+  const dxNHWC = inputGradient(backend, spec, dyNHWC, filter, false);
+  release(backend, dyNHWC);
+  const dx = transpose(backend, dxNHWC, [0, 3, 1, 2]);
+  release(backend, dxNHWC);
+  return dx;
+};
+
+export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
+  const name = 'DepthwiseConv2dNativeBackpropInput';
+  const backend = asWasmBackend(b, name);
+  const dy = input(inputs, 'dy', name);
+  const filter = input(inputs, 'filter', name);
+  const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode };
+  const spec = convSpec({
+    kernelName: name,
+    inShapeNHWC: a.inputShape,
+    filterShape: filter.shape as Shape4,
+    outShapeNHWC: dy.shape as Shape4,
+    strides: a.strides,
+    dilations: a.dilations,
+    pad: a.pad,
+    channelsFirst: false,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: true,
+  });
+  return inputGradient(backend, spec, dy, filter, true);
+};

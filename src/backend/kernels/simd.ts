@@ -1,0 +1,339 @@
+/**
+ * Small WebAssembly SIMD routines for filter gradients, assembled here byte by byte and
+ * instantiated on the wasm backend's own memory, so they read and write tensors in place.
+ *
+ * Why: as forward convolutions, filter gradients use dy as the convolution's weights, and
+ * XNNPACK repacks its weights on every call (tens of ns per float: for Conv2D this costs more
+ * than the multiply-adds; for depthwise, such a large kernel also takes a slow path). A plain JS
+ * loop runs at a fraction of a GMAC/s. These routines need no repacking:
+ * - dwFilterGrad: for every dy pixel and filter tap, acc[tap, c] += x[pixel + tap, c] * dy[pixel, c]
+ *   in f32x4 lanes (depthwise).
+ * - convFilterGrad{ci}x{4*cv}: one register-blocked tile of dW[tap] = X_tap^T dy for `ci` input
+ *   channels and 4*cv output channels, reduced over all pixels (Conv2D).
+ *
+ * `wasmSimdRoutines` returns null when they cannot run (no SIMD, or the backend's memory is not
+ * reachable); callers then use XNNPACK formulations.
+ */
+
+const I32 = 0x7f;
+
+function uleb(n: number): number[] {
+  const out: number[] = [];
+  do {
+    let byte = n & 0x7f;
+    n >>>= 7;
+    if (n !== 0) byte |= 0x80;
+    out.push(byte);
+  } while (n !== 0);
+  return out;
+}
+
+function sleb(n: number): number[] {
+  const out: number[] = [];
+  for (;;) {
+    const byte = n & 0x7f;
+    n >>= 7;
+    if ((n === 0 && (byte & 0x40) === 0) || (n === -1 && (byte & 0x40) !== 0)) {
+      out.push(byte);
+      return out;
+    }
+    out.push(byte | 0x80);
+  }
+}
+
+function section(id: number, body: number[]): number[] {
+  return [id, ...uleb(body.length), ...body];
+}
+
+function name(s: string): number[] {
+  return [...uleb(s.length), ...Array.from(s, (ch) => ch.charCodeAt(0))];
+}
+
+/** Emits the instructions of one function body. */
+class Body {
+  readonly code: number[] = [];
+  get(i: number): this {
+    this.code.push(0x20, ...uleb(i));
+    return this;
+  }
+  set(i: number): this {
+    this.code.push(0x21, ...uleb(i));
+    return this;
+  }
+  tee(i: number): this {
+    this.code.push(0x22, ...uleb(i));
+    return this;
+  }
+  const(v: number): this {
+    this.code.push(0x41, ...sleb(v));
+    return this;
+  }
+  add(): this {
+    this.code.push(0x6a);
+    return this;
+  }
+  /** local[dst] = local[dst] + local[step] */
+  bump(dst: number, step: number): this {
+    return this.get(dst).get(step).add().set(dst);
+  }
+  /** local[dst] = local[dst] + constant */
+  bumpBy(dst: number, v: number): this {
+    return this.get(dst).const(v).add().set(dst);
+  }
+  /** Runs `body` local[count] times, counting down in local[counter]. */
+  repeat(count: number, counter: number, body: () => void): this {
+    this.get(count).set(counter);
+    this.code.push(0x02, 0x40); // block
+    this.get(counter).code.push(0x45, 0x0d, 0x00); // i32.eqz; br_if 0
+    this.code.push(0x03, 0x40); // loop
+    body();
+    this.get(counter).const(1).code.push(0x6b); // i32.sub
+    this.tee(counter).code.push(0x0d, 0x00, 0x0b, 0x0b); // br_if 0; end loop; end block
+    return this;
+  }
+  /** mem[a+off] += mem[x+off] * mem[d+off], four f32 lanes. */
+  madd4(a: number, x: number, d: number, off: number): this {
+    const load = (p: number): void => {
+      this.get(p).code.push(0xfd, 0x00, 0x00, ...uleb(off)); // v128.load align=1 offset
+    };
+    this.get(a);
+    load(a);
+    load(x);
+    load(d);
+    this.code.push(0xfd, ...uleb(0xe6)); // f32x4.mul
+    this.code.push(0xfd, ...uleb(0xe4)); // f32x4.add
+    this.code.push(0xfd, 0x0b, 0x00, ...uleb(off)); // v128.store
+    return this;
+  }
+  /** mem[a] += mem[x] * mem[d], one f32. */
+  madd1(a: number, x: number, d: number): this {
+    this.get(a);
+    this.get(a).code.push(0x2a, 0x02, 0x00); // f32.load
+    this.get(x).code.push(0x2a, 0x02, 0x00);
+    this.get(d).code.push(0x2a, 0x02, 0x00);
+    this.code.push(0x94, 0x92); // f32.mul; f32.add
+    this.code.push(0x38, 0x02, 0x00); // f32.store
+    return this;
+  }
+}
+
+// dwFilterGrad parameters (all i32; pointers and strides in bytes), then locals.
+const P = {
+  x: 0, dy: 1, acc: 2, batch: 3, outH: 4, outW: 5, kH: 6, kW: 7,
+  xBatch: 8, xOutRow: 9, xOutCol: 10, xTapRow: 11, xTapCol: 12, channelBytes: 13,
+  groups16: 14, groups4: 15, singles: 16,
+} as const;
+const DW_PARAMS = 17;
+const L = {
+  n: 17, oh: 18, ow: 19, i: 20, j: 21, g: 22,
+  xN: 23, xOH: 24, xOW: 25, xI: 26, xJ: 27, dyP: 28, accP: 29, pa: 30, px: 31, pd: 32,
+} as const;
+const DW_LOCALS = 16;
+
+interface FunctionDef {
+  name: string;
+  params: number;
+  /** Local declarations: [count, type] groups. */
+  locals: Array<[number, number]>;
+  code: number[];
+}
+
+/**
+ * dwFilterGrad(x, dy, acc, N, Ho, Wo, kH, kW, xBatch, xOutRow, xOutCol, xTapRow, xTapCol,
+ *              channelBytes, groups16, groups4, singles):
+ * for n, oh, ow, i, j, c: acc[(i*kW + j)*C + c] += x[n*xBatch + oh*xOutRow + ow*xOutCol +
+ * i*xTapRow + j*xTapCol + c] * dy[((n*Ho + oh)*Wo + ow)*C + c], where x is already padded.
+ */
+function depthwiseFilterGradFunction(): FunctionDef {
+  const b = new Body();
+  b.get(P.dy).set(L.dyP);
+  b.get(P.x).set(L.xN);
+  b.repeat(P.batch, L.n, () => {
+    b.get(L.xN).set(L.xOH);
+    b.repeat(P.outH, L.oh, () => {
+      b.get(L.xOH).set(L.xOW);
+      b.repeat(P.outW, L.ow, () => {
+        b.get(P.acc).set(L.accP);
+        b.get(L.xOW).set(L.xI);
+        b.repeat(P.kH, L.i, () => {
+          b.get(L.xI).set(L.xJ);
+          b.repeat(P.kW, L.j, () => {
+            b.get(L.accP).set(L.pa).get(L.xJ).set(L.px).get(L.dyP).set(L.pd);
+            b.repeat(P.groups16, L.g, () => {
+              for (const off of [0, 16, 32, 48]) b.madd4(L.pa, L.px, L.pd, off);
+              b.bumpBy(L.pa, 64).bumpBy(L.px, 64).bumpBy(L.pd, 64);
+            });
+            b.repeat(P.groups4, L.g, () => {
+              b.madd4(L.pa, L.px, L.pd, 0);
+              b.bumpBy(L.pa, 16).bumpBy(L.px, 16).bumpBy(L.pd, 16);
+            });
+            b.repeat(P.singles, L.g, () => {
+              b.madd1(L.pa, L.px, L.pd);
+              b.bumpBy(L.pa, 4).bumpBy(L.px, 4).bumpBy(L.pd, 4);
+            });
+            b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
+          });
+          b.bump(L.xI, P.xTapRow);
+        });
+        b.bump(L.dyP, P.channelBytes).bump(L.xOW, P.xOutCol);
+      });
+      b.bump(L.xOH, P.xOutRow);
+    });
+    b.bump(L.xN, P.xBatch);
+  });
+  return { name: 'dwFilterGrad', params: DW_PARAMS, locals: [[DW_LOCALS, I32]], code: b.code };
+}
+
+const V128 = 0x7b;
+// convFilterGrad parameters, then i32 locals, then v128 locals.
+const G = { x: 0, dy: 1, out: 2, batch: 3, outH: 4, outW: 5, xBatch: 6, xOutRow: 7, xOutCol: 8, dyPixel: 9, outRow: 10 } as const;
+const GEMM_PARAMS = 11;
+const GL = { n: 11, oh: 12, ow: 13, xN: 14, xOH: 15, px: 16, pd: 17, po: 18 } as const;
+const GEMM_I32_LOCALS = 8;
+
+/**
+ * convFilterGrad{ci}x{4*cv}(x, dy, out, N, Ho, Wo, xBatch, xOutRow, xOutCol, dyPixel, outRow):
+ * out[r*outRow + 4v + lane] += sum over n, oh, ow of
+ *   x[n*xBatch + oh*xOutRow + ow*xOutCol + 4r] * dy[(pixel index)*dyPixel + 16v + 4*lane]
+ * for r < ci, v < cv: a ci x 4cv tile of X^T dy held in registers, dy read pixel after pixel.
+ * The 4 values x[.. + 4r] are 4 input channels, or 4 neighbouring taps when x has one channel.
+ */
+function convFilterGradFunction(ci: number, cv: number): FunctionDef {
+  const b = new Body();
+  const vBase = GEMM_PARAMS + GEMM_I32_LOCALS;
+  const acc = (r: number, v: number): number => vBase + r * cv + v;
+  const dv = (v: number): number => vBase + ci * cv + v;
+  const splat = vBase + ci * cv + cv;
+  b.get(G.dy).set(GL.pd);
+  b.get(G.x).set(GL.xN);
+  b.repeat(G.batch, GL.n, () => {
+    b.get(GL.xN).set(GL.xOH);
+    b.repeat(G.outH, GL.oh, () => {
+      b.get(GL.xOH).set(GL.px);
+      b.repeat(G.outW, GL.ow, () => {
+        for (let v = 0; v < cv; v++) {
+          b.get(GL.pd).code.push(0xfd, 0x00, 0x00, ...uleb(16 * v)); // v128.load
+          b.set(dv(v));
+        }
+        for (let r = 0; r < ci; r++) {
+          b.get(GL.px).code.push(0xfd, 0x09, 0x02, ...uleb(4 * r)); // v128.load32_splat
+          b.set(splat);
+          for (let v = 0; v < cv; v++) {
+            b.get(acc(r, v)).get(splat).get(dv(v));
+            b.code.push(0xfd, ...uleb(0xe6), 0xfd, ...uleb(0xe4)); // f32x4.mul; f32x4.add
+            b.set(acc(r, v));
+          }
+        }
+        b.bump(GL.px, G.xOutCol).bump(GL.pd, G.dyPixel);
+      });
+      b.bump(GL.xOH, G.xOutRow);
+    });
+    b.bump(GL.xN, G.xBatch);
+  });
+  b.get(G.out).set(GL.po);
+  for (let r = 0; r < ci; r++) {
+    for (let v = 0; v < cv; v++) {
+      b.get(GL.po);
+      b.get(GL.po).code.push(0xfd, 0x00, 0x00, ...uleb(16 * v)); // v128.load
+      b.get(acc(r, v)).code.push(0xfd, ...uleb(0xe4)); // f32x4.add
+      b.code.push(0xfd, 0x0b, 0x00, ...uleb(16 * v)); // v128.store
+    }
+    b.bump(GL.po, G.outRow);
+  }
+  return {
+    name: `convFilterGrad${ci}x${4 * cv}`,
+    params: GEMM_PARAMS,
+    locals: [
+      [GEMM_I32_LOCALS, I32],
+      [ci * cv + cv + 1, V128],
+    ],
+    code: b.code,
+  };
+}
+
+/** Tile shapes of convFilterGrad: input channels x output-channel vectors. */
+export const CONV_TILES: ReadonlyArray<{ ci: number; cv: number }> = [
+  { ci: 4, cv: 2 },
+  { ci: 4, cv: 1 },
+  { ci: 1, cv: 2 },
+  { ci: 1, cv: 1 },
+];
+
+function moduleBytes(): Uint8Array {
+  const defs = [depthwiseFilterGradFunction(), ...CONV_TILES.map((t) => convFilterGradFunction(t.ci, t.cv))];
+  const funcType = (params: number): number[] => [0x60, ...uleb(params), ...new Array<number>(params).fill(I32), 0x00];
+  const types = [...uleb(defs.length), ...defs.flatMap((d) => funcType(d.params))];
+  const imports = [0x01, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01];
+  const funcs = [...uleb(defs.length), ...defs.flatMap((_, i) => uleb(i))];
+  const exports = [...uleb(defs.length), ...defs.flatMap((d, i) => [...name(d.name), 0x00, ...uleb(i)])];
+  const bodies = defs.map((d) => {
+    const locals = [...uleb(d.locals.length), ...d.locals.flatMap(([count, type]) => [...uleb(count), type])];
+    const code = [...locals, ...d.code, 0x0b];
+    return [...uleb(code.length), ...code];
+  });
+  const code = [...uleb(defs.length), ...bodies.flat()];
+  return new Uint8Array([
+    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    ...section(1, types),
+    ...section(2, imports),
+    ...section(3, funcs),
+    ...section(7, exports),
+    ...section(10, code),
+  ]);
+}
+
+type SimdFn = (...args: number[]) => void;
+
+export interface SimdRoutines {
+  /** See depthwiseFilterGradFunction. */
+  dwFilterGrad: SimdFn;
+  /** convFilterGrad tiles, keyed `${ci}x${4*cv}`. */
+  convFilterGrad: Map<string, SimdFn>;
+}
+
+/** The parts of the global WebAssembly API used here (its types are not in this project's libs). */
+interface WebAssemblyApi {
+  Memory: abstract new (...args: never[]) => object;
+  validate(bytes: Uint8Array): boolean;
+  Module: new (bytes: Uint8Array) => object;
+  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+}
+const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+
+const instances = new WeakMap<object, SimdRoutines | null>();
+
+/** The backend's WebAssembly.Memory, when the emscripten module exposes it. */
+function backendMemory(backend: unknown): object | null {
+  if (wasmApi == null) return null;
+  const wasm = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
+  const candidates = [wasm?.asm?.memory, wasm?.wasmMemory];
+  for (const m of candidates) if (m instanceof wasmApi.Memory) return m;
+  return null;
+}
+
+/** The SIMD routines bound to the backend's memory, or null when they cannot be used. */
+export function wasmSimdRoutines(backend: unknown): SimdRoutines | null {
+  const memory = backendMemory(backend);
+  if (memory == null || wasmApi == null) return null;
+  if (instances.has(memory)) return instances.get(memory) ?? null;
+  let routines: SimdRoutines | null = null;
+  try {
+    const bytes = moduleBytes();
+    if (wasmApi.validate(bytes)) {
+      const { exports } = new wasmApi.Instance(new wasmApi.Module(bytes), { env: { memory } });
+      const fn = (key: string): SimdFn => {
+        const f = exports[key];
+        if (typeof f !== 'function') throw new Error(`missing export ${key}`);
+        return f as SimdFn;
+      };
+      routines = {
+        dwFilterGrad: fn('dwFilterGrad'),
+        convFilterGrad: new Map(CONV_TILES.map((t) => [`${t.ci}x${4 * t.cv}`, fn(`convFilterGrad${t.ci}x${4 * t.cv}`)])),
+      };
+    }
+  } catch {
+    routines = null;
+  }
+  instances.set(memory, routines);
+  return routines;
+}

@@ -1,0 +1,38 @@
+import * as path from 'node:path';
+import { exportNetwork, loadNetwork, readBitsFile } from '../quant/index.js';
+import type { CliCommand } from './types.js';
+import { formatTable, printJson, printText } from './output.js';
+
+/** `bitalloc export --checkpoint DIR --bits-file F --out DIR2`: packed integer export. */
+export const exportCommand: CliCommand = {
+  command: 'export',
+  describe: 'Write a checkpoint as packed integer weights, per-channel scales and a JSON manifest',
+  builder: (y) =>
+    y
+      .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint directory (model.json, weights.bin, bits.json)' })
+      .option('bits-file', { type: 'string', describe: "bit allocation JSON {\"layers\":[{\"name\",\"wBits\",\"aBits\"}]} (default: the checkpoint's bits)" })
+      .option('out', { type: 'string', demandOption: true, describe: 'output directory' }),
+  handler: async (args) => {
+    const { net } = await loadNetwork(String(args['checkpoint']));
+    try {
+      const bitsFile = args['bitsFile'] as string | undefined;
+      const bits = bitsFile ? readBitsFile(bitsFile, net.layers) : undefined;
+      const out = String(args['out']);
+      const m = exportNetwork(net, out, { bits });
+      const layers = m.layers.map((l) => ({ name: l.name, wBits: l.wBits, aBits: l.aBits, params: l.params, weightsBytes: l.weightsBytes, scalesBytes: l.scalesBytes, foldedBatchNorm: l.foldedBatchNorm }));
+      const summary = { out: path.resolve(out), manifest: path.resolve(out, 'manifest.json'), weightsBytes: m.weightsBytes, layers };
+      if (args.json) {
+        printJson(summary);
+        return;
+      }
+      printText(
+        formatTable(
+          ['layer', 'wBits', 'aBits', 'params', 'weight bytes', 'scale bytes', 'folded BN'],
+          [...layers.map((l) => [l.name, l.wBits, l.aBits, l.params, l.weightsBytes, l.scalesBytes, l.foldedBatchNorm ?? '-']), ['total', '', '', '', m.weightsBytes, '', '']],
+        ) + `\nwrote ${summary.manifest} and ${path.resolve(out, m.weightsFile)}`,
+      );
+    } finally {
+      net.model.dispose();
+    }
+  },
+};

@@ -1,0 +1,347 @@
+/**
+ * `bitalloc profile <list|show|validate|simulate|table>`: hardware profiles and what a model costs on them.
+ */
+import type { Argv } from 'yargs';
+import { UserError } from '../errors.js';
+import {
+  buildCostTable,
+  listBuiltinProfiles,
+  loadProfile,
+  profileBitChoices,
+  profilesDir,
+  readJsonFile,
+  type AllocationCost,
+  type Profile,
+} from '../hardware/index.js';
+import { validateJson, type JsonSchema } from '../hardware/json-schema.js';
+import { loadInventory, ZOO_NAMES } from '../models/index.js';
+import { formatBits, uniformBits, VALID_BITS, type BitConfig, type LayerInfo } from '../models/layer-info.js';
+import { readBitsFile } from '../quant/bits-file.js';
+import { formatTable, printJson, printText } from './output.js';
+import type { CliCommand, CommandArgs } from './types.js';
+
+type Handler = (args: CommandArgs) => Promise<void>;
+
+/** Significant digits for printed figures. */
+function fmt(x: number, digits = 4): string {
+  if (x === 0) return '0';
+  if (!Number.isFinite(x)) return String(x);
+  return String(Number(x.toPrecision(digits)));
+}
+
+function bytes(n: number): string {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+/** The layer inventory of `--model` (zoo name or model.json) or of a `--layers` inventory file. */
+async function modelLayers(args: CommandArgs): Promise<{ name: string; layers: LayerInfo[] }> {
+  const layersFile = args.layers as string | undefined;
+  const model = args.model as string | undefined;
+  if (layersFile !== undefined && model !== undefined) {
+    throw new UserError('give either --model or --layers, not both', { field: '--layers' });
+  }
+  if (layersFile !== undefined) return { name: layersFile, layers: readLayersFile(layersFile) };
+  if (model === undefined) {
+    throw new UserError('name the model', {
+      field: '--model',
+      expected: `a zoo model (${ZOO_NAMES.join(', ')}), a model.json path, or --layers with a layer inventory file`,
+    });
+  }
+  return { name: model, layers: await loadInventory(model) };
+}
+
+const LAYER_SCHEMA: JsonSchema = {
+  type: 'object',
+  required: ['name', 'kind', 'inChannels', 'outChannels', 'kernel', 'stride', 'inSize', 'outSize', 'params', 'biasParams', 'macs', 'inElements', 'outElements'],
+  additionalProperties: false,
+  properties: {
+    index: { type: 'integer', minimum: 0 },
+    name: { type: 'string', minLength: 1 },
+    kind: { enum: ['conv', 'depthwise', 'dense'] },
+    inChannels: { type: 'integer', minimum: 1 },
+    outChannels: { type: 'integer', minimum: 1 },
+    kernel: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'integer', minimum: 1 } },
+    stride: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'integer', minimum: 0 } },
+    inSize: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'integer', minimum: 1 } },
+    outSize: { type: 'array', minItems: 2, maxItems: 2, items: { type: 'integer', minimum: 1 } },
+    params: { type: 'integer', minimum: 0 },
+    biasParams: { type: 'integer', minimum: 0 },
+    macs: { type: 'number', minimum: 0 },
+    inElements: { type: 'integer', minimum: 0 },
+    outElements: { type: 'integer', minimum: 0 },
+    liveElements: { type: 'integer', minimum: 0 },
+  },
+};
+
+/**
+ * A layer inventory file: {"layers": [LayerInfo, ...]} (or a bare array), in forward order, as the
+ * model zoo's inventory gives it. `index` and `liveElements` may be left out.
+ */
+export function readLayersFile(file: string): LayerInfo[] {
+  const data = readJsonFile(file, 'layer inventory file');
+  const list = Array.isArray(data) ? data : (data as { layers?: unknown } | null)?.layers;
+  const base = Array.isArray(data) ? '$' : '$.layers';
+  if (!Array.isArray(list) || list.length === 0) {
+    throw new UserError('expected a non-empty array of layers', { file, field: base, expected: '{"layers": [{"name", "kind", ...}, ...]}' });
+  }
+  const problems = list.flatMap((l, i) => validateJson(l, LAYER_SCHEMA, LAYER_SCHEMA, `${base}[${i}]`));
+  if (problems.length) throw new UserError(`invalid layer inventory (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { file, problems });
+  return (list as LayerInfo[]).map((l, i) => ({ ...l, index: i, liveElements: l.liveElements ?? 0 }));
+}
+
+function bitsArg(args: CommandArgs, name: string): number | undefined {
+  const v = args[name];
+  if (v === undefined) return undefined;
+  if (typeof v !== 'number' || !VALID_BITS.includes(v)) {
+    throw new UserError(`--${name} must be one of ${VALID_BITS.join(', ')}, got '${String(v)}'`, { field: `--${name}` });
+  }
+  return v;
+}
+
+function allocationFromArgs(args: CommandArgs, layers: LayerInfo[]): BitConfig {
+  const file = args.bitsFile as string | undefined;
+  const w = bitsArg(args, 'wbits');
+  const a = bitsArg(args, 'abits');
+  if (file !== undefined) {
+    if (w !== undefined || a !== undefined) throw new UserError('give either --bits-file or --wbits/--abits, not both', { field: '--bits-file' });
+    return readBitsFile(file, layers);
+  }
+  if (w === undefined && a === undefined) {
+    throw new UserError('give the bits to cost', { field: '--wbits', expected: '--wbits W --abits A, or --bits-file FILE' });
+  }
+  return uniformBits(layers, w ?? (a as number), a ?? (w as number));
+}
+
+function parseBitList(v: unknown): number[] | undefined {
+  if (v === undefined) return undefined;
+  const parts = String(v).split(',').map((s) => s.trim()).filter((s) => s !== '');
+  const bits = parts.map(Number);
+  if (bits.length === 0 || bits.some((b) => !Number.isInteger(b) || b < 1 || b > 32)) {
+    throw new UserError(`--bits must be a comma-separated list of bit-widths from 1 to 32, got '${String(v)}'`, { field: '--bits' });
+  }
+  return bits;
+}
+
+function costJson(layers: LayerInfo[], bits: BitConfig, cost: AllocationCost) {
+  return {
+    layers: cost.layers.map((c, i) => ({
+      name: (layers[i] as LayerInfo).name,
+      kind: (layers[i] as LayerInfo).kind,
+      wBits: (bits[i] as { wBits: number }).wBits,
+      aBits: (bits[i] as { aBits: number }).aBits,
+      latencyMs: c.latencyMs,
+      energyUj: c.energyUj,
+      bound: c.bound,
+      computeCycles: c.computeCycles,
+      memoryCycles: c.memoryCycles,
+      weightBytes: c.weightBytes,
+      activationBytes: c.activationBytes,
+      offChipBytes: c.offChipBytes,
+    })),
+    total: {
+      latencyMs: cost.latencyMs,
+      energyUj: cost.energyUj,
+      sizeBytes: cost.sizeBytes,
+      peakMemoryBytes: cost.peakMemoryBytes,
+      peakLayer: (layers[cost.peakLayerIndex ?? 0] as LayerInfo).name,
+      fits: cost.fits,
+      violations: cost.violations ?? [],
+    },
+  };
+}
+
+function profileHeader(p: Profile): string {
+  const s = p.spec;
+  return `${s.id}: ${p.compute.summary()}; ${fmt(s.clockMHz)} MHz, batch ${s.batchSize}`;
+}
+
+function fitText(p: Profile, cost: AllocationCost): string {
+  const lim = p.spec.limits;
+  if (!lim || (lim.flashBytes === undefined && lim.sramBytes === undefined)) return 'fits: yes (the profile has no storage limits)';
+  const limits = [lim.flashBytes !== undefined ? `flash ${bytes(lim.flashBytes)} B` : '', lim.sramBytes !== undefined ? `SRAM ${bytes(lim.sramBytes)} B` : '']
+    .filter(Boolean)
+    .join(', ');
+  if (cost.fits) return `fits: yes (${limits})`;
+  const why = (cost.violations ?? []).map((v) =>
+    v.limit === 'flash'
+      ? `model size ${bytes(v.bytes)} B exceeds flash ${bytes(v.limitBytes)} B (largest layer: ${v.layerName})`
+      : `layer ${v.layerName} needs ${bytes(v.bytes)} B of activations, SRAM has ${bytes(v.limitBytes)} B`,
+  );
+  return `fits: NO — ${why.join('; ')}`;
+}
+
+const list: Handler = async (args) => {
+  const profiles = listBuiltinProfiles();
+  if (args.json) {
+    printJson(profiles);
+    return;
+  }
+  const idW = Math.max(7, ...profiles.map((p) => p.id.length));
+  const cW = Math.max(7, ...profiles.map((p) => p.computeModel.length));
+  const line = (a: string, b: string, c: string) => `${a.padEnd(idW)}  ${b.padEnd(cW)}  ${c}`;
+  printText(
+    [line('profile', 'compute', 'description'), line('-'.repeat(idW), '-'.repeat(cW), '-'.repeat(11)), ...profiles.map((p) => line(p.id, p.computeModel, p.description))].join('\n'),
+  );
+  printText(`\n${profiles.length} built-in profiles in ${profilesDir()}; 'bitalloc profile show NAME' for details.`);
+};
+
+const show: Handler = async (args) => {
+  const p = loadProfile(String(args.profile));
+  if (args.json) {
+    printJson({ file: p.file, ...p.spec });
+    return;
+  }
+  const s = p.spec;
+  const lines = [`${s.id} — ${s.description}`, `file: ${p.file}`, `compute: ${p.compute.summary()}`, `clock ${fmt(s.clockMHz)} MHz, batch ${s.batchSize}`];
+  if (s.memory) {
+    const off = s.memory.offChip;
+    lines.push(`off-chip ${off.name ?? 'memory'}: ${fmt(off.bandwidthGBps)} GB/s, ${fmt(off.pJPerBit)} pJ/bit, holds ${(off.holds ?? ['weights', 'inputs', 'outputs']).join(', ')}`);
+    for (const b of s.memory.onChip ?? []) {
+      lines.push(`on-chip ${b.name}: ${bytes(b.sizeBytes)} B, holds ${b.holds.join(', ')}, read ${fmt(b.readPJPerBit)} / write ${fmt(b.writePJPerBit)} pJ/bit`);
+    }
+  } else lines.push('memory: none (the measured latencies include it)');
+  const extra = [
+    s.staticPowerMw !== undefined ? `static power ${fmt(s.staticPowerMw)} mW` : '',
+    s.perLayerOverheadCycles !== undefined ? `per-layer overhead ${fmt(s.perLayerOverheadCycles)} cycles` : '',
+    s.perLayerOverheadUs !== undefined ? `per-layer overhead ${fmt(s.perLayerOverheadUs)} us` : '',
+  ].filter(Boolean);
+  if (extra.length) lines.push(extra.join(', '));
+  if (s.limits) {
+    lines.push(
+      `limits: ${[s.limits.flashBytes !== undefined ? `flash ${bytes(s.limits.flashBytes)} B` : '', s.limits.sramBytes !== undefined ? `SRAM ${bytes(s.limits.sramBytes)} B` : ''].filter(Boolean).join(', ')}`,
+    );
+  }
+  lines.push('sources:');
+  for (const src of s.sources) lines.push(`  - ${src.estimate ? '(estimate) ' : ''}${src.what}: ${src.source}`);
+  printText(lines.join('\n'));
+};
+
+const validate: Handler = async (args) => {
+  const p = loadProfile(String(args.file));
+  const estimates = p.spec.sources.filter((s) => s.estimate).length;
+  if (args.json) {
+    printJson({ file: p.file, valid: true, id: p.id, computeModel: p.spec.compute.model });
+    return;
+  }
+  printText(`${p.file}: valid hardware profile '${p.id}' (${p.compute.summary()}; ${p.spec.sources.length} source${p.spec.sources.length === 1 ? '' : 's'}, ${estimates} marked as estimate${estimates === 1 ? '' : 's'})`);
+};
+
+const simulateCmd: Handler = async (args) => {
+  const profile = loadProfile(String(args.profile));
+  const { name, layers } = await modelLayers(args);
+  const bits = allocationFromArgs(args, layers);
+  const used = [...new Set(bits.flatMap((b) => [b.wBits, b.aBits]))];
+  const cost = buildCostTable(profile, layers, used).costAllocation(bits);
+  if (args.json) {
+    printJson({ profile: profile.id, model: name, bits: formatBits(bits), ...costJson(layers, bits, cost) });
+    return;
+  }
+  const rows = cost.layers.map((c, i) => {
+    const l = layers[i] as LayerInfo;
+    const b = bits[i] as { wBits: number; aBits: number };
+    return [l.name, l.kind, b.wBits, b.aBits, bytes(l.macs), fmt(c.latencyMs), fmt(c.energyUj), c.bound, bytes(c.weightBytes), bytes(c.activationBytes)];
+  });
+  printText(
+    [
+      `${profileHeader(profile)}`,
+      `model ${name}, bits ${formatBits(bits)}`,
+      '',
+      formatTable(['layer', 'kind', 'W', 'A', 'MACs', 'latency ms', 'energy uJ', 'bound', 'weight B', 'activation B'], rows),
+      '',
+      `total: latency ${fmt(cost.latencyMs)} ms, energy ${fmt(cost.energyUj)} uJ, size ${bytes(cost.sizeBytes)} B, ` +
+        `peak memory ${bytes(cost.peakMemoryBytes)} B (${(layers[cost.peakLayerIndex ?? 0] as LayerInfo).name})`,
+      fitText(profile, cost),
+    ].join('\n'),
+  );
+};
+
+const TABLE_COLUMNS = ['layer', 'wBits', 'aBits', 'latencyMs', 'energyUj', 'computeCycles', 'memoryCycles', 'bound', 'weightBytes', 'activationBytes', 'offChipBytes'] as const;
+
+const tableCmd: Handler = async (args) => {
+  const profile = loadProfile(String(args.profile));
+  const { name, layers } = await modelLayers(args);
+  const choices = parseBitList(args.bits) ?? profileBitChoices(profile).filter((b) => b <= 8 || profile.compute.supportedBits() !== null);
+  const table = buildCostTable(profile, layers, choices);
+  const rows: (string | number)[][] = [];
+  const records: Record<string, string | number>[] = [];
+  layers.forEach((l, i) => {
+    for (const w of table.bitChoices) {
+      for (const a of table.bitChoices) {
+        const c = table.layerCost(i, w, a);
+        const rec = {
+          layer: l.name, wBits: w, aBits: a, latencyMs: c.latencyMs, energyUj: c.energyUj, computeCycles: c.computeCycles,
+          memoryCycles: c.memoryCycles, bound: c.bound, weightBytes: c.weightBytes, activationBytes: c.activationBytes, offChipBytes: c.offChipBytes,
+        };
+        records.push(rec);
+        rows.push(TABLE_COLUMNS.map((k) => (typeof rec[k] === 'number' && !['wBits', 'aBits'].includes(k) ? fmt(rec[k] as number, 6) : rec[k])));
+      }
+    }
+  });
+  if (args.json) {
+    printJson({ profile: profile.id, model: name, bitChoices: table.bitChoices, rows: records });
+  } else if (args.csv) {
+    printText([TABLE_COLUMNS.join(','), ...records.map((r) => TABLE_COLUMNS.map((k) => csvCell(r[k] as string | number)).join(','))].join('\n'));
+  } else {
+    printText([`${profileHeader(profile)}`, `model ${name}, bit choices ${table.bitChoices.join(', ')}`, '', formatTable([...TABLE_COLUMNS], rows)].join('\n'));
+  }
+};
+
+function csvCell(v: string | number): string {
+  const s = String(v);
+  return /[",\n]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+function modelOptions(y: Argv<any>) {
+  return y
+    .option('profile', { type: 'string', demandOption: true, describe: 'built-in profile name or profile .json file' })
+    .option('model', { type: 'string', describe: `zoo model (${ZOO_NAMES.join(', ')}) or a tfjs model.json` })
+    .option('layers', { type: 'string', describe: 'a layer inventory .json file instead of --model' });
+}
+
+export const profileCommand: CliCommand = {
+  command: 'profile',
+  describe: 'Hardware profiles: list, show, validate, and cost a model on one (simulate, table)',
+  builder: (y) =>
+    y
+      .command('list', 'List the built-in hardware profiles', {}, (a) => list(a as unknown as CommandArgs))
+      .command(
+        'show <profile>',
+        'Show a profile (built-in name or file): compute model, memory, limits, sources',
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (s: Argv<any>) => s.positional('profile', { type: 'string', describe: 'built-in profile name or profile .json file' }),
+        (a) => show(a as unknown as CommandArgs),
+      )
+      .command(
+        'validate <file>',
+        'Check a profile file against the schema; lists every problem with its JSON path (exit 1 if any)',
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (s: Argv<any>) => s.positional('file', { type: 'string', describe: 'profile .json file' }),
+        (a) => validate(a as unknown as CommandArgs),
+      )
+      .command(
+        'simulate',
+        'Cost one bit allocation of a model on a profile: per-layer latency, energy, bound; totals, size, peak memory, fit',
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (s: Argv<any>) =>
+          modelOptions(s)
+            .option('wbits', { type: 'number', describe: 'weight bits for every layer' })
+            .option('abits', { type: 'number', describe: 'activation bits for every layer' })
+            .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name","wBits","aBits"}, ...]}' }),
+        (a) => simulateCmd(a as unknown as CommandArgs),
+      )
+      .command(
+        'table',
+        "Print a model's full per-layer cost table over all (wBits, aBits) pairs",
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (s: Argv<any>) =>
+          modelOptions(s)
+            .option('bits', { type: 'string', describe: 'bit choices, comma-separated (default 1..8; a lookup profile: its measured widths)' })
+            .option('csv', { type: 'boolean', default: false, describe: 'CSV on stdout' }),
+        (a) => tableCmd(a as unknown as CommandArgs),
+      )
+      .demandCommand(1, 'name a profile subcommand: list, show, validate, simulate, table'),
+  handler: async () => {
+    /* the subcommands do the work */
+  },
+};

@@ -1,0 +1,233 @@
+/**
+ * `bitalloc search` (one agent, one profile, one budget from flags), `bitalloc run FILE` (every cell of an
+ * experiment into a run directory; `--resume DIR` continues a killed run) and `bitalloc compare FILE`
+ * (run, then report).
+ */
+import { resolve } from 'node:path';
+import { existsSync } from 'node:fs';
+import { backendInfo } from '../backend/index.js';
+import { UserError } from '../errors.js';
+import { addLogFile, log, removeLogTransport } from '../log.js';
+import { writeReport, REPORT_FORMATS } from '../report/index.js';
+import { defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../search/experiment.js';
+import { createRun, openRun, type RunStore } from '../search/run-store.js';
+import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
+import { runSearch, type SearchResult } from '../search/search.js';
+import { formatDuration } from './progress.js';
+import { formatTable, printJson, printText } from './output.js';
+import type { CliCommand, CommandArgs } from './types.js';
+
+function runMeta(): { backend: string; tfjs: string; tfjsNode: string | null } {
+  const b = backendInfo();
+  return { backend: b?.name ?? 'unknown', tfjs: b?.versions.tfjs ?? 'unknown', tfjsNode: b?.versions.tfjsNode ?? null };
+}
+
+function workersFlag(args: CommandArgs): number {
+  const w = args['workers'] as number;
+  if (!Number.isInteger(w) || w < 1 || w > 64) throw new UserError(`must be an integer 1..64, got ${String(w)}`, { field: '--workers' });
+  return w;
+}
+
+/** Opens (resume) or creates the run directory of an experiment. */
+function openOrCreate(args: CommandArgs): RunStore {
+  const resumeDir = args['resume'] as string | undefined;
+  const file = args['file'] as string | undefined;
+  const sets = (args['set'] as string[] | undefined) ?? [];
+  if (resumeDir) {
+    if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
+    const store = openRun(resumeDir);
+    if (file) {
+      const exp = loadExperiment(file);
+      if (exp.name !== store.experiment.name) {
+        throw new UserError(`the run in ${resumeDir} is of experiment '${store.experiment.name}', not '${exp.name}'`, { file, field: '$.name' });
+      }
+    }
+    log.info(`resuming ${store.dir}: ${store.pendingCells().length} of ${store.cells.length} cells left`);
+    return store;
+  }
+  if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
+  const exp = loadExperiment(file, sets);
+  const dir = (args['out'] as string | undefined) ?? defaultRunDir(exp);
+  return createRun(dir, exp, runMeta());
+}
+
+function summaryRows(outcomes: CellOutcome[]): (string | number)[][] {
+  return outcomes.map((o) => {
+    const r = o.result;
+    if (!o.ok || !r) return [o.id, 'failed', '', '', '', ''];
+    return [
+      o.id,
+      r.interrupted ? `stopped at ${r.episodes}` : String(r.episodes),
+      r.best ? (100 * r.best.accuracy).toFixed(2) : '-',
+      r.final ? (100 * r.final.testAccuracy).toFixed(2) : '-',
+      r.best ? r.best.latencyMs.toPrecision(4) : '-',
+      formatDuration(r.wallSeconds),
+    ];
+  });
+}
+
+async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
+  const workers = workersFlag(args);
+  const store = openOrCreate(args);
+  const logFile = addLogFile(store.logPath);
+  const t0 = Date.now();
+  let outcomes: CellOutcome[] = [];
+  try {
+    log.info(`run directory: ${store.dir}`);
+    const stopAfter = args['stop-after'] as number | undefined;
+    outcomes = await runPendingCells(store, { workers, stopAfter });
+  } finally {
+    removeLogTransport(logFile);
+    store.close();
+  }
+  const files: string[] = [];
+  if (report) files.push(...writeReport([store.dir], { formats: [...REPORT_FORMATS] }).files);
+  const failed = outcomes.filter((o) => !o.ok);
+  if (args.json) {
+    printJson({
+      runDir: store.dir,
+      wallSeconds: (Date.now() - t0) / 1000,
+      cells: outcomes.map((o) => ({ id: o.id, ok: o.ok, error: o.error, ...(o.result ? { result: o.result } : {}) })),
+      reports: files,
+    });
+  } else {
+    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'wall'], summaryRows(outcomes)));
+    printText(`run directory: ${store.dir} (${formatDuration((Date.now() - t0) / 1000)})`);
+    for (const f of files) printText(`wrote ${f}`);
+  }
+  if (failed.length > 0) {
+    throw new UserError(`${failed.length} of ${outcomes.length} cells failed: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`);
+  }
+}
+
+export const runCommand: CliCommand = {
+  command: 'run [file]',
+  describe: 'Run every (agent, profile, budget, seed) cell of an experiment file into a run directory',
+  builder: (y) =>
+    y
+      .positional('file', { type: 'string', describe: 'experiment JSON (see experiments/)' })
+      .option('set', { type: 'string', array: true, describe: 'override a field: --set episodes=20 --set agents=["ppo","random"]' })
+      .option('out', { type: 'string', describe: 'run directory (default runs/<experiment>-<timestamp>)' })
+      .option('resume', { type: 'string', describe: 'continue a killed or stopped run from its last checkpoints' })
+      .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
+      .option('stop-after', { type: 'number', hidden: true }),
+  handler: (args) => runExperimentCommand(args, false),
+};
+
+export const compareCommand: CliCommand = {
+  command: 'compare [file]',
+  describe: 'Run an experiment, then write report.html, report.md and episodes.csv into its run directory',
+  builder: runCommand.builder,
+  handler: (args) => runExperimentCommand(args, true),
+};
+
+function resultText(r: SearchResult): string {
+  const lines: string[] = [];
+  lines.push(`${r.agent} on ${r.profile} (${r.model}/${r.dataset}, ${r.constraints.join(', ') || 'no budget'}), ${r.episodes} episodes, seed ${r.seed}, backend ${r.backend}`);
+  lines.push(`float: val ${(100 * r.reference.floatValAccuracy).toFixed(2)}%, test ${(100 * r.reference.floatTestAccuracy).toFixed(2)}%; W8A8 latency ${r.reference.w8a8LatencyMs.toPrecision(4)} ms`);
+  if (!r.best) {
+    lines.push('no feasible allocation found');
+    return lines.join('\n');
+  }
+  lines.push(
+    formatTable(
+      ['layer', 'wBits', 'aBits'],
+      r.best.bits.map((b) => [b.name, b.wBits, b.aBits]),
+    ),
+  );
+  lines.push(
+    `best (episode ${r.best.episode}): val ${(100 * r.best.accuracy).toFixed(2)}%, latency ${r.best.latencyMs.toPrecision(4)} ms ` +
+      `(${(r.best.latencyMs / r.reference.w8a8LatencyMs).toFixed(3)}x W8A8), energy ${r.best.energyUj.toPrecision(4)} uJ, size ${(r.best.sizeBytes / 1024).toFixed(1)} KB`,
+  );
+  if (r.final) lines.push(`after ${r.final.finetuneEpochs} fine-tune epochs: test accuracy ${(100 * r.final.testAccuracy).toFixed(2)}%`);
+  lines.push(`time: ${formatDuration(r.wallSeconds)}; agent+env+simulator ${(100 * r.timing.otherShare).toFixed(1)}% of episode time`);
+  return lines.join('\n');
+}
+
+export const searchCommand: CliCommand = {
+  command: 'search',
+  describe: 'Search one bit allocation: one agent, one device profile, one budget',
+  builder: (y) =>
+    y
+      .option('model', { type: 'string', default: 'lenet5', describe: 'zoo model or path to a model.json' })
+      .option('dataset', { type: 'string', default: 'mnist' })
+      .option('data-dir', { type: 'string', describe: 'dataset directory' })
+      .option('profile', { type: 'string', default: 'bitfusion-45nm', describe: 'device profile: built-in name or JSON file' })
+      .option('agent', { type: 'string', default: 'ppo', describe: 'reinforce | ppo | ddpg | amed | evolution | sensitivity | ssps | random | uniform' })
+      .option('agent-options', { type: 'string', describe: 'agent hyperparameters as JSON, e.g. \'{"lr":0.001}\'' })
+      .option('episodes', { type: 'number', default: 50 })
+      .option('budget', { type: 'string', array: true, default: ['latency<=0.5x'], describe: 'constraint, e.g. latency<=0.5x, size<=200KB (repeatable)' })
+      .option('constraint-mode', { choices: ['lower', 'penalty', 'reject'], default: 'lower' })
+      .option('reward', { choices: ['haq', 'amed', 'releq', 'weighted'], default: 'haq' })
+      .option('step-mode', { choices: ['joint', 'tied', 'haq'], default: 'joint' })
+      .option('bits', { type: 'string', default: '2,3,4,5,6,7,8', describe: 'bit-widths to choose from' })
+      .option('qat-steps', { type: 'number', default: 10, describe: 'QAT minibatches per episode (0 = evaluate only)' })
+      .option('warmup-epochs', { type: 'number', default: 1 })
+      .option('finetune-epochs', { type: 'number', default: 1 })
+      .option('eval-samples', { type: 'number', default: 500 })
+      .option('pin-first-last', { type: 'boolean', default: false })
+      .option('checkpoint-every', { type: 'number', default: 10 })
+      .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
+  handler: async (args) => {
+    let agentOptions: Record<string, unknown> = {};
+    const rawOpts = args['agent-options'] as string | undefined;
+    if (rawOpts !== undefined) {
+      try {
+        agentOptions = JSON.parse(rawOpts) as Record<string, unknown>;
+      } catch {
+        throw new UserError(`not valid JSON: ${rawOpts}`, { field: '--agent-options', expected: 'a JSON object, e.g. {"lr":0.001}' });
+      }
+      if (!agentOptions || typeof agentOptions !== 'object' || Array.isArray(agentOptions)) {
+        throw new UserError('must be a JSON object', { field: '--agent-options', expected: 'e.g. {"lr":0.001}' });
+      }
+    }
+    const bitsText = String(args['bits']);
+    const bitChoices = bitsText.split(',').map((s) => Number(s.trim()));
+    const raw = {
+      name: 'search',
+      model: args['model'],
+      dataset: args['dataset'],
+      ...(args['data-dir'] ? { dataDir: args['data-dir'] } : {}),
+      profiles: [args['profile']],
+      budgets: [args['budget']],
+      constraintMode: args['constraint-mode'],
+      agents: [{ name: args['agent'], options: agentOptions }],
+      seeds: [args.seed],
+      episodes: args['episodes'],
+      qatSteps: args['qat-steps'],
+      warmupEpochs: args['warmup-epochs'],
+      finetuneEpochs: args['finetune-epochs'],
+      reward: args['reward'],
+      stepMode: args['step-mode'],
+      bitChoices,
+      evalSamples: args['eval-samples'],
+      pinFirstLast: args['pin-first-last'],
+      checkpointEvery: args['checkpoint-every'],
+    };
+    const exp: Experiment = validateExperiment(raw, { file: 'command line' });
+    const out = args['out'] as string | undefined;
+    let result: SearchResult;
+    if (out) {
+      if (existsSync(resolve(out, 'run.json'))) throw new UserError('already holds a run; use `bitalloc run --resume DIR` to continue it', { file: out });
+      const store = createRun(out, exp, runMeta());
+      const logFile = addLogFile(store.logPath);
+      try {
+        const cell = store.cells[0];
+        if (!cell) throw new Error('the search has no cell');
+        cell.setStatus('running');
+        result = await runSearch(specForCell(exp, cell.spec), { cell, warmupCacheDir: resolve(store.dir, 'warmup') });
+        cell.setStatus('done');
+      } finally {
+        removeLogTransport(logFile);
+        store.close();
+      }
+    } else {
+      const { cells } = await import('../search/experiment.js');
+      const cell = cells(exp)[0];
+      if (!cell) throw new Error('the search has no cell');
+      result = await runSearch(specForCell(exp, cell));
+    }
+    if (args.json) printJson(result);
+    else printText(resultText(result));
+  },
+};

@@ -1,0 +1,302 @@
+/**
+ * `bitalloc train`: float training (no bits given) or quantization-aware training (--wbits/--abits
+ * or --bits-file), from scratch or from a checkpoint; reports test accuracy and loss, and with
+ * --out saves a checkpoint (network + run.json).
+ */
+import { existsSync } from 'node:fs';
+import type { Argv } from 'yargs';
+import { backendInfo } from '../backend/index.js';
+import { DATASET_NAMES, DATASETS, loadDataset, splitSizes, type Dataset } from '../data/index.js';
+import { UserError } from '../errors.js';
+import { log } from '../log.js';
+import { formatBits, uniformBits, VALID_BITS, type BitConfig } from '../models/layer-info.js';
+import { loadModel, ZOO, ZOO_NAMES } from '../models/index.js';
+import type { QuantizerKind } from '../quant/api.js';
+import { readBitsFile } from '../quant/bits-file.js';
+import type { QuantNetwork } from '../quant/network.js';
+import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMeta, type RunRecord } from '../train/checkpoint.js';
+import { trainingDefaults } from '../train/defaults.js';
+import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
+import { formatTable, printJson, printText } from './output.js';
+import { Progress } from './progress.js';
+import type { CliCommand, CommandArgs } from './types.js';
+
+const QUANTIZERS: readonly QuantizerKind[] = ['ste', 'lsq', 'pact'];
+const SCHEDULES: readonly LrSchedule[] = ['cosine', 'constant'];
+
+/** Options shared by train and eval: dataset location and bits. */
+export function dataAndBitsOptions<T>(y: Argv<T>) {
+  return y
+    .option('dataset', { type: 'string', describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)` })
+    .option('data-dir', { type: 'string', describe: 'where the dataset files are (fashion-mnist default /usr/share/datasets/fashion-mnist)' })
+    .option('limit', { type: 'number', describe: 'at most this many samples per split (quick runs)' })
+    .option('wbits', { type: 'number', describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits` })
+    .option('abits', { type: 'number', describe: 'activation bits of every layer; needs --wbits' })
+    .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' });
+}
+
+function optNumber(args: CommandArgs, key: string): number | undefined {
+  const v = args[key];
+  return v === undefined ? undefined : (v as number);
+}
+
+function optString(args: CommandArgs, key: string): string | undefined {
+  const v = args[key];
+  return v === undefined ? undefined : String(v);
+}
+
+function checkInt(v: number | undefined, flag: string, min: number): void {
+  if (v !== undefined && !(Number.isInteger(v) && v >= min)) {
+    throw new UserError(`must be an integer >= ${min}, got '${String(v)}'`, { field: flag });
+  }
+}
+
+export interface BitsRequest {
+  kind: 'uniform' | 'file';
+  wBits?: number;
+  aBits?: number;
+  file?: string;
+}
+
+/** Checks --wbits/--abits/--bits-file before any work; null when none is given. */
+export function parseBitsFlags(args: CommandArgs): BitsRequest | null {
+  const w = optNumber(args, 'wbits');
+  const a = optNumber(args, 'abits');
+  const file = optString(args, 'bitsFile');
+  if (file !== undefined && (w !== undefined || a !== undefined)) {
+    throw new UserError('give either --wbits/--abits or --bits-file, not both', { field: '--bits-file' });
+  }
+  if (file !== undefined) return { kind: 'file', file };
+  if (w === undefined && a === undefined) return null;
+  if (w === undefined) throw new UserError('--abits needs --wbits too', { field: '--wbits', expected: 'both --wbits W and --abits A' });
+  if (a === undefined) throw new UserError('--wbits needs --abits too', { field: '--abits', expected: 'both --wbits W and --abits A' });
+  for (const [flag, v] of [['--wbits', w], ['--abits', a]] as const) {
+    if (!VALID_BITS.includes(v)) throw new UserError(`invalid bit-width '${String(v)}'`, { field: flag, expected: `one of ${VALID_BITS.join(', ')} (32 = float)` });
+  }
+  return { kind: 'uniform', wBits: w, aBits: a };
+}
+
+/** Turns a bits request into a BitConfig for the network's layers. */
+export function resolveBits(req: BitsRequest, net: QuantNetwork): BitConfig {
+  if (req.kind === 'file') return readBitsFile(req.file as string, net.layers);
+  return uniformBits(net.layers, req.wBits as number, req.aBits as number);
+}
+
+export function isQuantized(bits: BitConfig): boolean {
+  return bits.some((b) => b.wBits < 32 || b.aBits < 32);
+}
+
+export function describeBits(bits: BitConfig): string {
+  if (!isQuantized(bits)) return 'float';
+  const first = bits[0];
+  if (first && bits.every((b) => b.wBits === first.wBits && b.aBits === first.aBits)) return `W${first.wBits}A${first.aBits}`;
+  return formatBits(bits);
+}
+
+/** Checks that the network takes the dataset's samples and predicts its classes. */
+export function checkCompatible(net: QuantNetwork, ds: Dataset, what: string): void {
+  const inShape = net.model.inputs[0]?.shape.slice(1) ?? [];
+  const outShape = net.model.outputs[0]?.shape ?? [];
+  if (inShape.join('x') !== ds.inputShape.join('x')) {
+    throw new UserError(`${what} takes inputs of ${inShape.join('x')}, dataset ${ds.name} has ${ds.inputShape.join('x')}`, {
+      field: '--dataset',
+      expected: `a dataset of ${inShape.join('x')} samples`,
+    });
+  }
+  const classes = outShape[outShape.length - 1];
+  if (classes !== ds.numClasses) {
+    throw new UserError(`${what} predicts ${String(classes)} classes, dataset ${ds.name} has ${ds.numClasses}`, {
+      field: '--dataset',
+      expected: `a dataset with ${String(classes)} classes`,
+    });
+  }
+}
+
+export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number } {
+  const dataDir = optString(args, 'dataDir');
+  const limit = optNumber(args, 'limit');
+  checkInt(limit, '--limit', 1);
+  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}) };
+}
+
+function pct(x: number): string {
+  return `${(x * 100).toFixed(2)}%`;
+}
+
+async function trainHandler(args: CommandArgs): Promise<void> {
+  const started = new Date();
+  // flags first: nothing is loaded before they check out
+  const epochsFlag = optNumber(args, 'epochs');
+  const batchFlag = optNumber(args, 'batchSize');
+  const lrFlag = optNumber(args, 'lr');
+  checkInt(epochsFlag, '--epochs', 0);
+  checkInt(batchFlag, '--batch-size', 1);
+  if (lrFlag !== undefined && !(Number.isFinite(lrFlag) && lrFlag > 0)) {
+    throw new UserError(`must be a positive number, got '${String(lrFlag)}'`, { field: '--lr' });
+  }
+  const bitsReq = parseBitsFlags(args);
+  const dataOpts = datasetOptions(args);
+  const modelFlag = optString(args, 'model');
+  const checkpointDir = optString(args, 'checkpoint');
+  const outDir = optString(args, 'out');
+  const quantizer = (optString(args, 'quantizer') ?? 'ste') as QuantizerKind;
+  const schedule = (optString(args, 'schedule') ?? 'cosine') as LrSchedule;
+  const datasetFlag = optString(args, 'dataset');
+  if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) {
+    throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+  }
+  if (!checkpointDir && modelFlag === undefined) {
+    throw new UserError('name the model', { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a model.json path, or --checkpoint DIR` });
+  }
+  if (!checkpointDir && modelFlag !== undefined && !ZOO[modelFlag] && !existsSync(modelFlag)) {
+    throw new UserError(`unknown model '${modelFlag}'`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json` });
+  }
+
+  // the network: from a checkpoint, or built for the dataset
+  let net: QuantNetwork;
+  let modelName: string;
+  let datasetName: string;
+  let ds: Dataset;
+  if (checkpointDir) {
+    const ck = await loadCheckpoint(checkpointDir);
+    net = ck.net;
+    modelName = ck.meta.model ?? checkpointDir;
+    if (modelFlag !== undefined && ck.meta.model !== undefined && modelFlag !== ck.meta.model) {
+      throw new UserError(`the checkpoint holds ${ck.meta.model}, not ${modelFlag}`, { field: '--model', expected: `${ck.meta.model} or no --model` });
+    }
+    const dsName = datasetFlag ?? ck.meta.dataset;
+    if (!dsName) throw new UserError('name the dataset: the checkpoint does not say which it was trained on', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+    datasetName = dsName;
+    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts });
+    checkCompatible(net, ds, `checkpoint ${checkpointDir}`);
+  } else {
+    modelName = modelFlag as string;
+    const dsName = datasetFlag ?? ZOO[modelName]?.dataset;
+    if (!dsName) throw new UserError('name the dataset', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+    datasetName = dsName;
+    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts });
+    net = await loadModel(modelName, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: args.seed, quantizer });
+    checkCompatible(net, ds, `model ${modelName}`);
+  }
+  const bits = bitsReq ? resolveBits(bitsReq, net) : net.getBits();
+  net.setBits(bits);
+  const quantized = isQuantized(bits);
+  const defaults = trainingDefaults(datasetName, Boolean(checkpointDir) && quantized);
+  const epochs = epochsFlag ?? defaults.epochs;
+  const batchSize = batchFlag ?? defaults.batchSize;
+  const lr = lrFlag ?? defaults.lr;
+  const optimizer = (optString(args, 'optimizer') ?? defaults.optimizer) as OptimizerName;
+  const sizes = splitSizes(ds);
+  log.info(
+    `train ${modelName} on ${datasetName} (${sizes.train}/${sizes.val}/${sizes.test} train/val/test) at ${describeBits(bits)}` +
+      `${checkpointDir ? ` from ${checkpointDir}` : ''}: ${epochs} epochs, batch ${batchSize}, ${optimizer} lr ${lr} (${schedule}), ` +
+      `backend ${backendInfo()?.name ?? '?'}, seed ${args.seed}`,
+  );
+
+  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed });
+  let progress: Progress | null = null;
+  let lastVal: { accuracy: number; loss: number } | null = null;
+  const stats = await trainer.trainEpochs(
+    epochs,
+    (p) => {
+      if (p.step === 1) progress = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.stepsPerEpoch, plain: args.json });
+      progress?.update(p.step, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)}`);
+    },
+    {
+      schedule,
+      onEpochEnd: async (e, s) => {
+        const v = await trainer.evaluate('val');
+        lastVal = { accuracy: v.accuracy, loss: v.loss };
+        log.info(`epoch ${e}/${epochs}: train loss ${s.loss.toFixed(4)} acc ${pct(s.accuracy)}, val loss ${v.loss.toFixed(4)} acc ${pct(v.accuracy)}, ${Math.round(s.samplesPerSec)} samples/s`);
+      },
+    },
+  );
+  const trainSeconds = stats.reduce((a, s) => a + s.seconds, 0);
+  const trainSamples = stats.reduce((a, s) => a + s.samples, 0);
+  const samplesPerSec = trainSeconds > 0 ? trainSamples / trainSeconds : 0;
+  const test = await trainer.evaluate('test');
+  trainer.dispose();
+  const backend = backendInfo()?.name ?? 'unknown';
+  const named = namedBits(net, bits);
+
+  if (outDir) {
+    const meta: NetworkMeta = { model: modelName, dataset: datasetName, inputShape: ds.inputShape, numClasses: ds.numClasses, quantizer: net.qlayers[0]?.quantizer ?? quantizer };
+    const run: RunRecord = {
+      command: 'train',
+      model: modelName,
+      dataset: datasetName,
+      dataDir: dataOpts.dataDir ?? null,
+      seed: args.seed,
+      config: { epochs, batchSize, lr, optimizer, schedule, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
+      bits: named,
+      backend,
+      versions: runVersions(),
+      startedAt: started.toISOString(),
+      finishedAt: new Date().toISOString(),
+      results: { test: { accuracy: test.accuracy, loss: test.loss }, val: lastVal, samplesPerSec, trainSeconds },
+    };
+    await saveCheckpoint(outDir, net, meta, run);
+    log.info(`checkpoint saved to ${outDir}`);
+  }
+
+  if (args.json) {
+    printJson({
+      model: modelName,
+      dataset: datasetName,
+      seed: args.seed,
+      backend,
+      epochs,
+      batchSize,
+      lr,
+      optimizer,
+      quantized,
+      bits: named,
+      accuracy: test.accuracy,
+      loss: test.loss,
+      valAccuracy: (lastVal as { accuracy: number } | null)?.accuracy ?? null,
+      samplesPerSec,
+      trainSeconds,
+      testSamples: test.samples,
+      checkpoint: checkpointDir ?? null,
+      out: outDir ?? null,
+    });
+    return;
+  }
+  printText(
+    formatTable(
+      ['item', 'value'],
+      [
+        ['model', modelName],
+        ['dataset', `${datasetName} (${sizes.train}/${sizes.val}/${sizes.test})`],
+        ['bits', describeBits(bits)],
+        ['epochs', epochs],
+        ['test accuracy', pct(test.accuracy)],
+        ['test loss', test.loss.toFixed(4)],
+        ['train samples/s', Math.round(samplesPerSec)],
+        ['backend', backend],
+        ['seed', args.seed],
+        ...(outDir ? [['checkpoint', outDir] as [string, string]] : []),
+      ],
+    ),
+  );
+}
+
+export const trainCommand: CliCommand = {
+  command: 'train',
+  describe: 'Train a network: float without bits, quantization-aware with --wbits/--abits or --bits-file',
+  builder: (y) =>
+    dataAndBitsOptions(y)
+      .option('model', { type: 'string', describe: `zoo model (${ZOO_NAMES.join(', ')}) or a model.json path` })
+      .option('epochs', { type: 'number', describe: 'epochs (default per dataset; QAT from a checkpoint: a quarter of them)' })
+      .option('batch-size', { type: 'number', describe: 'minibatch size (default 64)' })
+      .option('lr', { type: 'number', describe: 'learning rate (default per dataset; a quarter for QAT from a checkpoint)' })
+      .option('optimizer', { choices: OPTIMIZERS, describe: 'optimizer (default adam)' })
+      .option('schedule', { choices: SCHEDULES, default: 'cosine', describe: 'learning-rate schedule over the run' })
+      .option('quantizer', { choices: QUANTIZERS, default: 'ste', describe: 'quantizer of a newly built network' })
+      .option('checkpoint', { type: 'string', describe: 'start from this checkpoint directory (written by --out)' })
+      .option('out', { type: 'string', describe: 'save the trained network and run.json to this directory' })
+      .example('$0 train --model lenet5 --dataset mnist --out runs/lenet5-float', 'float training')
+      .example('$0 train --checkpoint runs/lenet5-float --wbits 4 --abits 4', 'QAT fine-tune at W4A4')
+      .epilogue(`Datasets:\n${DATASET_NAMES.map((n) => `  ${n}: ${DATASETS[n]?.description ?? ''}`).join('\n')}`),
+  handler: trainHandler,
+};

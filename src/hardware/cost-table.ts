@@ -1,0 +1,310 @@
+/**
+ * The cost model and its table. For every (layer, wBits, aBits) of the table's bit choices:
+ *
+ *   compute   = the profile's compute model (cycles, energy, the bits data runs at)
+ *   traffic   = weights at their bits (with scales and bias) + input and output activations at the
+ *               layer's aBits, times the re-fetch counts of the compute model; the off-chip part of it
+ *               / bandwidth is the memory term. Output activations are counted at the layer's own
+ *               aBits: the layer writes its output at the precision it computes in (the next layer's
+ *               quantizer may narrow it further). This keeps every layer's cost a function of its own
+ *               bits, which is what makes a per-layer table (and a lookup-and-sum) exact.
+ *   latency   = max(compute, memory) + per-layer overhead            (roofline)
+ *   energy    = compute energy + traffic x pJ/bit per level + static power x latency
+ *   size      = weight bytes at wBits (+ per-channel scales, + bias/BN at 32 bits)
+ *   peak      = (input + output + live residual elements) x aBits / 8, per layer; the largest
+ *               over the layers is the peak memory, checked against SRAM; size against flash.
+ *
+ * Every analytic compute model is monotonic in bits, and so are traffic, the roofline and the sums.
+ * Numbers a user supplies (expression and lookup profiles) may not be: the table then takes the
+ * monotone envelope over its bit grid, cost(w, a) = min over w' >= w, a' >= a of cost(w', a'),
+ * because data quantized to w bits can always run as w' >= w bits. A warning says how many entries
+ * this changed.
+ *
+ * costAllocation is a lookup and a sum over typed arrays; it allocates only its result.
+ */
+import { UserError } from '../errors.js';
+import { log } from '../log.js';
+import type { BitConfig, LayerInfo } from '../models/layer-info.js';
+import type { AllocationCost, CostTable, FitViolation, LayerCost } from './api.js';
+import { layerGeometry, newComputeResult, type LayerGeometry } from './compute/types.js';
+import type { Profile } from './profiles.js';
+import { activationBytes, weightStorageBytes } from './storage.js';
+
+/** Bit-widths a table covers unless told otherwise: 1..8, 16 and 32 (float). */
+export const DEFAULT_BIT_CHOICES: readonly number[] = [1, 2, 3, 4, 5, 6, 7, 8, 16, 32];
+
+const NO_VIOLATIONS: readonly FitViolation[] = Object.freeze([]);
+const MAX_BITS = 32;
+
+/** The bit choices to use for a profile: a lookup profile's measured widths, else the defaults. */
+export function profileBitChoices(profile: Profile): number[] {
+  return profile.compute.supportedBits() ?? [...DEFAULT_BIT_CHOICES];
+}
+
+function checkBitChoices(bitChoices: readonly number[]): number[] {
+  const sorted = [...new Set(bitChoices)].sort((a, b) => a - b);
+  const bad = sorted.filter((b) => !Number.isInteger(b) || b < 1 || b > MAX_BITS);
+  if (sorted.length === 0 || bad.length > 0) {
+    throw new UserError(`invalid bit choices ${JSON.stringify(bitChoices)}`, { field: 'bitChoices', expected: 'integers from 1 to 32' });
+  }
+  return sorted;
+}
+
+class Table implements CostTable {
+  readonly profileId: string;
+  readonly layers: readonly LayerInfo[];
+  readonly bitChoices: readonly number[];
+  private readonly nb: number;
+  /** bits -> index in bitChoices, -1 when not covered. */
+  private readonly bitIndex: Int8Array;
+  private readonly latencyMs: Float64Array;
+  private readonly energyUj: Float64Array;
+  private readonly actBytes: Float64Array;
+  /** Per (layer, wBits index). */
+  private readonly weightBytes: Float64Array;
+  private readonly costs: LayerCost[];
+  private readonly flashBytes: number;
+  private readonly sramBytes: number;
+
+  constructor(
+    readonly profile: Profile,
+    layers: readonly LayerInfo[],
+    bitChoices: number[],
+    data: { latencyMs: Float64Array; energyUj: Float64Array; actBytes: Float64Array; weightBytes: Float64Array; costs: LayerCost[] },
+  ) {
+    this.profileId = profile.id;
+    this.layers = layers;
+    this.bitChoices = Object.freeze(bitChoices);
+    this.nb = bitChoices.length;
+    this.bitIndex = new Int8Array(MAX_BITS + 1).fill(-1);
+    bitChoices.forEach((b, i) => (this.bitIndex[b] = i));
+    this.latencyMs = data.latencyMs;
+    this.energyUj = data.energyUj;
+    this.actBytes = data.actBytes;
+    this.weightBytes = data.weightBytes;
+    this.costs = data.costs;
+    this.flashBytes = profile.spec.limits?.flashBytes ?? Infinity;
+    this.sramBytes = profile.spec.limits?.sramBytes ?? Infinity;
+  }
+
+  private index(bits: number, what: string, layer: number): number {
+    const i = bits >= 0 && bits <= MAX_BITS ? (this.bitIndex[bits] ?? -1) : -1;
+    if (i < 0) {
+      throw new UserError(`${what} ${bits} of layer ${layer} (${this.layers[layer]?.name ?? '?'}) is not covered by the cost table`, {
+        field: what,
+        expected: `one of ${this.bitChoices.join(', ')}`,
+      });
+    }
+    return i;
+  }
+
+  layerCost(layerIndex: number, wBits: number, aBits: number): LayerCost {
+    if (!(layerIndex >= 0 && layerIndex < this.layers.length) || !Number.isInteger(layerIndex)) {
+      throw new UserError(`layer index ${layerIndex} is out of range`, { expected: `0..${this.layers.length - 1}` });
+    }
+    const k = (layerIndex * this.nb + this.index(wBits, 'wBits', layerIndex)) * this.nb + this.index(aBits, 'aBits', layerIndex);
+    return this.costs[k] as LayerCost;
+  }
+
+  costAllocation(bits: BitConfig): AllocationCost {
+    const L = this.layers.length;
+    if (bits.length !== L) {
+      throw new UserError(`a bit allocation for this model needs ${L} layers, got ${bits.length}`, { field: 'bits' });
+    }
+    const nb = this.nb;
+    const idx = this.bitIndex;
+    let latency = 0;
+    let energy = 0;
+    let size = 0;
+    let peak = -1;
+    let peakLayer = 0;
+    const layers = new Array<LayerCost>(L);
+    for (let i = 0; i < L; i++) {
+      const b = bits[i] as { wBits: number; aBits: number };
+      const wi = idx[b.wBits] ?? -1;
+      const ai = idx[b.aBits] ?? -1;
+      if (wi < 0 || ai < 0) {
+        this.index(b.wBits, 'wBits', i);
+        this.index(b.aBits, 'aBits', i);
+      }
+      const k = (i * nb + wi) * nb + ai;
+      latency += this.latencyMs[k] as number;
+      energy += this.energyUj[k] as number;
+      size += this.weightBytes[i * nb + wi] as number;
+      const act = this.actBytes[k] as number;
+      if (act > peak) {
+        peak = act;
+        peakLayer = i;
+      }
+      layers[i] = this.costs[k] as LayerCost;
+    }
+    const fits = size <= this.flashBytes && peak <= this.sramBytes;
+    return {
+      latencyMs: latency,
+      energyUj: energy,
+      sizeBytes: size,
+      peakMemoryBytes: Math.max(peak, 0),
+      peakLayerIndex: peakLayer,
+      fits,
+      violations: fits ? NO_VIOLATIONS : this.violations(bits, size),
+      layers,
+    };
+  }
+
+  private violations(bits: BitConfig, size: number): FitViolation[] {
+    const out: FitViolation[] = [];
+    const nb = this.nb;
+    if (size > this.flashBytes) {
+      let worst = 0;
+      let worstBytes = -1;
+      bits.forEach((b, i) => {
+        const wb = this.weightBytes[i * nb + (this.bitIndex[b.wBits] as number)] as number;
+        if (wb > worstBytes) {
+          worstBytes = wb;
+          worst = i;
+        }
+      });
+      out.push({ limit: 'flash', layerIndex: worst, layerName: (this.layers[worst] as LayerInfo).name, bytes: size, limitBytes: this.flashBytes });
+    }
+    bits.forEach((b, i) => {
+      const k = (i * nb + (this.bitIndex[b.wBits] as number)) * nb + (this.bitIndex[b.aBits] as number);
+      const act = this.actBytes[k] as number;
+      if (act > this.sramBytes) {
+        out.push({ limit: 'sram', layerIndex: i, layerName: (this.layers[i] as LayerInfo).name, bytes: act, limitBytes: this.sramBytes });
+      }
+    });
+    return out;
+  }
+}
+
+/**
+ * Precomputes the cost of every (layer, wBits, aBits) over `bitChoices` for `layers` on `profile`.
+ * Throws a UserError when the profile cannot cost some pair (a lookup table without the entry, a mode
+ * table without a wide enough mode).
+ */
+export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], bitChoices: readonly number[] = profileBitChoices(profile)): CostTable {
+  const choices = checkBitChoices(bitChoices);
+  const nb = choices.length;
+  const L = layers.length;
+  const n = L * nb * nb;
+  const spec = profile.spec;
+  const compute = profile.compute;
+  const mem = profile.memory;
+  const batch = spec.batchSize;
+  const clockKHz = spec.clockMHz * 1000;
+  const overheadCycles = spec.perLayerOverheadCycles ?? 0;
+  const overheadMs = (spec.perLayerOverheadUs ?? 0) / 1000;
+  const staticMw = spec.staticPowerMw ?? 0;
+
+  const cCycles = new Float64Array(n);
+  const cEnergy = new Float64Array(n);
+  const execW = new Uint8Array(n);
+  const execA = new Uint8Array(n);
+  const trafficW = new Float64Array(n);
+  const trafficI = new Float64Array(n);
+  const trafficO = new Float64Array(n);
+  const boundOverride = new Uint8Array(n);
+  const geoms: LayerGeometry[] = layers.map((l) => layerGeometry(l, batch));
+  const r = newComputeResult();
+  for (let i = 0; i < L; i++) {
+    const g = geoms[i] as LayerGeometry;
+    for (let wi = 0; wi < nb; wi++) {
+      for (let ai = 0; ai < nb; ai++) {
+        const k = (i * nb + wi) * nb + ai;
+        compute.evaluate(g, choices[wi] as number, choices[ai] as number, r);
+        cCycles[k] = r.cycles;
+        cEnergy[k] = r.energyPJ;
+        execW[k] = r.execWBits;
+        execA[k] = r.execABits;
+        trafficW[k] = r.weightTraffic;
+        trafficI[k] = r.inputTraffic;
+        trafficO[k] = r.outputTraffic;
+        boundOverride[k] = r.boundOverride;
+      }
+    }
+  }
+  if (compute.userSupplied) {
+    const changed = monotoneEnvelope(cCycles, L, nb) + monotoneEnvelope(cEnergy, L, nb);
+    if (changed > 0) {
+      log.warn(
+        `profile ${profile.id}: ${changed} compute cost${changed === 1 ? '' : 's'} rose when bits were lowered; ` +
+          'using the cheaper wider setting there (costs stay monotonic in bits)',
+      );
+    }
+  }
+
+  const latencyMs = new Float64Array(n);
+  const energyUj = new Float64Array(n);
+  const actBytes = new Float64Array(n);
+  const weightBytes = new Float64Array(L * nb);
+  const costs = new Array<LayerCost>(n);
+  for (let i = 0; i < L; i++) {
+    const g = geoms[i] as LayerGeometry;
+    const layer = layers[i] as LayerInfo;
+    const wAt = g.weightBytesAt;
+    for (let wi = 0; wi < nb; wi++) weightBytes[i * nb + wi] = wAt[choices[wi] as number] as number;
+    for (let wi = 0; wi < nb; wi++) {
+      for (let ai = 0; ai < nb; ai++) {
+        const k = (i * nb + wi) * nb + ai;
+        const ew = execW[k] as number;
+        const ea = execA[k] as number;
+        const inAct = activationBytes(g.inElements, ea);
+        const outAct = activationBytes(g.outElements, ea);
+        const wBytes = (wAt[ew] ?? weightStorageBytes(layer, ew)) * (trafficW[k] as number);
+        const iBytes = inAct * (trafficI[k] as number);
+        const oBytes = outAct * (trafficO[k] as number);
+        let offChip = 0;
+        let memCycles = 0;
+        let memPJ = 0;
+        if (mem) {
+          offChip = mem.offChipWeights * wBytes + mem.offChipInputs * iBytes + mem.offChipOutputs * oBytes;
+          memCycles = offChip / mem.bytesPerCycle;
+          memPJ =
+            offChip * 8 * mem.offChipPJPerBit +
+            8 * (wBytes * mem.onChipPJPerBit.weights + iBytes * mem.onChipPJPerBit.inputs + oBytes * mem.onChipPJPerBit.outputs);
+        }
+        const compCycles = cCycles[k] as number;
+        const lat = (Math.max(compCycles, memCycles) + overheadCycles) / clockKHz + overheadMs;
+        const energy = ((cEnergy[k] as number) + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
+        const act = inAct + outAct + activationBytes(g.liveElements, ea);
+        const override = boundOverride[k] as number;
+        latencyMs[k] = lat;
+        energyUj[k] = energy;
+        actBytes[k] = act;
+        costs[k] = {
+          latencyMs: lat,
+          energyUj: energy,
+          computeCycles: compCycles,
+          memoryCycles: memCycles,
+          bound: override === 2 || (override === 0 && memCycles > compCycles) ? 'memory' : 'compute',
+          weightBytes: weightBytes[i * nb + wi] as number,
+          activationBytes: act,
+          offChipBytes: offChip,
+        };
+      }
+    }
+  }
+  return new Table(profile, layers, choices, { latencyMs, energyUj, actBytes, weightBytes, costs });
+}
+
+/**
+ * In place: v[l][w][a] = min over w' >= w, a' >= a of v[l][w'][a'] (indices into the sorted bit grid).
+ * Returns how many entries it lowered.
+ */
+export function monotoneEnvelope(v: Float64Array, layers: number, nb: number): number {
+  let changed = 0;
+  for (let l = 0; l < layers; l++) {
+    const base = l * nb * nb;
+    for (let wi = nb - 1; wi >= 0; wi--) {
+      for (let ai = nb - 1; ai >= 0; ai--) {
+        const k = base + wi * nb + ai;
+        let best = v[k] as number;
+        if (wi + 1 < nb) best = Math.min(best, v[k + nb] as number);
+        if (ai + 1 < nb) best = Math.min(best, v[k + 1] as number);
+        if (best < (v[k] as number) * (1 - 1e-12)) changed++;
+        v[k] = best;
+      }
+    }
+  }
+  return changed;
+}

@@ -1,0 +1,744 @@
+/**
+ * Experiment files: what `bitalloc run` / `compare` take. An experiment names a model, a dataset, one or
+ * more device profiles, one or more budgets (each a list of constraints), the agents to compare and the
+ * seeds; every (agent, profile, budget, seed) combination is one *cell* of the run.
+ *
+ * `loadExperiment(file, overrides)` reads, applies `--set key=value` overrides, validates (every problem
+ * listed with its JSON path and what is valid, as one UserError; nothing is written) and fills defaults.
+ * The result is again a valid experiment file (same fields, defaults explicit, paths absolute), which is
+ * what a run directory stores as experiment.json. `cells(exp)` lists the cells with stable ids.
+ *
+ * Paths inside the file (a model or profile given as a path, dataDir) are relative to the file's folder;
+ * `out` (where run directories are created) is relative to the working directory.
+ * The JSON Schema of the format is experiments/schema.json.
+ */
+import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
+import { basename, dirname, resolve } from 'node:path';
+import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
+import { resolveReward, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
+import { DATASETS, DATASET_NAMES } from '../data/index.js';
+import { isUserError, UserError } from '../errors.js';
+import { profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
+import { VALID_BITS } from '../models/layer-info.js';
+import { ZOO_NAMES } from '../models/index.js';
+
+// ---------------------------------------------------------------------------------------------------------
+// Names the file may use
+// ---------------------------------------------------------------------------------------------------------
+
+/** Agents an experiment may name: the agent registry (agents/index.ts). */
+export const AGENT_NAMES: readonly string[] = Object.keys(AGENTS);
+/** Zoo models (a model may also be a path to a tfjs model.json). */
+export const MODEL_NAMES: readonly string[] = ZOO_NAMES;
+export { DATASET_NAMES };
+export const CONSTRAINT_MODES = ['lower', 'penalty', 'reject'] as const;
+export const REWARD_NAMES = ['haq', 'amed', 'releq', 'weighted'] as const;
+export const STEP_MODES = ['joint', 'tied', 'haq'] as const;
+
+export type ConstraintMode = (typeof CONSTRAINT_MODES)[number];
+export type RewardName = (typeof REWARD_NAMES)[number];
+export type StepMode = (typeof STEP_MODES)[number];
+
+/** Names of the built-in profiles: hardware-profiles/*.json except schema.json. */
+export function builtinProfileNames(): string[] {
+  const dir = profilesDir();
+  return readdirSync(dir)
+    .filter((f) => f.endsWith('.json') && f !== 'schema.json')
+    .map((f) => f.slice(0, -'.json'.length))
+    .sort();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Budget constraints
+// ---------------------------------------------------------------------------------------------------------
+
+export type ConstraintMetric = 'latency' | 'energy' | 'size' | 'peak-memory';
+export type ConstraintUnit = 'x' | 'ms' | 'us' | 'uJ' | 'mJ' | 'B' | 'KB' | 'MB';
+export const CONSTRAINT_METRICS: readonly ConstraintMetric[] = ['latency', 'energy', 'size', 'peak-memory'];
+export const CONSTRAINT_GRAMMAR =
+  '<latency|energy|size|peak-memory><=<number><x|ms|us|uJ|mJ|B|KB|MB>, e.g. latency<=0.35x, size<=200KB';
+
+/** Units each metric accepts and the factor to its base unit (ms, uJ, bytes; `x` stays a ratio). KB = 1024 B. */
+const CONSTRAINT_UNITS: Record<ConstraintMetric, Partial<Record<ConstraintUnit, number>>> = {
+  latency: { x: 1, ms: 1, us: 1e-3 },
+  energy: { x: 1, uJ: 1, mJ: 1e3 },
+  size: { x: 1, B: 1, KB: 1024, MB: 1024 * 1024 },
+  'peak-memory': { x: 1, B: 1, KB: 1024, MB: 1024 * 1024 },
+};
+
+export interface ParsedConstraint {
+  metric: ConstraintMetric;
+  /** The number as written. */
+  limit: number;
+  unit: ConstraintUnit;
+  /** True for `x`: a fraction of the reference (W8A8) network's cost. */
+  relative: boolean;
+  /** The limit in the base unit: ms (latency), uJ (energy), bytes (size, peak memory); the ratio when relative. */
+  value: number;
+  /** Canonical text, e.g. `latency<=0.35x`. */
+  text: string;
+}
+
+const CONSTRAINT_PATTERN = /^\s*([A-Za-z-]+)\s*<=\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$/;
+
+/** Parses one constraint (`latency<=0.35x`); on a bad string returns `{ error }` saying what is valid. */
+export function parseConstraint(text: string): ParsedConstraint | { error: string } {
+  const m = CONSTRAINT_PATTERN.exec(text);
+  if (!m) return { error: `'${text}' is not a constraint` };
+  const metricText = m[1] as string;
+  const numberText = m[2] as string;
+  const unitText = m[3] as string;
+  if (!(CONSTRAINT_METRICS as readonly string[]).includes(metricText)) {
+    return { error: `'${text}': unknown metric '${metricText}' (valid: ${CONSTRAINT_METRICS.join(', ')})` };
+  }
+  const metric = metricText as ConstraintMetric;
+  const factor = CONSTRAINT_UNITS[metric][unitText as ConstraintUnit];
+  if (factor === undefined) {
+    return { error: `'${text}': unit '${unitText}' does not fit ${metric} (valid: ${Object.keys(CONSTRAINT_UNITS[metric]).join(', ')})` };
+  }
+  const limit = Number(numberText);
+  if (!(limit > 0) || !Number.isFinite(limit)) return { error: `'${text}': the limit must be a positive number` };
+  const unit = unitText as ConstraintUnit;
+  return { metric, limit, unit, relative: unit === 'x', value: limit * factor, text: `${metric}<=${numberText}${unit}` };
+}
+
+/** A file-name-safe slug of a budget, e.g. `latency-0.35x`, `peak-memory-320KB+size-1MB`, `unconstrained`. */
+export function budgetSlug(constraints: readonly string[]): string {
+  if (constraints.length === 0) return 'unconstrained';
+  return constraints
+    .map((c) => c.replace(/\s+/g, '').replace('<=', '-').replace(/[^A-Za-z0-9.+-]/g, '-'))
+    .join('+');
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// The experiment
+// ---------------------------------------------------------------------------------------------------------
+
+export interface AgentSpec {
+  /** Registry name (ppo, ddpg, ...). */
+  name: string;
+  /** Distinct name of this entry in the run (cell ids, reports); defaults to `name`. */
+  label: string;
+  /** Hyperparameters passed to the agent (its defaults fill the rest). */
+  options: Record<string, unknown>;
+}
+
+export interface RewardSpec {
+  name: RewardName;
+  options: Record<string, unknown>;
+}
+
+/** The reward as the env takes it (`{ kind, ...options }`). */
+export function envRewardSpec(r: RewardSpec): EnvRewardSpec {
+  return { kind: r.name, ...r.options };
+}
+
+/** A validated experiment with every default filled. Serialises back to a valid experiment file. */
+export interface Experiment {
+  $schema?: string;
+  name: string;
+  description?: string;
+  /** Zoo name or absolute path to a model.json. */
+  model: string;
+  dataset: string;
+  /** Absolute path of the dataset folder, when given. */
+  dataDir?: string;
+  /** Built-in profile names or absolute paths to profile JSON files. */
+  profiles: string[];
+  /** Each entry is one budget: a list of constraints in canonical text. */
+  budgets: string[][];
+  constraintMode: ConstraintMode;
+  agents: AgentSpec[];
+  seeds: number[];
+  /** Episodes per cell. */
+  episodes: number;
+  /** QAT minibatch steps per episode on the shared weights. */
+  qatSteps: number;
+  /** Float training epochs before the search. */
+  warmupEpochs: number;
+  /** Fine-tune epochs of the best allocation at the end. */
+  finetuneEpochs: number;
+  reward: RewardSpec;
+  stepMode: StepMode;
+  /** Bit-widths the agents choose from, ascending. */
+  bitChoices: number[];
+  /** Validation samples each episode's accuracy is measured on. */
+  evalSamples: number;
+  /** Keep the first and last quantizable layers at 8 bits (HAQ). */
+  pinFirstLast: boolean;
+  /** Episodes between checkpoints of a cell. */
+  checkpointEvery: number;
+  /** Folder the run directories are created in (`<out>/<name>-<timestamp>`). */
+  out: string;
+}
+
+export const EXPERIMENT_DEFAULTS = {
+  constraintMode: 'lower' as ConstraintMode,
+  seeds: [1],
+  episodes: 100,
+  qatSteps: 20,
+  warmupEpochs: 1,
+  finetuneEpochs: 3,
+  reward: { name: 'haq' as RewardName, options: {} },
+  stepMode: 'joint' as StepMode,
+  bitChoices: [2, 3, 4, 5, 6, 7, 8],
+  evalSamples: 1000,
+  pinFirstLast: false,
+  checkpointEvery: 10,
+  out: 'runs',
+};
+
+/** Every field an experiment file may have. */
+export const EXPERIMENT_FIELDS: readonly string[] = [
+  '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
+  'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
+  'bitChoices', 'evalSamples', 'pinFirstLast', 'checkpointEvery', 'out',
+];
+
+/** One device profile of the experiment. */
+export interface ProfileRef {
+  /** As written in the experiment (name or absolute path). */
+  spec: string;
+  /** Short id used in cell ids and reports: the built-in name, or the file's `id` field / base name. */
+  id: string;
+  /** Absolute path of the profile JSON. */
+  path: string;
+  builtin: boolean;
+}
+
+export interface BudgetRef {
+  /** File-name-safe slug (see budgetSlug). */
+  id: string;
+  /** Constraints in canonical text, e.g. ["latency<=0.35x"]. */
+  constraints: string[];
+  parsed: ParsedConstraint[];
+}
+
+/** One (agent, profile, budget, seed) combination: one search. */
+export interface Cell {
+  /** Stable, file-name-safe id: `<agent label>__<profile id>__<budget slug>__s<seed>`. */
+  id: string;
+  /** Position in `cells(exp)`. */
+  index: number;
+  agent: AgentSpec;
+  profile: ProfileRef;
+  budget: BudgetRef;
+  seed: number;
+}
+
+function isPathLike(spec: string): boolean {
+  return spec.includes('/') || spec.includes('\\') || spec.endsWith('.json');
+}
+
+/** Resolves a profile entry of a validated experiment. */
+export function profileRef(spec: string): ProfileRef {
+  if (!isPathLike(spec)) return { spec, id: spec, path: resolve(profilesDir(), `${spec}.json`), builtin: true };
+  const path = resolve(spec);
+  let id = basename(path).replace(/\.json$/i, '');
+  try {
+    const parsed = JSON.parse(readFileSync(path, 'utf8')) as unknown;
+    if (isObject(parsed) && typeof parsed['id'] === 'string' && parsed['id'].trim() !== '') id = parsed['id'];
+  } catch {
+    // the id falls back to the file name; loading the profile reports the problem
+  }
+  return { spec, id: slugify(id), path, builtin: false };
+}
+
+export function budgetRef(constraints: readonly string[]): BudgetRef {
+  const parsed = constraints.map((c) => {
+    const p = parseConstraint(c);
+    if ('error' in p) throw new UserError(p.error, { expected: CONSTRAINT_GRAMMAR });
+    return p;
+  });
+  return { id: budgetSlug(parsed.map((p) => p.text)), constraints: parsed.map((p) => p.text), parsed };
+}
+
+/** Every cell of the experiment, ordered by profile, budget, agent, seed. Ids are stable for a given file. */
+export function cells(exp: Experiment): Cell[] {
+  const out: Cell[] = [];
+  const profiles = exp.profiles.map(profileRef);
+  const budgets = exp.budgets.map(budgetRef);
+  for (const profile of profiles) {
+    for (const budget of budgets) {
+      for (const agent of exp.agents) {
+        for (const seed of exp.seeds) {
+          out.push({ id: cellId(agent.label, profile.id, budget.id, seed), index: out.length, agent, profile, budget, seed });
+        }
+      }
+    }
+  }
+  return out;
+}
+
+export function cellId(agentLabel: string, profileId: string, budgetId: string, seed: number): string {
+  return `${agentLabel}__${profileId}__${budgetId}__s${seed}`;
+}
+
+/** The default run directory of an experiment started at `when`: `<out>/<name>-<YYYYMMDD-HHMMSS>`. */
+export function defaultRunDir(exp: Experiment, when: Date = new Date()): string {
+  const p = (n: number) => String(n).padStart(2, '0');
+  const stamp = `${when.getFullYear()}${p(when.getMonth() + 1)}${p(when.getDate())}-${p(when.getHours())}${p(when.getMinutes())}${p(when.getSeconds())}`;
+  return resolve(exp.out, `${exp.name}-${stamp}`);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Reading, overrides, validation
+// ---------------------------------------------------------------------------------------------------------
+
+/** Parses JSON text; a syntax error becomes a UserError with the file, line and column. */
+export function parseJsonText(text: string, file: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (e) {
+    const message = e instanceof Error ? e.message : String(e);
+    const pos = /position (\d+)/.exec(message);
+    const lineCol = /line (\d+) column (\d+)/.exec(message);
+    let line: number;
+    let column: number;
+    if (lineCol) {
+      line = Number(lineCol[1]);
+      column = Number(lineCol[2]);
+    } else {
+      const offset = pos ? Number(pos[1]) : text.length;
+      const before = text.slice(0, offset);
+      line = before.split('\n').length;
+      column = offset - before.lastIndexOf('\n');
+    }
+    const reason = message.replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)$/, '');
+    throw new UserError(`not valid JSON at line ${line}, column ${column}: ${reason}`, { file, expected: 'a JSON object' });
+  }
+}
+
+/**
+ * Reads and validates an experiment file. `overrides` are `key=value` strings (`--set`): dotted keys reach
+ * into objects and arrays (`agents.0.options.lr=0.001`); the value is parsed as JSON when it can be
+ * (`seeds=[1,2]`, `episodes=20`), else taken as a string (`model=resnet20`).
+ */
+export function loadExperiment(path: string, overrides: readonly string[] = []): Experiment {
+  const file = resolve(path);
+  if (!existsSync(file)) throw new UserError('experiment file not found', { file: path, expected: 'an existing JSON file' });
+  if (!statSync(file).isFile()) throw new UserError('not a file', { file: path, expected: 'an experiment JSON file' });
+  const raw = parseJsonText(readFileSync(file, 'utf8'), path);
+  const overridden = applyOverrides(raw, overrides, path);
+  return validateExperiment(overridden.value, { file: path, baseDir: dirname(file), overridden: overridden.paths });
+}
+
+/** Applies `key=value` overrides to a parsed experiment (a copy); returns it and the JSON paths set. */
+export function applyOverrides(raw: unknown, overrides: readonly string[], file?: string): { value: unknown; paths: string[] } {
+  if (overrides.length === 0) return { value: raw, paths: [] };
+  if (!isObject(raw)) return { value: raw, paths: [] };
+  const value = structuredClone(raw);
+  const paths: string[] = [];
+  for (const o of overrides) {
+    const eq = o.indexOf('=');
+    const key = eq > 0 ? o.slice(0, eq).trim() : '';
+    if (!key || key.split('.').some((k) => k === '')) {
+      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.lr=0.001' });
+    }
+    const text = o.slice(eq + 1);
+    let v: unknown;
+    try {
+      v = JSON.parse(text) as unknown;
+    } catch {
+      v = text;
+    }
+    const parts = key.split('.');
+    let target: unknown = value;
+    for (let i = 0; i < parts.length - 1; i++) {
+      const k = parts[i] as string;
+      const next = getChild(target, k);
+      if (next === undefined) {
+        const created: Record<string, unknown> = {};
+        if (!setChild(target, k, created)) throw badOverridePath(o, parts.slice(0, i + 1), file);
+        target = created;
+      } else if (typeof next === 'string' && (parts[i + 1] === 'options' || parts[i + 1] === 'label' || parts[i + 1] === 'name')) {
+        // shorthand `"ppo"` becomes `{ "name": "ppo" }` so its options can be set
+        const expanded: Record<string, unknown> = { name: next };
+        setChild(target, k, expanded);
+        target = expanded;
+      } else if (isObject(next) || Array.isArray(next)) {
+        target = next;
+      } else {
+        throw badOverridePath(o, parts.slice(0, i + 1), file);
+      }
+    }
+    if (!setChild(target, parts[parts.length - 1] as string, v)) throw badOverridePath(o, parts, file);
+    paths.push(jsonPath(parts));
+  }
+  return { value, paths };
+}
+
+function badOverridePath(o: string, parts: string[], file?: string): UserError {
+  return new UserError(`override '${o}' cannot be applied: ${jsonPath(parts)} is not an object or array`, {
+    file,
+    field: '--set',
+    expected: 'a dotted key through objects and array indices',
+  });
+}
+
+function getChild(target: unknown, key: string): unknown {
+  if (Array.isArray(target)) return /^\d+$/.test(key) ? target[Number(key)] : undefined;
+  if (isObject(target)) return target[key];
+  return undefined;
+}
+
+function setChild(target: unknown, key: string, v: unknown): boolean {
+  if (Array.isArray(target)) {
+    if (!/^\d+$/.test(key) || Number(key) > target.length) return false;
+    target[Number(key)] = v;
+    return true;
+  }
+  if (isObject(target)) {
+    target[key] = v;
+    return true;
+  }
+  return false;
+}
+
+function jsonPath(parts: readonly (string | number)[]): string {
+  return '$' + parts.map((p) => (typeof p === 'number' || /^\d+$/.test(p) ? `[${p}]` : `.${p}`)).join('');
+}
+
+export interface ValidateOptions {
+  /** Named in every problem. */
+  file?: string;
+  /** Relative paths in the file resolve against this folder (default: the working directory). */
+  baseDir?: string;
+  /** JSON paths that came from --set (marked in problems). */
+  overridden?: readonly string[];
+}
+
+/** Checks a parsed experiment; throws one UserError listing every problem. Returns it with defaults filled. */
+export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Experiment {
+  const problems: string[] = [];
+  const baseDir = opts.baseDir ?? process.cwd();
+  const overridden = opts.overridden ?? [];
+  const problem = (path: string, message: string, expected?: string) => {
+    const fromSet = overridden.some((p) => path === p || path.startsWith(p + '.') || path.startsWith(p + '['));
+    problems.push(`${path}: ${message}${expected ? ` (expected ${expected})` : ''}${fromSet ? ' [set by --set]' : ''}`);
+  };
+  if (!isObject(raw)) {
+    throw new UserError('an experiment must be a JSON object', { file: opts.file, field: '$', expected: 'an object with name, model, dataset, profiles, budgets, agents' });
+  }
+
+  for (const key of Object.keys(raw)) {
+    if (!EXPERIMENT_FIELDS.includes(key)) problem(`$.${key}`, 'unknown field', `one of ${EXPERIMENT_FIELDS.filter((f) => f !== '$schema').join(', ')}`);
+  }
+
+  const str = (key: string, required: boolean, expected = 'a non-empty string'): string | undefined => {
+    const v = raw[key];
+    if (v === undefined) {
+      if (required) problem(`$.${key}`, 'missing', expected);
+      return undefined;
+    }
+    if (typeof v !== 'string' || v.trim() === '') {
+      problem(`$.${key}`, `must be a non-empty string, got ${describe(v)}`, expected);
+      return undefined;
+    }
+    return v;
+  };
+  const int = (key: string, min: number, dflt: number): number => {
+    const v = raw[key];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'number' || !Number.isInteger(v)) {
+      problem(`$.${key}`, `must be an integer, got ${describe(v)}`, `an integer >= ${min}`);
+      return dflt;
+    }
+    if (v < min) {
+      problem(`$.${key}`, `must be >= ${min}, got ${v}`, `an integer >= ${min}`);
+      return dflt;
+    }
+    return v;
+  };
+  const choice = <T extends string>(key: string, choices: readonly T[], dflt: T): T => {
+    const v = raw[key];
+    if (v === undefined) return dflt;
+    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) {
+      problem(`$.${key}`, `invalid value ${describe(v)}`, `one of ${choices.join(', ')}`);
+      return dflt;
+    }
+    return v as T;
+  };
+
+  // name
+  const name = str('name', true, 'a name of letters, digits, ".", "_" and "-"') ?? 'experiment';
+  if (raw['name'] !== undefined && typeof raw['name'] === 'string' && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
+    problem('$.name', `'${name}' cannot be part of a directory name`, 'letters, digits, ".", "_" and "-"');
+  }
+  const description = raw['description'];
+  if (description !== undefined && typeof description !== 'string') problem('$.description', `must be a string, got ${describe(description)}`);
+  const schemaRef = raw['$schema'];
+  if (schemaRef !== undefined && typeof schemaRef !== 'string') problem('$.$schema', `must be a string, got ${describe(schemaRef)}`);
+
+  // model
+  let model = str('model', true, `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`) ?? '';
+  if (model) {
+    if (isPathLike(model)) {
+      const p = resolve(baseDir, model);
+      if (!existsSync(p)) problem('$.model', `model file '${model}' not found (looked at ${p})`, `a zoo model (${MODEL_NAMES.join(', ')}) or an existing model.json`);
+      else model = p;
+    } else if (!MODEL_NAMES.includes(model)) {
+      problem('$.model', `unknown model '${model}'`, `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`);
+    }
+  }
+
+  // dataset
+  const dataset = str('dataset', true, `one of ${DATASET_NAMES.join(', ')}`) ?? '';
+  if (dataset && !DATASET_NAMES.includes(dataset)) problem('$.dataset', `unknown dataset '${dataset}'`, `one of ${DATASET_NAMES.join(', ')}`);
+  let dataDir = str('dataDir', false);
+  if (dataDir !== undefined) {
+    const p = resolve(baseDir, dataDir);
+    if (!existsSync(p)) problem('$.dataDir', `'${dataDir}' not found (looked at ${p})`, 'an existing folder (or IDX file)');
+    else dataDir = p;
+  } else if (dataset && DATASETS[dataset] && DATASETS[dataset].defaultSource === null) {
+    problem('$.dataDir', `missing: dataset '${dataset}' is read from files you provide`, 'the folder holding them');
+  }
+
+  // profiles
+  const profiles: string[] = [];
+  const rawProfiles = raw['profiles'];
+  const builtins = builtinProfileNames();
+  const expectedProfile = `a built-in profile (${builtins.join(', ') || 'none installed'}) or a path to a profile JSON`;
+  if (rawProfiles === undefined) problem('$.profiles', 'missing', 'a non-empty array of profile names or paths');
+  else if (!Array.isArray(rawProfiles) || rawProfiles.length === 0) problem('$.profiles', `must be a non-empty array, got ${describe(rawProfiles)}`, 'e.g. ["bitfusion-45nm"]');
+  else {
+    const ids = new Map<string, number>();
+    rawProfiles.forEach((p: unknown, i: number) => {
+      const path = `$.profiles[${i}]`;
+      if (typeof p !== 'string' || p.trim() === '') return problem(path, `must be a profile name or path, got ${describe(p)}`, expectedProfile);
+      let spec = p;
+      if (isPathLike(p)) {
+        const abs = resolve(baseDir, p);
+        if (!existsSync(abs) || !statSync(abs).isFile()) return problem(path, `profile file '${p}' not found (looked at ${abs})`, expectedProfile);
+        spec = abs;
+        const bad = profileFileProblems(abs);
+        if (bad.length) return problem(path, `invalid profile file '${p}':\n      ${bad.join('\n      ')}`, 'a profile as described by hardware-profiles/schema.json');
+      } else if (!builtins.includes(p)) {
+        return problem(path, `unknown profile '${p}'`, expectedProfile);
+      }
+      const id = profileRef(spec).id;
+      const prev = ids.get(id);
+      if (prev !== undefined) return problem(path, `profile id '${id}' is already used by $.profiles[${prev}]`, 'each profile once');
+      ids.set(id, i);
+      profiles.push(spec);
+    });
+  }
+
+  // budgets
+  const budgets: string[][] = [];
+  const rawBudgets = raw['budgets'];
+  const budgetExpected = `a constraint string (${CONSTRAINT_GRAMMAR}) or a list of them`;
+  if (rawBudgets === undefined) problem('$.budgets', 'missing', `a non-empty array; each entry ${budgetExpected}`);
+  else if (!Array.isArray(rawBudgets) || rawBudgets.length === 0) problem('$.budgets', `must be a non-empty array, got ${describe(rawBudgets)}`, `each entry ${budgetExpected}`);
+  else {
+    const slugs = new Map<string, number>();
+    rawBudgets.forEach((b: unknown, i: number) => {
+      const list = typeof b === 'string' ? [b] : b;
+      if (!Array.isArray(list)) return problem(`$.budgets[${i}]`, `must be a constraint string or an array of them, got ${describe(b)}`, budgetExpected);
+      const texts: string[] = [];
+      const metrics = new Set<string>();
+      list.forEach((c: unknown, j: number) => {
+        const path = typeof b === 'string' ? `$.budgets[${i}]` : `$.budgets[${i}][${j}]`;
+        if (typeof c !== 'string') return problem(path, `must be a constraint string, got ${describe(c)}`, CONSTRAINT_GRAMMAR);
+        const parsed = parseConstraint(c);
+        if ('error' in parsed) return problem(path, parsed.error, CONSTRAINT_GRAMMAR);
+        if (metrics.has(parsed.metric)) return problem(path, `a second limit on ${parsed.metric} in the same budget`, 'one limit per metric in a budget');
+        metrics.add(parsed.metric);
+        texts.push(parsed.text);
+      });
+      if (texts.length !== list.length) return;
+      const slug = budgetSlug(texts);
+      const prev = slugs.get(slug);
+      if (prev !== undefined) return problem(`$.budgets[${i}]`, `same budget as $.budgets[${prev}]`, 'distinct budgets');
+      slugs.set(slug, i);
+      budgets.push(texts);
+    });
+  }
+
+  const constraintMode = choice('constraintMode', CONSTRAINT_MODES, EXPERIMENT_DEFAULTS.constraintMode);
+
+  // agents
+  const agents: AgentSpec[] = [];
+  const rawAgents = raw['agents'];
+  const agentExpected = `an agent name (${AGENT_NAMES.join(', ')}) or { "name": ..., "label"?: ..., "options"?: {...} }`;
+  if (rawAgents === undefined) problem('$.agents', 'missing', `a non-empty array; each entry ${agentExpected}`);
+  else if (!Array.isArray(rawAgents) || rawAgents.length === 0) problem('$.agents', `must be a non-empty array, got ${describe(rawAgents)}`, `each entry ${agentExpected}`);
+  else {
+    const labels = new Map<string, number>();
+    rawAgents.forEach((a: unknown, i: number) => {
+      const path = `$.agents[${i}]`;
+      let agentName: unknown;
+      let label: unknown;
+      let options: unknown = {};
+      if (typeof a === 'string') agentName = a;
+      else if (isObject(a)) {
+        for (const k of Object.keys(a)) if (!['name', 'label', 'options'].includes(k)) problem(`${path}.${k}`, 'unknown field', 'name, label, options');
+        agentName = a['name'];
+        label = a['label'];
+        options = a['options'] ?? {};
+        if (agentName === undefined) return problem(`${path}.name`, 'missing', `one of ${AGENT_NAMES.join(', ')}`);
+      } else return problem(path, `must be an agent name or object, got ${describe(a)}`, agentExpected);
+      const namePath = typeof a === 'string' ? path : `${path}.name`;
+      if (typeof agentName !== 'string' || !AGENT_NAMES.includes(agentName)) {
+        return problem(namePath, `unknown agent ${describe(agentName)}`, `one of ${AGENT_NAMES.join(', ')}`);
+      }
+      if (!isObject(options)) return problem(`${path}.options`, `must be an object, got ${describe(options)}`, 'an object of hyperparameters');
+      const entry = AGENTS[agentName];
+      if (entry) {
+        try {
+          resolveAgentOptions(agentName, entry.defaults, options, `${path}.options`);
+        } catch (e) {
+          if (!isUserError(e)) throw e;
+          problems.push(e.message);
+        }
+      }
+      if (label !== undefined && (typeof label !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(label))) {
+        return problem(`${path}.label`, `invalid label ${describe(label)}`, 'letters, digits, ".", "_" and "-"');
+      }
+      const finalLabel = (label as string | undefined) ?? agentName;
+      const prev = labels.get(finalLabel);
+      if (prev !== undefined) {
+        return problem(path, `agent label '${finalLabel}' is already used by $.agents[${prev}]`, 'a distinct "label" for each entry of the same agent');
+      }
+      labels.set(finalLabel, i);
+      agents.push({ name: agentName, label: finalLabel, options: structuredClone(options) });
+    });
+  }
+
+  // seeds
+  let seeds = EXPERIMENT_DEFAULTS.seeds.slice();
+  const rawSeeds = raw['seeds'];
+  if (rawSeeds !== undefined) {
+    if (!Array.isArray(rawSeeds) || rawSeeds.length === 0) problem('$.seeds', `must be a non-empty array of integers, got ${describe(rawSeeds)}`, 'e.g. [1, 2, 3]');
+    else {
+      const seen = new Set<number>();
+      seeds = [];
+      rawSeeds.forEach((s: unknown, i: number) => {
+        if (typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0x7fffffff) return problem(`$.seeds[${i}]`, `invalid seed ${describe(s)}`, 'an integer in 0..2147483647');
+        if (seen.has(s)) return problem(`$.seeds[${i}]`, `seed ${s} listed twice`, 'distinct seeds');
+        seen.add(s);
+        seeds.push(s);
+      });
+    }
+  }
+
+  const episodes = int('episodes', 1, EXPERIMENT_DEFAULTS.episodes);
+  const qatSteps = int('qatSteps', 0, EXPERIMENT_DEFAULTS.qatSteps);
+  const warmupEpochs = int('warmupEpochs', 0, EXPERIMENT_DEFAULTS.warmupEpochs);
+  const finetuneEpochs = int('finetuneEpochs', 0, EXPERIMENT_DEFAULTS.finetuneEpochs);
+  const evalSamples = int('evalSamples', 1, EXPERIMENT_DEFAULTS.evalSamples);
+  const checkpointEvery = int('checkpointEvery', 1, EXPERIMENT_DEFAULTS.checkpointEvery);
+
+  // reward
+  let reward: RewardSpec = structuredClone(EXPERIMENT_DEFAULTS.reward);
+  const rawReward = raw['reward'];
+  const rewardExpected = `one of ${REWARD_NAMES.join(', ')}, or { "name": ..., "options": {...} }`;
+  if (rawReward !== undefined) {
+    let rName: unknown = rawReward;
+    let rOptions: unknown = {};
+    if (isObject(rawReward)) {
+      for (const k of Object.keys(rawReward)) if (!['name', 'options'].includes(k)) problem(`$.reward.${k}`, 'unknown field', 'name, options');
+      rName = rawReward['name'];
+      rOptions = rawReward['options'] ?? {};
+    }
+    const rPath = isObject(rawReward) ? '$.reward.name' : '$.reward';
+    if (typeof rName !== 'string' || !(REWARD_NAMES as readonly string[]).includes(rName)) problem(rPath, `unknown reward ${describe(rName)}`, rewardExpected);
+    else if (!isObject(rOptions)) problem('$.reward.options', `must be an object, got ${describe(rOptions)}`, 'an object of reward options');
+    else {
+      try {
+        resolveReward({ kind: rName as RewardName, ...rOptions }, '$.reward.options');
+        reward = { name: rName as RewardName, options: structuredClone(rOptions) };
+      } catch (e) {
+        if (!isUserError(e)) throw e;
+        problems.push(e.message);
+      }
+    }
+  }
+
+  const stepMode = choice('stepMode', STEP_MODES, EXPERIMENT_DEFAULTS.stepMode);
+
+  // bitChoices
+  let bitChoices = EXPERIMENT_DEFAULTS.bitChoices.slice();
+  const rawBits = raw['bitChoices'];
+  if (rawBits !== undefined) {
+    const bitsExpected = `distinct values from ${VALID_BITS.join(', ')}`;
+    if (!Array.isArray(rawBits) || rawBits.length === 0) problem('$.bitChoices', `must be a non-empty array, got ${describe(rawBits)}`, bitsExpected);
+    else {
+      const seen = new Set<number>();
+      rawBits.forEach((b: unknown, i: number) => {
+        if (typeof b !== 'number' || !VALID_BITS.includes(b)) return problem(`$.bitChoices[${i}]`, `invalid bit-width ${describe(b)}`, bitsExpected);
+        if (seen.has(b)) return problem(`$.bitChoices[${i}]`, `bit-width ${b} listed twice`, bitsExpected);
+        seen.add(b);
+      });
+      bitChoices = [...seen].sort((a, b) => a - b);
+    }
+  }
+
+  let pinFirstLast = EXPERIMENT_DEFAULTS.pinFirstLast;
+  if (raw['pinFirstLast'] !== undefined) {
+    if (typeof raw['pinFirstLast'] !== 'boolean') problem('$.pinFirstLast', `must be true or false, got ${describe(raw['pinFirstLast'])}`);
+    else pinFirstLast = raw['pinFirstLast'];
+  }
+  const out = str('out', false) ?? EXPERIMENT_DEFAULTS.out;
+
+  if (problems.length > 0) {
+    const n = problems.length;
+    throw new UserError(`invalid experiment: ${n} problem${n === 1 ? '' : 's'}`, { file: opts.file, problems });
+  }
+  const exp: Experiment = {
+    ...(typeof schemaRef === 'string' ? { $schema: schemaRef } : {}),
+    name,
+    ...(typeof description === 'string' ? { description } : {}),
+    model,
+    dataset,
+    ...(dataDir !== undefined ? { dataDir } : {}),
+    profiles,
+    budgets,
+    constraintMode,
+    agents,
+    seeds,
+    episodes,
+    qatSteps,
+    warmupEpochs,
+    finetuneEpochs,
+    reward,
+    stepMode,
+    bitChoices,
+    evalSamples,
+    pinFirstLast,
+    checkpointEvery,
+    out,
+  };
+  return exp;
+}
+
+/** Problems of a profile file (empty when it loads). */
+function profileFileProblems(file: string): string[] {
+  try {
+    return profileProblems(readProfileJson(file, 'profile file'), file);
+  } catch (e) {
+    if (isUserError(e)) return [e.message];
+    throw e;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+function slugify(s: string): string {
+  return s.replace(/[^A-Za-z0-9._-]/g, '-');
+}
+
+/** A short description of a JSON value for error messages. */
+function describe(v: unknown): string {
+  if (v === undefined) return 'nothing';
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return v.length === 0 ? 'an empty array' : 'an array';
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '...' : v}'`;
+  return `${typeof v} ${String(v)}`;
+}
+

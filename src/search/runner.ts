@@ -1,0 +1,124 @@
+/**
+ * Runs every pending cell of a run directory, one after another or on N worker threads
+ * (each with its own tfjs engine), and records each cell's status in run.json.
+ */
+import { Worker } from 'node:worker_threads';
+import { join } from 'node:path';
+import { backendInfo } from '../backend/index.js';
+import { log } from '../log.js';
+import { envRewardSpec, type Cell, type Experiment } from './experiment.js';
+import type { CellStore, RunStore } from './run-store.js';
+import { runSearch, type SearchResult, type SearchSpec } from './search.js';
+
+/** The search a cell of an experiment runs. */
+export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
+  return {
+    model: exp.model,
+    dataset: exp.dataset,
+    dataDir: exp.dataDir,
+    profile: cell.profile.path,
+    constraints: cell.budget.constraints,
+    constraintMode: exp.constraintMode,
+    reward: envRewardSpec(exp.reward),
+    stepMode: exp.stepMode,
+    bitChoices: exp.bitChoices,
+    pinFirstLast: exp.pinFirstLast,
+    agent: cell.agent.name,
+    agentOptions: cell.agent.options,
+    episodes: exp.episodes,
+    qatSteps: exp.qatSteps,
+    warmupEpochs: exp.warmupEpochs,
+    finetuneEpochs: exp.finetuneEpochs,
+    evalSamples: exp.evalSamples,
+    seed: cell.seed,
+    checkpointEvery: exp.checkpointEvery,
+  };
+}
+
+export interface CellOutcome {
+  id: string;
+  ok: boolean;
+  result?: SearchResult;
+  error?: string;
+}
+
+export interface RunOptions {
+  /** Worker threads (1 = run in this thread). */
+  workers: number;
+  /** Stop each cell after this many episodes of this call (testing resume). */
+  stopAfter?: number;
+}
+
+export function warmupCacheDir(store: RunStore): string {
+  return join(store.dir, 'warmup');
+}
+
+async function runCellHere(store: RunStore, cell: CellStore, opts: RunOptions): Promise<CellOutcome> {
+  const spec = specForCell(store.experiment, cell.spec);
+  const result = await runSearch(spec, {
+    cell,
+    warmupCacheDir: warmupCacheDir(store),
+    label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`,
+    stopAfter: opts.stopAfter,
+  });
+  return { id: cell.id, ok: true, result };
+}
+
+/** Runs the pending cells of `store`; returns every cell's outcome (failed cells are recorded, not thrown). */
+export async function runPendingCells(store: RunStore, opts: RunOptions): Promise<CellOutcome[]> {
+  const pending = store.pendingCells();
+  if (pending.length === 0) {
+    log.info('every cell of this run is done');
+    return [];
+  }
+  log.info(`${pending.length} of ${store.cells.length} cells to run${opts.workers > 1 ? ` on ${opts.workers} workers` : ''}`);
+  const outcomes: CellOutcome[] = [];
+  const finish = (cell: CellStore, o: CellOutcome): void => {
+    outcomes.push(o);
+    if (o.ok && o.result?.interrupted) return; // left pending: a later --resume continues it
+    cell.setStatus(o.ok ? 'done' : 'failed', o.ok ? {} : { error: o.error });
+    if (!o.ok) log.error(`${cell.id} failed: ${o.error}`);
+  };
+  if (opts.workers <= 1) {
+    for (const cell of pending) {
+      cell.setStatus('running');
+      try {
+        finish(cell, await runCellHere(store, cell, opts));
+      } catch (e) {
+        finish(cell, { id: cell.id, ok: false, error: e instanceof Error ? e.message : String(e) });
+      }
+    }
+    return outcomes;
+  }
+  const queue = [...pending];
+  const backend = backendInfo()?.requested ?? 'auto';
+  const workerLoop = async (): Promise<void> => {
+    while (queue.length > 0) {
+      const cell = queue.shift() as CellStore;
+      cell.setStatus('running');
+      finish(cell, await runCellInWorker(store, cell, backend, opts));
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(opts.workers, pending.length) }, () => workerLoop()));
+  return outcomes;
+}
+
+function runCellInWorker(store: RunStore, cell: CellStore, backend: string, opts: RunOptions): Promise<CellOutcome> {
+  return new Promise((resolve) => {
+    const worker = new Worker(new URL('./worker.js', import.meta.url), {
+      workerData: { runDir: store.dir, cellId: cell.id, backend, logLevel: log.level, stopAfter: opts.stopAfter },
+    });
+    let settled = false;
+    worker.on('message', (m: CellOutcome) => {
+      settled = true;
+      resolve(m);
+    });
+    worker.on('error', (e) => {
+      if (!settled) resolve({ id: cell.id, ok: false, error: e.message });
+      settled = true;
+    });
+    worker.on('exit', (code) => {
+      if (!settled) resolve({ id: cell.id, ok: false, error: `worker exited with code ${code}` });
+    });
+  });
+}

@@ -1,0 +1,484 @@
+/**
+ * The search: one agent, one device profile, one budget, one seed (a "cell").
+ *
+ *   dataset + model -> float warm-up (cached per model/dataset/seed/epochs when a cache dir is given)
+ *   profile + inventory -> cost table of every (layer, wBits, aBits), computed once
+ *   per episode: the agent picks an allocation through the env; the shared network trains K QAT steps at
+ *     that allocation (AMED's interleave; K = 0 evaluates only); validation accuracy; cost from the table;
+ *     reward; agent update; the episode is appended to episodes.jsonl and a checkpoint taken every N episodes
+ *   end: uniform-precision reference points, the best feasible allocation fine-tuned, test accuracy.
+ *
+ * A killed run resumes from its last checkpoint: episodes recorded after it are dropped and re-run, so the
+ * episode list stays 1..N with none lost or repeated, and (on a deterministic backend) the result equals the
+ * uninterrupted run's.
+ */
+import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { BitAllocationEnv } from '../../envs/bit-allocation-env.js';
+import type { RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
+import type { AccuracyEvaluator, AccuracyResult, Agent, EpisodeSummary, StepMode } from '../../envs/types.js';
+import type { ConstraintMode } from '../../envs/constraints.js';
+import { createAgent } from '../../agents/index.js';
+import { backendInfo, tf } from '../backend/index.js';
+import { Progress } from '../cli/progress.js';
+import { loadDataset, disposeDataset } from '../data/index.js';
+import type { Dataset } from '../data/api.js';
+import { UserError } from '../errors.js';
+import { buildCostTable, loadProfile, type CostTable, type Profile } from '../hardware/index.js';
+import { log } from '../log.js';
+import { loadModel } from '../models/index.js';
+import type { BitConfig, LayerInfo } from '../models/layer-info.js';
+import type { QuantizedNetwork } from '../quant/api.js';
+import { loadNetwork, saveNetwork } from '../quant/save.js';
+import { createTrainer, type Trainer } from '../train/trainer.js';
+import { trainingDefaults } from '../train/defaults.js';
+import {
+  appendEpisode,
+  loadCheckpoint,
+  saveCheckpoint,
+  truncateEpisodes,
+  type CellStore,
+  type EpisodeRecord,
+  type FinalRecord,
+  type UniformPoint,
+} from './run-store.js';
+import { runEpisode } from './episode.js';
+
+/** Everything one search needs; experiments expand into one of these per cell. */
+export interface SearchSpec {
+  model: string;
+  dataset: string;
+  dataDir?: string;
+  /** Built-in profile name or path to a profile JSON. */
+  profile: string;
+  constraints: string[];
+  constraintMode: ConstraintMode;
+  reward: EnvRewardSpec;
+  stepMode: StepMode;
+  bitChoices: number[];
+  pinFirstLast: boolean;
+  agent: string;
+  agentOptions: Record<string, unknown>;
+  episodes: number;
+  /** QAT minibatches per episode at the episode's allocation (0 = evaluate only). */
+  qatSteps: number;
+  warmupEpochs: number;
+  finetuneEpochs: number;
+  /** Validation samples per evaluation. */
+  evalSamples: number;
+  seed: number;
+  /** Checkpoint every N episodes (with a run store). */
+  checkpointEvery: number;
+  batchSize?: number;
+  lr?: number;
+  /** Use only the first N training samples (quick runs). */
+  trainLimit?: number;
+}
+
+export interface SearchOptions {
+  /** Where episodes, checkpoints, best.json and final.json go (omit for an in-memory search). */
+  cell?: CellStore;
+  /** Folder that caches float warm-ups across the cells of a run. */
+  warmupCacheDir?: string;
+  /** Progress label (default: agent and profile). */
+  label?: string;
+  /** Plain log lines instead of a redrawn bar. */
+  plainProgress?: boolean;
+  /** Called after every episode with its record. */
+  onEpisode?: (record: EpisodeRecord) => void;
+  /** Stop after this many episodes of this call (testing resume); the cell is left unfinished. */
+  stopAfter?: number;
+}
+
+export interface NamedBits {
+  name: string;
+  wBits: number;
+  aBits: number;
+}
+
+export interface SearchResult {
+  best: {
+    episode: number;
+    bits: NamedBits[];
+    accuracy: number;
+    latencyMs: number;
+    energyUj: number;
+    sizeBytes: number;
+    peakMemoryBytes: number;
+    feasible: boolean;
+  } | null;
+  final: {
+    testAccuracy: number;
+    testLoss: number;
+    finetuneEpochs: number;
+    latencyMs: number;
+    energyUj: number;
+    sizeBytes: number;
+    peakMemoryBytes: number;
+    feasible: boolean;
+  } | null;
+  reference: { floatValAccuracy: number; floatTestAccuracy: number; w8a8LatencyMs: number; w8a8EnergyUj: number; w8a8SizeBytes: number };
+  uniform: UniformPoint[];
+  episodes: number;
+  agent: string;
+  profile: string;
+  model: string;
+  dataset: string;
+  constraints: string[];
+  backend: string;
+  seed: number;
+  wallSeconds: number;
+  /** Where episode time went, seconds: QAT steps, evaluation, and the rest (agent + env + simulator). */
+  timing: { qatSeconds: number; evalSeconds: number; otherSeconds: number; otherShare: number };
+  /** True when stopAfter ended the search early. */
+  interrupted: boolean;
+}
+
+/**
+ * The evaluator the env calls once per episode: K QAT steps on the shared weights at the episode's
+ * allocation, then accuracy and loss on the first `evalSamples` validation samples.
+ */
+export class QatEvaluator implements AccuracyEvaluator {
+  qatSeconds = 0;
+  evalSeconds = 0;
+  private ref: AccuracyResult | null;
+
+  constructor(
+    private readonly net: QuantizedNetwork,
+    private readonly trainer: Trainer,
+    private readonly qatSteps: number,
+    private readonly evalSamples: number,
+    reference: AccuracyResult | null = null,
+  ) {
+    this.ref = reference;
+  }
+
+  async reference(): Promise<AccuracyResult> {
+    if (!this.ref) {
+      const saved = this.net.getBits();
+      this.net.setBits(saved.map(() => ({ wBits: 32, aBits: 32 })));
+      const r = await this.trainer.evaluate('val', { limit: this.evalSamples });
+      this.net.setBits(saved);
+      this.ref = { accuracy: r.accuracy, loss: r.loss };
+    }
+    return this.ref;
+  }
+
+  async evaluate(bits: BitConfig): Promise<AccuracyResult> {
+    this.net.setBits(bits);
+    const t0 = performance.now();
+    if (this.qatSteps > 0) await this.trainer.trainSteps(this.qatSteps);
+    const t1 = performance.now();
+    const r = await this.trainer.evaluate('val', { limit: this.evalSamples });
+    const t2 = performance.now();
+    this.qatSeconds += (t1 - t0) / 1000;
+    this.evalSeconds += (t2 - t1) / 1000;
+    return { accuracy: r.accuracy, loss: r.loss };
+  }
+}
+
+/** What a checkpoint's checkpoint.json carries. */
+interface SearchCheckpoint {
+  episode: number;
+  agentState: unknown;
+  reference: AccuracyResult;
+  floatTestAccuracy: number;
+  best: EpisodeRecord | null;
+  timing: { qatSeconds: number; evalSeconds: number; totalSeconds: number };
+  [key: string]: unknown;
+}
+
+export function namedBits(layers: readonly LayerInfo[], bits: BitConfig): NamedBits[] {
+  return bits.map((b, i) => ({ name: layers[i]?.name ?? `layer${i}`, wBits: b.wBits, aBits: b.aBits }));
+}
+
+function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
+  const evaluated = s.evaluated !== false && Number.isFinite(s.accuracy);
+  return {
+    episode: s.episode,
+    bits: s.bits.map((b) => ({ wBits: b.wBits, aBits: b.aBits })),
+    accuracy: evaluated ? s.accuracy : null,
+    loss: evaluated && Number.isFinite(s.loss) ? s.loss : null,
+    latencyMs: s.cost.latencyMs,
+    energyUj: s.cost.energyUj,
+    sizeBytes: s.cost.sizeBytes,
+    peakMemoryBytes: s.cost.peakMemoryBytes,
+    feasible: s.feasible,
+    reward: s.reward,
+    wallMs,
+  };
+}
+
+function betterThan(r: EpisodeRecord, best: EpisodeRecord | null): boolean {
+  if (!r.feasible || r.accuracy === null) return false;
+  if (!best || best.accuracy === null) return true;
+  if (r.accuracy !== best.accuracy) return r.accuracy > best.accuracy;
+  return r.latencyMs < best.latencyMs;
+}
+
+/** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
+async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | undefined, batchSize: number, lr: number): Promise<QuantizedNetwork> {
+  const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}`;
+  const cached = cacheDir ? join(cacheDir, key) : null;
+  if (cached && existsSync(join(cached, 'model.json'))) {
+    log.info(`float warm-up: reusing ${cached}`);
+    return (await loadNetwork(cached)).net;
+  }
+  const net = await loadModel(spec.model, { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: spec.seed });
+  if (spec.warmupEpochs > 0) {
+    const trainer = createTrainer(net, dataset, { lr, batchSize, optimizer: 'adam', seed: spec.seed });
+    const progress = new Progress({ label: 'float warm-up', total: spec.warmupEpochs * trainer.stepsPerEpoch });
+    await trainer.trainEpochs(spec.warmupEpochs, (p) => progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`));
+    progress.finish();
+    trainer.dispose();
+  }
+  if (cached) {
+    // write to a private folder, then rename: concurrent workers never see a half-written warm-up
+    const tmp = `${cached}.tmp-${process.pid}-${Date.now()}`;
+    mkdirSync(tmp, { recursive: true });
+    await saveNetwork(net, tmp, { warmupEpochs: spec.warmupEpochs, model: spec.model, dataset: spec.dataset, seed: spec.seed });
+    try {
+      renameSync(tmp, cached);
+    } catch {
+      rmSync(tmp, { recursive: true, force: true }); // another worker got there first: same weights
+    }
+  }
+  return net;
+}
+
+/** Runs (or resumes, when the cell has a checkpoint) one search. */
+export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Promise<SearchResult> {
+  const started = performance.now();
+  const backend = backendInfo()?.name ?? tf.getBackend();
+  const cell = opts.cell;
+  const profile: Profile = loadProfile(spec.profile);
+  const dataset = await loadDataset(spec.dataset, { dataDir: spec.dataDir, seed: spec.seed, limit: spec.trainLimit });
+  const defaults = trainingDefaults(spec.dataset);
+  const batchSize = spec.batchSize ?? defaults.batchSize;
+  const lr = spec.lr ?? defaults.lr;
+  let net: QuantizedNetwork | null = null;
+  let trainer: Trainer | null = null;
+  let agent: Agent | null = null;
+  try {
+    const checkpoint = cell ? loadCheckpoint(cell) : null;
+    const saved = (checkpoint?.state ?? null) as SearchCheckpoint | null;
+    if (saved) {
+      net = (await loadNetwork(join(checkpoint!.dir, 'network'))).net;
+      log.info(`resuming ${cell!.id} after episode ${saved.episode}`);
+    } else {
+      net = await warmUp(spec, dataset, opts.warmupCacheDir, batchSize, lr);
+    }
+    const layers = net.layers;
+    const table: CostTable = buildCostTable(profile, layers, [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b));
+    trainer = createTrainer(net, dataset, { lr: lr * 0.5, batchSize, optimizer: 'adam', seed: spec.seed + 1 });
+    if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
+
+    let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
+    if (!saved) {
+      net.setBits(layers.map(() => ({ wBits: 32, aBits: 32 })));
+      floatTestAccuracy = (await trainer.evaluate('test')).accuracy;
+    }
+    const evaluator = new QatEvaluator(net, trainer, spec.qatSteps, spec.evalSamples, saved?.reference ?? null);
+    const reference = await evaluator.reference();
+    const env = new BitAllocationEnv({
+      layers,
+      bitChoices: spec.bitChoices,
+      cost: (bits) => table.costAllocation(bits),
+      evaluator,
+      constraints: spec.constraints,
+      constraintMode: spec.constraintMode,
+      reward: spec.reward,
+      stepMode: spec.stepMode,
+      pinFirstLast: spec.pinFirstLast,
+      seed: spec.seed,
+    });
+    agent = createAgent(spec.agent, spec.agentOptions);
+    await agent.setup(env.agentContext(spec.seed));
+
+    let done = 0;
+    let best: EpisodeRecord | null = null;
+    let priorSeconds = 0;
+    if (saved) {
+      await agent.setState(saved.agentState);
+      env.setEpisodeCount(saved.episode);
+      evaluator.qatSeconds = saved.timing.qatSeconds;
+      evaluator.evalSeconds = saved.timing.evalSeconds;
+      priorSeconds = saved.timing.totalSeconds;
+      done = saved.episode;
+      best = saved.best;
+    }
+    if (cell) truncateEpisodes(cell, done); // drop episodes recorded after the checkpoint: they are re-run
+
+    const label = opts.label ?? `${spec.agent} on ${profile.id}`;
+    const progress = new Progress({ label, total: spec.episodes, plain: opts.plainProgress });
+    let episodeSeconds = priorSeconds;
+    let ranThisCall = 0;
+    const checkpointNow = async (episode: number): Promise<void> => {
+      if (!cell) return;
+      const state: SearchCheckpoint = {
+        episode,
+        agentState: agent!.getState(),
+        reference,
+        floatTestAccuracy,
+        best,
+        timing: { qatSeconds: evaluator.qatSeconds, evalSeconds: evaluator.evalSeconds, totalSeconds: episodeSeconds },
+      };
+      await saveCheckpoint(cell, state, async (dir) => {
+        await saveNetwork(net!, join(dir, 'network'));
+        await trainer!.saveState(join(dir, 'trainer'));
+      });
+    };
+    if (cell && !saved) await checkpointNow(0);
+
+    while (done < spec.episodes) {
+      if (agent.kind === 'allocation' && agent.exhausted?.()) break;
+      if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
+      const t0 = performance.now();
+      const summary = await runEpisode(env, agent);
+      const wallMs = performance.now() - t0;
+      episodeSeconds += wallMs / 1000;
+      done = summary.episode;
+      ranThisCall++;
+      const record = episodeRecord(summary, wallMs);
+      if (cell) appendEpisode(cell, record);
+      if (betterThan(record, best)) {
+        best = record;
+        if (cell) cell.offerBest(record);
+      }
+      opts.onEpisode?.(record);
+      if (cell && (done % spec.checkpointEvery === 0 || done === spec.episodes)) await checkpointNow(done);
+      const bestText = best ? `best ${(100 * (best.accuracy ?? 0)).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms` : 'no feasible yet';
+      progress.update(done, bestText);
+    }
+    const interrupted = done < spec.episodes && !(agent.kind === 'allocation' && agent.exhausted?.());
+    if (!interrupted && done < spec.episodes && cell) await checkpointNow(done);
+
+    const timing = {
+      qatSeconds: evaluator.qatSeconds,
+      evalSeconds: evaluator.evalSeconds,
+      otherSeconds: Math.max(0, episodeSeconds - evaluator.qatSeconds - evaluator.evalSeconds),
+      otherShare: episodeSeconds > 0 ? Math.max(0, episodeSeconds - evaluator.qatSeconds - evaluator.evalSeconds) / episodeSeconds : 0,
+    };
+    const ref8 = env.referenceCost;
+    const result: SearchResult = {
+      best: best
+        ? {
+            episode: best.episode,
+            bits: namedBits(layers, best.bits),
+            accuracy: best.accuracy ?? NaN,
+            latencyMs: best.latencyMs,
+            energyUj: best.energyUj,
+            sizeBytes: best.sizeBytes,
+            peakMemoryBytes: best.peakMemoryBytes,
+            feasible: best.feasible,
+          }
+        : null,
+      final: null,
+      reference: {
+        floatValAccuracy: reference.accuracy,
+        floatTestAccuracy,
+        w8a8LatencyMs: ref8.latencyMs,
+        w8a8EnergyUj: ref8.energyUj,
+        w8a8SizeBytes: ref8.sizeBytes,
+      },
+      uniform: [],
+      episodes: done,
+      agent: spec.agent,
+      profile: profile.id,
+      model: spec.model,
+      dataset: spec.dataset,
+      constraints: spec.constraints,
+      backend,
+      seed: spec.seed,
+      wallSeconds: 0,
+      timing,
+      interrupted,
+    };
+    if (interrupted) {
+      result.wallSeconds = (performance.now() - started) / 1000;
+      return result;
+    }
+
+    // uniform-precision reference points at the shared weights (for reports), before the fine-tune moves them
+    for (const b of [...spec.bitChoices].sort((x, y) => y - x)) {
+      const bits = layers.map(() => ({ wBits: b, aBits: b }));
+      net.setBits(bits);
+      const r = await trainer.evaluate('val', { limit: spec.evalSamples });
+      const c = table.costAllocation(bits);
+      result.uniform.push({
+        bits: { wBits: b, aBits: b },
+        accuracy: r.accuracy,
+        latencyMs: c.latencyMs,
+        energyUj: c.energyUj,
+        sizeBytes: c.sizeBytes,
+        peakMemoryBytes: c.peakMemoryBytes,
+        feasible: env.isFeasible(bits),
+      });
+    }
+    if (cell) cell.writeUniform(result.uniform);
+
+    if (best) {
+      net.setBits(best.bits);
+      const ft = createTrainer(net, dataset, { lr: lr * 0.3, batchSize, optimizer: 'adam', seed: spec.seed + 2 });
+      if (spec.finetuneEpochs > 0) {
+        const p = new Progress({ label: 'fine-tune', total: spec.finetuneEpochs * ft.stepsPerEpoch, plain: opts.plainProgress });
+        await ft.trainEpochs(spec.finetuneEpochs, (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`), {
+          schedule: 'cosine',
+        });
+        p.finish();
+      }
+      const test = await ft.evaluate('test');
+      ft.dispose();
+      result.final = {
+        testAccuracy: test.accuracy,
+        testLoss: test.loss,
+        finetuneEpochs: spec.finetuneEpochs,
+        latencyMs: best.latencyMs,
+        energyUj: best.energyUj,
+        sizeBytes: best.sizeBytes,
+        peakMemoryBytes: best.peakMemoryBytes,
+        feasible: best.feasible,
+      };
+      if (cell) await saveNetwork(net, join(cell.dir, 'final-network'), { bits: best.bits });
+    } else {
+      log.warn(`${label}: no feasible allocation found in ${done} episodes; nothing to fine-tune`);
+    }
+    result.wallSeconds = priorSeconds + (performance.now() - started) / 1000;
+    if (cell && best && result.final) {
+      const final: FinalRecord = {
+        bits: best.bits,
+        testAccuracy: result.final.testAccuracy,
+        testLoss: result.final.testLoss,
+        latencyMs: best.latencyMs,
+        energyUj: best.energyUj,
+        sizeBytes: best.sizeBytes,
+        peakMemoryBytes: best.peakMemoryBytes,
+        feasible: best.feasible,
+        wallSeconds: result.wallSeconds,
+        episodesToBest: best.episode,
+        layerNames: layers.map((l) => l.name),
+      };
+      cell.writeFinal(final);
+    }
+    return result;
+  } finally {
+    agent?.dispose?.();
+    trainer?.dispose();
+    net?.model.dispose();
+    disposeDataset(dataset);
+  }
+}
+
+/** Checks the numbers of a spec that a user sets (flags or experiment), as UserErrors. */
+export function checkSearchSpec(spec: SearchSpec, where: { file?: string; prefix?: string } = {}): void {
+  const p = where.prefix ?? '--';
+  const posInt = (v: number, name: string, min = 1): void => {
+    if (!Number.isInteger(v) || v < min) throw new UserError(`must be an integer >= ${min}, got ${String(v)}`, { file: where.file, field: `${p}${name}` });
+  };
+  posInt(spec.episodes, 'episodes');
+  posInt(spec.qatSteps, 'qat-steps', 0);
+  posInt(spec.warmupEpochs, 'warmup-epochs', 0);
+  posInt(spec.finetuneEpochs, 'finetune-epochs', 0);
+  posInt(spec.evalSamples, 'eval-samples');
+  posInt(spec.checkpointEvery, 'checkpoint-every');
+}

@@ -1,0 +1,44 @@
+/**
+ * A worker thread that runs one cell of a run with its own tfjs engine. The main thread holds the run's
+ * lock and owns run.json; the worker writes only inside its cell's folder (and the shared warm-up cache,
+ * by atomic rename).
+ */
+import { parentPort, workerData } from 'node:worker_threads';
+import { join } from 'node:path';
+import { initBackend, type BackendChoice } from '../backend/index.js';
+import { setLogLevel, type LogLevel } from '../log.js';
+import { RunStore, readJsonFile, type RunInfo } from './run-store.js';
+import type { Experiment } from './experiment.js';
+import { specForCell, warmupCacheDir, type CellOutcome } from './runner.js';
+import { runSearch } from './search.js';
+
+interface Job {
+  runDir: string;
+  cellId: string;
+  backend: BackendChoice;
+  logLevel: LogLevel;
+  stopAfter?: number;
+}
+
+async function main(job: Job): Promise<CellOutcome> {
+  setLogLevel(job.logLevel);
+  await initBackend(job.backend);
+  const info = readJsonFile(join(job.runDir, 'run.json')) as RunInfo;
+  const experiment = readJsonFile(join(job.runDir, 'experiment.json')) as Experiment;
+  const store = new RunStore(job.runDir, experiment, info, false);
+  const cell = store.cell(job.cellId);
+  const result = await runSearch(specForCell(experiment, cell.spec), {
+    cell,
+    warmupCacheDir: warmupCacheDir(store),
+    label: cell.id,
+    plainProgress: true,
+    stopAfter: job.stopAfter,
+  });
+  return { id: job.cellId, ok: true, result };
+}
+
+const job = workerData as Job;
+main(job).then(
+  (o) => parentPort?.postMessage(o),
+  (e: unknown) => parentPort?.postMessage({ id: job.cellId, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies CellOutcome),
+);

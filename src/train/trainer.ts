@@ -1,0 +1,456 @@
+/**
+ * The trainer: minibatch training and evaluation of a network on a dataset, used for float
+ * training, QAT (the network's bits are whatever `setBits` last set) and the search's short
+ * per-episode fine-tunes. One optimizer lives across calls, so `trainSteps(k)` is cheap to call
+ * repeatedly; batches cycle through a seeded shuffle of the training split. Loss: softmax
+ * cross-entropy (on logits, or on probabilities when the model ends in a softmax) plus the
+ * model's regularisation losses. BatchNorm runs in training mode during training.
+ */
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { tf } from '../backend/index.js';
+import { UserError } from '../errors.js';
+import type { Dataset, Split } from '../data/api.js';
+import { Rng } from '../util/rng.js';
+
+export type OptimizerName = 'adam' | 'sgd' | 'momentum';
+export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd', 'momentum'];
+
+export interface TrainerOptions {
+  lr: number;
+  batchSize: number;
+  optimizer: OptimizerName;
+  /** Seed of the batch shuffle. */
+  seed: number;
+  /** Batch size for evaluation (default 256). */
+  evalBatchSize?: number;
+}
+
+/** Anything with a trainable tfjs model: a QuantizedNetwork or a plain model wrapper. */
+export interface TrainableNetwork {
+  readonly model: tf.LayersModel;
+}
+
+export interface TrainStats {
+  /** Mean training loss over the steps. */
+  loss: number;
+  /** Training accuracy over the steps (batches seen in training mode). */
+  accuracy: number;
+  steps: number;
+  samples: number;
+  seconds: number;
+  samplesPerSec: number;
+}
+
+export interface EpochProgress {
+  /** 1-based epoch within this call. */
+  epoch: number;
+  epochs: number;
+  /** Steps done in this epoch. */
+  step: number;
+  stepsPerEpoch: number;
+  /** Running mean loss / accuracy of this epoch. */
+  loss: number;
+  accuracy: number;
+}
+
+export type LrSchedule = 'constant' | 'cosine';
+
+export interface EpochOptions {
+  /**
+   * `cosine`: the learning rate follows a half cosine from the trainer's rate down to 1% of it
+   * over the steps of this call, step by step, and is restored afterwards. Default `constant`.
+   */
+  schedule?: LrSchedule;
+  /** Called after each epoch (e.g. to evaluate on the validation split). */
+  onEpochEnd?: (epoch: number, stats: TrainStats) => void | Promise<void>;
+}
+
+export interface EvalResult {
+  accuracy: number;
+  loss: number;
+  samples: number;
+  samplesPerSec: number;
+}
+
+export type SplitName = 'train' | 'val' | 'test';
+
+export interface Trainer {
+  /** Trains on `k` minibatches, continuing the current shuffle (reshuffled when it runs out). */
+  trainSteps(k: number): Promise<TrainStats>;
+  /** Trains `n` full epochs (each a fresh shuffle); `onProgress` is called after every step. */
+  trainEpochs(n: number, onProgress?: (p: EpochProgress) => void, opts?: EpochOptions): Promise<TrainStats[]>;
+  /** Accuracy and mean loss on a split (inference mode, batched); `limit` evaluates the first samples only. */
+  evaluate(split: SplitName | Split, opts?: { limit?: number }): Promise<EvalResult>;
+  /** Steps per epoch at the current batch size. */
+  readonly stepsPerEpoch: number;
+  /** Training throughput of the last trainSteps / trainEpochs call. */
+  readonly samplesPerSec: number;
+  /** Minibatches trained so far. */
+  readonly stepsDone: number;
+  setLearningRate(lr: number): void;
+  readonly learningRate: number;
+  /**
+   * Writes the optimizer's state (moments, iteration count), the shuffle (order, position, RNG
+   * state), steps done and learning rate into `dir`, so that a resumed run continues exactly.
+   * The network's weights are not included (save them with saveNetwork).
+   */
+  saveState(dir: string): Promise<void>;
+  /** Restores what saveState wrote; the trainer must have the same optimizer, batch size and training split size. */
+  loadState(dir: string): Promise<void>;
+  /** Frees the optimizer state. */
+  dispose(): void;
+}
+
+export function makeOptimizer(name: OptimizerName, lr: number): tf.Optimizer {
+  switch (name) {
+    case 'adam':
+      return tf.train.adam(lr);
+    case 'sgd':
+      return tf.train.sgd(lr);
+    case 'momentum':
+      return tf.train.momentum(lr, 0.9);
+  }
+}
+
+/** True when the model's last layer outputs probabilities (a softmax) rather than logits. */
+export function outputsProbabilities(model: tf.LayersModel): boolean {
+  const last = model.layers[model.layers.length - 1];
+  if (!last) return false;
+  if (last.getClassName() === 'Softmax') return true;
+  const act = (last.getConfig() as { activation?: unknown }).activation;
+  return act === 'softmax';
+}
+
+/** Per-sample cross-entropy, [n]. */
+function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean): tf.Tensor1D {
+  if (probabilities) {
+    const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
+    return tf.neg(tf.sum(tf.mul(y, tf.log(p)), -1)) as tf.Tensor1D;
+  }
+  return tf.losses.softmaxCrossEntropy(y, out, undefined, undefined, tf.Reduction.NONE) as tf.Tensor1D;
+}
+
+function correctCount(y: tf.Tensor, out: tf.Tensor): tf.Scalar {
+  return tf.sum(tf.cast(tf.equal(tf.argMax(out, -1), tf.argMax(y, -1)), 'float32')) as tf.Scalar;
+}
+
+export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: TrainerOptions): Trainer {
+  if (!(opts.lr > 0) || !Number.isFinite(opts.lr)) throw new Error(`createTrainer: lr must be > 0, got ${opts.lr}`);
+  if (!Number.isInteger(opts.batchSize) || opts.batchSize < 1) {
+    throw new Error(`createTrainer: batchSize must be a positive integer, got ${opts.batchSize}`);
+  }
+  const model = net.model;
+  const train = dataset.train;
+  const n = train.labels.length;
+  if (n === 0) throw new Error(`createTrainer: dataset ${dataset.name} has an empty training split`);
+  const batchSize = Math.min(opts.batchSize, n);
+  const stepsPerEpoch = Math.max(1, Math.floor(n / batchSize));
+  const evalBatch = opts.evalBatchSize ?? 256;
+  const probabilities = outputsProbabilities(model);
+  const rng = new Rng(opts.seed);
+  const optimizer = makeOptimizer(opts.optimizer, opts.lr);
+  let lr = opts.lr;
+  const perm = new Int32Array(n);
+  for (let i = 0; i < n; i++) perm[i] = i;
+  let cursor = n; // forces a shuffle before the first batch
+  let stepsDone = 0;
+  let lastRate = 0;
+  let disposed = false;
+
+  const setLr = (value: number): void => {
+    lr = value;
+    // Every tfjs optimizer reads its `learningRate` field at each update; SGD also caches a scalar.
+    // (instanceof cannot tell them apart: tfjs optimizers override Symbol.hasInstance.)
+    const o = optimizer as unknown as { learningRate: number; setLearningRate?: (v: number) => void };
+    if (typeof o.setLearningRate === 'function') o.setLearningRate(value);
+    else o.learningRate = value;
+  };
+
+  const reshuffle = (): void => {
+    rng.shuffle(perm as unknown as number[]);
+    cursor = 0;
+  };
+
+  /** One minibatch: returns [loss, correct] of the batch. */
+  const step = (): [number, number, number] => {
+    if (cursor + batchSize > n) reshuffle();
+    const idx = perm.slice(cursor, cursor + batchSize);
+    cursor += batchSize;
+    const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    let correct = 0;
+    const lossValue = tf.tidy(() => {
+      const it = tf.tensor1d(idx, 'int32');
+      const xb = tf.gather(train.x, it);
+      const yb = tf.gather(train.y, it);
+      let kept: tf.Tensor | null = null;
+      const cost = optimizer.minimize(
+        () => {
+          const out = model.apply(xb, { training: true }) as tf.Tensor;
+          kept = tf.keep(out);
+          let loss = tf.mean(crossEntropy(yb, out, probabilities)) as tf.Scalar;
+          for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
+          return loss;
+        },
+        true,
+        vars,
+      );
+      if (kept) {
+        correct = correctCount(yb, kept).dataSync()[0] as number;
+        (kept as tf.Tensor).dispose();
+      }
+      return cost as tf.Scalar;
+    });
+    const v = lossValue.dataSync()[0] as number;
+    lossValue.dispose();
+    stepsDone++;
+    return [v, correct, idx.length];
+  };
+
+  const run = async (k: number, each?: (i: number, loss: number, correct: number, seen: number) => void): Promise<TrainStats> => {
+    if (disposed) throw new Error('trainer used after dispose()');
+    const t0 = performance.now();
+    let lossSum = 0;
+    let correct = 0;
+    let samples = 0;
+    for (let i = 0; i < k; i++) {
+      const [l, c, b] = step();
+      lossSum += l * b;
+      correct += c;
+      samples += b;
+      each?.(i + 1, lossSum / samples, correct, samples);
+      if ((i + 1) % 25 === 0) await new Promise<void>((r) => setImmediate(r));
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    lastRate = seconds > 0 ? samples / seconds : 0;
+    return {
+      loss: samples ? lossSum / samples : NaN,
+      accuracy: samples ? correct / samples : NaN,
+      steps: k,
+      samples,
+      seconds,
+      samplesPerSec: lastRate,
+    };
+  };
+
+  const evaluate = async (which: SplitName | Split, eo: { limit?: number } = {}): Promise<EvalResult> => {
+    if (disposed) throw new Error('trainer used after dispose()');
+    const split = typeof which === 'string' ? dataset[which] : which;
+    return evaluateModel(model, split, { batchSize: evalBatch, ...(eo.limit !== undefined ? { limit: eo.limit } : {}) });
+  };
+
+  return {
+    async trainSteps(k: number) {
+      if (!Number.isInteger(k) || k < 0) throw new Error(`trainSteps: k must be a non-negative integer, got ${k}`);
+      return run(k);
+    },
+    async trainEpochs(epochs: number, onProgress?: (p: EpochProgress) => void, eo: EpochOptions = {}) {
+      if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`trainEpochs: n must be a non-negative integer, got ${epochs}`);
+      const out: TrainStats[] = [];
+      const base = lr;
+      const totalSteps = epochs * stepsPerEpoch;
+      try {
+        for (let e = 1; e <= epochs; e++) {
+          reshuffle();
+          const stats = await run(stepsPerEpoch, (s, loss, correct, seen) => {
+            if (eo.schedule === 'cosine') {
+              const t = ((e - 1) * stepsPerEpoch + s) / totalSteps;
+              setLr(base * (0.01 + 0.99 * 0.5 * (1 + Math.cos(Math.PI * t))));
+            }
+            onProgress?.({ epoch: e, epochs, step: s, stepsPerEpoch, loss, accuracy: correct / seen });
+          });
+          out.push(stats);
+          await eo.onEpochEnd?.(e, stats);
+        }
+      } finally {
+        if (lr !== base) setLr(base);
+      }
+      const samples = out.reduce((a, s) => a + s.samples, 0);
+      const seconds = out.reduce((a, s) => a + s.seconds, 0);
+      lastRate = seconds > 0 ? samples / seconds : 0;
+      return out;
+    },
+    evaluate,
+    stepsPerEpoch,
+    get samplesPerSec() {
+      return lastRate;
+    },
+    get stepsDone() {
+      return stepsDone;
+    },
+    get learningRate() {
+      return lr;
+    },
+    setLearningRate(value: number) {
+      if (!(value > 0)) throw new Error(`setLearningRate: lr must be > 0, got ${value}`);
+      setLr(value);
+    },
+    async saveState(dir: string) {
+      if (disposed) throw new Error('trainer used after dispose()');
+      const named = await optimizer.getWeights();
+      const { data, specs } = await tf.io.encodeWeights(named);
+      const state: TrainerStateFile = {
+        format: TRAINER_STATE_FORMAT,
+        optimizer: opts.optimizer,
+        batchSize,
+        trainSamples: n,
+        lr,
+        stepsDone,
+        cursor,
+        rngState: rng.getState(),
+        optimizerWeights: specs,
+      };
+      mkdirSync(dir, { recursive: true });
+      writeFileSync(join(dir, OPTIMIZER_BIN), new Uint8Array(data));
+      writeFileSync(join(dir, ORDER_BIN), new Uint8Array(perm.buffer, perm.byteOffset, perm.byteLength));
+      writeFileSync(join(dir, TRAINER_JSON), JSON.stringify(state, null, 2) + '\n');
+    },
+    async loadState(dir: string) {
+      if (disposed) throw new Error('trainer used after dispose()');
+      const file = join(dir, TRAINER_JSON);
+      const state = readTrainerState(file);
+      const mismatch = (what: string, saved: unknown, now: unknown) =>
+        new UserError(`trainer state was saved with ${what} ${String(saved)}, this trainer has ${String(now)}`, { file, expected: `${what} ${String(now)}` });
+      if (state.optimizer !== opts.optimizer) throw mismatch('optimizer', state.optimizer, opts.optimizer);
+      if (state.batchSize !== batchSize) throw mismatch('batch size', state.batchSize, batchSize);
+      if (state.trainSamples !== n) throw mismatch('a training split of size', state.trainSamples, n);
+      const order = readBinary(join(dir, ORDER_BIN), n * 4);
+      const restored = new Int32Array(order.buffer, order.byteOffset, n).slice();
+      const seen = new Uint8Array(n);
+      for (const i of restored) {
+        if (i < 0 || i >= n || seen[i]) throw new UserError('holds no permutation of the training split', { file: join(dir, ORDER_BIN) });
+        seen[i] = 1;
+      }
+      const specs = state.optimizerWeights;
+      const bytes = specs.reduce((a, sp) => a + sp.shape.reduce((x, y) => x * y, 1) * 4, 0);
+      const data = readBinary(join(dir, OPTIMIZER_BIN), bytes);
+      const map = tf.io.decodeWeights(new Uint8Array(data).buffer, specs);
+      await optimizer.setWeights(specs.map((sp) => ({ name: sp.name, tensor: map[sp.name] as tf.Tensor })));
+      for (const t of Object.values(map)) t.dispose();
+      perm.set(restored);
+      cursor = state.cursor;
+      stepsDone = state.stepsDone;
+      rng.setState(state.rngState);
+      setLr(state.lr);
+    },
+    dispose() {
+      if (!disposed) optimizer.dispose();
+      disposed = true;
+    },
+  };
+}
+
+const TRAINER_STATE_FORMAT = 'bitalloc-trainer-state-1';
+const TRAINER_JSON = 'trainer.json';
+const OPTIMIZER_BIN = 'optimizer.bin';
+const ORDER_BIN = 'order.bin';
+
+interface TrainerStateFile {
+  format: string;
+  optimizer: OptimizerName;
+  batchSize: number;
+  trainSamples: number;
+  lr: number;
+  stepsDone: number;
+  cursor: number;
+  rngState: number;
+  optimizerWeights: tf.io.WeightsManifestEntry[];
+}
+
+function readTrainerState(file: string): TrainerStateFile {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(readFileSync(file, 'utf8'));
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UserError(code === 'ENOENT' ? 'trainer state not found' : `cannot read trainer state: ${e instanceof Error ? e.message : String(e)}`, {
+      file,
+      expected: 'a trainer.json written by Trainer.saveState',
+    });
+  }
+  const s = doc as Partial<TrainerStateFile>;
+  const numbers = ['batchSize', 'trainSamples', 'lr', 'stepsDone', 'cursor', 'rngState'] as const;
+  if (s?.format !== TRAINER_STATE_FORMAT) throw new UserError(`unknown format '${String(s?.format)}'`, { file, field: '$.format', expected: TRAINER_STATE_FORMAT });
+  for (const k of numbers) {
+    if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) throw new UserError(`missing or invalid ${k}`, { file, field: `$.${k}`, expected: 'a number' });
+  }
+  if (!Array.isArray(s.optimizerWeights) || s.optimizerWeights.some((w) => w?.dtype !== 'float32' && w?.dtype !== 'int32')) {
+    throw new UserError('missing or invalid optimizer weights', { file, field: '$.optimizerWeights', expected: 'weight specs of float32/int32 tensors' });
+  }
+  return s as TrainerStateFile;
+}
+
+function readBinary(file: string, expectedBytes: number): Buffer {
+  let b: Buffer;
+  try {
+    b = readFileSync(file);
+  } catch (e) {
+    throw new UserError(`cannot read: ${e instanceof Error ? e.message : String(e)}`, { file, expected: 'a file written by Trainer.saveState' });
+  }
+  if (b.length !== expectedBytes) throw new UserError(`holds ${b.length} bytes, expected ${expectedBytes}`, { file, expected: 'a file written by Trainer.saveState' });
+  return b;
+}
+
+/**
+ * Accuracy and mean softmax cross-entropy of a model on a split, in inference mode (BatchNorm
+ * moving statistics, no activation-range updates), batch by batch; frees every tensor it makes.
+ */
+export async function evaluateModel(model: tf.LayersModel, split: Split, opts: { batchSize?: number; limit?: number } = {}): Promise<EvalResult> {
+  const batch = opts.batchSize ?? 256;
+  const probabilities = outputsProbabilities(model);
+  const total = Math.min(split.labels.length, opts.limit ?? Infinity);
+  const t0 = performance.now();
+  let lossSum = 0;
+  let correct = 0;
+  for (let start = 0; start < total; start += batch) {
+    const size = Math.min(batch, total - start);
+    const [l, c] = tf.tidy(() => {
+      const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
+      const yb = tf.slice(split.y, [start, 0], [size, -1]);
+      const out = model.apply(xb, { training: false }) as tf.Tensor;
+      return [tf.sum(crossEntropy(yb, out, probabilities)), correctCount(yb, out)];
+    });
+    lossSum += (await l.data())[0] as number;
+    correct += (await c.data())[0] as number;
+    l.dispose();
+    c.dispose();
+  }
+  const seconds = (performance.now() - t0) / 1000;
+  return {
+    accuracy: total ? correct / total : NaN,
+    loss: total ? lossSum / total : NaN,
+    samples: total,
+    samplesPerSec: seconds > 0 ? total / seconds : 0,
+  };
+}
+
+/** A network that can calibrate its activation ranges from data (QuantNetwork can). */
+interface Calibratable {
+  calibrate(x: tf.Tensor, passes?: number): void;
+}
+
+function canCalibrate(net: unknown): net is Calibratable {
+  return typeof (net as Partial<Calibratable>).calibrate === 'function';
+}
+
+/**
+ * Sets the activation ranges of a quantized network from up to `batches` batches of a split
+ * (inference mode otherwise), e.g. after changing bits without training. Returns false when the
+ * network has no calibration hook.
+ */
+export function calibrateNetwork(net: TrainableNetwork, split: Split, opts: { batches?: number; batchSize?: number } = {}): boolean {
+  if (!canCalibrate(net)) return false;
+  const batches = opts.batches ?? 8;
+  const size = opts.batchSize ?? 128;
+  const n = split.labels.length;
+  for (let b = 0; b < batches && b * size < n; b++) {
+    const count = Math.min(size, n - b * size);
+    const xb = tf.slice(split.x, [b * size, 0, 0, 0], [count, -1, -1, -1]);
+    try {
+      net.calibrate(xb);
+    } finally {
+      xb.dispose();
+    }
+  }
+  return true;
+}

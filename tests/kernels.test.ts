@@ -1,0 +1,397 @@
+/**
+ * The wasm training kernels give the cpu backend's gradients (relative tolerance 1e-3 on the
+ * max abs difference over the max abs value) over randomized, seeded convolution shapes, and
+ * leave no tensor behind.
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { initBackend, tf } from '../src/backend/index.js';
+import { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from '../src/backend/kernels/index.js';
+import { filterGradOptions } from '../src/backend/kernels/backprop-filter.js';
+import { Rng } from '../src/util/rng.js';
+
+const CASES_PER_KERNEL = 40;
+const TOLERANCE = 1e-3;
+
+type Shape4 = [number, number, number, number];
+type Pad = 'same' | 'valid' | number | [[number, number], [number, number], [number, number], [number, number]];
+
+interface Case {
+  depthwise: boolean;
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  /** Output channels (Conv2D) or channel multiplier (depthwise). */
+  outC: number;
+  kH: number;
+  kW: number;
+  strides: [number, number];
+  dilations: [number, number];
+  pad: Pad;
+  x: Float32Array;
+  filter: Float32Array;
+  /** Weights of the output in the loss sum(conv(x, w) * r), so dy is random. */
+  r: Float32Array;
+  outShape: Shape4;
+}
+
+before(async () => {
+  await initBackend('wasm');
+});
+
+function randomArray(rng: Rng, n: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rng.normal();
+  return a;
+}
+
+function describe(c: Case): string {
+  return (
+    `x [${c.batch},${c.inH},${c.inW},${c.inC}] k ${c.kH}x${c.kW} out/mult ${c.outC} ` +
+    `strides ${c.strides.join('x')} dilations ${c.dilations.join('x')} pad ${JSON.stringify(c.pad)}`
+  );
+}
+
+/** Output size of one dimension as tfjs computes it, or 0 when the case is invalid. */
+function outSize(inSize: number, k: number, s: number, d: number, before: number, after: number, pad: Pad): number {
+  const eff = (k - 1) * d + 1;
+  if (pad === 'same') return Math.ceil(inSize / s);
+  if (pad === 'valid') return Math.ceil((inSize - eff + 1) / s);
+  return Math.trunc((inSize + before + after - eff) / s + 1);
+}
+
+interface Geometry {
+  depthwise: boolean;
+  batch: number;
+  inH: number;
+  inW: number;
+  inC: number;
+  outC: number;
+  kH: number;
+  kW: number;
+  strides: [number, number];
+  dilations: [number, number];
+  pad: Pad;
+}
+
+/** Random data for a geometry, or null when the convolution has no output. */
+function caseFrom(rng: Rng, g: Geometry): Case | null {
+  const p = Array.isArray(g.pad) ? [g.pad[1][0], g.pad[1][1], g.pad[2][0], g.pad[2][1]] : typeof g.pad === 'number' ? [g.pad, g.pad, g.pad, g.pad] : [0, 0, 0, 0];
+  const oh = outSize(g.inH, g.kH, g.strides[0], g.dilations[0], p[0] as number, p[1] as number, g.pad);
+  const ow = outSize(g.inW, g.kW, g.strides[1], g.dilations[1], p[2] as number, p[3] as number, g.pad);
+  if (oh < 1 || ow < 1) return null;
+  const oc = g.depthwise ? g.inC * g.outC : g.outC;
+  return {
+    ...g,
+    x: randomArray(rng, g.batch * g.inH * g.inW * g.inC),
+    filter: randomArray(rng, g.kH * g.kW * g.inC * g.outC),
+    r: randomArray(rng, g.batch * oh * ow * oc),
+    outShape: [g.batch, oh, ow, oc],
+  };
+}
+
+/**
+ * A random convolution: batch 1..8, channels 1..17, kernel 1..5, strides 1..3, dilations 1..2
+ * (only with stride 1, as tfjs requires), 'same' / 'valid' / numeric / explicit padding (up to
+ * the kernel size), spatial sizes 1..13 (odd and even). Depthwise draws a channel multiplier 1..2.
+ */
+function randomCase(rng: Rng, depthwise: boolean, allowDilation: boolean): Case {
+  for (;;) {
+    const kind = rng.int(4);
+    // tfjs sizes numerically padded outputs with the row kernel and stride for both dimensions,
+    // so numeric padding is only well-defined for square kernels and strides.
+    const square = kind === 2;
+    const kH = 1 + rng.int(5);
+    const kW = square || rng.next() < 0.7 ? kH : 1 + rng.int(5);
+    const dil = allowDilation && rng.next() < 0.5 ? 2 : 1;
+    const sH = 1 + rng.int(3);
+    const sW = square ? sH : 1 + rng.int(3);
+    let pad: Pad;
+    if (kind === 0) pad = 'same';
+    else if (kind === 1) pad = 'valid';
+    else if (kind === 2) pad = rng.int(3);
+    else {
+      pad = [
+        [0, 0],
+        [rng.int(kH + 1), rng.int(kH + 1)],
+        [rng.int(kW + 1), rng.int(kW + 1)],
+        [0, 0],
+      ];
+    }
+    const c = caseFrom(rng, {
+      depthwise,
+      batch: 1 + rng.int(8),
+      inH: 1 + rng.int(13),
+      inW: 1 + rng.int(13),
+      inC: 1 + rng.int(17),
+      outC: depthwise ? 1 + rng.int(2) : 1 + rng.int(17),
+      kH,
+      kW,
+      strides: dil > 1 ? [1, 1] : [sH, sW],
+      dilations: [dil, dil],
+      pad,
+    });
+    if (c) return c;
+  }
+}
+
+function relativeError(actual: Float32Array, expected: Float32Array): number {
+  assert.equal(actual.length, expected.length, 'gradient sizes differ');
+  let maxAbs = 0;
+  let maxDiff = 0;
+  for (let i = 0; i < expected.length; i++) {
+    maxAbs = Math.max(maxAbs, Math.abs(expected[i] as number));
+    maxDiff = Math.max(maxDiff, Math.abs((actual[i] as number) - (expected[i] as number)));
+  }
+  return maxAbs === 0 ? maxDiff : maxDiff / maxAbs;
+}
+
+/** Gradient of sum(conv(x, w) * r) with respect to x or w, on the given backend. */
+async function gradient(backend: 'wasm' | 'cpu', c: Case, depthwise: boolean, wrt: 'x' | 'filter'): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
+  const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+  const r = tf.tensor4d(c.r, c.outShape);
+  const conv = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
+    depthwise ? tf.depthwiseConv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations) : tf.conv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations);
+  const g =
+    wrt === 'x'
+      ? tf.grad((a: tf.Tensor) => tf.sum(tf.mul(conv(a as tf.Tensor4D, w), r)))(x)
+      : tf.grad((b: tf.Tensor) => tf.sum(tf.mul(conv(x, b as tf.Tensor4D), r)))(w);
+  const values = g.dataSync() as Float32Array;
+  tf.dispose([x, w, r, g]);
+  return values;
+}
+
+async function checkGradients(seed: number, depthwise: boolean, wrt: 'x' | 'filter', cases = CASES_PER_KERNEL): Promise<void> {
+  const rng = new Rng(seed);
+  let worst = 0;
+  for (let i = 0; i < cases; i++) {
+    const c = randomCase(rng, depthwise, false);
+    const onWasm = await gradient('wasm', c, depthwise, wrt);
+    const onCpu = await gradient('cpu', c, depthwise, wrt);
+    const err = relativeError(onWasm, onCpu);
+    worst = Math.max(worst, err);
+    assert.ok(err <= TOLERANCE, `case ${i}: ${describe(c)}: relative error ${err.toExponential(2)}`);
+  }
+  await tf.setBackend('wasm');
+  assert.ok(worst <= TOLERANCE);
+}
+
+test('registering the wasm training kernels is idempotent and replaces the built-in Conv2DBackpropInput and MaxPoolGrad', () => {
+  const first = registerWasmTrainingKernels();
+  const second = registerWasmTrainingKernels();
+  assert.deepEqual(first, second);
+  assert.deepEqual([...first].sort(), [
+    'Conv2DBackpropFilter',
+    'Conv2DBackpropInput',
+    'DepthwiseConv2dNativeBackpropFilter',
+    'DepthwiseConv2dNativeBackpropInput',
+    'MaxPoolGrad',
+  ]);
+  for (const { kernelName, kernelFunc } of WASM_TRAINING_KERNELS) {
+    assert.equal(tf.getKernel(kernelName, 'wasm')?.kernelFunc, kernelFunc, `${kernelName} is not this project's kernel`);
+  }
+});
+
+test(`Conv2DBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+  await checkGradients(101, false, 'x');
+});
+
+test(`Conv2DBackpropFilter on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+  await checkGradients(202, false, 'filter');
+});
+
+test(`DepthwiseConv2dNativeBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+  await checkGradients(303, true, 'x');
+});
+
+test(`DepthwiseConv2dNativeBackpropFilter on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+  await checkGradients(404, true, 'filter');
+});
+
+test('the filter-gradient fallbacks without SIMD (XNNPACK formulations) equal cpu', async () => {
+  filterGradOptions.method = 'xnnpack';
+  try {
+    await checkGradients(212, false, 'filter', 15);
+    await checkGradients(414, true, 'filter', 15);
+  } finally {
+    filterGradOptions.method = 'auto';
+  }
+});
+
+/** The filter with d-1 zeros between taps: a dilation-1 convolution with it equals dilation d. */
+function dilateFilter(f: Float32Array, kH: number, kW: number, inner: number, d: number): { values: Float32Array; kH: number; kW: number } {
+  const eH = (kH - 1) * d + 1;
+  const eW = (kW - 1) * d + 1;
+  const out = new Float32Array(eH * eW * inner);
+  for (let i = 0; i < kH; i++) {
+    for (let j = 0; j < kW; j++) out.set(f.subarray((i * kW + j) * inner, (i * kW + j + 1) * inner), (i * d * eW + j * d) * inner);
+  }
+  return { values: out, kH: eH, kW: eW };
+}
+
+function runKernel(name: string, inputs: Record<string, tf.Tensor>, attrs: tf.NamedAttrMap): Float32Array {
+  const out = tf.engine().runKernel(name, inputs, attrs) as tf.Tensor;
+  const values = out.dataSync() as Float32Array;
+  out.dispose();
+  return values;
+}
+
+test('depthwise backprop kernels handle dilation 2 (reference: cpu with the zero-dilated filter)', async () => {
+  // tf.grad refuses dilations > 1, but the kernels take a dilations attribute.
+  const rng = new Rng(505);
+  for (let i = 0; i < 20; i++) {
+    let c = randomCase(rng, true, true);
+    while (c.dilations[0] === 1) c = randomCase(rng, true, true);
+    const d = c.dilations[0];
+    const inner = c.inC * c.outC;
+    const dilated = dilateFilter(c.filter, c.kH, c.kW, inner, d);
+    const xShape: Shape4 = [c.batch, c.inH, c.inW, c.inC];
+    const common = { strides: c.strides, pad: c.pad };
+
+    await tf.setBackend('wasm');
+    let x = tf.tensor4d(c.x, xShape);
+    let dy = tf.tensor4d(c.r, c.outShape);
+    let w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+    const dwWasm = runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...common, dilations: c.dilations, filterShape: [c.kH, c.kW, c.inC, c.outC] });
+    const dxWasm = runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...common, dilations: c.dilations, inputShape: xShape });
+    tf.dispose([x, dy, w]);
+
+    await tf.setBackend('cpu');
+    x = tf.tensor4d(c.x, xShape);
+    dy = tf.tensor4d(c.r, c.outShape);
+    w = tf.tensor4d(dilated.values, [dilated.kH, dilated.kW, c.inC, c.outC]);
+    const dwDilated = runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...common, dilations: 1, filterShape: [dilated.kH, dilated.kW, c.inC, c.outC] });
+    const dxCpu = runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...common, dilations: 1, inputShape: xShape });
+    tf.dispose([x, dy, w]);
+    // The taps of the dilated filter's gradient at multiples of d are the gradient of the original taps.
+    const dwCpu = new Float32Array(c.kH * c.kW * inner);
+    for (let a = 0; a < c.kH; a++) {
+      for (let b = 0; b < c.kW; b++) {
+        const src = (a * d * dilated.kW + b * d) * inner;
+        dwCpu.set(dwDilated.subarray(src, src + inner), (a * c.kW + b) * inner);
+      }
+    }
+    const errW = relativeError(dwWasm, dwCpu);
+    const errX = relativeError(dxWasm, dxCpu);
+    assert.ok(errW <= TOLERANCE, `case ${i}: ${describe(c)}: filter gradient relative error ${errW.toExponential(2)}`);
+    assert.ok(errX <= TOLERANCE, `case ${i}: ${describe(c)}: input gradient relative error ${errX.toExponential(2)}`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test('Conv2D backprop kernels accept NCHW data (direct kernel calls, equal to cpu)', async () => {
+  const rng = new Rng(606);
+  for (let i = 0; i < 10; i++) {
+    const c = randomCase(rng, false, false);
+    const toNCHW = (a: Float32Array, s: Shape4): Float32Array => {
+      const t = tf.tidy(() => tf.tensor4d(a, s).transpose([0, 3, 1, 2]));
+      const v = t.dataSync() as Float32Array;
+      t.dispose();
+      return v;
+    };
+    await tf.setBackend('cpu');
+    const xShape: Shape4 = [c.batch, c.inH, c.inW, c.inC];
+    const xNCHW = toNCHW(c.x, xShape);
+    const dyNCHW = toNCHW(c.r, c.outShape);
+    const xShapeNCHW: Shape4 = [c.batch, c.inC, c.inH, c.inW];
+    const dyShapeNCHW: Shape4 = [c.batch, c.outShape[3], c.outShape[1], c.outShape[2]];
+    const pad: Pad = Array.isArray(c.pad) ? [[0, 0], [0, 0], c.pad[1], c.pad[2]] : c.pad;
+    const attrs = { strides: c.strides, pad, dataFormat: 'NCHW' };
+    const results: Record<string, Float32Array[]> = {};
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const x = tf.tensor4d(xNCHW, xShapeNCHW);
+      const dy = tf.tensor4d(dyNCHW, dyShapeNCHW);
+      const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+      results[backend] = [
+        runKernel('Conv2DBackpropFilter', { x, dy }, { ...attrs, filterShape: [c.kH, c.kW, c.inC, c.outC] }),
+        runKernel('Conv2DBackpropInput', { dy, filter: w }, { ...attrs, inputShape: xShapeNCHW }),
+      ];
+      tf.dispose([x, dy, w]);
+    }
+    const [wW, xW] = results['wasm'] as Float32Array[];
+    const [wC, xC] = results['cpu'] as Float32Array[];
+    assert.ok(relativeError(wW as Float32Array, wC as Float32Array) <= TOLERANCE, `case ${i}: ${describe(c)}: filter gradient`);
+    assert.ok(relativeError(xW as Float32Array, xC as Float32Array) <= TOLERANCE, `case ${i}: ${describe(c)}: input gradient`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test(`MaxPoolGrad on wasm equals cpu over ${CASES_PER_KERNEL} random poolings of signed values`, async () => {
+  // Windows holding only negative values are the case the built-in wasm kernel gets wrong.
+  const rng = new Rng(909);
+  for (let i = 0; i < CASES_PER_KERNEL; i++) {
+    const size = 1 + rng.int(3);
+    const filterSize: [number, number] = [size, rng.next() < 0.7 ? size : 1 + rng.int(3)];
+    const strides: [number, number] = [1 + rng.int(3), 1 + rng.int(3)];
+    const pad = rng.next() < 0.5 ? 'same' : 'valid';
+    const shape: Shape4 = [1 + rng.int(4), filterSize[0] + rng.int(10), filterSize[1] + rng.int(10), 1 + rng.int(9)];
+    const x = randomArray(rng, shape.reduce((p, q) => p * q, 1));
+    if (i % 4 === 0) for (let j = 0; j < x.length; j++) x[j] = -Math.abs(x[j] as number);
+    const results: Float32Array[] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const xt = tf.tensor4d(x, shape);
+      const y = tf.maxPool(xt, filterSize, strides, pad);
+      const r = tf.tensor(randomArray(new Rng(i), y.size), y.shape);
+      const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, filterSize, strides, pad), r)))(xt);
+      results.push(g.dataSync() as Float32Array);
+      tf.dispose([xt, y, r, g]);
+    }
+    const err = relativeError(results[0] as Float32Array, results[1] as Float32Array);
+    assert.ok(err <= TOLERANCE, `case ${i}: x [${shape.join(',')}] pool ${filterSize.join('x')} strides ${strides.join('x')} ${pad}: relative error ${err.toExponential(2)}`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test('the kernels leave no tensors or wasm buffers behind', async () => {
+  await tf.setBackend('wasm');
+  const backend = tf.backend() as unknown as { numDataIds(): number };
+  const rng = new Rng(707);
+  const base = { batch: 3, inH: 14, inW: 13, inC: 5, outC: 2, kH: 3, kW: 3, dilations: [1, 1] as [number, number] };
+  const geometries: Geometry[] = [
+    { ...base, depthwise: false, strides: [1, 1], pad: 'same' },
+    // 'valid' with strides that leave input rows unused (cropped filter-gradient input), several phases.
+    { ...base, depthwise: false, strides: [2, 3], pad: 'valid' },
+    // Padding larger than the kernel (cropped dy in the input gradient).
+    { ...base, depthwise: true, strides: [2, 2], pad: [[0, 0], [4, 0], [0, 4], [0, 0]] },
+    { ...base, depthwise: true, strides: [1, 1], dilations: [2, 2], pad: 'same' },
+  ];
+  const runs = geometries.flatMap((g) => (['auto', 'xnnpack'] as const).map((method) => ({ g, method })));
+  try {
+    for (const { g, method } of runs) {
+      checkNoLeaks(g, method);
+    }
+  } finally {
+    filterGradOptions.method = 'auto';
+  }
+
+  function checkNoLeaks(g: Geometry, method: 'auto' | 'xnnpack'): void {
+    filterGradOptions.method = method;
+    const c = caseFrom(rng, g);
+    assert.ok(c);
+    const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
+    const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+    const dy = tf.tensor4d(c.r, c.outShape);
+    const tensorsBefore = tf.memory().numTensors;
+    const buffersBefore = backend.numDataIds();
+    const common = { strides: c.strides, pad: c.pad, dilations: c.dilations, dataFormat: 'NHWC' };
+    const [filterKernel, inputKernel] = c.depthwise
+      ? ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']
+      : ['Conv2DBackpropFilter', 'Conv2DBackpropInput'];
+    const outs = [
+      tf.engine().runKernel(filterKernel as string, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
+      tf.engine().runKernel(inputKernel as string, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
+    ];
+    const where = `${describe(c)} (${method})`;
+    assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);
+    assert.equal(backend.numDataIds(), buffersBefore + 2, `${where}: exactly the two outputs hold wasm memory`);
+    tf.dispose(outs);
+    assert.equal(tf.memory().numTensors, tensorsBefore);
+    assert.equal(backend.numDataIds(), buffersBefore);
+    tf.dispose([x, w, dy]);
+  }
+});
