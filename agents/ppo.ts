@@ -18,7 +18,9 @@
  * log-probabilities are exactly those of the acting pass before the first gradient step.
  *
  * Choices of ours: discount 1 by default (an episode is one allocation, its reward arrives at the
- * end), weights drawn from our Rng (scaled normal; policy head x0.01, value head x1 as in CleanRL's
+ * end); rewards divided by the running standard deviation of episode returns (SB3's VecNormalize
+ * reward scaling: HAQ's reward differences are ~1e-3, far below the value head's initial error, which
+ * would otherwise drown the advantages); weights drawn from our Rng (scaled normal; policy head x0.01, value head x1 as in CleanRL's
  * orthogonal scheme), masked logits via a large negative constant so masked choices get zero
  * probability and contribute nothing to the entropy. Episodes acted with explore=false (greedy)
  * are not used for training.

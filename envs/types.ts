@@ -2,7 +2,10 @@
  * The MDP's contract with agents and with the search loop (Gymnasium-style).
  * The environment knows nothing about agents; agents know only spaces, observations, masks and rewards.
  */
-import type { AllocationCost } from '../src/hardware/api.js';
+import type { AllocationCost, CostTable } from '../src/hardware/api.js';
+import type { Dataset } from '../src/data/api.js';
+import type { QuantizedNetwork } from '../src/quant/api.js';
+import type { Trainer } from '../src/train/trainer.js';
 import type { BitConfig, LayerBits, LayerInfo } from '../src/models/layer-info.js';
 import type { Rng } from '../src/util/rng.js';
 
@@ -90,6 +93,24 @@ export interface AgentContext {
    * step's side (weights or activations) decides which one applies (BitAllocationEnv sets it).
    */
   actionChoices?: readonly LayerBits[];
+  /**
+   * Present when the search runs on a real network: what agents that learn from data or gradients need
+   * (data-free / real-data sensitivity, differentiable search). Absent on synthetic evaluators.
+   */
+  training?: TrainingAccess;
+}
+
+/** The real network, its trainer and data, handed to agents that need more than rewards. */
+export interface TrainingAccess {
+  net: QuantizedNetwork;
+  trainer: Trainer;
+  dataset: Dataset;
+  /** The simulator's table for this model and profile. */
+  costTable: CostTable;
+  /** Validation samples per evaluation. */
+  evalSamples: number;
+  /** Constraints resolved to absolute limits, as the env checks them. */
+  isFeasible(bits: BitConfig): boolean;
 }
 
 interface AgentBase {

@@ -5,7 +5,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUserError } from '../src/errors.js';
-import { buildCostTable, fusionFactor, loadProfile, parseProfile, simulate, weightStorageBytes } from '../src/hardware/index.js';
+import { buildCostTable, fusionFactor, loadProfile, parseProfile, profileProblems, simulate, weightStorageBytes } from '../src/hardware/index.js';
 import { uniformBits, type LayerInfo } from '../src/models/layer-info.js';
 import { LENET5, convLayer, denseLayer, resnet20Layers } from './hardware-fixtures.js';
 
@@ -137,6 +137,30 @@ describe('modes (fixed-precision devices)', () => {
       () => buildCostTable(profile, LENET5, [8, 16]),
       (e: unknown) => isUserError(e) && /int8-only\.json/.test(e.message) && /W(8A16|16A\d+)/.test(e.message) && /\$\.compute\.modes/.test(e.message),
     );
+  });
+  it('rejects at load a mode table where two modes have no common narrower mode, or a narrower mode is slower', () => {
+    const problems = profileProblems(
+      {
+        id: 'odd-modes',
+        description: 'test device',
+        sources: [{ what: 'all', source: 'test', estimate: true }],
+        clockMHz: 100,
+        batchSize: 1,
+        compute: {
+          model: 'modes',
+          modes: [
+            { wBits: 4, aBits: 16, macsPerCycle: 8, pJPerMac: 1 },
+            { wBits: 16, aBits: 4, macsPerCycle: 8, pJPerMac: 1 },
+            { wBits: 16, aBits: 16, macsPerCycle: 4, pJPerMac: 2 },
+            { wBits: 8, aBits: 8, macsPerCycle: 2, pJPerMac: 1 },
+          ],
+        },
+        memory: { offChip: { bandwidthGBps: 1, pJPerBit: 1 } },
+      },
+      'odd-modes.json',
+    );
+    assert.ok(problems.some((p) => /W4A16 \(\$\.compute\.modes\[0\]\) and W16A4 \(\$\.compute\.modes\[1\]\) have no common narrower mode; add W4A4/.test(p)), problems.join('\n'));
+    assert.ok(problems.some((p) => /^\$\.compute\.modes\[3\]: W8A8 is narrower than W16A16 \(\$\.compute\.modes\[2\]\) but slower/.test(p)), problems.join('\n'));
   });
 });
 

@@ -6,6 +6,9 @@
  * accuracy of the best allocation (standing in for the fine-tuned test accuracy), uniform.json the uniform
  * W8A8..W2A2 points.
  *
+ * One more run comes from the search runner itself (src/search/runner.ts: real QAT of LeNet-5 on MNIST,
+ * a few episodes) to check that what the real search writes reports the same way.
+ *
  * The HTML is opened in headless Chromium (skipped, with a message, only when /usr/bin/chromium is absent).
  */
 import assert from 'node:assert/strict';
@@ -25,6 +28,7 @@ import type { LayerInfo } from '../src/models/layer-info.js';
 import { CSV_COLUMNS, loadRuns, paretoFront, renderHtml, writeReport } from '../src/report/index.js';
 import { runEpisode } from '../src/search/episode.js';
 import { envRewardSpec, validateExperiment } from '../src/search/experiment.js';
+import { runPendingCells } from '../src/search/runner.js';
 import { appendEpisode, createRun, readEpisodes, saveCheckpoint, type EpisodeRecord, type UniformPoint } from '../src/search/run-store.js';
 
 const bin = fileURLToPath(new URL('../../bin/bitalloc.js', import.meta.url));
@@ -37,6 +41,7 @@ after(() => {
 const EPISODES = 30;
 let runA = '';
 let runB = '';
+let runReal = '';
 let layers: LayerInfo[] = [];
 let reportAll = { code: -1, stdout: '', stderr: '' };
 
@@ -146,6 +151,27 @@ before(async () => {
     seeds: [1],
     episodes: EPISODES,
   });
+  const t1 = Date.now();
+  const real = createRun(join(root, 'runReal'), validateExperiment({
+    name: 'report-real',
+    model: 'lenet5',
+    dataset: 'mnist',
+    profiles: ['bitfusion-45nm'],
+    budgets: [['latency<=0.6x']],
+    agents: ['random'],
+    seeds: [1],
+    episodes: 4,
+    qatSteps: 2,
+    warmupEpochs: 0,
+    finetuneEpochs: 0,
+    evalSamples: 200,
+    checkpointEvery: 2,
+  }), { backend: tf.getBackend(), tfjs: tf.version.tfjs, command: ['test', 'report'] });
+  const outcomes = await runPendingCells(real, { workers: 1 });
+  real.close();
+  assert.ok(outcomes.every((o) => o.ok), JSON.stringify(outcomes.map((o) => o.error)));
+  runReal = real.dir;
+  process.stdout.write(`# search runner (real QAT) run in ${((Date.now() - t1) / 1000).toFixed(1)} s\n`);
   reportAll = await cli(['report', runA, '--format', 'all']);
   process.stdout.write(`# made the run directories in ${((Date.now() - t0) / 1000).toFixed(1)} s (${root})\n`);
 });
@@ -238,6 +264,7 @@ test('the HTML opens in headless Chromium with no console errors, every chart no
     await page.goto(url, { waitUntil: 'load' });
     assert.deepEqual(errors, []);
     assert.deepEqual(requests, [url], 'nothing fetched but the page itself');
+    requests.length = 0;
 
     const charts = await page.$$eval('svg.chart', (svgs) =>
       svgs.map((s) => {
@@ -280,6 +307,16 @@ test('the HTML opens in headless Chromium with no console errors, every chart no
     assert.equal(charts.length, 2 * (4 + 3));
     const tableRows = await page.$$eval('table.summary tr', (rows) => rows.length);
     assert.equal(tableRows, 2 * (1 + 3));
+    // the report of the run made by the search runner (real QAT) renders too
+    const [realHtml] = writeReport([runReal], { formats: ['html'] }).files;
+    await page.goto(`file://${realHtml}`, { waitUntil: 'load' });
+    const realCharts = await page.$$eval('svg.chart', (svgs) => svgs.map((s) => s.querySelectorAll('.mark').length));
+    assert.equal(realCharts.length, 5);
+    assert.ok(realCharts.every((n) => n > 0), `marks per chart: ${realCharts.join(', ')}`);
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [`file://${realHtml}`]);
+    await page.goto(url, { waitUntil: 'load' });
+
     const shot = join(runA, 'report.png');
     await page.screenshot({ path: shot, fullPage: true });
     assert.ok(statSync(shot).size > 50_000, 'a full-page screenshot');
@@ -287,6 +324,20 @@ test('the HTML opens in headless Chromium with no console errors, every chart no
   } finally {
     await browser.close();
   }
+});
+
+test('a run made by the search runner (real QAT) reports in every format', () => {
+  const { files } = writeReport([runReal], { formats: ['html', 'md', 'csv'] });
+  assert.equal(files.length, 3);
+  const [cell] = loadRuns([runReal])[0]?.cells ?? [];
+  assert.ok(cell && cell.status === 'done' && cell.final && cell.uniform.length > 0, 'the runner wrote final.json and uniform.json');
+  const csv = readFileSync(join(runReal, 'episodes.csv'), 'utf8').trimEnd().split('\n');
+  assert.equal(csv.length - 1, 4);
+  const md = readFileSync(join(runReal, 'report.md'), 'utf8');
+  assert.ok(md.includes(`| random | 1/1 | ${(100 * cell.final.testAccuracy).toFixed(2)}% |`), md);
+  const html = readFileSync(join(runReal, 'report.html'), 'utf8');
+  for (const chart of ['reward-', 'best-accuracy-', 'acc-vs-latency-', 'acc-vs-energy-', 'bits-']) assert.ok(html.includes(`data-chart="${chart}`), chart);
+  assert.equal((html.match(/class="mark bar"/g) ?? []).length, 2 * cell.final.bits.length);
 });
 
 test('several run directories merge into one report', () => {

@@ -46,7 +46,7 @@ export interface AllocationCost {
   fits: boolean;
   /** Why it does not fit: empty when it fits (always set by the simulator). */
   violations?: readonly FitViolation[];
-  /** Per layer, from the table. */
+  /** Per layer, from the table (the table's own objects, shared between calls: read, do not modify). */
   layers: LayerCost[];
 }
 

@@ -185,7 +185,8 @@ export function quantizeModel(src: tf.LayersModel, opts: LoadUserModelOptions = 
       });
     } else if (layer instanceof QuantLayer) {
       const ctor = layer.constructor as unknown as LayerCtor;
-      neu = ctor.fromConfig(ctor, { ...layer.getConfig(), quantizer: opts.quantizer ?? layer.quantizer });
+      // an already-quantized layer (e.g. a bitalloc checkpoint) keeps its quantizer and state
+      neu = ctor.fromConfig(ctor, layer.getConfig());
     } else {
       neu = cloneLayer(layer);
     }

@@ -547,7 +547,6 @@ export class QDepthwiseConv2D extends QuantLayer {
   readonly strides: [number, number];
   readonly padding: Padding;
   readonly dilationRate: [number, number];
-  private channels = 0;
 
   constructor(args: LayerArgs & QDepthwiseConv2DArgs) {
     super(args);
@@ -561,7 +560,6 @@ export class QDepthwiseConv2D extends QuantLayer {
   override build(inputShape: tf.Shape | tf.Shape[]): void {
     const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
     const cin = s[3] as number;
-    this.channels = cin;
     this.inFeatures = (s[1] ?? 1) * (s[2] ?? 1) * cin;
     const [kh, kw] = this.kernelSize;
     // He normal on the per-channel fan-in kh*kw*mult (tfjs's fan computation would use kh*kw*cin)
@@ -578,7 +576,6 @@ export class QDepthwiseConv2D extends QuantLayer {
   }
 
   protected forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-    void this.channels;
     const fa = this.fusedActivation();
     const y = tf.fused.depthwiseConv2d({
       x: x as tf.Tensor4D,

@@ -164,12 +164,6 @@ export function lsqGradScale(n: number, range: IntRange): number {
   return 1 / Math.sqrt(Math.max(1, n) * Math.max(1, range.qmax));
 }
 
-/** LSQ's step initialisation 2 * mean|v| / sqrt(Qp). */
-export function lsqInitStep(v: tf.Tensor, range: IntRange): number {
-  const m = tf.tidy(() => tf.mean(tf.abs(v)).dataSync()[0] as number);
-  return Math.max((2 * m) / Math.sqrt(Math.max(1, range.qmax)), 1e-8);
-}
-
 /**
  * PACT activation quantizer with a learned clip alpha (a scalar tensor).
  * Unsigned: y = clip(x, 0, alpha), y_q = round(y * Qp / alpha) * alpha / Qp with Qp = 2^b - 1;

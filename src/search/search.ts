@@ -293,7 +293,10 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       seed: spec.seed,
     });
     agent = createAgent(spec.agent, spec.agentOptions);
-    await agent.setup(env.agentContext(spec.seed));
+    await agent.setup({
+      ...env.agentContext(spec.seed),
+      training: { net, trainer, dataset, costTable: table, evalSamples: spec.evalSamples, isFeasible: (bits) => env.isFeasible(bits) },
+    });
 
     let done = 0;
     let best: EpisodeRecord | null = null;

@@ -15,8 +15,8 @@ export interface TrainingDefaults {
 export const TRAINING_DEFAULTS: Readonly<Record<string, TrainingDefaults>> = {
   // 8,000 training digits: LeNet-5 reaches ~98% test accuracy in 8 epochs.
   mnist: { epochs: 8, batchSize: 64, lr: 3e-3, optimizer: 'adam' },
-  // 54,000 training images.
-  'fashion-mnist': { epochs: 4, batchSize: 64, lr: 2e-3, optimizer: 'adam' },
+  // 54,000 training images: use --limit for quick runs.
+  'fashion-mnist': { epochs: 3, batchSize: 64, lr: 2e-3, optimizer: 'adam' },
   cifar10: { epochs: 10, batchSize: 64, lr: 2e-3, optimizer: 'adam' },
   idx: { epochs: 5, batchSize: 64, lr: 2e-3, optimizer: 'adam' },
 };

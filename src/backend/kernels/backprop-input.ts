@@ -1,5 +1,5 @@
 /**
- * Input gradients on wasm, computed by XNNPACK forward convolutions over dy.
+ * Input gradients on wasm. Conv2D (and the depthwise fallback): XNNPACK forward convolutions over dy.
  *
  * Stride 1: dx is the correlation of dy with the flipped filter (input/output channels swapped
  * for Conv2D), with padding (k-1)*d - pad: one forward convolution, no copies of dy.
@@ -9,16 +9,20 @@
  * convolution's (no zero-insertion).
  * Depthwise with channel multiplier M > 1: the helper depthwise correlation yields [.., C*M]
  * and the M values of each channel are summed in the same interleave pass.
+ * Depthwise by default: one pass of the SIMD scatter routine of simd.ts (see
+ * depthwiseInputGradBySimd), which handles every stride and dilation without phases.
  */
 import * as tf from '@tensorflow/tfjs';
 import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
 import { inputGradPhases, type Phase1D } from './geometry.js';
+import { wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
   cropNHWC,
   heapF32,
   makeF32,
   release,
+  zeros,
   runWasmKernel,
   transpose,
   type TensorInfo,
@@ -110,6 +114,12 @@ function sumPixels(out: Float32Array, dst: number, dstStep: number, src: Float32
   }
 }
 
+/**
+ * How DepthwiseConv2dNativeBackpropInput is computed: 'auto' uses the SIMD scatter routine when
+ * available, 'phases' the XNNPACK per-phase correlations (the fallback; for tests and benchmarks).
+ */
+export const depthwiseInputGradOptions: { method: 'auto' | 'phases' } = { method: 'auto' };
+
 /** dx (NHWC) of a regular or depthwise convolution from dy (NHWC) and the filter. */
 function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo, depthwise: boolean): TensorInfo {
   const rowPlan = inputGradPhases(spec.rows);
@@ -126,6 +136,7 @@ function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, fil
   if (single != null && multiplier === 1) return single; // stride 1: already exactly dx
 
   const [n, h, w, c] = spec.inShape;
+  const simd = wasmSimdRoutines(backend);
   const qRows = rowPlan.qCount;
   const qCols = colPlan.qCount;
   const cm = c * multiplier;
@@ -138,19 +149,26 @@ function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, fil
         const y0 = (((ry - spec.rows.padBefore) % sh) + sh) % sh;
         const x0 = (((rx - spec.cols.padBefore) % sw) + sw) % sw;
         const qx0 = (x0 + spec.cols.padBefore - rx) / sw - colPlan.qFirst;
+        const qy0 = (y0 + spec.rows.padBefore - ry) / sh - rowPlan.qFirst;
+        const rowCount = Math.ceil((h - y0) / sh);
+        const count = Math.ceil((w - x0) / sw);
+        if (rowCount <= 0 || count <= 0) continue;
         for (let b = 0; b < n; b++) {
-          for (let y = y0; y < h; y += sh) {
-            const qy = (y + spec.rows.padBefore - ry) / sh - rowPlan.qFirst;
-            let dst = ((b * h + y) * w + x0) * c;
-            const dstStep = sw * c;
-            if (src == null) {
-              for (let x = x0; x < w; x += sw, dst += dstStep) out.fill(0, dst, dst + c);
-              continue;
+          const dst = ((b * h + y0) * w + x0) * c;
+          const base = ((b * qRows + qy0) * qCols + qx0) * cm;
+          if (src == null) {
+            for (let t = 0; t < rowCount; t++) {
+              for (let p = 0; p < count; p++) out.fill(0, dst + (t * sh * w + p * sw) * c, dst + (t * sh * w + p * sw) * c + c);
             }
-            const base = ((b * qRows + qy) * qCols + qx0) * cm;
-            const count = Math.ceil((w - x0) / sw);
-            if (multiplier === 1) copyPixels(out, dst, dstStep, src, base, cm, count, c);
-            else sumPixels(out, dst, dstStep, src, base, cm, count, c, multiplier);
+          } else if (multiplier === 1 && simd != null) {
+            simd.copyPixels(out.byteOffset + dst * 4, sw * c * 4, sh * w * c * 4, src.byteOffset + base * 4, cm * 4, qCols * cm * 4, rowCount, count, c >> 2, c & 3);
+          } else {
+            for (let t = 0; t < rowCount; t++) {
+              const d = dst + t * sh * w * c;
+              const s0 = base + t * qCols * cm;
+              if (multiplier === 1) copyPixels(out, d, sw * c, src, s0, cm, count, c);
+              else sumPixels(out, d, sw * c, src, s0, cm, count, c, multiplier);
+            }
           }
         }
       }
@@ -206,5 +224,61 @@ export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs
     dimRoundingMode: a.dimRoundingMode,
     depthwise: true,
   });
+  const simd = depthwiseInputGradOptions.method === 'phases' ? null : wasmSimdRoutines(b);
+  if (simd != null) return depthwiseInputGradBySimd(backend, simd, spec, dy, filter);
   return inputGradient(backend, spec, dy, filter, true);
 };
+
+/**
+ * Depthwise dx in one pass of the SIMD scatter routine: dxpad[pixel*stride + tap*dilation, k] +=
+ * w[tap, k] * dy[pixel, k] over k = c*M + m, into a zero-filled padded buffer, then cropped
+ * (and summed over m when M > 1).
+ */
+function depthwiseInputGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo): TensorInfo {
+  const [kh, kw, c, m] = spec.filterShape;
+  const [n, h, w] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  const { rows, cols } = spec;
+  const cm = c * m;
+  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
+  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
+  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w && m === 1;
+  const rowsP = direct ? h : Math.max(hp, rows.padBefore + h);
+  const colsP = direct ? w : Math.max(wp, cols.padBefore + w);
+  const dxp = zeros(backend, [n, rowsP, colsP, cm]);
+  const channelBytes = cm * 4;
+  const rowBytes = colsP * channelBytes;
+  simd.dwInputGrad(
+    heapF32(backend, dxp).byteOffset,
+    heapF32(backend, dy).byteOffset,
+    heapF32(backend, filter).byteOffset,
+    n,
+    ho,
+    wo,
+    kh,
+    kw,
+    rowsP * rowBytes,
+    rows.stride * rowBytes,
+    cols.stride * channelBytes,
+    rows.dilation * rowBytes,
+    cols.dilation * channelBytes,
+    channelBytes,
+    Math.floor(cm / 16),
+    Math.floor((cm % 16) / 4),
+    cm % 4,
+  );
+  if (direct) return dxp;
+  const dx = makeF32(backend, [n, h, w, c], (out) => {
+    const src = heapF32(backend, dxp);
+    for (let b = 0; b < n; b++) {
+      for (let y = 0; y < h; y++) {
+        const from = ((b * rowsP + y + rows.padBefore) * colsP + cols.padBefore) * cm;
+        const to = (b * h + y) * w * c;
+        if (m === 1) out.set(src.subarray(from, from + w * c), to);
+        else sumPixels(out, to, c, src, from, cm, w, c, m);
+      }
+    }
+  });
+  release(backend, dxp);
+  return dx;
+}

@@ -12,6 +12,40 @@ import { asWasmBackend, heapF32, makeF32, type TensorInfo } from './wasm-ops.js'
 type Shape4 = [number, number, number, number];
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
 
+/**
+ * For each channel k of one pooling window (rows [rFrom, rTo), columns [cFrom, cTo) of batch
+ * element starting at pixel xBatch): dx[first max pixel, k] += dy[dyBase + k].
+ */
+function routeToMax(
+  xv: Float32Array,
+  dyv: Float32Array,
+  dx: Float32Array,
+  xBatch: number,
+  inWidth: number,
+  c: number,
+  rFrom: number,
+  rTo: number,
+  cFrom: number,
+  cTo: number,
+  dyBase: number,
+): void {
+  for (let k = 0; k < c; k++) {
+    let best = -Infinity;
+    let where = -1;
+    for (let r = rFrom; r < rTo; r++) {
+      const rowStart = (xBatch + r * inWidth) * c + k;
+      for (let col = cFrom; col < cTo; col++) {
+        const v = xv[rowStart + col * c] as number;
+        if (v > best) {
+          best = v;
+          where = rowStart + col * c;
+        }
+      }
+    }
+    if (where >= 0) dx[where] = (dx[where] as number) + (dyv[dyBase + k] as number);
+  }
+}
+
 export const maxPoolGradKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
   const name = 'MaxPoolGrad';
   const backend = asWasmBackend(b, name);
@@ -30,8 +64,6 @@ export const maxPoolGradKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) 
   if (dy.shape[1] !== outHeight || dy.shape[2] !== outWidth || dy.shape[3] !== c) {
     throw new Error(`${name}: dy has shape [${dy.shape.join(',')}], expected [${batchSize},${outHeight},${outWidth},${c}]`);
   }
-  const best = new Float32Array(c);
-  const where = new Int32Array(c);
   return makeF32(backend, x.shape, (dx) => {
     const xv = heapF32(backend, x as TensorInfo);
     const dyv = heapF32(backend, dy as TensorInfo);
@@ -46,26 +78,8 @@ export const maxPoolGradKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) 
           const c0 = ow * strideWidth - left;
           const cFrom = Math.max(0, c0);
           const cTo = Math.min(inWidth, c0 + fw);
-          best.fill(-Infinity);
-          where.fill(-1);
-          for (let r = rFrom; r < rTo; r++) {
-            for (let col = cFrom; col < cTo; col++) {
-              const pixel = xBatch + r * inWidth + col;
-              const base = pixel * c;
-              for (let k = 0; k < c; k++) {
-                const v = xv[base + k] as number;
-                if (v > (best[k] as number)) {
-                  best[k] = v;
-                  where[k] = pixel;
-                }
-              }
-            }
-          }
           const dyBase = ((n * outHeight + oh) * outWidth + ow) * c;
-          for (let k = 0; k < c; k++) {
-            const p = where[k] as number;
-            if (p >= 0) dx[p * c + k] = (dx[p * c + k] as number) + (dyv[dyBase + k] as number);
-          }
+          routeToMax(xv, dyv, dx, xBatch, inWidth, c, rFrom, rTo, cFrom, cTo, dyBase);
         }
       }
     }

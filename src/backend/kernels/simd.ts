@@ -8,8 +8,11 @@
  * loop runs at a fraction of a GMAC/s. These routines need no repacking:
  * - dwFilterGrad: for every dy pixel and filter tap, acc[tap, c] += x[pixel + tap, c] * dy[pixel, c]
  *   in f32x4 lanes (depthwise).
+ * - dwInputGrad: the same loop scattering dx[pixel + tap, c] += w[tap, c] * dy[pixel, c]
+ *   (depthwise input gradient, every stride and dilation in one pass).
  * - convFilterGrad{ci}x{4*cv}: one register-blocked tile of dW[tap] = X_tap^T dy for `ci` input
  *   channels and 4*cv output channels, reduced over all pixels (Conv2D).
+ * - copyPixels: strided copies of pixel vectors, to interleave stride phases.
  *
  * `wasmSimdRoutines` returns null when they cannot run (no SIMD, or the backend's memory is not
  * reachable); callers then use XNNPACK formulations.
@@ -143,8 +146,13 @@ interface FunctionDef {
  *              channelBytes, groups16, groups4, singles):
  * for n, oh, ow, i, j, c: acc[(i*kW + j)*C + c] += x[n*xBatch + oh*xOutRow + ow*xOutCol +
  * i*xTapRow + j*xTapCol + c] * dy[((n*Ho + oh)*Wo + ow)*C + c], where x is already padded.
+ *
+ * dwInputGrad (same parameters, `x` being the padded dx and `acc` the filter [kH, kW, C]) is the
+ * same loop writing the other way: dx[pixel + tap, c] += filter[tap, c] * dy[pixel, c].
  */
-function depthwiseFilterGradFunction(): FunctionDef {
+function depthwiseFunction(inputGrad: boolean): FunctionDef {
+  // madd(target, factor, dy): mem[target] += mem[factor] * mem[dy].
+  const [target, factor] = inputGrad ? [L.px, L.pa] : [L.pa, L.px];
   const b = new Body();
   b.get(P.dy).set(L.dyP);
   b.get(P.x).set(L.xN);
@@ -160,15 +168,15 @@ function depthwiseFilterGradFunction(): FunctionDef {
           b.repeat(P.kW, L.j, () => {
             b.get(L.accP).set(L.pa).get(L.xJ).set(L.px).get(L.dyP).set(L.pd);
             b.repeat(P.groups16, L.g, () => {
-              for (const off of [0, 16, 32, 48]) b.madd4(L.pa, L.px, L.pd, off);
+              for (const off of [0, 16, 32, 48]) b.madd4(target, factor, L.pd, off);
               b.bumpBy(L.pa, 64).bumpBy(L.px, 64).bumpBy(L.pd, 64);
             });
             b.repeat(P.groups4, L.g, () => {
-              b.madd4(L.pa, L.px, L.pd, 0);
+              b.madd4(target, factor, L.pd, 0);
               b.bumpBy(L.pa, 16).bumpBy(L.px, 16).bumpBy(L.pd, 16);
             });
             b.repeat(P.singles, L.g, () => {
-              b.madd1(L.pa, L.px, L.pd);
+              b.madd1(target, factor, L.pd);
               b.bumpBy(L.pa, 4).bumpBy(L.px, 4).bumpBy(L.pd, 4);
             });
             b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
@@ -181,7 +189,37 @@ function depthwiseFilterGradFunction(): FunctionDef {
     });
     b.bump(L.xN, P.xBatch);
   });
-  return { name: 'dwFilterGrad', params: DW_PARAMS, locals: [[DW_LOCALS, I32]], code: b.code };
+  return { name: inputGrad ? 'dwInputGrad' : 'dwFilterGrad', params: DW_PARAMS, locals: [[DW_LOCALS, I32]], code: b.code };
+}
+
+/**
+ * copyPixels(dst, dstPixel, dstRow, src, srcPixel, srcRow, rows, count, groups4, singles):
+ * for r < rows, p < count: copy 4*groups4 + singles floats from src + r*srcRow + p*srcPixel
+ * to dst + r*dstRow + p*dstPixel (strides in bytes).
+ */
+function copyPixelsFunction(): FunctionDef {
+  const b = new Body();
+  const [dst, dstPixel, dstRow, src, srcPixel, srcRow, rows, count, groups4, singles] = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9];
+  // Locals: counters, then pointers (pixel start, row start, walking channel pointers).
+  const [r, p, g, d, sp, dr, sr, wd, ws] = [10, 11, 12, 13, 14, 15, 16, 17, 18];
+  b.get(dst).set(dr).get(src).set(sr);
+  b.repeat(rows, r, () => {
+    b.get(dr).set(d).get(sr).set(sp);
+    b.repeat(count, p, () => {
+      b.get(d).set(wd).get(sp).set(ws);
+      b.repeat(groups4, g, () => {
+        b.get(wd).get(ws).code.push(0xfd, 0x00, 0x00, 0x00, 0xfd, 0x0b, 0x00, 0x00); // v128.store(v128.load)
+        b.bumpBy(wd, 16).bumpBy(ws, 16);
+      });
+      b.repeat(singles, g, () => {
+        b.get(wd).get(ws).code.push(0x2a, 0x02, 0x00, 0x38, 0x02, 0x00); // f32.store(f32.load)
+        b.bumpBy(wd, 4).bumpBy(ws, 4);
+      });
+      b.bump(d, dstPixel).bump(sp, srcPixel);
+    });
+    b.bump(dr, dstRow).bump(sr, srcRow);
+  });
+  return { name: 'copyPixels', params: 10, locals: [[9, I32]], code: b.code };
 }
 
 const V128 = 0x7b;
@@ -260,7 +298,12 @@ export const CONV_TILES: ReadonlyArray<{ ci: number; cv: number }> = [
 ];
 
 function moduleBytes(): Uint8Array {
-  const defs = [depthwiseFilterGradFunction(), ...CONV_TILES.map((t) => convFilterGradFunction(t.ci, t.cv))];
+  const defs = [
+    depthwiseFunction(false),
+    depthwiseFunction(true),
+    copyPixelsFunction(),
+    ...CONV_TILES.map((t) => convFilterGradFunction(t.ci, t.cv)),
+  ];
   const funcType = (params: number): number[] => [0x60, ...uleb(params), ...new Array<number>(params).fill(I32), 0x00];
   const types = [...uleb(defs.length), ...defs.flatMap((d) => funcType(d.params))];
   const imports = [0x01, ...name('env'), ...name('memory'), 0x02, 0x00, 0x01];
@@ -285,8 +328,12 @@ function moduleBytes(): Uint8Array {
 type SimdFn = (...args: number[]) => void;
 
 export interface SimdRoutines {
-  /** See depthwiseFilterGradFunction. */
+  /** See depthwiseFunction. */
   dwFilterGrad: SimdFn;
+  /** See depthwiseFunction. */
+  dwInputGrad: SimdFn;
+  /** See copyPixelsFunction. */
+  copyPixels: SimdFn;
   /** convFilterGrad tiles, keyed `${ci}x${4*cv}`. */
   convFilterGrad: Map<string, SimdFn>;
 }
@@ -328,6 +375,8 @@ export function wasmSimdRoutines(backend: unknown): SimdRoutines | null {
       };
       routines = {
         dwFilterGrad: fn('dwFilterGrad'),
+        dwInputGrad: fn('dwInputGrad'),
+        copyPixels: fn('copyPixels'),
         convFilterGrad: new Map(CONV_TILES.map((t) => [`${t.ci}x${4 * t.cv}`, fn(`convFilterGrad${t.ci}x${4 * t.cv}`)])),
       };
     }
