@@ -64,7 +64,7 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   learningRate: 3e-3,
   episodesPerRollout: 8,
   epochs: 4,
-  minibatches: 4,
+  minibatches: 1,
   gamma: 1,
   gaeLambda: 0.95,
   clipCoef: 0.2,
@@ -220,6 +220,8 @@ export class PpoAgent implements StepAgent {
   private h: tf.Tensor | null = null;
   private c: tf.Tensor | null = null;
   private updates = 0;
+  /** Plain copies of the weights for acting; cleared whenever the weights change. */
+  private weightCache: Map<string, Float32Array> | null = null;
   private returnStats = { count: 0, mean: 0, var: 1 };
   /** Diagnostics of the last update. */
   lastLoss: { policy: number; value: number; entropy: number } | null = null;
@@ -239,6 +241,7 @@ export class PpoAgent implements StepAgent {
 
   setup(ctx: AgentContext): void {
     this.disposeNetworks();
+    this.weightCache = null;
     this.ctx = ctx;
     this.rng = new Rng(ctx.seed);
     const D = ctx.observationSize;
@@ -320,6 +323,39 @@ export class PpoAgent implements StepAgent {
     return { logits, values };
   }
 
+  /** The MLP's forward pass for one observation on a cached copy of the weights. */
+  private mlpForwardJs(x: Float32Array): { logits: Float32Array; value: number } {
+    if (!this.weightCache) {
+      this.weightCache = new Map(this.params.map((q) => [q.name, q.variable.dataSync() as Float32Array]));
+    }
+    const wc = this.weightCache;
+    const get = (name: string): Float32Array => {
+      const v = wc.get(name);
+      if (!v) throw new Error(`ppo: no parameter ${name}`);
+      return v;
+    };
+    const dense = (input: Float32Array, w: Float32Array, b: Float32Array, tanh: boolean): Float32Array => {
+      const n = b.length;
+      const out = new Float32Array(n);
+      for (let j = 0; j < n; j++) out[j] = b[j] as number;
+      for (let i = 0; i < input.length; i++) {
+        const xi = input[i] as number;
+        if (xi === 0) continue;
+        const row = i * n;
+        for (let j = 0; j < n; j++) out[j] = (out[j] as number) + xi * (w[row + j] as number);
+      }
+      if (tanh) for (let j = 0; j < n; j++) out[j] = Math.tanh(out[j] as number);
+      return out;
+    };
+    const a1 = dense(x, get('actor.w1'), get('actor.b1'), true);
+    const a2 = dense(a1, get('actor.w2'), get('actor.b2'), true);
+    const logits = dense(a2, get('actor.w3'), get('actor.b3'), false);
+    const c1 = dense(x, get('critic.w1'), get('critic.b1'), true);
+    const c2 = dense(c1, get('critic.w2'), get('critic.b2'), true);
+    const value = dense(c2, get('critic.w3'), get('critic.b3'), false)[0] as number;
+    return { logits, value };
+  }
+
   // --- acting ---------------------------------------------------------------------------------
   act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
     const ctx = this.requireSetup();
@@ -328,13 +364,11 @@ export class PpoAgent implements StepAgent {
     let logitsArr: Float32Array;
     let value: number;
     if (this.options.policy === 'mlp') {
-      const [l, v] = tf.tidy(() => {
-        const out = this.mlpForward(tf.tensor2d(observation, [1, observation.length]));
-        return [out.logits, out.values];
-      });
-      logitsArr = (l as tf.Tensor).dataSync() as Float32Array;
-      value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
-      tf.dispose([l as tf.Tensor, v as tf.Tensor]);
+      // Acting reads a plain-array copy of the weights (refreshed after every update): one step costs
+      // microseconds instead of a dozen tfjs kernel launches; the update below stays in tfjs.
+      const out = this.mlpForwardJs(observation);
+      logitsArr = out.logits;
+      value = out.value;
     } else {
       const hPrev = this.h ?? tf.zeros([1, H]);
       const cPrev = this.c ?? tf.zeros([1, H]);
@@ -451,6 +485,7 @@ export class PpoAgent implements StepAgent {
 
   /** Runs `epochs` passes of minibatch updates over the collected rollout. */
   private update(): void {
+    this.weightCache = null;
     const ctx = this.requireSetup();
     const adam = this.adam as Adam;
     const K = ctx.numActions;
@@ -643,6 +678,7 @@ export class PpoAgent implements StepAgent {
       const p = st.params[q.name];
       if (!p || p.values.length !== q.variable.size) bad(`params.${q.name}`, `${q.variable.size} numbers`);
       tf.tidy(() => q.variable.assign(tf.tensor((p as { values: number[] }).values, q.variable.shape)));
+      this.weightCache = null;
     }
     (this.adam as Adam).setState(st.adam);
     setRngState(this.rng, st.rng);

@@ -179,11 +179,12 @@ async function checkGradients(seed: number, depthwise: boolean, wrt: 'x' | 'filt
   assert.ok(worst <= TOLERANCE);
 }
 
-test('registering the wasm training kernels is idempotent and replaces the built-in Conv2DBackpropInput and MaxPoolGrad', () => {
+test('registering the wasm training kernels is idempotent and replaces the built-in Conv2DBackpropInput, MaxPoolGrad and BatchMatMul', () => {
   const first = registerWasmTrainingKernels();
   const second = registerWasmTrainingKernels();
   assert.deepEqual(first, second);
   assert.deepEqual([...first].sort(), [
+    'BatchMatMul',
     'Conv2DBackpropFilter',
     'Conv2DBackpropInput',
     'DepthwiseConv2dNativeBackpropFilter',
@@ -343,6 +344,36 @@ test(`MaxPoolGrad on wasm equals cpu over ${CASES_PER_KERNEL} random poolings of
     }
     const err = relativeError(results[0] as Float32Array, results[1] as Float32Array);
     assert.ok(err <= TOLERANCE, `case ${i}: x [${shape.join(',')}] pool ${filterSize.join('x')} strides ${strides.join('x')} ${pad}: relative error ${err.toExponential(2)}`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test('BatchMatMul on wasm equals cpu for every transpose combination, with and without batch', async () => {
+  const rng = new Rng(1001);
+  for (let i = 0; i < 24; i++) {
+    const [m, k, n] = [1 + rng.int(40), 1 + rng.int(40), 1 + rng.int(40)];
+    const transposeA = i % 2 === 1;
+    const transposeB = (i >> 1) % 2 === 1;
+    const batch = [[], [1], [3]][(i >> 2) % 3] as number[];
+    const aShape = [...batch, ...(transposeA ? [k, m] : [m, k])];
+    const bShape = [...batch, ...(transposeB ? [n, k] : [k, n])];
+    const av = randomArray(rng, aShape.reduce((p, q) => p * q, 1));
+    const bv = randomArray(rng, bShape.reduce((p, q) => p * q, 1));
+    const results: Float32Array[] = [];
+    for (const name of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(name);
+      const buffers = (): number => (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+      const a = tf.tensor(av, aShape);
+      const b = tf.tensor(bv, bShape);
+      const buffersBefore = buffers();
+      const out = tf.matMul(a, b, transposeA, transposeB);
+      results.push(out.dataSync() as Float32Array);
+      out.dispose();
+      assert.equal(buffers(), buffersBefore, `${name}: BatchMatMul left buffers behind`);
+      tf.dispose([a, b]);
+    }
+    const err = relativeError(results[0] as Float32Array, results[1] as Float32Array);
+    assert.ok(err <= TOLERANCE, `case ${i}: a [${aShape.join(',')}] b [${bShape.join(',')}] transposeA ${transposeA} transposeB ${transposeB}: relative error ${err.toExponential(2)}`);
   }
   await tf.setBackend('wasm');
 });

@@ -1,5 +1,5 @@
 /** `bitalloc train` / `bitalloc eval` as a user runs them: a child process, --json output, exit codes. */
-import { test } from 'node:test';
+import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
@@ -88,16 +88,18 @@ const BAD: [string, string[], RegExp][] = [
   ['missing cifar10 directory', ['--model', 'resnet8', '--dataset', 'cifar10'], /--data-dir.*data_batch_1\.bin/],
 ];
 
-for (const [what, args, re] of BAD) {
-  test(`train with ${what} exits 1 with a clear message and no stack trace`, async () => {
-    const r = await cli('train', ...args, '--json');
-    assert.equal(r.code, 1);
-    assert.match(r.stderr, /^error: /m);
-    assert.match(r.stderr, re);
-    assert.doesNotMatch(r.stderr, /\n\s+at /);
-    assert.equal(r.stdout, '');
-  });
-}
+describe('bad flags', { concurrency: 3 }, () => {
+  for (const [what, args, re] of BAD) {
+    test(`train with ${what} exits 1 with a clear message and no stack trace`, async () => {
+      const r = await cli('train', ...args, '--json');
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^error: /m);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /\n\s+at /);
+      assert.equal(r.stdout, '');
+    });
+  }
+});
 
 test('eval of a missing checkpoint exits 1 naming it', async () => {
   const r = await cli('eval', '--checkpoint', join(dir, 'nope'), '--json');

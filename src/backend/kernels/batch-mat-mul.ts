@@ -12,15 +12,11 @@ import { asWasmBackend, release, transpose, type TensorInfo } from './wasm-ops.j
 let builtin: tf.KernelConfig | null = null;
 
 /**
- * Remembers the backend's own BatchMatMul before it is replaced; its setupFunc must stay
- * registered with the replacement (it binds the wasm function this kernel delegates to).
+ * Remembers the backend's own BatchMatMul before it is replaced (its setupFunc must stay
+ * registered with the replacement: it binds the wasm function this kernel delegates to).
  */
 export function rememberBuiltinBatchMatMul(config: tf.KernelConfig): void {
   builtin = config;
-}
-
-export function builtinBatchMatMulSetup(): tf.KernelSetupFunc | undefined {
-  return builtin?.setupFunc;
 }
 
 function swapLastTwo(rank: number): number[] {

@@ -2,27 +2,39 @@
  * Training kernels for the wasm backend. tfjs-backend-wasm 4.22 has no Conv2DBackpropFilter,
  * DepthwiseConv2dNativeBackpropFilter or DepthwiseConv2dNativeBackpropInput, and its
  * Conv2DBackpropInput is a naive loop; these replacements run on the backend's XNNPACK forward
- * convolutions (see backprop-filter.ts, backprop-input.ts). Its MaxPoolGrad gives wrong
- * gradients when a pooling window holds only negative values; max-pool-grad.ts replaces it.
+ * convolutions and on WebAssembly SIMD routines (see backprop-filter.ts, backprop-input.ts,
+ * simd.ts). Its MaxPoolGrad gives wrong gradients when a pooling window holds only negative
+ * values (max-pool-grad.ts replaces it), and its BatchMatMul with a transposed operand (every
+ * Dense backward pass) is a naive loop (batch-mat-mul.ts routes it to XNNPACK).
  * Every other kernel needed to train the layers this project uses is present and agrees with
  * the cpu backend (checked by tests/train-wasm.test.ts).
  */
 import * as tf from '@tensorflow/tfjs';
 import { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
+import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
 
-export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
-export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
+export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel, filterGradOptions, type FilterGradMethod } from './backprop-filter.js';
+export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel, depthwiseInputGradOptions } from './backprop-input.js';
+export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 
+interface TrainingKernel {
+  kernelName: string;
+  kernelFunc: tf.KernelFunc;
+  /** Delegates to the backend's own kernel, which must exist (its setupFunc is kept). */
+  wrapsBuiltin?: (builtin: tf.KernelConfig) => void;
+}
+
 /** The kernels this module provides for the wasm backend, by kernel name. */
-export const WASM_TRAINING_KERNELS: ReadonlyArray<{ kernelName: string; kernelFunc: tf.KernelFunc }> = [
+export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'Conv2DBackpropFilter', kernelFunc: conv2DBackpropFilterKernel },
   { kernelName: 'Conv2DBackpropInput', kernelFunc: conv2DBackpropInputKernel },
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseConv2dNativeBackpropFilterKernel },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseConv2dNativeBackpropInputKernel },
   { kernelName: 'MaxPoolGrad', kernelFunc: maxPoolGradKernel },
+  { kernelName: 'BatchMatMul', kernelFunc: batchMatMulKernel, wrapsBuiltin: rememberBuiltinBatchMatMul },
 ];
 
 /**
@@ -31,11 +43,17 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<{ kernelName: string; kernelFu
  */
 export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
-  for (const { kernelName, kernelFunc } of WASM_TRAINING_KERNELS) {
+  for (const { kernelName, kernelFunc, wrapsBuiltin } of WASM_TRAINING_KERNELS) {
     const current = tf.getKernel(kernelName, 'wasm');
     if (current?.kernelFunc !== kernelFunc) {
+      if (wrapsBuiltin) {
+        if (current == null) continue; // nothing to wrap: keep the backend as it is
+        wrapsBuiltin(current);
+      }
       if (current != null) tf.unregisterKernel(kernelName, 'wasm');
-      tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc });
+      // A wrapper keeps the built-in kernel's setupFunc, which binds the wasm function it delegates to.
+      const setupFunc = wrapsBuiltin ? current?.setupFunc : undefined;
+      tf.registerKernel({ kernelName, backendName: 'wasm', kernelFunc, ...(setupFunc ? { setupFunc } : {}) });
     }
     names.push(kernelName);
   }
