@@ -11,6 +11,8 @@ import { evolutionAgentEntry } from './evolution.js';
 import { ppoAgentEntry } from './ppo.js';
 import { randomAgentEntry } from './random.js';
 import { reinforceAgentEntry } from './reinforce.js';
+import { sensitivityAgentEntry } from './sensitivity.js';
+import { sspsAgentEntry } from './ssps.js';
 import { uniformAgentEntry } from './uniform.js';
 
 export interface AgentEntry {
@@ -28,6 +30,8 @@ export const AGENTS: Record<string, AgentEntry> = {
   ppo: ppoAgentEntry,
   ddpg: ddpgAgentEntry,
   amed: amedAgentEntry,
+  sensitivity: sensitivityAgentEntry,
+  ssps: sspsAgentEntry,
 };
 
 function typeName(v: unknown): string {

@@ -6,8 +6,8 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initBackend, tf } from '../src/backend/index.js';
-import { registerWasmTrainingKernels, WASM_TRAINING_KERNELS } from '../src/backend/kernels/index.js';
-import { filterGradOptions } from '../src/backend/kernels/backprop-filter.js';
+import { registerWasmTrainingKernels, simdOptions, WASM_TRAINING_KERNELS } from '../src/backend/kernels/index.js';
+import { wasmSimdRoutines } from '../src/backend/kernels/simd.js';
 import { Rng } from '../src/util/rng.js';
 
 const CASES_PER_KERNEL = 40;
@@ -196,6 +196,16 @@ test('registering the wasm training kernels is idempotent and replaces the built
   }
 });
 
+test('the WebAssembly SIMD routines compile and bind to the wasm backend memory', async () => {
+  await tf.setBackend('wasm');
+  // Node 20+ has WebAssembly SIMD: without this the tests below would only exercise the fallbacks.
+  const routines = wasmSimdRoutines(tf.backend());
+  assert.ok(routines, 'SIMD routines unavailable');
+  assert.equal(typeof routines.dwFilterGrad, 'function');
+  assert.equal(typeof routines.dwInputGrad, 'function');
+  assert.equal(routines.convFilterGrad.size, 4);
+});
+
 test(`Conv2DBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
   await checkGradients(101, false, 'x');
 });
@@ -212,13 +222,15 @@ test(`DepthwiseConv2dNativeBackpropFilter on wasm equals cpu over ${CASES_PER_KE
   await checkGradients(404, true, 'filter');
 });
 
-test('the filter-gradient fallbacks without SIMD (XNNPACK formulations) equal cpu', async () => {
-  filterGradOptions.method = 'xnnpack';
+test('without WebAssembly SIMD, the fallbacks (XNNPACK formulations, plain JS) equal cpu', async () => {
+  simdOptions.enabled = false;
   try {
+    await checkGradients(111, false, 'x', 15);
     await checkGradients(212, false, 'filter', 15);
+    await checkGradients(313, true, 'x', 15);
     await checkGradients(414, true, 'filter', 15);
   } finally {
-    filterGradOptions.method = 'auto';
+    simdOptions.enabled = true;
   }
 });
 
@@ -240,10 +252,20 @@ function runKernel(name: string, inputs: Record<string, tf.Tensor>, attrs: tf.Na
   return values;
 }
 
-test('depthwise backprop kernels handle dilation 2 (reference: cpu with the zero-dilated filter)', async () => {
+test('depthwise backprop kernels handle dilation 2, with and without SIMD (reference: cpu with the zero-dilated filter)', async () => {
   // tf.grad refuses dilations > 1, but the kernels take a dilations attribute.
   const rng = new Rng(505);
-  for (let i = 0; i < 20; i++) {
+  try {
+    for (let i = 0; i < 24; i++) {
+      simdOptions.enabled = i % 2 === 0;
+      await checkDilated(i);
+    }
+  } finally {
+    simdOptions.enabled = true;
+  }
+  await tf.setBackend('wasm');
+
+  async function checkDilated(i: number): Promise<void> {
     let c = randomCase(rng, true, true);
     while (c.dilations[0] === 1) c = randomCase(rng, true, true);
     const d = c.dilations[0];
@@ -277,10 +299,10 @@ test('depthwise backprop kernels handle dilation 2 (reference: cpu with the zero
     }
     const errW = relativeError(dwWasm, dwCpu);
     const errX = relativeError(dxWasm, dxCpu);
-    assert.ok(errW <= TOLERANCE, `case ${i}: ${describe(c)}: filter gradient relative error ${errW.toExponential(2)}`);
-    assert.ok(errX <= TOLERANCE, `case ${i}: ${describe(c)}: input gradient relative error ${errX.toExponential(2)}`);
+    const mode = simdOptions.enabled ? 'SIMD' : 'fallback';
+    assert.ok(errW <= TOLERANCE, `case ${i} (${mode}): ${describe(c)}: filter gradient relative error ${errW.toExponential(2)}`);
+    assert.ok(errX <= TOLERANCE, `case ${i} (${mode}): ${describe(c)}: input gradient relative error ${errX.toExponential(2)}`);
   }
-  await tf.setBackend('wasm');
 });
 
 test('Conv2D backprop kernels accept NCHW data (direct kernel calls, equal to cpu)', async () => {
@@ -391,17 +413,15 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
     { ...base, depthwise: true, strides: [2, 2], pad: [[0, 0], [4, 0], [0, 4], [0, 0]] },
     { ...base, depthwise: true, strides: [1, 1], dilations: [2, 2], pad: 'same' },
   ];
-  const runs = geometries.flatMap((g) => (['auto', 'xnnpack'] as const).map((method) => ({ g, method })));
+  const runs = geometries.flatMap((g) => [true, false].map((simd) => ({ g, simd })));
   try {
-    for (const { g, method } of runs) {
-      checkNoLeaks(g, method);
-    }
+    for (const { g, simd } of runs) checkNoLeaks(g, simd);
   } finally {
-    filterGradOptions.method = 'auto';
+    simdOptions.enabled = true;
   }
 
-  function checkNoLeaks(g: Geometry, method: 'auto' | 'xnnpack'): void {
-    filterGradOptions.method = method;
+  function checkNoLeaks(g: Geometry, simd: boolean): void {
+    simdOptions.enabled = simd;
     const c = caseFrom(rng, g);
     assert.ok(c);
     const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
@@ -417,7 +437,7 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
       tf.engine().runKernel(filterKernel as string, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
       tf.engine().runKernel(inputKernel as string, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
     ];
-    const where = `${describe(c)} (${method})`;
+    const where = `${describe(c)} (${simd ? 'SIMD' : 'fallback'})`;
     assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);
     assert.equal(backend.numDataIds(), buffersBefore + 2, `${where}: exactly the two outputs hold wasm memory`);
     tf.dispose(outs);

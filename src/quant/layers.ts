@@ -133,6 +133,8 @@ export abstract class QuantLayer extends tf.layers.Layer {
    * at inference (set by QuantNetwork, which turns that BatchNorm into an identity at inference).
    */
   foldedBn: tf.layers.Layer | null = null;
+  /** Optional: the kernel the training forward pass uses instead of quantizedKernel() (differentiable search's weight mix). */
+  weightMix: ((layer: QuantLayer) => tf.Tensor) | null = null;
   abstract readonly kind: QuantLayerKind;
 
   protected kernel: tf.LayerVariable | null = null;
@@ -402,7 +404,7 @@ export abstract class QuantLayer extends tf.layers.Layer {
       const x0 = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
       const training = kwargs['training'] === true;
       const x = this.quantizeInput(x0, training);
-      if (training) return this.forward(x, this.quantizedKernel(), this.bias ? this.bias.read() : null);
+      if (training) return this.forward(x, this.weightMix ? this.weightMix(this) : this.quantizedKernel(), this.bias ? this.bias.read() : null);
       const p = this.inferenceParams();
       return this.forward(x, p.kernel, p.bias);
     });

@@ -164,6 +164,8 @@ export interface Experiment {
   bitChoices: number[];
   /** Validation samples each episode's accuracy is measured on. */
   evalSamples: number;
+  /** Use at most this many samples of each split (0 = all): quick runs on large datasets. */
+  trainSamples: number;
   /** Keep the first and last quantizable layers at 8 bits (HAQ). */
   pinFirstLast: boolean;
   /** Episodes between checkpoints of a cell. */
@@ -183,6 +185,7 @@ export const EXPERIMENT_DEFAULTS = {
   stepMode: 'joint' as StepMode,
   bitChoices: [2, 3, 4, 5, 6, 7, 8],
   evalSamples: 1000,
+  trainSamples: 0,
   pinFirstLast: false,
   checkpointEvery: 10,
   out: 'runs',
@@ -192,7 +195,7 @@ export const EXPERIMENT_DEFAULTS = {
 export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
-  'bitChoices', 'evalSamples', 'pinFirstLast', 'checkpointEvery', 'out',
+  'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out',
 ];
 
 /** One device profile of the experiment. */
@@ -627,6 +630,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const warmupEpochs = int('warmupEpochs', 0, EXPERIMENT_DEFAULTS.warmupEpochs);
   const finetuneEpochs = int('finetuneEpochs', 0, EXPERIMENT_DEFAULTS.finetuneEpochs);
   const evalSamples = int('evalSamples', 1, EXPERIMENT_DEFAULTS.evalSamples);
+  const trainSamples = int('trainSamples', 0, EXPERIMENT_DEFAULTS.trainSamples);
   const checkpointEvery = int('checkpointEvery', 1, EXPERIMENT_DEFAULTS.checkpointEvery);
 
   // reward
@@ -705,6 +709,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     stepMode,
     bitChoices,
     evalSamples,
+    trainSamples,
     pinFirstLast,
     checkpointEvery,
     out,

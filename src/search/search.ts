@@ -30,7 +30,7 @@ import { loadModel } from '../models/index.js';
 import type { BitConfig, LayerInfo } from '../models/layer-info.js';
 import type { QuantizedNetwork } from '../quant/api.js';
 import { loadNetwork, saveNetwork } from '../quant/save.js';
-import { createTrainer, type Trainer } from '../train/trainer.js';
+import { calibrateNetwork, createTrainer, type Trainer } from '../train/trainer.js';
 import { trainingDefaults } from '../train/defaults.js';
 import {
   appendEpisode,
@@ -270,13 +270,18 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     }
     const layers = net.layers;
     const table: CostTable = buildCostTable(profile, layers, [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b));
-    trainer = createTrainer(net, dataset, { lr: lr * 0.5, batchSize, optimizer: 'adam', seed: spec.seed + 1 });
+    // QAT during the search and the final fine-tune start from trained weights: fine-tune learning rate
+    const qatLr = spec.lr !== undefined ? spec.lr / 4 : trainingDefaults(spec.dataset, true).lr;
+    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1 });
     if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
 
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
     if (!saved) {
       net.setBits(layers.map(() => ({ wBits: 32, aBits: 32 })));
       floatTestAccuracy = (await trainer.evaluate('test')).accuracy;
+      // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
+      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
+      calibrateNetwork(net, dataset.train);
     }
     const evaluator = new QatEvaluator(net, trainer, spec.qatSteps, spec.evalSamples, saved?.reference ?? null);
     const reference = await evaluator.reference();
@@ -422,7 +427,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
 
     if (best) {
       net.setBits(best.bits);
-      const ft = createTrainer(net, dataset, { lr: lr * 0.3, batchSize, optimizer: 'adam', seed: spec.seed + 2 });
+      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2 });
       if (spec.finetuneEpochs > 0) {
         const p = new Progress({ label: 'fine-tune', total: spec.finetuneEpochs * ft.stepsPerEpoch, plain: opts.plainProgress });
         await ft.trainEpochs(spec.finetuneEpochs, (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`), {

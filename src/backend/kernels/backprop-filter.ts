@@ -5,7 +5,7 @@
  * Default: for each tap, dW[tap] = X_tap^T dy computed in register tiles by the SIMD routines
  * of simd.ts, in place on the wasm heap (x first copied into a zero-padded buffer when the
  * convolution pads; dy's channels padded to a multiple of 4 when needed).
- * Fallback ('xnnpack'): with ci as the batch and n as the input channel the gradient is a Conv2D
+ * Fallback without SIMD: with ci as the batch and n as the input channel the gradient is a Conv2D
  * of x^T [Ci,H,W,N] with the filter dy^T [Ho,Wo,N,Co], stride = the forward dilation, dilation =
  * the forward stride, transposed from [Ci,kh,kw,Co] to [kh,kw,Ci,Co]; exact, but XNNPACK repacks
  * dy as weights on every call, which costs about as much as the multiply-adds.
@@ -13,7 +13,7 @@
  * DepthwiseConv2dNativeBackpropFilter: dW[i,j,c,m] = sum_{n,oh,ow} xpad[n,..,c] * dy[n,oh,ow,c*M+m].
  * Default: the WebAssembly SIMD routine of simd.ts, run in place on the wasm heap (x is first
  * copied into a zero-padded buffer when the convolution pads, and its channels repeated M times
- * when M > 1). Fallback when SIMD is unavailable ('xnnpack'): with (n,c) pairs as channels the
+ * when M > 1). Fallback without SIMD: with (n,c) pairs as channels the
  * gradient is a DepthwiseConv2dNative of x as [1,H,W,N*C] with the filter dy as [Ho,Wo,N*C,M],
  * summed over n; exact, but XNNPACK runs such a large depthwise kernel slowly.
  */
@@ -26,6 +26,7 @@ import {
   cropNHWC,
   heapF32,
   makeF32,
+  rank4Input,
   release,
   runWasmKernel,
   transpose,
@@ -36,31 +37,6 @@ import {
 } from './wasm-ops.js';
 
 type Shape4 = [number, number, number, number];
-
-/**
- * How the filter gradients are computed: 'auto' uses the SIMD routines when the runtime has
- * WebAssembly SIMD, else the XNNPACK formulations; 'simd' / 'xnnpack' force one (for tests and
- * benchmarks).
- */
-export type FilterGradMethod = 'auto' | 'simd' | 'xnnpack';
-export const filterGradOptions: { method: FilterGradMethod } = { method: 'auto' };
-
-/** The SIMD routines when the chosen method allows them; throws when 'simd' is forced but unavailable. */
-function simdFor(backend: unknown, kernelName: string): SimdRoutines | null {
-  if (filterGradOptions.method === 'xnnpack') return null;
-  const simd = wasmSimdRoutines(backend);
-  if (simd == null && filterGradOptions.method === 'simd') {
-    throw new Error(`${kernelName}: WebAssembly SIMD is not available on this backend`);
-  }
-  return simd;
-}
-
-function input(inputs: tf.NamedTensorInfoMap, name: string, kernelName: string): TensorInfo {
-  const t = inputs[name];
-  if (t == null || t.shape.length !== 4) throw new Error(`${kernelName}: input '${name}' must be a rank-4 tensor`);
-  if (t.dtype !== 'float32') throw new Error(`${kernelName}: input '${name}' must be float32, got ${t.dtype}`);
-  return t;
-}
 
 /**
  * Crops the (already transposed) input when the correlation would need negative padding on the
@@ -81,8 +57,8 @@ function cropIfNeeded(
 export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
   const name = 'Conv2DBackpropFilter';
   const backend = asWasmBackend(b, name);
-  const x = input(inputs, 'x', name);
-  const dy = input(inputs, 'dy', name);
+  const x = rank4Input(inputs, 'x', name);
+  const dy = rank4Input(inputs, 'dy', name);
   const a = (attrs ?? {}) as { strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
   const channelsFirst = a.dataFormat === 'NCHW';
   const spec = convSpec({
@@ -97,7 +73,7 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
     dimRoundingMode: a.dimRoundingMode,
     depthwise: false,
   });
-  const simd = simdFor(b, name);
+  const simd = wasmSimdRoutines(b);
   if (simd == null) return convFilterGradByXnnpack(backend, spec, x, dy, channelsFirst);
   if (!channelsFirst) return convFilterGradBySimd(backend, simd, spec, x, dy);
   const xNHWC = transpose(backend, x, [0, 2, 3, 1]);
@@ -240,8 +216,8 @@ function convFilterGradByXnnpack(backend: WasmBackend, spec: ConvSpec, x: Tensor
 export const depthwiseConv2dNativeBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
   const name = 'DepthwiseConv2dNativeBackpropFilter';
   const backend = asWasmBackend(b, name);
-  const x = input(inputs, 'x', name);
-  const dy = input(inputs, 'dy', name);
+  const x = rank4Input(inputs, 'x', name);
+  const dy = rank4Input(inputs, 'dy', name);
   const a = (attrs ?? {}) as { strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
   const spec = convSpec({
     kernelName: name,
@@ -255,7 +231,7 @@ export const depthwiseConv2dNativeBackpropFilterKernel: tf.KernelFunc = ({ input
     dimRoundingMode: a.dimRoundingMode,
     depthwise: true,
   });
-  const simd = simdFor(b, name);
+  const simd = wasmSimdRoutines(b);
   if (simd != null) return depthwiseFilterGradBySimd(backend, simd, spec, x, dy);
   return depthwiseFilterGradByXnnpack(backend, spec, x, dy);
 };

@@ -21,6 +21,7 @@ import {
   cropNHWC,
   heapF32,
   makeF32,
+  rank4Input,
   release,
   zeros,
   runWasmKernel,
@@ -30,13 +31,6 @@ import {
 } from './wasm-ops.js';
 
 type Shape4 = [number, number, number, number];
-
-function input(inputs: tf.NamedTensorInfoMap, name: string, kernelName: string): TensorInfo {
-  const t = inputs[name];
-  if (t == null || t.shape.length !== 4) throw new Error(`${kernelName}: input '${name}' must be a rank-4 tensor`);
-  if (t.dtype !== 'float32') throw new Error(`${kernelName}: input '${name}' must be float32, got ${t.dtype}`);
-  return t;
-}
 
 /** The flipped sub-filter of one phase, laid out for the helper forward convolution. */
 function subFilter(backend: WasmBackend, filter: TensorInfo, depthwise: boolean, rowTaps: number[], colTaps: number[]): TensorInfo {
@@ -114,12 +108,6 @@ function sumPixels(out: Float32Array, dst: number, dstStep: number, src: Float32
   }
 }
 
-/**
- * How DepthwiseConv2dNativeBackpropInput is computed: 'auto' uses the SIMD scatter routine when
- * available, 'phases' the XNNPACK per-phase correlations (the fallback; for tests and benchmarks).
- */
-export const depthwiseInputGradOptions: { method: 'auto' | 'phases' } = { method: 'auto' };
-
 /** dx (NHWC) of a regular or depthwise convolution from dy (NHWC) and the filter. */
 function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo, depthwise: boolean): TensorInfo {
   const rowPlan = inputGradPhases(spec.rows);
@@ -181,8 +169,8 @@ function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, fil
 export const conv2DBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
   const name = 'Conv2DBackpropInput';
   const backend = asWasmBackend(b, name);
-  const dy = input(inputs, 'dy', name);
-  const filter = input(inputs, 'filter', name);
+  const dy = rank4Input(inputs, 'dy', name);
+  const filter = rank4Input(inputs, 'filter', name);
   const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode };
   const channelsFirst = a.dataFormat === 'NCHW';
   const spec = convSpec({
@@ -209,8 +197,8 @@ export const conv2DBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, a
 export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) => {
   const name = 'DepthwiseConv2dNativeBackpropInput';
   const backend = asWasmBackend(b, name);
-  const dy = input(inputs, 'dy', name);
-  const filter = input(inputs, 'filter', name);
+  const dy = rank4Input(inputs, 'dy', name);
+  const filter = rank4Input(inputs, 'filter', name);
   const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode };
   const spec = convSpec({
     kernelName: name,
@@ -224,7 +212,7 @@ export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs
     dimRoundingMode: a.dimRoundingMode,
     depthwise: true,
   });
-  const simd = depthwiseInputGradOptions.method === 'phases' ? null : wasmSimdRoutines(b);
+  const simd = wasmSimdRoutines(b);
   if (simd != null) return depthwiseInputGradBySimd(backend, simd, spec, dy, filter);
   return inputGradient(backend, spec, dy, filter, true);
 };

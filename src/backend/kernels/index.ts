@@ -15,8 +15,9 @@ import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } f
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
 
-export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel, filterGradOptions, type FilterGradMethod } from './backprop-filter.js';
-export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel, depthwiseInputGradOptions } from './backprop-input.js';
+export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
+export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
+export { simdOptions } from './simd.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 

@@ -15,7 +15,7 @@
  * - copyPixels: strided copies of pixel vectors, to interleave stride phases.
  *
  * `wasmSimdRoutines` returns null when they cannot run (no SIMD, or the backend's memory is not
- * reachable); callers then use XNNPACK formulations.
+ * reachable, or `simdOptions.enabled` is false); callers then use XNNPACK formulations.
  */
 
 const I32 = 0x7f;
@@ -94,44 +94,7 @@ class Body {
     this.tee(counter).code.push(0x0d, 0x00, 0x0b, 0x0b); // br_if 0; end loop; end block
     return this;
   }
-  /** mem[a+off] += mem[x+off] * mem[d+off], four f32 lanes. */
-  madd4(a: number, x: number, d: number, off: number): this {
-    const load = (p: number): void => {
-      this.get(p).code.push(0xfd, 0x00, 0x00, ...uleb(off)); // v128.load align=1 offset
-    };
-    this.get(a);
-    load(a);
-    load(x);
-    load(d);
-    this.code.push(0xfd, ...uleb(0xe6)); // f32x4.mul
-    this.code.push(0xfd, ...uleb(0xe4)); // f32x4.add
-    this.code.push(0xfd, 0x0b, 0x00, ...uleb(off)); // v128.store
-    return this;
-  }
-  /** mem[a] += mem[x] * mem[d], one f32. */
-  madd1(a: number, x: number, d: number): this {
-    this.get(a);
-    this.get(a).code.push(0x2a, 0x02, 0x00); // f32.load
-    this.get(x).code.push(0x2a, 0x02, 0x00);
-    this.get(d).code.push(0x2a, 0x02, 0x00);
-    this.code.push(0x94, 0x92); // f32.mul; f32.add
-    this.code.push(0x38, 0x02, 0x00); // f32.store
-    return this;
-  }
 }
-
-// dwFilterGrad parameters (all i32; pointers and strides in bytes), then locals.
-const P = {
-  x: 0, dy: 1, acc: 2, batch: 3, outH: 4, outW: 5, kH: 6, kW: 7,
-  xBatch: 8, xOutRow: 9, xOutCol: 10, xTapRow: 11, xTapCol: 12, channelBytes: 13,
-  groups16: 14, groups4: 15, singles: 16,
-} as const;
-const DW_PARAMS = 17;
-const L = {
-  n: 17, oh: 18, ow: 19, i: 20, j: 21, g: 22,
-  xN: 23, xOH: 24, xOW: 25, xI: 26, xJ: 27, dyP: 28, accP: 29, pa: 30, px: 31, pd: 32,
-} as const;
-const DW_LOCALS = 16;
 
 interface FunctionDef {
   name: string;
@@ -141,55 +104,156 @@ interface FunctionDef {
   code: number[];
 }
 
+const F32 = 0x7d;
+const V128 = 0x7b;
+
+// dwFilterGrad / dwInputGrad parameters (all i32; pointers and strides in bytes).
+const P = {
+  x: 0, dy: 1, acc: 2, batch: 3, outH: 4, outW: 5, kH: 6, kW: 7,
+  xBatch: 8, xOutRow: 9, xOutCol: 10, xTapRow: 11, xTapCol: 12, channelBytes: 13,
+  groups16: 14, groups4: 15, singles: 16,
+} as const;
+const DW_PARAMS = 17;
+// i32 locals, then four v128 registers, then one f32.
+const L = {
+  n: 17, oh: 18, i: 19, j: 20, g: 21, ow: 22, xN: 23, xOH: 24, xI: 25, xJ: 26,
+  dyRow: 27, dyRowBytes: 28, accP: 29, pa: 30, pxc: 31, pdc: 32, px: 33, pd: 34,
+} as const;
+const DW_I32_LOCALS = 18;
+const REG = 35; // v128 registers REG..REG+3
+const SCALAR = 39; // f32
+
 /**
  * dwFilterGrad(x, dy, acc, N, Ho, Wo, kH, kW, xBatch, xOutRow, xOutCol, xTapRow, xTapCol,
  *              channelBytes, groups16, groups4, singles):
- * for n, oh, ow, i, j, c: acc[(i*kW + j)*C + c] += x[n*xBatch + oh*xOutRow + ow*xOutCol +
- * i*xTapRow + j*xTapCol + c] * dy[((n*Ho + oh)*Wo + ow)*C + c], where x is already padded.
+ * acc[(i*kW + j)*C + c] += sum over n, oh, ow of
+ *   x[n*xBatch + oh*xOutRow + ow*xOutCol + i*xTapRow + j*xTapCol + c] * dy[((n*Ho + oh)*Wo + ow)*C + c]
+ * (x already padded). For each output row, tap and group of 16 (then 4, then 1) channels the
+ * sum over the row runs in registers: two loads per four multiply-adds.
  *
  * dwInputGrad (same parameters, `x` being the padded dx and `acc` the filter [kH, kW, C]) is the
- * same loop writing the other way: dx[pixel + tap, c] += filter[tap, c] * dy[pixel, c].
+ * same loop scattering the other way, the filter values held in registers:
+ * dx[pixel + tap, c] += filter[tap, c] * dy[pixel, c].
  */
 function depthwiseFunction(inputGrad: boolean): FunctionDef {
-  // madd(target, factor, dy): mem[target] += mem[factor] * mem[dy].
-  const [target, factor] = inputGrad ? [L.px, L.pa] : [L.pa, L.px];
   const b = new Body();
-  b.get(P.dy).set(L.dyP);
+  const vload = (ptr: number, off: number): void => {
+    b.get(ptr).code.push(0xfd, 0x00, 0x00, ...uleb(off));
+  };
+  const vstore = (off: number): void => {
+    b.code.push(0xfd, 0x0b, 0x00, ...uleb(off));
+  };
+  const fmul = (): void => {
+    b.code.push(0xfd, ...uleb(0xe6));
+  };
+  const fadd = (): void => {
+    b.code.push(0xfd, ...uleb(0xe4));
+  };
+  /** One channel group of `vectors` f32x4 lanes (0 = a single f32), all taps' row loop. */
+  const group = (vectors: number, bytes: number): void => {
+    const scalar = vectors === 0;
+    if (inputGrad) {
+      // Registers <- filter values of this tap and group.
+      if (scalar) {
+        b.get(L.pa).code.push(0x2a, 0x02, 0x00); // f32.load
+        b.set(SCALAR);
+      }
+      for (let v = 0; v < vectors; v++) {
+        vload(L.pa, 16 * v);
+        b.set(REG + v);
+      }
+    } else if (scalar) {
+      b.code.push(0x43, 0, 0, 0, 0); // f32.const 0
+      b.set(SCALAR);
+    } else {
+      for (let v = 0; v < vectors; v++) {
+        b.code.push(0xfd, 0x0c, ...new Array<number>(16).fill(0)); // v128.const 0
+        b.set(REG + v);
+      }
+    }
+    b.get(L.pxc).set(L.px).get(L.pdc).set(L.pd);
+    b.repeat(P.outW, L.ow, () => {
+      if (scalar) {
+        if (inputGrad) {
+          b.get(L.px);
+          b.get(L.px).code.push(0x2a, 0x02, 0x00);
+          b.get(SCALAR).get(L.pd).code.push(0x2a, 0x02, 0x00, 0x94, 0x92, 0x38, 0x02, 0x00);
+        } else {
+          b.get(SCALAR).get(L.px).code.push(0x2a, 0x02, 0x00);
+          b.get(L.pd).code.push(0x2a, 0x02, 0x00, 0x94, 0x92);
+          b.set(SCALAR);
+        }
+      }
+      for (let v = 0; v < vectors; v++) {
+        if (inputGrad) {
+          b.get(L.px);
+          vload(L.px, 16 * v);
+          b.get(REG + v);
+          vload(L.pd, 16 * v);
+          fmul();
+          fadd();
+          vstore(16 * v);
+        } else {
+          b.get(REG + v);
+          vload(L.px, 16 * v);
+          vload(L.pd, 16 * v);
+          fmul();
+          fadd();
+          b.set(REG + v);
+        }
+      }
+      b.bump(L.px, P.xOutCol).bump(L.pd, P.channelBytes);
+    });
+    if (!inputGrad) {
+      if (scalar) {
+        b.get(L.pa);
+        b.get(L.pa).code.push(0x2a, 0x02, 0x00);
+        b.get(SCALAR).code.push(0x92, 0x38, 0x02, 0x00);
+      }
+      for (let v = 0; v < vectors; v++) {
+        b.get(L.pa);
+        vload(L.pa, 16 * v);
+        b.get(REG + v);
+        fadd();
+        vstore(16 * v);
+      }
+    }
+    b.bumpBy(L.pa, bytes).bumpBy(L.pxc, bytes).bumpBy(L.pdc, bytes);
+  };
+  b.get(P.outW).get(P.channelBytes).code.push(0x6c); // i32.mul
+  b.set(L.dyRowBytes);
+  b.get(P.dy).set(L.dyRow);
   b.get(P.x).set(L.xN);
   b.repeat(P.batch, L.n, () => {
     b.get(L.xN).set(L.xOH);
     b.repeat(P.outH, L.oh, () => {
-      b.get(L.xOH).set(L.xOW);
-      b.repeat(P.outW, L.ow, () => {
-        b.get(P.acc).set(L.accP);
-        b.get(L.xOW).set(L.xI);
-        b.repeat(P.kH, L.i, () => {
-          b.get(L.xI).set(L.xJ);
-          b.repeat(P.kW, L.j, () => {
-            b.get(L.accP).set(L.pa).get(L.xJ).set(L.px).get(L.dyP).set(L.pd);
-            b.repeat(P.groups16, L.g, () => {
-              for (const off of [0, 16, 32, 48]) b.madd4(target, factor, L.pd, off);
-              b.bumpBy(L.pa, 64).bumpBy(L.px, 64).bumpBy(L.pd, 64);
-            });
-            b.repeat(P.groups4, L.g, () => {
-              b.madd4(target, factor, L.pd, 0);
-              b.bumpBy(L.pa, 16).bumpBy(L.px, 16).bumpBy(L.pd, 16);
-            });
-            b.repeat(P.singles, L.g, () => {
-              b.madd1(target, factor, L.pd);
-              b.bumpBy(L.pa, 4).bumpBy(L.px, 4).bumpBy(L.pd, 4);
-            });
-            b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
-          });
-          b.bump(L.xI, P.xTapRow);
+      b.get(P.acc).set(L.accP);
+      b.get(L.xOH).set(L.xI);
+      b.repeat(P.kH, L.i, () => {
+        b.get(L.xI).set(L.xJ);
+        b.repeat(P.kW, L.j, () => {
+          b.get(L.accP).set(L.pa).get(L.xJ).set(L.pxc).get(L.dyRow).set(L.pdc);
+          b.repeat(P.groups16, L.g, () => group(4, 64));
+          b.repeat(P.groups4, L.g, () => group(1, 16));
+          b.repeat(P.singles, L.g, () => group(0, 4));
+          b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
         });
-        b.bump(L.dyP, P.channelBytes).bump(L.xOW, P.xOutCol);
+        b.bump(L.xI, P.xTapRow);
       });
-      b.bump(L.xOH, P.xOutRow);
+      b.bump(L.dyRow, L.dyRowBytes).bump(L.xOH, P.xOutRow);
     });
     b.bump(L.xN, P.xBatch);
   });
-  return { name: inputGrad ? 'dwInputGrad' : 'dwFilterGrad', params: DW_PARAMS, locals: [[DW_LOCALS, I32]], code: b.code };
+  return {
+    name: inputGrad ? 'dwInputGrad' : 'dwFilterGrad',
+    params: DW_PARAMS,
+    locals: [
+      [DW_I32_LOCALS, I32],
+      [4, V128],
+      [1, F32],
+    ],
+    code: b.code,
+  };
 }
 
 /**
@@ -222,7 +286,6 @@ function copyPixelsFunction(): FunctionDef {
   return { name: 'copyPixels', params: 10, locals: [[9, I32]], code: b.code };
 }
 
-const V128 = 0x7b;
 // convFilterGrad parameters, then i32 locals, then v128 locals.
 const G = { x: 0, dy: 1, out: 2, batch: 3, outH: 4, outW: 5, xBatch: 6, xOutRow: 7, xOutCol: 8, dyPixel: 9, outRow: 10 } as const;
 const GEMM_PARAMS = 11;
@@ -349,6 +412,12 @@ const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebA
 
 const instances = new WeakMap<object, SimdRoutines | null>();
 
+/**
+ * `enabled: false` makes every kernel use its fallback (XNNPACK formulations and plain JS), as
+ * on a runtime without WebAssembly SIMD; for tests and benchmarks.
+ */
+export const simdOptions: { enabled: boolean } = { enabled: true };
+
 /** The backend's WebAssembly.Memory, when the emscripten module exposes it. */
 function backendMemory(backend: unknown): object | null {
   if (wasmApi == null) return null;
@@ -360,6 +429,7 @@ function backendMemory(backend: unknown): object | null {
 
 /** The SIMD routines bound to the backend's memory, or null when they cannot be used. */
 export function wasmSimdRoutines(backend: unknown): SimdRoutines | null {
+  if (!simdOptions.enabled) return null;
   const memory = backendMemory(backend);
   if (memory == null || wasmApi == null) return null;
   if (instances.has(memory)) return instances.get(memory) ?? null;

@@ -47,6 +47,14 @@ export function runWasmKernel(
   return out;
 }
 
+/** A rank-4 float32 input of a kernel, checked. */
+export function rank4Input(inputs: tf.NamedTensorInfoMap, name: string, kernelName: string): TensorInfo {
+  const t = inputs[name];
+  if (t == null || t.shape.length !== 4) throw new Error(`${kernelName}: input '${name}' must be a rank-4 tensor`);
+  if (t.dtype !== 'float32') throw new Error(`${kernelName}: input '${name}' must be float32, got ${t.dtype}`);
+  return t;
+}
+
 /** Frees a TensorInfo made by this module (or returned by a kernel run through `runWasmKernel`). */
 export function release(backend: WasmBackend, t: TensorInfo | null): void {
   if (t != null) backend.disposeData(t.dataId);

@@ -1,0 +1,442 @@
+/**
+ * SSPS: differentiable single-path bit search (after Sun et al., IEEE TCYB 2022).
+ *
+ *   per searchable layer l: logits theta_l over the bit set B (the env's choices), p_l = softmax(theta_l / T)
+ *   weights:   one shared float kernel W_l, used as  W_mix = sum_b p_lb * Q_b(W_l)   (a single path)
+ *              Q_b: uniform symmetric per-channel quantizer with a straight-through gradient
+ *   loss:      CE(batch) + lambda * max(0, E[cost] / target - 1) + the model's regularisation losses
+ *              E[cost] = sum_l sum_b p_lb * cost_l(b, b)   (frozen and pinned layers: their fixed cost)
+ *   update:    Adam on the logits (logitLr) and Adam on the weights (the trainer's learning rate), jointly,
+ *              on minibatches of the training split (seeded shuffle)
+ *   freezing:  every stepsPerFreeze steps the unfrozen layer whose choice is most certain (largest max p_lb)
+ *              is frozen at its argmax bits; at the end every remaining layer is frozen, most certain first
+ *   result:    the frozen allocation; propose() returns it once, then the agent is exhausted
+ *
+ * Choices where the paper leaves room (ours):
+ * - Activations use the same bits as the layer's weights (tied): during the search a layer's input is
+ *   quantized at the argmax of its current probabilities (a hard choice, not mixed), and cost_l(b, b) prices
+ *   both at b. One logit set per layer.
+ * - The cost metric is that of the first declared budget (latency, energy or size; `metric` overrides), its
+ *   target the budget's limit. When the context only offers isFeasible, the binding metric and a limit (the
+ *   largest cost of that metric among feasible allocations found) are probed as in agents/sensitivity.ts
+ *   (solveUnderBudgets, maximising the total bits).
+ * - A layer is frozen at the most probable width that still leaves a feasible completion (the unfrozen layers at
+ *   the narrowest width), so the final allocation meets every budget whenever any allocation does.
+ * - The search runs at the first propose() (not in setup) so a resumed search that already proposed does not
+ *   repeat it; the network's weights keep what the joint training learned.
+ * - The expected-cost curve (`report().curve`) is recorded every `recordEvery` steps.
+ */
+import type { AgentContext, AllocationAgent, EpisodeSummary, TrainingAccess } from '../envs/types.js';
+import { COST_METRICS, metricValue, type CostMetric } from '../envs/constraints.js';
+import { REFERENCE_BITS } from '../envs/bit-allocation-env.js';
+import { tf } from '../src/backend/index.js';
+import { UserError } from '../src/errors.js';
+import type { CostTable, LayerCost } from '../src/hardware/api.js';
+import { log } from '../src/log.js';
+import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
+import { quantLayers } from '../src/models/inventory.js';
+import { perSampleCrossEntropy } from '../src/quant/datafree.js';
+import type { QuantLayer } from '../src/quant/layers.js';
+import { channelReduceAxes, quantizeWeightsSte } from '../src/quant/quantizers.js';
+import { outputsProbabilities } from '../src/train/trainer.js';
+import { Rng } from '../src/util/rng.js';
+import type { AgentEntry } from './index.js';
+import { layerOptions, pinnedLayers, solveUnderBudgets } from './sensitivity.js';
+
+// ---------------------------------------------------------------------------------------------
+// Hyperparameters
+// ---------------------------------------------------------------------------------------------
+export interface SspsOptions {
+  /** Training steps (minibatches) of the whole search. */
+  steps: number;
+  /** Steps between freezes; 0 = steps / (searchable layers + 1), so that every layer freezes during training. */
+  stepsPerFreeze: number;
+  /** Weight of the budget penalty max(0, E[cost] / target - 1). */
+  lambda: number;
+  /** Adam learning rate of the logits. */
+  logitLr: number;
+  /** Adam learning rate of the weights; 0 = the trainer's. */
+  weightLr: number;
+  batchSize: number;
+  /** Softmax temperature of the logits. */
+  temperature: number;
+  /** Record the expected cost every this many steps. */
+  recordEvery: number;
+  /** Cost metric of the penalty ('latency' | 'energy' | 'size'); null = the first budget's. */
+  metric: string | null;
+}
+
+export const SSPS_DEFAULTS: SspsOptions = {
+  steps: 300,
+  stepsPerFreeze: 0,
+  lambda: 2,
+  logitLr: 0.05,
+  weightLr: 0,
+  batchSize: 64,
+  temperature: 1,
+  recordEvery: 10,
+  metric: null,
+};
+
+const ADDITIVE_METRICS: readonly CostMetric[] = ['latency', 'energy', 'size'];
+
+export function validateSspsOptions(o: SspsOptions, field = 'agentOptions'): SspsOptions {
+  const bad = (name: string, expected: string, got: unknown): UserError =>
+    new UserError(`invalid option '${name}' for agent 'ssps': ${JSON.stringify(got)}`, { field: `${field}.${name}`, expected });
+  const int = (name: keyof SspsOptions, min: number): void => {
+    const v = o[name];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(name, `an integer >= ${min}`, v);
+  };
+  int('steps', 1);
+  int('stepsPerFreeze', 0);
+  int('batchSize', 1);
+  int('recordEvery', 1);
+  if (!(o.lambda >= 0 && Number.isFinite(o.lambda))) throw bad('lambda', 'a finite number >= 0', o.lambda);
+  if (!(o.logitLr > 0 && Number.isFinite(o.logitLr))) throw bad('logitLr', 'a finite number > 0', o.logitLr);
+  if (!(o.weightLr >= 0 && Number.isFinite(o.weightLr))) throw bad('weightLr', 'a finite number >= 0 (0 = the trainer’s)', o.weightLr);
+  if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw bad('temperature', 'a finite number > 0', o.temperature);
+  if (o.metric !== null && !(ADDITIVE_METRICS as readonly string[]).includes(o.metric)) throw bad('metric', `null or one of ${ADDITIVE_METRICS.join('|')}`, o.metric);
+  return o;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report and state
+// ---------------------------------------------------------------------------------------------
+export interface SspsCurvePoint {
+  step: number;
+  /** E[cost] in the metric's unit (ms, uJ or bytes). */
+  expectedCost: number;
+  /** lambda * max(0, E[cost] / target - 1). */
+  penalty: number;
+  /** Cross-entropy of the step's batch (NaN at step 0). */
+  loss: number;
+  /** Layers frozen so far. */
+  frozen: number;
+}
+
+export interface SspsFreeze {
+  step: number;
+  layer: number;
+  name: string;
+  bits: number;
+  /** Probability of the chosen width when frozen. */
+  probability: number;
+  /** The argmax width (differs from `bits` when it would have left no feasible completion). */
+  argmax: number;
+}
+
+export interface SspsReport {
+  metric: CostMetric;
+  /** The target of E[cost] (Infinity: no budget binds). */
+  target: number;
+  targetSource: 'declared' | 'probed' | 'unconstrained' | 'none' | 'option';
+  bitChoices: number[];
+  curve: SspsCurvePoint[];
+  freezes: SspsFreeze[];
+  allocation: BitConfig;
+  /** Final per-layer probabilities over bitChoices (searchable layers; pinned layers: empty). */
+  probabilities: number[][];
+  steps: number;
+  seconds: number;
+}
+
+export interface SspsState {
+  name: 'ssps';
+  version: 1;
+  options: SspsOptions;
+  report: SspsReport | null;
+  proposed: number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agent
+// ---------------------------------------------------------------------------------------------
+export class SspsAgent implements AllocationAgent {
+  readonly name = 'ssps';
+  readonly kind = 'allocation' as const;
+  readonly options: SspsOptions;
+  private ctx: AgentContext | null = null;
+  private result: SspsReport | null = null;
+  private proposed = 0;
+
+  constructor(options: Partial<SspsOptions> = {}, private readonly field = 'agentOptions') {
+    this.options = validateSspsOptions({ ...SSPS_DEFAULTS, ...options }, field);
+  }
+
+  setup(ctx: AgentContext): void {
+    if (!ctx.training) {
+      throw new UserError("agent 'ssps' needs a real network: it trains per-layer bit logits jointly with the weights", {
+        field: 'agent',
+        expected: "a search on a model and dataset (bitalloc search / run), not a synthetic evaluator; use e.g. 'evolution' or 'uniform' there",
+      });
+    }
+    this.ctx = ctx;
+    this.result = null;
+    this.proposed = 0;
+  }
+
+  exhausted(): boolean {
+    return this.result !== null && this.proposed >= 1;
+  }
+
+  async propose(): Promise<BitConfig> {
+    const ctx = this.ctx;
+    if (!ctx || !ctx.training) throw new Error('ssps agent: setup() must be called first');
+    if (!this.result) this.result = await this.search(ctx, ctx.training);
+    this.proposed++;
+    return this.result.allocation.map((b) => ({ ...b }));
+  }
+
+  endEpisode(_summary: EpisodeSummary): void {
+    // One allocation, found by the search; outcomes do not change it.
+  }
+
+  /** The search's record (expected-cost curve, freezes, allocation); null before the first propose(). */
+  report(): SspsReport | null {
+    return this.result;
+  }
+
+  getState(): SspsState {
+    return { name: 'ssps', version: 1, options: { ...this.options }, report: this.result, proposed: this.proposed };
+  }
+
+  setState(state: unknown): void {
+    const s = state as Partial<SspsState> | null;
+    if (s?.name !== 'ssps' || s.version !== 1 || typeof s.proposed !== 'number' || (s.report !== null && typeof s.report !== 'object')) {
+      throw new Error('ssps agent: bad state');
+    }
+    if (s.report && this.ctx && s.report.allocation.length !== this.ctx.layers.length) {
+      throw new Error(`ssps agent: state is for a network of ${s.report.allocation.length} layers, not ${this.ctx.layers.length}`);
+    }
+    this.result = s.report ?? null;
+    this.proposed = s.proposed;
+  }
+
+  // -------------------------------------------------------------------------------------------
+  /** The metric and target of the penalty. */
+  private target(ctx: AgentContext, table: CostTable): { metric: CostMetric; target: number; source: SspsReport['targetSource'] } {
+    const tiedOptions = layerOptions(ctx, true);
+    // Maximise the total bits under the budgets: tells which budget binds and how far it reaches.
+    const values = tiedOptions.map((opts) => opts.map((o) => -(o.wBits + o.aBits)));
+    const sol = solveUnderBudgets(ctx, table, tiedOptions, values);
+    const wanted = this.options.metric as CostMetric | null;
+    const costIn = (m: CostMetric): number => metricValue(ctx.costOf(sol.bits), m);
+    if (wanted !== null) {
+      if (sol.source === 'unconstrained') return { metric: wanted, target: Infinity, source: 'option' };
+      return { metric: wanted, target: sol.metric === wanted ? sol.limit : costIn(wanted), source: 'option' };
+    }
+    if (sol.source === 'unconstrained') return { metric: 'latency', target: Infinity, source: 'unconstrained' };
+    if (sol.metric !== null && ADDITIVE_METRICS.includes(sol.metric)) return { metric: sol.metric, target: sol.limit, source: sol.source };
+    // Peak memory or several budgets together: price latency, up to what the best feasible allocation uses.
+    return { metric: 'latency', target: costIn('latency'), source: sol.source };
+  }
+
+  private async search(ctx: AgentContext, t: TrainingAccess): Promise<SspsReport> {
+    const o = this.options;
+    const t0 = performance.now();
+    const net = t.net;
+    const model = net.model;
+    const qls = quantLayers(model);
+    if (qls.length !== ctx.layers.length) throw new Error(`ssps: the network has ${qls.length} quantized layers, the context ${ctx.layers.length}`);
+    const bitsSet = [...ctx.bitChoices].sort((a, b) => a - b);
+    const nb = bitsSet.length;
+    const pinned = pinnedLayers(ctx);
+    const searchable = ctx.layers.map((_, i) => i).filter((i) => !pinned[i]);
+    const { metric, target, source } = this.target(ctx, t.costTable);
+    const mIdx = COST_METRICS.indexOf(metric);
+    const layerMetric = (c: LayerCost): number => (mIdx === 0 ? c.latencyMs : mIdx === 1 ? c.energyUj : c.weightBytes);
+    const costOf = (l: number, b: number): number => layerMetric(t.costTable.layerCost(l, b, b));
+    const pinnedCost = ctx.layers.reduce((s, _, l) => s + (pinned[l] ? layerMetric(t.costTable.layerCost(l, REFERENCE_BITS, REFERENCE_BITS)) : 0), 0);
+    const costRows = searchable.map((l) => bitsSet.map((b) => costOf(l, b)));
+    log.info(`ssps: pricing ${metric}, target ${Number.isFinite(target) ? target.toPrecision(4) : 'none'} (${source}), ${searchable.length} layers, bits ${bitsSet.join(',')}`);
+
+    const spf = o.stepsPerFreeze > 0 ? o.stepsPerFreeze : Math.max(1, Math.floor(o.steps / (searchable.length + 1)));
+    const frozenBits = new Map<number, number>(); // row -> bits
+    const freezes: SspsFreeze[] = [];
+    const curve: SspsCurvePoint[] = [];
+    const logits = tf.variable(tf.zeros([searchable.length, nb]), true, `ssps_logits_${Date.now()}`);
+    const costTensor = tf.tensor2d(costRows, [searchable.length, nb]);
+    const weightOpt = tf.train.adam(o.weightLr > 0 ? o.weightLr : t.trainer.learningRate);
+    const logitOpt = tf.train.adam(o.logitLr);
+    const probabilities = outputsProbabilities(model);
+    const train = t.dataset.train;
+    const n = train.labels.length;
+    const batch = Math.min(o.batchSize, n);
+    const rng = new Rng(ctx.seed ^ 0x55a5);
+    const perm = Array.from({ length: n }, (_, i) => i);
+    let cursor = n;
+    const saved = net.getBits();
+
+    const probs = (): number[][] =>
+      tf.tidy(() => {
+        const p = tf.softmax(tf.div(logits, o.temperature)).arraySync() as number[][];
+        return p;
+      });
+    /** E[cost] over the whole network, from the current probabilities (frozen rows at their bits). */
+    const expectedCostNow = (): number => {
+      const p = probs();
+      let e = pinnedCost;
+      searchable.forEach((l, r) => {
+        const fb = frozenBits.get(r);
+        if (fb !== undefined) e += costOf(l, fb);
+        else e += (p[r] as number[]).reduce((s, pb, k) => s + pb * ((costRows[r] as number[])[k] as number), 0);
+      });
+      return e;
+    };
+    const penaltyOf = (e: number): number => (Number.isFinite(target) && target > 0 ? o.lambda * Math.max(0, e / target - 1) : 0);
+    const record = (step: number, loss: number): void => {
+      const e = expectedCostNow();
+      curve.push({ step, expectedCost: e, penalty: penaltyOf(e), loss, frozen: frozenBits.size });
+    };
+    const argmaxBits = (row: number[]): number => bitsSet[row.indexOf(Math.max(...row))] as number;
+    const narrowest = bitsSet[0] as number;
+    /** The allocation with frozen layers at their bits, `extra` applied, and the rest at the narrowest width. */
+    const completion = (extra: Map<number, number>): BitConfig =>
+      ctx.layers.map((_, l) => {
+        if (pinned[l]) return { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS };
+        const r = searchable.indexOf(l);
+        const b = extra.get(r) ?? frozenBits.get(r) ?? narrowest;
+        return { wBits: b, aBits: b };
+      });
+    const freezeOne = (step: number, p: number[][]): void => {
+      let bestRow = -1;
+      let bestP = -1;
+      searchable.forEach((_, r) => {
+        if (frozenBits.has(r)) return;
+        const m = Math.max(...(p[r] as number[]));
+        if (m > bestP) {
+          bestP = m;
+          bestRow = r;
+        }
+      });
+      if (bestRow < 0) return;
+      const row = p[bestRow] as number[];
+      const order = bitsSet.map((_, k) => k).sort((a, b) => (row[b] as number) - (row[a] as number) || (bitsSet[b] as number) - (bitsSet[a] as number));
+      let chosen = narrowest;
+      let found = false;
+      for (const k of order) {
+        const b = bitsSet[k] as number;
+        if (ctx.isFeasible(completion(new Map([[bestRow, b]])))) {
+          chosen = b;
+          found = true;
+          break;
+        }
+      }
+      if (!found) log.warn(`ssps: no width of layer ${ctx.layers[searchable[bestRow] as number]?.name} leaves a feasible allocation; freezing it at ${narrowest}`);
+      frozenBits.set(bestRow, chosen);
+      const l = searchable[bestRow] as number;
+      const q = qls[l] as QuantLayer;
+      q.weightMix = null;
+      q.setLayerBits(chosen, chosen);
+      freezes.push({ step, layer: l, name: ctx.layers[l]?.name ?? `layer${l}`, bits: chosen, probability: row[bitsSet.indexOf(chosen)] as number, argmax: argmaxBits(row) });
+    };
+
+    // Weight mix on every searchable layer: sum_b p_lb Q_b(W).
+    const mixFor = (r: number) => (layer: QuantLayer): tf.Tensor => {
+      const k = layer.getKernel().read();
+      const axes = channelReduceAxes(layer.kind, k.rank);
+      const p = tf.softmax(tf.div(tf.squeeze(tf.slice(logits, [r, 0], [1, nb]), [0]), o.temperature));
+      let mix: tf.Tensor | null = null;
+      bitsSet.forEach((b, j) => {
+        const term = tf.mul(quantizeWeightsSte(k, b, axes), tf.slice(p, [j], [1]));
+        mix = mix === null ? term : tf.add(mix, term);
+      });
+      return mix as unknown as tf.Tensor;
+    };
+
+    try {
+      const start = ctx.layers.map((_, l) => (pinned[l] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: bitsSet[nb - 1] as number, aBits: bitsSet[nb - 1] as number }));
+      net.setBits(start);
+      searchable.forEach((l, r) => ((qls[l] as QuantLayer).weightMix = mixFor(r)));
+      const weightVars = () => model.trainableWeights.map((w) => w.read() as tf.Variable);
+      record(0, NaN);
+      for (let step = 1; step <= o.steps; step++) {
+        // Activations at each unfrozen layer's current argmax (tied to its weights).
+        const p = probs();
+        const bits: BitConfig = ctx.layers.map((_, l) => {
+          if (pinned[l]) return { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS };
+          const r = searchable.indexOf(l);
+          const b = frozenBits.get(r) ?? argmaxBits(p[r] as number[]);
+          return { wBits: b, aBits: b };
+        });
+        net.setBits(bits);
+        if (cursor + batch > n) {
+          rng.shuffle(perm);
+          cursor = 0;
+        }
+        const idx = perm.slice(cursor, cursor + batch);
+        cursor += batch;
+        const frozenMask = tf.tensor2d(searchable.map((_, r) => bitsSet.map(() => (frozenBits.has(r) ? 0 : 1))), [searchable.length, nb]);
+        const frozenConst = pinnedCost + [...frozenBits.entries()].reduce((s, [r, b]) => s + costOf(searchable[r] as number, b), 0);
+        const ce = tf.tidy(() => {
+          const it = tf.tensor1d(idx, 'int32');
+          const xb = tf.gather(train.x, it);
+          const yb = tf.gather(train.y, it);
+          let ceValue: tf.Scalar | null = null;
+          const vars = [...weightVars(), logits];
+          const { value, grads } = tf.variableGrads(() => {
+            const out = model.apply(xb, { training: true }) as tf.Tensor;
+            const ceMean = tf.mean(perSampleCrossEntropy(yb, out, probabilities)) as tf.Scalar;
+            ceValue = tf.keep(ceMean);
+            let loss: tf.Scalar = ceMean;
+            for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
+            if (Number.isFinite(target) && target > 0 && o.lambda > 0) {
+              const pr = tf.softmax(tf.div(logits, o.temperature));
+              const e = tf.add(tf.sum(tf.mul(tf.mul(pr, costTensor), frozenMask)), frozenConst);
+              loss = tf.add(loss, tf.mul(o.lambda, tf.relu(tf.sub(tf.div(e, target), 1)))) as tf.Scalar;
+            }
+            return loss;
+          }, vars);
+          void value;
+          const logitName = logits.name;
+          const wGrads = Object.entries(grads)
+            .filter(([name]) => name !== logitName)
+            .map(([name, tensor]) => ({ name, tensor }));
+          weightOpt.applyGradients(wGrads);
+          const lg = grads[logitName];
+          if (lg) logitOpt.applyGradients([{ name: logitName, tensor: tf.mul(lg, frozenMask) }]);
+          return ceValue as unknown as tf.Scalar;
+        });
+        const ceNum = ce.dataSync()[0] as number;
+        ce.dispose();
+        frozenMask.dispose();
+        if (step % spf === 0 && step < o.steps && frozenBits.size < searchable.length) freezeOne(step, probs());
+        if (step % o.recordEvery === 0 || step === o.steps) record(step, ceNum);
+        if (step % 25 === 0) await new Promise<void>((r) => setImmediate(r));
+      }
+      const pEnd = probs();
+      while (frozenBits.size < searchable.length) freezeOne(o.steps, pEnd);
+      const last = curve[curve.length - 1];
+      if (last && last.frozen < searchable.length) record(o.steps, last.loss);
+      const allocation = completion(new Map());
+      log.info(
+        `ssps: ${o.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; E[${metric}] ${curve[0]?.expectedCost.toPrecision(4)} -> ${curve[curve.length - 1]?.expectedCost.toPrecision(4)}; allocation ${allocation.map((b) => b.wBits).join(',')}`,
+      );
+      return {
+        metric,
+        target,
+        targetSource: source,
+        bitChoices: bitsSet,
+        curve,
+        freezes,
+        allocation,
+        probabilities: ctx.layers.map((_, l) => (pinned[l] ? [] : (pEnd[searchable.indexOf(l)] as number[]))),
+        steps: o.steps,
+        seconds: (performance.now() - t0) / 1000,
+      };
+    } finally {
+      for (const q of qls) q.weightMix = null;
+      net.setBits(saved);
+      weightOpt.dispose();
+      logitOpt.dispose();
+      logits.dispose();
+      costTensor.dispose();
+    }
+  }
+}
+
+export const sspsAgentEntry: AgentEntry = {
+  describe: 'SSPS: differentiable single-path search; per-layer bit logits trained with the weights under an expected-cost penalty, layers frozen one by one',
+  defaults: { ...SSPS_DEFAULTS } as unknown as Record<string, unknown>,
+  create: (opts) => new SspsAgent(opts as unknown as Partial<SspsOptions>),
+};
