@@ -13,6 +13,7 @@
  *                 s(l, (w, a)) = [loss(A, l at (w, A_l.a)) - L0] + [loss(A, l at (A_l.w, a)) - L0];
  *               'joint' measures every pair; 'auto' measures pairs when layers x pairs <= 256
  *               A' = argmin_{allocation} sum_l s(l, o_l) under the budgets (exact knapsack)
+ *               (s is then made non-negative and non-increasing in each width: see monotoneEnvelope)
  *   rounds      round r + 1 re-measures with the others at round r's allocation (`rounds`, default 2;
  *               stops early when the allocation repeats)
  *   proposals   the last round's allocation first, then the distinct allocations of earlier rounds,
@@ -276,7 +277,8 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
       const budgets: [number, number, number] = [Infinity, Infinity, Infinity];
       let cap = Infinity;
       for (const m of family) {
-        const b = (lo[m] as number) + t * ((hi[m] as number) - (lo[m] as number));
+        // A hair above the exact total, so that rounding in the solver's sums never rejects the end points.
+        const b = ((lo[m] as number) + t * ((hi[m] as number) - (lo[m] as number))) * (1 + 1e-12);
         if (m === 3) cap = b;
         else budgets[m as 0 | 1 | 2] = b;
       }
@@ -319,6 +321,22 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
   return result(cheapest, 'none', null, Infinity);
 }
 
+/**
+ * Sensitivities made non-negative and non-increasing in each width: s(w, a) = max(0, max over options with
+ * w' >= w and a' >= a of raw(w', a')). Fewer bits never count as helping, so flukes where a narrower width
+ * lowers the loss on the inputs do not steer the knapsack; options whose envelope is equal then differ only in
+ * cost, and the knapsack keeps the cheaper.
+ */
+export function monotoneEnvelope(options: readonly LayerBits[], raw: readonly number[]): number[] {
+  return options.map((o) => {
+    let v = 0;
+    options.forEach((p, k) => {
+      if (p.wBits >= o.wBits && p.aBits >= o.aBits) v = Math.max(v, raw[k] as number);
+    });
+    return v;
+  });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Report and state
 // ---------------------------------------------------------------------------------------------
@@ -327,8 +345,10 @@ export interface SensitivityRound {
   base: BitConfig;
   /** Loss on the inputs at the base allocation. */
   baseLoss: number;
-  /** Per layer, per option (see `options`): the loss increase. */
+  /** Per layer, per option (see `options`): the loss increase as the knapsack uses it (monotone envelope of `raw`). */
   sensitivity: number[][];
+  /** The measured loss increases. */
+  raw: number[][];
   /** The knapsack's allocation and its total sensitivity. */
   allocation: BitConfig;
   value: number;
@@ -520,9 +540,10 @@ export class SensitivityAgent implements AllocationAgent {
             sensitivity.push(opts.map((opt) => (wDelta.get(opt.wBits) as number) + (aDelta.get(opt.aBits) as number)));
           }
         }
-        const sol = solveUnderBudgets(ctx, t.costTable, options, sensitivity);
+        const smoothed = sensitivity.map((row, l) => monotoneEnvelope(options[l] as LayerBits[], row));
+        const sol = solveUnderBudgets(ctx, t.costTable, options, smoothed);
         if (!sol.feasible) log.warn('sensitivity: no allocation meets every budget; proposing the cheapest one (it is over budget)');
-        rounds.push({ base, baseLoss, sensitivity, allocation: sol.bits, value: sol.value, budgetSource: sol.source, feasible: sol.feasible, measurements });
+        rounds.push({ base, baseLoss, sensitivity: smoothed, raw: sensitivity, allocation: sol.bits, value: sol.value, budgetSource: sol.source, feasible: sol.feasible, measurements });
         log.info(`sensitivity: round ${r + 1}: ${measurements} measurements, allocation ${sol.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')} (budgets ${sol.source})`);
         const key = JSON.stringify(sol.bits);
         if (seen.has(key)) break;

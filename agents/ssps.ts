@@ -4,8 +4,9 @@
  *   per searchable layer l: logits theta_l over the bit set B (the env's choices), p_l = softmax(theta_l / T)
  *   weights:   one shared float kernel W_l, used as  W_mix = sum_b p_lb * Q_b(W_l)   (a single path)
  *              Q_b: uniform symmetric per-channel quantizer with a straight-through gradient
- *   loss:      CE(batch) + lambda * max(0, E[cost] / target - 1) + the model's regularisation losses
- *              E[cost] = sum_l sum_b p_lb * cost_l(b, b)   (frozen and pinned layers: their fixed cost)
+ *   loss:      CE(batch) + lambda * sum_m max(0, E[cost_m] / target_m - 1) + the model's regularisation losses
+ *              E[cost_m] = sum_l sum_b p_lb * cost_m,l(b, b)   (frozen and pinned layers: their fixed cost)
+ *              m: the priced metrics (below); usually one, the first budget's (e.g. latency)
  *   update:    Adam on the logits (logitLr) and Adam on the weights (the trainer's learning rate), jointly,
  *              on minibatches of the training split (seeded shuffle)
  *   freezing:  every stepsPerFreeze steps the unfrozen layer whose choice is most certain (largest max p_lb)
@@ -16,10 +17,13 @@
  * - Activations use the same bits as the layer's weights (tied): during the search a layer's input is
  *   quantized at the argmax of its current probabilities (a hard choice, not mixed), and cost_l(b, b) prices
  *   both at b. One logit set per layer.
- * - The cost metric is that of the first declared budget (latency, energy or size; `metric` overrides), its
- *   target the budget's limit. When the context only offers isFeasible, the binding metric and a limit (the
- *   largest cost of that metric among feasible allocations found) are probed as in agents/sensitivity.ts
- *   (solveUnderBudgets, maximising the total bits).
+ * - Priced metrics: with declared budgets (a `constraints` list on the context), every additive one (latency,
+ *   energy, size) with its limit as target, the first one the primary (the recorded curve). When the context
+ *   only offers isFeasible, the budgets are probed as in agents/sensitivity.ts (solveUnderBudgets, maximising the
+ *   total bits): if one additive budget binds, that metric is priced with the largest cost of it among the
+ *   feasible allocations found as target; if several bind (or peak memory), latency, energy and size are all
+ *   priced with the costs of the best feasible allocation found as targets (any allocation within all three
+ *   meets every additive budget). `metric` prices that metric alone.
  * - A layer is frozen at the most probable width that still leaves a feasible completion (the unfrozen layers at
  *   the narrowest width), so the final allocation meets every budget whenever any allocation does.
  * - The search runs at the first propose() (not in setup) so a resumed search that already proposed does not
@@ -27,7 +31,7 @@
  * - The expected-cost curve (`report().curve`) is recorded every `recordEvery` steps.
  */
 import type { AgentContext, AllocationAgent, EpisodeSummary, TrainingAccess } from '../envs/types.js';
-import { COST_METRICS, metricValue, type CostMetric } from '../envs/constraints.js';
+import { metricValue, type CostMetric } from '../envs/constraints.js';
 import { REFERENCE_BITS } from '../envs/bit-allocation-env.js';
 import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
@@ -41,7 +45,7 @@ import { channelReduceAxes, quantizeWeightsSte } from '../src/quant/quantizers.j
 import { outputsProbabilities } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
-import { layerOptions, pinnedLayers, solveUnderBudgets } from './sensitivity.js';
+import { declaredLimits, layerOptions, pinnedLayers, solveUnderBudgets } from './sensitivity.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -51,7 +55,7 @@ export interface SspsOptions {
   steps: number;
   /** Steps between freezes; 0 = steps / (searchable layers + 1), so that every layer freezes during training. */
   stepsPerFreeze: number;
-  /** Weight of the budget penalty max(0, E[cost] / target - 1). */
+  /** Weight of the budget penalty sum_m max(0, E[cost_m] / target_m - 1). */
   lambda: number;
   /** Adam learning rate of the logits. */
   logitLr: number;
@@ -62,7 +66,7 @@ export interface SspsOptions {
   temperature: number;
   /** Record the expected cost every this many steps. */
   recordEvery: number;
-  /** Cost metric of the penalty ('latency' | 'energy' | 'size'); null = the first budget's. */
+  /** Price only this metric ('latency' | 'energy' | 'size'); null = as the budgets say (see the module comment). */
   metric: string | null;
 }
 
@@ -104,9 +108,9 @@ export function validateSspsOptions(o: SspsOptions, field = 'agentOptions'): Ssp
 // ---------------------------------------------------------------------------------------------
 export interface SspsCurvePoint {
   step: number;
-  /** E[cost] in the metric's unit (ms, uJ or bytes). */
+  /** E[cost] of the primary metric, in its unit (ms, uJ or bytes). */
   expectedCost: number;
-  /** lambda * max(0, E[cost] / target - 1). */
+  /** lambda * sum_m max(0, E[cost_m] / target_m - 1), over every priced metric. */
   penalty: number;
   /** Cross-entropy of the step's batch (NaN at step 0). */
   loss: number;
@@ -125,10 +129,19 @@ export interface SspsFreeze {
   argmax: number;
 }
 
-export interface SspsReport {
+export interface SspsTarget {
   metric: CostMetric;
-  /** The target of E[cost] (Infinity: no budget binds). */
+  /** Target of E[cost] in the metric's unit. */
   target: number;
+}
+
+export interface SspsReport {
+  /** The primary priced metric (the curve's). */
+  metric: CostMetric;
+  /** Its target (Infinity: no budget binds, nothing priced). */
+  target: number;
+  /** Every priced metric (empty when no budget binds). */
+  targets: SspsTarget[];
   targetSource: 'declared' | 'probed' | 'unconstrained' | 'none' | 'option';
   bitChoices: number[];
   curve: SspsCurvePoint[];
@@ -213,22 +226,29 @@ export class SspsAgent implements AllocationAgent {
   }
 
   // -------------------------------------------------------------------------------------------
-  /** The metric and target of the penalty. */
-  private target(ctx: AgentContext, table: CostTable): { metric: CostMetric; target: number; source: SspsReport['targetSource'] } {
+  /** The priced metrics and their targets (see the module comment). */
+  private targets(ctx: AgentContext, table: CostTable): { targets: SspsTarget[]; source: SspsReport['targetSource'] } {
+    const declared = declaredLimits(ctx);
+    const wanted = this.options.metric as CostMetric | null;
+    if (declared !== null && declared.length > 0) {
+      const additive = declared.filter((d) => ADDITIVE_METRICS.includes(d.metric));
+      const chosen = wanted === null ? additive : additive.filter((d) => d.metric === wanted);
+      if (chosen.length > 0) {
+        // One target per metric: the tightest limit.
+        const byMetric = new Map<CostMetric, number>();
+        for (const d of chosen) byMetric.set(d.metric, Math.min(byMetric.get(d.metric) ?? Infinity, d.limit));
+        return { targets: [...byMetric].map(([metric, target]) => ({ metric, target })), source: wanted === null ? 'declared' : 'option' };
+      }
+    }
     const tiedOptions = layerOptions(ctx, true);
     // Maximise the total bits under the budgets: tells which budget binds and how far it reaches.
     const values = tiedOptions.map((opts) => opts.map((o) => -(o.wBits + o.aBits)));
     const sol = solveUnderBudgets(ctx, table, tiedOptions, values);
-    const wanted = this.options.metric as CostMetric | null;
-    const costIn = (m: CostMetric): number => metricValue(ctx.costOf(sol.bits), m);
-    if (wanted !== null) {
-      if (sol.source === 'unconstrained') return { metric: wanted, target: Infinity, source: 'option' };
-      return { metric: wanted, target: sol.metric === wanted ? sol.limit : costIn(wanted), source: 'option' };
-    }
-    if (sol.source === 'unconstrained') return { metric: 'latency', target: Infinity, source: 'unconstrained' };
-    if (sol.metric !== null && ADDITIVE_METRICS.includes(sol.metric)) return { metric: sol.metric, target: sol.limit, source: sol.source };
-    // Peak memory or several budgets together: price latency, up to what the best feasible allocation uses.
-    return { metric: 'latency', target: costIn('latency'), source: sol.source };
+    if (sol.source === 'unconstrained') return { targets: [], source: 'unconstrained' };
+    const cost = ctx.costOf(sol.bits);
+    if (wanted !== null) return { targets: [{ metric: wanted, target: sol.metric === wanted ? sol.limit : metricValue(cost, wanted) }], source: 'option' };
+    if (sol.metric !== null && ADDITIVE_METRICS.includes(sol.metric)) return { targets: [{ metric: sol.metric, target: sol.limit }], source: sol.source };
+    return { targets: ADDITIVE_METRICS.map((metric) => ({ metric, target: metricValue(cost, metric) })), source: sol.source };
   }
 
   private async search(ctx: AgentContext, t: TrainingAccess): Promise<SspsReport> {
@@ -242,20 +262,27 @@ export class SspsAgent implements AllocationAgent {
     const nb = bitsSet.length;
     const pinned = pinnedLayers(ctx);
     const searchable = ctx.layers.map((_, i) => i).filter((i) => !pinned[i]);
-    const { metric, target, source } = this.target(ctx, t.costTable);
-    const mIdx = COST_METRICS.indexOf(metric);
-    const layerMetric = (c: LayerCost): number => (mIdx === 0 ? c.latencyMs : mIdx === 1 ? c.energyUj : c.weightBytes);
-    const costOf = (l: number, b: number): number => layerMetric(t.costTable.layerCost(l, b, b));
-    const pinnedCost = ctx.layers.reduce((s, _, l) => s + (pinned[l] ? layerMetric(t.costTable.layerCost(l, REFERENCE_BITS, REFERENCE_BITS)) : 0), 0);
-    const costRows = searchable.map((l) => bitsSet.map((b) => costOf(l, b)));
-    log.info(`ssps: pricing ${metric}, target ${Number.isFinite(target) ? target.toPrecision(4) : 'none'} (${source}), ${searchable.length} layers, bits ${bitsSet.join(',')}`);
+    const { targets, source } = this.targets(ctx, t.costTable);
+    const priced = targets.filter((x) => Number.isFinite(x.target) && x.target > 0);
+    const primary = targets[0] ?? { metric: 'latency' as CostMetric, target: Infinity };
+    const layerMetric = (c: LayerCost, m: CostMetric): number => (m === 'latency' ? c.latencyMs : m === 'energy' ? c.energyUj : c.weightBytes);
+    const costOf = (l: number, b: number, m: CostMetric): number => layerMetric(t.costTable.layerCost(l, b, b), m);
+    const pinnedCost = (m: CostMetric): number =>
+      ctx.layers.reduce((acc, _, l) => acc + (pinned[l] ? layerMetric(t.costTable.layerCost(l, REFERENCE_BITS, REFERENCE_BITS), m) : 0), 0);
+    /** Per priced metric, [searchable layers x widths] of cost / target. */
+    const relRows = priced.map((p) => searchable.map((l) => bitsSet.map((b) => costOf(l, b, p.metric) / p.target)));
+    const relPinned = priced.map((p) => pinnedCost(p.metric) / p.target);
+    log.info(
+      `ssps: pricing ${priced.length > 0 ? priced.map((p) => `${p.metric} <= ${p.target.toPrecision(4)}`).join(', ') : 'nothing (no budget binds)'} (${source}), ` +
+        `${searchable.length} layers, bits ${bitsSet.join(',')}`,
+    );
 
     const spf = o.stepsPerFreeze > 0 ? o.stepsPerFreeze : Math.max(1, Math.floor(o.steps / (searchable.length + 1)));
     const frozenBits = new Map<number, number>(); // row -> bits
     const freezes: SspsFreeze[] = [];
     const curve: SspsCurvePoint[] = [];
     const logits = tf.variable(tf.zeros([searchable.length, nb]), true, `ssps_logits_${Date.now()}`);
-    const costTensor = tf.tensor2d(costRows, [searchable.length, nb]);
+    const costTensors = relRows.map((rows) => tf.tensor2d(rows, [searchable.length, nb]));
     const weightOpt = tf.train.adam(o.weightLr > 0 ? o.weightLr : t.trainer.learningRate);
     const logitOpt = tf.train.adam(o.logitLr);
     const probabilities = outputsProbabilities(model);
@@ -272,21 +299,20 @@ export class SspsAgent implements AllocationAgent {
         const p = tf.softmax(tf.div(logits, o.temperature)).arraySync() as number[][];
         return p;
       });
-    /** E[cost] over the whole network, from the current probabilities (frozen rows at their bits). */
-    const expectedCostNow = (): number => {
-      const p = probs();
-      let e = pinnedCost;
+    /** E[cost_m] over the whole network, from the current probabilities (frozen rows at their bits). */
+    const expectedCost = (p: number[][], m: CostMetric): number => {
+      let e = pinnedCost(m);
       searchable.forEach((l, r) => {
         const fb = frozenBits.get(r);
-        if (fb !== undefined) e += costOf(l, fb);
-        else e += (p[r] as number[]).reduce((s, pb, k) => s + pb * ((costRows[r] as number[])[k] as number), 0);
+        if (fb !== undefined) e += costOf(l, fb, m);
+        else e += (p[r] as number[]).reduce((acc, pb, k) => acc + pb * costOf(l, bitsSet[k] as number, m), 0);
       });
       return e;
     };
-    const penaltyOf = (e: number): number => (Number.isFinite(target) && target > 0 ? o.lambda * Math.max(0, e / target - 1) : 0);
     const record = (step: number, loss: number): void => {
-      const e = expectedCostNow();
-      curve.push({ step, expectedCost: e, penalty: penaltyOf(e), loss, frozen: frozenBits.size });
+      const p = probs();
+      const penalty = priced.reduce((acc, x) => acc + o.lambda * Math.max(0, expectedCost(p, x.metric) / x.target - 1), 0);
+      curve.push({ step, expectedCost: expectedCost(p, primary.metric), penalty, loss, frozen: frozenBits.size });
     };
     const argmaxBits = (row: number[]): number => bitsSet[row.indexOf(Math.max(...row))] as number;
     const narrowest = bitsSet[0] as number;
@@ -367,7 +393,9 @@ export class SspsAgent implements AllocationAgent {
         const idx = perm.slice(cursor, cursor + batch);
         cursor += batch;
         const frozenMask = tf.tensor2d(searchable.map((_, r) => bitsSet.map(() => (frozenBits.has(r) ? 0 : 1))), [searchable.length, nb]);
-        const frozenConst = pinnedCost + [...frozenBits.entries()].reduce((s, [r, b]) => s + costOf(searchable[r] as number, b), 0);
+        const frozenConst = priced.map(
+          (x, i) => (relPinned[i] as number) + [...frozenBits.entries()].reduce((acc, [r, b]) => acc + costOf(searchable[r] as number, b, x.metric) / x.target, 0),
+        );
         const ce = tf.tidy(() => {
           const it = tf.tensor1d(idx, 'int32');
           const xb = tf.gather(train.x, it);
@@ -380,10 +408,12 @@ export class SspsAgent implements AllocationAgent {
             ceValue = tf.keep(ceMean);
             let loss: tf.Scalar = ceMean;
             for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
-            if (Number.isFinite(target) && target > 0 && o.lambda > 0) {
-              const pr = tf.softmax(tf.div(logits, o.temperature));
-              const e = tf.add(tf.sum(tf.mul(tf.mul(pr, costTensor), frozenMask)), frozenConst);
-              loss = tf.add(loss, tf.mul(o.lambda, tf.relu(tf.sub(tf.div(e, target), 1)))) as tf.Scalar;
+            if (priced.length > 0 && o.lambda > 0) {
+              const pr = tf.mul(tf.softmax(tf.div(logits, o.temperature)), frozenMask);
+              costTensors.forEach((c, i) => {
+                const rel = tf.add(tf.sum(tf.mul(pr, c)), frozenConst[i] as number);
+                loss = tf.add(loss, tf.mul(o.lambda, tf.relu(tf.sub(rel, 1)))) as tf.Scalar;
+              });
             }
             return loss;
           }, vars);
@@ -410,11 +440,12 @@ export class SspsAgent implements AllocationAgent {
       if (last && last.frozen < searchable.length) record(o.steps, last.loss);
       const allocation = completion(new Map());
       log.info(
-        `ssps: ${o.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; E[${metric}] ${curve[0]?.expectedCost.toPrecision(4)} -> ${curve[curve.length - 1]?.expectedCost.toPrecision(4)}; allocation ${allocation.map((b) => b.wBits).join(',')}`,
+        `ssps: ${o.steps} steps in ${((performance.now() - t0) / 1000).toFixed(1)} s; E[${primary.metric}] ${curve[0]?.expectedCost.toPrecision(4)} -> ${curve[curve.length - 1]?.expectedCost.toPrecision(4)}; allocation ${allocation.map((b) => b.wBits).join(',')}`,
       );
       return {
-        metric,
-        target,
+        metric: primary.metric,
+        target: priced.length > 0 ? primary.target : Infinity,
+        targets: priced,
         targetSource: source,
         bitChoices: bitsSet,
         curve,
@@ -430,7 +461,7 @@ export class SspsAgent implements AllocationAgent {
       weightOpt.dispose();
       logitOpt.dispose();
       logits.dispose();
-      costTensor.dispose();
+      for (const c of costTensors) c.dispose();
     }
   }
 }

@@ -124,7 +124,7 @@ test('defaultRunDir is <out>/<name>-<timestamp>', () => {
 
 test('every preset in experiments/ validates', () => {
   const presets = readdirSync(experimentsDir).filter((f) => f.endsWith('.json') && f !== 'schema.json');
-  assert.deepEqual(presets.sort(), ['compare-agents.json', 'mcu.json', 'quickstart.json', 'transfer.json']);
+  for (const name of ['compare-agents.json', 'mcu.json', 'quickstart.json', 'transfer.json']) assert.ok(presets.includes(name), `preset ${name} ships`);
   for (const f of presets) {
     const exp = loadExperiment(join(experimentsDir, f));
     assert.ok(cells(exp).length >= 1, f);

@@ -7,7 +7,7 @@
  *             TV(x) = mean of squared differences between vertical and horizontal neighbours
  *             f is the float network (every quantized layer at 32 bits) in inference mode
  *   step   =  Adam on the pixels (lr), then x <- clip(x, lo, hi) (the data range, 0..1 for every dataset)
- *   stop   =  after `steps` steps, or earlier once the mean cross-entropy is below `stopLoss`
+ *   stop   =  after `steps` updates, or earlier once the mean cross-entropy is below `stopLoss`
  *
  * The total-variation and L2 priors keep the inputs smooth and near mid-grey; their weights, the noise
  * initialisation and the early stop are our choices (the paper leaves them out). Stopping at a moderate
@@ -61,7 +61,7 @@ export interface GeneratedInputs {
   accuracy: number;
   /** Mean cross-entropy of the float network on them, at the end. */
   loss: number;
-  /** Adam steps run (per batch, the largest). */
+  /** Adam updates run (per batch, the largest). */
   steps: number;
   seconds: number;
 }
@@ -145,28 +145,23 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
       try {
         let step = 0;
         for (; step < o.steps; step++) {
+          // Cross-entropy at the current inputs; stop before updating once it is low enough.
+          let ce = Infinity;
           tf.tidy(() => {
-            optimizer.minimize(
-              () => {
-                const logits = model.apply(x, { training: false }) as tf.Tensor;
-                const ceEach = perSampleCrossEntropy(y, logits, probabilities);
-                const tv = totalVariation(x as tf.Tensor4D);
-                const l2 = tf.mean(tf.square(tf.sub(x, mid)), [1, 2, 3]);
-                const total = tf.add(tf.add(ceEach, tf.mul(tv, o.tvWeight)), tf.mul(l2, o.l2Weight));
-                return tf.sum(total) as tf.Scalar;
-              },
-              false,
-              [x],
-            );
+            const { grads } = tf.variableGrads(() => {
+              const logits = model.apply(x, { training: false }) as tf.Tensor;
+              const ceEach = perSampleCrossEntropy(y, logits, probabilities);
+              ce = tf.mean(ceEach).dataSync()[0] as number;
+              const tv = totalVariation(x as tf.Tensor4D);
+              const l2 = tf.mean(tf.square(tf.sub(x, mid)), [1, 2, 3]);
+              const total = tf.add(tf.add(ceEach, tf.mul(tv, o.tvWeight)), tf.mul(l2, o.l2Weight));
+              return tf.sum(total) as tf.Scalar;
+            }, [x]);
+            if (ce < o.stopLoss) return;
+            optimizer.applyGradients([{ name: x.name, tensor: grads[x.name] as tf.Tensor }]);
             x.assign(tf.clipByValue(x, lo, hi));
           });
-          if (o.stopLoss > 0 && (step + 1) % 10 === 0) {
-            const ce = tf.tidy(() => tf.mean(perSampleCrossEntropy(y, model.apply(x, { training: false }) as tf.Tensor, probabilities)).dataSync()[0] as number);
-            if (ce < o.stopLoss) {
-              step++;
-              break;
-            }
-          }
+          if (ce < o.stopLoss) break;
           if ((step + 1) % 25 === 0) await new Promise<void>((r) => setImmediate(r));
         }
         maxSteps = Math.max(maxSteps, step);

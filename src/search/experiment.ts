@@ -12,6 +12,7 @@
  * `out` (where run directories are created) is relative to the working directory.
  * The JSON Schema of the format is experiments/schema.json.
  */
+import { CONSTRAINT_GRAMMAR as ENV_CONSTRAINT_GRAMMAR, parseConstraint as parseEnvConstraint } from '../../envs/constraints.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
 import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
@@ -53,53 +54,34 @@ export function builtinProfileNames(): string[] {
 // ---------------------------------------------------------------------------------------------------------
 
 export type ConstraintMetric = 'latency' | 'energy' | 'size' | 'peak-memory';
-export type ConstraintUnit = 'x' | 'ms' | 'us' | 'uJ' | 'mJ' | 'B' | 'KB' | 'MB';
 export const CONSTRAINT_METRICS: readonly ConstraintMetric[] = ['latency', 'energy', 'size', 'peak-memory'];
-export const CONSTRAINT_GRAMMAR =
-  '<latency|energy|size|peak-memory><=<number><x|ms|us|uJ|mJ|B|KB|MB>, e.g. latency<=0.35x, size<=200KB';
-
-/** Units each metric accepts and the factor to its base unit (ms, uJ, bytes; `x` stays a ratio). KB = 1024 B. */
-const CONSTRAINT_UNITS: Record<ConstraintMetric, Partial<Record<ConstraintUnit, number>>> = {
-  latency: { x: 1, ms: 1, us: 1e-3 },
-  energy: { x: 1, uJ: 1, mJ: 1e3 },
-  size: { x: 1, B: 1, KB: 1024, MB: 1024 * 1024 },
-  'peak-memory': { x: 1, B: 1, KB: 1024, MB: 1024 * 1024 },
-};
+/** The budget grammar (the env's parser is the one definition). */
+export const CONSTRAINT_GRAMMAR = ENV_CONSTRAINT_GRAMMAR;
 
 export interface ParsedConstraint {
   metric: ConstraintMetric;
-  /** The number as written. */
-  limit: number;
-  unit: ConstraintUnit;
-  /** True for `x`: a fraction of the reference (W8A8) network's cost. */
+  /** True for `x` / `%`: a fraction of the reference (W8A8) network's cost. */
   relative: boolean;
   /** The limit in the base unit: ms (latency), uJ (energy), bytes (size, peak memory); the ratio when relative. */
   value: number;
-  /** Canonical text, e.g. `latency<=0.35x`. */
+  /** Canonical text (no spaces), e.g. `latency<=0.35x`. */
   text: string;
 }
 
-const CONSTRAINT_PATTERN = /^\s*([A-Za-z-]+)\s*<=\s*([-+]?[0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([A-Za-z]+)\s*$/;
-
-/** Parses one constraint (`latency<=0.35x`); on a bad string returns `{ error }` saying what is valid. */
+/** Parses one constraint (`latency<=0.35x`) with the env's parser; on a bad string returns `{ error }` saying why. */
 export function parseConstraint(text: string): ParsedConstraint | { error: string } {
-  const m = CONSTRAINT_PATTERN.exec(text);
-  if (!m) return { error: `'${text}' is not a constraint` };
-  const metricText = m[1] as string;
-  const numberText = m[2] as string;
-  const unitText = m[3] as string;
-  if (!(CONSTRAINT_METRICS as readonly string[]).includes(metricText)) {
-    return { error: `'${text}': unknown metric '${metricText}' (valid: ${CONSTRAINT_METRICS.join(', ')})` };
+  try {
+    const c = parseEnvConstraint(text);
+    return {
+      metric: c.metric === 'peakMemory' ? 'peak-memory' : c.metric,
+      relative: c.kind === 'relative',
+      value: c.value,
+      text: text.replace(/\s+/g, ''),
+    };
+  } catch (e) {
+    if (!isUserError(e)) throw e;
+    return { error: e.message.replace(/\s*\(expected [\s\S]*\)$/, '') };
   }
-  const metric = metricText as ConstraintMetric;
-  const factor = CONSTRAINT_UNITS[metric][unitText as ConstraintUnit];
-  if (factor === undefined) {
-    return { error: `'${text}': unit '${unitText}' does not fit ${metric} (valid: ${Object.keys(CONSTRAINT_UNITS[metric]).join(', ')})` };
-  }
-  const limit = Number(numberText);
-  if (!(limit > 0) || !Number.isFinite(limit)) return { error: `'${text}': the limit must be a positive number` };
-  const unit = unitText as ConstraintUnit;
-  return { metric, limit, unit, relative: unit === 'x', value: limit * factor, text: `${metric}<=${numberText}${unit}` };
 }
 
 /** A file-name-safe slug of a budget, e.g. `latency-0.35x`, `peak-memory-320KB+size-1MB`, `unconstrained`. */

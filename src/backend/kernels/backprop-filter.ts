@@ -20,7 +20,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
 import { filterGradPads } from './geometry.js';
-import { wasmSimdRoutines, type SimdRoutines } from './simd.js';
+import { runDepthwiseBanded, wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
   cropNHWC,
@@ -286,25 +286,22 @@ function depthwiseFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spe
   const cm = c * m;
   const channelBytes = cm * 4;
   const rowBytes = xCols * channelBytes;
-  simd.dwFilterGrad(
-    heapF32(backend, xp).byteOffset,
-    heapF32(backend, dy).byteOffset,
-    heapF32(backend, dW).byteOffset,
-    n,
-    ho,
-    wo,
-    kh,
-    kw,
-    xRows * rowBytes,
-    rows.stride * rowBytes,
-    cols.stride * channelBytes,
-    rows.dilation * rowBytes,
-    cols.dilation * channelBytes,
-    channelBytes,
-    Math.floor(cm / 16),
-    Math.floor((cm % 16) / 4),
-    cm % 4,
-  );
+  runDepthwiseBanded(simd.dwFilterGrad, {
+    x: heapF32(backend, xp).byteOffset,
+    dy: heapF32(backend, dy).byteOffset,
+    acc: heapF32(backend, dW).byteOffset,
+    batch: n,
+    outH: ho,
+    outW: wo,
+    kH: kh,
+    kW: kw,
+    xBatch: xRows * rowBytes,
+    xOutRow: rows.stride * rowBytes,
+    xOutCol: cols.stride * channelBytes,
+    xTapRow: rows.dilation * rowBytes,
+    xTapCol: cols.dilation * channelBytes,
+    channels: cm,
+  });
   if (!direct) release(backend, xp);
   return dW;
 }

@@ -15,7 +15,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
 import { inputGradPhases, type Phase1D } from './geometry.js';
-import { wasmSimdRoutines, type SimdRoutines } from './simd.js';
+import { runDepthwiseBanded, wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
   cropNHWC,
@@ -236,25 +236,22 @@ function depthwiseInputGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec
   const dxp = zeros(backend, [n, rowsP, colsP, cm]);
   const channelBytes = cm * 4;
   const rowBytes = colsP * channelBytes;
-  simd.dwInputGrad(
-    heapF32(backend, dxp).byteOffset,
-    heapF32(backend, dy).byteOffset,
-    heapF32(backend, filter).byteOffset,
-    n,
-    ho,
-    wo,
-    kh,
-    kw,
-    rowsP * rowBytes,
-    rows.stride * rowBytes,
-    cols.stride * channelBytes,
-    rows.dilation * rowBytes,
-    cols.dilation * channelBytes,
-    channelBytes,
-    Math.floor(cm / 16),
-    Math.floor((cm % 16) / 4),
-    cm % 4,
-  );
+  runDepthwiseBanded(simd.dwInputGrad, {
+    x: heapF32(backend, dxp).byteOffset,
+    dy: heapF32(backend, dy).byteOffset,
+    acc: heapF32(backend, filter).byteOffset,
+    batch: n,
+    outH: ho,
+    outW: wo,
+    kH: kh,
+    kW: kw,
+    xBatch: rowsP * rowBytes,
+    xOutRow: rows.stride * rowBytes,
+    xOutCol: cols.stride * channelBytes,
+    xTapRow: rows.dilation * rowBytes,
+    xTapCol: cols.dilation * channelBytes,
+    channels: cm,
+  });
   if (direct) return dxp;
   const dx = makeF32(backend, [n, h, w, c], (out) => {
     const src = heapF32(backend, dxp);

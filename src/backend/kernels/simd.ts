@@ -1,17 +1,17 @@
 /**
- * Small WebAssembly SIMD routines for filter gradients, assembled here byte by byte and
+ * Small WebAssembly SIMD routines for convolution gradients, assembled here byte by byte and
  * instantiated on the wasm backend's own memory, so they read and write tensors in place.
  *
  * Why: as forward convolutions, filter gradients use dy as the convolution's weights, and
  * XNNPACK repacks its weights on every call (tens of ns per float: for Conv2D this costs more
  * than the multiply-adds; for depthwise, such a large kernel also takes a slow path). A plain JS
  * loop runs at a fraction of a GMAC/s. These routines need no repacking:
- * - dwFilterGrad: for every dy pixel and filter tap, acc[tap, c] += x[pixel + tap, c] * dy[pixel, c]
- *   in f32x4 lanes (depthwise).
- * - dwInputGrad: the same loop scattering dx[pixel + tap, c] += w[tap, c] * dy[pixel, c]
- *   (depthwise input gradient, every stride and dilation in one pass).
+ * - dwFilterGrad: acc[tap, c] += sum over pixels of x[pixel + tap, c] * dy[pixel, c], per tap
+ *   and group of 16 channels with the sum in f32x4 registers (depthwise filter gradient).
+ * - dwInputGrad: the same sweep scattering dx[pixel + tap, c] += w[tap, c] * dy[pixel, c]
+ *   (depthwise input gradient, every stride and dilation in one pass, no phases).
  * - convFilterGrad{ci}x{4*cv}: one register-blocked tile of dW[tap] = X_tap^T dy for `ci` input
- *   channels and 4*cv output channels, reduced over all pixels (Conv2D).
+ *   channels and 4*cv output channels, reduced over all pixels (Conv2D filter gradient).
  * - copyPixels: strided copies of pixel vectors, to interleave stride phases.
  *
  * `wasmSimdRoutines` returns null when they cannot run (no SIMD, or the backend's memory is not
@@ -116,8 +116,8 @@ const P = {
 const DW_PARAMS = 17;
 // i32 locals, then four v128 registers, then one f32.
 const L = {
-  n: 17, oh: 18, i: 19, j: 20, g: 21, ow: 22, xN: 23, xOH: 24, xI: 25, xJ: 26,
-  dyRow: 27, dyRowBytes: 28, accP: 29, pa: 30, pxc: 31, pdc: 32, px: 33, pd: 34,
+  n: 17, oh: 18, i: 19, j: 20, g: 21, ow: 22, xN: 23, xRow: 24, xI: 25, xJ: 26,
+  dyN: 27, dyBatchBytes: 28, accP: 29, pa: 30, pxc: 31, pdc: 32, px: 33, pd: 34,
 } as const;
 const DW_I32_LOCALS = 18;
 const REG = 35; // v128 registers REG..REG+3
@@ -128,8 +128,9 @@ const SCALAR = 39; // f32
  *              channelBytes, groups16, groups4, singles):
  * acc[(i*kW + j)*C + c] += sum over n, oh, ow of
  *   x[n*xBatch + oh*xOutRow + ow*xOutCol + i*xTapRow + j*xTapCol + c] * dy[((n*Ho + oh)*Wo + ow)*C + c]
- * (x already padded). For each output row, tap and group of 16 (then 4, then 1) channels the
- * sum over the row runs in registers: two loads per four multiply-adds.
+ * (x already padded). For each batch element, tap and group of 16 (then 4, then 1) channels the
+ * sum over the image runs in registers: two loads per four multiply-adds, on data that stays in
+ * cache (one image of x and dy).
  *
  * dwInputGrad (same parameters, `x` being the padded dx and `acc` the filter [kH, kW, C]) is the
  * same loop scattering the other way, the filter values held in registers:
@@ -171,8 +172,8 @@ function depthwiseFunction(inputGrad: boolean): FunctionDef {
         b.set(REG + v);
       }
     }
-    b.get(L.pxc).set(L.px).get(L.pdc).set(L.pd);
-    b.repeat(P.outW, L.ow, () => {
+    // One dy pixel: mem/registers updated for the 4*vectors (or 1) channels of this group.
+    const pixel = (): void => {
       if (scalar) {
         if (inputGrad) {
           b.get(L.px);
@@ -203,6 +204,12 @@ function depthwiseFunction(inputGrad: boolean): FunctionDef {
         }
       }
       b.bump(L.px, P.xOutCol).bump(L.pd, P.channelBytes);
+    };
+    b.get(L.pxc).set(L.xRow).get(L.pdc).set(L.pd);
+    b.repeat(P.outH, L.oh, () => {
+      b.get(L.xRow).set(L.px);
+      b.repeat(P.outW, L.ow, pixel);
+      b.bump(L.xRow, P.xOutRow);
     });
     if (!inputGrad) {
       if (scalar) {
@@ -221,28 +228,25 @@ function depthwiseFunction(inputGrad: boolean): FunctionDef {
     b.bumpBy(L.pa, bytes).bumpBy(L.pxc, bytes).bumpBy(L.pdc, bytes);
   };
   b.get(P.outW).get(P.channelBytes).code.push(0x6c); // i32.mul
-  b.set(L.dyRowBytes);
-  b.get(P.dy).set(L.dyRow);
+  b.get(P.outH).code.push(0x6c);
+  b.set(L.dyBatchBytes);
+  b.get(P.dy).set(L.dyN);
   b.get(P.x).set(L.xN);
   b.repeat(P.batch, L.n, () => {
-    b.get(L.xN).set(L.xOH);
-    b.repeat(P.outH, L.oh, () => {
-      b.get(P.acc).set(L.accP);
-      b.get(L.xOH).set(L.xI);
-      b.repeat(P.kH, L.i, () => {
-        b.get(L.xI).set(L.xJ);
-        b.repeat(P.kW, L.j, () => {
-          b.get(L.accP).set(L.pa).get(L.xJ).set(L.pxc).get(L.dyRow).set(L.pdc);
-          b.repeat(P.groups16, L.g, () => group(4, 64));
-          b.repeat(P.groups4, L.g, () => group(1, 16));
-          b.repeat(P.singles, L.g, () => group(0, 4));
-          b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
-        });
-        b.bump(L.xI, P.xTapRow);
+    b.get(P.acc).set(L.accP);
+    b.get(L.xN).set(L.xI);
+    b.repeat(P.kH, L.i, () => {
+      b.get(L.xI).set(L.xJ);
+      b.repeat(P.kW, L.j, () => {
+        b.get(L.accP).set(L.pa).get(L.xJ).set(L.pxc).get(L.dyN).set(L.pdc);
+        b.repeat(P.groups16, L.g, () => group(4, 64));
+        b.repeat(P.groups4, L.g, () => group(1, 16));
+        b.repeat(P.singles, L.g, () => group(0, 4));
+        b.bump(L.accP, P.channelBytes).bump(L.xJ, P.xTapCol);
       });
-      b.bump(L.dyRow, L.dyRowBytes).bump(L.xOH, P.xOutRow);
+      b.bump(L.xI, P.xTapRow);
     });
-    b.bump(L.xN, P.xBatch);
+    b.bump(L.xN, P.xBatch).bump(L.dyN, L.dyBatchBytes);
   });
   return {
     name: inputGrad ? 'dwInputGrad' : 'dwFilterGrad',
@@ -388,7 +392,7 @@ function moduleBytes(): Uint8Array {
   ]);
 }
 
-type SimdFn = (...args: number[]) => void;
+export type SimdFn = (...args: number[]) => void;
 
 export interface SimdRoutines {
   /** See depthwiseFunction. */
@@ -425,6 +429,63 @@ function backendMemory(backend: unknown): object | null {
   const candidates = [wasm?.asm?.memory, wasm?.wasmMemory];
   for (const m of candidates) if (m instanceof wasmApi.Memory) return m;
   return null;
+}
+
+/** Bytes of x (or dx) and dy one call of dwFilterGrad / dwInputGrad should work on (cache-sized). */
+export const DEPTHWISE_BAND_BYTES = 16 * 1024;
+
+/** Arguments of dwFilterGrad / dwInputGrad (addresses and strides in bytes). */
+export interface DepthwiseSimdArgs {
+  x: number;
+  dy: number;
+  acc: number;
+  batch: number;
+  outH: number;
+  outW: number;
+  kH: number;
+  kW: number;
+  xBatch: number;
+  xOutRow: number;
+  xOutCol: number;
+  xTapRow: number;
+  xTapCol: number;
+  channels: number;
+}
+
+/**
+ * Runs dwFilterGrad or dwInputGrad over bands of output rows small enough that each call's x and
+ * dy stay in cache while the routine sweeps them once per tap and channel group.
+ */
+export function runDepthwiseBanded(fn: SimdFn, a: DepthwiseSimdArgs): void {
+  const channelBytes = a.channels * 4;
+  const dyRowBytes = a.outW * channelBytes;
+  const band = Math.max(1, Math.floor(DEPTHWISE_BAND_BYTES / (a.xOutRow + dyRowBytes)));
+  const groups16 = Math.floor(a.channels / 16);
+  const groups4 = Math.floor((a.channels % 16) / 4);
+  const singles = a.channels % 4;
+  for (let n = 0; n < a.batch; n++) {
+    for (let oh = 0; oh < a.outH; oh += band) {
+      fn(
+        a.x + n * a.xBatch + oh * a.xOutRow,
+        a.dy + (n * a.outH + oh) * dyRowBytes,
+        a.acc,
+        1,
+        Math.min(band, a.outH - oh),
+        a.outW,
+        a.kH,
+        a.kW,
+        a.xBatch,
+        a.xOutRow,
+        a.xOutCol,
+        a.xTapRow,
+        a.xTapCol,
+        channelBytes,
+        groups16,
+        groups4,
+        singles,
+      );
+    }
+  }
 }
 
 /** The SIMD routines bound to the backend's memory, or null when they cannot be used. */
