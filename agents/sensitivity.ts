@@ -12,8 +12,8 @@
  *               measure 'separate' measures weights and activations apart and adds them,
  *                 s(l, (w, a)) = [loss(A, l at (w, A_l.a)) - L0] + [loss(A, l at (A_l.w, a)) - L0];
  *               'joint' measures every pair; 'auto' measures pairs when layers x pairs <= 256
+ *               s is then made non-negative and non-increasing in each width (monotoneEnvelope)
  *               A' = argmin_{allocation} sum_l s(l, o_l) under the budgets (exact knapsack)
- *               (s is then made non-negative and non-increasing in each width: see monotoneEnvelope)
  *   rounds      round r + 1 re-measures with the others at round r's allocation (`rounds`, default 2;
  *               stops early when the allocation repeats)
  *   proposals   the last round's allocation first, then the distinct allocations of earlier rounds,
@@ -31,6 +31,9 @@
  * it is a feasible allocation, not always the optimum. Every proposed allocation passes ctx.isFeasible, unless none
  * exists (then the cheapest is proposed with a warning).
  *
+ * The analysis runs in setup() (it needs ctx.training: a real network); it runs inference passes only (nothing is
+ * trained) and restores the network's bits afterwards. A resumed search re-runs it in setup() and then
+ * setState() restores the saved analysis, so the proposals stay those of the original run.
  * Pinned layers (the env's pinFirstLast) sit at W8A8 and are not measured. Activation ranges: the network's
  * own (an uncalibrated STE layer uses the batch max of the inputs, all inputs form one batch).
  */
@@ -157,12 +160,11 @@ function asLimits(v: unknown): BudgetLimit[] | null {
 }
 
 /**
- * The resolved budgets when the context carries them (`constraints` with `{metric, limit}` entries, on the
- * context or its training access), else null (then only isFeasible knows them).
+ * The resolved budgets when the context carries them (`constraints` with `{metric, limit}` entries, set by
+ * BitAllocationEnv), else null (then only isFeasible knows them).
  */
 export function declaredLimits(ctx: AgentContext): BudgetLimit[] | null {
-  const fromTraining = ctx.training ? asLimits((ctx.training as TrainingAccess & { constraints?: unknown }).constraints) : null;
-  return fromTraining ?? asLimits((ctx as AgentContext & { constraints?: unknown }).constraints);
+  return asLimits(ctx.constraints);
 }
 
 /** One option's cost per metric, in COST_METRICS order (latency, energy, size, peak memory). */
@@ -188,6 +190,12 @@ export interface BudgetSolution {
   metric: CostMetric | null;
   /** The limit on `metric` (probed: the solution's cost there, a lower bound on the true limit), else Infinity. */
   limit: number;
+  /**
+   * Per metric (COST_METRICS order), the largest cost among the allocations the env judged feasible while solving:
+   * a lower bound of each budget's limit (for the binding one, close to it). Any allocation within all of them meets
+   * every additive budget.
+   */
+  feasibleMax: [number, number, number, number];
   /** Knapsack solves used. */
   solves: number;
 }
@@ -220,7 +228,14 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
     if (r.status !== 'optimal' && r.status !== 'nodeLimit') return null;
     return r.choice.map((i, l) => (allowed[l] as number[])[i] as number);
   };
-  const feasible = (choice: number[] | null): choice is number[] => choice !== null && ctx.isFeasible(toBits(choice));
+  const metricCost = (choice: number[], m: number): number =>
+    m === 3 ? Math.max(...choice.map((k, l) => (((costs[l] as number[][])[k] as number[])[3] as number))) : choice.reduce((s, k, l) => s + (((costs[l] as number[][])[k] as number[])[m] as number), 0);
+  const feasibleMax: [number, number, number, number] = [0, 0, 0, 0];
+  const feasible = (choice: number[] | null): choice is number[] => {
+    if (choice === null || !ctx.isFeasible(toBits(choice))) return false;
+    for (let m = 0; m < 4; m++) feasibleMax[m] = Math.max(feasibleMax[m] as number, metricCost(choice, m));
+    return true;
+  };
   const result = (choice: number[], source: BudgetSolution['source'], metric: CostMetric | null, limit: number): BudgetSolution => ({
     bits: toBits(choice),
     choice,
@@ -229,11 +244,9 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
     source,
     metric,
     limit,
+    feasibleMax: [...feasibleMax],
     solves,
   });
-  const metricCost = (choice: number[], m: number): number =>
-    m === 3 ? Math.max(...choice.map((k, l) => (((costs[l] as number[][])[k] as number[])[3] as number))) : choice.reduce((s, k, l) => s + (((costs[l] as number[][])[k] as number[])[m] as number), 0);
-
   const declared = declaredLimits(ctx);
   if (declared !== null) {
     const budgets: [number, number, number] = [Infinity, Infinity, Infinity];

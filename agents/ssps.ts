@@ -6,7 +6,7 @@
  *              Q_b: uniform symmetric per-channel quantizer with a straight-through gradient
  *   loss:      CE(batch) + lambda * sum_m max(0, E[cost_m] / target_m - 1) + the model's regularisation losses
  *              E[cost_m] = sum_l sum_b p_lb * cost_m,l(b, b)   (frozen and pinned layers: their fixed cost)
- *              m: the priced metrics (below); usually one, the first budget's (e.g. latency)
+ *              m: the priced metrics (below), e.g. latency under a latency budget
  *   update:    Adam on the logits (logitLr) and Adam on the weights (the trainer's learning rate), jointly,
  *              on minibatches of the training split (seeded shuffle)
  *   freezing:  every stepsPerFreeze steps the unfrozen layer whose choice is most certain (largest max p_lb)
@@ -20,10 +20,11 @@
  * - Priced metrics: with declared budgets (a `constraints` list on the context), every additive one (latency,
  *   energy, size) with its limit as target, the first one the primary (the recorded curve). When the context
  *   only offers isFeasible, the budgets are probed as in agents/sensitivity.ts (solveUnderBudgets, maximising the
- *   total bits): if one additive budget binds, that metric is priced with the largest cost of it among the
- *   feasible allocations found as target; if several bind (or peak memory), latency, energy and size are all
- *   priced with the costs of the best feasible allocation found as targets (any allocation within all three
- *   meets every additive budget). `metric` prices that metric alone.
+ *   total bits) and latency, energy and size are all priced, each with the largest cost of that metric among
+ *   the allocations the env judged feasible while probing as target (latency the primary): each target is at
+ *   most its budget's limit (close to it for the binding one), so any allocation within all three meets every
+ *   additive budget, whichever binds (probing cannot always tell which one does). `metric` prices that metric
+ *   alone.
  * - A layer is frozen at the most probable width that still leaves a feasible completion (the unfrozen layers at
  *   the narrowest width), so the final allocation meets every budget whenever any allocation does.
  * - The search runs at the first propose() (not in setup) so a resumed search that already proposed does not
@@ -31,7 +32,7 @@
  * - The expected-cost curve (`report().curve`) is recorded every `recordEvery` steps.
  */
 import type { AgentContext, AllocationAgent, EpisodeSummary, TrainingAccess } from '../envs/types.js';
-import { metricValue, type CostMetric } from '../envs/constraints.js';
+import { COST_METRICS, metricValue, type CostMetric } from '../envs/constraints.js';
 import { REFERENCE_BITS } from '../envs/bit-allocation-env.js';
 import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
@@ -138,8 +139,8 @@ export interface SspsTarget {
 export interface SspsReport {
   /** The primary priced metric (the curve's). */
   metric: CostMetric;
-  /** Its target (Infinity: no budget binds, nothing priced). */
-  target: number;
+  /** Its target (null: no budget binds, nothing priced). */
+  target: number | null;
   /** Every priced metric (empty when no budget binds). */
   targets: SspsTarget[];
   targetSource: 'declared' | 'probed' | 'unconstrained' | 'none' | 'option';
@@ -245,10 +246,14 @@ export class SspsAgent implements AllocationAgent {
     const values = tiedOptions.map((opts) => opts.map((o) => -(o.wBits + o.aBits)));
     const sol = solveUnderBudgets(ctx, table, tiedOptions, values);
     if (sol.source === 'unconstrained') return { targets: [], source: 'unconstrained' };
-    const cost = ctx.costOf(sol.bits);
-    if (wanted !== null) return { targets: [{ metric: wanted, target: sol.metric === wanted ? sol.limit : metricValue(cost, wanted) }], source: 'option' };
-    if (sol.metric !== null && ADDITIVE_METRICS.includes(sol.metric)) return { targets: [{ metric: sol.metric, target: sol.limit }], source: sol.source };
-    return { targets: ADDITIVE_METRICS.map((metric) => ({ metric, target: metricValue(cost, metric) })), source: sol.source };
+    const bound = (m: CostMetric): number => sol.feasibleMax[COST_METRICS.indexOf(m)] as number;
+    if (sol.source === 'none') {
+      // Nothing is feasible: aim at the cheapest allocation's costs.
+      const cost = ctx.costOf(sol.bits);
+      return { targets: (wanted !== null ? [wanted] : ADDITIVE_METRICS).map((metric) => ({ metric, target: metricValue(cost, metric) })), source: 'none' };
+    }
+    if (wanted !== null) return { targets: [{ metric: wanted, target: bound(wanted) }], source: 'option' };
+    return { targets: ADDITIVE_METRICS.map((metric) => ({ metric, target: bound(metric) })), source: sol.source };
   }
 
   private async search(ctx: AgentContext, t: TrainingAccess): Promise<SspsReport> {
@@ -444,7 +449,7 @@ export class SspsAgent implements AllocationAgent {
       );
       return {
         metric: primary.metric,
-        target: priced.length > 0 ? primary.target : Infinity,
+        target: priced.length > 0 ? primary.target : null,
         targets: priced,
         targetSource: source,
         bitChoices: bitsSet,

@@ -228,6 +228,7 @@ export class BitAllocationEnv {
       costOf: (bits) => this.costOf(bits),
       isFeasible: (bits) => this.isFeasible(bits),
       seed,
+      constraints: this.constraints.map((c) => ({ metric: c.metric, limit: c.limit })),
       stepMode: this.stepMode,
       actionChoices: this.actionChoices,
     };

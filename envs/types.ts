@@ -86,6 +86,8 @@ export interface AgentContext {
   /** True when an allocation meets every constraint and the device's limits, as the env would judge it. */
   isFeasible(bits: BitConfig): boolean;
   seed: number;
+  /** The budgets resolved to absolute limits (ms, uJ, bytes), as the env checks them (BitAllocationEnv sets it). */
+  constraints?: readonly { metric: 'latency' | 'energy' | 'size' | 'peakMemory'; limit: number }[];
   /** How steps map to layers (BitAllocationEnv sets it). */
   stepMode?: StepMode;
   /**
