@@ -177,7 +177,8 @@ test('solveUnderBudgets: probing isFeasible finds the same optimum as the declar
       stepMode: 'joint',
       seed: 1,
     });
-    const ctx = env.agentContext(1);
+    // without the env's declared limits, solveUnderBudgets has to probe isFeasible
+    const ctx: AgentContext = { ...env.agentContext(1), constraints: undefined };
     const options = layerOptions(ctx);
     // Random sensitivities, decreasing in both widths.
     const values = options.map((opts) => monotoneEnvelope(opts, opts.map((o) => rng.next() / (o.wBits * o.aBits))));
@@ -195,8 +196,8 @@ test('solveUnderBudgets: probing isFeasible finds the same optimum as the declar
 test('solveUnderBudgets: no binding budget gives the per-layer minimum; an impossible budget is reported as none', async () => {
   const layers = await loadInventory('lenet5', {});
   const t = buildCostTable(loadProfile('bitfusion-45nm'), layers, [...BITS, 32]);
-  const mk = (constraints: string[]): AgentContext =>
-    new BitAllocationEnv({
+  const mk = (constraints: string[]): AgentContext => ({
+    ...new BitAllocationEnv({
       layers,
       bitChoices: BITS,
       cost: (b) => t.costAllocation(b),
@@ -204,7 +205,9 @@ test('solveUnderBudgets: no binding budget gives the per-layer minimum; an impos
       constraints,
       stepMode: 'tied',
       seed: 1,
-    }).agentContext(1);
+    }).agentContext(1),
+    constraints: undefined, // probe isFeasible rather than read the declared limits
+  });
   const loose = mk(['latency<=3x']);
   const options = layerOptions(loose);
   const values = options.map((opts) => opts.map((o) => 1 / o.wBits));

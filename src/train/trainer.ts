@@ -102,6 +102,31 @@ export interface Trainer {
   dispose(): void;
 }
 
+interface AdamPowers {
+  accBeta1: tf.Variable;
+  accBeta2: tf.Variable;
+}
+
+function adamPowers(optimizer: tf.Optimizer): AdamPowers | null {
+  const o = optimizer as unknown as Partial<AdamPowers>;
+  return o.accBeta1 && o.accBeta2 ? (o as AdamPowers) : null;
+}
+
+/** Adam's running beta1^t and beta2^t, which getWeights() leaves out; null for other optimizers. */
+function readAdamPowers(optimizer: tf.Optimizer): [number, number] | null {
+  const p = adamPowers(optimizer);
+  return p ? [p.accBeta1.dataSync()[0] as number, p.accBeta2.dataSync()[0] as number] : null;
+}
+
+function writeAdamPowers(optimizer: tf.Optimizer, values: [number, number]): void {
+  const p = adamPowers(optimizer);
+  if (!p) return;
+  tf.tidy(() => {
+    p.accBeta1.assign(tf.scalar(values[0]));
+    p.accBeta2.assign(tf.scalar(values[1]));
+  });
+}
+
 export function makeOptimizer(name: OptimizerName, lr: number): tf.Optimizer {
   switch (name) {
     case 'adam':
@@ -299,6 +324,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         cursor,
         rngState: rng.getState(),
         optimizerWeights: specs,
+        adamPowers: readAdamPowers(optimizer),
       };
       mkdirSync(dir, { recursive: true });
       writeFileSync(join(dir, OPTIMIZER_BIN), new Uint8Array(data));
@@ -327,6 +353,9 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       const map = tf.io.decodeWeights(new Uint8Array(data).buffer, specs);
       await optimizer.setWeights(specs.map((sp) => ({ name: sp.name, tensor: map[sp.name] as tf.Tensor })));
       for (const t of Object.values(map)) t.dispose();
+      // Adam's setWeights recomputes beta^t with pow(); the running products it kept differ in the last
+      // bits, so restore them exactly for a bit-identical continuation
+      if (state.adamPowers) writeAdamPowers(optimizer, state.adamPowers);
       perm.set(restored);
       cursor = state.cursor;
       stepsDone = state.stepsDone;
@@ -355,6 +384,8 @@ interface TrainerStateFile {
   cursor: number;
   rngState: number;
   optimizerWeights: tf.io.WeightsManifestEntry[];
+  /** Adam's beta1^t, beta2^t (absent for other optimizers and older files). */
+  adamPowers?: [number, number] | null;
 }
 
 function readTrainerState(file: string): TrainerStateFile {
