@@ -92,13 +92,6 @@ export const AMED_DEFAULTS: Readonly<AmedOptions> = {
 
 const STATE_VERSION = 1;
 
-function getRngState(rng: Rng): number {
-  return (rng as unknown as { state: number }).state;
-}
-function setRngState(rng: Rng, state: number): void {
-  (rng as unknown as { state: number }).state = state >>> 0;
-}
-
 /** An allocation as choice indices: w[l], a[l] index ctx.bitChoices (equal when tied). */
 interface Choice {
   w: number[];
@@ -307,7 +300,7 @@ export class AmedAgent implements AllocationAgent {
       options: { ...this.options },
       bitChoices: ctx.bitChoices.slice(),
       layers: ctx.layers.length,
-      rng: getRngState(this.rng),
+      rng: this.rng.getState(),
       scoresW: this.scoresW.map((r) => r.slice()),
       scoresA: this.scoresA.map((r) => r.slice()),
       chain: this.chain ? { choice: copy(this.chain.choice), zeta: this.chain.zeta } : null,
@@ -330,7 +323,8 @@ export class AmedAgent implements AllocationAgent {
     if (st.layers !== ctx.layers.length) bad('layers', String(ctx.layers.length));
     if (st.bitChoices.join(',') !== ctx.bitChoices.join(',')) bad('bitChoices', `[${ctx.bitChoices.join(',')}]`);
     const copy = (c: Choice): Choice => ({ w: c.w.slice(), a: c.a.slice() });
-    setRngState(this.rng, st.rng);
+    if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
+    this.rng.setState(st.rng);
     this.scoresW = st.scoresW.map((r) => r.slice());
     this.scoresA = st.scoresA.map((r) => r.slice());
     this.chain = st.chain ? { choice: copy(st.chain.choice), zeta: st.chain.zeta } : null;

@@ -24,6 +24,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { Adam, type AdamState } from './adam.js';
 import type { AgentEntry } from './index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -70,65 +71,13 @@ export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
 const STATE_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
-// Helpers: parameters, Adam, RNG state
+// Helpers: parameters, exploration noise, action rounding
 // ---------------------------------------------------------------------------------------------
 function uniformTensor(rng: Rng, shape: number[], bound: number): tf.Tensor {
   const n = shape.reduce((a, b) => a * b, 1);
   const data = new Float32Array(n);
   for (let i = 0; i < n; i++) data[i] = (rng.next() * 2 - 1) * bound;
   return tf.tensor(data, shape);
-}
-
-/** Adam (Kingma & Ba) whose moments are variables, so they can be saved in the JSON state. */
-class Adam {
-  private t = 0;
-  private readonly m: tf.Variable[];
-  private readonly v: tf.Variable[];
-  constructor(
-    private readonly params: tf.Variable[],
-    private readonly lr: number,
-    private readonly eps = 1e-8,
-    private readonly beta1 = 0.9,
-    private readonly beta2 = 0.999,
-  ) {
-    const zeros = (p: tf.Variable): tf.Variable => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
-    this.m = params.map(zeros);
-    this.v = params.map(zeros);
-  }
-  /** Call inside tf.tidy. */
-  step(grads: tf.Tensor[]): void {
-    this.t += 1;
-    const c1 = 1 - Math.pow(this.beta1, this.t);
-    const c2 = 1 - Math.pow(this.beta2, this.t);
-    this.params.forEach((p, i) => {
-      const g = grads[i] as tf.Tensor;
-      const m = this.m[i] as tf.Variable;
-      const v = this.v[i] as tf.Variable;
-      m.assign(m.mul(this.beta1).add(g.mul(1 - this.beta1)));
-      v.assign(v.mul(this.beta2).add(g.square().mul(1 - this.beta2)));
-      p.assign(p.sub(m.div(c1).div(v.div(c2).sqrt().add(this.eps)).mul(this.lr)));
-    });
-  }
-  getState(): { t: number; m: number[][]; v: number[][] } {
-    return { t: this.t, m: this.m.map((x) => Array.from(x.dataSync())), v: this.v.map((x) => Array.from(x.dataSync())) };
-  }
-  setState(s: { t: number; m: number[][]; v: number[][] }): void {
-    this.t = s.t;
-    tf.tidy(() => {
-      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i] as number[], x.shape)));
-      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i] as number[], x.shape)));
-    });
-  }
-  dispose(): void {
-    for (const x of [...this.m, ...this.v]) x.dispose();
-  }
-}
-
-function getRngState(rng: Rng): number {
-  return (rng as unknown as { state: number }).state;
-}
-function setRngState(rng: Rng, state: number): void {
-  (rng as unknown as { state: number }).state = state >>> 0;
 }
 
 /** A normal sample around mu truncated to [lo, hi] (rejection; clamps after 1000 tries). */
@@ -181,8 +130,8 @@ export interface DdpgState {
   episodes: number;
   baseline: number | null;
   params: Record<string, { shape: number[]; values: number[] }>;
-  actorAdam: { t: number; m: number[][]; v: number[][] };
-  criticAdam: { t: number; m: number[][]; v: number[][] };
+  actorAdam: AdamState;
+  criticAdam: AdamState;
   replay: Experience[];
   replayNext: number;
   episode: Experience[];
@@ -245,8 +194,8 @@ export class DdpgAgent implements StepAgent {
     layer('critic', 2, H2, 1, initW);
     // Targets start as copies.
     for (const [name, v] of [...this.vars]) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
-    this.actorAdam = new Adam(this.netVars('actor'), this.options.actorLr);
-    this.criticAdam = new Adam(this.netVars('critic'), this.options.criticLr);
+    this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.actorLr });
+    this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLr });
     this.replay = [];
     this.replayNext = 0;
     this.episode = [];
@@ -422,7 +371,7 @@ export class DdpgAgent implements StepAgent {
       options: { ...this.options },
       observationSize: ctx.observationSize,
       numActions: ctx.numActions,
-      rng: getRngState(this.rng),
+      rng: this.rng.getState(),
       episodes: this.episodes,
       baseline: this.baseline,
       params,
@@ -450,9 +399,10 @@ export class DdpgAgent implements StepAgent {
       if (!p || p.values.length !== v.size) bad(`params.${name}`, `${v.size} numbers`);
       tf.tidy(() => v.assign(tf.tensor((p as { values: number[] }).values, v.shape)));
     }
-    (this.actorAdam as Adam).setState(st.actorAdam);
-    (this.criticAdam as Adam).setState(st.criticAdam);
-    setRngState(this.rng, st.rng);
+    (this.actorAdam as Adam).setState(st.actorAdam, bad, 'actorAdam');
+    (this.criticAdam as Adam).setState(st.criticAdam, bad, 'criticAdam');
+    if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
+    this.rng.setState(st.rng);
     this.episodes = st.episodes;
     this.baseline = st.baseline;
     this.replay = st.replay.map((e) => ({ ...e, obs: e.obs.slice(), nextObs: e.nextObs.slice() }));

@@ -48,6 +48,7 @@ import { log } from '../src/log.js';
 import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 import { QE_SIGMA_A, QE_SIGMA_W, QeScorer } from './qe-score.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -124,12 +125,7 @@ const ACCURACY_INITIAL = 16;
 
 /** Checks a full option set (defaults already merged); `field` prefixes the option names in errors. */
 export function validateEvolutionOptions(o: EvolutionOptions, field = 'agentOptions'): EvolutionOptions {
-  const bad = (name: string, expected: string, got: unknown): UserError =>
-    new UserError(`invalid option '${name}' for agent 'evolution': ${JSON.stringify(got)}`, { field: `${field}.${name}`, expected });
-  const int = (name: keyof EvolutionOptions, min: number): void => {
-    const v = o[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(name, `an integer >= ${min}`, v);
-  };
+  const { bad, int } = optionChecks('evolution', o, field);
   if (!EVOLUTION_FITNESS.includes(o.fitness)) throw bad('fitness', EVOLUTION_FITNESS.join('|'), o.fitness);
   int('population', 1);
   int('candidates', 1);

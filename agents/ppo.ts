@@ -8,8 +8,8 @@
  *   3. `epochs` passes over the rollout in `minibatches` shuffled minibatches, each minimising
  *        L = -mean(min(r A, clip(r, 1-eps, 1+eps) A)) + c_v * 0.5 * mean((V - R)^2) - c_e * H[pi]
  *      with r = exp(log pi_new(a|s) - log pi_old(a|s)), advantages normalised per minibatch,
- *      gradients clipped to a global norm, then one Adam step (hand-written, so its moments are
- *      part of the JSON checkpoint).
+ *      gradients clipped to a global norm, then one Adam step (agents/adam.ts, whose moments
+ *      are part of the JSON checkpoint).
  *
  * Policies: `mlp` (CleanRL's layout: separate actor and critic, two tanh layers each) or `lstm`
  * (ReLeQ's: an LSTM over the layer sequence, carrying its state across the steps of an episode,
@@ -29,6 +29,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { Adam, type AdamState } from './adam.js';
 import type { AgentEntry } from './index.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -80,7 +81,7 @@ const MASKED_LOGIT = -1e9;
 const STATE_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
-// Parameters, Adam and (de)serialisation
+// Parameters and gradient clipping
 // ---------------------------------------------------------------------------------------------
 interface NamedParam {
   name: string;
@@ -96,64 +97,11 @@ function initWeight(rng: Rng, shape: [number, number], gain: number): tf.Tensor 
   return tf.tensor2d(data, shape);
 }
 
-/** Adam (Kingma & Ba) over a fixed list of variables; moments are variables so they can be saved. */
-class Adam {
-  private t = 0;
-  private readonly m: tf.Variable[];
-  private readonly v: tf.Variable[];
-  constructor(
-    private readonly params: tf.Variable[],
-    private readonly lr: number,
-    private readonly eps: number,
-    private readonly beta1 = 0.9,
-    private readonly beta2 = 0.999,
-  ) {
-    const zeros = (p: tf.Variable): tf.Variable => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
-    this.m = params.map(zeros);
-    this.v = params.map(zeros);
-  }
-  /** One step with `grads[i]` for `params[i]`; call inside tf.tidy. */
-  step(grads: tf.Tensor[]): void {
-    this.t += 1;
-    const c1 = 1 - Math.pow(this.beta1, this.t);
-    const c2 = 1 - Math.pow(this.beta2, this.t);
-    this.params.forEach((p, i) => {
-      const g = grads[i] as tf.Tensor;
-      const m = this.m[i] as tf.Variable;
-      const v = this.v[i] as tf.Variable;
-      m.assign(m.mul(this.beta1).add(g.mul(1 - this.beta1)));
-      v.assign(v.mul(this.beta2).add(g.square().mul(1 - this.beta2)));
-      p.assign(p.sub(m.div(c1).div(v.div(c2).sqrt().add(this.eps)).mul(this.lr)));
-    });
-  }
-  getState(): { t: number; m: number[][]; v: number[][] } {
-    return { t: this.t, m: this.m.map((x) => Array.from(x.dataSync())), v: this.v.map((x) => Array.from(x.dataSync())) };
-  }
-  setState(s: { t: number; m: number[][]; v: number[][] }): void {
-    this.t = s.t;
-    tf.tidy(() => {
-      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i] as number[], x.shape)));
-      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i] as number[], x.shape)));
-    });
-  }
-  dispose(): void {
-    for (const x of [...this.m, ...this.v]) x.dispose();
-  }
-}
-
 /** Scales gradients so their global L2 norm is at most `maxNorm` (inside tf.tidy). */
 function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): tf.Tensor[] {
   const norm = tf.sqrt(tf.addN(grads.map((g) => g.square().sum())));
   const scale = tf.minimum(tf.scalar(1), tf.scalar(maxNorm).div(norm.add(1e-6)));
   return grads.map((g) => g.mul(scale));
-}
-
-/** Reads and writes mulberry32's single word of state (Rng keeps it private). */
-function getRngState(rng: Rng): number {
-  return (rng as unknown as { state: number }).state;
-}
-function setRngState(rng: Rng, state: number): void {
-  (rng as unknown as { state: number }).state = state >>> 0;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -192,7 +140,7 @@ export interface PpoState {
   /** Running statistics of episode returns (reward normalisation). */
   returnStats: { count: number; mean: number; var: number };
   params: Record<string, { shape: number[]; values: number[] }>;
-  adam: { t: number; m: number[][]; v: number[][] };
+  adam: AdamState;
   rollout: StepRecord[][];
   episode: StepRecord[];
   episodeExplored: boolean;
@@ -279,8 +227,7 @@ export class PpoAgent implements StepAgent {
     }
     this.adam = new Adam(
       this.params.map((q) => q.variable),
-      this.options.learningRate,
-      this.options.adamEpsilon,
+      { lr: this.options.learningRate, eps: this.options.adamEpsilon },
     );
     this.rollout = [];
     this.episode = [];
@@ -649,7 +596,7 @@ export class PpoAgent implements StepAgent {
       options: { ...this.options },
       observationSize: ctx.observationSize,
       numActions: ctx.numActions,
-      rng: getRngState(this.rng),
+      rng: this.rng.getState(),
       updates: this.updates,
       returnStats: { ...this.returnStats },
       params,
@@ -680,8 +627,9 @@ export class PpoAgent implements StepAgent {
       tf.tidy(() => q.variable.assign(tf.tensor((p as { values: number[] }).values, q.variable.shape)));
       this.weightCache = null;
     }
-    (this.adam as Adam).setState(st.adam);
-    setRngState(this.rng, st.rng);
+    (this.adam as Adam).setState(st.adam, bad, 'adam');
+    if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
+    this.rng.setState(st.rng);
     this.updates = st.updates;
     this.returnStats = { ...st.returnStats };
     this.rollout = st.rollout.map((ep) => ep.map((x) => ({ ...x })));

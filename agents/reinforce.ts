@@ -17,6 +17,7 @@
 import { tf } from '../src/backend/index.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Rng } from '../src/util/rng.js';
+import { Adam } from './adam.js';
 import type { AgentEntry } from './index.js';
 import { episodeRng } from './random.js';
 
@@ -79,13 +80,12 @@ export class ReinforceAgent implements StepAgent {
   private obsSize = 0;
   private numActions = 0;
   private episodes = 0;
-  private updates = 0;
   private baseline: number | null = null;
   private scale2 = 0;
   private rng: Rng = episodeRng(0, 0);
   private params: tf.Variable[] = [];
-  private adamM: tf.Variable[] = [];
-  private adamV: tf.Variable[] = [];
+  /** The policy's optimizer (its step count is the number of updates). */
+  private adam: Adam | null = null;
   private episode: Step[] = [];
   private explored = true;
   /** Finished exploring episodes waiting for the next update: their steps and advantages. */
@@ -101,7 +101,6 @@ export class ReinforceAgent implements StepAgent {
     this.obsSize = ctx.observationSize;
     this.numActions = ctx.numActions;
     this.episodes = 0;
-    this.updates = 0;
     this.baseline = null;
     this.scale2 = 0;
     this.rng = episodeRng(this.seed, 0);
@@ -128,8 +127,8 @@ export class ReinforceAgent implements StepAgent {
       }
       return ownedVariable(tf.tensor2d(values, shape), true);
     });
-    this.adamM = this.params.map((p) => ownedVariable(tf.zerosLike(p), false));
-    this.adamV = this.params.map((p) => ownedVariable(tf.zerosLike(p), false));
+    const { learningRate: lr, adamBeta1: beta1, adamBeta2: beta2, adamEpsilon: eps } = this.options;
+    this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
   }
 
   /** Action probabilities at an observation (masked choices at 0). */
@@ -227,9 +226,8 @@ export class ReinforceAgent implements StepAgent {
       const usable = s.mask && s.mask.some((m) => m === 1) ? s.mask : null;
       if (usable) for (let a = 0; a < A; a++) if (!usable[a]) maskAdd[t * A + a] = -1e9;
     });
-    const { entropyCoef, learningRate, adamBeta1: b1, adamBeta2: b2, adamEpsilon: eps } = this.options;
-    this.updates++;
-    const tStep = this.updates;
+    const { entropyCoef } = this.options;
+    const adam = this.adam as Adam;
     tf.tidy(() => {
       const x = tf.tensor2d(obs, [n, this.obsSize]);
       const actions = tf.tensor2d(onehot, [n, A]);
@@ -244,59 +242,53 @@ export class ReinforceAgent implements StepAgent {
         return tf.sub(pg, tf.mul(entropyCoef, entropy)) as tf.Scalar;
       };
       const { grads } = tf.variableGrads(lossFn, this.params);
-      const c1 = 1 - Math.pow(b1, tStep);
-      const c2 = 1 - Math.pow(b2, tStep);
-      this.params.forEach((p, i) => {
-        const gr = grads[p.name] as tf.Tensor;
-        const m = this.adamM[i] as tf.Variable;
-        const v = this.adamV[i] as tf.Variable;
-        m.assign(tf.add(tf.mul(b1, m), tf.mul(1 - b1, gr)));
-        v.assign(tf.add(tf.mul(b2, v), tf.mul(1 - b2, tf.square(gr))));
-        const step = tf.div(tf.div(m, c1), tf.add(tf.sqrt(tf.div(v, c2)), eps));
-        p.assign(tf.sub(p, tf.mul(learningRate, step)));
-      });
+      adam.step(this.params.map((p) => grads[p.name] as tf.Tensor));
     });
   }
 
   getState(): ReinforceState {
-    const dump = (vs: tf.Variable[]): Record<string, number[]> =>
-      Object.fromEntries(vs.map((v, i) => [PARAM_NAMES[i] as string, Array.from(v.dataSync())]));
+    const named = (arrays: number[][]): Record<string, number[]> => Object.fromEntries(arrays.map((a, i) => [PARAM_NAMES[i] as string, a]));
+    const adam = this.adam?.getState() ?? { t: 0, m: [], v: [] };
     return {
       options: { ...this.options },
       seed: this.seed,
       episodes: this.episodes,
-      updates: this.updates,
+      updates: adam.t,
       baseline: this.baseline,
       scale2: this.scale2,
       observationSize: this.obsSize,
       numActions: this.numActions,
-      params: dump(this.params),
-      adamM: dump(this.adamM),
-      adamV: dump(this.adamV),
+      params: named(this.params.map((v) => Array.from(v.dataSync()))),
+      adamM: named(adam.m),
+      adamV: named(adam.v),
     };
   }
 
   setState(state: unknown): void {
     const s = state as ReinforceState;
-    if (!s || typeof s !== 'object' || !s.params || s.observationSize !== this.obsSize || s.numActions !== this.numActions) {
+    if (!this.adam || !s || typeof s !== 'object' || !s.params || s.observationSize !== this.obsSize || s.numActions !== this.numActions) {
       throw new Error(
         `reinforce: state does not fit this problem (observation ${s?.observationSize}/${this.obsSize}, actions ${s?.numActions}/${this.numActions}); call setup() first`,
       );
     }
-    const load = (vs: tf.Variable[], values: Record<string, number[]>): void =>
-      vs.forEach((v, i) => {
-        const data = values[PARAM_NAMES[i] as string];
+    /** One array per parameter, in order, each checked against its parameter's size. */
+    const arrays = (values: Record<string, number[]> | undefined): number[][] =>
+      this.params.map((v, i) => {
+        const data = values?.[PARAM_NAMES[i] as string];
         if (!data || data.length !== v.size) throw new Error(`reinforce: state tensor ${PARAM_NAMES[i]} has the wrong size`);
-        const t = tf.tensor(data, v.shape);
-        v.assign(t);
-        t.dispose();
+        return data;
       });
-    load(this.params, s.params);
-    load(this.adamM, s.adamM);
-    load(this.adamV, s.adamV);
+    if (!Number.isInteger(s.updates) || s.updates < 0) throw new Error('reinforce: state field updates must be an integer >= 0');
+    const params = arrays(s.params);
+    const adam = { t: s.updates, m: arrays(s.adamM), v: arrays(s.adamV) };
+    this.params.forEach((v, i) => {
+      const t = tf.tensor(params[i] as number[], v.shape);
+      v.assign(t);
+      t.dispose();
+    });
+    this.adam.setState(adam);
     this.seed = s.seed;
     this.episodes = s.episodes;
-    this.updates = s.updates;
     this.baseline = s.baseline;
     this.scale2 = s.scale2;
     this.pending = [];
@@ -305,10 +297,10 @@ export class ReinforceAgent implements StepAgent {
   }
 
   dispose(): void {
-    for (const v of [...this.params, ...this.adamM, ...this.adamV]) v.dispose();
+    for (const v of this.params) v.dispose();
     this.params = [];
-    this.adamM = [];
-    this.adamV = [];
+    this.adam?.dispose();
+    this.adam = null;
   }
 }
 

@@ -50,6 +50,7 @@ import { DATA_FREE_DEFAULTS, generateInputs } from '../src/quant/datafree.js';
 import { solveMultipleChoiceKnapsack } from '../src/search/knapsack.js';
 import { evaluateModel } from '../src/train/trainer.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -100,12 +101,7 @@ const MEASURE_CHOICES: readonly SensitivityMeasure[] = ['auto', 'joint', 'separa
 const AUTO_JOINT_LIMIT = 256;
 
 export function validateSensitivityOptions(o: SensitivityOptions, field = 'agentOptions'): SensitivityOptions {
-  const bad = (name: string, expected: string, got: unknown): UserError =>
-    new UserError(`invalid option '${name}' for agent 'sensitivity': ${JSON.stringify(got)}`, { field: `${field}.${name}`, expected });
-  const int = (name: keyof SensitivityOptions, min: number): void => {
-    const v = o[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(name, `an integer >= ${min}`, v);
-  };
+  const { bad, int } = optionChecks('sensitivity', o, field);
   if (!DATA_CHOICES.includes(o.data)) throw bad('data', DATA_CHOICES.join('|'), o.data);
   if (!MEASURE_CHOICES.includes(o.measure)) throw bad('measure', MEASURE_CHOICES.join('|'), o.measure);
   int('perClass', 1);

@@ -46,6 +46,7 @@ import { channelReduceAxes, quantizeWeightsSte } from '../src/quant/quantizers.j
 import { outputsProbabilities } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 import { declaredLimits, layerOptions, pinnedLayers, solveUnderBudgets } from './sensitivity.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -86,12 +87,7 @@ export const SSPS_DEFAULTS: SspsOptions = {
 const ADDITIVE_METRICS: readonly CostMetric[] = ['latency', 'energy', 'size'];
 
 export function validateSspsOptions(o: SspsOptions, field = 'agentOptions'): SspsOptions {
-  const bad = (name: string, expected: string, got: unknown): UserError =>
-    new UserError(`invalid option '${name}' for agent 'ssps': ${JSON.stringify(got)}`, { field: `${field}.${name}`, expected });
-  const int = (name: keyof SspsOptions, min: number): void => {
-    const v = o[name];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(name, `an integer >= ${min}`, v);
-  };
+  const { bad, int } = optionChecks('ssps', o, field);
   int('steps', 1);
   int('stepsPerFreeze', 0);
   int('batchSize', 1);

@@ -1,0 +1,70 @@
+/**
+ * Sum and Mean for wasm over a block of consecutive axes that is not innermost, e.g. the
+ * per-channel sums of an NHWC tensor (axes [0, 1, 2]: BatchNorm's batch moments and its
+ * gradients) or global average pooling (axes [1, 2]). The built-in kernels first transpose the
+ * reduced axes to the end (a full copy, most of their time); these read the data in place:
+ * out[o, t] = sum over r of x[o, r, t], accumulated in float64 (as the cpu backend does).
+ * Other reductions (innermost axes, axes with gaps, non-float32 data) go to the built-in kernels.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { asWasmBackend, heapF32, makeF32 } from './wasm-ops.js';
+
+let builtinSum: tf.KernelConfig | null = null;
+let builtinMean: tf.KernelConfig | null = null;
+
+/** Remembers the backend's own Sum before it is replaced (for the reductions it keeps). */
+export function rememberBuiltinSum(config: tf.KernelConfig): void {
+  builtinSum = config;
+}
+
+/** Remembers the backend's own Mean before it is replaced (for the reductions it keeps). */
+export function rememberBuiltinMean(config: tf.KernelConfig): void {
+  builtinMean = config;
+}
+
+/** x seen as [outer, reduced, inner] when `axes` are consecutive and not innermost, else null. */
+export function blockReduction(shape: number[], axes: number[]): { outer: number; reduced: number; inner: number } | null {
+  const rank = shape.length;
+  if (axes.length === 0) return null;
+  const sorted = [...new Set(axes.map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
+  const first = sorted[0] as number;
+  const last = sorted[sorted.length - 1] as number;
+  if (first < 0 || last >= rank - 1 || last - first + 1 !== sorted.length) return null;
+  const size = (from: number, to: number): number => shape.slice(from, to).reduce((p, q) => p * q, 1);
+  const dims = { outer: size(0, first), reduced: size(first, last + 1), inner: size(last + 1, rank) };
+  return dims.outer * dims.reduced * dims.inner === 0 ? null : dims;
+}
+
+function reduceKernel(name: 'Sum' | 'Mean', builtin: () => tf.KernelConfig | null, mean: boolean): tf.KernelFunc {
+  return (args) => {
+    const config = builtin();
+    if (config == null) throw new Error(`${name}: the wasm backend's own kernel was not found`);
+    const x = args.inputs['x'];
+    if (x == null) throw new Error(`${name}: input 'x' is required`);
+    const { axis, keepDims } = (args.attrs ?? {}) as { axis: number | number[]; keepDims?: boolean };
+    const axes = tf.util.parseAxisParam(axis, x.shape);
+    const dims = x.dtype === 'float32' ? blockReduction(x.shape, axes) : null;
+    if (dims == null) return config.kernelFunc(args);
+    const backend = asWasmBackend(args.backend, name);
+    const reducedAxes = new Set(axes);
+    const outShape = keepDims ? x.shape.map((d, i) => (reducedAxes.has(i) ? 1 : d)) : x.shape.filter((_, i) => !reducedAxes.has(i));
+    const { outer, reduced, inner } = dims;
+    return makeF32(backend, outShape, (out) => {
+      const xs = heapF32(backend, x);
+      const acc = new Float64Array(inner);
+      for (let o = 0; o < outer; o++) {
+        acc.fill(0);
+        let p = o * reduced * inner;
+        for (let r = 0; r < reduced; r++) {
+          for (let t = 0; t < inner; t++) acc[t] = (acc[t] as number) + (xs[p + t] as number);
+          p += inner;
+        }
+        const base = o * inner;
+        for (let t = 0; t < inner; t++) out[base + t] = mean ? (acc[t] as number) / reduced : (acc[t] as number);
+      }
+    });
+  };
+}
+
+export const sumKernel: tf.KernelFunc = reduceKernel('Sum', () => builtinSum, false);
+export const meanKernel: tf.KernelFunc = reduceKernel('Mean', () => builtinMean, true);
