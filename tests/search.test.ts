@@ -137,3 +137,23 @@ test('a run killed with SIGKILL resumes with no episode lost or repeated, equal 
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+test('search: bad flags are named as flags, exit 1, no stack trace, nothing written', () => {
+  const work = mkdtempSync(join(tmpdir(), 'bitalloc-search-flags-'));
+  try {
+    const out = join(work, 'run');
+    const r = spawnSync(process.execPath, [BIN, 'search', '--episodes', '-3', '--agent', 'foo', '--budget', 'latency<0.5', '--profile', 'nope.json', '--out', out], {
+      encoding: 'utf8',
+      cwd: work,
+    });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /--episodes: must be >= 1, got -3/);
+    assert.match(r.stderr, /--agent: unknown agent 'foo' \(expected one of .*ppo/);
+    assert.match(r.stderr, /--budget: bad constraint 'latency<0\.5'/);
+    assert.match(r.stderr, /--profile: profile file 'nope\.json' not found/);
+    assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    assert.equal(existsSync(out), false, 'nothing written');
+  } finally {
+    rmSync(work, { recursive: true, force: true });
+  }
+});

@@ -6,7 +6,7 @@
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { backendInfo } from '../backend/index.js';
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
 import { defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../search/experiment.js';
@@ -144,6 +144,26 @@ function resultText(r: SearchResult): string {
   return lines.join('\n');
 }
 
+/** JSON paths of the experiment `search` builds from its flags, and the flag each came from (longest first). */
+const FLAG_OF_PATH: [string, string][] = [
+  ['$.agents[0].options', '--agent-options'],
+  ['$.agents[0].name', '--agent'],
+  ['$.agents[0]', '--agent'],
+  ['$.budgets[0]', '--budget'],
+  ['$.profiles[0]', '--profile'],
+  ['$.bitChoices', '--bits'],
+  ['$.episodes', '--episodes'],
+  ['$.qatSteps', '--qat-steps'],
+  ['$.warmupEpochs', '--warmup-epochs'],
+  ['$.finetuneEpochs', '--finetune-epochs'],
+  ['$.evalSamples', '--eval-samples'],
+  ['$.checkpointEvery', '--checkpoint-every'],
+  ['$.seeds[0]', '--seed'],
+  ['$.model', '--model'],
+  ['$.dataset', '--dataset'],
+  ['$.dataDir', '--data-dir'],
+];
+
 export const searchCommand: CliCommand = {
   command: 'search',
   describe: 'Search one bit allocation: one agent, one device profile, one budget',
@@ -204,7 +224,18 @@ export const searchCommand: CliCommand = {
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
     };
-    const exp: Experiment = validateExperiment(raw, { file: 'command line' });
+    let exp: Experiment;
+    try {
+      exp = validateExperiment(raw);
+    } catch (e) {
+      if (!isUserError(e)) throw e;
+      // name the flags, not the JSON paths of the experiment the flags are turned into
+      const problems = (e.details.problems ?? [e.message]).map((p) => {
+        for (const [path, flag] of FLAG_OF_PATH) if (p.startsWith(path)) return flag + p.slice(path.length).replace(/^\[\d+\]/, '');
+        return p;
+      });
+      throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, { problems });
+    }
     const out = args['out'] as string | undefined;
     let result: SearchResult;
     if (out) {

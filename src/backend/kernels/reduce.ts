@@ -35,6 +35,50 @@ export function blockReduction(shape: number[], axes: number[]): { outer: number
   return dims.outer * dims.reduced * dims.inner === 0 ? null : dims;
 }
 
+/** Rows of x per block of the column sums: a block (about 16 KB) stays in the L1 cache. */
+const BLOCK_FLOATS = 4096;
+
+/**
+ * acc[t] += sum over r < rows of xs[start + r * inner + t]. Narrow rows (the usual per-channel
+ * case) are summed a block of rows at a time, four columns per pass with the sums in locals
+ * (about five times faster than one pass adding each row into acc); wide rows row by row.
+ */
+function addColumnSums(xs: Float32Array, start: number, rows: number, inner: number, acc: Float64Array): void {
+  if (inner > 256) {
+    for (let r = 0, p = start; r < rows; r++, p += inner) {
+      for (let t = 0; t < inner; t++) acc[t] = (acc[t] as number) + (xs[p + t] as number);
+    }
+    return;
+  }
+  const block = Math.max(1, Math.floor(BLOCK_FLOATS / inner));
+  for (let r0 = 0; r0 < rows; r0 += block) {
+    const from = start + r0 * inner;
+    const end = start + Math.min(rows, r0 + block) * inner;
+    let t = 0;
+    for (; t + 4 <= inner; t += 4) {
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
+      for (let p = from + t; p < end; p += inner) {
+        s0 += xs[p] as number;
+        s1 += xs[p + 1] as number;
+        s2 += xs[p + 2] as number;
+        s3 += xs[p + 3] as number;
+      }
+      acc[t] = (acc[t] as number) + s0;
+      acc[t + 1] = (acc[t + 1] as number) + s1;
+      acc[t + 2] = (acc[t + 2] as number) + s2;
+      acc[t + 3] = (acc[t + 3] as number) + s3;
+    }
+    for (; t < inner; t++) {
+      let s = 0;
+      for (let p = from + t; p < end; p += inner) s += xs[p] as number;
+      acc[t] = (acc[t] as number) + s;
+    }
+  }
+}
+
 function reduceKernel(name: 'Sum' | 'Mean', builtin: () => tf.KernelConfig | null, mean: boolean): tf.KernelFunc {
   return (args) => {
     const config = builtin();
@@ -54,11 +98,7 @@ function reduceKernel(name: 'Sum' | 'Mean', builtin: () => tf.KernelConfig | nul
       const acc = new Float64Array(inner);
       for (let o = 0; o < outer; o++) {
         acc.fill(0);
-        let p = o * reduced * inner;
-        for (let r = 0; r < reduced; r++) {
-          for (let t = 0; t < inner; t++) acc[t] = (acc[t] as number) + (xs[p + t] as number);
-          p += inner;
-        }
+        addColumnSums(xs, o * reduced * inner, reduced, inner, acc);
         const base = o * inner;
         for (let t = 0; t < inner; t++) out[base + t] = mean ? (acc[t] as number) / reduced : (acc[t] as number);
       }
