@@ -25,11 +25,6 @@
  */
 import * as tf from '@tensorflow/tfjs';
 
-const KERNEL_NAME = 'FusedBatchNorm';
-
-/** The name registerFusedBatchNormGradient reports (in registerWasmTrainingKernels' list). */
-export const FUSED_BATCH_NORM_GRADIENT = 'FusedBatchNorm (gradient)';
-
 /** Sums `t` over the axes along which `shape` broadcasts to t's shape, then gives it `shape`. */
 function reduceTo(t: tf.Tensor, shape: number[]): tf.Tensor {
   const axes = tf.broadcast_util.getReductionAxes(shape, t.shape).filter((a) => (t.shape[a] as number) > 1);
@@ -41,7 +36,7 @@ function sameShape(a: number[], b: number[]): boolean {
 }
 
 export const fusedBatchNormGradConfig: tf.GradConfig = {
-  kernelName: KERNEL_NAME,
+  kernelName: 'FusedBatchNorm',
   inputsToSave: ['x', 'mean', 'variance', 'scale'],
   gradFunc: (dyOrDys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
     const dy = Array.isArray(dyOrDys) ? (dyOrDys[0] as tf.Tensor) : dyOrDys;
@@ -74,30 +69,3 @@ export const fusedBatchNormGradConfig: tf.GradConfig = {
     };
   },
 };
-
-let previous: tf.GradConfig | null = null;
-
-/**
- * Makes fusedBatchNormGradConfig the gradient of FusedBatchNorm (for all backends), remembering
- * the one registered before. Idempotent, silent. Returns FUSED_BATCH_NORM_GRADIENT.
- */
-export function registerFusedBatchNormGradient(): string {
-  const current = tf.getGradient(KERNEL_NAME) as tf.GradConfig | undefined;
-  if (current !== fusedBatchNormGradConfig) {
-    previous = current ?? null;
-    // Unregister first: registerGradient warns about overrides in debug mode.
-    if (current != null) tf.unregisterGradient(KERNEL_NAME);
-    tf.registerGradient(fusedBatchNormGradConfig);
-  }
-  return FUSED_BATCH_NORM_GRADIENT;
-}
-
-/**
- * Puts back the gradient registered before registerFusedBatchNormGradient (tfjs-core's own),
- * e.g. to compare the two. Does nothing when this module's gradient is not in place.
- */
-export function restorePreviousFusedBatchNormGradient(): void {
-  if (tf.getGradient(KERNEL_NAME) !== fusedBatchNormGradConfig) return;
-  tf.unregisterGradient(KERNEL_NAME);
-  if (previous != null) tf.registerGradient(previous);
-}

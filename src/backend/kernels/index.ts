@@ -14,12 +14,17 @@ import { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel }
 import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
+import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
+import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
+import { rememberBuiltinTile, tileKernel } from './tile.js';
+import { registerProjectGradients } from './gradients.js';
 
 export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
+export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
 interface TrainingKernel {
   kernelName: string;
@@ -36,11 +41,19 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseConv2dNativeBackpropInputKernel },
   { kernelName: 'MaxPoolGrad', kernelFunc: maxPoolGradKernel },
   { kernelName: 'BatchMatMul', kernelFunc: batchMatMulKernel, wrapsBuiltin: rememberBuiltinBatchMatMul },
+  // Faster forms of kernels BatchNorm training runs (identity.ts, reduce.ts, tile.ts).
+  { kernelName: 'Identity', kernelFunc: identityKernel },
+  { kernelName: 'Cast', kernelFunc: castKernel, wrapsBuiltin: rememberBuiltinCast },
+  { kernelName: 'Sum', kernelFunc: sumKernel, wrapsBuiltin: rememberBuiltinSum },
+  { kernelName: 'Mean', kernelFunc: meanKernel, wrapsBuiltin: rememberBuiltinMean },
+  { kernelName: 'Tile', kernelFunc: tileKernel, wrapsBuiltin: rememberBuiltinTile },
 ];
 
 /**
  * Registers (or replaces the built-in version of) each kernel in WASM_TRAINING_KERNELS for the
- * 'wasm' backend. Idempotent. Returns the names of the kernels of this module now in place.
+ * 'wasm' backend, and the gradients of PROJECT_GRADIENTS (gradients.ts; for every backend).
+ * Idempotent. Returns the names of the kernels of this module now in place, then the
+ * gradients' labels ('FusedBatchNorm (gradient)', 'Mean (gradient)').
  */
 export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
@@ -58,5 +71,6 @@ export function registerWasmTrainingKernels(): string[] {
     }
     names.push(kernelName);
   }
+  names.push(...registerProjectGradients());
   return names;
 }
