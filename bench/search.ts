@@ -5,7 +5,7 @@
  */
 import { initBackend } from '../src/backend/index.js';
 import { setLogLevel } from '../src/log.js';
-import { runSearch, type SearchSpec } from '../src/search/search.js';
+import { runSearch, searchSpec } from '../src/search/search.js';
 
 function flag(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`);
@@ -20,26 +20,7 @@ export async function run(argv: string[]): Promise<void> {
   const backend = await initBackend('auto');
   const rows: { agent: string; episodes: number; episodesPerSec: number; otherShare: number; otherMsPerEpisode: number; evalMsPerEpisode: number }[] = [];
   for (const agent of agents) {
-    const spec: SearchSpec = {
-      model: 'lenet5',
-      dataset: 'mnist',
-      profile: 'bitfusion-45nm',
-      constraints: ['latency<=0.5x'],
-      constraintMode: 'lower',
-      reward: 'haq',
-      stepMode: 'joint',
-      bitChoices: [2, 3, 4, 5, 6, 7, 8],
-      pinFirstLast: false,
-      agent,
-      agentOptions: {},
-      episodes,
-      qatSteps: 0,
-      warmupEpochs: 0,
-      finetuneEpochs: 0,
-      evalSamples: 500,
-      seed: 1,
-      checkpointEvery: 1000,
-    };
+    const spec = searchSpec({ agent, episodes, qatSteps: 0, warmupEpochs: 0, finetuneEpochs: 0, checkpointEvery: 1000 });
     const r = await runSearch(spec, { plainProgress: true });
     const total = r.timing.qatSeconds + r.timing.evalSeconds + r.timing.otherSeconds;
     rows.push({

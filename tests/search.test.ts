@@ -10,7 +10,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { initBackend } from '../src/backend/index.js';
 import { setLogLevel } from '../src/log.js';
-import { runSearch } from '../src/search/search.js';
+import { runSearch, searchSpec } from '../src/search/search.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const BIN = join(ROOT, 'bin', 'bitalloc.js');
@@ -19,26 +19,7 @@ test('a short real search (lenet5, mnist, bitfusion-45nm, 20 episodes) returns a
   setLogLevel('warn');
   await initBackend('wasm');
   const r = await runSearch(
-    {
-      model: 'lenet5',
-      dataset: 'mnist',
-      profile: 'bitfusion-45nm',
-      constraints: ['latency<=0.5x'],
-      constraintMode: 'lower',
-      reward: 'haq',
-      stepMode: 'joint',
-      bitChoices: [2, 3, 4, 5, 6, 7, 8],
-      pinFirstLast: false,
-      agent: 'reinforce',
-      agentOptions: {},
-      episodes: 20,
-      qatSteps: 5,
-      warmupEpochs: 1,
-      finetuneEpochs: 1,
-      evalSamples: 300,
-      seed: 3,
-      checkpointEvery: 5,
-    },
+    searchSpec({ agent: 'reinforce', episodes: 20, qatSteps: 5, evalSamples: 300, seed: 3, checkpointEvery: 5 }),
     { plainProgress: true },
   );
   assert.equal(r.episodes, 20);

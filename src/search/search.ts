@@ -75,6 +75,31 @@ export interface SearchSpec {
   trainLimit?: number;
 }
 
+/** A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x), overridden. */
+export function searchSpec(overrides: Partial<SearchSpec> = {}): SearchSpec {
+  return {
+    model: 'lenet5',
+    dataset: 'mnist',
+    profile: 'bitfusion-45nm',
+    constraints: ['latency<=0.5x'],
+    constraintMode: 'lower',
+    reward: 'haq',
+    stepMode: 'joint',
+    bitChoices: [2, 3, 4, 5, 6, 7, 8],
+    pinFirstLast: false,
+    agent: 'ppo',
+    agentOptions: {},
+    episodes: 50,
+    qatSteps: 10,
+    warmupEpochs: 1,
+    finetuneEpochs: 1,
+    evalSamples: 500,
+    seed: 1,
+    checkpointEvery: 10,
+    ...overrides,
+  };
+}
+
 export interface SearchOptions {
   /** Where episodes, checkpoints, best.json and final.json go (omit for an in-memory search). */
   cell?: CellStore;

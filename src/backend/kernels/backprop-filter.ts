@@ -18,9 +18,16 @@
  * summed over n; exact, but XNNPACK runs such a large depthwise kernel slowly.
  */
 import * as tf from '@tensorflow/tfjs';
-import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
-import { filterGradPads } from './geometry.js';
-import { runDepthwiseBanded, wasmSimdRoutines, type SimdRoutines } from './simd.js';
+import {
+  conv2DGradSpec,
+  depthwiseGradSpec,
+  explicitPad,
+  type Conv2DGradAttrs,
+  type ConvSpec,
+  type DepthwiseGradAttrs,
+} from './conv-attrs.js';
+import { filterGradPads, readExtent, readsUnpadded } from './geometry.js';
+import { runDepthwiseOnBuffer, wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
   cropNHWC,
@@ -59,20 +66,9 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
   const backend = asWasmBackend(b, name);
   const x = rank4Input(inputs, 'x', name);
   const dy = rank4Input(inputs, 'dy', name);
-  const a = (attrs ?? {}) as { strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
+  const a = (attrs ?? {}) as Conv2DGradAttrs & { filterShape: Shape4 };
   const channelsFirst = a.dataFormat === 'NCHW';
-  const spec = convSpec({
-    kernelName: name,
-    inShapeNHWC: channelsFirst ? shapeToNHWC(x.shape) : (x.shape as Shape4),
-    filterShape: a.filterShape,
-    outShapeNHWC: channelsFirst ? shapeToNHWC(dy.shape) : (dy.shape as Shape4),
-    strides: a.strides,
-    dilations: 1,
-    pad: a.pad,
-    channelsFirst,
-    dimRoundingMode: a.dimRoundingMode,
-    depthwise: false,
-  });
+  const spec = conv2DGradSpec(name, a, x.shape, a.filterShape, dy.shape);
   const simd = wasmSimdRoutines(b);
   if (simd == null) return convFilterGradByXnnpack(backend, spec, x, dy, channelsFirst);
   if (!channelsFirst) return convFilterGradBySimd(backend, simd, spec, x, dy);
@@ -98,9 +94,9 @@ function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: Co
   const [n, h, w] = spec.inShape;
   const [, ho, wo] = spec.outShape;
   const { rows, cols } = spec;
-  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
-  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
-  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w;
+  const hp = readExtent(rows);
+  const wp = readExtent(cols);
+  const direct = readsUnpadded(rows) && readsUnpadded(cols);
   const xp = direct ? x : paddedInput(backend, spec, x, hp, wp, 1);
   const [xRows, xCols] = direct ? [h, w] : [hp, wp];
   // Output channels padded to a multiple of 4 (one f32x4 lane group).
@@ -218,19 +214,8 @@ export const depthwiseConv2dNativeBackpropFilterKernel: tf.KernelFunc = ({ input
   const backend = asWasmBackend(b, name);
   const x = rank4Input(inputs, 'x', name);
   const dy = rank4Input(inputs, 'dy', name);
-  const a = (attrs ?? {}) as { strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode; filterShape: Shape4 };
-  const spec = convSpec({
-    kernelName: name,
-    inShapeNHWC: x.shape as Shape4,
-    filterShape: a.filterShape,
-    outShapeNHWC: dy.shape as Shape4,
-    strides: a.strides,
-    dilations: a.dilations,
-    pad: a.pad,
-    channelsFirst: false,
-    dimRoundingMode: a.dimRoundingMode,
-    depthwise: true,
-  });
+  const a = (attrs ?? {}) as DepthwiseGradAttrs & { filterShape: Shape4 };
+  const spec = depthwiseGradSpec(name, a, x.shape as Shape4, a.filterShape, dy.shape as Shape4);
   const simd = wasmSimdRoutines(b);
   if (simd != null) return depthwiseFilterGradBySimd(backend, simd, spec, x, dy);
   return depthwiseFilterGradByXnnpack(backend, spec, x, dy);
@@ -273,35 +258,24 @@ function paddedInput(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, hp: nu
 
 function depthwiseFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
   const [kh, kw, c, m] = spec.filterShape;
-  const [n, h, w] = spec.inShape;
-  const [, ho, wo] = spec.outShape;
+  const [, h, w] = spec.inShape;
   const { rows, cols } = spec;
   // Extent of x (in padded coordinates) that the convolution reads.
-  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
-  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
-  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w && m === 1;
+  const hp = readExtent(rows);
+  const wp = readExtent(cols);
+  const direct = readsUnpadded(rows) && readsUnpadded(cols) && m === 1;
   const xp = direct ? x : paddedInput(backend, spec, x, hp, wp, m);
   const [xRows, xCols] = direct ? [h, w] : [hp, wp];
   const dW = zeros(backend, [kh, kw, c, m]);
-  const cm = c * m;
-  const channelBytes = cm * 4;
-  const rowBytes = xCols * channelBytes;
-  runDepthwiseBanded(simd.dwFilterGrad, {
-    x: heapF32(backend, xp).byteOffset,
-    dy: heapF32(backend, dy).byteOffset,
-    acc: heapF32(backend, dW).byteOffset,
-    batch: n,
-    outH: ho,
-    outW: wo,
-    kH: kh,
-    kW: kw,
-    xBatch: xRows * rowBytes,
-    xOutRow: rows.stride * rowBytes,
-    xOutCol: cols.stride * channelBytes,
-    xTapRow: rows.dilation * rowBytes,
-    xTapCol: cols.dilation * channelBytes,
-    channels: cm,
-  });
+  runDepthwiseOnBuffer(
+    simd.dwFilterGrad,
+    spec,
+    heapF32(backend, xp).byteOffset,
+    heapF32(backend, dy).byteOffset,
+    heapF32(backend, dW).byteOffset,
+    xRows,
+    xCols,
+  );
   if (!direct) release(backend, xp);
   return dW;
 }

@@ -13,9 +13,16 @@
  * depthwiseInputGradBySimd), which handles every stride and dilation without phases.
  */
 import * as tf from '@tensorflow/tfjs';
-import { convSpec, explicitPad, shapeToNHWC, type ConvSpec, type Pad, type RoundingMode } from './conv-attrs.js';
-import { inputGradPhases, type Phase1D } from './geometry.js';
-import { runDepthwiseBanded, wasmSimdRoutines, type SimdRoutines } from './simd.js';
+import {
+  conv2DGradSpec,
+  depthwiseGradSpec,
+  explicitPad,
+  type Conv2DGradAttrs,
+  type ConvSpec,
+  type DepthwiseGradAttrs,
+} from './conv-attrs.js';
+import { inputGradPhases, readExtent, readsUnpadded, type Phase1D } from './geometry.js';
+import { runDepthwiseOnBuffer, wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
   cropNHWC,
@@ -171,20 +178,9 @@ export const conv2DBackpropInputKernel: tf.KernelFunc = ({ inputs, backend: b, a
   const backend = asWasmBackend(b, name);
   const dy = rank4Input(inputs, 'dy', name);
   const filter = rank4Input(inputs, 'filter', name);
-  const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; pad: Pad; dataFormat?: 'NHWC' | 'NCHW'; dimRoundingMode?: RoundingMode };
+  const a = (attrs ?? {}) as Conv2DGradAttrs & { inputShape: Shape4 };
   const channelsFirst = a.dataFormat === 'NCHW';
-  const spec = convSpec({
-    kernelName: name,
-    inShapeNHWC: channelsFirst ? shapeToNHWC(a.inputShape) : a.inputShape,
-    filterShape: filter.shape as Shape4,
-    outShapeNHWC: channelsFirst ? shapeToNHWC(dy.shape) : (dy.shape as Shape4),
-    strides: a.strides,
-    dilations: 1,
-    pad: a.pad,
-    channelsFirst,
-    dimRoundingMode: a.dimRoundingMode,
-    depthwise: false,
-  });
+  const spec = conv2DGradSpec(name, a, a.inputShape, filter.shape as Shape4, dy.shape);
   if (!channelsFirst) return inputGradient(backend, spec, dy, filter, false);
   const dyNHWC = transpose(backend, dy, [0, 2, 3, 1]);
   const dxNHWC = inputGradient(backend, spec, dyNHWC, filter, false);
@@ -199,19 +195,8 @@ export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs
   const backend = asWasmBackend(b, name);
   const dy = rank4Input(inputs, 'dy', name);
   const filter = rank4Input(inputs, 'filter', name);
-  const a = (attrs ?? {}) as { inputShape: Shape4; strides: unknown; dilations: unknown; pad: Pad; dimRoundingMode?: RoundingMode };
-  const spec = convSpec({
-    kernelName: name,
-    inShapeNHWC: a.inputShape,
-    filterShape: filter.shape as Shape4,
-    outShapeNHWC: dy.shape as Shape4,
-    strides: a.strides,
-    dilations: a.dilations,
-    pad: a.pad,
-    channelsFirst: false,
-    dimRoundingMode: a.dimRoundingMode,
-    depthwise: true,
-  });
+  const a = (attrs ?? {}) as DepthwiseGradAttrs & { inputShape: Shape4 };
+  const spec = depthwiseGradSpec(name, a, a.inputShape, filter.shape as Shape4, dy.shape as Shape4);
   const simd = wasmSimdRoutines(b);
   if (simd != null) return depthwiseInputGradBySimd(backend, simd, spec, dy, filter);
   return inputGradient(backend, spec, dy, filter, true);
@@ -223,35 +208,25 @@ export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs
  * (and summed over m when M > 1).
  */
 function depthwiseInputGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo): TensorInfo {
-  const [kh, kw, c, m] = spec.filterShape;
+  const [, , c, m] = spec.filterShape;
   const [n, h, w] = spec.inShape;
-  const [, ho, wo] = spec.outShape;
   const { rows, cols } = spec;
   const cm = c * m;
-  const hp = (ho - 1) * rows.stride + (kh - 1) * rows.dilation + 1;
-  const wp = (wo - 1) * cols.stride + (kw - 1) * cols.dilation + 1;
-  const direct = rows.padBefore === 0 && cols.padBefore === 0 && hp <= h && wp <= w && m === 1;
+  const hp = readExtent(rows);
+  const wp = readExtent(cols);
+  const direct = readsUnpadded(rows) && readsUnpadded(cols) && m === 1;
   const rowsP = direct ? h : Math.max(hp, rows.padBefore + h);
   const colsP = direct ? w : Math.max(wp, cols.padBefore + w);
   const dxp = zeros(backend, [n, rowsP, colsP, cm]);
-  const channelBytes = cm * 4;
-  const rowBytes = colsP * channelBytes;
-  runDepthwiseBanded(simd.dwInputGrad, {
-    x: heapF32(backend, dxp).byteOffset,
-    dy: heapF32(backend, dy).byteOffset,
-    acc: heapF32(backend, filter).byteOffset,
-    batch: n,
-    outH: ho,
-    outW: wo,
-    kH: kh,
-    kW: kw,
-    xBatch: rowsP * rowBytes,
-    xOutRow: rows.stride * rowBytes,
-    xOutCol: cols.stride * channelBytes,
-    xTapRow: rows.dilation * rowBytes,
-    xTapCol: cols.dilation * channelBytes,
-    channels: cm,
-  });
+  runDepthwiseOnBuffer(
+    simd.dwInputGrad,
+    spec,
+    heapF32(backend, dxp).byteOffset,
+    heapF32(backend, dy).byteOffset,
+    heapF32(backend, filter).byteOffset,
+    rowsP,
+    colsP,
+  );
   if (direct) return dxp;
   const dx = makeF32(backend, [n, h, w, c], (out) => {
     const src = heapF32(backend, dxp);

@@ -104,6 +104,58 @@ export function convSpec(opts: {
   };
 }
 
+/** Attributes shared by Conv2DBackpropFilter and Conv2DBackpropInput. */
+export type Conv2DGradAttrs = {
+  strides: unknown;
+  pad: Pad;
+  dataFormat?: 'NHWC' | 'NCHW';
+  dimRoundingMode?: RoundingMode;
+};
+
+/** Attributes shared by DepthwiseConv2dNativeBackpropFilter and DepthwiseConv2dNativeBackpropInput. */
+export type DepthwiseGradAttrs = {
+  strides: unknown;
+  dilations: unknown;
+  pad: Pad;
+  dimRoundingMode?: RoundingMode;
+};
+
+/**
+ * The spec of a Conv2D gradient kernel (no dilation). `inShape` (x's) and `outShape` (dy's) are in
+ * the kernel's data format (NCHW when `a.dataFormat` says so); `filterShape` is [kh, kw, Ci, Co].
+ */
+export function conv2DGradSpec(kernelName: string, a: Conv2DGradAttrs, inShape: readonly number[], filterShape: Shape4, outShape: readonly number[]): ConvSpec {
+  const channelsFirst = a.dataFormat === 'NCHW';
+  return convSpec({
+    kernelName,
+    inShapeNHWC: channelsFirst ? shapeToNHWC(inShape) : (inShape as Shape4),
+    filterShape,
+    outShapeNHWC: channelsFirst ? shapeToNHWC(outShape) : (outShape as Shape4),
+    strides: a.strides,
+    dilations: 1,
+    pad: a.pad,
+    channelsFirst,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: false,
+  });
+}
+
+/** The spec of a depthwise gradient kernel (NHWC shapes; `filterShape` is [kh, kw, C, M]). */
+export function depthwiseGradSpec(kernelName: string, a: DepthwiseGradAttrs, inShape: Shape4, filterShape: Shape4, outShape: Shape4): ConvSpec {
+  return convSpec({
+    kernelName,
+    inShapeNHWC: inShape,
+    filterShape,
+    outShapeNHWC: outShape,
+    strides: a.strides,
+    dilations: a.dilations,
+    pad: a.pad,
+    channelsFirst: false,
+    dimRoundingMode: a.dimRoundingMode,
+    depthwise: true,
+  });
+}
+
 /** The explicit-padding attribute for a helper NHWC convolution. */
 export function explicitPad(top: number, bottom: number, left: number, right: number): number[][] {
   return [

@@ -56,8 +56,18 @@ function padCrop(length: number, padBefore: number, padAfter: number): PadCrop {
  * taps (dy); its output has exactly `d.kernel` elements.
  */
 export function filterGradPads(d: ConvDim): PadCrop {
-  const extent = (d.kernel - 1) * d.dilation + (d.outSize - 1) * d.stride + 1;
+  const extent = readExtent(d);
   return padCrop(d.inSize, d.padBefore, extent - d.inSize - d.padBefore);
+}
+
+/** Length of the padded input (from t = 0) that the convolution reads: (outSize-1)*stride + (kernel-1)*dilation + 1. */
+export function readExtent(d: ConvDim): number {
+  return (d.outSize - 1) * d.stride + (d.kernel - 1) * d.dilation + 1;
+}
+
+/** True when the convolution reads only unpadded input: no padding before, and its read extent fits in the input. */
+export function readsUnpadded(d: ConvDim): boolean {
+  return d.padBefore === 0 && readExtent(d) <= d.inSize;
 }
 
 /** One phase of the input gradient along one dimension. */

@@ -17,6 +17,7 @@
  * `wasmSimdRoutines` returns null when they cannot run (no SIMD, or the backend's memory is not
  * reachable, or `simdOptions.enabled` is false); callers then use XNNPACK formulations.
  */
+import type { ConvSpec } from './conv-attrs.js';
 
 const I32 = 0x7f;
 
@@ -486,6 +487,37 @@ export function runDepthwiseBanded(fn: SimdFn, a: DepthwiseSimdArgs): void {
       );
     }
   }
+}
+
+/**
+ * Runs dwFilterGrad or dwInputGrad (banded) for the depthwise convolution `spec`, with x (or dx)
+ * at address `x` a dense NHWC buffer of `xRows` x `xCols` pixels of C*M channels (the input
+ * itself, or a padded copy), dy at `dy` and the filter (or its gradient) at `acc`.
+ */
+export function runDepthwiseOnBuffer(fn: SimdFn, spec: ConvSpec, x: number, dy: number, acc: number, xRows: number, xCols: number): void {
+  const [kh, kw, c, m] = spec.filterShape;
+  const [n] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  const { rows, cols } = spec;
+  const cm = c * m;
+  const channelBytes = cm * 4;
+  const rowBytes = xCols * channelBytes;
+  runDepthwiseBanded(fn, {
+    x,
+    dy,
+    acc,
+    batch: n,
+    outH: ho,
+    outW: wo,
+    kH: kh,
+    kW: kw,
+    xBatch: xRows * rowBytes,
+    xOutRow: rows.stride * rowBytes,
+    xOutCol: cols.stride * channelBytes,
+    xTapRow: rows.dilation * rowBytes,
+    xTapCol: cols.dilation * channelBytes,
+    channels: cm,
+  });
 }
 
 /** The SIMD routines bound to the backend's memory, or null when they cannot be used. */
