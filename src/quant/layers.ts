@@ -397,6 +397,13 @@ export abstract class QuantLayer extends tf.layers.Layer {
     return this.activation === 'linear' || this.activation === 'relu' ? this.activation : null;
   }
 
+  /** Runs a fused op with the layer's activation fused in when the op can fuse it ('linear' otherwise, applied after). */
+  protected withActivation(op: (activation: 'linear' | 'relu') => tf.Tensor): tf.Tensor {
+    const fa = this.fusedActivation();
+    const y = op(fa ?? 'linear');
+    return fa ? y : this.applyActivation(y);
+  }
+
   protected abstract forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor;
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
@@ -464,6 +471,51 @@ export function convOutSize(inSize: number, k: number, stride: number, padding: 
   return padding === 'same' ? Math.ceil(inSize / stride) : Math.floor((inSize - ek) / stride) + 1;
 }
 
+/** The first input's shape (a layer called on a list of inputs uses the first). */
+function firstShape(inputShape: tf.Shape | tf.Shape[]): Shape {
+  return (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+}
+
+/** Window geometry shared by QConv2D and QDepthwiseConv2D. */
+interface SpatialGeometry {
+  readonly kernelSize: [number, number];
+  readonly strides: [number, number];
+  readonly padding: Padding;
+  readonly dilationRate: [number, number];
+}
+
+type FusedSpatialOp = (args: {
+  x: tf.Tensor4D;
+  filter: tf.Tensor4D;
+  strides: [number, number];
+  pad: Padding;
+  dataFormat: 'NHWC';
+  dilations: [number, number];
+  bias?: tf.Tensor;
+  activation: 'linear' | 'relu';
+}) => tf.Tensor;
+
+/** Output height and width of an NHWC input shape (null where the input's is unknown). */
+function spatialOutSize(s: Shape, g: SpatialGeometry): [number | null, number | null] {
+  const h = s[1] == null ? null : convOutSize(s[1], g.kernelSize[0], g.strides[0], g.padding, g.dilationRate[0]);
+  const w = s[2] == null ? null : convOutSize(s[2], g.kernelSize[1], g.strides[1], g.padding, g.dilationRate[1]);
+  return [h, w];
+}
+
+/** A fused NHWC convolution op called with the layer's geometry. */
+function spatialForward(op: FusedSpatialOp, g: SpatialGeometry, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null, activation: 'linear' | 'relu'): tf.Tensor {
+  return op({
+    x: x as tf.Tensor4D,
+    filter: w as tf.Tensor4D,
+    strides: g.strides,
+    pad: g.padding,
+    dataFormat: 'NHWC',
+    dilations: g.dilationRate,
+    bias: bias ?? undefined,
+    activation,
+  });
+}
+
 export interface QConv2DArgs extends QuantArgs {
   filters: number;
   kernelSize: number | number[];
@@ -491,7 +543,7 @@ export class QConv2D extends QuantLayer {
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const s = firstShape(inputShape);
     const cin = s[3] as number;
     this.inFeatures = (s[1] ?? 1) * (s[2] ?? 1) * cin;
     const init = tf.initializers.heNormal({ seed: this.seed });
@@ -500,25 +552,13 @@ export class QConv2D extends QuantLayer {
   }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
-    const h = s[1] == null ? null : convOutSize(s[1], this.kernelSize[0], this.strides[0], this.padding, this.dilationRate[0]);
-    const w = s[2] == null ? null : convOutSize(s[2], this.kernelSize[1], this.strides[1], this.padding, this.dilationRate[1]);
+    const s = firstShape(inputShape);
+    const [h, w] = spatialOutSize(s, this);
     return [s[0] ?? null, h, w, this.filters];
   }
 
   protected forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-    const fa = this.fusedActivation();
-    const y = tf.fused.conv2d({
-      x: x as tf.Tensor4D,
-      filter: w as tf.Tensor4D,
-      strides: this.strides,
-      pad: this.padding,
-      dataFormat: 'NHWC',
-      dilations: this.dilationRate,
-      bias: bias ?? undefined,
-      activation: fa ?? 'linear',
-    });
-    return fa ? y : this.applyActivation(y);
+    return this.withActivation((activation) => spatialForward(tf.fused.conv2d, this, x, w, bias, activation));
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -560,7 +600,7 @@ export class QDepthwiseConv2D extends QuantLayer {
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const s = firstShape(inputShape);
     const cin = s[3] as number;
     this.inFeatures = (s[1] ?? 1) * (s[2] ?? 1) * cin;
     const [kh, kw] = this.kernelSize;
@@ -571,25 +611,13 @@ export class QDepthwiseConv2D extends QuantLayer {
   }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
-    const h = s[1] == null ? null : convOutSize(s[1], this.kernelSize[0], this.strides[0], this.padding, this.dilationRate[0]);
-    const w = s[2] == null ? null : convOutSize(s[2], this.kernelSize[1], this.strides[1], this.padding, this.dilationRate[1]);
+    const s = firstShape(inputShape);
+    const [h, w] = spatialOutSize(s, this);
     return [s[0] ?? null, h, w, (s[3] as number) * this.depthMultiplier];
   }
 
   protected forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-    const fa = this.fusedActivation();
-    const y = tf.fused.depthwiseConv2d({
-      x: x as tf.Tensor4D,
-      filter: w as tf.Tensor4D,
-      strides: this.strides,
-      pad: this.padding,
-      dataFormat: 'NHWC',
-      dilations: this.dilationRate,
-      bias: bias ?? undefined,
-      activation: fa ?? 'linear',
-    });
-    return fa ? y : this.applyActivation(y);
+    return this.withActivation((activation) => spatialForward(tf.fused.depthwiseConv2d, this, x, w, bias, activation));
   }
 
   override getConfig(): tf.serialization.ConfigDict {
@@ -619,7 +647,7 @@ export class QDense extends QuantLayer {
   }
 
   override build(inputShape: tf.Shape | tf.Shape[]): void {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const s = firstShape(inputShape);
     const inDim = s[s.length - 1] as number;
     this.inFeatures = s.slice(1).reduce<number>((a, b) => a * (b ?? 1), 1);
     const init = tf.initializers.heNormal({ seed: this.seed });
@@ -628,22 +656,17 @@ export class QDense extends QuantLayer {
   }
 
   override computeOutputShape(inputShape: tf.Shape | tf.Shape[]): tf.Shape {
-    const s = (Array.isArray(inputShape[0]) ? inputShape[0] : inputShape) as Shape;
+    const s = firstShape(inputShape);
     return [...s.slice(0, -1), this.units];
   }
 
   protected forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-    const fa = this.fusedActivation();
     const inDim = w.shape[0] as number;
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
-    let y: tf.Tensor = tf.fused.matMul({
-      a: x2 as tf.Tensor2D,
-      b: w as tf.Tensor2D,
-      bias: bias ?? undefined,
-      activation: fa ?? 'linear',
+    return this.withActivation((activation) => {
+      const y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: w as tf.Tensor2D, bias: bias ?? undefined, activation });
+      return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.units]);
     });
-    if (x.rank !== 2) y = tf.reshape(y, [...x.shape.slice(0, -1), this.units]);
-    return fa ? y : this.applyActivation(y);
   }
 
   override getConfig(): tf.serialization.ConfigDict {
