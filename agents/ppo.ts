@@ -29,6 +29,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { denseForward } from './dense-js.js';
 import { Adam, type AdamState } from './adam.js';
 import type { AgentEntry } from './index.js';
 
@@ -62,9 +63,9 @@ export interface PpoOptions {
 export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   policy: 'mlp',
   hiddenSize: 64,
-  learningRate: 3e-3,
-  episodesPerRollout: 8,
-  epochs: 4,
+  learningRate: 6e-3,
+  episodesPerRollout: 16,
+  epochs: 2,
   minibatches: 1,
   gamma: 1,
   gaeLambda: 0.95,
@@ -281,25 +282,12 @@ export class PpoAgent implements StepAgent {
       if (!v) throw new Error(`ppo: no parameter ${name}`);
       return v;
     };
-    const dense = (input: Float32Array, w: Float32Array, b: Float32Array, tanh: boolean): Float32Array => {
-      const n = b.length;
-      const out = new Float32Array(n);
-      for (let j = 0; j < n; j++) out[j] = b[j] as number;
-      for (let i = 0; i < input.length; i++) {
-        const xi = input[i] as number;
-        if (xi === 0) continue;
-        const row = i * n;
-        for (let j = 0; j < n; j++) out[j] = (out[j] as number) + xi * (w[row + j] as number);
-      }
-      if (tanh) for (let j = 0; j < n; j++) out[j] = Math.tanh(out[j] as number);
-      return out;
-    };
-    const a1 = dense(x, get('actor.w1'), get('actor.b1'), true);
-    const a2 = dense(a1, get('actor.w2'), get('actor.b2'), true);
-    const logits = dense(a2, get('actor.w3'), get('actor.b3'), false);
-    const c1 = dense(x, get('critic.w1'), get('critic.b1'), true);
-    const c2 = dense(c1, get('critic.w2'), get('critic.b2'), true);
-    const value = dense(c2, get('critic.w3'), get('critic.b3'), false)[0] as number;
+    const a1 = denseForward(x, get('actor.w1'), get('actor.b1'), true);
+    const a2 = denseForward(a1, get('actor.w2'), get('actor.b2'), true);
+    const logits = denseForward(a2, get('actor.w3'), get('actor.b3'), false);
+    const c1 = denseForward(x, get('critic.w1'), get('critic.b1'), true);
+    const c2 = denseForward(c1, get('critic.w2'), get('critic.b2'), true);
+    const value = denseForward(c2, get('critic.w3'), get('critic.b3'), false)[0] as number;
     return { logits, value };
   }
 

@@ -17,6 +17,7 @@
 import { tf } from '../src/backend/index.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Rng } from '../src/util/rng.js';
+import { denseForward } from './dense-js.js';
 import { Adam } from './adam.js';
 import type { AgentEntry } from './index.js';
 import { episodeRng } from './random.js';
@@ -34,7 +35,7 @@ export const REINFORCE_DEFAULTS = {
   /** Discount of returns (1: the terminal reward counts fully at every step, as in HAQ). */
   gamma: 1,
   /** Exploring episodes per policy update. */
-  episodesPerUpdate: 1,
+  episodesPerUpdate: 2,
   adamBeta1: 0.9,
   adamBeta2: 0.999,
   adamEpsilon: 1e-8,
@@ -62,6 +63,8 @@ export interface ReinforceState {
   params: Record<string, number[]>;
   adamM: Record<string, number[]>;
   adamV: Record<string, number[]>;
+  /** Episodes collected since the last update (episodesPerUpdate > 1); absent in older states. */
+  pending?: { steps: { observation: number[]; action: number; reward: number; mask: number[] | null }[]; advantages: number[] }[];
 }
 
 interface Step {
@@ -84,6 +87,8 @@ export class ReinforceAgent implements StepAgent {
   private scale2 = 0;
   private rng: Rng = episodeRng(0, 0);
   private params: tf.Variable[] = [];
+  /** Plain copies of the weights for acting; cleared whenever the weights change. */
+  private weightCache: Float32Array[] | null = null;
   /** The policy's optimizer (its step count is the number of updates). */
   private adam: Adam | null = null;
   private episode: Step[] = [];
@@ -117,6 +122,7 @@ export class ReinforceAgent implements StepAgent {
       [h, this.numActions],
       [1, this.numActions],
     ];
+    this.weightCache = null;
     this.params = shapes.map((shape, i) => {
       const [fanIn, fanOut] = shape;
       const values = new Float32Array(fanIn * fanOut);
@@ -133,9 +139,9 @@ export class ReinforceAgent implements StepAgent {
 
   /** Action probabilities at an observation (masked choices at 0). */
   probabilities(observation: Float32Array, mask: Uint8Array | null): Float64Array {
-    const out = tf.tidy(() => this.forward(tf.tensor2d(observation, [1, this.obsSize])));
-    const logits = out.dataSync() as Float32Array;
-    out.dispose();
+    this.weightCache ??= this.params.map((v) => v.dataSync() as Float32Array);
+    const [w1, b1, w2, b2, w3, b3] = this.weightCache as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    const logits = denseForward(denseForward(denseForward(observation, w1, b1, true), w2, b2, true), w3, b3, false);
     let max = -Infinity;
     for (let i = 0; i < logits.length; i++) if (!mask || mask[i]) max = Math.max(max, logits[i] as number);
     const p = new Float64Array(logits.length);
@@ -212,6 +218,7 @@ export class ReinforceAgent implements StepAgent {
 
   /** One policy-gradient step on every pending episode's steps, in one batch. */
   private update(): void {
+    this.weightCache = null;
     const steps = this.pending.flatMap((e) => e.steps);
     const adv = this.pending.flatMap((e) => e.advantages);
     this.pending = [];
@@ -261,6 +268,10 @@ export class ReinforceAgent implements StepAgent {
       params: named(this.params.map((v) => Array.from(v.dataSync()))),
       adamM: named(adam.m),
       adamV: named(adam.v),
+      pending: this.pending.map((e) => ({
+        steps: e.steps.map((st) => ({ observation: Array.from(st.observation), action: st.action, reward: st.reward, mask: st.mask ? Array.from(st.mask) : null })),
+        advantages: [...e.advantages],
+      })),
     };
   }
 
@@ -287,11 +298,20 @@ export class ReinforceAgent implements StepAgent {
       t.dispose();
     });
     this.adam.setState(adam);
+    this.weightCache = null;
     this.seed = s.seed;
     this.episodes = s.episodes;
     this.baseline = s.baseline;
     this.scale2 = s.scale2;
-    this.pending = [];
+    this.pending = (s.pending ?? []).map((e) => ({
+      steps: e.steps.map((st) => ({
+        observation: Float32Array.from(st.observation),
+        action: st.action,
+        reward: st.reward,
+        mask: st.mask ? Uint8Array.from(st.mask) : null,
+      })),
+      advantages: [...e.advantages],
+    }));
     this.episode = [];
     this.rng = episodeRng(this.seed, this.episodes);
   }
