@@ -5,59 +5,39 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initBackend, tf } from '../src/backend/index.js';
-import { loadDataset } from '../src/data/index.js';
+import { tf } from '../src/backend/index.js';
 import type { Dataset } from '../src/data/api.js';
 import { isUserError } from '../src/errors.js';
 import { buildCostTable, loadProfile, type CostTable } from '../src/hardware/index.js';
-import { setLogLevel } from '../src/log.js';
-import { loadModel, loadInventory } from '../src/models/index.js';
+import { loadInventory } from '../src/models/index.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { generateInputs } from '../src/quant/datafree.js';
-import { createTrainer, type Trainer } from '../src/train/trainer.js';
 import { BitAllocationEnv, type StepMode } from '../envs/bit-allocation-env.js';
+import { BITS, lenetContext, lenetEnv, trainedLenet, type TrainedLenet } from './lenet-fixture.js';
 import type { AgentContext } from '../envs/types.js';
 import { createAgent } from '../agents/index.js';
 import { SensitivityAgent, layerOptions, monotoneEnvelope, solveUnderBudgets, type SensitivityReport } from '../agents/sensitivity.js';
 import { Rng } from '../src/util/rng.js';
 
-const BITS = [2, 3, 4, 5, 6, 7, 8];
 const BUDGET = 0.35;
 
+let fx: TrainedLenet;
 let dataset: Dataset;
 let net: QuantNetwork;
-let trainer: Trainer;
 let table: CostTable;
 
 before(async () => {
-  setLogLevel('warn');
-  await initBackend('wasm');
-  dataset = await loadDataset('mnist', { seed: 1, limit: 4000 });
-  net = await loadModel('lenet5', { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: 1 });
-  trainer = createTrainer(net, dataset, { lr: 3e-3, batchSize: 64, optimizer: 'adam', seed: 1 });
-  await trainer.trainEpochs(1);
-  table = buildCostTable(loadProfile('bitfusion-45nm'), net.layers, [...BITS, 32]);
+  fx = await trainedLenet(1);
+  ({ dataset, net, table } = fx);
 });
 
 function makeEnv(stepMode: StepMode, pinFirstLast = false, constraints = [`latency<=${BUDGET}x`]): BitAllocationEnv {
-  return new BitAllocationEnv({
-    layers: net.layers,
-    bitChoices: BITS,
-    cost: (b) => table.costAllocation(b),
-    evaluator: { reference: async () => ({ accuracy: 1, loss: 0 }), evaluate: async () => ({ accuracy: 1, loss: 0 }) },
-    constraints,
-    stepMode,
-    pinFirstLast,
-    seed: 1,
-  });
+  return lenetEnv(fx, { constraints, stepMode, pinFirstLast, seed: 1 });
 }
 
 function context(env: BitAllocationEnv): AgentContext {
-  return {
-    ...env.agentContext(1),
-    training: { net, trainer, dataset, costTable: table, evalSamples: 300, isFeasible: (b) => env.isFeasible(b) },
-  };
+  return lenetContext(fx, env, 1);
 }
 
 const fmt = (bits: BitConfig): string => bits.map((b) => (b.wBits === b.aBits ? `${b.wBits}` : `${b.wBits}/${b.aBits}`)).join(',');

@@ -4,57 +4,32 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { initBackend, tf } from '../src/backend/index.js';
-import { loadDataset } from '../src/data/index.js';
-import type { Dataset } from '../src/data/api.js';
+import { tf } from '../src/backend/index.js';
 import { isUserError } from '../src/errors.js';
-import { buildCostTable, loadProfile, type CostTable } from '../src/hardware/index.js';
-import { setLogLevel } from '../src/log.js';
-import { loadModel } from '../src/models/index.js';
 import type { BitConfig } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { QDense } from '../src/quant/layers.js';
-import { createTrainer, type Trainer } from '../src/train/trainer.js';
 import { BitAllocationEnv, type StepMode } from '../envs/bit-allocation-env.js';
+import { BITS, lenetContext, lenetEnv, trainedLenet, type TrainedLenet } from './lenet-fixture.js';
 import type { AgentContext } from '../envs/types.js';
 import { createAgent } from '../agents/index.js';
 import { SspsAgent } from '../agents/ssps.js';
 
-const BITS = [2, 3, 4, 5, 6, 7, 8];
 
-let dataset: Dataset;
+let fx: TrainedLenet;
 let net: QuantNetwork;
-let trainer: Trainer;
-let table: CostTable;
 
 before(async () => {
-  setLogLevel('warn');
-  await initBackend('wasm');
-  dataset = await loadDataset('mnist', { seed: 2, limit: 4000 });
-  net = await loadModel('lenet5', { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: 2 });
-  trainer = createTrainer(net, dataset, { lr: 3e-3, batchSize: 64, optimizer: 'adam', seed: 2 });
-  await trainer.trainEpochs(1);
-  table = buildCostTable(loadProfile('bitfusion-45nm'), net.layers, [...BITS, 32]);
+  fx = await trainedLenet(2);
+  ({ net } = fx);
 });
 
 function makeEnv(constraints: string[], stepMode: StepMode = 'joint', pinFirstLast = false): BitAllocationEnv {
-  return new BitAllocationEnv({
-    layers: net.layers,
-    bitChoices: BITS,
-    cost: (b) => table.costAllocation(b),
-    evaluator: { reference: async () => ({ accuracy: 1, loss: 0 }), evaluate: async () => ({ accuracy: 1, loss: 0 }) },
-    constraints,
-    stepMode,
-    pinFirstLast,
-    seed: 3,
-  });
+  return lenetEnv(fx, { constraints, stepMode, pinFirstLast, seed: 3 });
 }
 
 function context(env: BitAllocationEnv): AgentContext {
-  return {
-    ...env.agentContext(3),
-    training: { net, trainer, dataset, costTable: table, evalSamples: 300, isFeasible: (b) => env.isFeasible(b) },
-  };
+  return lenetContext(fx, env, 3);
 }
 
 const fmt = (bits: BitConfig): string => bits.map((b) => `${b.wBits}`).join(',');
@@ -73,7 +48,7 @@ test('ssps on lenet5 (latency<=0.32x): the expected-cost term falls and the froz
   const first = r.curve[0]!;
   const last = r.curve[r.curve.length - 1]!;
   net.setBits(bits);
-  const acc = (await trainer.evaluate('val', { limit: 500 })).accuracy;
+  const acc = (await fx.trainer.evaluate('val', { limit: 500 })).accuracy;
   console.log(
     `ssps: target ${(target / ref).toFixed(3)}x (${r.targetSource} ${r.metric}); E[latency] ${(first.expectedCost / ref).toFixed(3)}x -> ${(last.expectedCost / ref).toFixed(3)}x, ` +
       `penalty ${first.penalty.toFixed(3)} -> ${last.penalty.toFixed(3)}; allocation ${fmt(bits)} at ${(ctx.costOf(bits).latencyMs / ref).toFixed(3)}x; ` +
