@@ -6,9 +6,8 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { tf } from '../src/backend/index.js';
-import type { Dataset } from '../src/data/api.js';
 import { isUserError } from '../src/errors.js';
-import { buildCostTable, loadProfile, type CostTable } from '../src/hardware/index.js';
+import { buildCostTable, loadProfile } from '../src/hardware/index.js';
 import { loadInventory } from '../src/models/index.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
@@ -23,13 +22,11 @@ import { Rng } from '../src/util/rng.js';
 const BUDGET = 0.35;
 
 let fx: TrainedLenet;
-let dataset: Dataset;
 let net: QuantNetwork;
-let table: CostTable;
 
 before(async () => {
   fx = await trainedLenet(1);
-  ({ dataset, net, table } = fx);
+  ({ net } = fx);
 });
 
 function makeEnv(stepMode: StepMode, pinFirstLast = false, constraints = [`latency<=${BUDGET}x`]): BitAllocationEnv {
