@@ -9,7 +9,7 @@ import { backendInfo } from '../backend/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
-import { defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../search/experiment.js';
+import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../search/experiment.js';
 import { createRun, openRun, type RunStore } from '../search/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
@@ -253,7 +253,6 @@ export const searchCommand: CliCommand = {
         store.close();
       }
     } else {
-      const { cells } = await import('../search/experiment.js');
       const cell = cells(exp)[0];
       if (!cell) throw new Error('the search has no cell');
       result = await runSearch(specForCell(exp, cell));

@@ -19,7 +19,7 @@ import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
 import { resolveReward, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
 import { DATASETS, DATASET_NAMES } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
-import { profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
+import { looksLikePath, profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
 import { VALID_BITS } from '../models/layer-info.js';
 import { ZOO_NAMES } from '../models/index.js';
 
@@ -211,13 +211,9 @@ export interface Cell {
   seed: number;
 }
 
-function isPathLike(spec: string): boolean {
-  return spec.includes('/') || spec.includes('\\') || spec.endsWith('.json');
-}
-
 /** Resolves a profile entry of a validated experiment. */
 export function profileRef(spec: string): ProfileRef {
-  if (!isPathLike(spec)) return { spec, id: spec, path: resolve(profilesDir(), `${spec}.json`), builtin: true };
+  if (!looksLikePath(spec)) return { spec, id: spec, path: resolve(profilesDir(), `${spec}.json`), builtin: true };
   const path = resolve(spec);
   let id = basename(path).replace(/\.json$/i, '');
   try {
@@ -458,7 +454,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   // model
   let model = str('model', true, `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`) ?? '';
   if (model) {
-    if (isPathLike(model)) {
+    if (looksLikePath(model)) {
       const p = resolve(baseDir, model);
       if (!existsSync(p)) problem('$.model', `model file '${model}' not found (looked at ${p})`, `a zoo model (${MODEL_NAMES.join(', ')}) or an existing model.json`);
       else model = p;
@@ -492,7 +488,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
       const path = `$.profiles[${i}]`;
       if (typeof p !== 'string' || p.trim() === '') return problem(path, `must be a profile name or path, got ${describe(p)}`, expectedProfile);
       let spec = p;
-      if (isPathLike(p)) {
+      if (looksLikePath(p)) {
         const abs = resolve(baseDir, p);
         if (!existsSync(abs) || !statSync(abs).isFile()) return problem(path, `profile file '${p}' not found (looked at ${abs})`, expectedProfile);
         spec = abs;

@@ -23,15 +23,15 @@ import { backendInfo, tf } from '../backend/index.js';
 import { Progress } from '../cli/progress.js';
 import { loadDataset, disposeDataset } from '../data/index.js';
 import type { Dataset } from '../data/api.js';
-import { UserError } from '../errors.js';
 import { buildCostTable, loadProfile, type CostTable, type Profile } from '../hardware/index.js';
 import { log } from '../log.js';
 import { loadModel } from '../models/index.js';
-import type { BitConfig, LayerInfo } from '../models/layer-info.js';
+import type { BitConfig } from '../models/layer-info.js';
 import type { QuantizedNetwork } from '../quant/api.js';
 import { loadNetwork, saveNetwork } from '../quant/save.js';
 import { calibrateNetwork, createTrainer, type Trainer } from '../train/trainer.js';
 import { trainingDefaults } from '../train/defaults.js';
+import { namedBits } from '../train/checkpoint.js';
 import {
   appendEpisode,
   loadCheckpoint,
@@ -211,10 +211,6 @@ interface SearchCheckpoint {
   best: EpisodeRecord | null;
   timing: { qatSeconds: number; evalSeconds: number; totalSeconds: number };
   [key: string]: unknown;
-}
-
-export function namedBits(layers: readonly LayerInfo[], bits: BitConfig): NamedBits[] {
-  return bits.map((b, i) => ({ name: layers[i]?.name ?? `layer${i}`, wBits: b.wBits, aBits: b.aBits }));
 }
 
 function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
@@ -397,7 +393,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       best: best
         ? {
             episode: best.episode,
-            bits: namedBits(layers, best.bits),
+            bits: namedBits(net, best.bits),
             accuracy: best.accuracy ?? NaN,
             latencyMs: best.latencyMs,
             energyUj: best.energyUj,
@@ -500,18 +496,4 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     net?.model.dispose();
     disposeDataset(dataset);
   }
-}
-
-/** Checks the numbers of a spec that a user sets (flags or experiment), as UserErrors. */
-export function checkSearchSpec(spec: SearchSpec, where: { file?: string; prefix?: string } = {}): void {
-  const p = where.prefix ?? '--';
-  const posInt = (v: number, name: string, min = 1): void => {
-    if (!Number.isInteger(v) || v < min) throw new UserError(`must be an integer >= ${min}, got ${String(v)}`, { file: where.file, field: `${p}${name}` });
-  };
-  posInt(spec.episodes, 'episodes');
-  posInt(spec.qatSteps, 'qat-steps', 0);
-  posInt(spec.warmupEpochs, 'warmup-epochs', 0);
-  posInt(spec.finetuneEpochs, 'finetune-epochs', 0);
-  posInt(spec.evalSamples, 'eval-samples');
-  posInt(spec.checkpointEvery, 'checkpoint-every');
 }
