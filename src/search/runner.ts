@@ -54,12 +54,13 @@ export function warmupCacheDir(store: RunStore): string {
   return join(store.dir, 'warmup');
 }
 
-async function runCellHere(store: RunStore, cell: CellStore, opts: RunOptions): Promise<CellOutcome> {
-  const spec = specForCell(store.experiment, cell.spec);
-  const result = await runSearch(spec, {
+/** Runs (or resumes) one cell of a run in this thread. */
+export async function runCell(store: RunStore, cell: CellStore, opts: { label: string; plainProgress?: boolean; stopAfter?: number }): Promise<CellOutcome> {
+  const result = await runSearch(specForCell(store.experiment, cell.spec), {
     cell,
     warmupCacheDir: warmupCacheDir(store),
-    label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`,
+    label: opts.label,
+    plainProgress: opts.plainProgress,
     stopAfter: opts.stopAfter,
   });
   return { id: cell.id, ok: true, result };
@@ -84,7 +85,7 @@ export async function runPendingCells(store: RunStore, opts: RunOptions): Promis
     for (const cell of pending) {
       cell.setStatus('running');
       try {
-        finish(cell, await runCellHere(store, cell, opts));
+        finish(cell, await runCell(store, cell, { label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`, stopAfter: opts.stopAfter }));
       } catch (e) {
         finish(cell, { id: cell.id, ok: false, error: e instanceof Error ? e.message : String(e) });
       }

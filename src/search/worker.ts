@@ -9,8 +9,7 @@ import { initBackend, type BackendChoice } from '../backend/index.js';
 import { setLogLevel, type LogLevel } from '../log.js';
 import { RunStore, readJsonFile, type RunInfo } from './run-store.js';
 import type { Experiment } from './experiment.js';
-import { specForCell, warmupCacheDir, type CellOutcome } from './runner.js';
-import { runSearch } from './search.js';
+import { runCell, type CellOutcome } from './runner.js';
 
 interface Job {
   runDir: string;
@@ -26,15 +25,7 @@ async function main(job: Job): Promise<CellOutcome> {
   const info = readJsonFile(join(job.runDir, 'run.json')) as RunInfo;
   const experiment = readJsonFile(join(job.runDir, 'experiment.json')) as Experiment;
   const store = new RunStore(job.runDir, experiment, info, false);
-  const cell = store.cell(job.cellId);
-  const result = await runSearch(specForCell(experiment, cell.spec), {
-    cell,
-    warmupCacheDir: warmupCacheDir(store),
-    label: cell.id,
-    plainProgress: true,
-    stopAfter: job.stopAfter,
-  });
-  return { id: job.cellId, ok: true, result };
+  return runCell(store, store.cell(job.cellId), { label: job.cellId, plainProgress: true, stopAfter: job.stopAfter });
 }
 
 const job = workerData as Job;
