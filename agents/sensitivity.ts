@@ -47,7 +47,7 @@ import type { CostTable } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
 import { VALID_BITS, type BitConfig, type LayerBits } from '../src/models/layer-info.js';
 import { DATA_FREE_DEFAULTS, generateInputs } from '../src/quant/datafree.js';
-import { solveMultipleChoiceKnapsack } from '../src/search/knapsack.js';
+import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
 import { evaluateModel } from '../src/train/trainer.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './option-checks.js';

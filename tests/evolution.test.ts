@@ -9,7 +9,7 @@ import type { AgentContext } from '../envs/types.js';
 import { initBackend } from '../src/backend/index.js';
 import { isUserError } from '../src/errors.js';
 import { log } from '../src/log.js';
-import { solveMultipleChoiceKnapsack } from '../src/search/knapsack.js';
+import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
 import { loadInventory } from '../src/models/index.js';
 import { uniformBits, VALID_BITS, type BitConfig, type LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';

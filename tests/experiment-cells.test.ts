@@ -16,7 +16,7 @@ import {
   loadExperiment,
   parseConstraint,
   validateExperiment,
-} from '../src/search/experiment.js';
+} from '../src/experiment/experiment.js';
 
 const experimentsDir = fileURLToPath(new URL('../../experiments/', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bitalloc-exp-cells-'));

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { after, test } from 'node:test';
 import { AGENTS } from '../agents/index.js';
 import { isUserError } from '../src/errors.js';
-import { loadExperiment } from '../src/search/experiment.js';
+import { loadExperiment } from '../src/experiment/experiment.js';
 
 const bin = fileURLToPath(new URL('../../bin/bitalloc.js', import.meta.url));
 const dir = mkdtempSync(join(tmpdir(), 'bitalloc-exp-validate-'));

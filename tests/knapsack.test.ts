@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { solveMultipleChoiceKnapsack, type KnapsackOption, type KnapsackProblem } from '../src/search/knapsack.js';
+import { solveMultipleChoiceKnapsack, type KnapsackOption, type KnapsackProblem } from '../src/solvers/knapsack.js';
 import { Rng } from '../src/util/rng.js';
 
 /** Exhaustive enumeration: the reference the solver must equal. Costs summed in group order. */

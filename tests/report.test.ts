@@ -27,9 +27,9 @@ import { loadInventory } from '../src/models/index.js';
 import type { LayerInfo } from '../src/models/layer-info.js';
 import { CSV_COLUMNS, loadRuns, paretoFront, renderHtml, writeReport } from '../src/report/index.js';
 import { runEpisode } from '../src/search/episode.js';
-import { envRewardSpec, validateExperiment } from '../src/search/experiment.js';
+import { envRewardSpec, validateExperiment } from '../src/experiment/experiment.js';
 import { runPendingCells } from '../src/search/runner.js';
-import { appendEpisode, createRun, readEpisodes, saveCheckpoint, type EpisodeRecord, type UniformPoint } from '../src/search/run-store.js';
+import { appendEpisode, createRun, readEpisodes, saveCheckpoint, type EpisodeRecord, type UniformPoint } from '../src/run/run-store.js';
 
 const bin = fileURLToPath(new URL('../../bin/bitalloc.js', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, test } from 'node:test';
 import { isUserError } from '../src/errors.js';
 import { profilesDir } from '../src/hardware/index.js';
-import { validateExperiment } from '../src/search/experiment.js';
+import { validateExperiment } from '../src/experiment/experiment.js';
 import {
   appendEpisode,
   createRun,
@@ -19,7 +19,7 @@ import {
   type CellStore,
   type EpisodeRecord,
   type RunStore,
-} from '../src/search/run-store.js';
+} from '../src/run/run-store.js';
 
 const root = mkdtempSync(join(tmpdir(), 'bitalloc-run-store-'));
 after(() => rmSync(root, { recursive: true, force: true }));
@@ -225,7 +225,7 @@ test('writeJsonAtomic replaces the file and leaves no temp file; a failed write 
 test('writeJsonAtomic killed at random moments never leaves a partial file (child processes, SIGKILL)', async () => {
   const dir = freshDir();
   mkdirSync(dir);
-  const storeUrl = new URL('../src/search/run-store.js', import.meta.url).href;
+  const storeUrl = new URL('../src/run/run-store.js', import.meta.url).href;
   const script = join(dir, 'writer.mjs');
   // alternately writes two large, different JSON documents as fast as it can
   writeFileSync(

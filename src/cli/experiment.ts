@@ -1,4 +1,4 @@
-import { cells, loadExperiment } from '../search/experiment.js';
+import { cells, loadExperiment } from '../experiment/experiment.js';
 import type { CliCommand } from './types.js';
 import { formatTable, printJson, printText } from './output.js';
 

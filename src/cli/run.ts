@@ -9,11 +9,11 @@ import { backendInfo } from '../backend/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
-import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../search/experiment.js';
-import { createRun, openRun, type RunStore } from '../search/run-store.js';
+import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../experiment/experiment.js';
+import { createRun, openRun, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
-import { formatDuration } from './progress.js';
+import { formatDuration } from '../util/progress.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 

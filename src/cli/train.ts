@@ -18,7 +18,7 @@ import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMet
 import { trainingDefaults } from '../train/defaults.js';
 import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
 import { formatTable, printJson, printText } from './output.js';
-import { Progress } from './progress.js';
+import { Progress } from '../util/progress.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
 const QUANTIZERS: readonly QuantizerKind[] = ['ste', 'lsq', 'pact'];

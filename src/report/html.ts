@@ -5,7 +5,7 @@
  * each agent's Pareto front and the uniform-precision points, the per-layer bits of each agent's best,
  * and the device profile; then the runs with their configuration.
  */
-import { parseConstraint } from '../search/experiment.js';
+import { parseConstraint } from '../experiment/experiment.js';
 import { VERSION } from '../version.js';
 import { groupCells, type AgentSeries, type ReportGroup, type ReportRun } from './load.js';
 import { bitsText, kb, pct, pctAxis, pm, pmSig, sig } from './format.js';

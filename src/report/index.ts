@@ -5,7 +5,7 @@
 import { existsSync, mkdirSync, statSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
-import { writeTextAtomic } from '../search/run-store.js';
+import { writeTextAtomic } from '../run/run-store.js';
 import { renderCsv } from './csv.js';
 import { renderHtml } from './html.js';
 import { loadRuns, type ReportRun } from './load.js';

@@ -13,8 +13,8 @@ import {
   type FinalRecord,
   type RunInfo,
   type UniformPoint,
-} from '../search/run-store.js';
-import type { Experiment } from '../search/experiment.js';
+} from '../run/run-store.js';
+import type { Experiment } from '../experiment/experiment.js';
 
 export interface ReportCell {
   /** Name of the run directory the cell belongs to. */

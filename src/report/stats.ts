@@ -1,6 +1,6 @@
 /** Aggregates for reports: mean/std over seeds, learning curves, Pareto fronts, per-agent summaries. */
 import type { BitConfig } from '../models/layer-info.js';
-import type { EpisodeRecord, UniformPoint } from '../search/run-store.js';
+import type { EpisodeRecord, UniformPoint } from '../run/run-store.js';
 import type { AgentSeries, ReportCell, ReportGroup } from './load.js';
 
 export interface MeanStd {

@@ -6,8 +6,8 @@ import { Worker } from 'node:worker_threads';
 import { join } from 'node:path';
 import { backendInfo } from '../backend/index.js';
 import { log } from '../log.js';
-import { envRewardSpec, type Cell, type Experiment } from './experiment.js';
-import type { CellStore, RunStore } from './run-store.js';
+import { envRewardSpec, type Cell, type Experiment } from '../experiment/experiment.js';
+import type { CellStore, RunStore } from '../run/run-store.js';
 import { runSearch, type SearchResult, type SearchSpec } from './search.js';
 
 /** The search a cell of an experiment runs. */

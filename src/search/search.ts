@@ -20,7 +20,7 @@ import type { AccuracyEvaluator, AccuracyResult, Agent, EpisodeSummary, StepMode
 import type { ConstraintMode } from '../../envs/constraints.js';
 import { createAgent } from '../../agents/index.js';
 import { backendInfo, tf } from '../backend/index.js';
-import { Progress } from '../cli/progress.js';
+import { Progress } from '../util/progress.js';
 import { loadDataset, disposeDataset } from '../data/index.js';
 import type { Dataset } from '../data/api.js';
 import { buildCostTable, loadProfile, type CostTable, type Profile } from '../hardware/index.js';
@@ -41,7 +41,7 @@ import {
   type EpisodeRecord,
   type FinalRecord,
   type UniformPoint,
-} from './run-store.js';
+} from '../run/run-store.js';
 import { runEpisode } from './episode.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */

@@ -7,8 +7,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { join } from 'node:path';
 import { initBackend, type BackendChoice } from '../backend/index.js';
 import { setLogLevel, type LogLevel } from '../log.js';
-import { RunStore, readJsonFile, type RunInfo } from './run-store.js';
-import type { Experiment } from './experiment.js';
+import { RunStore, readJsonFile, type RunInfo } from '../run/run-store.js';
+import type { Experiment } from '../experiment/experiment.js';
 import { runCell, type CellOutcome } from './runner.js';
 
 interface Job {

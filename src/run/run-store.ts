@@ -43,7 +43,7 @@ import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerBits } from '../models/layer-info.js';
 import { VERSION } from '../version.js';
-import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from './experiment.js';
+import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from '../experiment/experiment.js';
 
 export const RUN_FORMAT = 'bitalloc-run';
 export const RUN_FORMAT_VERSION = 1;
