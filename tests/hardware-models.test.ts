@@ -209,8 +209,20 @@ describe('microcontroller limits (mcu-stm32f746)', () => {
   });
 });
 
+/** eyeriss-systolic with the roofline memory model and 108 KiB SRAMs (AMED's sizes): the fold arithmetic and the roofline's re-fetch counts. */
+function rooflineEyeriss(): ReturnType<typeof loadProfile> {
+  const spec = structuredClone(loadProfile('eyeriss-systolic').spec);
+  if (!spec.memory) throw new Error('eyeriss-systolic has a memory section');
+  delete spec.memory.model;
+  for (const b of spec.memory.onChip ?? []) {
+    b.sizeBytes = 108 * 1024;
+    delete b.bandwidthGBps;
+  }
+  return parseProfile({ ...spec, id: 'eyeriss-roofline' }, 'eyeriss-roofline.json');
+}
+
 describe('systolic array (eyeriss-systolic, SCALE-Sim style)', () => {
-  const profile = loadProfile('eyeriss-systolic');
+  const profile = rooflineEyeriss();
 
   it('counts folds and fill/drain by hand for LeNet-5 conv1 and fc1 (weight-stationary, 12x14)', () => {
     const table = buildCostTable(profile, LENET5, [4, 8]);

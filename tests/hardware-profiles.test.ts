@@ -68,7 +68,9 @@ describe('built-in profiles', () => {
     const ey = loadProfile('eyeriss-systolic').spec;
     assert.equal(ey.compute.model, 'systolic');
     if (ey.compute.model === 'systolic') assert.deepEqual([ey.compute.rows, ey.compute.cols, ey.compute.dataflow, ey.clockMHz], [12, 14, 'ws', 200]);
-    assert.ok(ey.memory?.onChip?.every((b) => b.sizeBytes === 108 * 1024));
+    // SCALE-Sim's configs/eyeriss.cfg: IfmapSramSzkB, FilterSramSzkB, OfmapSramSzkB 36; Bandwidth 10 words/cycle per port (2 GB/s at 200 MHz)
+    assert.equal(ey.memory?.model, 'scalesim');
+    assert.deepEqual(ey.memory?.onChip?.map((b) => [b.sizeBytes, b.bandwidthGBps]), [[36 * 1024, 2], [36 * 1024, 2], [36 * 1024, 2]]);
     const mcu = loadProfile('mcu-stm32f746').spec;
     assert.deepEqual(mcu.limits, { flashBytes: 1024 * 1024, sramBytes: 320 * 1024 });
     const h100 = loadProfile('gpu-h100').spec;

@@ -8,7 +8,10 @@
  *               aBits: the layer writes its output at the precision it computes in (the next layer's
  *               quantizer may narrow it further). This keeps every layer's cost a function of its own
  *               bits, which is what makes a per-layer table (and a lookup-and-sum) exact.
- *   latency   = max(compute, memory) + per-layer overhead            (roofline)
+ *   latency   = max(compute, memory) + per-layer overhead            (roofline, the default)
+ *               with memory.model "scalesim" (systolic arrays): max(compute, each read port's
+ *               cycles) + the ofmap's drain stalls + per-layer overhead, with SCALE-Sim's traffic
+ *               (im2col ifmap re-reads, per-fold partial sums; memory-scalesim.ts)
  *   energy    = compute energy + traffic x pJ/bit per level + static power x latency
  *   size      = weight bytes at wBits (+ per-channel scales, + bias/BN at 32 bits)
  *   peak      = (input + output + live residual elements) x aBits / 8, per layer; the largest
@@ -27,6 +30,8 @@ import { log } from '../log.js';
 import type { BitConfig, LayerInfo } from '../models/layer-info.js';
 import type { AllocationCost, CostTable, FitViolation, LayerCost } from './api.js';
 import { layerGeometry, newComputeResult, type LayerGeometry } from './compute/types.js';
+import { scalesimLayerMemory } from './memory-scalesim.js';
+import type { SystolicSpec } from './profile-types.js';
 import type { Profile } from './profiles.js';
 import { activationBytes, weightStorageBytes } from './storage.js';
 
@@ -195,6 +200,8 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
   const overheadCycles = spec.perLayerOverheadCycles ?? 0;
   const overheadMs = (spec.perLayerOverheadUs ?? 0) / 1000;
   const staticMw = spec.staticPowerMw ?? 0;
+  const ports = mem?.ports ?? null;
+  const systolicSpec = ports ? (spec.compute as SystolicSpec) : null;
 
   const cCycles = new Float64Array(n);
   const cEnergy = new Float64Array(n);
@@ -256,15 +263,24 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
         let offChip = 0;
         let memCycles = 0;
         let memPJ = 0;
-        if (mem) {
+        let totalCycles = -1;
+        const compCycles = cCycles[k] as number;
+        if (mem && ports && systolicSpec) {
+          const m = scalesimLayerMemory(systolicSpec, g, ew, ea, compCycles, ports);
+          offChip = m.ifmapReadBytes + m.filterReadBytes + m.ofmapWriteBytes;
+          memCycles = Math.max(m.ifmapReadCycles, m.filterReadCycles) + m.ofmapStallCycles;
+          totalCycles = m.totalCycles;
+          memPJ =
+            offChip * 8 * mem.offChipPJPerBit +
+            8 * (m.filterReadBytes * mem.onChipPJPerBit.weights + m.ifmapReadBytes * mem.onChipPJPerBit.inputs + m.ofmapWriteBytes * mem.onChipPJPerBit.outputs);
+        } else if (mem) {
           offChip = mem.offChipWeights * wBytes + mem.offChipInputs * iBytes + mem.offChipOutputs * oBytes;
           memCycles = offChip / mem.bytesPerCycle;
           memPJ =
             offChip * 8 * mem.offChipPJPerBit +
             8 * (wBytes * mem.onChipPJPerBit.weights + iBytes * mem.onChipPJPerBit.inputs + oBytes * mem.onChipPJPerBit.outputs);
         }
-        const compCycles = cCycles[k] as number;
-        const lat = (Math.max(compCycles, memCycles) + overheadCycles) / clockKHz + overheadMs;
+        const lat = ((totalCycles >= 0 ? totalCycles : Math.max(compCycles, memCycles)) + overheadCycles) / clockKHz + overheadMs;
         const energy = ((cEnergy[k] as number) + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
         const act = inAct + outAct + activationBytes(g.liveElements, ea);
         const override = boundOverride[k] as number;

@@ -108,9 +108,19 @@ export interface OnChipBufferSpec {
   holds: DataKind[];
   readPJPerBit: number;
   writePJPerBit: number;
+  /** memory.model "scalesim": bandwidth of this buffer's own port to off-chip memory. */
+  bandwidthGBps?: number;
 }
 
+/**
+ * How off-chip traffic turns into time: "roofline" (default): all traffic through one port,
+ * latency = max(compute, memory); "scalesim" (systolic compute only): SCALE-Sim v2's memory system,
+ * one port per on-chip buffer (ifmap, filter, ofmap), see memory-scalesim.ts.
+ */
+export type MemoryModelName = 'roofline' | 'scalesim';
+
 export interface MemorySpec {
+  model?: MemoryModelName;
   offChip: OffChipSpec;
   onChip?: OnChipBufferSpec[];
 }

@@ -93,7 +93,7 @@ function compile(data: unknown, file: string, baseDir: string): { problems: stri
   const spec = data as ProfileSpec;
   const ctx = { spec, file, baseDir, problems };
   const compute = createComputeModel(spec.compute, ctx);
-  const memory = spec.memory ? createMemoryModel(spec.memory, spec.clockMHz) : null;
+  const memory = createMemoryModel(spec, problems);
   if (problems.length > 0) return { problems, profile: null };
   return { problems, profile: { id: spec.id, spec, file, compute, memory } };
 }

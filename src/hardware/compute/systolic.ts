@@ -8,9 +8,16 @@
  *   os (output-stationary): rows <- P, cols <- N, streams K
  *   is (input-stationary):  rows <- K, cols <- P, streams N
  *
- * Each fold (one tile of the two spatial dimensions) costs 2*rows + cols + T - 2 cycles: loading the
- * stationary tile, the skewed fill and drain, and T streamed steps. The bits scale T (the time per
- * streamed MAC) by the profile's `bitScaling`; fill and drain do not scale.
+ * Cycles per fold (one tile of the two spatial dimensions), as SCALE-Sim v2 counts them
+ * (scalesim/compute/systolic_compute_{ws,os,is}.py: the rows of a fold's demand matrix):
+ *
+ *   ws, is: 2*rows + cols + T - 2   (rows cycles to load the stationary tile, then T streamed steps,
+ *                                     cols - 1 to drain the last partial sums, rows - 1 of skew)
+ *   os:       rows + cols + T - 2   (no stationary tile to load: operands stream in skewed from two
+ *                                     edges and the finished outputs drain)
+ *
+ * SCALE-Sim reports the index of the last cycle of a layer, one less than this count. The bits scale
+ * T (the time per streamed MAC) by the profile's `bitScaling`; load, fill and drain do not scale.
  *
  * Off-chip traffic: the stationary operand is read once; the streamed operand is read once when it
  * fits in its SRAM (the on-chip buffers of memory.onChip that hold it), else once per fold of the
@@ -43,11 +50,16 @@ export function systolicShape(spec: SystolicSpec, g: LayerGeometry): SystolicSha
   }
 }
 
+/** Cycles of one fold that streams `steps` steps: the stationary load (ws, is), skewed fill and drain, the steps. */
+export function foldCycles(spec: Pick<SystolicSpec, 'rows' | 'cols' | 'dataflow'>, steps: number): number {
+  const load = spec.dataflow === 'os' ? 0 : spec.rows;
+  return load + spec.rows + spec.cols + steps - 2;
+}
+
 /** Compute cycles of a layer on the array at a time factor `tf` per streamed MAC. */
 export function systolicCycles(spec: SystolicSpec, g: LayerGeometry, tf: number): number {
   const s = systolicShape(spec, g);
-  const perFold = 2 * spec.rows + spec.cols + Math.ceil(s.stream * tf) - 2;
-  return g.groups * s.rowFolds * s.colFolds * perFold;
+  return g.groups * s.rowFolds * s.colFolds * foldCycles(spec, Math.ceil(s.stream * tf));
 }
 
 export function systolicModel(spec: SystolicSpec, ctx: ComputeContext): ComputeModel {
@@ -71,7 +83,7 @@ export function systolicModel(spec: SystolicSpec, ctx: ComputeContext): ComputeM
       resetResult(out, wBits, aBits);
       const tf = timeFactor(kind, native, wBits, aBits);
       const s = systolicShape(spec, g);
-      out.cycles = g.groups * s.rowFolds * s.colFolds * (2 * spec.rows + spec.cols + Math.ceil(s.stream * tf) - 2);
+      out.cycles = g.groups * s.rowFolds * s.colFolds * foldCycles(spec, Math.ceil(s.stream * tf));
       out.energyPJ = g.macs * spec.pJPerMac * tf;
       const fitsW = (g.weightBytesAt[wBits] ?? Infinity) <= filterBytes;
       const fitsI = activationBytes(g.inElements, aBits) <= ifmapBytes;
