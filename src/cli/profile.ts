@@ -1,5 +1,5 @@
 /**
- * `bitalloc profile <list|show|validate|simulate|table>`: hardware profiles and what a model costs on them.
+ * `bitalloc profile <list|show|validate|fit|simulate|table>`: hardware profiles and what a model costs on them.
  */
 import type { Argv } from 'yargs';
 import { UserError } from '../errors.js';
@@ -13,10 +13,15 @@ import {
   type AllocationCost,
   type Profile,
 } from '../hardware/index.js';
+import { errorSummary, fitParameterNames, fitProfile, predict, type ErrorSummary, type Prediction } from '../hardware/fit.js';
 import { validateJson, type JsonSchema } from '../hardware/json-schema.js';
+import { readMeasurements, type Measurement } from '../hardware/measurements.js';
+import type { ProfileSpec } from '../hardware/profile-types.js';
 import { loadInventory, ZOO_NAMES } from '../models/index.js';
 import { formatBits, uniformBits, VALID_BITS, type BitConfig, type LayerInfo } from '../models/layer-info.js';
 import { readBitsFile } from '../quant/bits-file.js';
+import { writeFileSync } from 'node:fs';
+import { dirname } from 'node:path';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -218,6 +223,14 @@ const show: Handler = async (args) => {
 
 const validate: Handler = async (args) => {
   const p = loadProfile(String(args.file));
+  if (args.against !== undefined) {
+    const measurements = await measurementsFromArgs(args, String(args.against));
+    const before = predict(p.spec, measurements, p.file, dirname(p.file));
+    const report = errorReport(measurements, before, null);
+    if (args.json) printJson({ file: p.file, valid: true, id: p.id, measurements: String(args.against), ...report });
+    else printText([`${p.file}: valid hardware profile '${p.id}'; predicted against ${String(args.against)} (${measurements.length} measurements)`, '', errorText(measurements, before, null)].join('\n'));
+    return;
+  }
   const estimates = p.spec.sources.filter((s) => s.estimate).length;
   if (args.json) {
     printJson({ file: p.file, valid: true, id: p.id, computeModel: p.spec.compute.model });
@@ -253,6 +266,106 @@ const simulateCmd: Handler = async (args) => {
       fitText(profile, cost),
     ].join('\n'),
   );
+};
+
+/** Measurements of --measurements/--against, resolving layer names against --model/--layers when given. */
+async function measurementsFromArgs(args: CommandArgs, file: string): Promise<Measurement[]> {
+  const layers = args.model !== undefined || args.layers !== undefined ? (await modelLayers(args)).layers : null;
+  return readMeasurements(file, layers);
+}
+
+function pct(x: number): string {
+  return `${x >= 0 ? '' : '-'}${fmt(Math.abs(x), 3)}%`;
+}
+
+function signedPct(pred: number, meas: number): string {
+  const e = (pred / meas - 1) * 100;
+  return `${e >= 0 ? '+' : ''}${fmt(e, 3)}%`;
+}
+
+function summaries(m: readonly Measurement[], p: Prediction): { latency: ErrorSummary; energy: ErrorSummary | null } {
+  const withE = m.map((x, i) => [x, i] as const).filter(([x]) => x.energyUj !== undefined);
+  return {
+    latency: errorSummary(m.map((x) => x.latencyMs), p.latencyMs),
+    energy: withE.length ? errorSummary(withE.map(([x]) => x.energyUj as number), withE.map(([, i]) => p.energyUj[i] as number)) : null,
+  };
+}
+
+function errorReport(m: readonly Measurement[], before: Prediction, after: Prediction | null) {
+  const rows = m.map((x, i) => ({
+    line: x.line,
+    layer: x.layer.name,
+    wBits: x.wBits,
+    aBits: x.aBits,
+    measuredLatencyMs: x.latencyMs,
+    ...(after ? { beforeLatencyMs: before.latencyMs[i], afterLatencyMs: after.latencyMs[i] } : { predictedLatencyMs: before.latencyMs[i] }),
+    ...(x.energyUj !== undefined
+      ? { measuredEnergyUj: x.energyUj, ...(after ? { beforeEnergyUj: before.energyUj[i], afterEnergyUj: after.energyUj[i] } : { predictedEnergyUj: before.energyUj[i] }) }
+      : {}),
+  }));
+  return after ? { rows, before: summaries(m, before), after: summaries(m, after) } : { rows, error: summaries(m, before) };
+}
+
+function summaryLine(what: string, b: ErrorSummary, a: ErrorSummary | null, m: readonly Measurement[]): string {
+  const at = (s: ErrorSummary) => { const x = m[s.maxRow] as Measurement; return `${x.layer.name} W${x.wBits}A${x.aBits}`; };
+  if (!a) return `${what}: MAPE ${pct(b.mapePct)}, max ${pct(b.maxPct)} (${at(b)}), total ${b.totalPct >= 0 ? '+' : ''}${pct(b.totalPct)}`;
+  return `${what}: MAPE ${pct(b.mapePct)} -> ${pct(a.mapePct)}, max ${pct(b.maxPct)} (${at(b)}) -> ${pct(a.maxPct)} (${at(a)}), total ${b.totalPct >= 0 ? '+' : ''}${pct(b.totalPct)} -> ${a.totalPct >= 0 ? '+' : ''}${pct(a.totalPct)}`;
+}
+
+function errorText(m: readonly Measurement[], before: Prediction, after: Prediction | null): string {
+  const hasE = m.some((x) => x.energyUj !== undefined);
+  const header = after
+    ? ['layer', 'W', 'A', 'measured ms', 'before ms', 'error', 'after ms', 'error', ...(hasE ? ['measured uJ', 'before uJ', 'error', 'after uJ', 'error'] : [])]
+    : ['layer', 'W', 'A', 'measured ms', 'predicted ms', 'error', ...(hasE ? ['measured uJ', 'predicted uJ', 'error'] : [])];
+  const rows = m.map((x, i) => {
+    const b = before.latencyMs[i] as number;
+    const row: (string | number)[] = [x.layer.name, x.wBits, x.aBits, fmt(x.latencyMs), fmt(b), signedPct(b, x.latencyMs)];
+    if (after) row.push(fmt(after.latencyMs[i] as number), signedPct(after.latencyMs[i] as number, x.latencyMs));
+    if (hasE) {
+      const e = x.energyUj;
+      if (e === undefined) row.push('', '', '', ...(after ? ['', ''] : []));
+      else {
+        row.push(fmt(e), fmt(before.energyUj[i] as number), signedPct(before.energyUj[i] as number, e));
+        if (after) row.push(fmt(after.energyUj[i] as number), signedPct(after.energyUj[i] as number, e));
+      }
+    }
+    return row;
+  });
+  const sb = summaries(m, before);
+  const sa = after ? summaries(m, after) : null;
+  const lines = [formatTable(header, rows), '', summaryLine(after ? 'latency (before -> after)' : 'latency', sb.latency, sa?.latency ?? null, m)];
+  if (sb.energy) lines.push(summaryLine(after ? 'energy (before -> after)' : 'energy', sb.energy, sa?.energy ?? null, m.filter((x) => x.energyUj !== undefined)));
+  return lines.join('\n');
+}
+
+const fitCmd: Handler = async (args) => {
+  const profile = loadProfile(String(args.profile));
+  const file = String(args.measurements);
+  const measurements = await measurementsFromArgs(args, file);
+  const free = args.free === undefined ? undefined : String(args.free).split(',').map((x) => x.trim()).filter(Boolean);
+  if (free !== undefined && free.length === 0) throw new UserError('--free needs at least one parameter', { field: '--free', expected: fitParameterNames(profile.spec).join(', ') });
+  const res = fitProfile(profile.spec, measurements, { free, label: profile.file, baseDir: dirname(profile.file) });
+  const s = summaries(measurements, res.after);
+  const spec: ProfileSpec = structuredClone(res.spec);
+  const note = `bitalloc profile fit on ${file} (${measurements.length} measurements; free: ${res.free.map((f) => f.name).join(', ')}): latency MAPE ${pct(summaries(measurements, res.before).latency.mapePct)} -> ${pct(s.latency.mapePct)}, max ${pct(s.latency.maxPct)}`;
+  spec.sources = [...spec.sources, { what: `fitted: ${res.free.map((f) => f.after_).join('; ')}`, source: note, estimate: false }];
+  if (args.id !== undefined) spec.id = String(args.id);
+  const out = args.out === undefined ? undefined : String(args.out);
+  if (out !== undefined) writeFileSync(out, JSON.stringify(spec, null, 2) + '\n');
+  if (args.json) {
+    printJson({ profile: profile.id, measurements: file, out: out ?? null, free: res.free, dropped: res.dropped, iterations: res.iterations, ...errorReport(measurements, res.before, res.after), fitted: spec });
+    return;
+  }
+  const lines = [
+    `${profileHeader(profile)}`,
+    `fitted to ${file}: ${measurements.length} measurements, ${res.iterations} iterations`,
+    ...res.free.map((f) => `  ${f.name}: ${f.before_} -> ${f.after_}${['throughput', 'bandwidth', 'computeEnergy', 'memoryEnergy'].includes(f.name) ? ` (x${fmt(f.after)})` : ''}`),
+    ...(res.dropped.length ? [`  not fitted (no influence on these measurements): ${res.dropped.join(', ')}`] : []),
+    '',
+    errorText(measurements, res.before, res.after),
+    out !== undefined ? `\nwrote ${out}` : '\n(no --out: fitted profile not written)',
+  ];
+  printText(lines.join('\n'));
 };
 
 const TABLE_COLUMNS = ['layer', 'wBits', 'aBits', 'latencyMs', 'energyUj', 'computeCycles', 'memoryCycles', 'bound', 'weightBytes', 'activationBytes', 'offChipBytes'] as const;
@@ -316,8 +429,28 @@ export const profileCommand: CliCommand = {
         'validate <file>',
         'Check a profile file against the schema; lists every problem with its JSON path (exit 1 if any)',
         // eslint-disable-next-line @typescript-eslint/no-explicit-any
-        (s: Argv<any>) => s.positional('file', { type: 'string', describe: 'profile .json file' }),
+        (s: Argv<any>) =>
+          s
+            .positional('file', { type: 'string', describe: 'profile .json file' })
+            .option('against', { type: 'string', describe: 'measurements CSV: print the per-layer and total error of the profile against it' })
+            .option('model', { type: 'string', describe: 'the model whose layers the measurements name (zoo name or model.json)' })
+            .option('layers', { type: 'string', describe: 'a layer inventory .json file instead of --model' }),
         (a) => validate(a as unknown as CommandArgs),
+      )
+      .command(
+        'fit',
+        "Fit a profile's free parameters to measured per-layer latencies (and energies) by least squares; prints the error before and after",
+        // eslint-disable-next-line @typescript-eslint/no-explicit-any
+        (s: Argv<any>) =>
+          s
+            .option('profile', { type: 'string', demandOption: true, describe: 'built-in profile name or profile .json file' })
+            .option('measurements', { type: 'string', demandOption: true, describe: 'measurements CSV (layer or geometry, wBits, aBits, latencyMs[, energyUj])' })
+            .option('model', { type: 'string', describe: 'the model whose layers the measurements name (zoo name or model.json)' })
+            .option('layers', { type: 'string', describe: 'a layer inventory .json file instead of --model' })
+            .option('free', { type: 'string', describe: 'parameters to fit, comma-separated: throughput, clockMHz, bandwidth, overheadUs, staticPowerMw, computeEnergy, memoryEnergy, constants.NAME (default: throughput or clock, bandwidth, overhead; with energies also computeEnergy, staticPowerMw)' })
+            .option('out', { type: 'string', describe: 'write the fitted profile here' })
+            .option('id', { type: 'string', describe: 'id of the fitted profile (default: the original id)' }),
+        (a) => fitCmd(a as unknown as CommandArgs),
       )
       .command(
         'simulate',
@@ -340,7 +473,7 @@ export const profileCommand: CliCommand = {
             .option('csv', { type: 'boolean', default: false, describe: 'CSV on stdout' }),
         (a) => tableCmd(a as unknown as CommandArgs),
       )
-      .demandCommand(1, 'name a profile subcommand: list, show, validate, simulate, table'),
+      .demandCommand(1, 'name a profile subcommand: list, show, validate, fit, simulate, table'),
   handler: async () => {
     /* the subcommands do the work */
   },
