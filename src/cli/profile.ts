@@ -359,7 +359,7 @@ const fitCmd: Handler = async (args) => {
   const lines = [
     `${profileHeader(profile)}`,
     `fitted to ${file}: ${measurements.length} measurements, ${res.iterations} iterations`,
-    ...res.free.map((f) => `  ${f.name}: ${f.before_} -> ${f.after_}${['throughput', 'bandwidth', 'computeEnergy', 'memoryEnergy'].includes(f.name) ? ` (x${fmt(f.after)})` : ''}`),
+    ...res.free.map((f) => `  ${f.name}: ${f.before_} -> ${f.after_}${['throughput', 'bandwidth', 'computeEnergy', 'memoryEnergy'].includes(f.name) || f.name.startsWith('throughput.') ? ` (x${fmt(f.after)})` : ''}`),
     ...(res.dropped.length ? [`  not fitted (no influence on these measurements): ${res.dropped.join(', ')}`] : []),
     '',
     errorText(measurements, res.before, res.after),
@@ -447,7 +447,7 @@ export const profileCommand: CliCommand = {
             .option('measurements', { type: 'string', demandOption: true, describe: 'measurements CSV (layer or geometry, wBits, aBits, latencyMs[, energyUj])' })
             .option('model', { type: 'string', describe: 'the model whose layers the measurements name (zoo name or model.json)' })
             .option('layers', { type: 'string', describe: 'a layer inventory .json file instead of --model' })
-            .option('free', { type: 'string', describe: 'parameters to fit, comma-separated: throughput, clockMHz, bandwidth, overheadUs, staticPowerMw, computeEnergy, memoryEnergy, constants.NAME (default: throughput or clock, bandwidth, overhead; with energies also computeEnergy, staticPowerMw)' })
+            .option('free', { type: 'string', describe: 'parameters to fit, comma-separated: throughput, throughput.I (mode I of a modes profile), clockMHz, bandwidth, overheadUs, staticPowerMw, computeEnergy, memoryEnergy, constants.NAME (default: throughput or clock, bandwidth, overhead; with energies also computeEnergy, staticPowerMw)' })
             .option('out', { type: 'string', describe: 'write the fitted profile here' })
             .option('id', { type: 'string', describe: 'id of the fitted profile (default: the original id)' }),
         (a) => fitCmd(a as unknown as CommandArgs),

@@ -14,7 +14,7 @@ import { UserError } from '../errors.js';
 import type { LayerInfo } from '../models/layer-info.js';
 import { buildCostTable } from './cost-table.js';
 import type { Measurement } from './measurements.js';
-import type { ComputeSpec, ProfileSpec } from './profile-types.js';
+import type { ComputeSpec, ModeSpec, ModesSpec, ProfileSpec } from './profile-types.js';
 import { parseProfile } from './profiles.js';
 
 /** A free parameter: read from and written to a profile. Multipliers scale a group of fields (1 = as written). */
@@ -153,12 +153,28 @@ const BUILTIN_PARAMETERS: readonly ParameterDef[] = [
 export function fitParameterNames(spec: ProfileSpec): string[] {
   const names = BUILTIN_PARAMETERS.filter((p) => p.applies(spec)).map((p) => p.name);
   if (spec.compute.model === 'expression') names.push(...Object.keys(spec.compute.constants ?? {}).map((k) => `constants.${k}`));
+  if (spec.compute.model === 'modes') names.push(...spec.compute.modes.map((_, i) => `throughput.${i}`));
   return names;
 }
 
 function parameterDef(name: string, spec: ProfileSpec): ParameterDef | null {
   const b = BUILTIN_PARAMETERS.find((p) => p.name === name);
   if (b) return b.applies(spec) ? b : null;
+  const t = /^throughput\.(\d+)$/.exec(name);
+  if (t && spec.compute.model === 'modes' && Number(t[1]) < spec.compute.modes.length) {
+    const i = Number(t[1]);
+    const mode = (s: ProfileSpec) => (s.compute as ModesSpec).modes[i] as ModeSpec;
+    const label = (s: ProfileSpec) => mode(s).name ?? `W${mode(s).wBits}A${mode(s).aBits}`;
+    return {
+      name,
+      describe: `multiplier on the MACs per cycle of mode ${i}`,
+      affects: 'latency',
+      applies: () => true,
+      initial: () => 1,
+      set: (s, v) => (mode(s).macsPerCycle *= v),
+      show: (s) => `${label(s)} MACs/cycle ${fmt(mode(s).macsPerCycle)}`,
+    };
+  }
   const m = /^constants\.(.+)$/.exec(name);
   if (m && spec.compute.model === 'expression' && spec.compute.constants && m[1] !== undefined && m[1] in spec.compute.constants) {
     const key = m[1];
@@ -388,7 +404,8 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
   let lambda = 1e-3;
   let it = 0;
   const maxIt = opts.maxIterations ?? 200;
-  for (; it < maxIt && c > 1e-24; it++) {
+  let converged = false;
+  for (; it < maxIt && c > 1e-24 && !converged; it++) {
     J = jacobian(active, theta);
     const p = active.length;
     const JtJ = Array.from({ length: p }, (_, a) => Array.from({ length: p }, (_, b) => (J[a] as number[]).reduce((s, v, i) => s + v * ((J[b] as number[])[i] as number), 0)));
@@ -409,7 +426,7 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
         c = cn;
         lambda = Math.max(lambda / 3, 1e-12);
         improved = true;
-        if (rel < 1e-12) it = maxIt;
+        converged = rel < 1e-10;
         break;
       }
       lambda *= 4;
