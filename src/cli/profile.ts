@@ -13,6 +13,7 @@ import {
   type AllocationCost,
   type Profile,
 } from '../hardware/index.js';
+import { expressionRangeProblems, type LayerSet } from '../hardware/checks.js';
 import { errorSummary, fitParameterNames, fitProfile, predict, type ErrorSummary, type Prediction } from '../hardware/fit.js';
 import { validateJson, type JsonSchema } from '../hardware/json-schema.js';
 import { readMeasurements, type Measurement } from '../hardware/measurements.js';
@@ -223,6 +224,21 @@ const show: Handler = async (args) => {
 
 const validate: Handler = async (args) => {
   const p = loadProfile(String(args.file));
+  if (p.spec.compute.model === 'expression') {
+    // formulas are evaluated over real layers: --model's, else every zoo model's
+    const sets: LayerSet[] =
+      args.model !== undefined || args.layers !== undefined
+        ? [await modelLayers(args)]
+        : await Promise.all(ZOO_NAMES.map(async (name) => ({ name, layers: await loadInventory(name) })));
+    const problems = expressionRangeProblems(p, sets);
+    if (problems.length) {
+      throw new UserError(`invalid hardware profile (${problems.length} problem${problems.length === 1 ? '' : 's'})`, {
+        file: p.file,
+        problems,
+        expected: `expressions that give a finite number >= 0 for the layers of ${sets.map((x) => x.name).join(', ')} at bit-widths 1..8, 16, 32`,
+      });
+    }
+  }
   if (args.against !== undefined) {
     const measurements = await measurementsFromArgs(args, String(args.against));
     const before = predict(p.spec, measurements, p.file, dirname(p.file));

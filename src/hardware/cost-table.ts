@@ -25,7 +25,7 @@
  *
  * costAllocation is a lookup and a sum over typed arrays; it allocates only its result.
  */
-import { UserError } from '../errors.js';
+import { isUserError, UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerInfo } from '../models/layer-info.js';
 import type { AllocationCost, CostTable, FitViolation, LayerCost } from './api.js';
@@ -203,22 +203,45 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
   const ports = mem?.ports ?? null;
   const systolicSpec = ports ? (spec.compute as SystolicSpec) : null;
 
-  const cCycles = new Float64Array(n);
-  const cEnergy = new Float64Array(n);
-  const execW = new Uint8Array(n);
-  const execA = new Uint8Array(n);
-  const trafficW = new Float64Array(n);
-  const trafficI = new Float64Array(n);
-  const trafficO = new Float64Array(n);
-  const boundOverride = new Uint8Array(n);
+  // Numbers a user supplies are made monotonic over a grid that does not depend on the bits asked
+  // for (the requested widths plus a lookup table's measured widths, or the default widths), so that
+  // `simulate` (the widths an allocation uses) and `table` (all widths) cost a pair the same way.
+  const grid = compute.userSupplied ? checkBitChoices([...choices, ...(compute.supportedBits() ?? DEFAULT_BIT_CHOICES)]) : choices;
+  const ng = grid.length;
+  const requested = new Set(choices);
+  const gridIndex = new Int8Array(MAX_BITS + 1).fill(-1);
+  grid.forEach((b, i) => (gridIndex[b] = i));
+  const gn = L * ng * ng;
+  const cCycles = new Float64Array(gn);
+  const cEnergy = new Float64Array(gn);
+  const execW = new Uint8Array(gn);
+  const execA = new Uint8Array(gn);
+  const trafficW = new Float64Array(gn);
+  const trafficI = new Float64Array(gn);
+  const trafficO = new Float64Array(gn);
+  const boundOverride = new Uint8Array(gn);
   const geoms: LayerGeometry[] = layers.map((l) => layerGeometry(l, batch));
   const r = newComputeResult();
   for (let i = 0; i < L; i++) {
     const g = geoms[i] as LayerGeometry;
-    for (let wi = 0; wi < nb; wi++) {
-      for (let ai = 0; ai < nb; ai++) {
-        const k = (i * nb + wi) * nb + ai;
-        compute.evaluate(g, choices[wi] as number, choices[ai] as number, r);
+    for (let wi = 0; wi < ng; wi++) {
+      for (let ai = 0; ai < ng; ai++) {
+        const k = (i * ng + wi) * ng + ai;
+        const w = grid[wi] as number;
+        const a = grid[ai] as number;
+        if (requested.has(w) && requested.has(a)) compute.evaluate(g, w, a, r);
+        else {
+          // a pair only on the grid: one a lookup table lacks can only be replaced by a wider one
+          try {
+            compute.evaluate(g, w, a, r);
+          } catch (e) {
+            if (!isUserError(e)) throw e;
+            r.cycles = Infinity;
+            r.energyPJ = Infinity;
+            r.execWBits = w;
+            r.execABits = a;
+          }
+        }
         cCycles[k] = r.cycles;
         cEnergy[k] = r.energyPJ;
         execW[k] = r.execWBits;
@@ -231,11 +254,20 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
     }
   }
   if (compute.userSupplied) {
-    const changed = monotoneEnvelope(cCycles, L, nb) + monotoneEnvelope(cEnergy, L, nb);
-    if (changed > 0) {
+    const rose = new Map<number, string[]>();
+    const note = (what: string) => (k: number) => rose.set(k, [...(rose.get(k) ?? []), what]);
+    monotoneEnvelope(cCycles, L, ng, note('latency'));
+    monotoneEnvelope(cEnergy, L, ng, note('energy'));
+    if (rose.size > 0) {
+      const named = [...rose.entries()].sort((x, y) => x[0] - y[0]).map(([k, what]) => {
+        const l = Math.floor(k / (ng * ng));
+        const w = grid[Math.floor(k / ng) % ng] as number;
+        const a = grid[k % ng] as number;
+        return `layer '${(layers[l] as LayerInfo).name}' at W${w}A${a} (${what.join(', ')})`;
+      });
       log.warn(
-        `profile ${profile.id}: ${changed} compute cost${changed === 1 ? '' : 's'} rose when bits were lowered; ` +
-          'using the cheaper wider setting there (costs stay monotonic in bits)',
+        `profile ${profile.id}: ${rose.size} cost${rose.size === 1 ? '' : 's'} rose when bits were lowered: ${named.slice(0, 5).join('; ')}` +
+          `${named.length > 5 ? `; and ${named.length - 5} more` : ''}; costed as the cheaper wider setting (costs stay monotonic in bits)`,
       );
     }
   }
@@ -253,18 +285,19 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
     for (let wi = 0; wi < nb; wi++) {
       for (let ai = 0; ai < nb; ai++) {
         const k = (i * nb + wi) * nb + ai;
-        const ew = execW[k] as number;
-        const ea = execA[k] as number;
+        const kg = (i * ng + (gridIndex[choices[wi] as number] as number)) * ng + (gridIndex[choices[ai] as number] as number);
+        const ew = execW[kg] as number;
+        const ea = execA[kg] as number;
         const inAct = activationBytes(g.inElements, ea);
         const outAct = activationBytes(g.outElements, ea);
-        const wBytes = (wAt[ew] ?? weightStorageBytes(layer, ew)) * (trafficW[k] as number);
-        const iBytes = inAct * (trafficI[k] as number);
-        const oBytes = outAct * (trafficO[k] as number);
+        const wBytes = (wAt[ew] ?? weightStorageBytes(layer, ew)) * (trafficW[kg] as number);
+        const iBytes = inAct * (trafficI[kg] as number);
+        const oBytes = outAct * (trafficO[kg] as number);
         let offChip = 0;
         let memCycles = 0;
         let memPJ = 0;
         let totalCycles = -1;
-        const compCycles = cCycles[k] as number;
+        const compCycles = cCycles[kg] as number;
         if (mem && ports && systolicSpec) {
           const m = scalesimLayerMemory(systolicSpec, g, ew, ea, compCycles, ports);
           offChip = m.ifmapReadBytes + m.filterReadBytes + m.ofmapWriteBytes;
@@ -281,9 +314,9 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
             8 * (wBytes * mem.onChipPJPerBit.weights + iBytes * mem.onChipPJPerBit.inputs + oBytes * mem.onChipPJPerBit.outputs);
         }
         const lat = ((totalCycles >= 0 ? totalCycles : Math.max(compCycles, memCycles)) + overheadCycles) / clockKHz + overheadMs;
-        const energy = ((cEnergy[k] as number) + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
+        const energy = ((cEnergy[kg] as number) + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
         const act = inAct + outAct + activationBytes(g.liveElements, ea);
-        const override = boundOverride[k] as number;
+        const override = boundOverride[kg] as number;
         latencyMs[k] = lat;
         energyUj[k] = energy;
         actBytes[k] = act;
@@ -307,7 +340,7 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
  * In place: v[l][w][a] = min over w' >= w, a' >= a of v[l][w'][a'] (indices into the sorted bit grid).
  * Returns how many entries it lowered.
  */
-export function monotoneEnvelope(v: Float64Array, layers: number, nb: number): number {
+export function monotoneEnvelope(v: Float64Array, layers: number, nb: number, onLowered?: (index: number) => void): number {
   let changed = 0;
   for (let l = 0; l < layers; l++) {
     const base = l * nb * nb;
@@ -317,7 +350,10 @@ export function monotoneEnvelope(v: Float64Array, layers: number, nb: number): n
         let best = v[k] as number;
         if (wi + 1 < nb) best = Math.min(best, v[k + nb] as number);
         if (ai + 1 < nb) best = Math.min(best, v[k + 1] as number);
-        if (best < (v[k] as number) * (1 - 1e-12)) changed++;
+        if (best < (v[k] as number) * (1 - 1e-12)) {
+          changed++;
+          if (onLowered && Number.isFinite(v[k] as number)) onLowered(k);
+        }
         v[k] = best;
       }
     }

@@ -130,10 +130,16 @@ function check(value: unknown, schema: JsonSchema, root: JsonSchema, path: strin
   }
 
   if (typeof value === 'number') {
-    if (schema.minimum !== undefined && !(value >= schema.minimum)) out.push(`${path}: must be >= ${schema.minimum}, got ${value}`);
+    if (!Number.isFinite(value)) {
+      // JSON has no Infinity or NaN, but a literal such as 1e999 parses to Infinity
+      out.push(`${path}: must be a finite number, got ${value}${value === Infinity || value === -Infinity ? ' (a number too large for a double, such as 1e999)' : ''}`);
+      return;
+    }
+    // a schema may give both: exclusiveMinimum 0 (the quantity must be positive) and a minimum (the
+    // smallest plausible value); a value that breaks the first gets only that message
     if (schema.exclusiveMinimum !== undefined && !(value > schema.exclusiveMinimum)) {
       out.push(`${path}: must be > ${schema.exclusiveMinimum}, got ${value}`);
-    }
+    } else if (schema.minimum !== undefined && !(value >= schema.minimum)) out.push(`${path}: must be >= ${schema.minimum}, got ${value}`);
     if (schema.maximum !== undefined && !(value <= schema.maximum)) out.push(`${path}: must be <= ${schema.maximum}, got ${value}`);
     if (schema.exclusiveMaximum !== undefined && !(value < schema.exclusiveMaximum)) {
       out.push(`${path}: must be < ${schema.exclusiveMaximum}, got ${value}`);
