@@ -187,7 +187,12 @@ class Table implements CostTable {
  * Throws a UserError when the profile cannot cost some pair (a lookup table without the entry, a mode
  * table without a wide enough mode).
  */
-export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], bitChoices: readonly number[] = profileBitChoices(profile)): CostTable {
+export function buildCostTable(
+  profile: Profile,
+  layers: readonly LayerInfo[],
+  bitChoices: readonly number[] = profileBitChoices(profile),
+  opts: { quiet?: boolean } = {},
+): CostTable {
   const choices = checkBitChoices(bitChoices);
   const nb = choices.length;
   const L = layers.length;
@@ -258,7 +263,7 @@ export function buildCostTable(profile: Profile, layers: readonly LayerInfo[], b
     const note = (what: string) => (k: number) => rose.set(k, [...(rose.get(k) ?? []), what]);
     monotoneEnvelope(cCycles, L, ng, note('latency'));
     monotoneEnvelope(cEnergy, L, ng, note('energy'));
-    if (rose.size > 0) {
+    if (rose.size > 0 && !opts.quiet) {
       const named = [...rose.entries()].sort((x, y) => x[0] - y[0]).map(([k, what]) => {
         const l = Math.floor(k / (ng * ng));
         const w = grid[Math.floor(k / ng) % ng] as number;

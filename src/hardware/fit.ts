@@ -210,7 +210,7 @@ export interface Prediction {
 }
 
 /** Costs every measurement on a profile (spec). `baseDir` resolves a lookup table's path. */
-export function predict(spec: ProfileSpec, measurements: readonly Measurement[], label: string, baseDir?: string): Prediction {
+export function predict(spec: ProfileSpec, measurements: readonly Measurement[], label: string, baseDir?: string, quiet = false): Prediction {
   const profile = parseProfile(spec, label, baseDir);
   const layers: LayerInfo[] = [];
   const index = new Map<LayerInfo, number>();
@@ -221,7 +221,7 @@ export function predict(spec: ProfileSpec, measurements: readonly Measurement[],
     }
   }
   const bits = [...new Set(measurements.flatMap((m) => [m.wBits, m.aBits]))];
-  const table = buildCostTable(profile, layers, bits);
+  const table = buildCostTable(profile, layers, bits, { quiet });
   const latencyMs: number[] = [];
   const energyUj: number[] = [];
   for (const m of measurements) {
@@ -333,7 +333,7 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
   const evalAt = (defsNow: readonly ParameterDef[], theta: readonly number[]): { spec: ProfileSpec; p: Prediction } => {
     const spec = structuredClone(base);
     defsNow.forEach((d, j) => d.set(spec, Math.exp(theta[j] as number)));
-    return { spec, p: predict(spec, measurements, opts.label, opts.baseDir) };
+    return { spec, p: predict(spec, measurements, opts.label, opts.baseDir, true) };
   };
   const jacobian = (defsNow: readonly ParameterDef[], theta: number[], h = 1e-4): number[][] => {
     const cols: number[][] = [];
@@ -433,7 +433,7 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
     }
     if (!improved) break;
   }
-  const before = predict(base, measurements, opts.label, opts.baseDir);
+  const before = predict(base, measurements, opts.label, opts.baseDir, true);
   const baseShown = (d: ParameterDef) => d.show(base);
   return {
     free: active.map((d, j) => ({
