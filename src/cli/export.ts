@@ -1,5 +1,6 @@
 import * as path from 'node:path';
 import { exportNetwork, loadNetwork, readBitsFile } from '../quant/index.js';
+import { prepareOutputDir } from '../util/output-dir.js';
 import type { CliCommand } from './types.js';
 import { formatTable, printJson, printText } from './output.js';
 
@@ -11,13 +12,16 @@ export const exportCommand: CliCommand = {
     y
       .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint directory (model.json, weights.bin, bits.json)' })
       .option('bits-file', { type: 'string', describe: "bit allocation JSON {\"layers\":[{\"name\",\"wBits\",\"aBits\"}]} (default: the checkpoint's bits)" })
-      .option('out', { type: 'string', demandOption: true, describe: 'output directory' }),
+      .option('out', { type: 'string', demandOption: true, describe: 'output directory' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace the files of an earlier export in --out' }),
   handler: async (args) => {
+    const out = String(args['out']);
+    // refuse a checkpoint, run or earlier export as the output, and check it is writable, before loading anything
+    prepareOutputDir(out, { kind: 'export', command: 'export', force: Boolean(args['force']) });
     const { net } = await loadNetwork(String(args['checkpoint']));
     try {
       const bitsFile = args['bitsFile'] as string | undefined;
       const bits = bitsFile ? readBitsFile(bitsFile, net.layers) : undefined;
-      const out = String(args['out']);
       const m = exportNetwork(net, out, { bits });
       const layers = m.layers.map((l) => ({ name: l.name, wBits: l.wBits, aBits: l.aBits, params: l.params, weightsBytes: l.weightsBytes, scalesBytes: l.scalesBytes, foldedBatchNorm: l.foldedBatchNorm }));
       const summary = { out: path.resolve(out), manifest: path.resolve(out, 'manifest.json'), weightsBytes: m.weightsBytes, layers };

@@ -19,6 +19,7 @@ import { trainingDefaults } from '../train/defaults.js';
 import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
 import { formatTable, printJson, printText } from './output.js';
 import { Progress } from '../util/progress.js';
+import { prepareOutputDir } from '../util/output-dir.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
 const QUANTIZERS: readonly QuantizerKind[] = ['ste', 'lsq', 'pact'];
@@ -145,6 +146,8 @@ async function trainHandler(args: CommandArgs): Promise<void> {
   if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) {
     throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   }
+  // the output folder is checked (kind, files it would overwrite, writable) before anything is trained
+  if (outDir !== undefined) prepareOutputDir(outDir, { kind: 'checkpoint', command: 'train', force: Boolean(args['force']) });
   if (!checkpointDir && modelFlag === undefined) {
     throw new UserError('name the model', { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a model.json path, or --checkpoint DIR` });
   }
@@ -295,6 +298,7 @@ export const trainCommand: CliCommand = {
       .option('quantizer', { choices: QUANTIZERS, default: 'ste', describe: 'quantizer of a newly built network' })
       .option('checkpoint', { type: 'string', describe: 'start from this checkpoint directory (written by --out)' })
       .option('out', { type: 'string', describe: 'save the trained network and run.json to this directory' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace the checkpoint files already in --out' })
       .example('$0 train --model lenet5 --dataset mnist --out runs/lenet5-float', 'float training')
       .example('$0 train --checkpoint runs/lenet5-float --wbits 4 --abits 4', 'QAT fine-tune at W4A4')
       .epilogue(`Datasets:\n${DATASET_NAMES.map((n) => `  ${n}: ${DATASETS[n]?.description ?? ''}`).join('\n')}`),

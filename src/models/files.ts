@@ -85,6 +85,10 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
     for (const [i, p] of (group['paths'] as unknown[]).entries()) {
       if (typeof p !== 'string') throw new UserError('shard path must be a string', { file, field: `${field}.paths[${i}]` });
       const shard = path.resolve(dir, p);
+      const rel = path.relative(dir, shard);
+      if (path.isAbsolute(p) || rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+        throw new UserError(`shard path '${p}' leaves the model folder ${dir}`, { file, field: `${field}.paths[${i}]`, expected: 'a file name inside the folder of model.json, e.g. weights.bin' });
+      }
       shardFiles.push(shard);
       let buf: Buffer;
       try {

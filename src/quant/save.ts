@@ -23,6 +23,7 @@ export async function saveNetwork(net: QuantizedNetwork, dir: string, meta: obje
 /** Loads a checkpoint written by saveNetwork. */
 export async function loadNetwork(dir: string): Promise<{ net: QuantNetwork; meta: Record<string, unknown> }> {
   if (!fs.existsSync(dir)) throw new UserError('checkpoint directory not found', { file: dir, expected: `a directory holding ${MODEL_JSON}` });
+  if (!fs.statSync(dir).isDirectory()) throw new UserError('is a file, not a checkpoint folder', { file: dir, field: '--checkpoint', expected: `the folder holding ${MODEL_JSON}, weights.bin and bits.json (written by \`bitalloc train --out\`)` });
   const { artifacts, file, json } = readModelArtifacts(dir);
   let model: tf.LayersModel;
   try {

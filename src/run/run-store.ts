@@ -42,6 +42,7 @@ import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerBits } from '../models/layer-info.js';
+import { checkWritableDir, makeDirs, outputKindOf } from '../util/output-dir.js';
 import { VERSION } from '../version.js';
 import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from '../experiment/experiment.js';
 
@@ -388,6 +389,14 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   const root = resolve(dir);
   if (existsSync(root)) {
     if (!statSync(root).isDirectory()) throw new UserError('exists and is not a folder', { file: dir, expected: 'a new run directory' });
+    const kind = outputKindOf(root);
+    if (kind === 'checkpoint' || kind === 'export') {
+      throw new UserError(`holds ${kind === 'checkpoint' ? 'a training checkpoint' : 'an integer export'}, not a run; a run directory would destroy it`, {
+        file: dir,
+        field: '--out',
+        expected: 'a new or empty directory',
+      });
+    }
     if (readdirSync(root).length > 0) {
       throw new UserError('the run directory already exists and is not empty', {
         file: dir,
@@ -403,6 +412,9 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
       profileJson.set(c.profile.path, readJsonFile(c.profile.path));
     }
   }
+  // one level at a time, so an impossible parent (read-only, /proc) fails at once naming the path
+  makeDirs(root, '--out');
+  checkWritableDir(root, '--out');
   mkdirSync(join(root, 'cells'), { recursive: true });
   const now = new Date().toISOString();
   const info: RunInfo = {

@@ -131,7 +131,7 @@ export function prepareOutputDir(dir: string, opts: OutputDirOptions): string {
       throw new UserError(`holds ${KIND_TEXT[kind]}; \`${opts.command}\` writes ${KIND_TEXT[opts.kind]} and would destroy it`, {
         file: dir,
         field: flag,
-        expected: 'another folder (a new or empty one)',
+        expected: 'another folder, a new or empty one',
       });
     }
     const files = opts.files ?? OUTPUT_FILES[opts.kind];
