@@ -10,7 +10,7 @@ import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
 import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../experiment/experiment.js';
-import { createRun, openRun, type RunStore } from '../run/run-store.js';
+import { createRun, installStopSignals, openRun, signalExitCode, stopRequested, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
@@ -51,25 +51,70 @@ function openOrCreate(args: CommandArgs): RunStore {
   return createRun(dir, exp, runMeta());
 }
 
-function summaryRows(outcomes: CellOutcome[]): (string | number)[][] {
-  return outcomes.map((o) => {
-    const r = o.result;
-    if (!o.ok || !r) return [o.id, 'failed', '', '', '', ''];
-    return [
-      o.id,
-      r.interrupted ? `stopped at ${r.episodes}` : String(r.episodes),
-      r.best ? (100 * r.best.accuracy).toFixed(2) : '-',
-      r.final ? (100 * r.final.testAccuracy).toFixed(2) : '-',
-      r.best ? r.best.latencyMs.toPrecision(4) : '-',
-      formatDuration(r.wallSeconds),
-    ];
+/** One row per cell of the run, from what this command ran and, for the other cells, from the run directory. */
+function cellSummaries(store: RunStore, outcomes: CellOutcome[]): CellSummary[] {
+  return store.cells.map((c) => {
+    const o = outcomes.find((x) => x.id === c.id);
+    const r = o?.result;
+    if (o && (!o.ok || !r)) return { id: c.id, status: 'failed', episodes: c.episodeCount(), bestAccuracy: null, testAccuracy: null, latencyMs: null, wallSeconds: null, ranNow: true, error: o.error };
+    if (r) {
+      return {
+        id: c.id,
+        status: r.interrupted ? 'stopped' : 'done',
+        episodes: r.episodes,
+        bestAccuracy: r.best?.accuracy ?? null,
+        testAccuracy: r.final?.testAccuracy ?? null,
+        latencyMs: r.best?.latencyMs ?? null,
+        wallSeconds: r.wallSeconds,
+        ranNow: true,
+      };
+    }
+    const best = c.readBest();
+    const final = c.readFinal();
+    return {
+      id: c.id,
+      status: c.status,
+      episodes: c.episodeCount(),
+      bestAccuracy: best?.accuracy ?? null,
+      testAccuracy: final?.testAccuracy ?? null,
+      latencyMs: (final ?? best)?.latencyMs ?? null,
+      wallSeconds: final?.wallSeconds ?? null,
+      ranNow: false,
+    };
   });
+}
+
+interface CellSummary {
+  id: string;
+  /** done | stopped (this command, by a signal or --stop-after) | failed | pending | running */
+  status: string;
+  episodes: number;
+  bestAccuracy: number | null;
+  testAccuracy: number | null;
+  latencyMs: number | null;
+  /** The cell's own wall time (search + fine-tune, every session), seconds. */
+  wallSeconds: number | null;
+  /** False when the cell was finished by an earlier command (its results are read from the run directory). */
+  ranNow: boolean;
+  error?: string;
+}
+
+function summaryRows(rows: CellSummary[]): (string | number)[][] {
+  return rows.map((r) => [
+    r.id,
+    r.status === 'done' ? `${r.episodes}${r.ranNow ? '' : ' (earlier)'}` : r.status === 'stopped' ? `stopped at ${r.episodes}` : `${r.status} (${r.episodes})`,
+    r.bestAccuracy !== null ? (100 * r.bestAccuracy).toFixed(2) : '-',
+    r.testAccuracy !== null ? (100 * r.testAccuracy).toFixed(2) : '-',
+    r.latencyMs !== null ? r.latencyMs.toPrecision(4) : '-',
+    r.wallSeconds !== null ? formatDuration(r.wallSeconds) : '-',
+  ]);
 }
 
 async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
   const workers = workersFlag(args);
   const store = openOrCreate(args);
   const logFile = addLogFile(store.logPath);
+  const removeSignals = installStopSignals(store);
   const t0 = Date.now();
   let outcomes: CellOutcome[] = [];
   try {
@@ -79,21 +124,39 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
   } finally {
     removeLogTransport(logFile);
     store.close();
+    removeSignals();
   }
+  const stoppedBy = stopRequested();
   const files: string[] = [];
-  if (report) files.push(...writeReport([store.dir], { formats: [...REPORT_FORMATS] }).files);
+  if (report && stoppedBy === null) files.push(...writeReport([store.dir], { formats: [...REPORT_FORMATS] }).files);
   const failed = outcomes.filter((o) => !o.ok);
+  const summaries = cellSummaries(store, outcomes);
+  const commandSeconds = (Date.now() - t0) / 1000;
   if (args.json) {
     printJson({
       runDir: store.dir,
-      wallSeconds: (Date.now() - t0) / 1000,
-      cells: outcomes.map((o) => ({ id: o.id, ok: o.ok, error: o.error, ...(o.result ? { result: o.result } : {}) })),
+      wallSeconds: commandSeconds,
+      ...(stoppedBy !== null ? { stoppedBy } : {}),
+      cells: summaries.map((c) => {
+        const o = outcomes.find((x) => x.id === c.id);
+        return { ...c, ok: c.status !== 'failed', ...(o?.result ? { result: o.result } : {}) };
+      }),
       reports: files,
     });
   } else {
-    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'wall'], summaryRows(outcomes)));
-    printText(`run directory: ${store.dir} (${formatDuration((Date.now() - t0) / 1000)})`);
+    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'cell wall'], summaryRows(summaries)));
+    if (outcomes.length === 0) printText('every cell was already done: the results above are read from the run directory');
+    printText(`run directory: ${store.dir} (this command: ${formatDuration(commandSeconds)})`);
     for (const f of files) printText(`wrote ${f}`);
+  }
+  if (stoppedBy !== null) {
+    const left = store.pendingCells().length;
+    process.stderr.write(
+      `stopped by ${stoppedBy}: ${left} of ${store.cells.length} cell${store.cells.length === 1 ? '' : 's'} unfinished, checkpoints saved, run.lock released.\n` +
+        `resume with: bitalloc ${report ? 'compare' : 'run'} --resume ${store.dir}\n`,
+    );
+    process.exitCode = signalExitCode(stoppedBy);
+    return;
   }
   if (failed.length > 0) {
     throw new UserError(`${failed.length} of ${outcomes.length} cells failed: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`);
@@ -242,15 +305,23 @@ export const searchCommand: CliCommand = {
       if (existsSync(resolve(out, 'run.json'))) throw new UserError('already holds a run; use `bitalloc run --resume DIR` to continue it', { file: out });
       const store = createRun(out, exp, runMeta());
       const logFile = addLogFile(store.logPath);
+      const removeSignals = installStopSignals(store);
       try {
         const cell = store.cells[0];
         if (!cell) throw new Error('the search has no cell');
         cell.setStatus('running');
         result = await runSearch(specForCell(exp, cell.spec), { cell, warmupCacheDir: resolve(store.dir, 'warmup') });
-        cell.setStatus('done');
+        cell.setStatus(result.interrupted ? 'pending' : 'done');
       } finally {
         removeLogTransport(logFile);
         store.close();
+        removeSignals();
+      }
+      const stoppedBy = stopRequested();
+      if (stoppedBy !== null) {
+        process.stderr.write(`stopped by ${stoppedBy} after episode ${result.episodes} of ${exp.episodes}: checkpoint saved, run.lock released.\nresume with: bitalloc run --resume ${store.dir}\n`);
+        process.exitCode = signalExitCode(stoppedBy);
+        return;
       }
     } else {
       const cell = cells(exp)[0];

@@ -926,3 +926,57 @@ function fsyncTree(dir: string): void {
   }
   fsyncDir(dir);
 }
+
+// ---------------------------------------------------------------------------------------------------------
+// Stopping on a signal
+// ---------------------------------------------------------------------------------------------------------
+
+let stopReason: string | null = null;
+const stopListeners = new Set<(reason: string) => void>();
+
+/** Asks every search loop of this thread to stop after its current episode (and checkpoint there). */
+export function requestStop(reason: string): void {
+  if (stopReason !== null) return;
+  stopReason = reason;
+  for (const l of stopListeners) l(reason);
+}
+
+/** Why a stop was requested (e.g. 'SIGTERM'), or null. */
+export function stopRequested(): string | null {
+  return stopReason;
+}
+
+/** Calls `listener` when a stop is requested; returns the function that removes it. */
+export function onStopRequest(listener: (reason: string) => void): () => void {
+  stopListeners.add(listener);
+  return () => stopListeners.delete(listener);
+}
+
+/**
+ * While `run` is being written: the first SIGINT/SIGTERM asks the search to finish the episode, checkpoint and
+ * stop (the caller then releases the lock and says how to resume); a second one releases the lock and exits at
+ * once (the last checkpoint still resumes). Returns the function that removes the handlers.
+ */
+export function installStopSignals(run: RunStore): () => void {
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopReason === null) {
+      log.warn(`${signal}: finishing the current episode, then checkpointing and stopping (send ${signal} again to stop at once)`);
+      requestStop(signal);
+      return;
+    }
+    run.close();
+    process.stderr.write(`stopped at once by a second ${signal}; resume from the last checkpoint with: bitalloc run --resume ${run.dir}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+/** The exit code of a process stopped by `signal` (128 + its number). */
+export function signalExitCode(signal: string): number {
+  return signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1;
+}

@@ -36,6 +36,7 @@ import {
   appendEpisode,
   loadCheckpoint,
   saveCheckpoint,
+  stopRequested,
   truncateEpisodes,
   type CellStore,
   type EpisodeRecord,
@@ -362,6 +363,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     while (done < spec.episodes) {
       if (agent.kind === 'allocation' && agent.exhausted?.()) break;
       if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
+      // let signal handlers (and worker messages) run: the episode's awaits alone never reach the event loop
+      await new Promise<void>((r) => setImmediate(r));
+      if (cell && stopRequested() !== null) break; // SIGINT/SIGTERM: checkpointed below
       const t0 = performance.now();
       const summary = await runEpisode(env, agent);
       const wallMs = performance.now() - t0;
@@ -381,6 +385,10 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     }
     const interrupted = done < spec.episodes && !(agent.kind === 'allocation' && agent.exhausted?.());
     if (!interrupted && done < spec.episodes && cell) await checkpointNow(done);
+    if (interrupted && cell && stopRequested() !== null) {
+      await checkpointNow(done);
+      log.info(`${cell.id}: stopped by ${stopRequested()} after episode ${done} of ${spec.episodes}; checkpoint saved`);
+    }
 
     const timing = {
       qatSeconds: evaluator.qatSeconds,
