@@ -36,6 +36,7 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
@@ -167,6 +168,10 @@ export interface RunInfo {
   command: string[];
   resumes: { at: string; command: string[] }[];
   cells: RunCellEntry[];
+  /** sha256 of experiment.json as written at creation (a resume refuses an edited experiment.json). */
+  experimentSha256?: string;
+  /** The experiment as created, to name what an edit changed. */
+  experimentRecorded?: unknown;
 }
 
 /** What the caller knows about the environment of the run. */
@@ -435,6 +440,8 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   const run = new RunStore(root, experiment, info, false);
   run.acquireLock();
   writeJsonAtomic(join(root, 'experiment.json'), experiment);
+  info.experimentSha256 = sha256File(join(root, 'experiment.json'));
+  info.experimentRecorded = JSON.parse(JSON.stringify(experiment)) as unknown;
   for (const c of all) {
     const cellDir = join(root, 'cells', c.id);
     mkdirSync(cellDir, { recursive: true });
@@ -491,6 +498,7 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
   const expPath = join(root, 'experiment.json');
   if (!existsSync(expPath)) throw new UserError('run directory without experiment.json', { file: dir, expected: 'a complete run directory' });
   const rawExp = readJsonFile(expPath);
+  if (!opts.readOnly) checkExperimentUnchanged(info, expPath, rawExp);
   let experiment: Experiment;
   if (opts.readOnly) {
     if (!rawExp || typeof rawExp !== 'object' || typeof (rawExp as { name?: unknown }).name !== 'string') {
@@ -511,6 +519,8 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
   }
   const run = new RunStore(root, experiment, info, Boolean(opts.readOnly));
   if (!opts.readOnly) {
+    // a damaged result file is found now, not after another episode has run
+    for (const c of run.cells) checkCellResults(c);
     run.acquireLock();
     removeStaleTemps(root);
     for (const c of run.cells) {
@@ -528,6 +538,48 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
     writeJsonAtomic(runJson, info);
   }
   return run;
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Leaf-by-leaf differences between two JSON values, as `$.path: a -> b` lines. */
+function jsonDifferences(a: unknown, b: unknown, path = '$', out: string[] = []): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    for (const k of keys) jsonDifferences(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : `${path}.${k}`, out);
+    return out;
+  }
+  if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${path}: ${a === undefined ? '(absent)' : JSON.stringify(a)} when the run was created, now ${b === undefined ? '(absent)' : JSON.stringify(b)}`);
+  return out;
+}
+
+/** A resume refuses an experiment.json edited after the run was created, naming every changed field. */
+function checkExperimentUnchanged(info: RunInfo, expPath: string, rawExp: unknown): void {
+  if (!info.experimentSha256) return; // runs made before the hash was recorded
+  if (sha256File(expPath) === info.experimentSha256) return;
+  const diff = info.experimentRecorded !== undefined ? jsonDifferences(info.experimentRecorded, rawExp) : [];
+  throw new UserError('experiment.json was edited after the run was created; a resume continues the run exactly as it started', {
+    file: expPath,
+    expected: 'the experiment.json of the run unchanged (start a new run with `bitalloc run FILE` for a changed experiment)',
+    problems: diff.length > 0 ? diff : ['the file differs from the one recorded (sha256 in run.json $.experimentSha256), e.g. in formatting only'],
+  });
+}
+
+/** best.json and final.json of a cell, if present, must be intact records. */
+function checkCellResults(c: CellStore): void {
+  if (existsSync(c.bestPath)) {
+    const problem = episodeRecordProblem(readJsonFile(c.bestPath));
+    if (problem) throw new UserError(`not an episode record: ${problem}`, { file: c.bestPath, expected: 'the best episode as written by the search' });
+  }
+  if (existsSync(c.finalPath)) {
+    const f = readJsonFile(c.finalPath) as Partial<FinalRecord> | null;
+    if (!f || typeof f !== 'object' || typeof f.testAccuracy !== 'number' || !Array.isArray(f.bits)) {
+      throw new UserError('not a final record', { file: c.finalPath, field: '$.testAccuracy', expected: 'the final record written by the search' });
+    }
+  }
 }
 
 /** True when `dir` holds a run.json (cheap check for CLIs). */
