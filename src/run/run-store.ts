@@ -498,7 +498,6 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
   const expPath = join(root, 'experiment.json');
   if (!existsSync(expPath)) throw new UserError('run directory without experiment.json', { file: dir, expected: 'a complete run directory' });
   const rawExp = readJsonFile(expPath);
-  if (!opts.readOnly) checkExperimentUnchanged(info, expPath, rawExp);
   let experiment: Experiment;
   if (opts.readOnly) {
     if (!rawExp || typeof rawExp !== 'object' || typeof (rawExp as { name?: unknown }).name !== 'string') {
@@ -516,6 +515,7 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
         expected: `the cells of experiment.json: ${expected.join(', ')}`,
       });
     }
+    checkExperimentUnchanged(info, expPath, rawExp);
   }
   const run = new RunStore(root, experiment, info, Boolean(opts.readOnly));
   if (!opts.readOnly) {
