@@ -6,6 +6,7 @@
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { backendInfo } from '../backend/index.js';
+import { checkDatasetAvailable } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
@@ -20,6 +21,15 @@ import type { CliCommand, CommandArgs } from './types.js';
 function runMeta(): { backend: string; tfjs: string; tfjsNode: string | null } {
   const b = backendInfo();
   return { backend: b?.name ?? 'unknown', tfjs: b?.versions.tfjs ?? 'unknown', tfjsNode: b?.versions.tfjsNode ?? null };
+}
+
+/** Above this many episodes a run takes days on two cores: say so before it starts. */
+export const MANY_EPISODES = 10_000;
+
+function warnEpisodes(episodes: number): void {
+  if (episodes > MANY_EPISODES) {
+    log.warn(`episodes: ${episodes} is far beyond what searches need (tens to a few thousand); at a few seconds per episode this runs for ${formatDuration(episodes * 2)} or more. Stop it with Ctrl-C (it checkpoints and resumes).`);
+  }
 }
 
 function workersFlag(args: CommandArgs): number {
@@ -42,11 +52,14 @@ function openOrCreate(args: CommandArgs): RunStore {
         throw new UserError(`the run in ${resumeDir} is of experiment '${store.experiment.name}', not '${exp.name}'`, { file, field: '$.name' });
       }
     }
+    checkDatasetAvailable(store.experiment.dataset, store.experiment.dataDir);
     log.info(`resuming ${store.dir}: ${store.pendingCells().length} of ${store.cells.length} cells left`);
     return store;
   }
   if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
   const exp = loadExperiment(file, sets);
+  checkDatasetAvailable(exp.dataset, exp.dataDir); // one message now, not one per cell after the warm-up
+  warnEpisodes(exp.episodes);
   const dir = (args['out'] as string | undefined) ?? defaultRunDir(exp);
   return createRun(dir, exp, runMeta());
 }
@@ -299,6 +312,8 @@ export const searchCommand: CliCommand = {
       });
       throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, { problems });
     }
+    checkDatasetAvailable(exp.dataset, exp.dataDir);
+    warnEpisodes(exp.episodes);
     const out = args['out'] as string | undefined;
     let result: SearchResult;
     if (out) {

@@ -31,6 +31,7 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('dataset', { type: 'string', describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)` })
     .option('data-dir', { type: 'string', describe: 'where the dataset files are (fashion-mnist default /usr/share/datasets/fashion-mnist)' })
     .option('limit', { type: 'number', describe: 'at most this many samples per split (quick runs)' })
+    .option('num-classes', { type: 'number', describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1' })
     .option('wbits', { type: 'number', describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits` })
     .option('abits', { type: 'number', describe: 'activation bits of every layer; needs --wbits' })
     .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' });
@@ -113,11 +114,16 @@ export function checkCompatible(net: QuantNetwork, ds: Dataset, what: string): v
   }
 }
 
-export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number } {
+export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number; numClasses?: number } {
   const dataDir = optString(args, 'dataDir');
   const limit = optNumber(args, 'limit');
+  const numClasses = optNumber(args, 'numClasses');
   checkInt(limit, '--limit', 1);
-  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}) };
+  checkInt(numClasses, '--num-classes', 2);
+  if (numClasses !== undefined && optString(args, 'dataset') !== 'idx') {
+    throw new UserError('applies to --dataset idx only (the other datasets have a fixed class count)', { field: '--num-classes', expected: '--dataset idx --data-dir DIR --num-classes N' });
+  }
+  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}), ...(numClasses !== undefined ? { numClasses } : {}) };
 }
 
 function pct(x: number): string {
