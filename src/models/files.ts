@@ -126,6 +126,23 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
   };
 }
 
+/**
+ * tfjs's message for a model that does not fit its weights ("Shape mismatch: [400,120] vs. [120,400]"), with the
+ * weight of the manifest that has the offending shape named (e.g. fc1/kernel), so the user knows which layer.
+ */
+export function explainBuildError(e: unknown, artifacts: tf.io.ModelArtifacts): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = /Shape mismatch: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]/.exec(msg);
+  if (!m) return msg;
+  const norm = (t: string) => t.replace(/\s+/g, '');
+  const [expected, got] = [norm(m[1] as string), norm(m[2] as string)];
+  const hit = (artifacts.weightSpecs ?? []).filter((w) => w.shape.join(',') === got);
+  if (hit.length === 0) return msg;
+  const names = hit.map((w) => w.name);
+  const layer = (names[0] as string).split('/')[0];
+  return `weight ${names.join(' or ')} (layer '${layer}') has shape [${got}] in the weights manifest, but the layer needs [${expected}]`;
+}
+
 function joinWeightData(d: tf.io.WeightData | undefined): ArrayBuffer {
   if (!d) return new ArrayBuffer(0);
   return tf.io.CompositeArrayBuffer.join(d);
