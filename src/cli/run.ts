@@ -26,7 +26,7 @@ function runMeta(): { backend: string; tfjs: string; tfjsNode: string | null } {
 /** Above this many episodes a run takes days on two cores: say so before it starts. */
 export const MANY_EPISODES = 10_000;
 
-function warnEpisodes(episodes: number): void {
+export function warnEpisodes(episodes: number): void {
   if (episodes > MANY_EPISODES) {
     log.warn(`episodes: ${episodes} is far beyond what searches need (tens to a few thousand); at a few seconds per episode this runs for ${formatDuration(episodes * 2)} or more. Stop it with Ctrl-C (it checkpoints and resumes).`);
   }

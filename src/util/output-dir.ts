@@ -67,7 +67,7 @@ function reason(e: unknown): string {
 }
 
 /** Creates `dir` and its missing parents one level at a time; errors name the path and the flag. */
-export function makeDirs(dir: string, flag?: string): void {
+export function makeDirs(dir: string, flag?: string, named: string = dir): void {
   const abs = resolve(dir);
   const missing: string[] = [];
   let p = abs;
@@ -78,14 +78,14 @@ export function makeDirs(dir: string, flag?: string): void {
     p = up;
   }
   if (existsSync(p) && !statSync(p).isDirectory()) {
-    throw new UserError(`${p} is a file, not a folder`, { file: dir, ...(flag ? { field: flag } : {}), expected: 'a folder path' });
+    throw new UserError(`${p} is a file, not a folder`, { file: named, ...(flag ? { field: flag } : {}), expected: 'a folder path' });
   }
   for (const m of missing) {
     try {
       mkdirSync(m);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(m).isDirectory()) continue;
-      throw new UserError(`cannot create the folder ${m}: ${reason(e)}`, { file: dir, ...(flag ? { field: flag } : {}), expected: 'a writable location' });
+      throw new UserError(`cannot create the folder ${m}: ${reason(e)}`, { file: named, ...(flag ? { field: flag } : {}), expected: 'a writable location' });
     }
   }
 }
@@ -166,7 +166,7 @@ export function prepareOutputFile(file: string, opts: { flag?: string; force?: b
       });
     }
   }
-  makeDirs(dirname(abs), flag);
+  makeDirs(dirname(abs), flag, file);
   checkWritableDir(dirname(abs), flag);
   return abs;
 }
@@ -177,7 +177,7 @@ export function checkAppendableFile(file: string, flag: string): void {
   if (existsSync(abs) && statSync(abs).isDirectory()) {
     throw new UserError('is a folder, not a file', { file, field: flag, expected: 'a file path for the JSON-lines log' });
   }
-  makeDirs(dirname(abs), flag);
+  makeDirs(dirname(abs), flag, file);
   try {
     const fd = openSync(abs, 'a');
     writeSync(fd, '');
