@@ -32,8 +32,13 @@ export const exportCommand: CliCommand = {
       printText(
         formatTable(
           ['layer', 'wBits', 'aBits', 'params', 'weight bytes', 'scale bytes', 'folded BN'],
-          [...layers.map((l) => [l.name, l.wBits, l.aBits, l.params, l.weightsBytes, l.scalesBytes, l.foldedBatchNorm ?? '-']), ['total', '', '', '', m.weightsBytes, '', '']],
-        ) + `\nwrote ${summary.manifest} and ${path.resolve(out, m.weightsFile)}`,
+          [
+            ...layers.map((l) => [l.name, l.wBits, l.aBits, l.params, l.weightsBytes, l.scalesBytes, l.foldedBatchNorm ?? '-']),
+            ['total', '', '', layers.reduce((a, l) => a + l.params, 0), layers.reduce((a, l) => a + l.weightsBytes, 0), layers.reduce((a, l) => a + l.scalesBytes, 0), ''],
+          ],
+        ) +
+          `\n${m.weightsFile}: ${m.weightsBytes} bytes (weight bytes + scale bytes)` +
+          `\nwrote ${summary.manifest} and ${path.resolve(out, m.weightsFile)}`,
       );
     } finally {
       net.model.dispose();
