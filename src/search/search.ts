@@ -360,8 +360,14 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     };
     if (cell && !saved) await checkpointNow(0);
 
+    if (agent.kind === 'allocation') {
+      log.info(`${spec.agent} proposes a fixed set of allocations and stops when it has evaluated them, possibly before the ${spec.episodes} episodes`);
+    }
     while (done < spec.episodes) {
-      if (agent.kind === 'allocation' && agent.exhausted?.()) break;
+      if (agent.kind === 'allocation' && agent.exhausted?.()) {
+        log.info(`${spec.agent}: stopping after ${done} of ${spec.episodes} episodes: it has evaluated every allocation it proposes (nothing is left to try)`);
+        break;
+      }
       if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
       // let signal handlers (and worker messages) run: the episode's awaits alone never reach the event loop
       await new Promise<void>((r) => setImmediate(r));
