@@ -389,6 +389,13 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       const bestText = best ? `best ${(100 * (best.accuracy ?? 0)).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms` : 'no feasible yet';
       progress.update(done, bestText);
     }
+    if (spec.agent === 'uniform' && best && best.bits.some((b) => b.wBits !== best!.bits[0]?.wBits || b.aBits !== best!.bits[0]?.aBits)) {
+      log.warn(
+        `uniform: the best allocation (${best.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')}, episode ${best.episode}) is not uniform: ` +
+          `its uniform proposal was over budget and constraint mode '${spec.constraintMode}' lowered some layers to fit. ` +
+          `Use constraintMode 'reject' for strictly uniform baselines.`,
+      );
+    }
     const interrupted = done < spec.episodes && !(agent.kind === 'allocation' && agent.exhausted?.());
     if (!interrupted && done < spec.episodes && cell) await checkpointNow(done);
     if (interrupted && cell && stopRequested() !== null) {
