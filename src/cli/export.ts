@@ -1,4 +1,6 @@
+import { existsSync } from 'node:fs';
 import * as path from 'node:path';
+import { UserError } from '../errors.js';
 import { exportNetwork, loadNetwork, readBitsFile } from '../quant/index.js';
 import { prepareOutputDir } from '../util/output-dir.js';
 import type { CliCommand } from './types.js';
@@ -16,9 +18,11 @@ export const exportCommand: CliCommand = {
       .option('force', { type: 'boolean', default: false, describe: 'replace the files of an earlier export in --out' }),
   handler: async (args) => {
     const out = String(args['out']);
+    const checkpoint = String(args['checkpoint']);
+    if (!existsSync(checkpoint)) throw new UserError('checkpoint directory not found', { file: checkpoint, field: '--checkpoint', expected: 'a directory written by `bitalloc train --out DIR`' });
     // refuse a checkpoint, run or earlier export as the output, and check it is writable, before loading anything
     prepareOutputDir(out, { kind: 'export', command: 'export', force: Boolean(args['force']) });
-    const { net } = await loadNetwork(String(args['checkpoint']));
+    const { net } = await loadNetwork(checkpoint);
     try {
       const bitsFile = args['bitsFile'] as string | undefined;
       const bits = bitsFile ? readBitsFile(bitsFile, net.layers) : undefined;
