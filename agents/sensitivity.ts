@@ -45,6 +45,7 @@ import type { Split } from '../src/data/api.js';
 import { UserError } from '../src/errors.js';
 import type { CostTable } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
+import { Progress } from '../src/util/progress.js';
 import { VALID_BITS, type BitConfig, type LayerBits } from '../src/models/layer-info.js';
 import { DATA_FREE_DEFAULTS, generateInputs } from '../src/quant/datafree.js';
 import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
@@ -515,7 +516,9 @@ export class SensitivityAgent implements AllocationAgent {
         const baseLoss = await lossAt(base);
         let measurements = 1;
         const sensitivity: number[][] = [];
+        const roundProgress = new Progress({ label: `sensitivity round ${r + 1}/${o.rounds}: layers measured`, total: options.length });
         for (let l = 0; l < options.length; l++) {
+          roundProgress.update(l, `${measurements} measurements`);
           const opts = options[l] as LayerBits[];
           if (pinned[l]) {
             sensitivity.push(opts.map(() => 0));
@@ -549,6 +552,7 @@ export class SensitivityAgent implements AllocationAgent {
             sensitivity.push(opts.map((opt) => (wDelta.get(opt.wBits) as number) + (aDelta.get(opt.aBits) as number)));
           }
         }
+        roundProgress.finish(`${measurements} measurements`);
         const smoothed = sensitivity.map((row, l) => monotoneEnvelope(options[l] as LayerBits[], row));
         const sol = solveUnderBudgets(ctx, t.costTable, options, smoothed);
         if (!sol.feasible) log.warn('sensitivity: no allocation meets every budget; proposing the cheapest one (it is over budget)');

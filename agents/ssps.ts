@@ -38,6 +38,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import type { CostTable, LayerCost } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
+import { Progress } from '../src/util/progress.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
 import { quantLayers } from '../src/models/inventory.js';
 import { perSampleCrossEntropy } from '../src/quant/datafree.js';
@@ -377,7 +378,9 @@ export class SspsAgent implements AllocationAgent {
       searchable.forEach((l, r) => ((qls[l] as QuantLayer).weightMix = mixFor(r)));
       const weightVars = () => model.trainableWeights.map((w) => w.read() as tf.Variable);
       record(0, NaN);
+      const stepProgress = new Progress({ label: 'ssps: relaxed search steps', total: o.steps });
       for (let step = 1; step <= o.steps; step++) {
+        stepProgress.update(step - 1, `${frozenBits.size}/${searchable.length} layers frozen`);
         // Activations at each unfrozen layer's current argmax (tied to its weights).
         const p = probs();
         const bits: BitConfig = ctx.layers.map((_, l) => {
@@ -435,6 +438,7 @@ export class SspsAgent implements AllocationAgent {
         if (step % o.recordEvery === 0 || step === o.steps) record(step, ceNum);
         if (step % 25 === 0) await new Promise<void>((r) => setImmediate(r));
       }
+      stepProgress.finish(`${frozenBits.size}/${searchable.length} layers frozen`);
       const pEnd = probs();
       while (frozenBits.size < searchable.length) freezeOne(o.steps, pEnd);
       const last = curve[curve.length - 1];

@@ -1,4 +1,6 @@
+import { checkDatasetAvailable } from '../data/index.js';
 import { cells, loadExperiment } from '../experiment/experiment.js';
+import { warnEpisodes } from './run.js';
 import type { CliCommand } from './types.js';
 import { formatTable, printJson, printText } from './output.js';
 
@@ -18,6 +20,8 @@ export const experimentCommand: CliCommand = {
         handler: async (a) => {
           const args = a as unknown as { file: string; set?: string[]; json: boolean };
           const exp = loadExperiment(args.file, args.set ?? []);
+          checkDatasetAvailable(exp.dataset, exp.dataDir);
+          warnEpisodes(exp.episodes);
           const list = cells(exp);
           if (args.json) {
             printJson({ valid: true, file: args.file, experiment: exp, cells: list.map((c) => ({ id: c.id, agent: c.agent.label, profile: c.profile.id, budget: c.budget.constraints, seed: c.seed })) });

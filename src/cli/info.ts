@@ -3,6 +3,22 @@ import { VERSION } from '../version.js';
 import type { CliCommand } from './types.js';
 import { formatTable, printJson, printText } from './output.js';
 
+/** The registered kernels as wrapped lines under the table (the table's value column stays narrow). */
+function kernelLines(kernels: readonly string[], width = 100): string {
+  if (kernels.length === 0) return 'kernels registered: none';
+  const lines: string[] = [];
+  let line = 'kernels registered:';
+  for (const k of kernels) {
+    const next = `${line} ${k},`;
+    if (next.length > width && line.length > 2) {
+      lines.push(line);
+      line = `  ${k},`;
+    } else line = next;
+  }
+  lines.push(line.replace(/,$/, ''));
+  return lines.join('\n');
+}
+
 export const infoCommand: CliCommand = {
   command: 'info',
   describe: 'Show versions, the backend in use, the backends available and the kernels bitalloc registered',
@@ -35,9 +51,9 @@ export const infoCommand: CliCommand = {
           ['node', b.versions.node],
           ['platform', info.platform],
           ['cpus', info.cpus],
-          ['kernels registered', b.registeredKernels.length ? b.registeredKernels.join(', ') : 'none'],
+          ['kernels registered', b.registeredKernels.length],
         ],
-      ).replace(/^(\S+\s+)/, (m) => m),
+      ) + `\n${kernelLines(b.registeredKernels)}`,
     );
   },
 };

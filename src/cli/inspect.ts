@@ -37,8 +37,8 @@ export const inspectCommand: CliCommand = {
       l.name,
       l.kind,
       `${l.inChannels}->${l.outChannels}`,
-      l.kernel.join('x'),
-      l.stride.join('x'),
+      l.kind === 'dense' ? '-' : l.kernel.join('x'),
+      l.kind === 'dense' ? '-' : l.stride.join('x'),
       l.inSize.join('x'),
       l.outSize.join('x'),
       l.params,
@@ -50,5 +50,10 @@ export const inspectCommand: CliCommand = {
     ]);
     rows.push(['', 'total', '', '', '', '', '', '', sum((l) => l.params), sum((l) => l.biasParams), sum((l) => l.macs), '', '', '']);
     printText(formatTable(['#', 'name', 'kind', 'channels', 'kernel', 'stride', 'in', 'out', 'params', 'bias', 'MACs', 'inElems', 'outElems', 'live'], rows));
+    printText(
+      'params: kernel weights; bias: bias plus a folded BatchNorm (2 per channel); MACs per sample; ' +
+        'inElems/outElems: activation elements per sample;\nlive: elements of earlier tensors still held while the layer runs ' +
+        "(residual branches waiting for their Add), besides its own input; kernel/stride '-': a dense layer has none",
+    );
   },
 };

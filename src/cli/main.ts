@@ -7,6 +7,7 @@ import type { Argv } from 'yargs';
 import { BACKEND_CHOICES, initBackend } from '../backend/index.js';
 import { isUserError } from '../errors.js';
 import { LOG_LEVELS, addLogFile, log, setLogLevel, type LogLevel } from '../log.js';
+import { checkAppendableFile } from '../util/output-dir.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands.js';
 import type { CommandArgs } from './types.js';
@@ -41,7 +42,10 @@ export async function main(argv: string[]): Promise<number> {
       const args = a as unknown as CommandArgs;
       verbose = args.verbose;
       setLogLevel(args.logLevel);
-      if (args.logFile) addLogFile(args.logFile);
+      if (args.logFile !== undefined) {
+        checkAppendableFile(String(args.logFile), '--log-file');
+        addLogFile(String(args.logFile));
+      }
       if (!Number.isInteger(args.seed) || args.seed < 0) {
         throw new CliFlagError(`--seed must be a non-negative integer, got '${String(args.seed)}'`);
       }
@@ -50,7 +54,9 @@ export async function main(argv: string[]): Promise<number> {
     })
     .fail((msg, err) => {
       if (err) throw err;
+      // a parse or validation failure (unknown flag, bad choice, missing argument): stop before any handler runs
       failure = msg;
+      throw new CliFlagError(msg);
     })
     .exitProcess(false);
   for (const c of commands) {
@@ -69,6 +75,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     return process.exitCode === undefined ? 0 : Number(process.exitCode);
   } catch (e) {
+    if (failure !== null && e instanceof CliFlagError) {
+      process.stderr.write(`error: ${failure}\nRun 'bitalloc --help' for usage.\n`);
+      return 1;
+    }
     if (isUserError(e) || e instanceof CliFlagError) {
       process.stderr.write(`error: ${e.message}\n`);
       if (verbose && e.stack) process.stderr.write(e.stack + '\n');

@@ -6,11 +6,12 @@
 import { resolve } from 'node:path';
 import { existsSync } from 'node:fs';
 import { backendInfo } from '../backend/index.js';
+import { checkDatasetAvailable } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
 import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../experiment/experiment.js';
-import { createRun, openRun, type RunStore } from '../run/run-store.js';
+import { createRun, installStopSignals, openRun, signalExitCode, stopRequested, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
@@ -20,6 +21,15 @@ import type { CliCommand, CommandArgs } from './types.js';
 function runMeta(): { backend: string; tfjs: string; tfjsNode: string | null } {
   const b = backendInfo();
   return { backend: b?.name ?? 'unknown', tfjs: b?.versions.tfjs ?? 'unknown', tfjsNode: b?.versions.tfjsNode ?? null };
+}
+
+/** Above this many episodes a run takes days on two cores: say so before it starts. */
+export const MANY_EPISODES = 10_000;
+
+export function warnEpisodes(episodes: number): void {
+  if (episodes > MANY_EPISODES) {
+    log.warn(`episodes: ${episodes} is far beyond what searches need (tens to a few thousand); at a few seconds per episode this runs for ${formatDuration(episodes * 2)} or more. Stop it with Ctrl-C (it checkpoints and resumes).`);
+  }
 }
 
 function workersFlag(args: CommandArgs): number {
@@ -42,34 +52,82 @@ function openOrCreate(args: CommandArgs): RunStore {
         throw new UserError(`the run in ${resumeDir} is of experiment '${store.experiment.name}', not '${exp.name}'`, { file, field: '$.name' });
       }
     }
+    checkDatasetAvailable(store.experiment.dataset, store.experiment.dataDir);
     log.info(`resuming ${store.dir}: ${store.pendingCells().length} of ${store.cells.length} cells left`);
     return store;
   }
   if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
   const exp = loadExperiment(file, sets);
+  checkDatasetAvailable(exp.dataset, exp.dataDir); // one message now, not one per cell after the warm-up
+  warnEpisodes(exp.episodes);
   const dir = (args['out'] as string | undefined) ?? defaultRunDir(exp);
   return createRun(dir, exp, runMeta());
 }
 
-function summaryRows(outcomes: CellOutcome[]): (string | number)[][] {
-  return outcomes.map((o) => {
-    const r = o.result;
-    if (!o.ok || !r) return [o.id, 'failed', '', '', '', ''];
-    return [
-      o.id,
-      r.interrupted ? `stopped at ${r.episodes}` : String(r.episodes),
-      r.best ? (100 * r.best.accuracy).toFixed(2) : '-',
-      r.final ? (100 * r.final.testAccuracy).toFixed(2) : '-',
-      r.best ? r.best.latencyMs.toPrecision(4) : '-',
-      formatDuration(r.wallSeconds),
-    ];
+/** One row per cell of the run, from what this command ran and, for the other cells, from the run directory. */
+function cellSummaries(store: RunStore, outcomes: CellOutcome[]): CellSummary[] {
+  return store.cells.map((c) => {
+    const o = outcomes.find((x) => x.id === c.id);
+    const r = o?.result;
+    if (o && (!o.ok || !r)) return { id: c.id, status: 'failed', episodes: c.episodeCount(), bestAccuracy: null, testAccuracy: null, latencyMs: null, wallSeconds: null, ranNow: true, error: o.error };
+    if (r) {
+      return {
+        id: c.id,
+        status: r.interrupted ? 'stopped' : 'done',
+        episodes: r.episodes,
+        bestAccuracy: r.best?.accuracy ?? null,
+        testAccuracy: r.final?.testAccuracy ?? null,
+        latencyMs: r.best?.latencyMs ?? null,
+        wallSeconds: r.wallSeconds,
+        ranNow: true,
+      };
+    }
+    const best = c.readBest();
+    const final = c.readFinal();
+    return {
+      id: c.id,
+      status: c.status,
+      episodes: c.episodeCount(),
+      bestAccuracy: best?.accuracy ?? null,
+      testAccuracy: final?.testAccuracy ?? null,
+      latencyMs: (final ?? best)?.latencyMs ?? null,
+      wallSeconds: final?.wallSeconds ?? null,
+      ranNow: false,
+    };
   });
+}
+
+interface CellSummary {
+  id: string;
+  /** done | stopped (this command, by a signal or --stop-after) | failed | pending | running */
+  status: string;
+  episodes: number;
+  bestAccuracy: number | null;
+  testAccuracy: number | null;
+  latencyMs: number | null;
+  /** The cell's own wall time (search + fine-tune, every session), seconds. */
+  wallSeconds: number | null;
+  /** False when the cell was finished by an earlier command (its results are read from the run directory). */
+  ranNow: boolean;
+  error?: string;
+}
+
+function summaryRows(rows: CellSummary[]): (string | number)[][] {
+  return rows.map((r) => [
+    r.id,
+    r.status === 'done' ? `${r.episodes}${r.ranNow ? '' : ' (earlier)'}` : r.status === 'stopped' ? `stopped at ${r.episodes}` : `${r.status} (${r.episodes})`,
+    r.bestAccuracy !== null ? (100 * r.bestAccuracy).toFixed(2) : '-',
+    r.testAccuracy !== null ? (100 * r.testAccuracy).toFixed(2) : '-',
+    r.latencyMs !== null ? r.latencyMs.toPrecision(4) : '-',
+    r.wallSeconds !== null ? formatDuration(r.wallSeconds) : '-',
+  ]);
 }
 
 async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
   const workers = workersFlag(args);
   const store = openOrCreate(args);
   const logFile = addLogFile(store.logPath);
+  const removeSignals = installStopSignals(store);
   const t0 = Date.now();
   let outcomes: CellOutcome[] = [];
   try {
@@ -79,21 +137,39 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
   } finally {
     removeLogTransport(logFile);
     store.close();
+    removeSignals();
   }
+  const stoppedBy = stopRequested();
   const files: string[] = [];
-  if (report) files.push(...writeReport([store.dir], { formats: [...REPORT_FORMATS] }).files);
+  if (report && stoppedBy === null) files.push(...writeReport([store.dir], { formats: [...REPORT_FORMATS] }).files);
   const failed = outcomes.filter((o) => !o.ok);
+  const summaries = cellSummaries(store, outcomes);
+  const commandSeconds = (Date.now() - t0) / 1000;
   if (args.json) {
     printJson({
       runDir: store.dir,
-      wallSeconds: (Date.now() - t0) / 1000,
-      cells: outcomes.map((o) => ({ id: o.id, ok: o.ok, error: o.error, ...(o.result ? { result: o.result } : {}) })),
+      wallSeconds: commandSeconds,
+      ...(stoppedBy !== null ? { stoppedBy } : {}),
+      cells: summaries.map((c) => {
+        const o = outcomes.find((x) => x.id === c.id);
+        return { ...c, ok: c.status !== 'failed', ...(o?.result ? { result: o.result } : {}) };
+      }),
       reports: files,
     });
   } else {
-    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'wall'], summaryRows(outcomes)));
-    printText(`run directory: ${store.dir} (${formatDuration((Date.now() - t0) / 1000)})`);
+    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'cell wall'], summaryRows(summaries)));
+    if (outcomes.length === 0) printText('every cell was already done: the results above are read from the run directory');
+    printText(`run directory: ${store.dir} (this command: ${formatDuration(commandSeconds)})`);
     for (const f of files) printText(`wrote ${f}`);
+  }
+  if (stoppedBy !== null) {
+    const left = store.pendingCells().length;
+    process.stderr.write(
+      `stopped by ${stoppedBy}: ${left} of ${store.cells.length} cell${store.cells.length === 1 ? '' : 's'} unfinished, checkpoints saved, run.lock released.\n` +
+        `resume with: bitalloc ${report ? 'compare' : 'run'} --resume ${store.dir}\n`,
+    );
+    process.exitCode = signalExitCode(stoppedBy);
+    return;
   }
   if (failed.length > 0) {
     throw new UserError(`${failed.length} of ${outcomes.length} cells failed: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`);
@@ -236,21 +312,31 @@ export const searchCommand: CliCommand = {
       });
       throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, { problems });
     }
+    checkDatasetAvailable(exp.dataset, exp.dataDir);
+    warnEpisodes(exp.episodes);
     const out = args['out'] as string | undefined;
     let result: SearchResult;
     if (out) {
       if (existsSync(resolve(out, 'run.json'))) throw new UserError('already holds a run; use `bitalloc run --resume DIR` to continue it', { file: out });
       const store = createRun(out, exp, runMeta());
       const logFile = addLogFile(store.logPath);
+      const removeSignals = installStopSignals(store);
       try {
         const cell = store.cells[0];
         if (!cell) throw new Error('the search has no cell');
         cell.setStatus('running');
         result = await runSearch(specForCell(exp, cell.spec), { cell, warmupCacheDir: resolve(store.dir, 'warmup') });
-        cell.setStatus('done');
+        cell.setStatus(result.interrupted ? 'pending' : 'done');
       } finally {
         removeLogTransport(logFile);
         store.close();
+        removeSignals();
+      }
+      const stoppedBy = stopRequested();
+      if (stoppedBy !== null) {
+        process.stderr.write(`stopped by ${stoppedBy} after episode ${result.episodes} of ${exp.episodes}: checkpoint saved, run.lock released.\nresume with: bitalloc run --resume ${store.dir}\n`);
+        process.exitCode = signalExitCode(stoppedBy);
+        return;
       }
     } else {
       const cell = cells(exp)[0];

@@ -19,6 +19,7 @@ import { trainingDefaults } from '../train/defaults.js';
 import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
 import { formatTable, printJson, printText } from './output.js';
 import { Progress } from '../util/progress.js';
+import { prepareOutputDir } from '../util/output-dir.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
 const QUANTIZERS: readonly QuantizerKind[] = ['ste', 'lsq', 'pact'];
@@ -30,6 +31,7 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('dataset', { type: 'string', describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)` })
     .option('data-dir', { type: 'string', describe: 'where the dataset files are (fashion-mnist default /usr/share/datasets/fashion-mnist)' })
     .option('limit', { type: 'number', describe: 'at most this many samples per split (quick runs)' })
+    .option('num-classes', { type: 'number', describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1' })
     .option('wbits', { type: 'number', describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits` })
     .option('abits', { type: 'number', describe: 'activation bits of every layer; needs --wbits' })
     .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' });
@@ -112,11 +114,16 @@ export function checkCompatible(net: QuantNetwork, ds: Dataset, what: string): v
   }
 }
 
-export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number } {
+export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number; numClasses?: number } {
   const dataDir = optString(args, 'dataDir');
   const limit = optNumber(args, 'limit');
+  const numClasses = optNumber(args, 'numClasses');
   checkInt(limit, '--limit', 1);
-  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}) };
+  checkInt(numClasses, '--num-classes', 2);
+  if (numClasses !== undefined && optString(args, 'dataset') !== 'idx') {
+    throw new UserError('applies to --dataset idx only (the other datasets have a fixed class count)', { field: '--num-classes', expected: '--dataset idx --data-dir DIR --num-classes N' });
+  }
+  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}), ...(numClasses !== undefined ? { numClasses } : {}) };
 }
 
 function pct(x: number): string {
@@ -145,6 +152,8 @@ async function trainHandler(args: CommandArgs): Promise<void> {
   if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) {
     throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   }
+  // the output folder is checked (kind, files it would overwrite, writable) before anything is trained
+  if (outDir !== undefined) prepareOutputDir(outDir, { kind: 'checkpoint', command: 'train', force: Boolean(args['force']) });
   if (!checkpointDir && modelFlag === undefined) {
     throw new UserError('name the model', { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a model.json path, or --checkpoint DIR` });
   }
@@ -295,6 +304,7 @@ export const trainCommand: CliCommand = {
       .option('quantizer', { choices: QUANTIZERS, default: 'ste', describe: 'quantizer of a newly built network' })
       .option('checkpoint', { type: 'string', describe: 'start from this checkpoint directory (written by --out)' })
       .option('out', { type: 'string', describe: 'save the trained network and run.json to this directory' })
+      .option('force', { type: 'boolean', default: false, describe: 'replace the checkpoint files already in --out' })
       .example('$0 train --model lenet5 --dataset mnist --out runs/lenet5-float', 'float training')
       .example('$0 train --checkpoint runs/lenet5-float --wbits 4 --abits 4', 'QAT fine-tune at W4A4')
       .epilogue(`Datasets:\n${DATASET_NAMES.map((n) => `  ${n}: ${DATASETS[n]?.description ?? ''}`).join('\n')}`),

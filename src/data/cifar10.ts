@@ -87,6 +87,14 @@ function batchDir(dir: string): string {
   return !existsSync(join(dir, CIFAR10_TEST_FILE)) && existsSync(sub) ? sub : dir;
 }
 
+/** Checks that the CIFAR-10 files are there (without reading them). */
+export function checkCifar10Files(dataDir: string | undefined): void {
+  if (!dataDir) throw new UserError('cifar10 is not bundled with bitalloc: say where it is', { field: '--data-dir', expected: HINT });
+  requireDir(dataDir, '--data-dir', HINT);
+  const dir = batchDir(dataDir);
+  for (const f of [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE]) requireInDir(dir, [f], HINT);
+}
+
 export function loadCifar10(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
   if (!opts.dataDir) {
     throw new UserError('cifar10 is not bundled with bitalloc: say where it is', { field: '--data-dir', expected: HINT });

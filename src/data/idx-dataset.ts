@@ -100,10 +100,23 @@ export function loadIdxFiles(o: IdxLoadOptions): Dataset {
   }
   let numClasses = o.numClasses;
   if (numClasses === null) {
-    let max = 0;
-    for (const l of trainLabels) max = Math.max(max, l);
-    if (testLabels) for (const l of testLabels) max = Math.max(max, l);
+    // the class count is max label + 1; a label far above the others (a corrupt byte) would silently add classes
+    const seen = new Map<number, { file: string; index: number }>();
+    const note = (labels: Int32Array, file: string) => labels.forEach((l, index) => { if (!seen.has(l)) seen.set(l, { file, index }); });
+    note(trainLabels, o.files.trainLabels);
+    if (testLabels && o.files.testLabels) note(testLabels, o.files.testLabels);
+    const max = Math.max(0, ...seen.keys());
     numClasses = Math.max(2, max + 1);
+    const unused = numClasses - seen.size;
+    if (max >= 2 && unused > 0) {
+      const at = seen.get(max) as { file: string; index: number };
+      const used = [...seen.keys()].sort((a, b) => a - b);
+      throw new UserError(
+        `label ${max} (at index ${at.index}) implies ${numClasses} classes, but only ${seen.size} distinct labels occur ` +
+          `(${used.length <= 12 ? used.join(', ') : `${used.slice(0, 10).join(', ')}, ... ${max}`}); ${unused} classes would have no sample`,
+        { file: at.file, field: '--num-classes', expected: `--num-classes N to state the class count (labels 0..N-1), or labels without gaps` },
+      );
+    }
   }
   const valFraction = o.valFraction ?? DEFAULT_VAL_FRACTION;
   let pool: Int32Array;
@@ -138,15 +151,24 @@ export function loadIdxFiles(o: IdxLoadOptions): Dataset {
   };
 }
 
-export function loadFashionMnist(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
-  const dir = opts.dataDir ?? FASHION_MNIST_DIR;
+/** The four Fashion-MNIST files in `dir` (default the Debian package's folder); a missing one is a UserError. */
+export function fashionMnistFiles(dataDir: string | undefined): IdxFiles {
+  const dir = dataDir ?? FASHION_MNIST_DIR;
+  if (!existsSync(dir) && dataDir === undefined) {
+    throw new UserError('Fashion-MNIST is not installed', { file: dir, field: '--data-dir', expected: FASHION_HINT });
+  }
   requireDir(dir, '--data-dir', FASHION_HINT);
-  const files: IdxFiles = {
+  return {
     trainImages: requireInDir(dir, ['train-images-idx3-ubyte'], FASHION_HINT),
     trainLabels: requireInDir(dir, ['train-labels-idx1-ubyte'], FASHION_HINT),
     testImages: requireInDir(dir, ['t10k-images-idx3-ubyte'], FASHION_HINT),
     testLabels: requireInDir(dir, ['t10k-labels-idx1-ubyte'], FASHION_HINT),
   };
+}
+
+export function loadFashionMnist(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
+  const dir = opts.dataDir ?? FASHION_MNIST_DIR;
+  const files = fashionMnistFiles(opts.dataDir);
   return loadIdxFiles({
     name: 'fashion-mnist',
     files,
@@ -186,6 +208,13 @@ export function resolveIdxFiles(path: string): IdxFiles {
   const trainLabels = pick(/labels.*idx1/i, isTest);
   const testImages = pick(/(t10k|test).*images.*idx[34]|images.*idx[34].*(t10k|test)/i);
   const testLabels = pick(/(t10k|test).*labels.*idx1|labels.*idx1.*(t10k|test)/i);
+  if (!trainImages && !trainLabels && (testImages || testLabels)) {
+    throw new UserError(`holds only test files (${[testImages, testLabels].filter(Boolean).join(', ')}) and no training files`, {
+      file: path,
+      field: '--data-dir',
+      expected: `train images and labels next to them (e.g. train-images-idx3-ubyte and train-labels-idx1-ubyte); ${IDX_HINT}`,
+    });
+  }
   if (!trainImages || !trainLabels) {
     throw new UserError(`no ${!trainImages ? 'images (*images*idx3*)' : 'labels (*labels*idx1*)'} IDX file in this directory`, {
       file: path,
@@ -201,7 +230,7 @@ export function resolveIdxFiles(path: string): IdxFiles {
   return files;
 }
 
-export function loadGenericIdx(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
+export function loadGenericIdx(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number; numClasses?: number }): Dataset {
   if (!opts.dataDir) {
     throw new UserError('the idx dataset needs a location', { field: '--data-dir', expected: IDX_HINT });
   }
@@ -209,7 +238,7 @@ export function loadGenericIdx(opts: { dataDir?: string; seed: number; valFracti
   return loadIdxFiles({
     name: 'idx',
     files,
-    numClasses: null,
+    numClasses: opts.numClasses ?? null,
     hint: IDX_HINT,
     seed: opts.seed,
     ...(opts.valFraction !== undefined ? { valFraction: opts.valFraction } : {}),

@@ -5,8 +5,8 @@
  */
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from './api.js';
-import { loadCifar10 } from './cifar10.js';
-import { FASHION_MNIST_DIR, loadFashionMnist, loadGenericIdx } from './idx-dataset.js';
+import { checkCifar10Files, loadCifar10 } from './cifar10.js';
+import { FASHION_MNIST_DIR, fashionMnistFiles, loadFashionMnist, loadGenericIdx, resolveIdxFiles } from './idx-dataset.js';
 import { loadMnist } from './mnist.js';
 
 export type { Dataset, Split } from './api.js';
@@ -20,6 +20,8 @@ export interface LoadDatasetOptions {
   valFraction?: number;
   /** At most this many samples in each split (train, val, test); only those are converted to float. */
   limit?: number;
+  /** Class count of an `idx` dataset (labels must be below it); default max label + 1, refused when classes have no sample. */
+  numClasses?: number;
 }
 
 export interface DatasetDescription {
@@ -78,6 +80,9 @@ function checkOptions(opts: LoadDatasetOptions): void {
   if (opts.valFraction !== undefined && !(opts.valFraction > 0 && opts.valFraction < 1)) {
     throw new UserError(`validation fraction must be in (0, 1), got ${opts.valFraction}`, { field: 'valFraction' });
   }
+  if (opts.numClasses !== undefined && !(Number.isInteger(opts.numClasses) && opts.numClasses >= 2)) {
+    throw new UserError(`must be an integer >= 2, got ${opts.numClasses}`, { field: '--num-classes' });
+  }
   if (opts.limit !== undefined && !(Number.isInteger(opts.limit) && opts.limit > 0)) {
     throw new UserError(`limit must be a positive integer, got ${opts.limit}`, { field: '--limit' });
   }
@@ -101,6 +106,29 @@ export async function loadDataset(name: string, opts: LoadDatasetOptions): Promi
       return loadCifar10(opts);
     case 'idx':
       return loadGenericIdx(opts);
+    default:
+      throw new UserError(`unknown dataset '${name}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+  }
+}
+
+/**
+ * Checks that a dataset's files are where they will be read from, without reading them: one UserError naming
+ * the folder or file and how to get it. For `run`/`experiment validate`/`search`, before any work.
+ */
+export function checkDatasetAvailable(name: string, dataDir: string | undefined): void {
+  switch (name) {
+    case 'mnist':
+      return;
+    case 'fashion-mnist':
+      fashionMnistFiles(dataDir);
+      return;
+    case 'cifar10':
+      checkCifar10Files(dataDir);
+      return;
+    case 'idx':
+      if (!dataDir) throw new UserError('the idx dataset needs a location', { field: '--data-dir', expected: 'a folder of IDX files or an images IDX file' });
+      resolveIdxFiles(dataDir);
+      return;
     default:
       throw new UserError(`unknown dataset '${name}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   }

@@ -85,6 +85,10 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
     for (const [i, p] of (group['paths'] as unknown[]).entries()) {
       if (typeof p !== 'string') throw new UserError('shard path must be a string', { file, field: `${field}.paths[${i}]` });
       const shard = path.resolve(dir, p);
+      const rel = path.relative(dir, shard);
+      if (path.isAbsolute(p) || rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
+        throw new UserError(`shard path '${p}' leaves the model folder ${dir}`, { file, field: `${field}.paths[${i}]`, expected: 'a file name inside the folder of model.json, e.g. weights.bin' });
+      }
       shardFiles.push(shard);
       let buf: Buffer;
       try {
@@ -120,6 +124,23 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
       format: typeof json['format'] === 'string' ? json['format'] : undefined,
     },
   };
+}
+
+/**
+ * tfjs's message for a model that does not fit its weights ("Shape mismatch: [400,120] vs. [120,400]"), with the
+ * weight of the manifest that has the offending shape named (e.g. fc1/kernel), so the user knows which layer.
+ */
+export function explainBuildError(e: unknown, artifacts: tf.io.ModelArtifacts): string {
+  const msg = e instanceof Error ? e.message : String(e);
+  const m = /Shape mismatch: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]/.exec(msg);
+  if (!m) return msg;
+  const norm = (t: string) => t.replace(/\s+/g, '');
+  const [expected, got] = [norm(m[1] as string), norm(m[2] as string)];
+  const hit = (artifacts.weightSpecs ?? []).filter((w) => w.shape.join(',') === got);
+  if (hit.length === 0) return msg;
+  const names = hit.map((w) => w.name);
+  const layer = (names[0] as string).split('/')[0];
+  return `weight ${names.join(' or ')} (layer '${layer}') has shape [${got}] in the weights manifest, but the layer needs [${expected}]`;
 }
 
 function joinWeightData(d: tf.io.WeightData | undefined): ArrayBuffer {

@@ -9,7 +9,7 @@ import type { QuantizerKind } from '../quant/api.js';
 import { ACTIVATIONS, QConv2D, QDense, QDepthwiseConv2D, QuantLayer, type QuantArgs } from '../quant/layers.js';
 import { QuantNetwork } from '../quant/network.js';
 import { Rng } from '../util/rng.js';
-import { readModelArtifacts } from './files.js';
+import { explainBuildError, readModelArtifacts } from './files.js';
 
 /** Layer classes a user model may contain. */
 export const SUPPORTED_LAYERS: readonly string[] = [
@@ -57,7 +57,7 @@ function isObject(v: unknown): v is Record<string, unknown> {
 }
 
 /** Checks every layer class before tfjs sees the topology, for a clear error. */
-function checkTopology(topology: Record<string, unknown>, file: string): void {
+export function checkTopology(topology: Record<string, unknown>, file: string): void {
   const root = isObject(topology['model_config']) ? (topology['model_config'] as Record<string, unknown>) : topology;
   const rootPath = root === topology ? '$.modelTopology' : '$.modelTopology.model_config';
   const cls = root['class_name'] ?? root['className'];
@@ -219,7 +219,7 @@ export async function loadUserModel(spec: string, opts: LoadUserModelOptions = {
   try {
     src = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (e) {
-    throw new UserError(`cannot build the model: ${(e as Error).message}`, { file });
+    throw new UserError(`cannot build the model: ${explainBuildError(e, artifacts)}`, { file, field: '$.weightsManifest' });
   }
   try {
     return new QuantNetwork(quantizeModel(src, opts, file));

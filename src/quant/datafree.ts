@@ -17,6 +17,7 @@
 import { tf } from '../backend/index.js';
 import type { Split } from '../data/api.js';
 import { outputsProbabilities } from '../train/trainer.js';
+import { Progress } from '../util/progress.js';
 import { Rng } from '../util/rng.js';
 import type { BitConfig } from '../models/layer-info.js';
 import type { QuantizedNetwork } from './api.js';
@@ -137,6 +138,7 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
   const out = new Float32Array(n * pixels);
   let maxSteps = 0;
   try {
+    const progress = new Progress({ label: 'data-free inputs: optimisation steps', total: Math.ceil(n / o.batchSize) * o.steps });
     for (let start = 0; start < n; start += o.batchSize) {
       const size = Math.min(o.batchSize, n - start);
       const x = tf.variable(tf.tensor4d(init.subarray(start * pixels, (start + size) * pixels), [size, h, w, c]), true);
@@ -163,6 +165,7 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
           });
           if (ce < o.stopLoss) break;
           if ((step + 1) % 25 === 0) await new Promise<void>((r) => setImmediate(r));
+          progress.update((start / o.batchSize) * o.steps + step + 1, `cross-entropy ${ce.toFixed(3)}`);
         }
         maxSteps = Math.max(maxSteps, step);
         out.set(x.dataSync(), start * pixels);

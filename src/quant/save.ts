@@ -8,7 +8,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
-import { MODEL_JSON, readModelArtifacts, writeModelFiles } from '../models/files.js';
+import { MODEL_JSON, explainBuildError, readModelArtifacts, writeModelFiles } from '../models/files.js';
+import { checkTopology } from '../models/user-model.js';
 import type { QuantizedNetwork } from './api.js';
 import { QuantNetwork } from './network.js';
 import { bitsFileContent, readBitsFile } from './bits-file.js';
@@ -23,12 +24,14 @@ export async function saveNetwork(net: QuantizedNetwork, dir: string, meta: obje
 /** Loads a checkpoint written by saveNetwork. */
 export async function loadNetwork(dir: string): Promise<{ net: QuantNetwork; meta: Record<string, unknown> }> {
   if (!fs.existsSync(dir)) throw new UserError('checkpoint directory not found', { file: dir, expected: `a directory holding ${MODEL_JSON}` });
+  if (!fs.statSync(dir).isDirectory()) throw new UserError('is a file, not a checkpoint folder', { file: dir, field: '--checkpoint', expected: `the folder holding ${MODEL_JSON}, weights.bin and bits.json (written by \`bitalloc train --out\`)` });
   const { artifacts, file, json } = readModelArtifacts(dir);
+  checkTopology(artifacts.modelTopology as Record<string, unknown>, file);
   let model: tf.LayersModel;
   try {
     model = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (e) {
-    throw new UserError(`cannot rebuild the network: ${(e as Error).message}`, { file });
+    throw new UserError(`cannot rebuild the network: ${explainBuildError(e, artifacts)}`, { file });
   }
   const net = new QuantNetwork(model);
   const bitsFile = path.join(path.dirname(file), BITS_JSON);

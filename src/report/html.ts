@@ -12,6 +12,7 @@ import { bitsText, kb, pct, pctAxis, pm, pmSig, sig } from './format.js';
 import { SUMMARY_HEADER } from './markdown.js';
 import {
   bestFeasibleSoFar,
+  cellOutcome,
   curveOverSeeds,
   movingAverage,
   paretoFront,
@@ -21,7 +22,7 @@ import {
   type AgentSummary,
   type UniformSummary,
 } from './stats.js';
-import { PALETTE, barChart, esc, lineChart, scatterChart, type BandPoint, type ScatterPoint } from './svg.js';
+import { PALETTE, barChart, esc, lineChart, lowOutlierFloor, scatterChart, type BandPoint, type ScatterPoint } from './svg.js';
 
 /** Most points drawn per line / per scatter series (evenly thinned beyond; fronts are never thinned). */
 const MAX_LINE_POINTS = 400;
@@ -146,12 +147,15 @@ function scatterCharts(g: ReportGroup, uniform: UniformSummary[]): string {
       series,
       refs: uniform.filter((u) => u.accuracy !== null).map((u) => ({ label: u.label, x: u[key], y: u.accuracy as number })),
       limitX: limitOf(g, metric, uniform),
+      yFloor: lowOutlierFloor([...series.flatMap((s) => s.points.map((p) => p.y)), ...uniform.map((u) => u.accuracy ?? NaN)]),
     });
   };
-  const caption =
+  const caption = (metric: 'latency' | 'energy') =>
     'Dots: evaluated episodes of every seed (hollow: over budget). Lines: each agent’s Pareto front over its feasible episodes. ' +
-    'Diamonds: uniform precision. Dashed: the budget.';
-  return `<div class="charts"><figure>${make('latency')}<figcaption>${esc(caption)}</figcaption></figure><figure>${make('energy')}<figcaption>${esc(caption)}</figcaption></figure></div>`;
+    'Diamonds: uniform precision (validation accuracy at the shared weights, not fine-tuned).' +
+    (limitOf(g, metric, uniform) ? ' Dashed: the budget.' : ` No ${metric} budget in this group, so no budget line.`) +
+    ' Triangles on the floor: outliers far below the others (e.g. W2A2), if any.';
+  return `<div class="charts"><figure>${make('latency')}<figcaption>${esc(caption('latency'))}</figcaption></figure><figure>${make('energy')}<figcaption>${esc(caption('energy'))}</figcaption></figure></div>`;
 }
 
 function bitCharts(g: ReportGroup, summaries: AgentSummary[]): string {
@@ -177,7 +181,41 @@ function bitCharts(g: ReportGroup, summaries: AgentSummary[]): string {
       `${sig(b.latencyMs)} ms, ${sig(b.energyUj)} uJ, ${kb(b.sizeBytes)} KB; bits (w/a) ${esc(bitsText(b.bits))}</figcaption></figure>`
     );
   });
-  return `<div class="charts">${charts.join('')}</div>`;
+  return `<div class="charts">${charts.join('')}</div>${seedBitTables(g)}`;
+}
+
+/** Every seed's best allocation (the charts show one seed per agent). */
+function seedBitTables(g: ReportGroup): string {
+  const rows: string[] = [];
+  let names: string[] = [];
+  for (const s of g.series) {
+    for (const c of s.cells) {
+      const o = cellOutcome(c);
+      if (!o) {
+        rows.push(`<tr><td>${esc(s.name)}</td><td>${c.seed}</td><td colspan="99">no feasible allocation yet</td></tr>`);
+        continue;
+      }
+      if (o.layerNames && o.layerNames.length > names.length) names = o.layerNames;
+      rows.push(
+        `<tr><td>${esc(s.name)}</td><td>${c.seed}</td><td>${pct(o.accuracy)}${o.source === 'final' ? '' : ' (val)'}</td>` +
+          o.bits.map((b) => `<td>${b.wBits}/${b.aBits}</td>`).join('') +
+          '</tr>',
+      );
+    }
+  }
+  if (rows.length === 0) return '';
+  const width = Math.max(0, ...g.series.flatMap((s) => s.cells.map((c) => cellOutcome(c)?.bits.length ?? 0)));
+  const head = Array.from({ length: width }, (_, i) => `<th>${esc(names[i] ?? `L${i + 1}`)}</th>`).join('');
+  return (
+    `<details open><summary>best allocation of every seed (w/a bits)</summary><table class="seed-bits"><tr><th>agent</th><th>seed</th><th>accuracy</th>${head}</tr>` +
+    rows.join('') +
+    '</table></details>'
+  );
+}
+
+/** Absolute local paths shortened to their last part (…/name): a report is shared, the machine's folders are not. */
+export function hideLocalPaths(text: string): string {
+  return text.replace(/(^|[\s"'=(,])\/(?:[^\s"'/,()]+\/)+([^\s"'/,()]*)/g, (_m, pre: string, last: string) => `${pre}…/${last}`);
 }
 
 /** A lighter tint of a #rrggbb colour. */
@@ -213,7 +251,9 @@ function summaryTable(summaries: AgentSummary[], uniform: UniformSummary[]): str
   }
   if (uniform.length) {
     html +=
-      '<table class="uniform"><tr><th>uniform precision</th><th>accuracy</th><th>latency (ms)</th><th>energy (uJ)</th><th>size (KB)</th></tr>' +
+      '<p class="note">Uniform precision: <b>validation</b> accuracy of every layer at one width, measured at the search’s shared QAT weights ' +
+      'before any final fine-tune (on the first evalSamples validation samples). It is not comparable to the fine-tuned <b>test</b> accuracy above, which is why it sits below it.</p>' +
+      '<table class="uniform"><tr><th>uniform precision</th><th>val accuracy (not fine-tuned)</th><th>latency (ms)</th><th>energy (uJ)</th><th>size (KB)</th></tr>' +
       uniform.map((u) => `<tr><td>${esc(u.label)}</td><td>${pct(u.accuracy)}</td><td>${sig(u.latencyMs)}</td><td>${sig(u.energyUj)}</td><td>${kb(u.sizeBytes)}</td></tr>`).join('') +
       '</table>';
   }
@@ -240,7 +280,7 @@ function groupSection(g: ReportGroup): string {
     '<h3>Bit allocation of each agent’s best</h3>',
     bitCharts(g, summaries),
     '<h3>Device profile</h3>',
-    `<details><summary>${esc(g.profile)} (${esc(profilePath)})</summary><pre>${esc(JSON.stringify(profileJson, null, 2) ?? '')}</pre></details>`,
+    `<details><summary>${esc(g.profile)} (${esc(hideLocalPaths(profilePath))})</summary><pre>${esc(JSON.stringify(profileJson, null, 2) ?? '')}</pre></details>`,
     '</section>',
   ].join('\n');
 }
@@ -248,14 +288,14 @@ function groupSection(g: ReportGroup): string {
 function runSection(r: ReportRun): string {
   const info = r.info;
   const meta: [string, string][] = [
-    ['directory', r.dir],
+    ['directory', hideLocalPaths(r.dir)],
     ['experiment', info.name],
     ['model / dataset', `${String(r.experiment.model)} / ${String(r.experiment.dataset)}`],
     ['created', info.created],
     ['backend', info.backend],
     ['versions', `bitalloc ${info.versions.bitalloc}, tfjs ${info.versions.tfjs}${info.versions.tfjsNode ? `, tfjs-node ${info.versions.tfjsNode}` : ''}, node ${info.versions.node}`],
     ['platform', info.platform],
-    ['command', info.command.join(' ')],
+    ['command', hideLocalPaths(info.command.join(' '))],
   ];
   if (info.resumes.length) meta.push(['resumed', info.resumes.map((x) => x.at).join(', ')]);
   const cellRows = r.cells
@@ -268,7 +308,7 @@ function runSection(r: ReportRun): string {
     `<section class="run"><h3>${esc(r.name)}</h3>`,
     `<table class="meta">${meta.map(([k, v]) => `<tr><th>${esc(k)}</th><td style="text-align:left">${esc(v)}</td></tr>`).join('')}</table>`,
     `<details><summary>cells (${r.cells.length})</summary><table><tr><th>cell</th><th>status</th><th>episodes</th><th>test accuracy</th></tr>${cellRows}</table></details>`,
-    `<details><summary>experiment.json</summary><pre>${esc(JSON.stringify(r.experiment, null, 2))}</pre></details>`,
+    `<details><summary>experiment.json</summary><pre>${esc(hideLocalPaths(JSON.stringify(r.experiment, null, 2)))}</pre></details>`,
     '</section>',
   ].join('\n');
 }

@@ -2,10 +2,11 @@
  * Comparison reports from one or more run directories: self-contained HTML (inline SVG charts), Markdown
  * (summary tables) and CSV (every episode of every cell).
  */
-import { existsSync, mkdirSync, statSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { existsSync, statSync } from 'node:fs';
+import { join, resolve } from 'node:path';
 import { UserError } from '../errors.js';
 import { writeTextAtomic } from '../run/run-store.js';
+import { prepareOutputFile } from '../util/output-dir.js';
 import { renderCsv } from './csv.js';
 import { renderHtml } from './html.js';
 import { loadRuns, type ReportRun } from './load.js';
@@ -50,25 +51,33 @@ export interface WriteReportOptions {
    * (report.html, report.md, episodes.csv), the working directory for several.
    */
   out?: string;
+  /** Replace report files that already exist (default true; the CLI passes its --force). */
+  overwrite?: boolean;
 }
 
-/** Loads the runs and writes the reports; returns the files written. */
+/** Where writeReport puts each format (no file is touched). */
+export function reportPaths(runs: readonly ReportRun[], opts: WriteReportOptions = {}): { format: ReportFormat; path: string }[] {
+  const formats = opts.formats && opts.formats.length ? [...new Set(opts.formats)] : (['html'] as ReportFormat[]);
+  return formats.map((format) => {
+    if (opts.out && formats.length === 1 && !(existsSync(opts.out) && statSync(opts.out).isDirectory())) return { format, path: resolve(opts.out) };
+    const folder = opts.out ? resolve(opts.out) : runs.length === 1 ? (runs[0] as ReportRun).dir : process.cwd();
+    if (existsSync(folder) && !statSync(folder).isDirectory()) {
+      throw new UserError('is a file, but several formats need a folder', { field: '--out', file: opts.out, expected: 'a folder' });
+    }
+    return { format, path: join(folder, REPORT_FILE[format]) };
+  });
+}
+
+/**
+ * Loads the runs and writes the reports; returns the files written. Every output path is checked (not a
+ * folder, not present unless `overwrite`, its folder writable) before anything is written.
+ */
 export function writeReport(dirs: readonly string[], opts: WriteReportOptions = {}): { files: string[]; runs: ReportRun[] } {
   const runs = loadRuns(dirs);
-  const formats = opts.formats && opts.formats.length ? [...new Set(opts.formats)] : (['html'] as ReportFormat[]);
+  const targets = reportPaths(runs, opts);
+  for (const t of targets) prepareOutputFile(t.path, { flag: '--out', force: opts.overwrite ?? true, command: 'report' });
   const files: string[] = [];
-  for (const format of formats) {
-    let path: string;
-    if (opts.out && formats.length === 1 && !(existsSync(opts.out) && statSync(opts.out).isDirectory())) path = resolve(opts.out);
-    else {
-      const folder = opts.out ? resolve(opts.out) : runs.length === 1 ? (runs[0] as ReportRun).dir : process.cwd();
-      if (existsSync(folder) && !statSync(folder).isDirectory()) {
-        throw new UserError('is a file, but several formats need a folder', { field: '--out', file: opts.out, expected: 'a folder' });
-      }
-      path = join(folder, REPORT_FILE[format]);
-    }
-    const parent = dirname(path);
-    if (!existsSync(parent)) mkdirSync(parent, { recursive: true });
+  for (const { format, path } of targets) {
     writeTextAtomic(path, renderReport(runs, format));
     files.push(path);
   }

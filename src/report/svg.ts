@@ -233,6 +233,23 @@ export interface ScatterChartSpec {
   /** Vertical limit line (the budget), if known. */
   limitX?: { x: number; label: string };
   yFormat?: (v: number) => string;
+  /**
+   * Values below this are outliers (e.g. W2A2 episodes far below the rest): the axis starts near it and they
+   * are drawn on the axis floor as hollow triangles, counted in a note, so they do not squash the others.
+   */
+  yFloor?: number;
+}
+
+/** Tukey's lower fence (Q1 - 1.5 IQR) of `values` when some fall below it, else undefined. */
+export function lowOutlierFloor(values: readonly number[]): number | undefined {
+  const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
+  if (v.length < 8) return undefined;
+  const q = (f: number) => v[Math.min(v.length - 1, Math.floor(f * (v.length - 1)))] as number;
+  const q1 = q(0.25);
+  const iqr = q(0.75) - q1;
+  if (!(iqr > 0)) return undefined;
+  const fence = q1 - 1.5 * iqr;
+  return (v[0] as number) < fence ? fence : undefined;
 }
 
 export function scatterChart(spec: ScatterChartSpec): string {
@@ -242,9 +259,15 @@ export function scatterChart(spec: ScatterChartSpec): string {
   ];
   const fr = { ...FRAME, height: FRAME.height + 20, top: FRAME.top + legendRows(legendItems.map((l) => l.name), FRAME) * 14 };
   const xs = [...spec.series.flatMap((s) => s.points.map((p) => p.x)), ...(spec.refs ?? []).map((r) => r.x), ...(spec.limitX ? [spec.limitX.x] : [])];
-  const ys = [...spec.series.flatMap((s) => s.points.map((p) => p.y)), ...(spec.refs ?? []).map((r) => r.y)];
+  const allYs = [...spec.series.flatMap((s) => s.points.map((p) => p.y)), ...(spec.refs ?? []).map((r) => r.y)];
+  const floor = spec.yFloor;
+  const ys = floor === undefined ? allYs : [...allYs.filter((v) => v >= floor), floor];
   const x = linearScale(xs, [fr.left, fr.width - fr.right]);
-  const y = linearScale(ys, [fr.height - fr.bottom, fr.top]);
+  const yScale = linearScale(ys, [fr.height - fr.bottom, fr.top]);
+  const below = (v: number) => floor !== undefined && v < yScale.domain[0];
+  const y = ((v: number) => yScale(below(v) ? yScale.domain[0] : v)) as Scale;
+  y.domain = yScale.domain;
+  y.ticks = yScale.ticks;
   const parts = [open(spec.id, spec.title, fr), axes(fr, x, y, spec.xLabel, spec.yLabel, formatTick, spec.yFormat)];
   if (spec.limitX && Number.isFinite(spec.limitX.x)) {
     const px = x(spec.limitX.x);
@@ -259,6 +282,11 @@ export function scatterChart(spec: ScatterChartSpec): string {
       .map((p) => {
         const fill = p.filled === false ? `fill="none" stroke="${s.color}"` : `fill="${s.color}"`;
         const t = p.title ? `<title>${esc(p.title)}</title>` : '';
+        if (below(p.y)) {
+          const px = x(p.x);
+          const py = y(p.y);
+          return `<path class="mark dot outlier" d="M${n(px - 3)} ${n(py - 5)} h6 l-3 5 z" fill="none" stroke="${s.color}">${t}</path>`;
+        }
         return `<circle class="mark dot" cx="${n(x(p.x))}" cy="${n(y(p.y))}" r="2.6" ${fill} fill-opacity="0.45" stroke-opacity="0.6">${t}</circle>`;
       });
     parts.push(`<g class="series" data-series="${esc(s.name)}">${dots.join('')}</g>`);
@@ -289,6 +317,14 @@ export function scatterChart(spec: ScatterChartSpec): string {
     parts.push(
       `<path class="mark ref" d="M${n(px)} ${n(py - 6)} l6 6 l-6 6 l-6 -6 z" fill="#222"><title>${esc(r.label)}</title></path>` +
         `<text class="ref-label" x="${n(nearRight ? px - 8 : px + 8)}" y="${n(py - 4)}" text-anchor="${nearRight ? 'end' : 'start'}">${esc(r.label)}</text>`,
+    );
+  }
+  const outliers = allYs.filter((v) => Number.isFinite(v) && below(v)).length;
+  if (outliers > 0) {
+    const fmt = spec.yFormat ?? formatTick;
+    parts.push(
+      `<text class="outlier-note" x="${n(fr.width - fr.right)}" y="${n(fr.height - fr.bottom - 4)}" text-anchor="end">` +
+        `\u25bd ${outliers} point${outliers === 1 ? '' : 's'} below ${esc(fmt(yScale.domain[0]))} drawn on the axis floor</text>`,
     );
   }
   parts.push(legend(fr, legendItems));

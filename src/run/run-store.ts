@@ -36,12 +36,14 @@ import {
   writeFileSync,
   writeSync,
 } from 'node:fs';
+import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
 import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerBits } from '../models/layer-info.js';
+import { checkWritableDir, makeDirs, outputKindOf } from '../util/output-dir.js';
 import { VERSION } from '../version.js';
 import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from '../experiment/experiment.js';
 
@@ -166,6 +168,10 @@ export interface RunInfo {
   command: string[];
   resumes: { at: string; command: string[] }[];
   cells: RunCellEntry[];
+  /** sha256 of experiment.json as written at creation (a resume refuses an edited experiment.json). */
+  experimentSha256?: string;
+  /** The experiment as created, to name what an edit changed. */
+  experimentRecorded?: unknown;
 }
 
 /** What the caller knows about the environment of the run. */
@@ -388,6 +394,14 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   const root = resolve(dir);
   if (existsSync(root)) {
     if (!statSync(root).isDirectory()) throw new UserError('exists and is not a folder', { file: dir, expected: 'a new run directory' });
+    const kind = outputKindOf(root);
+    if (kind === 'checkpoint' || kind === 'export') {
+      throw new UserError(`holds ${kind === 'checkpoint' ? 'a training checkpoint' : 'an integer export'}, not a run; a run directory would destroy it`, {
+        file: dir,
+        field: '--out',
+        expected: 'a new or empty directory',
+      });
+    }
     if (readdirSync(root).length > 0) {
       throw new UserError('the run directory already exists and is not empty', {
         file: dir,
@@ -403,6 +417,9 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
       profileJson.set(c.profile.path, readJsonFile(c.profile.path));
     }
   }
+  // one level at a time, so an impossible parent (read-only, /proc) fails at once naming the path
+  makeDirs(root, '--out');
+  checkWritableDir(root, '--out');
   mkdirSync(join(root, 'cells'), { recursive: true });
   const now = new Date().toISOString();
   const info: RunInfo = {
@@ -423,6 +440,8 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   const run = new RunStore(root, experiment, info, false);
   run.acquireLock();
   writeJsonAtomic(join(root, 'experiment.json'), experiment);
+  info.experimentSha256 = sha256File(join(root, 'experiment.json'));
+  info.experimentRecorded = JSON.parse(JSON.stringify(experiment)) as unknown;
   for (const c of all) {
     const cellDir = join(root, 'cells', c.id);
     mkdirSync(cellDir, { recursive: true });
@@ -496,9 +515,12 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
         expected: `the cells of experiment.json: ${expected.join(', ')}`,
       });
     }
+    checkExperimentUnchanged(info, expPath, rawExp);
   }
   const run = new RunStore(root, experiment, info, Boolean(opts.readOnly));
   if (!opts.readOnly) {
+    // a damaged result file is found now, not after another episode has run
+    for (const c of run.cells) checkCellResults(c);
     run.acquireLock();
     removeStaleTemps(root);
     for (const c of run.cells) {
@@ -516,6 +538,48 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
     writeJsonAtomic(runJson, info);
   }
   return run;
+}
+
+function sha256File(path: string): string {
+  return createHash('sha256').update(readFileSync(path)).digest('hex');
+}
+
+/** Leaf-by-leaf differences between two JSON values, as `$.path: a -> b` lines. */
+function jsonDifferences(a: unknown, b: unknown, path = '$', out: string[] = []): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null;
+  if (isObj(a) && isObj(b) && Array.isArray(a) === Array.isArray(b)) {
+    const keys = [...new Set([...Object.keys(a), ...Object.keys(b)])];
+    for (const k of keys) jsonDifferences(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : `${path}.${k}`, out);
+    return out;
+  }
+  if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${path}: ${a === undefined ? '(absent)' : JSON.stringify(a)} when the run was created, now ${b === undefined ? '(absent)' : JSON.stringify(b)}`);
+  return out;
+}
+
+/** A resume refuses an experiment.json edited after the run was created, naming every changed field. */
+function checkExperimentUnchanged(info: RunInfo, expPath: string, rawExp: unknown): void {
+  if (!info.experimentSha256) return; // runs made before the hash was recorded
+  if (sha256File(expPath) === info.experimentSha256) return;
+  const diff = info.experimentRecorded !== undefined ? jsonDifferences(info.experimentRecorded, rawExp) : [];
+  throw new UserError('experiment.json was edited after the run was created; a resume continues the run exactly as it started', {
+    file: expPath,
+    expected: 'the experiment.json of the run unchanged (start a new run with `bitalloc run FILE` for a changed experiment)',
+    problems: diff.length > 0 ? diff : ['the file differs from the one recorded (sha256 in run.json $.experimentSha256), e.g. in formatting only'],
+  });
+}
+
+/** best.json and final.json of a cell, if present, must be intact records. */
+function checkCellResults(c: CellStore): void {
+  if (existsSync(c.bestPath)) {
+    const problem = episodeRecordProblem(readJsonFile(c.bestPath));
+    if (problem) throw new UserError(`not an episode record: ${problem}`, { file: c.bestPath, expected: 'the best episode as written by the search' });
+  }
+  if (existsSync(c.finalPath)) {
+    const f = readJsonFile(c.finalPath) as Partial<FinalRecord> | null;
+    if (!f || typeof f !== 'object' || typeof f.testAccuracy !== 'number' || !Array.isArray(f.bits)) {
+      throw new UserError('not a final record', { file: c.finalPath, field: '$.testAccuracy', expected: 'the final record written by the search' });
+    }
+  }
 }
 
 /** True when `dir` holds a run.json (cheap check for CLIs). */
@@ -913,4 +977,58 @@ function fsyncTree(dir: string): void {
     }
   }
   fsyncDir(dir);
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Stopping on a signal
+// ---------------------------------------------------------------------------------------------------------
+
+let stopReason: string | null = null;
+const stopListeners = new Set<(reason: string) => void>();
+
+/** Asks every search loop of this thread to stop after its current episode (and checkpoint there). */
+export function requestStop(reason: string): void {
+  if (stopReason !== null) return;
+  stopReason = reason;
+  for (const l of stopListeners) l(reason);
+}
+
+/** Why a stop was requested (e.g. 'SIGTERM'), or null. */
+export function stopRequested(): string | null {
+  return stopReason;
+}
+
+/** Calls `listener` when a stop is requested; returns the function that removes it. */
+export function onStopRequest(listener: (reason: string) => void): () => void {
+  stopListeners.add(listener);
+  return () => stopListeners.delete(listener);
+}
+
+/**
+ * While `run` is being written: the first SIGINT/SIGTERM asks the search to finish the episode, checkpoint and
+ * stop (the caller then releases the lock and says how to resume); a second one releases the lock and exits at
+ * once (the last checkpoint still resumes). Returns the function that removes the handlers.
+ */
+export function installStopSignals(run: RunStore): () => void {
+  const handler = (signal: NodeJS.Signals): void => {
+    if (stopReason === null) {
+      log.warn(`${signal}: finishing the current episode, then checkpointing and stopping (send ${signal} again to stop at once)`);
+      requestStop(signal);
+      return;
+    }
+    run.close();
+    process.stderr.write(`stopped at once by a second ${signal}; resume from the last checkpoint with: bitalloc run --resume ${run.dir}\n`);
+    process.exit(signal === 'SIGINT' ? 130 : 143);
+  };
+  process.on('SIGINT', handler);
+  process.on('SIGTERM', handler);
+  return () => {
+    process.off('SIGINT', handler);
+    process.off('SIGTERM', handler);
+  };
+}
+
+/** The exit code of a process stopped by `signal` (128 + its number). */
+export function signalExitCode(signal: string): number {
+  return signal === 'SIGINT' ? 130 : signal === 'SIGTERM' ? 143 : 1;
 }

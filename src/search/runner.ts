@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { backendInfo } from '../backend/index.js';
 import { log } from '../log.js';
 import { envRewardSpec, type Cell, type Experiment } from '../experiment/experiment.js';
-import type { CellStore, RunStore } from '../run/run-store.js';
+import { onStopRequest, stopRequested, type CellStore, type RunStore } from '../run/run-store.js';
 import { runSearch, type SearchResult, type SearchSpec } from './search.js';
 
 /** The search a cell of an experiment runs. */
@@ -77,12 +77,16 @@ export async function runPendingCells(store: RunStore, opts: RunOptions): Promis
   const outcomes: CellOutcome[] = [];
   const finish = (cell: CellStore, o: CellOutcome): void => {
     outcomes.push(o);
-    if (o.ok && o.result?.interrupted) return; // left pending: a later --resume continues it
+    if (o.ok && o.result?.interrupted) {
+      cell.setStatus('pending'); // a later --resume continues it from its checkpoint
+      return;
+    }
     cell.setStatus(o.ok ? 'done' : 'failed', o.ok ? {} : { error: o.error });
     if (!o.ok) log.error(`${cell.id} failed: ${o.error}`);
   };
   if (opts.workers <= 1) {
     for (const cell of pending) {
+      if (stopRequested() !== null) break; // SIGINT/SIGTERM: the cells not started stay pending
       cell.setStatus('running');
       try {
         finish(cell, await runCell(store, cell, { label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`, stopAfter: opts.stopAfter }));
@@ -95,7 +99,7 @@ export async function runPendingCells(store: RunStore, opts: RunOptions): Promis
   const queue = [...pending];
   const backend = backendInfo()?.requested ?? 'auto';
   const workerLoop = async (): Promise<void> => {
-    while (queue.length > 0) {
+    while (queue.length > 0 && stopRequested() === null) {
       const cell = queue.shift() as CellStore;
       cell.setStatus('running');
       finish(cell, await runCellInWorker(store, cell, backend, opts));
@@ -111,8 +115,12 @@ function runCellInWorker(store: RunStore, cell: CellStore, backend: string, opts
       workerData: { runDir: store.dir, cellId: cell.id, backend, logLevel: log.level, stopAfter: opts.stopAfter },
     });
     let settled = false;
+    // a signal in the main thread: the worker finishes its episode, checkpoints and reports the cell as interrupted
+    const unsubscribe = onStopRequest((reason) => worker.postMessage({ stop: reason }));
+    if (stopRequested() !== null) worker.postMessage({ stop: stopRequested() });
     worker.on('message', (m: CellOutcome) => {
       settled = true;
+      unsubscribe();
       resolve(m);
     });
     worker.on('error', (e) => {
@@ -120,6 +128,7 @@ function runCellInWorker(store: RunStore, cell: CellStore, backend: string, opts
       settled = true;
     });
     worker.on('exit', (code) => {
+      unsubscribe();
       if (!settled) resolve({ id: cell.id, ok: false, error: `worker exited with code ${code}` });
     });
   });

@@ -36,6 +36,7 @@ import {
   appendEpisode,
   loadCheckpoint,
   saveCheckpoint,
+  stopRequested,
   truncateEpisodes,
   type CellStore,
   type EpisodeRecord,
@@ -359,9 +360,18 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     };
     if (cell && !saved) await checkpointNow(0);
 
+    if (agent.kind === 'allocation') {
+      log.info(`${spec.agent} proposes a fixed set of allocations and stops when it has evaluated them, possibly before the ${spec.episodes} episodes`);
+    }
     while (done < spec.episodes) {
-      if (agent.kind === 'allocation' && agent.exhausted?.()) break;
+      if (agent.kind === 'allocation' && agent.exhausted?.()) {
+        log.info(`${spec.agent}: stopping after ${done} of ${spec.episodes} episodes: it has evaluated every allocation it proposes (nothing is left to try)`);
+        break;
+      }
       if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
+      // let signal handlers (and worker messages) run: the episode's awaits alone never reach the event loop
+      await new Promise<void>((r) => setImmediate(r));
+      if (cell && stopRequested() !== null) break; // SIGINT/SIGTERM: checkpointed below
       const t0 = performance.now();
       const summary = await runEpisode(env, agent);
       const wallMs = performance.now() - t0;
@@ -379,8 +389,19 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       const bestText = best ? `best ${(100 * (best.accuracy ?? 0)).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms` : 'no feasible yet';
       progress.update(done, bestText);
     }
+    if (spec.agent === 'uniform' && best && best.bits.some((b) => b.wBits !== best!.bits[0]?.wBits || b.aBits !== best!.bits[0]?.aBits)) {
+      log.warn(
+        `uniform: the best allocation (${best.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')}, episode ${best.episode}) is not uniform: ` +
+          `its uniform proposal was over budget and constraint mode '${spec.constraintMode}' lowered some layers to fit. ` +
+          `Use constraintMode 'reject' for strictly uniform baselines.`,
+      );
+    }
     const interrupted = done < spec.episodes && !(agent.kind === 'allocation' && agent.exhausted?.());
     if (!interrupted && done < spec.episodes && cell) await checkpointNow(done);
+    if (interrupted && cell && stopRequested() !== null) {
+      await checkpointNow(done);
+      log.info(`${cell.id}: stopped by ${stopRequested()} after episode ${done} of ${spec.episodes}; checkpoint saved`);
+    }
 
     const timing = {
       qatSeconds: evaluator.qatSeconds,

@@ -7,7 +7,7 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { join } from 'node:path';
 import { initBackend, type BackendChoice } from '../backend/index.js';
 import { setLogLevel, type LogLevel } from '../log.js';
-import { RunStore, readJsonFile, type RunInfo } from '../run/run-store.js';
+import { RunStore, readJsonFile, requestStop, type RunInfo } from '../run/run-store.js';
 import type { Experiment } from '../experiment/experiment.js';
 import { runCell, type CellOutcome } from './runner.js';
 
@@ -29,7 +29,13 @@ async function main(job: Job): Promise<CellOutcome> {
 }
 
 const job = workerData as Job;
-main(job).then(
-  (o) => parentPort?.postMessage(o),
-  (e: unknown) => parentPort?.postMessage({ id: job.cellId, ok: false, error: e instanceof Error ? e.message : String(e) } satisfies CellOutcome),
-);
+// the main thread forwards SIGINT/SIGTERM as { stop: signal }: finish the episode, checkpoint, return
+const onMessage = (m: unknown): void => {
+  if (m && typeof m === 'object' && typeof (m as { stop?: unknown }).stop === 'string') requestStop((m as { stop: string }).stop);
+};
+parentPort?.on('message', onMessage);
+const done = (o: CellOutcome): void => {
+  parentPort?.off('message', onMessage);
+  parentPort?.postMessage(o);
+};
+main(job).then(done, (e: unknown) => done({ id: job.cellId, ok: false, error: e instanceof Error ? e.message : String(e) }));
