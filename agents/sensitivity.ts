@@ -46,7 +46,7 @@ import { UserError } from '../src/errors.js';
 import type { CostTable } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
 import { VALID_BITS, type BitConfig, type LayerBits } from '../src/models/layer-info.js';
-import { DATA_FREE_DEFAULTS, generateInputs } from '../src/quant/datafree.js';
+import { DATA_FREE_DEFAULTS, generateInputs } from './kit/datafree.js';
 import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
 import { evaluateModel } from '../src/train/trainer.js';
 import type { AgentEntry } from './index.js';

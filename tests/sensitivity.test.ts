@@ -11,7 +11,7 @@ import { buildCostTable, loadProfile } from '../src/hardware/index.js';
 import { loadInventory } from '../src/models/index.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
-import { generateInputs } from '../src/quant/datafree.js';
+import { generateInputs } from '../agents/kit/datafree.js';
 import { BitAllocationEnv, type StepMode } from '../envs/bit-allocation-env.js';
 import { BITS, lenetContext, lenetEnv, trainedLenet, type TrainedLenet } from './lenet-fixture.js';
 import type { AgentContext } from '../envs/types.js';

@@ -211,6 +211,12 @@ export interface Cell {
   seed: number;
 }
 
+/** An agent entry's options with the agent's defaults filled in (what cell.json records). */
+export function resolvedAgentOptions(agent: AgentSpec): Record<string, unknown> {
+  const entry = AGENTS[agent.name];
+  return entry ? resolveAgentOptions(agent.name, entry.defaults, agent.options) : { ...agent.options };
+}
+
 /** Resolves a profile entry of a validated experiment. */
 export function profileRef(spec: string): ProfileRef {
   if (!looksLikePath(spec)) return { spec, id: spec, path: resolve(profilesDir(), `${spec}.json`), builtin: true };

@@ -9,7 +9,7 @@ import type { QuantizerKind } from '../quant/api.js';
 import { ACTIVATIONS, QConv2D, QDense, QDepthwiseConv2D, QuantLayer, type QuantArgs } from '../quant/layers.js';
 import { QuantNetwork } from '../quant/network.js';
 import { Rng } from '../util/rng.js';
-import { readModelArtifacts } from './files.js';
+import { readModelArtifacts } from '../quant/model-files.js';
 
 /** Layer classes a user model may contain. */
 export const SUPPORTED_LAYERS: readonly string[] = [

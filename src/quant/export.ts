@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
-import type { BitConfig, LayerKind } from '../models/layer-info.js';
+import type { BitConfig, LayerKind } from './layer-info.js';
 import type { FixedActGrid, QuantLayer } from './layers.js';
 import { QuantLayer as QuantLayerClass } from './layers.js';
 import type { QuantNetwork } from './network.js';

@@ -8,7 +8,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
-import { MODEL_JSON, readModelArtifacts, writeModelFiles } from '../models/files.js';
+import { MODEL_JSON, readModelArtifacts, writeModelFiles } from './model-files.js';
 import type { QuantizedNetwork } from './api.js';
 import { QuantNetwork } from './network.js';
 import { bitsFileContent, readBitsFile } from './bits-file.js';

@@ -38,12 +38,20 @@ import {
 } from 'node:fs';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerBits } from '../models/layer-info.js';
 import { VERSION } from '../version.js';
-import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from '../experiment/experiment.js';
+import {
+  budgetRef,
+  cells as experimentCells,
+  parseJsonText,
+  resolvedAgentOptions,
+  validateExperiment,
+  type AgentSpec,
+  type Cell,
+  type Experiment,
+} from '../experiment/experiment.js';
 
 export const RUN_FORMAT = 'bitalloc-run';
 export const RUN_FORMAT_VERSION = 1;
@@ -451,11 +459,6 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   }
   writeJsonAtomic(run.runJsonPath, info);
   return run;
-}
-
-function resolvedAgentOptions(agent: AgentSpec): Record<string, unknown> {
-  const entry = AGENTS[agent.name];
-  return entry ? resolveAgentOptions(agent.name, entry.defaults, agent.options) : { ...agent.options };
 }
 
 function defaultCommand(): string[] {
