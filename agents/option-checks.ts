@@ -3,9 +3,9 @@ import { UserError } from '../src/errors.js';
 
 export interface OptionChecks<O> {
   /** The UserError for option `name` of value `got` (the caller throws it). */
-  bad(name: string, expected: string, got: unknown): UserError;
+  bad: (name: string, expected: string, got: unknown) => UserError;
   /** Throws unless option `name` is an integer >= `min`. */
-  int(name: keyof O & string, min: number): void;
+  int: (name: keyof O & string, min: number) => void;
 }
 
 /** Checks for the options `o` of agent `agent`; errors name `${field}.${option}`. */

@@ -38,7 +38,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import type { CostTable, LayerCost } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
-import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
+import type { BitConfig } from '../src/models/layer-info.js';
 import { quantLayers } from '../src/quant/inventory.js';
 import { perSampleCrossEntropy } from './kit/datafree.js';
 import type { QuantLayer } from '../src/quant/layers.js';
