@@ -26,6 +26,7 @@ import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Adam, type AdamState } from './adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (HAQ's defaults)
@@ -67,6 +68,14 @@ export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
   updatesPerTransition: 1,
   initW: 3e-3,
 };
+
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validateDdpgOptions(o: DdpgOptions, field = 'agentOptions'): DdpgOptions {
+  const { int } = optionChecks('ddpg', o, field);
+  for (const key of ['hidden1', 'hidden2', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) int(key, 1);
+  int('warmupEpisodes', 0);
+  return o;
+}
 
 const STATE_VERSION = 1;
 
@@ -161,14 +170,7 @@ export class DdpgAgent implements StepAgent {
   lastLoss: { critic: number; actor: number } | null = null;
 
   constructor(options: Partial<DdpgOptions> = {}) {
-    this.options = { ...DDPG_DEFAULTS, ...options };
-    for (const key of ['hidden1', 'hidden2', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) {
-      const v = this.options[key];
-      if (!Number.isInteger(v) || v < 1) throw new UserError(`DDPG ${key} must be a positive integer`, { field: `agent.${key}`, expected: 'an integer >= 1' });
-    }
-    if (!Number.isInteger(this.options.warmupEpisodes) || this.options.warmupEpisodes < 0) {
-      throw new UserError('DDPG warmupEpisodes must be a non-negative integer', { field: 'agent.warmupEpisodes', expected: 'an integer >= 0' });
-    }
+    this.options = validateDdpgOptions({ ...DDPG_DEFAULTS, ...options });
   }
 
   setup(ctx: AgentContext): void {
@@ -431,12 +433,9 @@ export class DdpgAgent implements StepAgent {
   }
 }
 
-export function createDdpgAgent(options: Partial<DdpgOptions> = {}): DdpgAgent {
-  return new DdpgAgent(options);
-}
-
 export const ddpgAgentEntry: AgentEntry = {
   describe: "HAQ's DDPG: continuous action per step rounded onto the bit choices, end-of-episode reward, replay",
   defaults: { ...DDPG_DEFAULTS },
+  validate: (opts, field) => void validateDdpgOptions(opts as unknown as DdpgOptions, field),
   create: (opts) => new DdpgAgent(opts as Partial<DdpgOptions>),
 };

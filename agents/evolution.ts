@@ -579,5 +579,6 @@ export class EvolutionAgent implements AllocationAgent {
 export const evolutionAgentEntry: AgentEntry = {
   describe: "EMQ-style evolution: mutate the top-P allocations within budget, ranked by the training-free QE-Score (default) or by accuracy ('fitness')",
   defaults: { ...EVOLUTION_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateEvolutionOptions(opts as unknown as EvolutionOptions, field),
   create: (opts) => new EvolutionAgent(opts as unknown as Partial<EvolutionOptions>),
 };

@@ -32,6 +32,7 @@ import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../env
 import { denseForward } from './dense-js.js';
 import { Adam, type AdamState } from './adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -77,6 +78,15 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   normalizeRewards: true,
   adamEpsilon: 1e-5,
 };
+
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validatePpoOptions(o: PpoOptions, field = 'agentOptions'): PpoOptions {
+  const { bad, int } = optionChecks('ppo', o, field);
+  if (o.policy !== 'mlp' && o.policy !== 'lstm') throw bad('policy', 'mlp|lstm', o.policy);
+  for (const key of ['hiddenSize', 'episodesPerRollout', 'epochs', 'minibatches'] as const) int(key, 1);
+  if (!(o.learningRate > 0)) throw bad('learningRate', 'a number > 0', o.learningRate);
+  return o;
+}
 
 const MASKED_LOGIT = -1e9;
 const STATE_VERSION = 1;
@@ -176,15 +186,7 @@ export class PpoAgent implements StepAgent {
   lastLoss: { policy: number; value: number; entropy: number } | null = null;
 
   constructor(options: Partial<PpoOptions> = {}) {
-    this.options = { ...PPO_DEFAULTS, ...options };
-    if (this.options.policy !== 'mlp' && this.options.policy !== 'lstm') {
-      throw new UserError(`unknown PPO policy '${String(this.options.policy)}'`, { field: 'agent.policy', expected: 'mlp|lstm' });
-    }
-    for (const key of ['hiddenSize', 'episodesPerRollout', 'epochs', 'minibatches'] as const) {
-      const v = this.options[key];
-      if (!Number.isInteger(v) || v < 1) throw new UserError(`PPO ${key} must be a positive integer`, { field: `agent.${key}`, expected: 'an integer >= 1' });
-    }
-    if (!(this.options.learningRate > 0)) throw new UserError('PPO learningRate must be positive', { field: 'agent.learningRate', expected: 'a number > 0' });
+    this.options = validatePpoOptions({ ...PPO_DEFAULTS, ...options });
     this.name = this.options.policy === 'lstm' ? 'ppo-lstm' : 'ppo';
   }
 
@@ -656,12 +658,9 @@ export class PpoAgent implements StepAgent {
   }
 }
 
-export function createPpoAgent(options: Partial<PpoOptions> = {}): PpoAgent {
-  return new PpoAgent(options);
-}
-
 export const ppoAgentEntry: AgentEntry = {
   describe: 'PPO (clipped surrogate, GAE) with an MLP or an LSTM (ReLeQ) policy over the layers; masks supported',
   defaults: { ...PPO_DEFAULTS },
+  validate: (opts, field) => void validatePpoOptions(opts as unknown as PpoOptions, field),
   create: (opts) => new PpoAgent(opts as Partial<PpoOptions>),
 };

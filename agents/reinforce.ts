@@ -20,6 +20,7 @@ import { Rng } from '../src/util/rng.js';
 import { denseForward } from './dense-js.js';
 import { Adam } from './adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './option-checks.js';
 import { episodeRng } from './random.js';
 
 /** Hyperparameters (the registry's defaults). */
@@ -41,6 +42,15 @@ export const REINFORCE_DEFAULTS = {
   adamEpsilon: 1e-8,
 };
 export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
+
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validateReinforceOptions(o: ReinforceOptions, field = 'agentOptions'): ReinforceOptions {
+  const { bad, int } = optionChecks('reinforce', o, field);
+  int('hidden', 1);
+  int('episodesPerUpdate', 1);
+  if (!(o.learningRate > 0)) throw bad('learningRate', 'a number > 0', o.learningRate);
+  return o;
+}
 
 const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
 
@@ -97,7 +107,7 @@ export class ReinforceAgent implements StepAgent {
   private pending: { steps: Step[]; advantages: number[] }[] = [];
 
   constructor(options: Partial<ReinforceOptions> = {}) {
-    this.options = { ...REINFORCE_DEFAULTS, ...options };
+    this.options = validateReinforceOptions({ ...REINFORCE_DEFAULTS, ...options });
   }
 
   setup(ctx: AgentContext): void {
@@ -327,5 +337,6 @@ export class ReinforceAgent implements StepAgent {
 export const reinforceAgentEntry: AgentEntry = {
   describe: 'REINFORCE policy gradient: MLP policy over the observation, moving-average baseline, entropy bonus, masks',
   defaults: { ...REINFORCE_DEFAULTS },
+  validate: (opts, field) => void validateReinforceOptions(opts as unknown as ReinforceOptions, field),
   create: (opts) => new ReinforceAgent(opts as Partial<ReinforceOptions>),
 };

@@ -596,5 +596,6 @@ export const sensitivityAgentEntry: AgentEntry = {
   describe:
     "Per-layer loss increase on data-free generated inputs ('data': 'free', default) or validation data ('real'), then the exact knapsack optimum under the budgets",
   defaults: { ...SENSITIVITY_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateSensitivityOptions(opts as unknown as SensitivityOptions, field),
   create: (opts) => new SensitivityAgent(opts as unknown as Partial<SensitivityOptions>),
 };

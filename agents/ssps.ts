@@ -470,5 +470,6 @@ export class SspsAgent implements AllocationAgent {
 export const sspsAgentEntry: AgentEntry = {
   describe: 'SSPS: differentiable single-path search; per-layer bit logits trained with the weights under an expected-cost penalty, layers frozen one by one',
   defaults: { ...SSPS_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateSspsOptions(opts as unknown as SspsOptions, field),
   create: (opts) => new SspsAgent(opts as unknown as Partial<SspsOptions>),
 };

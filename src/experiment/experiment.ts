@@ -12,11 +12,19 @@
  * `out` (where run directories are created) is relative to the working directory.
  * The JSON Schema of the format is experiments/schema.json.
  */
-import { CONSTRAINT_GRAMMAR as ENV_CONSTRAINT_GRAMMAR, parseConstraint as parseEnvConstraint } from '../../envs/constraints.js';
+import {
+  CONSTRAINT_GRAMMAR,
+  CONSTRAINT_MODES,
+  parseConstraint as parseEnvConstraint,
+  type ConstraintMode,
+  type CostMetric,
+} from '../../envs/constraints.js';
+import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
+import type { StepMode } from '../../envs/types.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
-import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
-import { resolveReward, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
+import { AGENTS, AGENT_NAMES, resolveAgentOptions } from '../../agents/index.js';
+import { resolveReward, REWARD_KINDS, type RewardKind, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
 import { DATASETS, DATASET_NAMES } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { looksLikePath, profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
@@ -27,18 +35,15 @@ import { ZOO_NAMES } from '../models/index.js';
 // Names the file may use
 // ---------------------------------------------------------------------------------------------------------
 
+// The env's vocabulary is the one vocabulary: step modes, constraint modes, reward kinds and cost metrics are the
+// env's (envs/), agents the registry's (agents/index.ts); the experiment format re-exports them for its readers.
+
 /** Agents an experiment may name: the agent registry (agents/index.ts). */
-export const AGENT_NAMES: readonly string[] = Object.keys(AGENTS);
+export { AGENT_NAMES };
 /** Zoo models (a model may also be a path to a tfjs model.json). */
 export const MODEL_NAMES: readonly string[] = ZOO_NAMES;
-export { DATASET_NAMES };
-export const CONSTRAINT_MODES = ['lower', 'penalty', 'reject'] as const;
-export const REWARD_NAMES = ['haq', 'amed', 'releq', 'weighted'] as const;
-export const STEP_MODES = ['joint', 'tied', 'haq'] as const;
-
-export type ConstraintMode = (typeof CONSTRAINT_MODES)[number];
-export type RewardName = (typeof REWARD_NAMES)[number];
-export type StepMode = (typeof STEP_MODES)[number];
+export { DATASET_NAMES, CONSTRAINT_MODES, STEP_MODES, REWARD_KINDS, CONSTRAINT_GRAMMAR };
+export type { ConstraintMode, StepMode, RewardKind };
 
 /** Names of the built-in profiles: hardware-profiles/*.json except schema.json. */
 export function builtinProfileNames(): string[] {
@@ -53,13 +58,9 @@ export function builtinProfileNames(): string[] {
 // Budget constraints
 // ---------------------------------------------------------------------------------------------------------
 
-export type ConstraintMetric = 'latency' | 'energy' | 'size' | 'peak-memory';
-export const CONSTRAINT_METRICS: readonly ConstraintMetric[] = ['latency', 'energy', 'size', 'peak-memory'];
-/** The budget grammar (the env's parser is the one definition). */
-export const CONSTRAINT_GRAMMAR = ENV_CONSTRAINT_GRAMMAR;
-
 export interface ParsedConstraint {
-  metric: ConstraintMetric;
+  /** The env's metric name (`peakMemory`; the file spells it `peak-memory`). */
+  metric: CostMetric;
   /** True for `x` / `%`: a fraction of the reference (W8A8) network's cost. */
   relative: boolean;
   /** The limit in the base unit: ms (latency), uJ (energy), bytes (size, peak memory); the ratio when relative. */
@@ -73,7 +74,7 @@ export function parseConstraint(text: string): ParsedConstraint | { error: strin
   try {
     const c = parseEnvConstraint(text);
     return {
-      metric: c.metric === 'peakMemory' ? 'peak-memory' : c.metric,
+      metric: c.metric,
       relative: c.kind === 'relative',
       value: c.value,
       text: text.replace(/\s+/g, ''),
@@ -106,7 +107,8 @@ export interface AgentSpec {
 }
 
 export interface RewardSpec {
-  name: RewardName;
+  /** The env's reward kind (the file's `name`). */
+  name: RewardKind;
   options: Record<string, unknown>;
 }
 
@@ -163,9 +165,9 @@ export const EXPERIMENT_DEFAULTS = {
   qatSteps: 20,
   warmupEpochs: 1,
   finetuneEpochs: 3,
-  reward: { name: 'haq' as RewardName, options: {} },
+  reward: { name: 'haq' as RewardKind, options: {} },
   stepMode: 'joint' as StepMode,
-  bitChoices: [2, 3, 4, 5, 6, 7, 8],
+  bitChoices: [...DEFAULT_BIT_CHOICES],
   evalSamples: 1000,
   trainSamples: 0,
   pinFirstLast: false,
@@ -298,7 +300,7 @@ export function parseJsonText(text: string, file: string): unknown {
 
 /**
  * Reads and validates an experiment file. `overrides` are `key=value` strings (`--set`): dotted keys reach
- * into objects and arrays (`agents.0.options.lr=0.001`); the value is parsed as JSON when it can be
+ * into objects and arrays (`agents.0.options.learningRate=0.001`); the value is parsed as JSON when it can be
  * (`seeds=[1,2]`, `episodes=20`), else taken as a string (`model=resnet20`).
  */
 export function loadExperiment(path: string, overrides: readonly string[] = []): Experiment {
@@ -320,7 +322,7 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], file?
     const eq = o.indexOf('=');
     const key = eq > 0 ? o.slice(0, eq).trim() : '';
     if (!key || key.split('.').some((k) => k === '')) {
-      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.lr=0.001' });
+      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.learningRate=0.001' });
     }
     const text = o.slice(eq + 1);
     let v: unknown;
@@ -620,7 +622,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   // reward
   let reward: RewardSpec = structuredClone(EXPERIMENT_DEFAULTS.reward);
   const rawReward = raw['reward'];
-  const rewardExpected = `one of ${REWARD_NAMES.join(', ')}, or { "name": ..., "options": {...} }`;
+  const rewardExpected = `one of ${REWARD_KINDS.join(', ')}, or { "name": ..., "options": {...} }`;
   if (rawReward !== undefined) {
     let rName: unknown = rawReward;
     let rOptions: unknown = {};
@@ -630,12 +632,12 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
       rOptions = rawReward['options'] ?? {};
     }
     const rPath = isObject(rawReward) ? '$.reward.name' : '$.reward';
-    if (typeof rName !== 'string' || !(REWARD_NAMES as readonly string[]).includes(rName)) problem(rPath, `unknown reward ${describe(rName)}`, rewardExpected);
+    if (typeof rName !== 'string' || !(REWARD_KINDS as readonly string[]).includes(rName)) problem(rPath, `unknown reward ${describe(rName)}`, rewardExpected);
     else if (!isObject(rOptions)) problem('$.reward.options', `must be an object, got ${describe(rOptions)}`, 'an object of reward options');
     else {
       try {
-        resolveReward({ kind: rName as RewardName, ...rOptions }, '$.reward.options');
-        reward = { name: rName as RewardName, options: structuredClone(rOptions) };
+        resolveReward({ kind: rName as RewardKind, ...rOptions }, '$.reward.options');
+        reward = { name: rName as RewardKind, options: structuredClone(rOptions) };
       } catch (e) {
         if (!isUserError(e)) throw e;
         problems.push(e.message);

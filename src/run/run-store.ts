@@ -521,11 +521,6 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
   return run;
 }
 
-/** True when `dir` holds a run.json (cheap check for CLIs). */
-export function isRunDir(dir: string): boolean {
-  return existsSync(join(dir, 'run.json'));
-}
-
 function checkRunInfo(raw: unknown, file: string): RunInfo {
   const problems: string[] = [];
   if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new UserError('run.json must be an object', { file, field: '$' });
@@ -666,7 +661,10 @@ export class CellStore {
   }
 }
 
-/** Feasible, evaluated, and more accurate (ties: lower latency) than `current`. */
+/**
+ * The one definition of the best episode (best.json, the search's final allocation, the reports' best-so-far
+ * curves): feasible, evaluated, and more accurate than `current` (ties: lower latency).
+ */
 export function isBetterEpisode(candidate: EpisodeRecord, current: EpisodeRecord | null): boolean {
   if (!candidate.feasible || candidate.accuracy === null || !Number.isFinite(candidate.accuracy)) return false;
   if (!current || current.accuracy === null) return true;

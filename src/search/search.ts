@@ -34,6 +34,7 @@ import { trainingDefaults } from '../train/defaults.js';
 import { namedBits } from '../train/checkpoint.js';
 import {
   appendEpisode,
+  isBetterEpisode,
   loadCheckpoint,
   saveCheckpoint,
   truncateEpisodes,
@@ -230,13 +231,6 @@ function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
   };
 }
 
-function betterThan(r: EpisodeRecord, best: EpisodeRecord | null): boolean {
-  if (!r.feasible || r.accuracy === null) return false;
-  if (!best || best.accuracy === null) return true;
-  if (r.accuracy !== best.accuracy) return r.accuracy > best.accuracy;
-  return r.latencyMs < best.latencyMs;
-}
-
 /** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
 async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | undefined, batchSize: number, lr: number): Promise<QuantizedNetwork> {
   const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}`;
@@ -370,7 +364,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       ranThisCall++;
       const record = episodeRecord(summary, wallMs);
       if (cell) appendEpisode(cell, record);
-      if (betterThan(record, best)) {
+      if (isBetterEpisode(record, best)) {
         best = record;
         if (cell) cell.offerBest(record);
       }

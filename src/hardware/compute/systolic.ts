@@ -43,13 +43,6 @@ export function systolicShape(spec: SystolicSpec, g: LayerGeometry): SystolicSha
   }
 }
 
-/** Compute cycles of a layer on the array at a time factor `tf` per streamed MAC. */
-export function systolicCycles(spec: SystolicSpec, g: LayerGeometry, tf: number): number {
-  const s = systolicShape(spec, g);
-  const perFold = 2 * spec.rows + spec.cols + Math.ceil(s.stream * tf) - 2;
-  return g.groups * s.rowFolds * s.colFolds * perFold;
-}
-
 export function systolicModel(spec: SystolicSpec, ctx: ComputeContext): ComputeModel {
   const kind = spec.bitScaling.kind;
   const native = spec.bitScaling.nativeBits ?? 8;
