@@ -39,7 +39,8 @@ import { Rng } from '../src/util/rng.js';
 import type { BitConfig } from '../src/models/layer-info.js';
 import type { AgentContext, AllocationAgent, EpisodeSummary } from '../envs/types.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
+import { MaskedCategorical } from './kit/sampling.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -167,15 +168,7 @@ export class AmedAgent implements AllocationAgent {
   // --- proposals ------------------------------------------------------------------------------
   /** Draws one index from softmax(row / temperature). */
   private sampleRow(row: number[]): number {
-    const T = this.options.temperature;
-    const max = Math.max(...row);
-    const p = row.map((s) => Math.exp((s - max) / T));
-    let u = this.rng.next() * p.reduce((a, b) => a + b, 0);
-    for (let k = 0; k < p.length; k++) {
-      u -= p[k] as number;
-      if (u < 0) return k;
-    }
-    return p.length - 1;
+    return new MaskedCategorical(row, null, this.options.temperature).sample(this.rng);
   }
 
   private draw(): Choice {

@@ -24,23 +24,25 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
-import { Adam, type AdamState } from './adam.js';
+import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (HAQ's defaults)
 // ---------------------------------------------------------------------------------------------
 export interface DdpgOptions {
-  hidden1: number;
-  hidden2: number;
-  actorLr: number;
-  criticLr: number;
+  /** Width of both hidden layers of the actor and of the critic. */
+  hiddenSize: number;
+  /** Actor's Adam step size. */
+  learningRate: number;
+  /** Critic's Adam step size. */
+  criticLearningRate: number;
   batchSize: number;
   /** Replay capacity in episodes (x steps per episode transitions). */
   replayEpisodes: number;
   tau: number;
-  discount: number;
+  gamma: number;
   warmupEpisodes: number;
   initialSigma: number;
   sigmaDecay: number;
@@ -53,14 +55,13 @@ export interface DdpgOptions {
 }
 
 export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
-  hidden1: 300,
-  hidden2: 300,
-  actorLr: 1e-4,
-  criticLr: 1e-3,
+  hiddenSize: 300,
+  learningRate: 1e-4,
+  criticLearningRate: 1e-3,
   batchSize: 64,
   replayEpisodes: 128,
   tau: 0.01,
-  discount: 1,
+  gamma: 1,
   warmupEpisodes: 20,
   initialSigma: 0.5,
   sigmaDecay: 0.99,
@@ -72,7 +73,7 @@ export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
 /** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
 export function validateDdpgOptions(o: DdpgOptions, field = 'agentOptions'): DdpgOptions {
   const { int } = optionChecks('ddpg', o, field);
-  for (const key of ['hidden1', 'hidden2', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) int(key, 1);
+  for (const key of ['hiddenSize', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) int(key, 1);
   int('warmupEpisodes', 0);
   return o;
 }
@@ -178,7 +179,9 @@ export class DdpgAgent implements StepAgent {
     this.ctx = ctx;
     this.rng = new Rng(ctx.seed);
     const D = ctx.observationSize;
-    const { hidden1: H1, hidden2: H2, initW } = this.options;
+    const { hiddenSize, initW } = this.options;
+    const H1 = hiddenSize;
+    const H2 = hiddenSize;
     const add = (name: string, t: tf.Tensor): void => {
       this.vars.set(name, tf.variable(t, true));
       t.dispose();
@@ -196,8 +199,8 @@ export class DdpgAgent implements StepAgent {
     layer('critic', 2, H2, 1, initW);
     // Targets start as copies.
     for (const [name, v] of [...this.vars]) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
-    this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.actorLr });
-    this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLr });
+    this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.learningRate });
+    this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLearningRate });
     this.replay = [];
     this.replayNext = 0;
     this.episode = [];
@@ -315,7 +318,7 @@ export class DdpgAgent implements StepAgent {
   private update(): void {
     const ctx = this.requireSetup();
     const D = ctx.observationSize;
-    const { discount, tau, baselineAlpha } = this.options;
+    const { gamma, tau, baselineAlpha } = this.options;
     const batch = this.sampleBatch();
     const B = batch.length;
     const meanReward = batch.reduce((s, e) => s + e.reward, 0) / B;
@@ -339,7 +342,7 @@ export class DdpgAgent implements StepAgent {
       const a = tf.tensor2d(act, [B, 1]);
       const y = tf.tidy(() => {
         const q2 = this.critic(s2, this.actor(s2, true), true);
-        return tf.tensor2d(rew, [B, 1]).add(tf.tensor2d(notDone, [B, 1]).mul(q2).mul(discount));
+        return tf.tensor2d(rew, [B, 1]).add(tf.tensor2d(notDone, [B, 1]).mul(q2).mul(gamma));
       });
       const criticVars = this.netVars('critic');
       const c = tf.variableGrads(() => this.critic(s, a).sub(y).square().mean() as tf.Scalar, criticVars);

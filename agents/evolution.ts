@@ -48,7 +48,7 @@ import { log } from '../src/log.js';
 import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 import { QE_SIGMA_A, QE_SIGMA_W, QeScorer } from './qe-score.js';
 
 // ---------------------------------------------------------------------------------------------

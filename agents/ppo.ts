@@ -29,10 +29,11 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
-import { denseForward } from './dense-js.js';
-import { Adam, type AdamState } from './adam.js';
+import { denseForward } from './kit/dense.js';
+import { MaskedCategorical, allowedCount } from './kit/sampling.js';
+import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -321,34 +322,10 @@ export class PpoAgent implements StepAgent {
       value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
       tf.dispose([l as tf.Tensor, v as tf.Tensor]);
     }
-    // Masked softmax in float64, sampled with our Rng.
-    const logits = new Float64Array(K);
-    let maxL = -Infinity;
-    for (let k = 0; k < K; k++) {
-      logits[k] = mask && mask[k] === 0 ? -Infinity : (logitsArr[k] as number);
-      if ((logits[k] as number) > maxL) maxL = logits[k] as number;
-    }
-    if (maxL === -Infinity) throw new Error('ppo: every action is masked');
-    let sum = 0;
-    const probs = new Float64Array(K);
-    for (let k = 0; k < K; k++) {
-      probs[k] = Math.exp((logits[k] as number) - maxL);
-      sum += probs[k] as number;
-    }
-    let action = 0;
-    if (explore) {
-      let u = this.rng.next() * sum;
-      action = -1;
-      for (let k = 0; k < K; k++) {
-        if (probs[k] === 0) continue;
-        action = k;
-        u -= probs[k] as number;
-        if (u < 0) break;
-      }
-    } else {
-      for (let k = 1; k < K; k++) if ((probs[k] as number) > (probs[action] as number)) action = k;
-    }
-    const logp = Math.log((probs[action] as number) / sum);
+    if (allowedCount(mask, K) === 0) throw new Error('ppo: every action is masked');
+    const pi = new MaskedCategorical(logitsArr, mask);
+    const action = explore ? pi.sample(this.rng) : pi.mode();
+    const logp = pi.logProb(action);
     this.pending = {
       obs: Array.from(observation),
       mask: mask ? Array.from(mask) : null,

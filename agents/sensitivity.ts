@@ -50,7 +50,7 @@ import { DATA_FREE_DEFAULTS, generateInputs } from './kit/datafree.js';
 import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
 import { evaluateModel } from '../src/train/trainer.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters

@@ -46,14 +46,14 @@ describe('agent registry', () => {
       () => createAgent('reinforce', { lr: 0.1 }),
       (e: unknown) => e instanceof UserError && /agentOptions\.lr/.test(e.message) && /learningRate/.test(e.message),
     );
-    assert.throws(() => createAgent('reinforce', { hidden: '64' }), (e: unknown) => e instanceof UserError && /number/.test(e.message));
+    assert.throws(() => createAgent('reinforce', { hiddenSize: '64' }), (e: unknown) => e instanceof UserError && /number/.test(e.message));
     assert.throws(() => createAgent('random', { seed: 1 }), (e: unknown) => e instanceof UserError && /no options/.test(e.message));
     assert.throws(() => createAgent('uniform', { order: 'sideways' }), UserError);
   });
 
   it('options override the defaults', () => {
-    const a = createAgent('reinforce', { hidden: 16, entropyCoef: 0.5 }) as ReinforceAgent;
-    assert.equal(a.options.hidden, 16);
+    const a = createAgent('reinforce', { hiddenSize: 16, entropyCoef: 0.5 }) as ReinforceAgent;
+    assert.equal(a.options.hiddenSize, 16);
     assert.equal(a.options.entropyCoef, 0.5);
     assert.equal(a.options.learningRate, AGENTS.reinforce!.defaults.learningRate);
   });

@@ -1,5 +1,5 @@
 /** The checks an agent's option validator shares: a UserError naming the option, and integer bounds. */
-import { UserError } from '../src/errors.js';
+import { UserError } from '../../src/errors.js';
 
 export interface OptionChecks<O> {
   /** The UserError for option `name` of value `got` (the caller throws it). */
