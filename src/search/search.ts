@@ -43,6 +43,7 @@ import {
   type FinalRecord,
   type UniformPoint,
 } from '../run/run-store.js';
+import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */
@@ -76,27 +77,31 @@ export interface SearchSpec {
   trainLimit?: number;
 }
 
-/** A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x), overridden. */
+/**
+ * A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x; the
+ * experiment defaults for everything an experiment file may leave out), overridden.
+ */
 export function searchSpec(overrides: Partial<SearchSpec> = {}): SearchSpec {
+  const d = EXPERIMENT_DEFAULTS;
   return {
     model: 'lenet5',
     dataset: 'mnist',
     profile: 'bitfusion-45nm',
     constraints: ['latency<=0.5x'],
-    constraintMode: 'lower',
-    reward: 'haq',
-    stepMode: 'joint',
-    bitChoices: [2, 3, 4, 5, 6, 7, 8],
-    pinFirstLast: false,
+    constraintMode: d.constraintMode,
+    reward: d.reward.name,
+    stepMode: d.stepMode,
+    bitChoices: [...d.bitChoices],
+    pinFirstLast: d.pinFirstLast,
     agent: 'ppo',
     agentOptions: {},
-    episodes: 50,
-    qatSteps: 10,
-    warmupEpochs: 1,
-    finetuneEpochs: 1,
-    evalSamples: 500,
-    seed: 1,
-    checkpointEvery: 10,
+    episodes: d.episodes,
+    qatSteps: d.qatSteps,
+    warmupEpochs: d.warmupEpochs,
+    finetuneEpochs: d.finetuneEpochs,
+    evalSamples: d.evalSamples,
+    seed: d.seeds[0] ?? 1,
+    checkpointEvery: d.checkpointEvery,
     ...overrides,
   };
 }
