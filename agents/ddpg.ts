@@ -27,6 +27,7 @@ import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../env
 import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
+import { ParamStore } from './kit/params.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (HAQ's defaults)
@@ -158,7 +159,7 @@ export class DdpgAgent implements StepAgent {
   private ctx: AgentContext | null = null;
   private rng = new Rng(0);
   /** name -> variable, for the four networks ('actor.0.w', 'criticTarget.2.b', ...). */
-  private vars = new Map<string, tf.Variable>();
+  private readonly vars = new ParamStore('ddpg');
   private actorAdam: Adam | null = null;
   private criticAdam: Adam | null = null;
   private replay: Experience[] = [];
@@ -182,10 +183,7 @@ export class DdpgAgent implements StepAgent {
     const { hiddenSize, initW } = this.options;
     const H1 = hiddenSize;
     const H2 = hiddenSize;
-    const add = (name: string, t: tf.Tensor): void => {
-      this.vars.set(name, tf.variable(t, true));
-      t.dispose();
-    };
+    const add = (name: string, t: tf.Tensor): void => void this.vars.add(name, t);
     const layer = (net: string, i: number, fanIn: number, fanOut: number, bound: number): void => {
       add(`${net}.${i}.w`, uniformTensor(this.rng, [fanIn, fanOut], bound));
       add(`${net}.${i}.b`, uniformTensor(this.rng, [fanOut], 1 / Math.sqrt(fanIn)));
@@ -198,7 +196,7 @@ export class DdpgAgent implements StepAgent {
     layer('critic', 1, H1, H2, 1 / Math.sqrt(H1));
     layer('critic', 2, H2, 1, initW);
     // Targets start as copies.
-    for (const [name, v] of [...this.vars]) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
+    for (const [name, v] of this.vars.entries()) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
     this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.learningRate });
     this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLearningRate });
     this.replay = [];
@@ -210,13 +208,11 @@ export class DdpgAgent implements StepAgent {
   }
 
   private netVars(prefix: 'actor' | 'critic' | 'actorTarget' | 'criticTarget'): tf.Variable[] {
-    return [...this.vars].filter(([n]) => n.split('.')[0] === prefix).map(([, v]) => v);
+    return this.vars.variables(prefix);
   }
 
   private v(name: string): tf.Variable {
-    const found = this.vars.get(name);
-    if (!found) throw new Error(`ddpg: no parameter ${name}`);
-    return found;
+    return this.vars.get(name);
   }
 
   private layer(net: string, i: number): Layer {
@@ -351,7 +347,7 @@ export class DdpgAgent implements StepAgent {
       const p = tf.variableGrads(() => this.critic(s, this.actor(s)).mean().neg() as tf.Scalar, actorVars);
       (this.actorAdam as Adam).step(actorVars.map((v) => p.grads[v.name] as tf.Tensor));
       // Soft target updates: theta' <- tau * theta + (1 - tau) * theta'.
-      for (const [name, v] of this.vars) {
+      for (const [name, v] of this.vars.entries()) {
         const head = name.split('.')[0];
         if (head !== 'actor' && head !== 'critic') continue;
         const tgt = this.v(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'));
@@ -367,8 +363,7 @@ export class DdpgAgent implements StepAgent {
   // --- checkpoints ----------------------------------------------------------------------------
   getState(): DdpgState {
     const ctx = this.requireSetup();
-    const params: DdpgState['params'] = {};
-    for (const [name, v] of this.vars) params[name] = { shape: v.shape.slice(), values: Array.from(v.dataSync()) };
+    const params: DdpgState['params'] = this.vars.toState();
     const copy = (e: Experience): Experience => ({ ...e, obs: e.obs.slice(), nextObs: e.nextObs.slice() });
     return {
       kind: 'ddpg',
@@ -399,11 +394,7 @@ export class DdpgAgent implements StepAgent {
     if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
     if (st.observationSize !== ctx.observationSize) bad('observationSize', String(ctx.observationSize));
     if (st.numActions !== ctx.numActions) bad('numActions', String(ctx.numActions));
-    for (const [name, v] of this.vars) {
-      const p = st.params[name];
-      if (!p || p.values.length !== v.size) bad(`params.${name}`, `${v.size} numbers`);
-      tf.tidy(() => v.assign(tf.tensor((p as { values: number[] }).values, v.shape)));
-    }
+    this.vars.loadState(st.params, bad);
     (this.actorAdam as Adam).setState(st.actorAdam, bad, 'actorAdam');
     (this.criticAdam as Adam).setState(st.criticAdam, bad, 'criticAdam');
     if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
@@ -422,8 +413,7 @@ export class DdpgAgent implements StepAgent {
   }
 
   private disposeNetworks(): void {
-    for (const v of this.vars.values()) v.dispose();
-    this.vars.clear();
+    this.vars.dispose();
     this.actorAdam?.dispose();
     this.criticAdam?.dispose();
     this.actorAdam = null;
