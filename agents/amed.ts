@@ -39,6 +39,8 @@ import { Rng } from '../src/util/rng.js';
 import type { BitConfig } from '../src/models/layer-info.js';
 import type { AgentContext, AllocationAgent, EpisodeSummary } from '../envs/types.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './kit/option-checks.js';
+import { MaskedCategorical } from './kit/sampling.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -99,6 +101,20 @@ interface Choice {
 }
 
 /** The JSON checkpoint of an AMED agent. */
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validateAmedOptions(o: AmedOptions, field = 'agentOptions'): AmedOptions {
+  const { bad } = optionChecks('amed', o, field);
+  if (o.update !== 'additive' && o.update !== 'ema') throw bad('update', 'additive|ema', o.update);
+  if (o.reference !== 'chain' && o.reference !== 'average') throw bad('reference', 'chain|average', o.reference);
+  if (o.accuracyThreshold !== null && typeof o.accuracyThreshold !== 'number') {
+    throw bad('accuracyThreshold', 'a number in [0,1] or null', o.accuracyThreshold);
+  }
+  for (const key of ['temperature', 'acceptTemperature'] as const) {
+    if (!(o[key] > 0)) throw bad(key, 'a number > 0', o[key]);
+  }
+  return o;
+}
+
 export interface AmedState {
   kind: 'amed';
   version: number;
@@ -132,20 +148,7 @@ export class AmedAgent implements AllocationAgent {
   private accepted = 0;
 
   constructor(options: Partial<AmedOptions> = {}) {
-    this.options = { ...AMED_DEFAULTS, ...options };
-    const o = this.options;
-    if (o.update !== 'additive' && o.update !== 'ema') {
-      throw new UserError(`unknown AMED update '${String(o.update)}'`, { field: 'agent.update', expected: 'additive|ema' });
-    }
-    if (o.reference !== 'chain' && o.reference !== 'average') {
-      throw new UserError(`unknown AMED reference '${String(o.reference)}'`, { field: 'agent.reference', expected: 'chain|average' });
-    }
-    if (o.accuracyThreshold !== null && typeof o.accuracyThreshold !== 'number') {
-      throw new UserError('AMED accuracyThreshold must be a number or null', { field: 'agent.accuracyThreshold', expected: 'a number in [0,1] or null' });
-    }
-    for (const key of ['temperature', 'acceptTemperature'] as const) {
-      if (!(o[key] > 0)) throw new UserError(`AMED ${key} must be positive`, { field: `agent.${key}`, expected: 'a number > 0' });
-    }
+    this.options = validateAmedOptions({ ...AMED_DEFAULTS, ...options });
   }
 
   setup(ctx: AgentContext): void {
@@ -165,15 +168,7 @@ export class AmedAgent implements AllocationAgent {
   // --- proposals ------------------------------------------------------------------------------
   /** Draws one index from softmax(row / temperature). */
   private sampleRow(row: number[]): number {
-    const T = this.options.temperature;
-    const max = Math.max(...row);
-    const p = row.map((s) => Math.exp((s - max) / T));
-    let u = this.rng.next() * p.reduce((a, b) => a + b, 0);
-    for (let k = 0; k < p.length; k++) {
-      u -= p[k] as number;
-      if (u < 0) return k;
-    }
-    return p.length - 1;
+    return new MaskedCategorical(row, null, this.options.temperature).sample(this.rng);
   }
 
   private draw(): Choice {
@@ -344,12 +339,9 @@ export class AmedAgent implements AllocationAgent {
   }
 }
 
-export function createAmedAgent(options: Partial<AmedOptions> = {}): AmedAgent {
-  return new AmedAgent(options);
-}
-
 export const amedAgentEntry: AgentEntry = {
   describe: "AMED: Metropolis-Hastings over a per-layer score table, scored by zeta = alpha*CE + beta*latency/latency8",
   defaults: { ...AMED_DEFAULTS },
+  validate: (opts, field) => void validateAmedOptions(opts as unknown as AmedOptions, field),
   create: (opts) => new AmedAgent(opts as Partial<AmedOptions>),
 };

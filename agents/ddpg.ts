@@ -24,22 +24,26 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
-import { Adam, type AdamState } from './adam.js';
+import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './kit/option-checks.js';
+import { ParamStore } from './kit/params.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (HAQ's defaults)
 // ---------------------------------------------------------------------------------------------
 export interface DdpgOptions {
-  hidden1: number;
-  hidden2: number;
-  actorLr: number;
-  criticLr: number;
+  /** Width of both hidden layers of the actor and of the critic. */
+  hiddenSize: number;
+  /** Actor's Adam step size. */
+  learningRate: number;
+  /** Critic's Adam step size. */
+  criticLearningRate: number;
   batchSize: number;
   /** Replay capacity in episodes (x steps per episode transitions). */
   replayEpisodes: number;
   tau: number;
-  discount: number;
+  gamma: number;
   warmupEpisodes: number;
   initialSigma: number;
   sigmaDecay: number;
@@ -52,14 +56,13 @@ export interface DdpgOptions {
 }
 
 export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
-  hidden1: 300,
-  hidden2: 300,
-  actorLr: 1e-4,
-  criticLr: 1e-3,
+  hiddenSize: 300,
+  learningRate: 1e-4,
+  criticLearningRate: 1e-3,
   batchSize: 64,
   replayEpisodes: 128,
   tau: 0.01,
-  discount: 1,
+  gamma: 1,
   warmupEpisodes: 20,
   initialSigma: 0.5,
   sigmaDecay: 0.99,
@@ -67,6 +70,14 @@ export const DDPG_DEFAULTS: Readonly<DdpgOptions> = {
   updatesPerTransition: 1,
   initW: 3e-3,
 };
+
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validateDdpgOptions(o: DdpgOptions, field = 'agentOptions'): DdpgOptions {
+  const { int } = optionChecks('ddpg', o, field);
+  for (const key of ['hiddenSize', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) int(key, 1);
+  int('warmupEpisodes', 0);
+  return o;
+}
 
 const STATE_VERSION = 1;
 
@@ -148,7 +159,7 @@ export class DdpgAgent implements StepAgent {
   private ctx: AgentContext | null = null;
   private rng = new Rng(0);
   /** name -> variable, for the four networks ('actor.0.w', 'criticTarget.2.b', ...). */
-  private vars = new Map<string, tf.Variable>();
+  private readonly vars = new ParamStore('ddpg');
   private actorAdam: Adam | null = null;
   private criticAdam: Adam | null = null;
   private replay: Experience[] = [];
@@ -161,14 +172,7 @@ export class DdpgAgent implements StepAgent {
   lastLoss: { critic: number; actor: number } | null = null;
 
   constructor(options: Partial<DdpgOptions> = {}) {
-    this.options = { ...DDPG_DEFAULTS, ...options };
-    for (const key of ['hidden1', 'hidden2', 'batchSize', 'replayEpisodes', 'updatesPerTransition'] as const) {
-      const v = this.options[key];
-      if (!Number.isInteger(v) || v < 1) throw new UserError(`DDPG ${key} must be a positive integer`, { field: `agent.${key}`, expected: 'an integer >= 1' });
-    }
-    if (!Number.isInteger(this.options.warmupEpisodes) || this.options.warmupEpisodes < 0) {
-      throw new UserError('DDPG warmupEpisodes must be a non-negative integer', { field: 'agent.warmupEpisodes', expected: 'an integer >= 0' });
-    }
+    this.options = validateDdpgOptions({ ...DDPG_DEFAULTS, ...options });
   }
 
   setup(ctx: AgentContext): void {
@@ -176,11 +180,10 @@ export class DdpgAgent implements StepAgent {
     this.ctx = ctx;
     this.rng = new Rng(ctx.seed);
     const D = ctx.observationSize;
-    const { hidden1: H1, hidden2: H2, initW } = this.options;
-    const add = (name: string, t: tf.Tensor): void => {
-      this.vars.set(name, tf.variable(t, true));
-      t.dispose();
-    };
+    const { hiddenSize, initW } = this.options;
+    const H1 = hiddenSize;
+    const H2 = hiddenSize;
+    const add = (name: string, t: tf.Tensor): void => void this.vars.add(name, t);
     const layer = (net: string, i: number, fanIn: number, fanOut: number, bound: number): void => {
       add(`${net}.${i}.w`, uniformTensor(this.rng, [fanIn, fanOut], bound));
       add(`${net}.${i}.b`, uniformTensor(this.rng, [fanOut], 1 / Math.sqrt(fanIn)));
@@ -193,9 +196,9 @@ export class DdpgAgent implements StepAgent {
     layer('critic', 1, H1, H2, 1 / Math.sqrt(H1));
     layer('critic', 2, H2, 1, initW);
     // Targets start as copies.
-    for (const [name, v] of [...this.vars]) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
-    this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.actorLr });
-    this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLr });
+    for (const [name, v] of this.vars.entries()) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
+    this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.learningRate });
+    this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLearningRate });
     this.replay = [];
     this.replayNext = 0;
     this.episode = [];
@@ -205,13 +208,11 @@ export class DdpgAgent implements StepAgent {
   }
 
   private netVars(prefix: 'actor' | 'critic' | 'actorTarget' | 'criticTarget'): tf.Variable[] {
-    return [...this.vars].filter(([n]) => n.split('.')[0] === prefix).map(([, v]) => v);
+    return this.vars.variables(prefix);
   }
 
   private v(name: string): tf.Variable {
-    const found = this.vars.get(name);
-    if (!found) throw new Error(`ddpg: no parameter ${name}`);
-    return found;
+    return this.vars.get(name);
   }
 
   private layer(net: string, i: number): Layer {
@@ -313,7 +314,7 @@ export class DdpgAgent implements StepAgent {
   private update(): void {
     const ctx = this.requireSetup();
     const D = ctx.observationSize;
-    const { discount, tau, baselineAlpha } = this.options;
+    const { gamma, tau, baselineAlpha } = this.options;
     const batch = this.sampleBatch();
     const B = batch.length;
     const meanReward = batch.reduce((s, e) => s + e.reward, 0) / B;
@@ -337,7 +338,7 @@ export class DdpgAgent implements StepAgent {
       const a = tf.tensor2d(act, [B, 1]);
       const y = tf.tidy(() => {
         const q2 = this.critic(s2, this.actor(s2, true), true);
-        return tf.tensor2d(rew, [B, 1]).add(tf.tensor2d(notDone, [B, 1]).mul(q2).mul(discount));
+        return tf.tensor2d(rew, [B, 1]).add(tf.tensor2d(notDone, [B, 1]).mul(q2).mul(gamma));
       });
       const criticVars = this.netVars('critic');
       const c = tf.variableGrads(() => this.critic(s, a).sub(y).square().mean() as tf.Scalar, criticVars);
@@ -346,7 +347,7 @@ export class DdpgAgent implements StepAgent {
       const p = tf.variableGrads(() => this.critic(s, this.actor(s)).mean().neg() as tf.Scalar, actorVars);
       (this.actorAdam as Adam).step(actorVars.map((v) => p.grads[v.name] as tf.Tensor));
       // Soft target updates: theta' <- tau * theta + (1 - tau) * theta'.
-      for (const [name, v] of this.vars) {
+      for (const [name, v] of this.vars.entries()) {
         const head = name.split('.')[0];
         if (head !== 'actor' && head !== 'critic') continue;
         const tgt = this.v(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'));
@@ -362,8 +363,7 @@ export class DdpgAgent implements StepAgent {
   // --- checkpoints ----------------------------------------------------------------------------
   getState(): DdpgState {
     const ctx = this.requireSetup();
-    const params: DdpgState['params'] = {};
-    for (const [name, v] of this.vars) params[name] = { shape: v.shape.slice(), values: Array.from(v.dataSync()) };
+    const params: DdpgState['params'] = this.vars.toState();
     const copy = (e: Experience): Experience => ({ ...e, obs: e.obs.slice(), nextObs: e.nextObs.slice() });
     return {
       kind: 'ddpg',
@@ -394,11 +394,7 @@ export class DdpgAgent implements StepAgent {
     if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
     if (st.observationSize !== ctx.observationSize) bad('observationSize', String(ctx.observationSize));
     if (st.numActions !== ctx.numActions) bad('numActions', String(ctx.numActions));
-    for (const [name, v] of this.vars) {
-      const p = st.params[name];
-      if (!p || p.values.length !== v.size) bad(`params.${name}`, `${v.size} numbers`);
-      tf.tidy(() => v.assign(tf.tensor((p as { values: number[] }).values, v.shape)));
-    }
+    this.vars.loadState(st.params, bad);
     (this.actorAdam as Adam).setState(st.actorAdam, bad, 'actorAdam');
     (this.criticAdam as Adam).setState(st.criticAdam, bad, 'criticAdam');
     if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
@@ -417,8 +413,7 @@ export class DdpgAgent implements StepAgent {
   }
 
   private disposeNetworks(): void {
-    for (const v of this.vars.values()) v.dispose();
-    this.vars.clear();
+    this.vars.dispose();
     this.actorAdam?.dispose();
     this.criticAdam?.dispose();
     this.actorAdam = null;
@@ -431,12 +426,9 @@ export class DdpgAgent implements StepAgent {
   }
 }
 
-export function createDdpgAgent(options: Partial<DdpgOptions> = {}): DdpgAgent {
-  return new DdpgAgent(options);
-}
-
 export const ddpgAgentEntry: AgentEntry = {
   describe: "HAQ's DDPG: continuous action per step rounded onto the bit choices, end-of-episode reward, replay",
   defaults: { ...DDPG_DEFAULTS },
+  validate: (opts, field) => void validateDdpgOptions(opts as unknown as DdpgOptions, field),
   create: (opts) => new DdpgAgent(opts as Partial<DdpgOptions>),
 };

@@ -48,7 +48,7 @@ import { log } from '../src/log.js';
 import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 import { QE_SIGMA_A, QE_SIGMA_W, QeScorer } from './qe-score.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -579,5 +579,6 @@ export class EvolutionAgent implements AllocationAgent {
 export const evolutionAgentEntry: AgentEntry = {
   describe: "EMQ-style evolution: mutate the top-P allocations within budget, ranked by the training-free QE-Score (default) or by accuracy ('fitness')",
   defaults: { ...EVOLUTION_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateEvolutionOptions(opts as unknown as EvolutionOptions, field),
   create: (opts) => new EvolutionAgent(opts as unknown as Partial<EvolutionOptions>),
 };

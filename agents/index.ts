@@ -16,10 +16,18 @@ import { sspsAgentEntry } from './ssps.js';
 import { uniformAgentEntry } from './uniform.js';
 
 export interface AgentEntry {
+  /** One line: what the agent does (CLI help, `bitalloc agents`). */
   describe: string;
+  /** Every option the agent takes, with its default; the default's JSON type is the option's type (null: any). */
+  defaults: Record<string, unknown>;
+  /**
+   * Checks the values of a full option set (defaults overridden by the user's options) and throws a UserError
+   * naming `${field}.<option>` (e.g. `$.agents[0].options.epochs`) and what is valid. Runs when an experiment is
+   * loaded, so a bad value is reported before any work starts.
+   */
+  validate(opts: Record<string, unknown>, field: string): void;
   /** Receives the defaults overridden by the user's options. */
   create(opts: Record<string, unknown>): Agent;
-  defaults: Record<string, unknown>;
 }
 
 export const AGENTS: Record<string, AgentEntry> = {
@@ -71,8 +79,37 @@ export function resolveAgentOptions(
     }
     out[key] = value;
   }
+  const entry = Object.prototype.hasOwnProperty.call(AGENTS, name) ? AGENTS[name] : undefined;
+  entry?.validate(out, field);
   return out;
 }
+
+/** One option of an agent, as `bitalloc agents` lists it. */
+export interface AgentOptionInfo {
+  name: string;
+  /** The JSON type of the default (`null` when the default is null: any value, or null for "automatic"). */
+  type: string;
+  default: unknown;
+}
+
+/** An agent's name, description and options with defaults and types (`bitalloc agents --json`). */
+export interface AgentInfo {
+  name: string;
+  describe: string;
+  options: AgentOptionInfo[];
+}
+
+/** Every registered agent, in registry order. */
+export function agentInfos(): AgentInfo[] {
+  return Object.entries(AGENTS).map(([name, entry]) => ({
+    name,
+    describe: entry.describe,
+    options: Object.entries(entry.defaults).map(([option, d]) => ({ name: option, type: typeName(d), default: d })),
+  }));
+}
+
+/** The registered agent names, in registry order. */
+export const AGENT_NAMES: readonly string[] = Object.keys(AGENTS);
 
 /** Builds the named agent; an unknown name or option is a UserError listing the valid ones. */
 export function createAgent(name: string, opts: Record<string, unknown> = {}, field = 'agent'): Agent {

@@ -29,9 +29,13 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
-import { denseForward } from './dense-js.js';
-import { Adam, type AdamState } from './adam.js';
+import { denseForward } from './kit/dense.js';
+import { MaskedCategorical, allowedCount } from './kit/sampling.js';
+import { ParamStore } from './kit/params.js';
+import { packPerStep, packRollout } from './kit/rollout.js';
+import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './kit/option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -78,17 +82,21 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   adamEpsilon: 1e-5,
 };
 
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validatePpoOptions(o: PpoOptions, field = 'agentOptions'): PpoOptions {
+  const { bad, int } = optionChecks('ppo', o, field);
+  if (o.policy !== 'mlp' && o.policy !== 'lstm') throw bad('policy', 'mlp|lstm', o.policy);
+  for (const key of ['hiddenSize', 'episodesPerRollout', 'epochs', 'minibatches'] as const) int(key, 1);
+  if (!(o.learningRate > 0)) throw bad('learningRate', 'a number > 0', o.learningRate);
+  return o;
+}
+
 const MASKED_LOGIT = -1e9;
 const STATE_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
 // Parameters and gradient clipping
 // ---------------------------------------------------------------------------------------------
-interface NamedParam {
-  name: string;
-  variable: tf.Variable;
-}
-
 /** Scaled-normal initialisation from our Rng (std = gain / sqrt(fanIn)), so a seed fixes the weights. */
 function initWeight(rng: Rng, shape: [number, number], gain: number): tf.Tensor {
   const [fanIn] = shape;
@@ -103,6 +111,17 @@ function clipByGlobalNorm(grads: tf.Tensor[], maxNorm: number): tf.Tensor[] {
   const norm = tf.sqrt(tf.addN(grads.map((g) => g.square().sum())));
   const scale = tf.minimum(tf.scalar(1), tf.scalar(maxNorm).div(norm.add(1e-6)));
   return grads.map((g) => g.mul(scale));
+}
+
+/** A rollout (or a minibatch of it) as tensors, rows aligned. */
+interface PpoBatch {
+  obs: tf.Tensor2D;
+  mask: tf.Tensor2D;
+  action: tf.Tensor1D;
+  oldLogp: tf.Tensor1D;
+  adv: tf.Tensor1D;
+  ret: tf.Tensor1D;
+  valid: tf.Tensor1D;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -159,7 +178,7 @@ export class PpoAgent implements StepAgent {
 
   private ctx: AgentContext | null = null;
   private rng = new Rng(0);
-  private params: NamedParam[] = [];
+  private readonly params = new ParamStore('ppo');
   private adam: Adam | null = null;
   private rollout: StepRecord[][] = [];
   private episode: StepRecord[] = [];
@@ -176,15 +195,7 @@ export class PpoAgent implements StepAgent {
   lastLoss: { policy: number; value: number; entropy: number } | null = null;
 
   constructor(options: Partial<PpoOptions> = {}) {
-    this.options = { ...PPO_DEFAULTS, ...options };
-    if (this.options.policy !== 'mlp' && this.options.policy !== 'lstm') {
-      throw new UserError(`unknown PPO policy '${String(this.options.policy)}'`, { field: 'agent.policy', expected: 'mlp|lstm' });
-    }
-    for (const key of ['hiddenSize', 'episodesPerRollout', 'epochs', 'minibatches'] as const) {
-      const v = this.options[key];
-      if (!Number.isInteger(v) || v < 1) throw new UserError(`PPO ${key} must be a positive integer`, { field: `agent.${key}`, expected: 'an integer >= 1' });
-    }
-    if (!(this.options.learningRate > 0)) throw new UserError('PPO learningRate must be positive', { field: 'agent.learningRate', expected: 'a number > 0' });
+    this.options = validatePpoOptions({ ...PPO_DEFAULTS, ...options });
     this.name = this.options.policy === 'lstm' ? 'ppo-lstm' : 'ppo';
   }
 
@@ -196,10 +207,7 @@ export class PpoAgent implements StepAgent {
     const D = ctx.observationSize;
     const H = this.options.hiddenSize;
     const K = ctx.numActions;
-    const p = (name: string, t: tf.Tensor): void => {
-      this.params.push({ name, variable: tf.variable(t, true) });
-      t.dispose();
-    };
+    const p = (name: string, t: tf.Tensor): void => void this.params.add(name, t);
     if (this.options.policy === 'mlp') {
       const g = Math.SQRT2;
       p('actor.w1', initWeight(this.rng, [D, H], g));
@@ -226,10 +234,7 @@ export class PpoAgent implements StepAgent {
       p('v.w', initWeight(this.rng, [H, 1], 1));
       p('v.b', tf.zeros([1]));
     }
-    this.adam = new Adam(
-      this.params.map((q) => q.variable),
-      { lr: this.options.learningRate, eps: this.options.adamEpsilon },
-    );
+    this.adam = new Adam(this.params.variables(), { lr: this.options.learningRate, eps: this.options.adamEpsilon });
     this.rollout = [];
     this.episode = [];
     this.episodeExplored = false;
@@ -239,9 +244,7 @@ export class PpoAgent implements StepAgent {
   }
 
   private w(name: string): tf.Variable {
-    const found = this.params.find((q) => q.name === name);
-    if (!found) throw new Error(`ppo: no parameter ${name}`);
-    return found.variable;
+    return this.params.get(name);
   }
 
   // --- networks -------------------------------------------------------------------------------
@@ -274,7 +277,7 @@ export class PpoAgent implements StepAgent {
   /** The MLP's forward pass for one observation on a cached copy of the weights. */
   private mlpForwardJs(x: Float32Array): { logits: Float32Array; value: number } {
     if (!this.weightCache) {
-      this.weightCache = new Map(this.params.map((q) => [q.name, q.variable.dataSync() as Float32Array]));
+      this.weightCache = new Map(this.params.entries().map(([name, v]) => [name, v.dataSync() as Float32Array]));
     }
     const wc = this.weightCache;
     const get = (name: string): Float32Array => {
@@ -319,34 +322,10 @@ export class PpoAgent implements StepAgent {
       value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
       tf.dispose([l as tf.Tensor, v as tf.Tensor]);
     }
-    // Masked softmax in float64, sampled with our Rng.
-    const logits = new Float64Array(K);
-    let maxL = -Infinity;
-    for (let k = 0; k < K; k++) {
-      logits[k] = mask && mask[k] === 0 ? -Infinity : (logitsArr[k] as number);
-      if ((logits[k] as number) > maxL) maxL = logits[k] as number;
-    }
-    if (maxL === -Infinity) throw new Error('ppo: every action is masked');
-    let sum = 0;
-    const probs = new Float64Array(K);
-    for (let k = 0; k < K; k++) {
-      probs[k] = Math.exp((logits[k] as number) - maxL);
-      sum += probs[k] as number;
-    }
-    let action = 0;
-    if (explore) {
-      let u = this.rng.next() * sum;
-      action = -1;
-      for (let k = 0; k < K; k++) {
-        if (probs[k] === 0) continue;
-        action = k;
-        u -= probs[k] as number;
-        if (u < 0) break;
-      }
-    } else {
-      for (let k = 1; k < K; k++) if ((probs[k] as number) > (probs[action] as number)) action = k;
-    }
-    const logp = Math.log((probs[action] as number) / sum);
+    if (allowedCount(mask, K) === 0) throw new Error('ppo: every action is masked');
+    const pi = new MaskedCategorical(logitsArr, mask);
+    const action = explore ? pi.sample(this.rng) : pi.mode();
+    const logp = pi.logProb(action);
     this.pending = {
       obs: Array.from(observation),
       mask: mask ? Array.from(mask) : null,
@@ -418,57 +397,37 @@ export class PpoAgent implements StepAgent {
     return { adv, ret: adv.map((a, t) => a + (ep[t] as StepRecord).value) };
   }
 
-  /** Runs `epochs` passes of minibatch updates over the collected rollout. */
+  /**
+   * The PPO update (Schulman et al. 2017, Algorithm 1): GAE advantages for the rollout, then `epochs` passes of
+   * minibatch Adam steps on the clipped surrogate plus value loss minus entropy bonus, gradients clipped by
+   * their global norm. Minibatches are whole episodes for the LSTM (the recurrence needs them), steps for the MLP.
+   */
   private update(): void {
     this.weightCache = null;
     const ctx = this.requireSetup();
-    const adam = this.adam as Adam;
-    const K = ctx.numActions;
-    const D = ctx.observationSize;
-    const { epochs, minibatches, clipCoef, entropyCoef, valueCoef, maxGradNorm, normalizeAdvantages } = this.options;
+    const { epochs, minibatches, maxGradNorm } = this.options;
     const episodes = this.rollout;
     if (this.options.normalizeRewards) this.updateReturnStats(episodes);
     const gae = episodes.map((ep) => this.advantages(ep));
-    const T = Math.max(...episodes.map((ep) => ep.length));
     const lstm = this.options.policy === 'lstm';
-
-    // Flat arrays, episode-major and padded to T (padding has weight 0).
-    const E = episodes.length;
-    const N = E * T;
-    const obs = new Float32Array(N * D);
-    const masks = new Float32Array(N * K).fill(1);
-    const actions = new Int32Array(N);
-    const oldLogp = new Float32Array(N);
-    const advs = new Float32Array(N);
-    const rets = new Float32Array(N);
-    const valid = new Float32Array(N);
-    episodes.forEach((ep, e) => {
-      ep.forEach((s, t) => {
-        const i = e * T + t;
-        obs.set(s.obs, i * D);
-        if (s.mask) masks.set(s.mask, i * K);
-        actions[i] = s.action;
-        oldLogp[i] = s.logp;
-        advs[i] = (gae[e] as { adv: number[] }).adv[t] as number;
-        rets[i] = (gae[e] as { ret: number[] }).ret[t] as number;
-        valid[i] = 1;
-      });
-    });
-    const tObs = tf.tensor2d(obs, [N, D]);
-    const tMask = tf.tensor2d(masks, [N, K]);
-    const tAct = tf.tensor1d(actions, 'int32');
-    const tOldLogp = tf.tensor1d(oldLogp);
-    const tAdv = tf.tensor1d(advs);
-    const tRet = tf.tensor1d(rets);
-    const tValid = tf.tensor1d(valid);
-    const vars = this.params.map((q) => q.variable);
+    const buf = packRollout(episodes, ctx.observationSize, ctx.numActions);
+    const { E, N, T } = buf;
+    const rollout: PpoBatch = {
+      obs: tf.tensor2d(buf.obs, [N, ctx.observationSize]),
+      mask: tf.tensor2d(buf.masks, [N, ctx.numActions]),
+      action: tf.tensor1d(buf.actions, 'int32'),
+      oldLogp: tf.tensor1d(packPerStep(episodes.map((ep) => ep.map((s) => s.logp)), T)),
+      adv: tf.tensor1d(packPerStep(gae.map((g) => g.adv), T)),
+      ret: tf.tensor1d(packPerStep(gae.map((g) => g.ret), T)),
+      valid: tf.tensor1d(buf.valid),
+    };
+    const vars = this.params.variables();
     const losses = { policy: 0, value: 0, entropy: 0, n: 0 };
 
     for (let epoch = 0; epoch < epochs; epoch++) {
-      // Minibatches: LSTM over whole episodes (the recurrence needs them), MLP over valid steps.
       const units = lstm
         ? this.rng.shuffle(Array.from({ length: E }, (_, e) => e))
-        : this.rng.shuffle(Array.from({ length: N }, (_, i) => i).filter((i) => valid[i] === 1));
+        : this.rng.shuffle(Array.from({ length: N }, (_, i) => i).filter((i) => buf.valid[i] === 1));
       const nMb = Math.max(1, Math.min(minibatches, units.length));
       const mbSize = Math.ceil(units.length / nMb);
       for (let start = 0; start < units.length; start += mbSize) {
@@ -476,49 +435,52 @@ export class PpoAgent implements StepAgent {
         const idx = lstm ? chunk.flatMap((e) => Array.from({ length: T }, (_, t) => e * T + t)) : chunk;
         tf.tidy(() => {
           const ix = tf.tensor1d(Int32Array.from(idx), 'int32');
-          const mbObs = tf.gather(tObs, ix) as tf.Tensor2D;
-          const mbMask = tf.gather(tMask, ix);
-          const mbAct = tf.gather(tAct, ix);
-          const mbOld = tf.gather(tOldLogp, ix);
-          const mbRet = tf.gather(tRet, ix);
-          const w = tf.gather(tValid, ix);
-          const wSum = w.sum().maximum(1);
-          let mbAdv = tf.gather(tAdv, ix);
-          if (normalizeAdvantages) {
-            const mean = mbAdv.mul(w).sum().div(wSum);
-            const std = mbAdv.sub(mean).square().mul(w).sum().div(wSum).sqrt();
-            mbAdv = mbAdv.sub(mean).div(std.add(1e-8));
-          }
+          const mb = Object.fromEntries(Object.entries(rollout).map(([k, t]) => [k, tf.gather(t, ix)])) as unknown as PpoBatch;
           const lossFn = (): tf.Scalar => {
-            const { logits, values } = lstm ? this.lstmUnroll(mbObs, chunk.length, T) : this.mlpForward(mbObs);
-            const masked = logits.add(tf.scalar(1).sub(mbMask).mul(MASKED_LOGIT));
-            const logpAll = tf.logSoftmax(masked);
-            const logp = logpAll.mul(tf.oneHot(mbAct, K)).sum(1);
-            const ratio = tf.exp(logp.sub(mbOld));
-            const pg1 = mbAdv.mul(ratio);
-            const pg2 = mbAdv.mul(tf.clipByValue(ratio, 1 - clipCoef, 1 + clipCoef));
-            const policyLoss = tf.minimum(pg1, pg2).mul(w).sum().div(wSum).neg();
-            const valueLoss = values.sub(mbRet).square().mul(w).sum().div(wSum).mul(0.5);
-            const entropy = tf.exp(logpAll).mul(logpAll).mul(mbMask).sum(1).neg().mul(w).sum().div(wSum);
-            losses.policy += (policyLoss.dataSync()[0] as number);
-            losses.value += (valueLoss.dataSync()[0] as number);
-            losses.entropy += (entropy.dataSync()[0] as number);
+            const l = this.loss(mb, lstm ? chunk.length : 0, T);
+            losses.policy += l.policy.dataSync()[0] as number;
+            losses.value += l.value.dataSync()[0] as number;
+            losses.entropy += l.entropy.dataSync()[0] as number;
             losses.n += 1;
-            return policyLoss.add(valueLoss.mul(valueCoef)).sub(entropy.mul(entropyCoef)) as tf.Scalar;
+            return l.total;
           };
           const { grads } = tf.variableGrads(lossFn, vars);
-          const clipped = clipByGlobalNorm(
-            vars.map((v) => grads[v.name] as tf.Tensor),
-            maxGradNorm,
-          );
-          adam.step(clipped);
+          this.adam?.step(clipByGlobalNorm(vars.map((v) => grads[v.name] as tf.Tensor), maxGradNorm));
         });
       }
     }
-    tf.dispose([tObs, tMask, tAct, tOldLogp, tAdv, tRet, tValid]);
+    tf.dispose(Object.values(rollout));
     this.updates += 1;
     const n = Math.max(1, losses.n);
     this.lastLoss = { policy: losses.policy / n, value: losses.value / n, entropy: losses.entropy / n };
+  }
+
+  /**
+   * The loss of one minibatch: -E[min(r A, clip(r, 1-eps, 1+eps) A)] + c1 * 0.5 E[(V - R)^2] - c2 * E[H(pi)],
+   * r = pi(a|s) / pi_old(a|s), padding weighted out; advantages normalised per minibatch. `episodes` > 0 unrolls
+   * the LSTM over that many whole episodes of T steps.
+   */
+  private loss(mb: PpoBatch, episodes: number, T: number): { total: tf.Scalar; policy: tf.Scalar; value: tf.Scalar; entropy: tf.Scalar } {
+    const { clipCoef, entropyCoef, valueCoef, normalizeAdvantages } = this.options;
+    const K = this.requireSetup().numActions;
+    const w = mb.valid;
+    const wSum = w.sum().maximum(1);
+    let adv = mb.adv;
+    if (normalizeAdvantages) {
+      const mean = adv.mul(w).sum().div(wSum);
+      const std = adv.sub(mean).square().mul(w).sum().div(wSum).sqrt();
+      adv = adv.sub(mean).div(std.add(1e-8));
+    }
+    const { logits, values } = episodes > 0 ? this.lstmUnroll(mb.obs, episodes, T) : this.mlpForward(mb.obs);
+    const logpAll = tf.logSoftmax(logits.add(tf.scalar(1).sub(mb.mask).mul(MASKED_LOGIT)));
+    const logp = logpAll.mul(tf.oneHot(mb.action, K)).sum(1);
+    const ratio = tf.exp(logp.sub(mb.oldLogp));
+    const surrogate = tf.minimum(adv.mul(ratio), adv.mul(tf.clipByValue(ratio, 1 - clipCoef, 1 + clipCoef)));
+    const policy = surrogate.mul(w).sum().div(wSum).neg() as tf.Scalar;
+    const value = values.sub(mb.ret).square().mul(w).sum().div(wSum).mul(0.5) as tf.Scalar;
+    const entropy = tf.exp(logpAll).mul(logpAll).mul(mb.mask).sum(1).neg().mul(w).sum().div(wSum) as tf.Scalar;
+    const total = policy.add(value.mul(valueCoef)).sub(entropy.mul(entropyCoef)) as tf.Scalar;
+    return { total, policy, value, entropy };
   }
 
   /**
@@ -530,20 +492,8 @@ export class PpoAgent implements StepAgent {
     const ctx = this.requireSetup();
     const K = ctx.numActions;
     const D = ctx.observationSize;
-    const T = Math.max(0, ...episodes.map((ep) => ep.length));
-    const E = episodes.length;
+    const { E, T, obs, masks, actions } = packRollout(episodes, D, K);
     if (E === 0 || T === 0) return episodes.map(() => []);
-    const obs = new Float32Array(E * T * D);
-    const masks = new Float32Array(E * T * K).fill(1);
-    const actions = new Int32Array(E * T);
-    episodes.forEach((ep, e) =>
-      ep.forEach((s, t) => {
-        const i = e * T + t;
-        obs.set(s.obs, i * D);
-        if (s.mask) masks.set(s.mask, i * K);
-        actions[i] = s.action;
-      }),
-    );
     const flat = tf.tidy(() => {
       const x = tf.tensor2d(obs, [E * T, D]);
       const { logits } = this.options.policy === 'lstm' ? this.lstmUnroll(x, E, T) : this.mlpForward(x);
@@ -576,8 +526,7 @@ export class PpoAgent implements StepAgent {
   // --- checkpoints ----------------------------------------------------------------------------
   getState(): PpoState {
     const ctx = this.requireSetup();
-    const params: PpoState['params'] = {};
-    for (const q of this.params) params[q.name] = { shape: q.variable.shape.slice(), values: Array.from(q.variable.dataSync()) };
+    const params: PpoState['params'] = this.params.toState();
     return {
       kind: 'ppo',
       version: STATE_VERSION,
@@ -609,12 +558,8 @@ export class PpoAgent implements StepAgent {
     if (st.options.hiddenSize !== this.options.hiddenSize) bad('options.hiddenSize', String(this.options.hiddenSize));
     if (st.observationSize !== ctx.observationSize) bad('observationSize', String(ctx.observationSize));
     if (st.numActions !== ctx.numActions) bad('numActions', String(ctx.numActions));
-    for (const q of this.params) {
-      const p = st.params[q.name];
-      if (!p || p.values.length !== q.variable.size) bad(`params.${q.name}`, `${q.variable.size} numbers`);
-      tf.tidy(() => q.variable.assign(tf.tensor((p as { values: number[] }).values, q.variable.shape)));
-      this.weightCache = null;
-    }
+    this.params.loadState(st.params, bad);
+    this.weightCache = null;
     (this.adam as Adam).setState(st.adam, bad, 'adam');
     if (!Number.isInteger(st.rng)) bad('rng', 'an integer (the generator state)');
     this.rng.setState(st.rng);
@@ -644,8 +589,7 @@ export class PpoAgent implements StepAgent {
 
   private disposeNetworks(): void {
     this.resetRecurrentState();
-    for (const q of this.params) q.variable.dispose();
-    this.params = [];
+    this.params.dispose();
     if (this.adam) this.adam.dispose();
     this.adam = null;
   }
@@ -656,12 +600,9 @@ export class PpoAgent implements StepAgent {
   }
 }
 
-export function createPpoAgent(options: Partial<PpoOptions> = {}): PpoAgent {
-  return new PpoAgent(options);
-}
-
 export const ppoAgentEntry: AgentEntry = {
   describe: 'PPO (clipped surrogate, GAE) with an MLP or an LSTM (ReLeQ) policy over the layers; masks supported',
   defaults: { ...PPO_DEFAULTS },
+  validate: (opts, field) => void validatePpoOptions(opts as unknown as PpoOptions, field),
   create: (opts) => new PpoAgent(opts as Partial<PpoOptions>),
 };

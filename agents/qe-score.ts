@@ -301,8 +301,3 @@ export class QeScorer {
     }
   }
 }
-
-/** One-off QE-Score of an allocation (build a QeScorer to score many). */
-export function qeScore(layers: readonly LayerInfo[], bits: BitConfig, options: QeScoreOptions = {}): number {
-  return new QeScorer(layers, options).score(bits);
-}

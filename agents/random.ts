@@ -62,5 +62,6 @@ export class RandomAgent implements StepAgent {
 export const randomAgentEntry: AgentEntry = {
   describe: 'uniformly random choice among the allowed bit-widths at every step (random search)',
   defaults: {},
+  validate: () => undefined,
   create: () => new RandomAgent(),
 };

@@ -17,15 +17,17 @@
 import { tf } from '../src/backend/index.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Rng } from '../src/util/rng.js';
-import { denseForward } from './dense-js.js';
-import { Adam } from './adam.js';
+import { denseForward } from './kit/dense.js';
+import { MaskedCategorical } from './kit/sampling.js';
+import { Adam } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
+import { optionChecks } from './kit/option-checks.js';
 import { episodeRng } from './random.js';
 
 /** Hyperparameters (the registry's defaults). */
 export const REINFORCE_DEFAULTS = {
   /** Units in each of the two hidden layers. */
-  hidden: 64,
+  hiddenSize: 64,
   /** Adam step size. */
   learningRate: 0.005,
   /** Weight of the entropy bonus. */
@@ -41,6 +43,15 @@ export const REINFORCE_DEFAULTS = {
   adamEpsilon: 1e-8,
 };
 export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
+
+/** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
+export function validateReinforceOptions(o: ReinforceOptions, field = 'agentOptions'): ReinforceOptions {
+  const { bad, int } = optionChecks('reinforce', o, field);
+  int('hiddenSize', 1);
+  int('episodesPerUpdate', 1);
+  if (!(o.learningRate > 0)) throw bad('learningRate', 'a number > 0', o.learningRate);
+  return o;
+}
 
 const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
 
@@ -97,7 +108,7 @@ export class ReinforceAgent implements StepAgent {
   private pending: { steps: Step[]; advantages: number[] }[] = [];
 
   constructor(options: Partial<ReinforceOptions> = {}) {
-    this.options = { ...REINFORCE_DEFAULTS, ...options };
+    this.options = validateReinforceOptions({ ...REINFORCE_DEFAULTS, ...options });
   }
 
   setup(ctx: AgentContext): void {
@@ -113,7 +124,7 @@ export class ReinforceAgent implements StepAgent {
     this.pending = [];
     this.explored = true;
     const init = new Rng(this.seed ^ 0x5eed);
-    const h = this.options.hidden;
+    const h = this.options.hiddenSize;
     const shapes: [number, number][] = [
       [this.obsSize, h],
       [1, h],
@@ -137,44 +148,27 @@ export class ReinforceAgent implements StepAgent {
     this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
   }
 
-  /** Action probabilities at an observation (masked choices at 0). */
-  probabilities(observation: Float32Array, mask: Uint8Array | null): Float64Array {
+  /** pi(. | s): the policy MLP's logits at an observation, masked. */
+  private policy(observation: Float32Array, mask: Uint8Array | null): MaskedCategorical {
     this.weightCache ??= this.params.map((v) => v.dataSync() as Float32Array);
     const [w1, b1, w2, b2, w3, b3] = this.weightCache as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
     const logits = denseForward(denseForward(denseForward(observation, w1, b1, true), w2, b2, true), w3, b3, false);
-    let max = -Infinity;
-    for (let i = 0; i < logits.length; i++) if (!mask || mask[i]) max = Math.max(max, logits[i] as number);
-    const p = new Float64Array(logits.length);
-    let sum = 0;
-    for (let i = 0; i < logits.length; i++) {
-      if (mask && !mask[i]) continue;
-      p[i] = Math.exp((logits[i] as number) - max);
-      sum += p[i] as number;
-    }
-    if (!(sum > 0)) {
-      p.fill(1 / p.length);
-      return p;
-    }
-    for (let i = 0; i < p.length; i++) p[i] = (p[i] as number) / sum;
-    return p;
+    return new MaskedCategorical(logits, mask);
+  }
+
+  /** Action probabilities at an observation (masked choices at 0). */
+  probabilities(observation: Float32Array, mask: Uint8Array | null): Float64Array {
+    return this.policy(observation, mask).probs;
   }
 
   act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
     const usable = mask && mask.some((m) => m === 1) ? mask : null;
-    const p = this.probabilities(observation, usable);
+    const pi = this.policy(observation, usable);
     if (!explore) {
       this.explored = false;
-      let best = 0;
-      for (let i = 1; i < p.length; i++) if ((p[i] as number) > (p[best] as number)) best = i;
-      return best;
+      return pi.mode();
     }
-    let u = this.rng.next();
-    for (let i = 0; i < p.length; i++) {
-      u -= p[i] as number;
-      if (u < 0 && (p[i] as number) > 0) return i;
-    }
-    for (let i = p.length - 1; i >= 0; i--) if ((p[i] as number) > 0) return i;
-    return 0;
+    return pi.sample(this.rng);
   }
 
   observe(t: Transition): void {
@@ -327,5 +321,6 @@ export class ReinforceAgent implements StepAgent {
 export const reinforceAgentEntry: AgentEntry = {
   describe: 'REINFORCE policy gradient: MLP policy over the observation, moving-average baseline, entropy bonus, masks',
   defaults: { ...REINFORCE_DEFAULTS },
+  validate: (opts, field) => void validateReinforceOptions(opts as unknown as ReinforceOptions, field),
   create: (opts) => new ReinforceAgent(opts as Partial<ReinforceOptions>),
 };

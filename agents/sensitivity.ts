@@ -47,11 +47,11 @@ import type { CostTable } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
 import { Progress } from '../src/util/progress.js';
 import { VALID_BITS, type BitConfig, type LayerBits } from '../src/models/layer-info.js';
-import { DATA_FREE_DEFAULTS, generateInputs } from '../src/quant/datafree.js';
+import { DATA_FREE_DEFAULTS, generateInputs } from './kit/datafree.js';
 import { solveMultipleChoiceKnapsack } from '../src/solvers/knapsack.js';
 import { evaluateModel } from '../src/train/trainer.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters
@@ -600,5 +600,6 @@ export const sensitivityAgentEntry: AgentEntry = {
   describe:
     "Per-layer loss increase on data-free generated inputs ('data': 'free', default) or validation data ('real'), then the exact knapsack optimum under the budgets",
   defaults: { ...SENSITIVITY_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateSensitivityOptions(opts as unknown as SensitivityOptions, field),
   create: (opts) => new SensitivityAgent(opts as unknown as Partial<SensitivityOptions>),
 };

@@ -7,7 +7,7 @@
  *   loss:      CE(batch) + lambda * sum_m max(0, E[cost_m] / target_m - 1) + the model's regularisation losses
  *              E[cost_m] = sum_l sum_b p_lb * cost_m,l(b, b)   (frozen and pinned layers: their fixed cost)
  *              m: the priced metrics (below), e.g. latency under a latency budget
- *   update:    Adam on the logits (logitLr) and Adam on the weights (the trainer's learning rate), jointly,
+ *   update:    Adam on the logits (learningRate) and Adam on the weights (the trainer's learning rate), jointly,
  *              on minibatches of the training split (seeded shuffle)
  *   freezing:  every stepsPerFreeze steps the unfrozen layer whose choice is most certain (largest max p_lb)
  *              is frozen at its argmax bits; at the end every remaining layer is frozen, most certain first
@@ -40,14 +40,14 @@ import type { CostTable, LayerCost } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
 import { Progress } from '../src/util/progress.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
-import { quantLayers } from '../src/models/inventory.js';
-import { perSampleCrossEntropy } from '../src/quant/datafree.js';
+import { quantLayers } from '../src/quant/inventory.js';
+import { perSampleCrossEntropy } from './kit/datafree.js';
 import type { QuantLayer } from '../src/quant/layers.js';
 import { channelReduceAxes, quantizeWeightsSte } from '../src/quant/quantizers.js';
 import { outputsProbabilities } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
-import { optionChecks } from './option-checks.js';
+import { optionChecks } from './kit/option-checks.js';
 import { declaredLimits, layerOptions, pinnedLayers, solveUnderBudgets } from './sensitivity.js';
 
 // ---------------------------------------------------------------------------------------------
@@ -61,7 +61,7 @@ export interface SspsOptions {
   /** Weight of the budget penalty sum_m max(0, E[cost_m] / target_m - 1). */
   lambda: number;
   /** Adam learning rate of the logits. */
-  logitLr: number;
+  learningRate: number;
   /** Adam learning rate of the weights; 0 = the trainer's. */
   weightLr: number;
   batchSize: number;
@@ -77,7 +77,7 @@ export const SSPS_DEFAULTS: SspsOptions = {
   steps: 300,
   stepsPerFreeze: 0,
   lambda: 2,
-  logitLr: 0.05,
+  learningRate: 0.05,
   weightLr: 0,
   batchSize: 64,
   temperature: 1,
@@ -94,7 +94,7 @@ export function validateSspsOptions(o: SspsOptions, field = 'agentOptions'): Ssp
   int('batchSize', 1);
   int('recordEvery', 1);
   if (!(o.lambda >= 0 && Number.isFinite(o.lambda))) throw bad('lambda', 'a finite number >= 0', o.lambda);
-  if (!(o.logitLr > 0 && Number.isFinite(o.logitLr))) throw bad('logitLr', 'a finite number > 0', o.logitLr);
+  if (!(o.learningRate > 0 && Number.isFinite(o.learningRate))) throw bad('learningRate', 'a finite number > 0', o.learningRate);
   if (!(o.weightLr >= 0 && Number.isFinite(o.weightLr))) throw bad('weightLr', 'a finite number >= 0 (0 = the trainer’s)', o.weightLr);
   if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw bad('temperature', 'a finite number > 0', o.temperature);
   if (o.metric !== null && !(ADDITIVE_METRICS as readonly string[]).includes(o.metric)) throw bad('metric', `null or one of ${ADDITIVE_METRICS.join('|')}`, o.metric);
@@ -286,7 +286,7 @@ export class SspsAgent implements AllocationAgent {
     const logits = tf.variable(tf.zeros([searchable.length, nb]), true, `ssps_logits_${Date.now()}`);
     const costTensors = relRows.map((rows) => tf.tensor2d(rows, [searchable.length, nb]));
     const weightOpt = tf.train.adam(o.weightLr > 0 ? o.weightLr : t.trainer.learningRate);
-    const logitOpt = tf.train.adam(o.logitLr);
+    const logitOpt = tf.train.adam(o.learningRate);
     const probabilities = outputsProbabilities(model);
     const train = t.dataset.train;
     const n = train.labels.length;
@@ -474,5 +474,6 @@ export class SspsAgent implements AllocationAgent {
 export const sspsAgentEntry: AgentEntry = {
   describe: 'SSPS: differentiable single-path search; per-layer bit logits trained with the weights under an expected-cost penalty, layers frozen one by one',
   defaults: { ...SSPS_DEFAULTS } as unknown as Record<string, unknown>,
+  validate: (opts, field) => void validateSspsOptions(opts as unknown as SspsOptions, field),
   create: (opts) => new SspsAgent(opts as unknown as Partial<SspsOptions>),
 };

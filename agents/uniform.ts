@@ -79,5 +79,10 @@ export class UniformAgent implements AllocationAgent {
 export const uniformAgentEntry: AgentEntry = {
   describe: 'uniform precision: each bit-width for every layer in turn (feasible widest first), then stops',
   defaults: { order: 'feasible-first' },
+  validate: (opts, field) => {
+    if (!UNIFORM_ORDERS.includes(opts.order as UniformOrder)) {
+      throw new UserError(`unknown order '${String(opts.order)}' for agent 'uniform'`, { field: `${field}.order`, expected: UNIFORM_ORDERS.join('|') });
+    }
+  },
   create: (opts) => new UniformAgent(opts.order as UniformOrder),
 };

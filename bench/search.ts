@@ -21,7 +21,7 @@ export async function run(argv: string[]): Promise<void> {
   const backend = await initBackend('auto');
   const rows: { agent: string; episodes: number; episodesPerSec: number; otherShare: number; otherMsPerEpisode: number; evalMsPerEpisode: number }[] = [];
   for (const agent of agents) {
-    const spec = searchSpec({ agent, episodes, qatSteps, warmupEpochs: 0, finetuneEpochs: 0, checkpointEvery: 1000 });
+    const spec = searchSpec({ agent, episodes, qatSteps, warmupEpochs: 0, finetuneEpochs: 0, evalSamples: 500, checkpointEvery: 1000 });
     const r = await runSearch(spec, { plainProgress: true });
     const total = r.timing.qatSeconds + r.timing.evalSeconds + r.timing.otherSeconds;
     rows.push({

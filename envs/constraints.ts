@@ -45,9 +45,6 @@ export interface ResolvedConstraint extends Constraint {
   limit: number;
 }
 
-/** Base unit of each metric, as in AllocationCost. */
-export const METRIC_UNITS: Record<CostMetric, string> = { latency: 'ms', energy: 'uJ', size: 'B', peakMemory: 'B' };
-
 export const CONSTRAINT_GRAMMAR =
   '<metric><=<number><unit> with metric latency|energy|size|peak-memory and unit x or % (relative to W8A8), ' +
   'or s|ms|us|ns for latency, J|mJ|uJ|nJ for energy, B|KB|MB|GB for size and peak-memory ' +

@@ -306,7 +306,7 @@ export function optimalUnderBudget(q: OptimumQuery): Optimum | null {
     if (frontier.length === 0) return null;
   }
   const bestNode = frontier[frontier.length - 1] as Node;
-  const bits: BitConfig = new Array(layers.length);
+  const bits: BitConfig = new Array<LayerBits>(layers.length);
   for (let n: Node | null = bestNode; n && n.choice; n = n.prev) bits[n.layer] = { ...n.choice };
   return { bits, accuracy: q.evaluator.accuracyOf(bits), cost: q.table.costAllocation(bits) };
 }

@@ -10,7 +10,7 @@ import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import * as tf from '@tensorflow/tfjs';
 import { validateExperiment } from '../src/experiment/experiment.js';
-import { writeModelFiles } from '../src/models/files.js';
+import { writeModelFiles } from '../src/quant/model-files.js';
 import { appendEpisode, createRun, writeJsonAtomic, type EpisodeRecord } from '../src/run/run-store.js';
 import { QUICKSTART, cli, fingerprint } from './bad-inputs-kit.js';
 

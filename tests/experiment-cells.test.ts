@@ -61,7 +61,7 @@ test('cells: one per (profile, budget, agent, seed), with stable, unique, file-n
   const c = list.find((x) => x.budget.constraints.length === 2);
   assert.deepEqual(c?.budget.parsed.map((p) => [p.metric, p.value]), [
     ['size', 200 * 1024],
-    ['peak-memory', 320 * 1024],
+    ['peakMemory', 320 * 1024],
   ]);
 });
 
@@ -80,7 +80,7 @@ test('constraint grammar: units per metric, converted to ms / uJ / bytes', () =>
     ['energy<=1.5mJ', 'energy', 1500, false],
     ['size<=200KB', 'size', 204800, false],
     ['size<=1MB', 'size', 1048576, false],
-    ['peak-memory<=4096B', 'peak-memory', 4096, false],
+    ['peak-memory<=4096B', 'peakMemory', 4096, false],
   ];
   for (const [text, metric, value, relative] of ok) {
     const c = parseConstraint(text);

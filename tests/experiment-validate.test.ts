@@ -85,33 +85,33 @@ test('bad budget strings: the grammar, the offending entry, and what is wrong', 
   rejects({ ...valid, budgets: [['energy<=0uJ']] }, /the limit must be a positive number/);
   rejects({ ...valid, budgets: [['energy<=-3uJ']] }, /bad constraint 'energy<=-3uJ': does not match the grammar/);
   rejects({ ...valid, budgets: [['size<=1MB', 'size<=2MB']] }, /a second limit on size/);
-  rejects({ ...valid, budgets: [] }, /\$\.budgets: must be a non-empty array/);
-  rejects({ ...valid, budgets: [42] }, /\$\.budgets\[0\]: must be a constraint string or an array of them/);
+  rejects({ ...valid, budgets: [] }, /\$\.budgets: must have at least 1 item/);
+  rejects({ ...valid, budgets: [42] }, /\$\.budgets\[0\]: must be an array, got 42/);
 });
 
 test('negative or non-integer counts', () => {
   rejects({ ...valid, episodes: -5 }, /\$\.episodes: must be >= 1, got -5/);
   rejects({ ...valid, qatSteps: -1 }, /\$\.qatSteps: must be >= 0/);
   rejects({ ...valid, episodes: 2.5 }, /\$\.episodes: must be an integer/);
-  rejects({ ...valid, seeds: [1, -2] }, /\$\.seeds\[1\]: invalid seed/);
+  rejects({ ...valid, seeds: [1, -2] }, /\$\.seeds\[1\]: must be >= 0, got -2/);
 });
 
 test('wrong types and unknown fields', () => {
-  rejects({ ...valid, episodes: '10' }, /\$\.episodes: must be an integer, got '10'/);
-  rejects({ ...valid, profiles: 'bitfusion-45nm' }, /\$\.profiles: must be a non-empty array, got 'bitfusion-45nm'/);
-  rejects({ ...valid, seeds: 3 }, /\$\.seeds: must be a non-empty array of integers/);
-  rejects({ ...valid, pinFirstLast: 'yes' }, /\$\.pinFirstLast: must be true or false/);
-  rejects({ ...valid, constraintMode: 'clip' }, /\$\.constraintMode: invalid value 'clip' \(expected one of lower, penalty, reject\)/);
-  rejects({ ...valid, stepMode: 'pairs' }, /\$\.stepMode: invalid value 'pairs' \(expected one of joint, tied, haq\)/);
+  rejects({ ...valid, episodes: '10' }, /\$\.episodes: must be an integer, got string "10"/);
+  rejects({ ...valid, profiles: 'bitfusion-45nm' }, /\$\.profiles: must be an array, got string "bitfusion-45nm"/);
+  rejects({ ...valid, seeds: 3 }, /\$\.seeds: must be an array, got 3/);
+  rejects({ ...valid, pinFirstLast: 'yes' }, /\$\.pinFirstLast: must be a boolean/);
+  rejects({ ...valid, constraintMode: 'clip' }, /\$\.constraintMode: must be one of "lower", "penalty", "reject", got string "clip"/);
+  rejects({ ...valid, stepMode: 'pairs' }, /\$\.stepMode: must be one of "joint", "tied", "haq", got string "pairs"/);
   rejects({ ...valid, reward: 'accuracy' }, /\$\.reward: unknown reward 'accuracy'/, /haq, amed, releq, weighted/);
-  rejects({ ...valid, bitChoices: [4, 9] }, /\$\.bitChoices\[1\]: invalid bit-width number 9/);
+  rejects({ ...valid, bitChoices: [4, 9] }, /\$\.bitChoices\[1\]: must be one of 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, got 9/);
   rejects({ ...valid, episdoes: 10 }, /\$\.episdoes: unknown field/);
   rejects([valid], /must be a JSON object/);
 });
 
 test('missing required fields, each named', () => {
   const msg = rejects({ name: 'x' }, /5 problems/);
-  for (const f of ['model', 'dataset', 'profiles', 'budgets', 'agents']) assert.match(msg, new RegExp(`\\$\\.${f}: missing`));
+  for (const f of ['model', 'dataset', 'profiles', 'budgets', 'agents']) assert.match(msg, new RegExp(`\\$\\.${f}: required field is missing`));
 });
 
 test('unknown model and dataset; a dataset read from files needs dataDir', () => {

@@ -19,7 +19,7 @@ test('a short real search (lenet5, mnist, bitfusion-45nm, 20 episodes) returns a
   setLogLevel('warn');
   await initBackend('wasm');
   const r = await runSearch(
-    searchSpec({ agent: 'reinforce', episodes: 20, qatSteps: 5, evalSamples: 300, seed: 3, checkpointEvery: 5 }),
+    searchSpec({ agent: 'reinforce', episodes: 20, qatSteps: 5, evalSamples: 300, finetuneEpochs: 1, seed: 3, checkpointEvery: 5 }),
     { plainProgress: true },
   );
   assert.equal(r.episodes, 20);

@@ -11,7 +11,7 @@ import { buildCostTable, loadProfile } from '../src/hardware/index.js';
 import { loadInventory } from '../src/models/index.js';
 import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
-import { generateInputs } from '../src/quant/datafree.js';
+import { generateInputs } from '../agents/kit/datafree.js';
 import { BitAllocationEnv, type StepMode } from '../envs/bit-allocation-env.js';
 import { BITS, lenetContext, lenetEnv, trainedLenet, type TrainedLenet } from './lenet-fixture.js';
 import type { AgentContext } from '../envs/types.js';
@@ -98,9 +98,11 @@ test('sensitivity (tied widths): the allocation meets the budget, is the knapsac
     assert.ok(cost.latencyMs <= BUDGET * env.referenceCost.latencyMs * (1 + 1e-9));
     assert.ok(bits.every((b) => b.wBits === b.aBits && BITS.includes(b.wBits)));
     if (data === 'free') assert.ok(r.inputAccuracy >= 0.9, `generated inputs accuracy ${r.inputAccuracy}`);
-    // Sensitivities rise as widths narrow: the narrowest width of every layer costs the most.
+    // Sensitivities rise as widths narrow: in the raw measurements (before the monotone envelope, which is
+    // non-increasing by construction) the narrowest width of every layer costs the most.
     const last = r.rounds[r.rounds.length - 1]!;
-    for (const row of last.sensitivity) assert.equal(Math.max(...row), row[0]);
+    console.log(`${data}: raw loss increase per layer (2..8 bits): ${last.raw.map((row) => row.map((v) => v.toFixed(4)).join(' ')).join(' | ')}`);
+    for (const row of last.raw) assert.equal(Math.max(...row), row[0], `raw ${row.join(', ')}`);
     assert.ok(r.rounds[0]!.sensitivity.some((row) => row[0]! > 0.01), 'some layer is measurably sensitive at 2 bits');
     // Exact: no feasible tied allocation has a lower total sensitivity.
     const optimum = bruteForceOptimum(ctx, r);

@@ -2,6 +2,7 @@
 import type { CliCommand } from './types.js';
 import { infoCommand } from './info.js';
 import { modelsCommand } from './models.js';
+import { agentsCommand } from './agents.js';
 import { inspectCommand } from './inspect.js';
 import { exportCommand } from './export.js';
 import { profileCommand } from './profile.js';
@@ -14,6 +15,7 @@ import { compareCommand, runCommand, searchCommand } from './run.js';
 export const commands: CliCommand[] = [
   infoCommand,
   modelsCommand,
+  agentsCommand,
   inspectCommand,
   exportCommand,
   profileCommand,

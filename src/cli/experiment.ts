@@ -16,7 +16,7 @@ export const experimentCommand: CliCommand = {
         builder: (yy) =>
           yy
             .positional('file', { type: 'string', describe: 'experiment JSON file' })
-            .option('set', { type: 'string', array: true, describe: 'override a field: --set episodes=20 --set agents.0.options.lr=0.001' }),
+            .option('set', { type: 'string', array: true, describe: 'override a field: --set episodes=20 --set agents.0.options.learningRate=0.001' }),
         handler: async (a) => {
           const args = a as unknown as { file: string; set?: string[]; json: boolean };
           const exp = loadExperiment(args.file, args.set ?? []);

@@ -10,7 +10,18 @@ import { checkDatasetAvailable } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { addLogFile, log, removeLogTransport } from '../log.js';
 import { writeReport, REPORT_FORMATS } from '../report/index.js';
-import { cells, defaultRunDir, loadExperiment, validateExperiment, type Experiment } from '../experiment/experiment.js';
+import {
+  AGENT_NAMES,
+  CONSTRAINT_MODES,
+  EXPERIMENT_DEFAULTS as D,
+  REWARD_KINDS,
+  STEP_MODES,
+  cells,
+  defaultRunDir,
+  loadExperiment,
+  validateExperiment,
+  type Experiment,
+} from '../experiment/experiment.js';
 import { createRun, installStopSignals, openRun, signalExitCode, stopRequested, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
@@ -249,20 +260,20 @@ export const searchCommand: CliCommand = {
       .option('dataset', { type: 'string', default: 'mnist' })
       .option('data-dir', { type: 'string', describe: 'dataset directory' })
       .option('profile', { type: 'string', default: 'bitfusion-45nm', describe: 'device profile: built-in name or JSON file' })
-      .option('agent', { type: 'string', default: 'ppo', describe: 'reinforce | ppo | ddpg | amed | evolution | sensitivity | ssps | random | uniform' })
-      .option('agent-options', { type: 'string', describe: 'agent hyperparameters as JSON, e.g. \'{"lr":0.001}\'' })
-      .option('episodes', { type: 'number', default: 50 })
+      .option('agent', { type: 'string', default: 'ppo', describe: `${AGENT_NAMES.join(' | ')} (bitalloc agents lists their options)` })
+      .option('agent-options', { type: 'string', describe: 'agent hyperparameters as JSON, e.g. \'{"learningRate":0.001}\'' })
+      .option('episodes', { type: 'number', default: D.episodes })
       .option('budget', { type: 'string', array: true, default: ['latency<=0.5x'], describe: 'constraint, e.g. latency<=0.5x, size<=200KB (repeatable)' })
-      .option('constraint-mode', { choices: ['lower', 'penalty', 'reject'], default: 'lower' })
-      .option('reward', { choices: ['haq', 'amed', 'releq', 'weighted'], default: 'haq' })
-      .option('step-mode', { choices: ['joint', 'tied', 'haq'], default: 'joint' })
-      .option('bits', { type: 'string', default: '2,3,4,5,6,7,8', describe: 'bit-widths to choose from' })
-      .option('qat-steps', { type: 'number', default: 10, describe: 'QAT minibatches per episode (0 = evaluate only)' })
-      .option('warmup-epochs', { type: 'number', default: 1 })
-      .option('finetune-epochs', { type: 'number', default: 1 })
-      .option('eval-samples', { type: 'number', default: 500 })
-      .option('pin-first-last', { type: 'boolean', default: false })
-      .option('checkpoint-every', { type: 'number', default: 10 })
+      .option('constraint-mode', { choices: CONSTRAINT_MODES, default: D.constraintMode })
+      .option('reward', { choices: REWARD_KINDS, default: D.reward.name })
+      .option('step-mode', { choices: STEP_MODES, default: D.stepMode })
+      .option('bits', { type: 'string', default: D.bitChoices.join(','), describe: 'bit-widths to choose from' })
+      .option('qat-steps', { type: 'number', default: D.qatSteps, describe: 'QAT minibatches per episode (0 = evaluate only)' })
+      .option('warmup-epochs', { type: 'number', default: D.warmupEpochs })
+      .option('finetune-epochs', { type: 'number', default: D.finetuneEpochs })
+      .option('eval-samples', { type: 'number', default: D.evalSamples })
+      .option('pin-first-last', { type: 'boolean', default: D.pinFirstLast })
+      .option('checkpoint-every', { type: 'number', default: D.checkpointEvery })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -271,10 +282,10 @@ export const searchCommand: CliCommand = {
       try {
         agentOptions = JSON.parse(rawOpts) as Record<string, unknown>;
       } catch {
-        throw new UserError(`not valid JSON: ${rawOpts}`, { field: '--agent-options', expected: 'a JSON object, e.g. {"lr":0.001}' });
+        throw new UserError(`not valid JSON: ${rawOpts}`, { field: '--agent-options', expected: 'a JSON object, e.g. {"learningRate":0.001}' });
       }
       if (!agentOptions || typeof agentOptions !== 'object' || Array.isArray(agentOptions)) {
-        throw new UserError('must be a JSON object', { field: '--agent-options', expected: 'e.g. {"lr":0.001}' });
+        throw new UserError('must be a JSON object', { field: '--agent-options', expected: 'e.g. {"learningRate":0.001}' });
       }
     }
     const bitsText = String(args['bits']);

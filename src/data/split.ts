@@ -66,16 +66,3 @@ export function buildSplit(src: SampleSource, labels: Int32Array, indices: Int32
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat()) as tf.Tensor2D;
   return { x, y, labels: lab };
 }
-
-/** A SampleSource over HWC bytes (0..255) stored sample after sample. */
-export function byteSource(bytes: Uint8Array, n: number, shape: [number, number, number]): SampleSource {
-  const size = shape[0] * shape[1] * shape[2];
-  return {
-    n,
-    shape,
-    read(i, out, offset) {
-      const base = i * size;
-      for (let j = 0; j < size; j++) out[offset + j] = (bytes[base + j] as number) / 255;
-    },
-  };
-}

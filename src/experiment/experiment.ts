@@ -12,33 +12,39 @@
  * `out` (where run directories are created) is relative to the working directory.
  * The JSON Schema of the format is experiments/schema.json.
  */
-import { CONSTRAINT_GRAMMAR as ENV_CONSTRAINT_GRAMMAR, parseConstraint as parseEnvConstraint } from '../../envs/constraints.js';
+import {
+  CONSTRAINT_GRAMMAR,
+  CONSTRAINT_MODES,
+  parseConstraint as parseEnvConstraint,
+  type ConstraintMode,
+  type CostMetric,
+} from '../../envs/constraints.js';
+import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
+import type { StepMode } from '../../envs/types.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
-import { basename, dirname, resolve } from 'node:path';
-import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
-import { resolveReward, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
+import { basename, dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { AGENTS, AGENT_NAMES, resolveAgentOptions } from '../../agents/index.js';
+import { resolveReward, REWARD_KINDS, type RewardKind, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
 import { DATASETS, DATASET_NAMES } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
 import { looksLikePath, profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
-import { VALID_BITS } from '../models/layer-info.js';
+import { unsupportedKeywords, validateJson, type JsonSchema } from '../hardware/json-schema.js';
 import { ZOO_NAMES } from '../models/index.js';
 
 // ---------------------------------------------------------------------------------------------------------
 // Names the file may use
 // ---------------------------------------------------------------------------------------------------------
 
+// The env's vocabulary is the one vocabulary: step modes, constraint modes, reward kinds and cost metrics are the
+// env's (envs/), agents the registry's (agents/index.ts); the experiment format re-exports them for its readers.
+
 /** Agents an experiment may name: the agent registry (agents/index.ts). */
-export const AGENT_NAMES: readonly string[] = Object.keys(AGENTS);
+export { AGENT_NAMES };
 /** Zoo models (a model may also be a path to a tfjs model.json). */
 export const MODEL_NAMES: readonly string[] = ZOO_NAMES;
-export { DATASET_NAMES };
-export const CONSTRAINT_MODES = ['lower', 'penalty', 'reject'] as const;
-export const REWARD_NAMES = ['haq', 'amed', 'releq', 'weighted'] as const;
-export const STEP_MODES = ['joint', 'tied', 'haq'] as const;
-
-export type ConstraintMode = (typeof CONSTRAINT_MODES)[number];
-export type RewardName = (typeof REWARD_NAMES)[number];
-export type StepMode = (typeof STEP_MODES)[number];
+export { DATASET_NAMES, CONSTRAINT_MODES, STEP_MODES, REWARD_KINDS, CONSTRAINT_GRAMMAR };
+export type { ConstraintMode, StepMode, RewardKind };
 
 /** Names of the built-in profiles: hardware-profiles/*.json except schema.json. */
 export function builtinProfileNames(): string[] {
@@ -53,13 +59,9 @@ export function builtinProfileNames(): string[] {
 // Budget constraints
 // ---------------------------------------------------------------------------------------------------------
 
-export type ConstraintMetric = 'latency' | 'energy' | 'size' | 'peak-memory';
-export const CONSTRAINT_METRICS: readonly ConstraintMetric[] = ['latency', 'energy', 'size', 'peak-memory'];
-/** The budget grammar (the env's parser is the one definition). */
-export const CONSTRAINT_GRAMMAR = ENV_CONSTRAINT_GRAMMAR;
-
 export interface ParsedConstraint {
-  metric: ConstraintMetric;
+  /** The env's metric name (`peakMemory`; the file spells it `peak-memory`). */
+  metric: CostMetric;
   /** True for `x` / `%`: a fraction of the reference (W8A8) network's cost. */
   relative: boolean;
   /** The limit in the base unit: ms (latency), uJ (energy), bytes (size, peak memory); the ratio when relative. */
@@ -73,7 +75,7 @@ export function parseConstraint(text: string): ParsedConstraint | { error: strin
   try {
     const c = parseEnvConstraint(text);
     return {
-      metric: c.metric === 'peakMemory' ? 'peak-memory' : c.metric,
+      metric: c.metric,
       relative: c.kind === 'relative',
       value: c.value,
       text: text.replace(/\s+/g, ''),
@@ -106,7 +108,8 @@ export interface AgentSpec {
 }
 
 export interface RewardSpec {
-  name: RewardName;
+  /** The env's reward kind (the file's `name`). */
+  name: RewardKind;
   options: Record<string, unknown>;
 }
 
@@ -163,9 +166,9 @@ export const EXPERIMENT_DEFAULTS = {
   qatSteps: 20,
   warmupEpochs: 1,
   finetuneEpochs: 3,
-  reward: { name: 'haq' as RewardName, options: {} },
+  reward: { name: 'haq' as RewardKind, options: {} },
   stepMode: 'joint' as StepMode,
-  bitChoices: [2, 3, 4, 5, 6, 7, 8],
+  bitChoices: [...DEFAULT_BIT_CHOICES],
   evalSamples: 1000,
   trainSamples: 0,
   pinFirstLast: false,
@@ -209,6 +212,12 @@ export interface Cell {
   profile: ProfileRef;
   budget: BudgetRef;
   seed: number;
+}
+
+/** An agent entry's options with the agent's defaults filled in (what cell.json records). */
+export function resolvedAgentOptions(agent: AgentSpec): Record<string, unknown> {
+  const entry = AGENTS[agent.name];
+  return entry ? resolveAgentOptions(agent.name, entry.defaults, agent.options) : { ...agent.options };
 }
 
 /** Resolves a profile entry of a validated experiment. */
@@ -292,7 +301,7 @@ export function parseJsonText(text: string, file: string): unknown {
 
 /**
  * Reads and validates an experiment file. `overrides` are `key=value` strings (`--set`): dotted keys reach
- * into objects and arrays (`agents.0.options.lr=0.001`); the value is parsed as JSON when it can be
+ * into objects and arrays (`agents.0.options.learningRate=0.001`); the value is parsed as JSON when it can be
  * (`seeds=[1,2]`, `episodes=20`), else taken as a string (`model=resnet20`).
  */
 export function loadExperiment(path: string, overrides: readonly string[] = []): Experiment {
@@ -314,7 +323,7 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], file?
     const eq = o.indexOf('=');
     const key = eq > 0 ? o.slice(0, eq).trim() : '';
     if (!key || key.split('.').some((k) => k === '')) {
-      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.lr=0.001' });
+      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.learningRate=0.001' });
     }
     const text = o.slice(eq + 1);
     let v: unknown;
@@ -389,70 +398,75 @@ export interface ValidateOptions {
   overridden?: readonly string[];
 }
 
-/** Checks a parsed experiment; throws one UserError listing every problem. Returns it with defaults filled. */
+/** experiments/schema.json, found by walking up from this file (src/ or dist/src/). */
+export function experimentSchemaPath(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const candidate = join(dir, 'experiments', 'schema.json');
+    if (existsSync(candidate)) return candidate;
+    const parent = dirname(dir);
+    if (parent === dir) throw new Error('cannot find experiments/schema.json of the bitalloc package');
+    dir = parent;
+  }
+}
+
+let schemaCache: JsonSchema | null = null;
+
+/** The experiment schema (experiments/schema.json), checked once for keywords the validator does not implement. */
+export function experimentSchema(): JsonSchema {
+  if (schemaCache) return schemaCache;
+  const schema = JSON.parse(readFileSync(experimentSchemaPath(), 'utf8')) as JsonSchema;
+  const unknown = unsupportedKeywords(schema);
+  if (unknown.length) throw new Error(`experiments/schema.json uses keywords the validator does not implement: ${unknown.join(', ')}`);
+  return (schemaCache = schema);
+}
+
+/** The JSON path a validator problem (`$.a.b[2]: ...`) is about. */
+function problemPath(p: string): string {
+  const i = p.indexOf(': ');
+  return i < 0 ? p : p.slice(0, i);
+}
+
+/**
+ * Checks a parsed experiment; throws one UserError listing every problem. Returns it with defaults filled.
+ *
+ * Two layers, one list of problems: the shape (types, required and unknown fields, ranges, enums) is checked by
+ * the JSON-schema validator against experiments/schema.json, the validator and schema profiles use; what a schema
+ * cannot say (the named model, profile files and data folder exist, a budget parses, an agent's option values are
+ * valid, labels and profile ids are distinct) is checked here. Where both speak of the same JSON path, the
+ * specific message (listing what is valid) is kept.
+ */
 export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Experiment {
-  const problems: string[] = [];
   const baseDir = opts.baseDir ?? process.cwd();
   const overridden = opts.overridden ?? [];
+  const fromSet = (path: string): boolean => overridden.some((p) => path === p || path.startsWith(p + '.') || path.startsWith(p + '['));
+  const checks: string[] = [];
   const problem = (path: string, message: string, expected?: string) => {
-    const fromSet = overridden.some((p) => path === p || path.startsWith(p + '.') || path.startsWith(p + '['));
-    problems.push(`${path}: ${message}${expected ? ` (expected ${expected})` : ''}${fromSet ? ' [set by --set]' : ''}`);
+    checks.push(`${path}: ${message}${expected ? ` (expected ${expected})` : ''}`);
   };
   if (!isObject(raw)) {
     throw new UserError('an experiment must be a JSON object', { file: opts.file, field: '$', expected: 'an object with name, model, dataset, profiles, budgets, agents' });
   }
-
-  for (const key of Object.keys(raw)) {
-    if (!EXPERIMENT_FIELDS.includes(key)) problem(`$.${key}`, 'unknown field', `one of ${EXPERIMENT_FIELDS.filter((f) => f !== '$schema').join(', ')}`);
-  }
-
-  const str = (key: string, required: boolean, expected = 'a non-empty string'): string | undefined => {
+  const shape = validateJson(raw, experimentSchema());
+  const str = (key: string): string | undefined => {
     const v = raw[key];
-    if (v === undefined) {
-      if (required) problem(`$.${key}`, 'missing', expected);
-      return undefined;
-    }
-    if (typeof v !== 'string' || v.trim() === '') {
-      problem(`$.${key}`, `must be a non-empty string, got ${describe(v)}`, expected);
-      return undefined;
-    }
-    return v;
+    return typeof v === 'string' && v.trim() !== '' ? v : undefined;
   };
-  const int = (key: string, min: number, dflt: number): number => {
+  const int = (key: string, dflt: number): number => {
     const v = raw[key];
-    if (v === undefined) return dflt;
-    if (typeof v !== 'number' || !Number.isInteger(v)) {
-      problem(`$.${key}`, `must be an integer, got ${describe(v)}`, `an integer >= ${min}`);
-      return dflt;
-    }
-    if (v < min) {
-      problem(`$.${key}`, `must be >= ${min}, got ${v}`, `an integer >= ${min}`);
-      return dflt;
-    }
-    return v;
+    return typeof v === 'number' && Number.isInteger(v) ? v : dflt;
   };
   const choice = <T extends string>(key: string, choices: readonly T[], dflt: T): T => {
     const v = raw[key];
-    if (v === undefined) return dflt;
-    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) {
-      problem(`$.${key}`, `invalid value ${describe(v)}`, `one of ${choices.join(', ')}`);
-      return dflt;
-    }
-    return v as T;
+    return typeof v === 'string' && (choices as readonly string[]).includes(v) ? (v as T) : dflt;
   };
 
-  // name
-  const name = str('name', true, 'a name of letters, digits, ".", "_" and "-"') ?? 'experiment';
-  if (raw['name'] !== undefined && typeof raw['name'] === 'string' && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(name)) {
-    problem('$.name', `'${name}' cannot be part of a directory name`, 'letters, digits, ".", "_" and "-"');
-  }
+  const name = str('name') ?? 'experiment';
   const description = raw['description'];
-  if (description !== undefined && typeof description !== 'string') problem('$.description', `must be a string, got ${describe(description)}`);
   const schemaRef = raw['$schema'];
-  if (schemaRef !== undefined && typeof schemaRef !== 'string') problem('$.$schema', `must be a string, got ${describe(schemaRef)}`);
 
-  // model
-  let model = str('model', true, `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`) ?? '';
+  // model: a zoo name or an existing model.json
+  let model = str('model') ?? '';
   if (model) {
     if (looksLikePath(model)) {
       const p = resolve(baseDir, model);
@@ -463,10 +477,10 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     }
   }
 
-  // dataset
-  const dataset = str('dataset', true, `one of ${DATASET_NAMES.join(', ')}`) ?? '';
+  // dataset, and the folder a file-based dataset needs
+  const dataset = str('dataset') ?? '';
   if (dataset && !DATASET_NAMES.includes(dataset)) problem('$.dataset', `unknown dataset '${dataset}'`, `one of ${DATASET_NAMES.join(', ')}`);
-  let dataDir = str('dataDir', false);
+  let dataDir = str('dataDir');
   if (dataDir !== undefined) {
     const p = resolve(baseDir, dataDir);
     if (!existsSync(p)) problem('$.dataDir', `'${dataDir}' not found (looked at ${p})`, 'an existing folder (or IDX file)');
@@ -475,18 +489,16 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     problem('$.dataDir', `missing: dataset '${dataset}' is read from files you provide`, 'the folder holding them');
   }
 
-  // profiles
+  // profiles: built-in names or valid profile files, distinct ids
   const profiles: string[] = [];
   const rawProfiles = raw['profiles'];
   const builtins = builtinProfileNames();
   const expectedProfile = `a built-in profile (${builtins.join(', ') || 'none installed'}) or a path to a profile JSON`;
-  if (rawProfiles === undefined) problem('$.profiles', 'missing', 'a non-empty array of profile names or paths');
-  else if (!Array.isArray(rawProfiles) || rawProfiles.length === 0) problem('$.profiles', `must be a non-empty array, got ${describe(rawProfiles)}`, 'e.g. ["bitfusion-45nm"]');
-  else {
+  if (Array.isArray(rawProfiles)) {
     const ids = new Map<string, number>();
     rawProfiles.forEach((p: unknown, i: number) => {
       const path = `$.profiles[${i}]`;
-      if (typeof p !== 'string' || p.trim() === '') return problem(path, `must be a profile name or path, got ${describe(p)}`, expectedProfile);
+      if (typeof p !== 'string' || p.trim() === '') return;
       let spec = p;
       if (looksLikePath(p)) {
         const abs = resolve(baseDir, p);
@@ -505,22 +517,19 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     });
   }
 
-  // budgets
+  // budgets: each constraint parses (the env's grammar), one limit per metric, distinct budgets
   const budgets: string[][] = [];
   const rawBudgets = raw['budgets'];
-  const budgetExpected = `a constraint string (${CONSTRAINT_GRAMMAR}) or a list of them`;
-  if (rawBudgets === undefined) problem('$.budgets', 'missing', `a non-empty array; each entry ${budgetExpected}`);
-  else if (!Array.isArray(rawBudgets) || rawBudgets.length === 0) problem('$.budgets', `must be a non-empty array, got ${describe(rawBudgets)}`, `each entry ${budgetExpected}`);
-  else {
+  if (Array.isArray(rawBudgets)) {
     const slugs = new Map<string, number>();
     rawBudgets.forEach((b: unknown, i: number) => {
       const list = typeof b === 'string' ? [b] : b;
-      if (!Array.isArray(list)) return problem(`$.budgets[${i}]`, `must be a constraint string or an array of them, got ${describe(b)}`, budgetExpected);
+      if (!Array.isArray(list)) return;
       const texts: string[] = [];
       const metrics = new Set<string>();
       list.forEach((c: unknown, j: number) => {
         const path = typeof b === 'string' ? `$.budgets[${i}]` : `$.budgets[${i}][${j}]`;
-        if (typeof c !== 'string') return problem(path, `must be a constraint string, got ${describe(c)}`, CONSTRAINT_GRAMMAR);
+        if (typeof c !== 'string') return;
         const parsed = parseConstraint(c);
         if ('error' in parsed) return problem(path, parsed.error, CONSTRAINT_GRAMMAR);
         if (metrics.has(parsed.metric)) return problem(path, `a second limit on ${parsed.metric} in the same budget`, 'one limit per metric in a budget');
@@ -538,45 +547,34 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
 
   const constraintMode = choice('constraintMode', CONSTRAINT_MODES, EXPERIMENT_DEFAULTS.constraintMode);
 
-  // agents
+  // agents: registered names, option names, types and values (each agent's validate), distinct labels
   const agents: AgentSpec[] = [];
   const rawAgents = raw['agents'];
-  const agentExpected = `an agent name (${AGENT_NAMES.join(', ')}) or { "name": ..., "label"?: ..., "options"?: {...} }`;
-  if (rawAgents === undefined) problem('$.agents', 'missing', `a non-empty array; each entry ${agentExpected}`);
-  else if (!Array.isArray(rawAgents) || rawAgents.length === 0) problem('$.agents', `must be a non-empty array, got ${describe(rawAgents)}`, `each entry ${agentExpected}`);
-  else {
+  if (Array.isArray(rawAgents)) {
     const labels = new Map<string, number>();
     rawAgents.forEach((a: unknown, i: number) => {
       const path = `$.agents[${i}]`;
-      let agentName: unknown;
-      let label: unknown;
-      let options: unknown = {};
-      if (typeof a === 'string') agentName = a;
-      else if (isObject(a)) {
-        for (const k of Object.keys(a)) if (!['name', 'label', 'options'].includes(k)) problem(`${path}.${k}`, 'unknown field', 'name, label, options');
-        agentName = a['name'];
-        label = a['label'];
-        options = a['options'] ?? {};
-        if (agentName === undefined) return problem(`${path}.name`, 'missing', `one of ${AGENT_NAMES.join(', ')}`);
-      } else return problem(path, `must be an agent name or object, got ${describe(a)}`, agentExpected);
+      if (typeof a !== 'string' && !isObject(a)) return;
+      const agentName = typeof a === 'string' ? a : a['name'];
+      const label = typeof a === 'string' ? undefined : a['label'];
+      const options = typeof a === 'string' ? {} : (a['options'] ?? {});
+      if (agentName === undefined) return;
       const namePath = typeof a === 'string' ? path : `${path}.name`;
       if (typeof agentName !== 'string' || !AGENT_NAMES.includes(agentName)) {
         return problem(namePath, `unknown agent ${describe(agentName)}`, `one of ${AGENT_NAMES.join(', ')}`);
       }
-      if (!isObject(options)) return problem(`${path}.options`, `must be an object, got ${describe(options)}`, 'an object of hyperparameters');
+      if (!isObject(options)) return;
       const entry = AGENTS[agentName];
       if (entry) {
         try {
           resolveAgentOptions(agentName, entry.defaults, options, `${path}.options`);
         } catch (e) {
           if (!isUserError(e)) throw e;
-          problems.push(e.message);
+          checks.push(e.message);
         }
       }
-      if (label !== undefined && (typeof label !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(label))) {
-        return problem(`${path}.label`, `invalid label ${describe(label)}`, 'letters, digits, ".", "_" and "-"');
-      }
-      const finalLabel = (label as string | undefined) ?? agentName;
+      if (label !== undefined && typeof label !== 'string') return;
+      const finalLabel = label ?? agentName;
       const prev = labels.get(finalLabel);
       if (prev !== undefined) {
         return problem(path, `agent label '${finalLabel}' is already used by $.agents[${prev}]`, 'a distinct "label" for each entry of the same agent');
@@ -586,83 +584,46 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     });
   }
 
-  // seeds
-  let seeds = EXPERIMENT_DEFAULTS.seeds.slice();
   const rawSeeds = raw['seeds'];
-  if (rawSeeds !== undefined) {
-    if (!Array.isArray(rawSeeds) || rawSeeds.length === 0) problem('$.seeds', `must be a non-empty array of integers, got ${describe(rawSeeds)}`, 'e.g. [1, 2, 3]');
-    else {
-      const seen = new Set<number>();
-      seeds = [];
-      rawSeeds.forEach((s: unknown, i: number) => {
-        if (typeof s !== 'number' || !Number.isInteger(s) || s < 0 || s > 0x7fffffff) return problem(`$.seeds[${i}]`, `invalid seed ${describe(s)}`, 'an integer in 0..2147483647');
-        if (seen.has(s)) return problem(`$.seeds[${i}]`, `seed ${s} listed twice`, 'distinct seeds');
-        seen.add(s);
-        seeds.push(s);
-      });
-    }
-  }
+  const seeds = Array.isArray(rawSeeds) ? rawSeeds.filter((s): s is number => typeof s === 'number') : EXPERIMENT_DEFAULTS.seeds.slice();
+  const episodes = int('episodes', EXPERIMENT_DEFAULTS.episodes);
+  const qatSteps = int('qatSteps', EXPERIMENT_DEFAULTS.qatSteps);
+  const warmupEpochs = int('warmupEpochs', EXPERIMENT_DEFAULTS.warmupEpochs);
+  const finetuneEpochs = int('finetuneEpochs', EXPERIMENT_DEFAULTS.finetuneEpochs);
+  const evalSamples = int('evalSamples', EXPERIMENT_DEFAULTS.evalSamples);
+  const trainSamples = int('trainSamples', EXPERIMENT_DEFAULTS.trainSamples);
+  const checkpointEvery = int('checkpointEvery', EXPERIMENT_DEFAULTS.checkpointEvery);
 
-  const episodes = int('episodes', 1, EXPERIMENT_DEFAULTS.episodes);
-  const qatSteps = int('qatSteps', 0, EXPERIMENT_DEFAULTS.qatSteps);
-  const warmupEpochs = int('warmupEpochs', 0, EXPERIMENT_DEFAULTS.warmupEpochs);
-  const finetuneEpochs = int('finetuneEpochs', 0, EXPERIMENT_DEFAULTS.finetuneEpochs);
-  const evalSamples = int('evalSamples', 1, EXPERIMENT_DEFAULTS.evalSamples);
-  const trainSamples = int('trainSamples', 0, EXPERIMENT_DEFAULTS.trainSamples);
-  const checkpointEvery = int('checkpointEvery', 1, EXPERIMENT_DEFAULTS.checkpointEvery);
-
-  // reward
+  // reward: a kind of the env's, its options checked by the env's resolver
   let reward: RewardSpec = structuredClone(EXPERIMENT_DEFAULTS.reward);
   const rawReward = raw['reward'];
-  const rewardExpected = `one of ${REWARD_NAMES.join(', ')}, or { "name": ..., "options": {...} }`;
   if (rawReward !== undefined) {
-    let rName: unknown = rawReward;
-    let rOptions: unknown = {};
-    if (isObject(rawReward)) {
-      for (const k of Object.keys(rawReward)) if (!['name', 'options'].includes(k)) problem(`$.reward.${k}`, 'unknown field', 'name, options');
-      rName = rawReward['name'];
-      rOptions = rawReward['options'] ?? {};
-    }
+    const rName: unknown = isObject(rawReward) ? rawReward['name'] : rawReward;
+    const rOptions: unknown = isObject(rawReward) ? (rawReward['options'] ?? {}) : {};
     const rPath = isObject(rawReward) ? '$.reward.name' : '$.reward';
-    if (typeof rName !== 'string' || !(REWARD_NAMES as readonly string[]).includes(rName)) problem(rPath, `unknown reward ${describe(rName)}`, rewardExpected);
-    else if (!isObject(rOptions)) problem('$.reward.options', `must be an object, got ${describe(rOptions)}`, 'an object of reward options');
-    else {
+    if (typeof rName !== 'string' || !(REWARD_KINDS as readonly string[]).includes(rName)) {
+      if (typeof rName === 'string' || !isObject(rawReward)) problem(rPath, `unknown reward ${describe(rName)}`, `one of ${REWARD_KINDS.join(', ')}, or { "name": ..., "options": {...} }`);
+    } else if (isObject(rOptions)) {
       try {
-        resolveReward({ kind: rName as RewardName, ...rOptions }, '$.reward.options');
-        reward = { name: rName as RewardName, options: structuredClone(rOptions) };
+        resolveReward({ kind: rName as RewardKind, ...rOptions }, '$.reward.options');
+        reward = { name: rName as RewardKind, options: structuredClone(rOptions) };
       } catch (e) {
         if (!isUserError(e)) throw e;
-        problems.push(e.message);
+        checks.push(e.message);
       }
     }
   }
 
   const stepMode = choice('stepMode', STEP_MODES, EXPERIMENT_DEFAULTS.stepMode);
-
-  // bitChoices
-  let bitChoices = EXPERIMENT_DEFAULTS.bitChoices.slice();
   const rawBits = raw['bitChoices'];
-  if (rawBits !== undefined) {
-    const bitsExpected = `distinct values from ${VALID_BITS.join(', ')}`;
-    if (!Array.isArray(rawBits) || rawBits.length === 0) problem('$.bitChoices', `must be a non-empty array, got ${describe(rawBits)}`, bitsExpected);
-    else {
-      const seen = new Set<number>();
-      rawBits.forEach((b: unknown, i: number) => {
-        if (typeof b !== 'number' || !VALID_BITS.includes(b)) return problem(`$.bitChoices[${i}]`, `invalid bit-width ${describe(b)}`, bitsExpected);
-        if (seen.has(b)) return problem(`$.bitChoices[${i}]`, `bit-width ${b} listed twice`, bitsExpected);
-        seen.add(b);
-      });
-      bitChoices = [...seen].sort((a, b) => a - b);
-    }
-  }
+  const bitChoices = Array.isArray(rawBits)
+    ? [...new Set(rawBits.filter((b): b is number => typeof b === 'number'))].sort((a, b) => a - b)
+    : EXPERIMENT_DEFAULTS.bitChoices.slice();
+  const pinFirstLast = typeof raw['pinFirstLast'] === 'boolean' ? raw['pinFirstLast'] : EXPERIMENT_DEFAULTS.pinFirstLast;
+  const out = str('out') ?? EXPERIMENT_DEFAULTS.out;
 
-  let pinFirstLast = EXPERIMENT_DEFAULTS.pinFirstLast;
-  if (raw['pinFirstLast'] !== undefined) {
-    if (typeof raw['pinFirstLast'] !== 'boolean') problem('$.pinFirstLast', `must be true or false, got ${describe(raw['pinFirstLast'])}`);
-    else pinFirstLast = raw['pinFirstLast'];
-  }
-  const out = str('out', false) ?? EXPERIMENT_DEFAULTS.out;
-
+  const checked = new Set(checks.map(problemPath));
+  const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) => (fromSet(problemPath(p)) ? `${p} [set by --set]` : p));
   if (problems.length > 0) {
     const n = problems.length;
     throw new UserError(`invalid experiment: ${n} problem${n === 1 ? '' : 's'}`, { file: opts.file, problems });

@@ -11,9 +11,9 @@ import { loadUserModel } from './user-model.js';
 import { ZOO, ZOO_NAMES, buildZooModel } from './zoo.js';
 
 export { ZOO, ZOO_NAMES, type ZooEntry } from './zoo.js';
-export { computeInventory } from './inventory.js';
+export { computeInventory } from '../quant/inventory.js';
 export { loadUserModel, quantizeModel, SUPPORTED_LAYERS } from './user-model.js';
-export { readModelArtifacts, writeModelFiles } from './files.js';
+export { readModelArtifacts, writeModelFiles } from '../quant/model-files.js';
 export type { LayerInfo, LayerKind, LayerBits, BitConfig } from './layer-info.js';
 
 export interface BuildOptions {

@@ -2,7 +2,7 @@
  * The contract between quantized networks and the rest of bitalloc (trainer, search, export).
  */
 import type * as tf from '@tensorflow/tfjs';
-import type { BitConfig, LayerInfo } from '../models/layer-info.js';
+import type { BitConfig, LayerInfo } from './layer-info.js';
 
 export type QuantizerKind = 'ste' | 'lsq' | 'pact';
 

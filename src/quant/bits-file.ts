@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { UserError } from '../errors.js';
-import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from '../models/layer-info.js';
+import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from './layer-info.js';
 
 export interface BitsFileEntry {
   name: string;

@@ -23,7 +23,7 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
-import type { BitConfig, LayerKind } from '../models/layer-info.js';
+import type { BitConfig, LayerKind } from './layer-info.js';
 import type { FixedActGrid, QuantLayer } from './layers.js';
 import { QuantLayer as QuantLayerClass } from './layers.js';
 import type { QuantNetwork } from './network.js';
@@ -85,7 +85,7 @@ type PyLayer = { name: string; class_name: string; config: Record<string, unknow
 
 function rewire(v: unknown, from: string, to: string): unknown {
   if (Array.isArray(v)) {
-    if (v.length >= 3 && v[0] === from && typeof v[1] === 'number') return [to, 0, ...v.slice(2)];
+    if (v.length >= 3 && v[0] === from && typeof v[1] === 'number') return [to, 0, ...(v.slice(2) as unknown[])];
     return v.map((x) => rewire(x, from, to));
   }
   return v;

@@ -3,8 +3,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
-import { VALID_BITS, type BitConfig, type LayerInfo } from '../models/layer-info.js';
-import { computeInventory, followingBatchNorm, quantLayers } from '../models/inventory.js';
+import { VALID_BITS, type BitConfig, type LayerInfo } from './layer-info.js';
+import { computeInventory, followingBatchNorm, quantLayers } from './inventory.js';
 import type { QuantizedNetwork } from './api.js';
 import type { QuantLayer } from './layers.js';
 

@@ -1,6 +1,6 @@
 /** Aggregates for reports: mean/std over seeds, learning curves, Pareto fronts, per-agent summaries. */
 import type { BitConfig } from '../models/layer-info.js';
-import type { EpisodeRecord, UniformPoint } from '../run/run-store.js';
+import { isBetterEpisode, type EpisodeRecord, type UniformPoint } from '../run/run-store.js';
 import type { AgentSeries, ReportCell, ReportGroup } from './load.js';
 
 export interface MeanStd {
@@ -53,10 +53,10 @@ export function movingAverage(values: readonly number[], window: number): number
 
 /** Best feasible accuracy so far at each episode (NaN until the first feasible evaluated episode). */
 export function bestFeasibleSoFar(episodes: readonly EpisodeRecord[]): number[] {
-  let best = NaN;
+  let best: EpisodeRecord | null = null;
   return episodes.map((e) => {
-    if (e.feasible && e.accuracy !== null && Number.isFinite(e.accuracy) && !(e.accuracy <= best)) best = e.accuracy;
-    return best;
+    if (isBetterEpisode(e, best)) best = e;
+    return best?.accuracy ?? NaN;
   });
 }
 

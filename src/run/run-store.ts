@@ -39,13 +39,21 @@ import {
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { AGENTS, resolveAgentOptions } from '../../agents/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig, LayerBits } from '../models/layer-info.js';
 import { checkWritableDir, makeDirs, outputKindOf } from '../util/output-dir.js';
 import { VERSION } from '../version.js';
-import { budgetRef, cells as experimentCells, parseJsonText, validateExperiment, type AgentSpec, type Cell, type Experiment } from '../experiment/experiment.js';
+import {
+  budgetRef,
+  cells as experimentCells,
+  parseJsonText,
+  resolvedAgentOptions,
+  validateExperiment,
+  type AgentSpec,
+  type Cell,
+  type Experiment,
+} from '../experiment/experiment.js';
 
 export const RUN_FORMAT = 'bitalloc-run';
 export const RUN_FORMAT_VERSION = 1;
@@ -472,11 +480,6 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   return run;
 }
 
-function resolvedAgentOptions(agent: AgentSpec): Record<string, unknown> {
-  const entry = AGENTS[agent.name];
-  return entry ? resolveAgentOptions(agent.name, entry.defaults, agent.options) : { ...agent.options };
-}
-
 function defaultCommand(): string[] {
   return ['bitalloc', ...process.argv.slice(2)];
 }
@@ -580,11 +583,6 @@ function checkCellResults(c: CellStore): void {
       throw new UserError('not a final record', { file: c.finalPath, field: '$.testAccuracy', expected: 'the final record written by the search' });
     }
   }
-}
-
-/** True when `dir` holds a run.json (cheap check for CLIs). */
-export function isRunDir(dir: string): boolean {
-  return existsSync(join(dir, 'run.json'));
 }
 
 function checkRunInfo(raw: unknown, file: string): RunInfo {
@@ -727,7 +725,10 @@ export class CellStore {
   }
 }
 
-/** Feasible, evaluated, and more accurate (ties: lower latency) than `current`. */
+/**
+ * The one definition of the best episode (best.json, the search's final allocation, the reports' best-so-far
+ * curves): feasible, evaluated, and more accurate than `current` (ties: lower latency).
+ */
 export function isBetterEpisode(candidate: EpisodeRecord, current: EpisodeRecord | null): boolean {
   if (!candidate.feasible || candidate.accuracy === null || !Number.isFinite(candidate.accuracy)) return false;
   if (!current || current.accuracy === null) return true;

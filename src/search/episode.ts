@@ -63,10 +63,3 @@ export async function runEpisodes(
   }
   return out;
 }
-
-/** The feasible episode with the highest reward, or null. */
-export function bestFeasible(summaries: readonly EpisodeSummary[]): EpisodeSummary | null {
-  let best: EpisodeSummary | null = null;
-  for (const s of summaries) if (s.feasible && (!best || s.reward > best.reward)) best = s;
-  return best;
-}

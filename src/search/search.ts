@@ -34,6 +34,7 @@ import { trainingDefaults } from '../train/defaults.js';
 import { namedBits } from '../train/checkpoint.js';
 import {
   appendEpisode,
+  isBetterEpisode,
   loadCheckpoint,
   saveCheckpoint,
   stopRequested,
@@ -43,6 +44,7 @@ import {
   type FinalRecord,
   type UniformPoint,
 } from '../run/run-store.js';
+import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */
@@ -76,27 +78,31 @@ export interface SearchSpec {
   trainLimit?: number;
 }
 
-/** A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x), overridden. */
+/**
+ * A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x; the
+ * experiment defaults for everything an experiment file may leave out), overridden.
+ */
 export function searchSpec(overrides: Partial<SearchSpec> = {}): SearchSpec {
+  const d = EXPERIMENT_DEFAULTS;
   return {
     model: 'lenet5',
     dataset: 'mnist',
     profile: 'bitfusion-45nm',
     constraints: ['latency<=0.5x'],
-    constraintMode: 'lower',
-    reward: 'haq',
-    stepMode: 'joint',
-    bitChoices: [2, 3, 4, 5, 6, 7, 8],
-    pinFirstLast: false,
+    constraintMode: d.constraintMode,
+    reward: d.reward.name,
+    stepMode: d.stepMode,
+    bitChoices: [...d.bitChoices],
+    pinFirstLast: d.pinFirstLast,
     agent: 'ppo',
     agentOptions: {},
-    episodes: 50,
-    qatSteps: 10,
-    warmupEpochs: 1,
-    finetuneEpochs: 1,
-    evalSamples: 500,
-    seed: 1,
-    checkpointEvery: 10,
+    episodes: d.episodes,
+    qatSteps: d.qatSteps,
+    warmupEpochs: d.warmupEpochs,
+    finetuneEpochs: d.finetuneEpochs,
+    evalSamples: d.evalSamples,
+    seed: d.seeds[0] ?? 1,
+    checkpointEvery: d.checkpointEvery,
     ...overrides,
   };
 }
@@ -229,13 +235,6 @@ function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
     reward: s.reward,
     wallMs,
   };
-}
-
-function betterThan(r: EpisodeRecord, best: EpisodeRecord | null): boolean {
-  if (!r.feasible || r.accuracy === null) return false;
-  if (!best || best.accuracy === null) return true;
-  if (r.accuracy !== best.accuracy) return r.accuracy > best.accuracy;
-  return r.latencyMs < best.latencyMs;
 }
 
 /** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
@@ -380,7 +379,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       ranThisCall++;
       const record = episodeRecord(summary, wallMs);
       if (cell) appendEpisode(cell, record);
-      if (betterThan(record, best)) {
+      if (isBetterEpisode(record, best)) {
         best = record;
         if (cell) cell.offerBest(record);
       }

@@ -435,7 +435,7 @@ export async function evaluateModel(model: tf.LayersModel, split: Split, opts: {
   let correct = 0;
   for (let start = 0; start < total; start += batch) {
     const size = Math.min(batch, total - start);
-    const [l, c] = tf.tidy(() => {
+    const [l, c] = tf.tidy((): [tf.Tensor, tf.Tensor] => {
       const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
       const yb = tf.slice(split.y, [start, 0], [size, -1]);
       const out = model.apply(xb, { training: false }) as tf.Tensor;

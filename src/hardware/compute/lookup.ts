@@ -135,7 +135,7 @@ export function lookupModel(spec: LookupSpec, ctx: ComputeContext): ComputeModel
   const bits = new Set<number>();
   entries.forEach((e, i) => {
     let m = byLayer.get(e.layer);
-    if (!m) byLayer.set(e.layer, (m = new Map()));
+    if (!m) byLayer.set(e.layer, (m = new Map<number, LookupEntry>()));
     const k = pairKey(e.wBits, e.aBits);
     if (m.has(k)) ctx.problems.push(`$.compute ${source === ctx.file ? `entries[${i}]` : `(${source}) entry ${i + 1}`}: layer '${e.layer}' at W${e.wBits}A${e.aBits} is listed twice`);
     m.set(k, e);

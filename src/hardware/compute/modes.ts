@@ -96,13 +96,3 @@ export function modesModel(spec: ModesSpec, ctx: ComputeContext): ComputeModel {
     supportedBits: () => null,
   };
 }
-
-/** The mode a (w, a) runs in, for reports; null when none is wide enough. */
-export function modeFor(spec: ModesSpec, wBits: number, aBits: number): ModeSpec | null {
-  let best: ModeSpec | null = null;
-  for (const m of spec.modes) {
-    if (m.wBits < wBits || m.aBits < aBits) continue;
-    if (!best || m.wBits + m.aBits < best.wBits + best.aBits) best = m;
-  }
-  return best;
-}

@@ -6,7 +6,7 @@
  *   m <- beta1 m + (1 - beta1) g        v <- beta2 v + (1 - beta2) g^2
  *   p <- p - lr (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
  */
-import { tf } from '../src/backend/index.js';
+import { tf } from '../../src/backend/index.js';
 
 export interface AdamOptions {
   /** Step size. */

@@ -14,14 +14,14 @@
  * loss rather than driving it to zero keeps the inputs near the decision boundaries, where a
  * quantization error changes the loss measurably. Deterministic from the seed on a deterministic backend.
  */
-import { tf } from '../backend/index.js';
-import type { Split } from '../data/api.js';
-import { outputsProbabilities } from '../train/trainer.js';
-import { Progress } from '../util/progress.js';
-import { Rng } from '../util/rng.js';
-import type { BitConfig } from '../models/layer-info.js';
-import type { QuantizedNetwork } from './api.js';
-import { FLOAT_BITS } from './quantizers.js';
+import { tf } from '../../src/backend/index.js';
+import type { Split } from '../../src/data/api.js';
+import { outputsProbabilities } from '../../src/train/trainer.js';
+import { Progress } from '../../src/util/progress.js';
+import { Rng } from '../../src/util/rng.js';
+import type { BitConfig } from '../../src/models/layer-info.js';
+import type { QuantizedNetwork } from '../../src/quant/api.js';
+import { FLOAT_BITS } from '../../src/quant/quantizers.js';
 
 export interface DataFreeOptions {
   /** Inputs generated per class. */

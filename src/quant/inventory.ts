@@ -9,7 +9,7 @@
  *   (residual branches waiting for their Add), excluding the layer's own input.
  */
 import type * as tf from '@tensorflow/tfjs';
-import { QuantLayer, QConv2D, QDepthwiseConv2D, QDense } from '../quant/layers.js';
+import { QuantLayer, QConv2D, QDepthwiseConv2D, QDense } from './layers.js';
 import type { LayerInfo } from './layer-info.js';
 
 type Shape = (number | null)[];

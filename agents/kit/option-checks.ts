@@ -1,11 +1,11 @@
 /** The checks an agent's option validator shares: a UserError naming the option, and integer bounds. */
-import { UserError } from '../src/errors.js';
+import { UserError } from '../../src/errors.js';
 
 export interface OptionChecks<O> {
   /** The UserError for option `name` of value `got` (the caller throws it). */
-  bad(name: string, expected: string, got: unknown): UserError;
+  bad: (name: string, expected: string, got: unknown) => UserError;
   /** Throws unless option `name` is an integer >= `min`. */
-  int(name: keyof O & string, min: number): void;
+  int: (name: keyof O & string, min: number) => void;
 }
 
 /** Checks for the options `o` of agent `agent`; errors name `${field}.${option}`. */
