@@ -113,6 +113,10 @@ export interface SearchOptions {
   onEpisode?: (record: EpisodeRecord) => void;
   /** Stop after this many episodes of this call (testing resume); the cell is left unfinished. */
   stopAfter?: number;
+  /** Called after each checkpoint is saved (with a run store), with the episode count it holds. */
+  onCheckpoint?: (episode: number) => void | Promise<void>;
+  /** Polled before each episode: true stops the search after a checkpoint (a graceful shutdown). */
+  shouldStop?: () => boolean;
 }
 
 export interface NamedBits {
@@ -356,12 +360,17 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         await saveNetwork(net!, join(dir, 'network'));
         await trainer!.saveState(join(dir, 'trainer'));
       });
+      await opts.onCheckpoint?.(episode);
     };
     if (cell && !saved) await checkpointNow(0);
 
     while (done < spec.episodes) {
       if (agent.kind === 'allocation' && agent.exhausted?.()) break;
       if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
+      if (opts.shouldStop?.()) {
+        if (cell && done % spec.checkpointEvery !== 0) await checkpointNow(done);
+        break;
+      }
       const t0 = performance.now();
       const summary = await runEpisode(env, agent);
       const wallMs = performance.now() - t0;
