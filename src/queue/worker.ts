@@ -59,6 +59,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   const stopFlags = new Set<Int32Array>();
   let finished = 0;
   let stopping = false;
+  /** Warm-up cache entries already sent to their run's coordinator (`runKey/name`). */
+  const shippedWarmups = new Set<string>();
 
   const processor = async (job: Job<CellJobData>, token?: string): Promise<{ episodes: number }> => {
     const d = job.data;
@@ -95,7 +97,6 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         from = blob.episode;
       }
       const warmupDir = join(runDir, 'warmup');
-      const warmBefore = new Set(listDirs(warmupDir));
       log.info(`${d.cellId}: ${from > 0 ? `continuing after episode ${from}` : 'starting'} (run ${d.runName}, cell ${d.index + 1}/${d.total})`);
       emit({ type: 'start', worker: name, from });
       progress(from);
@@ -140,10 +141,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
           const one = packOne(cellDir, f);
           if (one !== null) files[`cell/${f}`] = one;
         }
-        for (const w of listDirs(warmupDir)) if (!warmBefore.has(w)) packDir(join(warmupDir, w), files, `warmup/${w}`);
+        const newWarmups = listDirs(warmupDir).filter((w) => !shippedWarmups.has(`${d.runKey}/${w}`));
+        for (const w of newWarmups) packDir(join(warmupDir, w), files, `warmup/${w}`);
         emit({ type: 'files', files });
         emit({ type: 'done', result: outcome.result });
         await chain;
+        for (const w of newWarmups) shippedWarmups.add(`${d.runKey}/${w}`);
         finished++;
         log.info(`${d.cellId}: done (${outcome.result.episodes} episodes)`);
         return { episodes: outcome.result.episodes };
