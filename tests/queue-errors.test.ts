@@ -60,20 +60,20 @@ test('an unreachable Redis is an error naming --queue within seconds; no run dir
     assert.match(e.message, new RegExp(`^--queue: cannot use Redis at redis://127\\.0\\.0\\.1:${port}: ECONNREFUSED`));
     return true;
   });
-  assert.ok(Date.now() - t0 < 4000, `answered in ${Date.now() - t0} ms`);
+  assert.ok(Date.now() - t0 < 8000, `answered in ${Date.now() - t0} ms`);
   const out = join(work, 'never');
   const r = spawnSync(process.execPath, [BIN, 'run', join(ROOT, 'experiments', 'quickstart.json'), '--queue', `redis://127.0.0.1:${port}`, '--out', out], {
     encoding: 'utf8',
-    timeout: 20_000,
+    timeout: 90_000,
   });
   assert.equal(r.status, 1, r.stderr);
   assert.match(r.stderr, /error: --queue: cannot use Redis at redis:\/\/127\.0\.0\.1:\d+/);
   assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
   assert.equal(existsSync(out), false, 'no run directory');
-  const w = spawnSync(process.execPath, [BIN, 'worker', '--queue', 'redis://127.0.0.1'.replace('127.0.0.1', '127.0.0.1:' + port)], { encoding: 'utf8', timeout: 20_000 });
+  const w = spawnSync(process.execPath, [BIN, 'worker', '--queue', 'redis://127.0.0.1'.replace('127.0.0.1', '127.0.0.1:' + port)], { encoding: 'utf8', timeout: 90_000 });
   assert.equal(w.status, 1);
   assert.match(w.stderr, /error: --queue: cannot use Redis/);
-  const bad = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', 'tcp://127.0.0.1:1'], { encoding: 'utf8', timeout: 20_000 });
+  const bad = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', 'tcp://127.0.0.1:1'], { encoding: 'utf8', timeout: 90_000 });
   assert.equal(bad.status, 1);
   assert.match(bad.stderr, /error: --queue: unsupported scheme 'tcp'/);
 });
@@ -83,7 +83,7 @@ test('credentials come from BITALLOC_REDIS_USERNAME / BITALLOC_REDIS_PASSWORD an
   try {
     const wrong = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', locked.url], {
       encoding: 'utf8',
-      timeout: 20_000,
+      timeout: 90_000,
       env: { ...process.env, BITALLOC_REDIS_PASSWORD: 'wrong-staple-42' },
     });
     assert.equal(wrong.status, 1);
@@ -91,7 +91,7 @@ test('credentials come from BITALLOC_REDIS_USERNAME / BITALLOC_REDIS_PASSWORD an
     assert.doesNotMatch(wrong.stderr + wrong.stdout, /wrong-staple-42|right-horse-battery/);
     const right = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', locked.url, '--json'], {
       encoding: 'utf8',
-      timeout: 20_000,
+      timeout: 90_000,
       env: { ...process.env, BITALLOC_REDIS_PASSWORD: 'right-horse-battery' },
     });
     assert.equal(right.status, 0, right.stderr);
@@ -148,7 +148,7 @@ test('a cell whose profile fails is reported failed (run.json, queue status) wit
       readEpisodeLines(join(dir, 'cells', 'random__bitfusion-45nm__latency-0.5x__s1', 'episodes.jsonl')).map((e) => e.episode),
       [1, 2, 3],
     );
-    const status = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', redis.url, '--prefix', prefix, '--json'], { encoding: 'utf8', timeout: 20_000 });
+    const status = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', redis.url, '--prefix', prefix, '--json'], { encoding: 'utf8', timeout: 90_000 });
     assert.equal(status.status, 0, status.stderr);
     const s = JSON.parse(status.stdout) as { runs: { name: string; counts: Record<string, number>; cells: { cell: string; state: string; error?: string }[] }[] };
     assert.equal(s.runs.length, 1);
@@ -157,7 +157,7 @@ test('a cell whose profile fails is reported failed (run.json, queue status) wit
     const failed = s.runs[0]?.cells.find((c) => c.state === 'failed');
     assert.equal(failed?.cell, 'random__broken-npu__latency-0.5x__s1');
     assert.match(failed?.error ?? '', /\$\.compute\.cycles: evaluates to -\d+/);
-    const text = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', redis.url, '--prefix', prefix], { encoding: 'utf8', timeout: 20_000 });
+    const text = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', redis.url, '--prefix', prefix], { encoding: 'utf8', timeout: 90_000 });
     assert.match(text.stdout, /run failing-cell-[0-9a-f]{10} \(failing-cell, .* on .*\): 0 waiting, 0 running, 1 done, 1 failed/);
     assert.match(text.stdout, /random__broken-npu__latency-0\.5x__s1\s+failed\s+.*evaluates to/);
   } finally {

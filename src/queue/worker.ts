@@ -20,7 +20,7 @@ import type { RunInfo } from '../run/run-store.js';
 import type { CellOutcome } from '../search/runner.js';
 import { CELLS_QUEUE, bullConnection, redisClient, runKeys, type QueueTarget } from './connection.js';
 import { listDirs, packDir, unpackDir, type CellJobData, type CellProgress, type CellRecord, type CheckpointBlob, type LogEntry, type PackedFiles } from './records.js';
-import type { CellThreadData, CellThreadMessage } from './cell-thread.js';
+import type { CellThreadData, CellThreadInit, CellThreadMessage } from './cell-thread.js';
 
 export interface QueueWorkerOptions {
   target: QueueTarget;
@@ -56,7 +56,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   mkdirSync(storeDir, { recursive: true });
   const redis = redisClient(opts.target, `bitalloc-worker-${name}`);
   redis.on('error', (e: Error) => log.debug(`redis: ${e.message}`));
-  const stopFlags = new Set<Int32Array>();
+  const pool = new ThreadPool();
   let finished = 0;
   let stopping = false;
   /** Warm-up cache entries already sent to their run's coordinator (`runKey/name`). */
@@ -68,8 +68,6 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     const keys = runKeys(opts.target.prefix, d.runKey);
     const runDir = join(storeDir, d.runKey);
     const cellDir = join(runDir, 'cells', d.cellId);
-    const stop = new Int32Array(new SharedArrayBuffer(4));
-    stopFlags.add(stop);
     let chain: Promise<unknown> = Promise.resolve();
     const emit = (record: CellRecord): void => {
       const fields = ['cell', d.cellId, 'token', attempt, 'record', JSON.stringify(record)];
@@ -108,7 +106,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       const logTimer = setInterval(flushLogs, 1000);
       let outcome: CellOutcome;
       try {
-        outcome = await runThread(
+        outcome = await pool.run(
           {
             runDir,
             info: scratchInfo(d),
@@ -117,8 +115,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
             label: `${d.cellId}`,
             backend: d.backend as BackendChoice,
             logLevel: opts.logLevel,
-            stop: stop.buffer as SharedArrayBuffer,
           },
+          stopping,
           (m) => {
             if (m.type === 'episode') {
               flushLogs();
@@ -166,7 +164,6 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       log.error(`${d.cellId}: failed: ${error}`);
       throw new UnrecoverableError(error);
     } finally {
-      stopFlags.delete(stop);
       await chain.catch((e: unknown) => log.warn(`${d.cellId}: could not report to Redis: ${e instanceof Error ? e.message : String(e)}`));
       rmSync(cellDir, { recursive: true, force: true });
     }
@@ -186,6 +183,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   worker.on('stalled', (jobId) => log.warn(`cell job ${jobId} lost its worker; it goes back to the queue`));
   await worker.waitUntilReady();
   const closed = worker.run().then(async () => {
+    await pool.terminate();
     await redis.quit().catch(() => undefined);
     if (tempStore) rmSync(storeDir, { recursive: true, force: true });
   });
@@ -197,8 +195,8 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     stop: async () => {
       if (!stopping) {
         stopping = true;
-        log.info(`worker ${name}: stopping after the current episode of ${stopFlags.size} running cell(s)`);
-        for (const f of stopFlags) Atomics.store(f, 0, 1);
+        log.info(`worker ${name}: stopping after the current episode of ${pool.busyCount()} running cell(s)`);
+        pool.stopAll();
         await worker.close();
       }
       await closed;
@@ -231,23 +229,69 @@ function scratchInfo(d: CellJobData): RunInfo {
   };
 }
 
-function runThread(data: CellThreadData, onMessage: (m: CellThreadMessage) => void): Promise<CellOutcome> {
-  return new Promise((resolvePromise) => {
-    const thread = new Thread(new URL('./cell-thread.js', import.meta.url), { workerData: data });
-    let settled = false;
-    thread.on('message', (m: CellThreadMessage) => {
-      if (m.type === 'outcome') {
-        settled = true;
-        resolvePromise(m.outcome);
-      } else onMessage(m);
+interface PooledThread {
+  thread: Thread;
+  stop: Int32Array;
+  busy: boolean;
+  onMessage: ((m: CellThreadMessage) => void) | null;
+  done: ((o: CellOutcome) => void) | null;
+}
+
+/**
+ * Threads that run cells, one cell per thread at a time; an idle thread takes the next cell, so its imports
+ * and tfjs engine are reused (as a local run reuses its process for cell after cell). A thread that crashes
+ * fails its cell and is replaced by a new one for the next cell.
+ */
+class ThreadPool {
+  private readonly threads: PooledThread[] = [];
+
+  busyCount(): number {
+    return this.threads.filter((t) => t.busy).length;
+  }
+
+  /** Asks every running cell to stop after its current episode (with a checkpoint). */
+  stopAll(): void {
+    for (const t of this.threads) Atomics.store(t.stop, 0, 1);
+  }
+
+  run(data: CellThreadData, stopNow: boolean, onMessage: (m: CellThreadMessage) => void): Promise<CellOutcome> {
+    const t = this.threads.find((x) => !x.busy) ?? this.spawn();
+    t.busy = true;
+    Atomics.store(t.stop, 0, stopNow ? 1 : 0);
+    return new Promise((resolvePromise) => {
+      t.onMessage = onMessage;
+      t.done = (o) => resolvePromise({ ...o, id: o.id || data.cellId });
+      t.thread.postMessage(data);
     });
-    thread.on('error', (e) => {
-      if (!settled) resolvePromise({ id: data.cellId, ok: false, error: e.message });
-      settled = true;
+  }
+
+  async terminate(): Promise<void> {
+    await Promise.all(this.threads.splice(0).map((t) => t.thread.terminate()));
+  }
+
+  private spawn(): PooledThread {
+    const stop = new Int32Array(new SharedArrayBuffer(4));
+    const init: CellThreadInit = { stop: stop.buffer as SharedArrayBuffer };
+    const t: PooledThread = { thread: new Thread(new URL('./cell-thread.js', import.meta.url), { workerData: init }), stop, busy: false, onMessage: null, done: null };
+    const finish = (o: CellOutcome): void => {
+      const done = t.done;
+      t.done = null;
+      t.onMessage = null;
+      t.busy = false;
+      done?.(o);
+    };
+    t.thread.on('message', (m: CellThreadMessage) => {
+      if (m.type === 'outcome') finish(m.outcome);
+      else t.onMessage?.(m);
     });
-    thread.on('exit', (code) => {
-      if (!settled) resolvePromise({ id: data.cellId, ok: false, error: `the cell's thread exited with code ${code}` });
-      settled = true;
-    });
-  });
+    const lost = (error: string): void => {
+      const i = this.threads.indexOf(t);
+      if (i >= 0) this.threads.splice(i, 1);
+      finish({ id: '', ok: false, error });
+    };
+    t.thread.on('error', (e) => lost(e.message));
+    t.thread.on('exit', (code) => lost(`the cell's thread exited with code ${code}`));
+    this.threads.push(t);
+    return t;
+  }
 }
