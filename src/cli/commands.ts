@@ -11,6 +11,8 @@ import { reportCommand } from './report.js';
 import { trainCommand } from './train.js';
 import { evalCommand } from './eval.js';
 import { compareCommand, runCommand, searchCommand } from './run.js';
+import { workerCommand } from './worker.js';
+import { queueCommand } from './queue.js';
 
 export const commands: CliCommand[] = [
   infoCommand,
@@ -26,4 +28,6 @@ export const commands: CliCommand[] = [
   searchCommand,
   runCommand,
   compareCommand,
+  workerCommand,
+  queueCommand,
 ];

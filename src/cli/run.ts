@@ -26,6 +26,7 @@ import { createRun, installStopSignals, openRun, signalExitCode, stopRequested, 
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
+import { DEFAULT_PREFIX, connectQueue, runCellsOnQueue, type QueueTarget } from '../queue/index.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -136,6 +137,8 @@ function summaryRows(rows: CellSummary[]): (string | number)[][] {
 
 async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
   const workers = workersFlag(args);
+  // --queue: Redis is checked before the run directory is made (cells then run on `bitalloc worker`s)
+  const queue: QueueTarget | null = args['queue'] !== undefined ? await connectQueue(args['queue'], args['prefix']) : null;
   const store = openOrCreate(args);
   const logFile = addLogFile(store.logPath);
   const removeSignals = installStopSignals(store);
@@ -144,7 +147,9 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
   try {
     log.info(`run directory: ${store.dir}`);
     const stopAfter = args['stop-after'] as number | undefined;
-    outcomes = await runPendingCells(store, { workers, stopAfter });
+    outcomes = queue
+      ? await runCellsOnQueue(store, { target: queue, backend: backendInfo()?.requested ?? args.backend })
+      : await runPendingCells(store, { workers, stopAfter });
   } finally {
     removeLogTransport(logFile);
     store.close();
@@ -197,6 +202,8 @@ export const runCommand: CliCommand = {
       .option('out', { type: 'string', describe: 'run directory (default runs/<experiment>-<timestamp>)' })
       .option('resume', { type: 'string', describe: 'continue a killed or stopped run from its last checkpoints' })
       .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
+      .option('queue', { type: 'string', describe: 'run the cells as jobs on Redis (redis://HOST:PORT, rediss:// for TLS) for `bitalloc worker`s' })
+      .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix of the queue (with --queue)' })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };

@@ -8,7 +8,7 @@ import { backendInfo } from '../backend/index.js';
 import { log } from '../log.js';
 import { envRewardSpec, type Cell, type Experiment } from '../experiment/experiment.js';
 import { onStopRequest, stopRequested, type CellStore, type RunStore } from '../run/run-store.js';
-import { runSearch, type SearchResult, type SearchSpec } from './search.js';
+import { runSearch, type SearchOptions, type SearchResult, type SearchSpec } from './search.js';
 
 /** The search a cell of an experiment runs. */
 export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
@@ -55,13 +55,18 @@ export function warmupCacheDir(store: RunStore): string {
 }
 
 /** Runs (or resumes) one cell of a run in this thread. */
-export async function runCell(store: RunStore, cell: CellStore, opts: { label: string; plainProgress?: boolean; stopAfter?: number }): Promise<CellOutcome> {
+export async function runCell(
+  store: RunStore,
+  cell: CellStore,
+  opts: { label: string; plainProgress?: boolean; stopAfter?: number; hooks?: Pick<SearchOptions, 'onEpisode' | 'onCheckpoint' | 'shouldStop'> },
+): Promise<CellOutcome> {
   const result = await runSearch(specForCell(store.experiment, cell.spec), {
     cell,
     warmupCacheDir: warmupCacheDir(store),
     label: opts.label,
     plainProgress: opts.plainProgress,
     stopAfter: opts.stopAfter,
+    ...opts.hooks,
   });
   return { id: cell.id, ok: true, result };
 }

@@ -120,6 +120,10 @@ export interface SearchOptions {
   onEpisode?: (record: EpisodeRecord) => void;
   /** Stop after this many episodes of this call (testing resume); the cell is left unfinished. */
   stopAfter?: number;
+  /** Called after each checkpoint is saved (with a run store), with the episode count it holds. */
+  onCheckpoint?: (episode: number) => void | Promise<void>;
+  /** Polled before each episode: true stops the search after a checkpoint (a graceful shutdown). */
+  shouldStop?: () => boolean;
 }
 
 export interface NamedBits {
@@ -356,6 +360,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         await saveNetwork(net!, join(dir, 'network'));
         await trainer!.saveState(join(dir, 'trainer'));
       });
+      await opts.onCheckpoint?.(episode);
     };
     if (cell && !saved) await checkpointNow(0);
 
@@ -371,6 +376,10 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       // let signal handlers (and worker messages) run: the episode's awaits alone never reach the event loop
       await new Promise<void>((r) => setImmediate(r));
       if (cell && stopRequested() !== null) break; // SIGINT/SIGTERM: checkpointed below
+      if (opts.shouldStop?.()) {
+        if (cell && done % spec.checkpointEvery !== 0) await checkpointNow(done);
+        break;
+      }
       const t0 = performance.now();
       const summary = await runEpisode(env, agent);
       const wallMs = performance.now() - t0;
