@@ -5,7 +5,17 @@
  * a parse error, an unknown variable or function, or a construct other than arithmetic, comparisons,
  * `? :` and the listed functions is a load error naming the field.
  */
-import { parse, type MathNode } from 'mathjs';
+import { createRequire } from 'node:module';
+import type { MathNode } from 'mathjs';
+
+type MathParse = (source: string) => MathNode;
+let mathParse: MathParse | null = null;
+
+/** mathjs loads on the first expression profile (about a second of start-up that other commands need not pay). */
+function parse(source: string): MathNode {
+  mathParse ??= (createRequire(import.meta.url)('mathjs') as { parse: MathParse }).parse;
+  return mathParse(source);
+}
 import { UserError } from '../../errors.js';
 import type { ExpressionSpec } from '../profile-types.js';
 import { activationBytes, weightStorageBytes } from '../storage.js';
