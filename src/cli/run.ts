@@ -14,6 +14,7 @@ import { createRun, openRun, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
+import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -29,13 +30,21 @@ function workersFlag(args: CommandArgs): number {
 }
 
 /** Opens (resume) or creates the run directory of an experiment. */
-function openOrCreate(args: CommandArgs): RunStore {
+function openOrCreate(args: CommandArgs, workers = 1): RunStore {
+  const threads = threadsFlag(args['threads']);
   const resumeDir = args['resume'] as string | undefined;
   const file = args['file'] as string | undefined;
   const sets = (args['set'] as string[] | undefined) ?? [];
   if (resumeDir) {
     if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
     const store = openRun(resumeDir);
+    const started = store.experiment.threads ?? 1;
+    if (threads !== undefined && threads !== started) {
+      throw new UserError(`the run in ${resumeDir} trains on ${started} thread${started === 1 ? '' : 's'}; a resumed run keeps that count to continue bit-identically`, {
+        field: '--threads',
+        expected: `${started} or no --threads`,
+      });
+    }
     if (file) {
       const exp = loadExperiment(file);
       if (exp.name !== store.experiment.name) {
@@ -46,7 +55,9 @@ function openOrCreate(args: CommandArgs): RunStore {
     return store;
   }
   if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
-  const exp = loadExperiment(file, sets);
+  const loaded = loadExperiment(file, sets);
+  // the run dir's experiment.json records the thread count, so that --resume continues with it
+  const exp: Experiment = { ...loaded, threads: threads ?? loaded.threads ?? defaultThreads(workers) };
   const dir = (args['out'] as string | undefined) ?? defaultRunDir(exp);
   return createRun(dir, exp, runMeta());
 }
@@ -68,7 +79,7 @@ function summaryRows(outcomes: CellOutcome[]): (string | number)[][] {
 
 async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
   const workers = workersFlag(args);
-  const store = openOrCreate(args);
+  const store = openOrCreate(args, workers);
   const logFile = addLogFile(store.logPath);
   const t0 = Date.now();
   let outcomes: CellOutcome[] = [];
@@ -110,6 +121,7 @@ export const runCommand: CliCommand = {
       .option('out', { type: 'string', describe: 'run directory (default runs/<experiment>-<timestamp>)' })
       .option('resume', { type: 'string', describe: 'continue a killed or stopped run from its last checkpoints' })
       .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
+      .option('threads', { type: 'number', describe: "threads of each cell's training (default: the experiment's, else cores / workers)" })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -162,6 +174,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.model', '--model'],
   ['$.dataset', '--dataset'],
   ['$.dataDir', '--data-dir'],
+  ['$.threads', '--threads'],
 ];
 
 export const searchCommand: CliCommand = {
@@ -187,6 +200,7 @@ export const searchCommand: CliCommand = {
       .option('eval-samples', { type: 'number', default: 500 })
       .option('pin-first-last', { type: 'boolean', default: false })
       .option('checkpoint-every', { type: 'number', default: 10 })
+      .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -223,6 +237,7 @@ export const searchCommand: CliCommand = {
       evalSamples: args['eval-samples'],
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
+      threads: threadsFlag(args['threads']) ?? defaultThreads(),
     };
     let exp: Experiment;
     try {
