@@ -4,8 +4,9 @@
  * - phases: forward (training mode), forward+backward (gradients), the full trainer step (with Adam
  *   and the trainer's bookkeeping), each the median over `steps` runs;
  * - kernels: tf.profile of full steps, the time of every kernel the engine runs summed by kernel
- *   name, as a share of the kernels' total, and the step time the kernels do not account for
- *   (tensor bookkeeping, JS between kernels, reading values back).
+ *   name (op scopes such as customGrad wrappers left out: they contain kernels), as a share of
+ *   the kernels' total, and the step time the kernels do not account for (tensor bookkeeping, JS
+ *   between kernels, reading values back; tf.profile's own checks inflate it).
  */
 import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset, Split } from '../src/data/api.js';
@@ -96,6 +97,8 @@ async function profileModel(model: string, bits: number, batch: number, steps: n
     });
     profiledStepMs += performance.now() - t0;
     for (const k of info.kernels) {
+      // op scopes (customGrad wrappers such as fusedConv2d__op) time the kernels they run: count only kernels
+      if (tf.getKernel(k.name, 'wasm') == null) continue;
       const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
       const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
       e.ms += ms;

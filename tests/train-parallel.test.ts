@@ -7,6 +7,7 @@ import { join } from 'node:path';
 import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset, Split } from '../src/data/api.js';
 import { isUserError } from '../src/errors.js';
+import { validateExperiment } from '../src/experiment/experiment.js';
 import { buildNetwork } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
@@ -148,4 +149,14 @@ test('--threads takes an integer 1..64', () => {
       (e: unknown) => isUserError(e) && e.message.includes('1..64'),
     );
   }
+});
+
+test("an experiment's threads field: absent, or an integer >= 1", () => {
+  const valid = { name: 'ok', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: [['latency<=0.5x']], agents: ['random'], episodes: 10 };
+  assert.equal(validateExperiment(valid).threads, undefined);
+  assert.equal(validateExperiment({ ...valid, threads: 2 }).threads, 2);
+  assert.throws(
+    () => validateExperiment({ ...valid, threads: 0 }),
+    (e: unknown) => isUserError(e) && JSON.stringify(e.details).includes('$.threads'),
+  );
 });
