@@ -30,7 +30,6 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendInfo, tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
-import { log } from '../log.js';
 import type { BitConfig } from '../models/layer-info.js';
 
 /** The cores of this machine (at least 1). */
@@ -243,7 +242,6 @@ export class DataParallel {
    */
   async step(idx: Int32Array, x: tf.Tensor, y: tf.Tensor): Promise<StepResult> {
     await this.ready;
-    const T0 = performance.now();
     const model = this.net.model;
     const weights = model.weights;
     const sizes = shardSizes(idx.length, this.threads);
@@ -293,7 +291,6 @@ export class DataParallel {
       const r = shardGradients(model, vars, xb, yb, (sizes[0] as number) / total, this.sampleLoss);
       return { ...r, grads: r.grads.map((g) => tf.keep(g)) };
     });
-    const T1 = performance.now();
     let done: WorkerReply[];
     try {
       done = await Promise.all(replies);
@@ -301,7 +298,6 @@ export class DataParallel {
       for (const g of own.grads) g.dispose();
       throw e;
     }
-    const T2 = performance.now();
     let loss = own.weightedLoss;
     let correct = own.correct;
     for (const r of done) {
@@ -363,7 +359,6 @@ export class DataParallel {
         lv.write(tf.tensor(mean, this.layout.shapes[wi] as number[]));
       });
     }
-    log.debug(`data-parallel step: shard 0 ${(T1 - T0).toFixed(1)} ms, waiting ${(T2 - T1).toFixed(1)} ms, merging ${(performance.now() - T2).toFixed(1)} ms`);
     return { loss, correct, grads };
   }
 
