@@ -47,6 +47,8 @@ interface Row {
   torchQatSamplesPerSec: number | null;
   /** qatSamplesPerSec / torchQatSamplesPerSec (null without torch). */
   vsTorch: number | null;
+  /** qatSamplesPerSec1 / torchQatSamplesPerSec1: one thread each (null without torch). */
+  vsTorch1: number | null;
 }
 
 function flag(argv: string[], name: string): string | undefined {
@@ -207,6 +209,7 @@ export async function run(argv: string[]): Promise<void> {
       torchFloatSamplesPerSec: t?.floatSamplesPerSec ?? null,
       torchQatSamplesPerSec: t?.qatSamplesPerSec ?? null,
       vsTorch: t ? mine.qatSamplesPerSec / t.qatSamplesPerSec : null,
+      vsTorch1: t ? mine.qatSamplesPerSec1 / t.qatSamplesPerSec1 : null,
     };
     rows.push(row);
     if (!json) {
@@ -241,7 +244,7 @@ export async function run(argv: string[]): Promise<void> {
   const f = (v: number | null, d = 0): string => (v === null ? 'not installed' : v.toFixed(d));
   printText(
     formatTable(
-      ['model', 'input', 'batch', 'float 1t', `float ${threads}t`, 'W4A4 1t', `W4A4 ${threads}t`, `${threads}t/1t`, `torch W4A4 1t`, `torch W4A4 ${threads}t`, 'vs torch'],
+      ['model', 'input', 'batch', 'float 1t', `float ${threads}t`, 'W4A4 1t', `W4A4 ${threads}t`, `${threads}t/1t`, `torch W4A4 1t`, `torch W4A4 ${threads}t`, 'vs torch 1t', `vs torch ${threads}t`],
       rows.map((r) => [
         r.model,
         r.inputShape.join('x'),
@@ -253,6 +256,7 @@ export async function run(argv: string[]): Promise<void> {
         r.speedup.toFixed(2),
         f(r.torchQatSamplesPerSec1, 1),
         f(r.torchQatSamplesPerSec, 1),
+        r.vsTorch1 === null ? '-' : `${r.vsTorch1.toFixed(2)}x`,
         r.vsTorch === null ? '-' : `${r.vsTorch.toFixed(2)}x`,
       ]),
     ) +
