@@ -1,31 +1,54 @@
 /**
- * `npm run bench -- qat [--json] [--steps N] [--batch B] [--models a,b]`: training throughput
- * (samples/s) of every zoo model in float and with QAT at W4A4 (STE quantizers), in one process,
- * on synthetic random data of the input shape of the model's dataset. Float and QAT rounds
- * alternate on the same network and trainer (as the search switches bits), so load on the machine
- * hits both alike; each figure is total samples / total time over its rounds after a warm-up.
- * Target: QAT throughput >= 50% of float on every zoo model.
+ * `npm run bench -- qat [--json] [--steps N] [--rounds R] [--batch B] [--models a,b] [--threads T] [--no-torch]`:
+ * training throughput (samples/s) of every zoo model, and of a 224x224 MobileNetV2 at batch 8
+ * ('mobilenetv2-224'), in float and with QAT at W4A4 (STE quantizers), on one thread and on T threads
+ * (default: every core; data-parallel over worker threads), on synthetic random data of the model's
+ * input shape. Float / QAT and 1 / T threads alternate round by round on the same network (one trainer
+ * per thread count), so load on the machine hits all four alike; each figure is total samples / total
+ * time over its rounds after a warm-up. Right after each model, Debian's PyTorch (/usr/bin/python3,
+ * bench/torch_qat.py) trains the same architecture the same way on 1 and T threads ("not installed"
+ * when torch is missing), so every ratio compares figures measured in the same minute.
+ * Targets: T threads >= 1.7x one thread on resnet20; QAT >= 0.5x PyTorch's on resnet20 and mobilenet-tiny.
  */
+import { spawnSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset, Split } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
+import { QConv2D, QDense, QDepthwiseConv2D } from '../src/quant/layers.js';
+import { QuantNetwork } from '../src/quant/network.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
+import { coreCount } from '../src/train/parallel.js';
 import { createTrainer } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 
-const TARGET_RATIO = 0.5;
 const QAT_BITS = 4;
 const CLASSES = 10;
+const PYTHON = '/usr/bin/python3';
+const TORCH_SCRIPT = fileURLToPath(new URL('../../bench/torch_qat.py', import.meta.url));
+const MOBILENETV2 = 'mobilenetv2-224';
+const TARGETS = { speedupResnet20: 1.7, vsTorch: 0.5 };
 
 interface Row {
   model: string;
   inputShape: [number, number, number];
   batchSize: number;
+  threads: number;
+  floatSamplesPerSec1: number;
+  qatSamplesPerSec1: number;
   floatSamplesPerSec: number;
   qatSamplesPerSec: number;
-  ratio: number;
-  meetsTarget: boolean;
+  /** qatSamplesPerSec / qatSamplesPerSec1. */
+  speedup: number;
+  torchFloatSamplesPerSec1: number | null;
+  torchQatSamplesPerSec1: number | null;
+  torchFloatSamplesPerSec: number | null;
+  torchQatSamplesPerSec: number | null;
+  /** qatSamplesPerSec / torchQatSamplesPerSec (null without torch). */
+  vsTorch: number | null;
+  /** qatSamplesPerSec1 / torchQatSamplesPerSec1: one thread each (null without torch). */
+  vsTorch1: number | null;
 }
 
 function flag(argv: string[], name: string): string | undefined {
@@ -45,38 +68,113 @@ function randomSplit(n: number, shape: [number, number, number], rng: Rng): Spli
   };
 }
 
-async function measure(model: string, batch: number, steps: number, rounds: number): Promise<Row> {
-  const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
+/** MobileNetV2 (width 1.0, torchvision's layout: inverted residuals, ReLU6, BatchNorm) of quantized layers. */
+function mobilenetV2(shape: [number, number, number], classes: number): QuantNetwork {
+  let seed = 1;
+  let id = 0;
+  const name = (p: string): string => `${p}${++id}`;
+  const bn = (x: tf.SymbolicTensor): tf.SymbolicTensor => tf.layers.batchNormalization({ name: name('bn'), momentum: 0.9, epsilon: 1e-3 }).apply(x) as tf.SymbolicTensor;
+  const relu6 = (x: tf.SymbolicTensor): tf.SymbolicTensor => tf.layers.reLU({ name: name('relu'), maxValue: 6 }).apply(x) as tf.SymbolicTensor;
+  const conv = (x: tf.SymbolicTensor, filters: number, k: number, stride: number): tf.SymbolicTensor =>
+    new QConv2D({ name: name('conv'), filters, kernelSize: k, strides: stride, padding: 'same', useBias: false, seed: seed++ }).apply(x) as tf.SymbolicTensor;
+  const dw = (x: tf.SymbolicTensor, stride: number): tf.SymbolicTensor =>
+    new QDepthwiseConv2D({ name: name('dw'), kernelSize: 3, strides: stride, padding: 'same', useBias: false, seed: seed++ }).apply(x) as tf.SymbolicTensor;
+  const input = tf.input({ shape, name: 'input' });
+  let y = relu6(bn(conv(input, 32, 3, 2)));
+  let channels = 32;
+  const settings: [number, number, number, number][] = [
+    [1, 16, 1, 1],
+    [6, 24, 2, 2],
+    [6, 32, 3, 2],
+    [6, 64, 4, 2],
+    [6, 96, 3, 1],
+    [6, 160, 3, 2],
+    [6, 320, 1, 1],
+  ];
+  for (const [t, c, n, s] of settings) {
+    for (let i = 0; i < n; i++) {
+      const stride = i === 0 ? s : 1;
+      let r = y;
+      if (t !== 1) r = relu6(bn(conv(r, channels * t, 1, 1)));
+      r = relu6(bn(dw(r, stride)));
+      r = bn(conv(r, c, 1, 1));
+      y = stride === 1 && channels === c ? (tf.layers.add({ name: name('add') }).apply([y, r]) as tf.SymbolicTensor) : r;
+      channels = c;
+    }
+  }
+  y = relu6(bn(conv(y, 1280, 1, 1)));
+  y = tf.layers.globalAveragePooling2d({ name: 'pool' }).apply(y) as tf.SymbolicTensor;
+  y = new QDense({ name: 'fc', units: classes, useBias: true, seed: seed++ }).apply(y) as tf.SymbolicTensor;
+  return new QuantNetwork(tf.model({ inputs: input, outputs: y, name: MOBILENETV2 }));
+}
+
+function inputShapeOf(model: string): [number, number, number] {
+  return model === MOBILENETV2 ? [224, 224, 3] : (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
+}
+
+type Measured = Pick<Row, 'floatSamplesPerSec1' | 'qatSamplesPerSec1' | 'floatSamplesPerSec' | 'qatSamplesPerSec'>;
+
+async function measure(model: string, batch: number, steps: number, rounds: number, threads: number): Promise<Measured> {
+  const shape = inputShapeOf(model);
   const rng = new Rng(7);
   const train = randomSplit(batch * 4, shape, rng);
   const ds: Dataset = { name: 'synthetic', inputShape: shape, numClasses: CLASSES, train, val: train, test: train, source: 'random' };
-  const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
-  const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1 });
+  const net = model === MOBILENETV2 ? mobilenetV2(shape, CLASSES) : buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
+  const trainers = new Map([1, threads].map((t) => [t, createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1, threads: t })]));
   const floatBits = uniformBits(net.layers, 32, 32);
   const qatBits = uniformBits(net.layers, QAT_BITS, QAT_BITS);
-  const time = { float: 0, qat: 0 };
-  const samples = { float: 0, qat: 0 };
-  // warm-up: kernels, optimizer slots and activation ranges at both settings
-  for (const b of [floatBits, qatBits]) {
-    net.setBits(b);
-    await trainer.trainSteps(2);
-  }
-  for (let r = 0; r < rounds; r++) {
-    for (const kind of ['float', 'qat'] as const) {
-      net.setBits(kind === 'float' ? floatBits : qatBits);
-      const s = await trainer.trainSteps(steps);
-      time[kind] += s.seconds;
-      samples[kind] += s.samples;
+  const key = (kind: string, t: number): string => `${kind}${t}`;
+  const time = new Map<string, number>();
+  const samples = new Map<string, number>();
+  try {
+    // warm-up: kernels, workers, optimizer slots and activation ranges at both settings
+    for (const tr of trainers.values()) {
+      for (const b of [floatBits, qatBits]) {
+        net.setBits(b);
+        await tr.trainSteps(1);
+      }
     }
+    for (let r = 0; r < rounds; r++) {
+      for (const [t, tr] of trainers) {
+        for (const kind of ['float', 'qat'] as const) {
+          net.setBits(kind === 'float' ? floatBits : qatBits);
+          const s = await tr.trainSteps(steps);
+          time.set(key(kind, t), (time.get(key(kind, t)) ?? 0) + s.seconds);
+          samples.set(key(kind, t), (samples.get(key(kind, t)) ?? 0) + s.samples);
+        }
+      }
+    }
+  } finally {
+    for (const tr of trainers.values()) tr.dispose();
+    net.model.dispose();
+    train.x.dispose();
+    train.y.dispose();
   }
-  trainer.dispose();
-  net.model.dispose();
-  train.x.dispose();
-  train.y.dispose();
-  const floatSamplesPerSec = samples.float / time.float;
-  const qatSamplesPerSec = samples.qat / time.qat;
-  const ratio = qatSamplesPerSec / floatSamplesPerSec;
-  return { model, inputShape: shape, batchSize: batch, floatSamplesPerSec, qatSamplesPerSec, ratio, meetsTarget: ratio >= TARGET_RATIO };
+  const rate = (kind: string, t: number): number => (samples.get(key(kind, t)) ?? 0) / (time.get(key(kind, t)) ?? NaN);
+  return { floatSamplesPerSec1: rate('float', 1), qatSamplesPerSec1: rate('qat', 1), floatSamplesPerSec: rate('float', threads), qatSamplesPerSec: rate('qat', threads) };
+}
+
+interface TorchRow {
+  floatSamplesPerSec1: number;
+  qatSamplesPerSec1: number;
+  floatSamplesPerSec: number;
+  qatSamplesPerSec: number;
+}
+
+function torchAvailable(): { ok: boolean; version: string | null } {
+  const r = spawnSync(PYTHON, ['-c', 'import torch; print(torch.__version__)'], { encoding: 'utf8' });
+  return r.status === 0 ? { ok: true, version: r.stdout.trim() } : { ok: false, version: null };
+}
+
+function torchMeasure(model: string, batch: number, steps: number, rounds: number, threads: number): TorchRow | null {
+  const args = [TORCH_SCRIPT, '--models', model, '--batch', String(batch), '--steps', String(steps), '--rounds', String(rounds), '--threads', String(threads)];
+  const r = spawnSync(PYTHON, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
+  if (r.status !== 0) {
+    process.stderr.write(`torch bench of ${model} failed: ${(r.stderr || '').trim().split('\n').slice(-1)[0] ?? ''}\n`);
+    return null;
+  }
+  const doc = JSON.parse(r.stdout) as { results: TorchRow[] };
+  return doc.results[0] ?? null;
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -84,33 +182,87 @@ export async function run(argv: string[]): Promise<void> {
   const steps = Number(flag(argv, '--steps') ?? 5);
   const rounds = Number(flag(argv, '--rounds') ?? 3);
   const batch = Number(flag(argv, '--batch') ?? 64);
-  const models = (flag(argv, '--models') ?? ZOO_NAMES.join(',')).split(',');
-  for (const m of models) if (!ZOO[m]) throw new Error(`unknown zoo model '${m}' (${ZOO_NAMES.join(', ')})`);
+  const threads = Number(flag(argv, '--threads') ?? coreCount());
+  const known = [...ZOO_NAMES, MOBILENETV2];
+  const models = (flag(argv, '--models') ?? known.join(',')).split(',');
+  for (const m of models) if (!known.includes(m)) throw new Error(`unknown model '${m}' (${known.join(', ')})`);
   const backend = await initBackend((flag(argv, '--backend') ?? 'wasm') as 'wasm' | 'cpu' | 'auto');
+  const torch = argv.includes('--no-torch') ? { ok: false, version: null } : torchAvailable();
   const rows: Row[] = [];
   for (const m of models) {
-    const r = await measure(m, batch, steps, rounds);
-    rows.push(r);
-    if (!json) process.stderr.write(`${m}: float ${r.floatSamplesPerSec.toFixed(0)} samples/s, W4A4 ${r.qatSamplesPerSec.toFixed(0)} samples/s\n`);
+    // the 224x224 network: batch 8 and single steps (a step takes seconds)
+    const big = m === MOBILENETV2;
+    const b = big ? 8 : batch;
+    const s = big ? 1 : steps;
+    const rr = big ? Math.min(rounds, 2) : rounds;
+    const mine = await measure(m, b, s, rr, threads);
+    const t = torch.ok ? torchMeasure(m, b, s, rr, threads) : null;
+    const row: Row = {
+      model: m,
+      inputShape: inputShapeOf(m),
+      batchSize: b,
+      threads,
+      ...mine,
+      speedup: mine.qatSamplesPerSec / mine.qatSamplesPerSec1,
+      torchFloatSamplesPerSec1: t?.floatSamplesPerSec1 ?? null,
+      torchQatSamplesPerSec1: t?.qatSamplesPerSec1 ?? null,
+      torchFloatSamplesPerSec: t?.floatSamplesPerSec ?? null,
+      torchQatSamplesPerSec: t?.qatSamplesPerSec ?? null,
+      vsTorch: t ? mine.qatSamplesPerSec / t.qatSamplesPerSec : null,
+      vsTorch1: t ? mine.qatSamplesPerSec1 / t.qatSamplesPerSec1 : null,
+    };
+    rows.push(row);
+    if (!json) {
+      process.stderr.write(
+        `${m}: W4A4 ${row.qatSamplesPerSec1.toFixed(1)} (1 thread) / ${row.qatSamplesPerSec.toFixed(1)} (${threads}) samples/s` +
+          (t ? `; PyTorch ${t.qatSamplesPerSec1.toFixed(1)} / ${t.qatSamplesPerSec.toFixed(1)}` : '') +
+          '\n',
+      );
+    }
   }
+  const resnet20 = rows.find((r) => r.model === 'resnet20');
   const summary = {
     suite: 'qat',
     backend: backend.name,
     qatBits: `W${QAT_BITS}A${QAT_BITS}`,
+    threads,
+    torch: torch.ok ? torch.version : 'not installed',
     stepsPerRound: steps,
     rounds,
-    targetRatio: TARGET_RATIO,
-    allMeetTarget: rows.every((r) => r.meetsTarget),
+    batchSize: batch,
+    targets: TARGETS,
+    meetsSpeedupTarget: resnet20 ? resnet20.speedup >= TARGETS.speedupResnet20 : null,
+    meetsTorchTarget: torch.ok
+      ? rows.filter((r) => r.model === 'resnet20' || r.model === 'mobilenet-tiny').every((r) => r.vsTorch !== null && r.vsTorch >= TARGETS.vsTorch)
+      : null,
     results: rows,
   };
   if (json) {
     printJson(summary);
     return;
   }
+  const f = (v: number | null, d = 0): string => (v === null ? 'not installed' : v.toFixed(d));
   printText(
     formatTable(
-      ['model', 'input', 'float samples/s', 'W4A4 samples/s', 'QAT/float', `>= ${TARGET_RATIO}`],
-      rows.map((r) => [r.model, r.inputShape.join('x'), r.floatSamplesPerSec.toFixed(0), r.qatSamplesPerSec.toFixed(0), r.ratio.toFixed(2), r.meetsTarget ? 'yes' : 'NO']),
-    ) + `\nbackend ${backend.name}, batch ${batch}, ${rounds} alternating rounds of ${steps} steps per setting`,
+      ['model', 'input', 'batch', 'float 1t', `float ${threads}t`, 'W4A4 1t', `W4A4 ${threads}t`, `${threads}t/1t`, `torch W4A4 1t`, `torch W4A4 ${threads}t`, 'vs torch 1t', `vs torch ${threads}t`],
+      rows.map((r) => [
+        r.model,
+        r.inputShape.join('x'),
+        r.batchSize,
+        r.floatSamplesPerSec1.toFixed(1),
+        r.floatSamplesPerSec.toFixed(1),
+        r.qatSamplesPerSec1.toFixed(1),
+        r.qatSamplesPerSec.toFixed(1),
+        r.speedup.toFixed(2),
+        f(r.torchQatSamplesPerSec1, 1),
+        f(r.torchQatSamplesPerSec, 1),
+        r.vsTorch1 === null ? '-' : `${r.vsTorch1.toFixed(2)}x`,
+        r.vsTorch === null ? '-' : `${r.vsTorch.toFixed(2)}x`,
+      ]),
+    ) +
+      `\nbackend ${backend.name}, samples/s, batch ${batch} (mobilenetv2-224: 8), ${rounds} alternating rounds of ${steps} steps per setting; ` +
+      `torch ${torch.ok ? torch.version : 'not installed'}\n` +
+      `targets: ${threads}t/1t >= ${TARGETS.speedupResnet20} on resnet20 (${summary.meetsSpeedupTarget ? 'met' : 'NOT met'}); ` +
+      `vs torch >= ${TARGETS.vsTorch} on resnet20 and mobilenet-tiny (${summary.meetsTorchTarget === null ? 'no torch' : summary.meetsTorchTarget ? 'met' : 'NOT met'})`,
   );
 }

@@ -185,7 +185,11 @@ test('registering the wasm training kernels is idempotent and replaces the built
   assert.deepEqual(first, second);
   assert.deepEqual([...first].sort(), [
     'BatchMatMul',
+    'BitallocClipByValueGrad',
+    'BitallocFakeQuantize',
+    'BitallocFakeQuantizeGrad',
     'Cast',
+    'ClipByValue (gradient)',
     'Conv2DBackpropFilter',
     'Conv2DBackpropInput',
     'DepthwiseConv2dNativeBackpropFilter',

@@ -27,6 +27,7 @@ import { runPendingCells, specForCell, type CellOutcome } from '../search/runner
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
 import { DEFAULT_PREFIX, connectQueue, runCellsOnQueue, type QueueTarget } from '../queue/index.js';
+import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -51,13 +52,21 @@ function workersFlag(args: CommandArgs): number {
 }
 
 /** Opens (resume) or creates the run directory of an experiment. */
-function openOrCreate(args: CommandArgs): RunStore {
+function openOrCreate(args: CommandArgs, workers = 1): RunStore {
+  const threads = threadsFlag(args['threads']);
   const resumeDir = args['resume'] as string | undefined;
   const file = args['file'] as string | undefined;
   const sets = (args['set'] as string[] | undefined) ?? [];
   if (resumeDir) {
     if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
     const store = openRun(resumeDir);
+    const started = store.experiment.threads ?? 1;
+    if (threads !== undefined && threads !== started) {
+      throw new UserError(`the run in ${resumeDir} trains on ${started} thread${started === 1 ? '' : 's'}; a resumed run keeps that count to continue bit-identically`, {
+        field: '--threads',
+        expected: `${started} or no --threads`,
+      });
+    }
     if (file) {
       const exp = loadExperiment(file);
       if (exp.name !== store.experiment.name) {
@@ -69,9 +78,11 @@ function openOrCreate(args: CommandArgs): RunStore {
     return store;
   }
   if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
-  const exp = loadExperiment(file, sets);
-  checkDatasetAvailable(exp.dataset, exp.dataDir); // one message now, not one per cell after the warm-up
-  warnEpisodes(exp.episodes);
+  const loaded = loadExperiment(file, sets);
+  checkDatasetAvailable(loaded.dataset, loaded.dataDir); // one message now, not one per cell after the warm-up
+  warnEpisodes(loaded.episodes);
+  // the run dir's experiment.json records the thread count, so that --resume continues with it
+  const exp: Experiment = { ...loaded, threads: threads ?? loaded.threads ?? defaultThreads(workers) };
   const dir = (args['out'] as string | undefined) ?? defaultRunDir(exp);
   return createRun(dir, exp, runMeta());
 }
@@ -139,7 +150,7 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
   const workers = workersFlag(args);
   // --queue: Redis is checked before the run directory is made (cells then run on `bitalloc worker`s)
   const queue: QueueTarget | null = args['queue'] !== undefined ? await connectQueue(args['queue'], args['prefix']) : null;
-  const store = openOrCreate(args);
+  const store = openOrCreate(args, workers);
   const logFile = addLogFile(store.logPath);
   const removeSignals = installStopSignals(store);
   const t0 = Date.now();
@@ -204,6 +215,7 @@ export const runCommand: CliCommand = {
       .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
       .option('queue', { type: 'string', describe: 'run the cells as jobs on Redis (redis://HOST:PORT, rediss:// for TLS) for `bitalloc worker`s' })
       .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix of the queue (with --queue)' })
+      .option('threads', { type: 'number', describe: "threads of each cell's training (default: the experiment's, else cores / workers)" })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -256,6 +268,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.model', '--model'],
   ['$.dataset', '--dataset'],
   ['$.dataDir', '--data-dir'],
+  ['$.threads', '--threads'],
 ];
 
 export const searchCommand: CliCommand = {
@@ -281,6 +294,7 @@ export const searchCommand: CliCommand = {
       .option('eval-samples', { type: 'number', default: D.evalSamples })
       .option('pin-first-last', { type: 'boolean', default: D.pinFirstLast })
       .option('checkpoint-every', { type: 'number', default: D.checkpointEvery })
+      .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -317,6 +331,7 @@ export const searchCommand: CliCommand = {
       evalSamples: args['eval-samples'],
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
+      threads: threadsFlag(args['threads']) ?? defaultThreads(),
     };
     let exp: Experiment;
     try {

@@ -16,6 +16,7 @@ import { readBitsFile } from '../quant/bits-file.js';
 import type { QuantNetwork } from '../quant/network.js';
 import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMeta, type RunRecord } from '../train/checkpoint.js';
 import { trainingDefaults } from '../train/defaults.js';
+import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
 import { formatTable, printJson, printText } from './output.js';
 import { Progress } from '../util/progress.js';
@@ -141,6 +142,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
   if (lrFlag !== undefined && !(Number.isFinite(lrFlag) && lrFlag > 0)) {
     throw new UserError(`must be a positive number, got '${String(lrFlag)}'`, { field: '--lr' });
   }
+  const threadsReq = threadsFlag(args['threads']);
   const bitsReq = parseBitsFlags(args);
   const dataOpts = datasetOptions(args);
   const modelFlag = optString(args, 'model');
@@ -195,14 +197,15 @@ async function trainHandler(args: CommandArgs): Promise<void> {
   const batchSize = batchFlag ?? defaults.batchSize;
   const lr = lrFlag ?? defaults.lr;
   const optimizer = (optString(args, 'optimizer') ?? defaults.optimizer) as OptimizerName;
+  const threads = threadsReq ?? defaultThreads();
   const sizes = splitSizes(ds);
   log.info(
     `train ${modelName} on ${datasetName} (${sizes.train}/${sizes.val}/${sizes.test} train/val/test) at ${describeBits(bits)}` +
       `${checkpointDir ? ` from ${checkpointDir}` : ''}: ${epochs} epochs, batch ${batchSize}, ${optimizer} lr ${lr} (${schedule}), ` +
-      `backend ${backendInfo()?.name ?? '?'}, seed ${args.seed}`,
+      `backend ${backendInfo()?.name ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}, seed ${args.seed}`,
   );
 
-  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed });
+  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed, threads });
   let progress: Progress | null = null;
   let lastVal: { accuracy: number; loss: number } | null = null;
   const stats = await trainer.trainEpochs(
@@ -236,7 +239,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       dataset: datasetName,
       dataDir: dataOpts.dataDir ?? null,
       seed: args.seed,
-      config: { epochs, batchSize, lr, optimizer, schedule, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
+      config: { epochs, batchSize, lr, optimizer, schedule, threads, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
       bits: named,
       backend,
       versions: runVersions(),
@@ -300,6 +303,7 @@ export const trainCommand: CliCommand = {
       .option('batch-size', { type: 'number', describe: 'minibatch size (default 64)' })
       .option('lr', { type: 'number', describe: 'learning rate (default per dataset; a quarter for QAT from a checkpoint)' })
       .option('optimizer', { choices: OPTIMIZERS, describe: 'optimizer (default adam)' })
+      .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
       .option('schedule', { choices: SCHEDULES, default: 'cosine', describe: 'learning-rate schedule over the run' })
       .option('quantizer', { choices: QUANTIZERS, default: 'ste', describe: 'quantizer of a newly built network' })
       .option('checkpoint', { type: 'string', describe: 'start from this checkpoint directory (written by --out)' })

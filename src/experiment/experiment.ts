@@ -155,6 +155,11 @@ export interface Experiment {
   pinFirstLast: boolean;
   /** Episodes between checkpoints of a cell. */
   checkpointEvery: number;
+  /**
+   * Threads each cell's training steps use (data-parallel). Absent: one thread when a run is resumed
+   * (runs made before this field), cores / workers when `run` creates a run (it writes the value).
+   */
+  threads?: number;
   /** Folder the run directories are created in (`<out>/<name>-<timestamp>`). */
   out: string;
 }
@@ -180,7 +185,7 @@ export const EXPERIMENT_DEFAULTS = {
 export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
-  'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out',
+  'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out', 'threads',
 ];
 
 /** One device profile of the experiment. */
@@ -594,6 +599,8 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const trainSamples = int('trainSamples', EXPERIMENT_DEFAULTS.trainSamples);
   const checkpointEvery = int('checkpointEvery', EXPERIMENT_DEFAULTS.checkpointEvery);
 
+  const threads = raw['threads'] !== undefined ? int('threads', 1) : undefined;
+
   // reward: a kind of the env's, its options checked by the env's resolver
   let reward: RewardSpec = structuredClone(EXPERIMENT_DEFAULTS.reward);
   const rawReward = raw['reward'];
@@ -652,6 +659,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     pinFirstLast,
     checkpointEvery,
     out,
+    ...(threads !== undefined ? { threads } : {}),
   };
   return exp;
 }

@@ -17,6 +17,7 @@
  * - 32 bits: float pass-through, no op at all.
  */
 import * as tf from '@tensorflow/tfjs';
+import { fusedFakeQuantize } from '../backend/kernels/elementwise.js';
 
 /** Bits that mean "not quantized". */
 export const FLOAT_BITS = 32;
@@ -114,6 +115,9 @@ export function weightCodes(w: tf.Tensor, bits: number, axes: number[]): { codes
  * Signed 1-bit (qmin = -1, qmax = 1, `binary`) rounds to ±scale.
  */
 export function fakeQuantize(x: tf.Tensor, scale: number, range: IntRange, binary = false): tf.Tensor {
+  // on wasm: the same function in one pass forward and one backward (src/backend/kernels/elementwise.ts)
+  const fused = fusedFakeQuantize(x, scale, range, binary);
+  if (fused) return fused;
   const inv = 1 / scale;
   const op = customOp(1, ([v], save) => {
     const r = tf.mul(v as tf.Tensor, inv);

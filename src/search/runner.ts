@@ -33,6 +33,7 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     seed: cell.seed,
     checkpointEvery: exp.checkpointEvery,
     ...(exp.trainSamples > 0 ? { trainLimit: exp.trainSamples } : {}),
+    threads: exp.threads ?? 1,
   };
 }
 

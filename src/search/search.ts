@@ -76,6 +76,8 @@ export interface SearchSpec {
   lr?: number;
   /** Use only the first N training samples (quick runs). */
   trainLimit?: number;
+  /** Threads of the training steps (data-parallel; default 1). */
+  threads?: number;
 }
 
 /**
@@ -243,7 +245,7 @@ function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
 
 /** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
 async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | undefined, batchSize: number, lr: number): Promise<QuantizedNetwork> {
-  const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}`;
+  const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}${(spec.threads ?? 1) > 1 ? `-t${spec.threads}` : ''}`;
   const cached = cacheDir ? join(cacheDir, key) : null;
   if (cached && existsSync(join(cached, 'model.json'))) {
     log.info(`float warm-up: reusing ${cached}`);
@@ -251,7 +253,7 @@ async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | und
   }
   const net = await loadModel(spec.model, { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: spec.seed });
   if (spec.warmupEpochs > 0) {
-    const trainer = createTrainer(net, dataset, { lr, batchSize, optimizer: 'adam', seed: spec.seed });
+    const trainer = createTrainer(net, dataset, { lr, batchSize, optimizer: 'adam', seed: spec.seed, threads: spec.threads ?? 1 });
     const progress = new Progress({ label: 'float warm-up', total: spec.warmupEpochs * trainer.stepsPerEpoch });
     await trainer.trainEpochs(spec.warmupEpochs, (p) => progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`));
     progress.finish();
@@ -297,7 +299,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     const table: CostTable = buildCostTable(profile, layers, [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b));
     // QAT during the search and the final fine-tune start from trained weights: fine-tune learning rate
     const qatLr = spec.lr !== undefined ? spec.lr / 4 : trainingDefaults(spec.dataset, true).lr;
-    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1 });
+    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1, threads: spec.threads ?? 1 });
     if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
 
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
@@ -477,7 +479,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
 
     if (best) {
       net.setBits(best.bits);
-      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2 });
+      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2, threads: spec.threads ?? 1 });
       if (spec.finetuneEpochs > 0) {
         const p = new Progress({ label: 'fine-tune', total: spec.finetuneEpochs * ft.stepsPerEpoch, plain: opts.plainProgress });
         await ft.trainEpochs(spec.finetuneEpochs, (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`), {

@@ -49,6 +49,8 @@ export interface RunRecord {
     limit: number | null;
     /** Checkpoint the weights started from, if any. */
     fromCheckpoint: string | null;
+    /** Threads of the training steps (absent in runs made before the field). */
+    threads?: number;
   };
   /** Per-layer bits, by name (the bits-file format); 32 = float. */
   bits: { name: string; wBits: number; aBits: number }[];

@@ -12,6 +12,7 @@ import { tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from '../data/api.js';
 import { Rng } from '../util/rng.js';
+import { createDataParallel } from './parallel.js';
 
 export type OptimizerName = 'adam' | 'sgd' | 'momentum';
 export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd', 'momentum'];
@@ -24,6 +25,11 @@ export interface TrainerOptions {
   seed: number;
   /** Batch size for evaluation (default 256). */
   evalBatchSize?: number;
+  /**
+   * Threads for training steps (default 1): above 1 on the wasm backend, each minibatch is split
+   * across worker threads (data-parallel, see parallel.ts); deterministic for a given thread count.
+   */
+  threads?: number;
 }
 
 /** Anything with a trainable tfjs model: a QuantizedNetwork or a plain model wrapper. */
@@ -148,7 +154,7 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
 }
 
 /** Per-sample cross-entropy, [n]. */
-function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean): tf.Tensor1D {
+export function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean): tf.Tensor1D {
   if (probabilities) {
     const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
     return tf.neg(tf.sum(tf.mul(y, tf.log(p)), -1)) as tf.Tensor1D;
@@ -182,6 +188,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   let stepsDone = 0;
   let lastRate = 0;
   let disposed = false;
+  const parallel = createDataParallel(net, opts.threads ?? 1, probabilities, (y, out) => crossEntropy(y, out, probabilities));
 
   const setLr = (value: number): void => {
     lr = value;
@@ -198,10 +205,17 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   };
 
   /** One minibatch: returns [loss, correct] of the batch. */
-  const step = (): [number, number, number] => {
+  const step = async (): Promise<[number, number, number]> => {
     if (cursor + batchSize > n) reshuffle();
     const idx = perm.slice(cursor, cursor + batchSize);
     cursor += batchSize;
+    if (parallel?.canRun()) {
+      const r = await parallel.step(idx, train.x, train.y);
+      optimizer.applyGradients(r.grads);
+      for (const g of Object.values(r.grads)) g.dispose();
+      stepsDone++;
+      return [r.loss, r.correct, idx.length];
+    }
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
     let correct = 0;
     const lossValue = tf.tidy(() => {
@@ -239,7 +253,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     let correct = 0;
     let samples = 0;
     for (let i = 0; i < k; i++) {
-      const [l, c, b] = step();
+      const [l, c, b] = await step();
       lossSum += l * b;
       correct += c;
       samples += b;
@@ -364,6 +378,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     },
     dispose() {
       if (!disposed) optimizer.dispose();
+      if (!disposed) void parallel?.close();
       disposed = true;
     },
   };

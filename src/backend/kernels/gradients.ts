@@ -1,13 +1,15 @@
 /**
  * Gradient functions this project registers in place of tfjs-core's, for every backend (the
- * gradient registry is global): FusedBatchNorm (batch-norm-grad.ts) and Mean (mean-grad.ts),
- * both of which tfjs-core computes with more full-size tensors than needed.
+ * gradient registry is global): FusedBatchNorm (batch-norm-grad.ts), Mean (mean-grad.ts) and
+ * ClipByValue (elementwise.ts, one pass on wasm), all of which tfjs-core computes with more
+ * full-size tensors than needed.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fusedBatchNormGradConfig } from './batch-norm-grad.js';
 import { meanGradConfig } from './mean-grad.js';
+import { clipByValueGradConfig } from './elementwise.js';
 
-export const PROJECT_GRADIENTS: ReadonlyArray<tf.GradConfig> = [fusedBatchNormGradConfig, meanGradConfig];
+export const PROJECT_GRADIENTS: ReadonlyArray<tf.GradConfig> = [fusedBatchNormGradConfig, meanGradConfig, clipByValueGradConfig];
 
 /** How registerProjectGradients names a gradient in its list, e.g. 'FusedBatchNorm (gradient)'. */
 export function gradientLabel(kernelName: string): string {

@@ -18,12 +18,14 @@ import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
+import { CLIP_BY_VALUE_GRAD, clipByValueGradKernel, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fakeQuantizeGradKernel, fakeQuantizeKernel } from './elementwise.js';
 
 export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
+export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
 export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
 interface TrainingKernel {
@@ -47,6 +49,10 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'Sum', kernelFunc: sumKernel, wrapsBuiltin: rememberBuiltinSum },
   { kernelName: 'Mean', kernelFunc: meanKernel, wrapsBuiltin: rememberBuiltinMean },
   { kernelName: 'Tile', kernelFunc: tileKernel, wrapsBuiltin: rememberBuiltinTile },
+  // One-pass fake quantizer and ClipByValue gradient (elementwise.ts).
+  { kernelName: FAKE_QUANTIZE, kernelFunc: fakeQuantizeKernel },
+  { kernelName: FAKE_QUANTIZE_GRAD, kernelFunc: fakeQuantizeGradKernel },
+  { kernelName: CLIP_BY_VALUE_GRAD, kernelFunc: clipByValueGradKernel },
 ];
 
 /**

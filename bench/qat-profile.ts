@@ -1,0 +1,162 @@
+/**
+ * `npm run bench -- qat-profile [--json] [--models resnet20,mobilenet-tiny] [--batch 64] [--steps 3]`:
+ * where the time of one training step goes, on one thread (wasm). Per model and setting (float, W4A4):
+ * - phases: forward (training mode), forward+backward (gradients), the full trainer step (with Adam
+ *   and the trainer's bookkeeping), each the median over `steps` runs;
+ * - kernels: tf.profile of full steps, the time of every kernel the engine runs summed by kernel
+ *   name (op scopes such as customGrad wrappers left out: they contain kernels), as a share of
+ *   the kernels' total, and the step time the kernels do not account for (tensor bookkeeping, JS
+ *   between kernels, reading values back; tf.profile's own checks inflate it).
+ */
+import { initBackend, tf } from '../src/backend/index.js';
+import type { Dataset, Split } from '../src/data/api.js';
+import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
+import { uniformBits } from '../src/models/layer-info.js';
+import { formatTable, printJson, printText } from '../src/cli/output.js';
+import { createTrainer } from '../src/train/trainer.js';
+import { shardGradients } from '../src/train/parallel.js';
+import { crossEntropy } from '../src/train/trainer.js';
+import { Rng } from '../src/util/rng.js';
+
+const CLASSES = 10;
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+function randomSplit(n: number, shape: [number, number, number], rng: Rng): Split {
+  const size = shape[0] * shape[1] * shape[2];
+  const px = new Float32Array(n * size);
+  for (let i = 0; i < px.length; i++) px[i] = rng.next();
+  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
+  return { x: tf.tensor4d(px, [n, ...shape]), y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), CLASSES).toFloat()) as tf.Tensor2D, labels };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : NaN;
+}
+
+interface KernelShare {
+  kernel: string;
+  ms: number;
+  share: number;
+  calls: number;
+}
+
+interface Profile {
+  model: string;
+  setting: 'float' | 'W4A4';
+  batchSize: number;
+  forwardMs: number;
+  forwardBackwardMs: number;
+  stepMs: number;
+  /** stepMs - forwardBackwardMs: optimizer and trainer bookkeeping. */
+  optimizerAndBookkeepingMs: number;
+  /** Sum of kernel times in a profiled step. */
+  kernelMs: number;
+  /** Wall time of the profiled step. */
+  profiledStepMs: number;
+  kernels: KernelShare[];
+}
+
+async function profileModel(model: string, bits: number, batch: number, steps: number): Promise<Profile> {
+  const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
+  const train = randomSplit(batch * 2, shape, new Rng(3));
+  const ds: Dataset = { name: 'synthetic', inputShape: shape, numClasses: CLASSES, train, val: train, test: train, source: 'random' };
+  const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
+  net.setBits(uniformBits(net.layers, bits, bits));
+  const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1 });
+  await trainer.trainSteps(2);
+  const xb = tf.slice(train.x, [0, 0, 0, 0], [batch, -1, -1, -1]);
+  const yb = tf.slice(train.y, [0, 0], [batch, -1]);
+  const vars = net.model.trainableWeights.map((w) => w.read() as tf.Variable);
+  const fwd: number[] = [];
+  const fb: number[] = [];
+  const st: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    let t0 = performance.now();
+    tf.tidy(() => (net.model.apply(xb, { training: true }) as tf.Tensor).dataSync());
+    fwd.push(performance.now() - t0);
+    t0 = performance.now();
+    const r = shardGradients(net.model, vars, xb, yb, 1, (y, o) => crossEntropy(y, o, false));
+    for (const g of r.grads) g.dispose();
+    fb.push(performance.now() - t0);
+    t0 = performance.now();
+    await trainer.trainSteps(1);
+    st.push(performance.now() - t0);
+  }
+  const byKernel = new Map<string, { ms: number; calls: number }>();
+  let profiledStepMs = 0;
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    const info = await tf.profile(async () => {
+      await trainer.trainSteps(1);
+      return tf.scalar(0);
+    });
+    profiledStepMs += performance.now() - t0;
+    for (const k of info.kernels) {
+      // op scopes (customGrad wrappers such as fusedConv2d__op) time the kernels they run: count only kernels
+      if (tf.getKernel(k.name, 'wasm') == null) continue;
+      const ms = typeof k.kernelTimeMs === 'number' ? k.kernelTimeMs : 0;
+      const e = byKernel.get(k.name) ?? { ms: 0, calls: 0 };
+      e.ms += ms;
+      e.calls += 1;
+      byKernel.set(k.name, e);
+    }
+  }
+  const kernelMs = [...byKernel.values()].reduce((a, e) => a + e.ms, 0);
+  const kernels = [...byKernel.entries()]
+    .map(([kernel, e]) => ({ kernel, ms: e.ms / steps, share: e.ms / kernelMs, calls: e.calls / steps }))
+    .sort((a, b) => b.ms - a.ms);
+  trainer.dispose();
+  xb.dispose();
+  yb.dispose();
+  net.model.dispose();
+  train.x.dispose();
+  train.y.dispose();
+  const stepMs = median(st);
+  const forwardBackwardMs = median(fb);
+  return {
+    model,
+    setting: bits === 32 ? 'float' : 'W4A4',
+    batchSize: batch,
+    forwardMs: median(fwd),
+    forwardBackwardMs,
+    stepMs,
+    optimizerAndBookkeepingMs: stepMs - forwardBackwardMs,
+    kernelMs: kernelMs / steps,
+    profiledStepMs: profiledStepMs / steps,
+    kernels,
+  };
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
+  const steps = Number(flag(argv, '--steps') ?? 3);
+  const batch = Number(flag(argv, '--batch') ?? 64);
+  const top = Number(flag(argv, '--top') ?? 14);
+  const models = (flag(argv, '--models') ?? 'resnet20,mobilenet-tiny').split(',');
+  for (const m of models) if (!ZOO[m]) throw new Error(`unknown zoo model '${m}' (${ZOO_NAMES.join(', ')})`);
+  await initBackend('wasm');
+  const out: Profile[] = [];
+  for (const m of models) for (const bits of [32, 4]) out.push(await profileModel(m, bits, batch, steps));
+  if (json) {
+    printJson({ suite: 'qat-profile', batchSize: batch, steps, profiles: out });
+    return;
+  }
+  for (const p of out) {
+    printText(
+      `${p.model} ${p.setting}, batch ${p.batchSize}: forward ${p.forwardMs.toFixed(0)} ms, forward+backward ${p.forwardBackwardMs.toFixed(0)} ms, ` +
+        `step ${p.stepMs.toFixed(0)} ms (optimizer + bookkeeping ${p.optimizerAndBookkeepingMs.toFixed(0)} ms); profiled step ${p.profiledStepMs.toFixed(0)} ms, ` +
+        `kernels ${p.kernelMs.toFixed(0)} ms`,
+    );
+    printText(
+      formatTable(
+        ['kernel', 'ms/step', 'share %', 'calls/step'],
+        p.kernels.slice(0, top).map((k) => [k.kernel, k.ms.toFixed(1), (100 * k.share).toFixed(1), k.calls.toFixed(0)]),
+      ) + '\n',
+    );
+  }
+}

@@ -1,0 +1,119 @@
+/**
+ * The one-pass elementwise kernels of the wasm backend (fused fake quantizer, ClipByValue gradient)
+ * give exactly the cpu backend's values and gradients, run in place of tfjs's chains of ops, and
+ * leave no tensor behind.
+ */
+import { before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { initBackend, tf } from '../src/backend/index.js';
+import { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD } from '../src/backend/kernels/index.js';
+import { fakeQuantize } from '../src/quant/quantizers.js';
+import { Rng } from '../src/util/rng.js';
+
+before(async () => {
+  await initBackend('wasm');
+});
+
+function randomArray(rng: Rng, n: number, spread: number): Float32Array {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = spread * rng.normal();
+  return a;
+}
+
+/** Value and gradient of sum(f(x) * r) on a backend. */
+async function valueAndGrad(backend: 'wasm' | 'cpu', f: (x: tf.Tensor) => tf.Tensor, x: Float32Array, r: Float32Array, shape: number[]): Promise<[Float32Array, Float32Array]> {
+  await tf.setBackend(backend);
+  const xt = tf.tensor(x, shape);
+  const rt = tf.tensor(r, shape);
+  const y = f(xt);
+  const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(f(a), rt)))(xt);
+  const out: [Float32Array, Float32Array] = [Float32Array.from(y.dataSync() as Float32Array), Float32Array.from(g.dataSync() as Float32Array)];
+  tf.dispose([xt, rt, y, g]);
+  return out;
+}
+
+function assertSame(a: Float32Array, b: Float32Array, what: string): void {
+  assert.equal(a.length, b.length);
+  for (let i = 0; i < a.length; i++) {
+    if (a[i] !== b[i]) assert.fail(`${what}: element ${i}: ${a[i]} (wasm) vs ${b[i]} (cpu)`);
+  }
+}
+
+test('the fused fake quantizer equals the cpu backend exactly, forward and straight-through gradient', async () => {
+  const rng = new Rng(41);
+  const ranges = [
+    { qmin: 0, qmax: 15, binary: false }, // unsigned 4-bit
+    { qmin: -7, qmax: 7, binary: false }, // signed 4-bit
+    { qmin: 0, qmax: 255, binary: false },
+    { qmin: -1, qmax: 1, binary: true },
+  ];
+  for (let c = 0; c < 12; c++) {
+    const range = ranges[c % ranges.length] as (typeof ranges)[number];
+    const shape = [1 + rng.int(3), 1 + rng.int(7), 1 + rng.int(7), 1 + rng.int(5)];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const scale = 0.05 + rng.next() * 0.3;
+    const x = randomArray(rng, n, scale * range.qmax * 0.8);
+    // values on the grid's edges and half-way points (round half to even)
+    x[0] = range.qmax * scale;
+    if (n > 1) x[1] = range.qmin * scale;
+    if (n > 2) x[2] = 2.5 * scale;
+    const r = randomArray(rng, n, 1);
+    const f = (t: tf.Tensor): tf.Tensor => fakeQuantize(t, scale, range, range.binary);
+    const [yw, gw] = await valueAndGrad('wasm', f, x, r, shape);
+    const [yc, gc] = await valueAndGrad('cpu', f, x, r, shape);
+    assertSame(yw, yc, `case ${c} value`);
+    assertSame(gw, gc, `case ${c} gradient`);
+    assert.ok(gw.some((v) => v === 0) || range.binary, `case ${c}: some values lie outside the range`);
+  }
+  await tf.setBackend('wasm');
+});
+
+test('on wasm, the fake quantizer and the ClipByValue gradient run as single kernels', async () => {
+  const x = tf.randomNormal([4, 8, 8, 3], 0, 3, 'float32', 1);
+  const info = await tf.profile(() => {
+    const g = tf.grad((a: tf.Tensor) => tf.sum(tf.clipByValue(fakeQuantize(a, 0.1, { qmin: -7, qmax: 7 }), 0, 6)))(x);
+    return g;
+  });
+  const names = info.kernels.map((k) => k.name);
+  for (const k of [FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, CLIP_BY_VALUE_GRAD]) assert.ok(names.includes(k), `${k} not among ${names.join(', ')}`);
+  for (const k of ['Round', 'LogicalAnd', 'Select', 'Equal']) assert.ok(!names.includes(k), `${k} still runs`);
+  x.dispose();
+  info.result instanceof tf.Tensor ? info.result.dispose() : undefined;
+});
+
+test('the ClipByValue gradient (ReLU6, clipByValue) equals the cpu backend exactly, boundaries included', async () => {
+  const rng = new Rng(43);
+  for (let c = 0; c < 8; c++) {
+    const shape = [1 + rng.int(3), 1 + rng.int(9), 1 + rng.int(9), 1 + rng.int(6)];
+    const n = shape.reduce((a, b) => a * b, 1);
+    const x = randomArray(rng, n, 4);
+    x[0] = 0;
+    if (n > 1) x[1] = 6;
+    const r = randomArray(rng, n, 1);
+    const lo = c % 2 === 0 ? 0 : -1.5;
+    const hi = c % 2 === 0 ? 6 : 2.25;
+    const f = (t: tf.Tensor): tf.Tensor => tf.clipByValue(t, lo, hi);
+    const [yw, gw] = await valueAndGrad('wasm', f, x, r, shape);
+    const [yc, gc] = await valueAndGrad('cpu', f, x, r, shape);
+    assertSame(yw, yc, `case ${c} value`);
+    assertSame(gw, gc, `case ${c} gradient`);
+  }
+  // the layer ReLU6 of the zoo's MobileNet
+  const relu6 = tf.layers.reLU({ maxValue: 6 });
+  const x = randomArray(rng, 2 * 5 * 5 * 4, 5);
+  const r = randomArray(rng, x.length, 1);
+  const f = (t: tf.Tensor): tf.Tensor => relu6.apply(t) as tf.Tensor;
+  const [, gw] = await valueAndGrad('wasm', f, x, r, [2, 5, 5, 4]);
+  const [, gc] = await valueAndGrad('cpu', f, x, r, [2, 5, 5, 4]);
+  assertSame(gw, gc, 'ReLU6 gradient');
+  await tf.setBackend('wasm');
+});
+
+test('the elementwise kernels leave no tensors behind', () => {
+  const x = tf.randomNormal([3, 6, 6, 2], 0, 2, 'float32', 2);
+  const before = tf.memory().numTensors;
+  const g = tf.grad((a: tf.Tensor) => tf.sum(tf.clipByValue(fakeQuantize(a, 0.2, { qmin: 0, qmax: 15 }), 0, 2)))(x);
+  assert.equal(tf.memory().numTensors, before + 1);
+  g.dispose();
+  x.dispose();
+});
