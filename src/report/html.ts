@@ -22,6 +22,7 @@ import {
   type AgentSummary,
   type UniformSummary,
 } from './stats.js';
+import { groupStatistics, statisticsCells, statisticsNote, STATISTICS_HEADER, type GroupStatistics } from './significance.js';
 import { PALETTE, barChart, esc, lineChart, lowOutlierFloor, scatterChart, type BandPoint, type ScatterPoint } from './svg.js';
 
 /** Most points drawn per line / per scatter series (evenly thinned beyond; fronts are never thinned). */
@@ -230,8 +231,8 @@ function shade(hex: string): string {
   return `#${((1 << 24) | (r << 16) | (gg << 8) | b).toString(16).slice(1)}`;
 }
 
-function summaryTable(summaries: AgentSummary[], uniform: UniformSummary[]): string {
-  const head = `<tr>${SUMMARY_HEADER.map((h) => `<th>${esc(h)}</th>`).join('')}</tr>`;
+function summaryTable(summaries: AgentSummary[], uniform: UniformSummary[], stats: GroupStatistics): string {
+  const head = `<tr>${[...SUMMARY_HEADER, ...STATISTICS_HEADER].map((h) => `<th>${esc(h)}</th>`).join('')}</tr>`;
   const rows = summaries.map((s) => {
     const cells = [
       `<td class="swatch"><span style="background:${s.series.color}"></span>${esc(s.series.name)}${s.partial ? ' †' : ''}</td>`,
@@ -242,10 +243,11 @@ function summaryTable(summaries: AgentSummary[], uniform: UniformSummary[]): str
       `<td>${esc(pmSig(s.sizeBytes, 1024))}</td>`,
       `<td>${esc(pmSig(s.episodesToBest, 1, 1))}</td>`,
       `<td>${esc(pmSig(s.wallSeconds))}</td>`,
+      ...statisticsCells(stats, s.series.name).map((c) => `<td>${esc(c)}</td>`),
     ];
     return `<tr>${cells.join('')}</tr>`;
   });
-  let html = `<table class="summary">${head}${rows.join('')}</table>`;
+  let html = `<table class="summary">${head}${rows.join('')}</table><p class="note">${esc(statisticsNote(stats))}</p>`;
   if (summaries.some((s) => s.partial)) {
     html += '<p class="note">† some seeds have not finished their fine-tune: their figures are the best validation accuracy so far.</p>';
   }
@@ -272,7 +274,7 @@ function groupSection(g: ReportGroup): string {
       `seeds per agent: ${g.series.map((s) => s.cells.length).join('/')}.</p>`,
     '<h3>Summary</h3>',
     '<p class="note">Accuracy: test accuracy after the final fine-tune of each seed’s best allocation; costs of that allocation; mean ± std over seeds.</p>',
-    summaryTable(summaries, uniform),
+    summaryTable(summaries, uniform, groupStatistics(g)),
     '<h3>Learning curves</h3>',
     learningCharts(g),
     '<h3>Accuracy vs cost</h3>',

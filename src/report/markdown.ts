@@ -3,6 +3,7 @@ import { VERSION } from '../version.js';
 import { groupCells, type ReportRun } from './load.js';
 import { kb, pct, pm, pmSig, sig } from './format.js';
 import { summariseSeries, uniformPoints } from './stats.js';
+import { groupStatistics, statisticsCells, statisticsNote, STATISTICS_HEADER } from './significance.js';
 import { PALETTE } from './svg.js';
 
 function row(cells: string[]): string {
@@ -18,7 +19,9 @@ export function renderMarkdown(runs: readonly ReportRun[], now: Date = new Date(
   let anyPartial = false;
   for (const g of groupCells(runs, PALETTE)) {
     out.push(`## ${g.profile} · ${g.budgetText}`, '');
-    out.push(row(SUMMARY_HEADER), row(SUMMARY_HEADER.map(() => '---')));
+    const header = [...SUMMARY_HEADER, ...STATISTICS_HEADER];
+    const stats = groupStatistics(g);
+    out.push(row(header), row(header.map(() => '---')));
     for (const s of g.series) {
       const sum = summariseSeries(s);
       anyPartial ||= sum.partial;
@@ -32,10 +35,11 @@ export function renderMarkdown(runs: readonly ReportRun[], now: Date = new Date(
           pmSig(sum.sizeBytes, 1024),
           pmSig(sum.episodesToBest, 1, 1),
           pmSig(sum.wallSeconds),
+          ...statisticsCells(stats, s.name),
         ]),
       );
     }
-    out.push('');
+    out.push('', statisticsNote(stats), '');
     const uni = uniformPoints(g);
     if (uni.length) {
       out.push('Uniform precision (reference):', '');
