@@ -9,6 +9,7 @@ import { UserError } from '../errors.js';
 import type { LayerInfo } from './layer-info.js';
 import { loadUserModel } from './user-model.js';
 import { ZOO, ZOO_NAMES, buildZooModel } from './zoo.js';
+import { isOnnxPath, loadOnnxModel } from '../onnx/index.js';
 
 export { ZOO, ZOO_NAMES, type ZooEntry } from './zoo.js';
 export { computeInventory } from './inventory.js';
@@ -54,8 +55,9 @@ export async function loadModel(spec: string, opts: LoadModelOptions = {}): Prom
     return buildNetwork(spec, { inputShape, numClasses: opts.numClasses ?? entry.numClasses, seed: opts.seed ?? 1, quantizer: opts.quantizer });
   }
   if (!fs.existsSync(spec)) {
-    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json` });
+    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a path to a model.json or to a .onnx file` });
   }
+  if (isOnnxPath(spec)) return loadOnnxModel(spec, { seed: opts.seed, quantizer: opts.quantizer, inputShape: opts.inputShape });
   return loadUserModel(spec, { seed: opts.seed, quantizer: opts.quantizer });
 }
 
