@@ -14,6 +14,7 @@ import { createRun, openRun, type RunStore } from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
+import { EVAL_BACKENDS } from '../onnx/eval-backend.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -32,7 +33,12 @@ function workersFlag(args: CommandArgs): number {
 function openOrCreate(args: CommandArgs): RunStore {
   const resumeDir = args['resume'] as string | undefined;
   const file = args['file'] as string | undefined;
-  const sets = (args['set'] as string[] | undefined) ?? [];
+  const sets = [...((args['set'] as string[] | undefined) ?? [])];
+  const evalBackend = args['eval-backend'] as string | undefined;
+  if (evalBackend !== undefined) {
+    if (resumeDir) throw new UserError("--eval-backend cannot change a run being resumed (its experiment.json is fixed)", { field: '--eval-backend' });
+    sets.push(`evalBackend=${evalBackend}`);
+  }
   if (resumeDir) {
     if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
     const store = openRun(resumeDir);
@@ -110,6 +116,7 @@ export const runCommand: CliCommand = {
       .option('out', { type: 'string', describe: 'run directory (default runs/<experiment>-<timestamp>)' })
       .option('resume', { type: 'string', describe: 'continue a killed or stopped run from its last checkpoints' })
       .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
+      .option('eval-backend', { choices: EVAL_BACKENDS, describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs" })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -162,6 +169,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.model', '--model'],
   ['$.dataset', '--dataset'],
   ['$.dataDir', '--data-dir'],
+  ['$.evalBackend', '--eval-backend'],
 ];
 
 export const searchCommand: CliCommand = {
@@ -187,6 +195,7 @@ export const searchCommand: CliCommand = {
       .option('eval-samples', { type: 'number', default: 500 })
       .option('pin-first-last', { type: 'boolean', default: false })
       .option('checkpoint-every', { type: 'number', default: 10 })
+      .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -223,6 +232,7 @@ export const searchCommand: CliCommand = {
       evalSamples: args['eval-samples'],
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
+      evalBackend: args['eval-backend'],
     };
     let exp: Experiment;
     try {

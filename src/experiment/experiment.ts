@@ -12,6 +12,7 @@
  * `out` (where run directories are created) is relative to the working directory.
  * The JSON Schema of the format is experiments/schema.json.
  */
+import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 import { CONSTRAINT_GRAMMAR as ENV_CONSTRAINT_GRAMMAR, parseConstraint as parseEnvConstraint } from '../../envs/constraints.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -154,6 +155,8 @@ export interface Experiment {
   checkpointEvery: number;
   /** Folder the run directories are created in (`<out>/<name>-<timestamp>`). */
   out: string;
+  /** Engine of the search's forward passes: auto (onnxruntime when it loads), onnxruntime or tfjs. */
+  evalBackend?: EvalBackendChoice;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -171,6 +174,7 @@ export const EXPERIMENT_DEFAULTS = {
   pinFirstLast: false,
   checkpointEvery: 10,
   out: 'runs',
+  evalBackend: 'auto' as EvalBackendChoice,
 };
 
 /** Every field an experiment file may have. */
@@ -178,6 +182,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
   'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out',
+  'evalBackend',
 ];
 
 /** One device profile of the experiment. */
@@ -662,6 +667,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     else pinFirstLast = raw['pinFirstLast'];
   }
   const out = str('out', false) ?? EXPERIMENT_DEFAULTS.out;
+  const evalBackend = choice('evalBackend', EVAL_BACKENDS, EXPERIMENT_DEFAULTS.evalBackend);
 
   if (problems.length > 0) {
     const n = problems.length;
@@ -691,6 +697,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     pinFirstLast,
     checkpointEvery,
     out,
+    evalBackend,
   };
   return exp;
 }

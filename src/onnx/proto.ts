@@ -142,7 +142,7 @@ export function floatTensor(name: string, dims: number[], data: ArrayLike<number
 /** An int8 / uint8 / int32 / int64 initializer. */
 export function intTensor(name: string, dims: number[], data: ArrayLike<number>, dataType: number): TensorProto {
   if (dataType === DataType.INT8) return { name, dims, dataType, rawData: new Uint8Array(Int8Array.from(data).buffer) };
-  if (dataType === DataType.UINT8) return { name, dims, dataType, rawData: Uint8Array.from(data) };
+  if (dataType === DataType.UINT8 || dataType === DataType.BOOL) return { name, dims, dataType, rawData: Uint8Array.from(data) };
   if (dataType === DataType.INT32) return { name, dims, dataType, rawData: new Uint8Array(Int32Array.from(data).buffer) };
   return { name, dims, dataType, rawData: new Uint8Array(BigInt64Array.from(Array.from(data, (v) => BigInt(v))).buffer) };
 }
