@@ -2,8 +2,8 @@
  * Writes a QuantNetwork (tfjs, NHWC) as an ONNX graph (NCHW), in one of four forms:
  *
  * - `eval`: the fake-quantized network for onnxruntime with its parameters as graph inputs. A
- *   quantized layer's input at <= 8 bits goes through DequantizeLinear(QuantizeLinear(Clip(x, lo,
- *   hi), scale)) (uint8 / int8 by the layer's signedness) with scale, lo = qmin * scale and hi =
+ *   quantized layer's input at <= 8 bits goes through DequantizeLinear(QuantizeLinear(Max(Min(x,
+ *   hi), lo), scale)) (uint8 / int8 by the layer's signedness) with scale, lo = qmin * scale and hi =
  *   qmax * scale as scalar inputs (wider grids: Clip(Round(x * inv), qmin, qmax) * scale), and its
  *   kernel (already fake-quantized, BatchNorm folded: what QuantLayer.inferenceParams gives) and
  *   bias are inputs too. A new allocation or new weights after QAT are new feeds; only the set of
@@ -11,8 +11,8 @@
  *   (`evalStructure`). Input NHWC (the datasets' layout).
  * - `qdq`: the deployable file. Weights are integer codes (int8, narrow range: the symmetric
  *   [-(2^(b-1)-1), 2^(b-1)-1] grid) with per-output-channel scales, dequantized by
- *   DequantizeLinear; each activation is clipped to its grid's range [qmin*s, qmax*s] and then
- *   QuantizeLinear / DequantizeLinear (uint8 after ReLU, int8 otherwise, zero point 0), so a
+ *   DequantizeLinear; each activation is clipped (Min / Max) to its grid's range [qmin*s, qmax*s]
+ *   and then QuantizeLinear / DequantizeLinear (uint8 after ReLU, int8 otherwise, zero point 0), so a
  *   b-bit activation takes exactly the 2^b (or 2^b - 1) values of the simulated network.
  * - `qonnx`: the same grids as QONNX `Quant` nodes (domain qonnx.custom_op.general) with
  *   bitwidth, signed, narrow and rounding_mode ROUND, for FINN / Brevitas.
@@ -253,7 +253,7 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           const lo = feedInput(`${st}_lo`, [], () => Float32Array.of(grid().qmin * grid().scale));
           const hi = feedInput(`${st}_hi`, [], () => Float32Array.of(grid().qmax * grid().scale));
           const zp = b.intConst([0], q.signed ? DataType.INT8 : DataType.UINT8, []);
-          const qv = b.node('QuantizeLinear', [b.node('Clip', [xin, lo, hi]), scale, zp]);
+          const qv = b.node('QuantizeLinear', [b.node('Max', [b.node('Min', [xin, hi]), lo]), scale, zp]);
           xin = b.node('DequantizeLinear', [qv, scale, zp], [], `${q.name}_actq`);
         } else {
           const inv = feedInput(`${st}_inv`, [], () => Float32Array.of(1 / fresh().scale));
@@ -278,8 +278,14 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           const narrow = signed && g.qmin === -g.qmax ? 1 : 0;
           xin = b.node('Quant', [xin, b.floatConst([g.scale]), b.floatConst([0]), b.floatConst([q.aBits])], [attrInt('signed', signed), attrInt('narrow', narrow), attrString('rounding_mode', 'ROUND')], `${q.name}_act_quant`, QONNX_DOMAIN);
         } else if (q.aBits <= 8) {
-          const clipped = b.node('Clip', [xin, b.floatConst([g.qmin * g.scale]), b.floatConst([g.qmax * g.scale])]);
           const zpType = g.qmin < 0 ? DataType.INT8 : DataType.UINT8;
+          // the grid's range; none needed when it is the integer type's whole range (uint8 at 8 bits)
+          // the grid's range by Min / Max: QuantizeLinear saturates at the type's own range only, and onnxruntime's
+          // Clip -> QuantizeLinear fusion would drop a narrower Clip. The Min also keeps onnxruntime from fusing
+          // op -> QuantizeLinear into integer kernels, whose requantization rounds differently from the simulation.
+          const tmin = zpType === DataType.UINT8 ? 0 : -128;
+          let clipped = b.node('Min', [xin, b.floatConst([g.qmax * g.scale])]);
+          if (g.qmin > tmin) clipped = b.node('Max', [clipped, b.floatConst([g.qmin * g.scale])]);
           const sc = b.floatConst([g.scale]);
           const zp = b.intConst([0], zpType, []);
           const qv = b.node('QuantizeLinear', [clipped, sc, zp], [], `${q.name}_act_q`);
@@ -521,7 +527,10 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
   const last = model.outputs[0]?.sourceLayer.name as string;
   const y = out.get(last) as { name: string; shape: Shape };
   const outputName = 'logits';
-  b.nodes.push({ opType: 'Identity', input: [y.name], output: [outputName], name: 'output' });
+  // the last node writes the graph output itself (an Identity there trips onnxruntime's optimizer)
+  const producer = b.nodes.find((n) => (n.output ?? [])[0] === y.name);
+  if (producer && !b.nodes.some((n) => (n.input ?? []).includes(y.name))) producer.output = [outputName];
+  else b.nodes.push({ opType: 'Identity', input: [y.name], output: [outputName], name: 'output' });
   const classes = y.shape[y.shape.length - 1] as number;
   const opsetImport = [{ domain: '', version: OPSET }];
   if (b.usesQonnx) opsetImport.push({ domain: QONNX_DOMAIN, version: 1 });
