@@ -372,6 +372,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         floatTestAccuracy,
         best,
         timing: { qatSeconds: evaluator.qatSeconds, evalSeconds: evaluator.evalSeconds, totalSeconds: episodeSeconds },
+        evalBackend: engine.name,
       };
       await saveCheckpoint(cell, state, async (dir) => {
         await saveNetwork(net!, join(dir, 'network'));
