@@ -43,7 +43,7 @@ async function compare(net: QuantNetwork, file: string, split: Split, n: number)
   const nchw = tf.tidy(() => Float32Array.from(tf.transpose(x, [0, 3, 1, 2]).dataSync()));
   const [h, w, c] = x.shape.slice(1) as [number, number, number];
   x.dispose();
-  const session = process.env['ORT_LEVEL'] ? await ort.InferenceSession.create(fs.readFileSync(file), { graphOptimizationLevel: process.env['ORT_LEVEL'] as 'all' }) : await createSession(ort, fs.readFileSync(file), 2);
+  const session = await createSession(ort, fs.readFileSync(file), 2);
   const r = await session.run({ input: new ort.Tensor('float32', nchw, [n, c, h, w]) });
   await session.release();
   const ref = (r['logits'] as unknown as { data: Float32Array }).data;
