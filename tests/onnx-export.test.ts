@@ -75,7 +75,7 @@ test('onnxruntime runs the QDQ export of zoo models at uniform and mixed allocat
   setLogLevel('warn');
   await initBackend('wasm');
   const ds = await loadDataset('mnist', { seed: 1 });
-  for (const [name, steps] of [['lenet5', 80], ['cnn-small', 30], ['mobilenet-tiny', 30]] as const) {
+  for (const [name, steps] of [['lenet5', 60], ['cnn-small', 20], ['mobilenet-tiny', 20]] as const) {
     const net = await loadModel(name, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: 1 });
     const trainer = createTrainer(net, ds, { lr: 3e-3, batchSize: 64, optimizer: 'adam', seed: 1 });
     await trainer.trainSteps(steps);
@@ -105,7 +105,7 @@ test('an imported ONNX network exports to QDQ that onnxruntime runs like the sim
   const file = path.join(process.cwd(), 'tests', 'fixtures', 'onnx', 'resnet18_narrow.onnx');
   const net = await loadModel(file);
   // calibration and test images: smooth random fields (a stand-in for photographs)
-  const n = 1000;
+  const n = 600;
   const x = tf.tidy(() => tf.image.resizeBilinear(tf.randomUniform([n, 8, 8, 3], 0, 1, 'float32', 5) as tf.Tensor4D, [32, 32]));
   const split: Split = { x, y: tf.zeros([n, 10]) as tf.Tensor2D, labels: new Int32Array(n) };
   for (const [label, bits] of allocations(net)) {
