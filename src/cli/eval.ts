@@ -7,7 +7,8 @@ import { DATASET_NAMES, loadDataset } from '../data/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import { loadCheckpoint, namedBits } from '../train/checkpoint.js';
-import { calibrateNetwork, evaluateModel, type SplitName } from '../train/trainer.js';
+import { calibrateNetwork, type SplitName } from '../train/trainer.js';
+import { checkEvalBackend, evaluateWith, resolveEvalBackend, EVAL_BACKENDS, type EvalBackendChoice } from '../search/ort-evaluator.js';
 import { formatTable, printJson, printText } from './output.js';
 import { checkCompatible, dataAndBitsOptions, datasetOptions, describeBits, parseBitsFlags, resolveBits } from './train.js';
 import type { CliCommand, CommandArgs } from './types.js';
@@ -18,6 +19,8 @@ async function evalHandler(args: CommandArgs): Promise<void> {
   const bitsReq = parseBitsFlags(args);
   const dataOpts = datasetOptions(args);
   const checkpointDir = String(args['checkpoint']);
+  const evalChoice = (args['eval-backend'] ?? 'auto') as EvalBackendChoice;
+  await checkEvalBackend(evalChoice);
   const splitName = (args['split'] ?? 'test') as SplitName;
   const datasetFlag = args['dataset'] === undefined ? undefined : String(args['dataset']);
   if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) {
@@ -40,7 +43,10 @@ async function evalHandler(args: CommandArgs): Promise<void> {
     calibrateNetwork(net, ds.train);
     log.info(`bits changed from the checkpoint's ${describeBits(saved)} to ${describeBits(bits)}: activation ranges calibrated on training batches`);
   }
-  const r = await evaluateModel(net.model, ds[splitName]);
+  const engine = await resolveEvalBackend(evalChoice, net);
+  if (engine.reason) log.warn(`evaluating on tfjs: ${engine.reason}`);
+  const r = await evaluateWith(engine.evaluator, net, ds[splitName]);
+  await engine.evaluator?.dispose();
   const model = ck.meta.model ?? checkpointDir;
   const backend = backendInfo()?.name ?? 'unknown';
   if (args.json) {
@@ -50,6 +56,7 @@ async function evalHandler(args: CommandArgs): Promise<void> {
       split: splitName,
       seed,
       backend,
+      evalBackend: r.engine,
       checkpoint: checkpointDir,
       bits: namedBits(net, bits),
       accuracy: r.accuracy,
@@ -71,6 +78,7 @@ async function evalHandler(args: CommandArgs): Promise<void> {
         [`${splitName} loss`, r.loss.toFixed(4)],
         ['samples/s', Math.round(r.samplesPerSec)],
         ['backend', backend],
+        ['eval backend', r.engine],
       ],
     ),
   );
@@ -83,6 +91,7 @@ export const evalCommand: CliCommand = {
     dataAndBitsOptions(y)
       .option('checkpoint', { type: 'string', demandOption: true, describe: 'checkpoint directory (written by `train --out`)' })
       .option('split', { choices: SPLITS, default: 'test', describe: 'which split to evaluate' })
+      .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs' })
       .example('$0 eval --checkpoint runs/lenet5-float --wbits 8 --abits 8', 'post-training quantization at W8A8'),
   handler: evalHandler,
 };

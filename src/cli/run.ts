@@ -28,6 +28,7 @@ import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
 import { DEFAULT_PREFIX, connectQueue, runCellsOnQueue, type QueueTarget } from '../queue/index.js';
 import { defaultThreads, threadsFlag } from '../train/parallel.js';
+import { EVAL_BACKENDS } from '../onnx/eval-backend.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 
@@ -56,7 +57,12 @@ function openOrCreate(args: CommandArgs, workers = 1): RunStore {
   const threads = threadsFlag(args['threads']);
   const resumeDir = args['resume'] as string | undefined;
   const file = args['file'] as string | undefined;
-  const sets = (args['set'] as string[] | undefined) ?? [];
+  const sets = [...((args['set'] as string[] | undefined) ?? [])];
+  const evalBackend = args['eval-backend'] as string | undefined;
+  if (evalBackend !== undefined) {
+    if (resumeDir) throw new UserError("--eval-backend cannot change a run being resumed (its experiment.json is fixed)", { field: '--eval-backend' });
+    sets.push(`evalBackend=${evalBackend}`);
+  }
   if (resumeDir) {
     if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
     const store = openRun(resumeDir);
@@ -216,6 +222,7 @@ export const runCommand: CliCommand = {
       .option('queue', { type: 'string', describe: 'run the cells as jobs on Redis (redis://HOST:PORT, rediss:// for TLS) for `bitalloc worker`s' })
       .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix of the queue (with --queue)' })
       .option('threads', { type: 'number', describe: "threads of each cell's training (default: the experiment's, else cores / workers)" })
+      .option('eval-backend', { choices: EVAL_BACKENDS, describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs" })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -269,6 +276,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.dataset', '--dataset'],
   ['$.dataDir', '--data-dir'],
   ['$.threads', '--threads'],
+  ['$.evalBackend', '--eval-backend'],
 ];
 
 export const searchCommand: CliCommand = {
@@ -295,6 +303,7 @@ export const searchCommand: CliCommand = {
       .option('pin-first-last', { type: 'boolean', default: D.pinFirstLast })
       .option('checkpoint-every', { type: 'number', default: D.checkpointEvery })
       .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
+      .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -332,6 +341,7 @@ export const searchCommand: CliCommand = {
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
       threads: threadsFlag(args['threads']) ?? defaultThreads(),
+      evalBackend: args['eval-backend'],
     };
     let exp: Experiment;
     try {

@@ -21,6 +21,7 @@ import {
 } from '../../envs/constraints.js';
 import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
 import type { StepMode } from '../../envs/types.js';
+import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -162,6 +163,8 @@ export interface Experiment {
   threads?: number;
   /** Folder the run directories are created in (`<out>/<name>-<timestamp>`). */
   out: string;
+  /** Engine of the search's forward passes: auto (onnxruntime when it loads), onnxruntime or tfjs. */
+  evalBackend?: EvalBackendChoice;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -179,6 +182,7 @@ export const EXPERIMENT_DEFAULTS = {
   pinFirstLast: false,
   checkpointEvery: 10,
   out: 'runs',
+  evalBackend: 'auto' as EvalBackendChoice,
 };
 
 /** Every field an experiment file may have. */
@@ -186,6 +190,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
   'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out', 'threads',
+  'evalBackend',
 ];
 
 /** One device profile of the experiment. */
@@ -628,6 +633,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     : EXPERIMENT_DEFAULTS.bitChoices.slice();
   const pinFirstLast = typeof raw['pinFirstLast'] === 'boolean' ? raw['pinFirstLast'] : EXPERIMENT_DEFAULTS.pinFirstLast;
   const out = str('out') ?? EXPERIMENT_DEFAULTS.out;
+  const evalBackend = (str('evalBackend') ?? EXPERIMENT_DEFAULTS.evalBackend) as EvalBackendChoice;
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) => (fromSet(problemPath(p)) ? `${p} [set by --set]` : p));
@@ -660,6 +666,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     checkpointEvery,
     out,
     ...(threads !== undefined ? { threads } : {}),
+    evalBackend,
   };
   return exp;
 }

@@ -7,8 +7,9 @@ import type { QuantizerKind } from '../quant/api.js';
 import { QuantNetwork } from '../quant/network.js';
 import { UserError } from '../errors.js';
 import type { LayerInfo } from './layer-info.js';
-import { loadUserModel } from './user-model.js';
+import { loadUserModel, quantizeModel } from './user-model.js';
 import { ZOO, ZOO_NAMES, buildZooModel } from './zoo.js';
+import { importOnnxFile, isOnnxPath } from '../onnx/index.js';
 
 export { ZOO, ZOO_NAMES, type ZooEntry } from './zoo.js';
 export { computeInventory } from '../quant/inventory.js';
@@ -54,8 +55,9 @@ export async function loadModel(spec: string, opts: LoadModelOptions = {}): Prom
     return buildNetwork(spec, { inputShape, numClasses: opts.numClasses ?? entry.numClasses, seed: opts.seed ?? 1, quantizer: opts.quantizer });
   }
   if (!fs.existsSync(spec)) {
-    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json` });
+    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a path to a model.json or to a .onnx file` });
   }
+  if (isOnnxPath(spec)) return loadOnnxModel(spec, { seed: opts.seed, quantizer: opts.quantizer, inputShape: opts.inputShape });
   return loadUserModel(spec, { seed: opts.seed, quantizer: opts.quantizer });
 }
 
@@ -69,5 +71,15 @@ export async function loadInventory(spec: string, opts: { inputShape?: number[];
     return net.layers.map((l) => ({ ...l, kernel: [...l.kernel], stride: [...l.stride], inSize: [...l.inSize], outSize: [...l.outSize] }) as LayerInfo);
   } finally {
     net.model.dispose();
+  }
+}
+
+/** Loads an ONNX file as a quantizable network (every layer at 32 bits until setBits). */
+export function loadOnnxModel(file: string, opts: { quantizer?: QuantizerKind; seed?: number; inputShape?: number[] } = {}): QuantNetwork {
+  const imp = importOnnxFile(file, { inputShape: opts.inputShape });
+  try {
+    return new QuantNetwork(quantizeModel(imp.model, { quantizer: opts.quantizer, seed: opts.seed }, file));
+  } finally {
+    imp.model.dispose();
   }
 }

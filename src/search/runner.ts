@@ -32,6 +32,7 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     evalSamples: exp.evalSamples,
     seed: cell.seed,
     checkpointEvery: exp.checkpointEvery,
+    ...(exp.evalBackend ? { evalBackend: exp.evalBackend } : {}),
     ...(exp.trainSamples > 0 ? { trainLimit: exp.trainSamples } : {}),
     threads: exp.threads ?? 1,
   };

@@ -46,6 +46,8 @@ import {
 } from '../run/run-store.js';
 import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
+import { checkEvalBackend, evaluateWith, resolveEvalBackend, type EvalBackendChoice, type OrtEvaluator } from './ort-evaluator.js';
+import type { QuantNetwork } from '../quant/network.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */
 export interface SearchSpec {
@@ -78,6 +80,8 @@ export interface SearchSpec {
   trainLimit?: number;
   /** Threads of the training steps (data-parallel; default 1). */
   threads?: number;
+  /** Engine of the forward passes (evaluation, uniform points); default auto. QAT always runs on tfjs. */
+  evalBackend?: EvalBackendChoice;
 }
 
 /**
@@ -164,6 +168,8 @@ export interface SearchResult {
   dataset: string;
   constraints: string[];
   backend: string;
+  /** Engine the forward passes ran on: onnxruntime or tfjs. */
+  evalBackend: string;
   seed: number;
   wallSeconds: number;
   /** Where episode time went, seconds: QAT steps, evaluation, and the rest (agent + env + simulator). */
@@ -187,15 +193,22 @@ export class QatEvaluator implements AccuracyEvaluator {
     private readonly qatSteps: number,
     private readonly evalSamples: number,
     reference: AccuracyResult | null = null,
+    /** Forward passes on another engine (onnxruntime); null = the trainer's tfjs evaluation. */
+    private readonly forward: ((limit: number) => Promise<AccuracyResult>) | null = null,
   ) {
     this.ref = reference;
+  }
+
+  private async validation(): Promise<AccuracyResult> {
+    if (this.forward) return this.forward(this.evalSamples);
+    return this.trainer.evaluate('val', { limit: this.evalSamples });
   }
 
   async reference(): Promise<AccuracyResult> {
     if (!this.ref) {
       const saved = this.net.getBits();
       this.net.setBits(saved.map(() => ({ wBits: 32, aBits: 32 })));
-      const r = await this.trainer.evaluate('val', { limit: this.evalSamples });
+      const r = await this.validation();
       this.net.setBits(saved);
       this.ref = { accuracy: r.accuracy, loss: r.loss };
     }
@@ -207,7 +220,7 @@ export class QatEvaluator implements AccuracyEvaluator {
     const t0 = performance.now();
     if (this.qatSteps > 0) await this.trainer.trainSteps(this.qatSteps);
     const t1 = performance.now();
-    const r = await this.trainer.evaluate('val', { limit: this.evalSamples });
+    const r = await this.validation();
     const t2 = performance.now();
     this.qatSeconds += (t1 - t0) / 1000;
     this.evalSeconds += (t2 - t1) / 1000;
@@ -277,6 +290,7 @@ async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | und
 export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Promise<SearchResult> {
   const started = performance.now();
   const backend = backendInfo()?.name ?? tf.getBackend();
+  await checkEvalBackend(spec.evalBackend);
   const cell = opts.cell;
   const profile: Profile = loadProfile(spec.profile);
   const dataset = await loadDataset(spec.dataset, { dataDir: spec.dataDir, seed: spec.seed, limit: spec.trainLimit });
@@ -286,6 +300,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
   let net: QuantizedNetwork | null = null;
   let trainer: Trainer | null = null;
   let agent: Agent | null = null;
+  let ortEval: OrtEvaluator | null = null;
   try {
     const checkpoint = cell ? loadCheckpoint(cell) : null;
     const saved = (checkpoint?.state ?? null) as SearchCheckpoint | null;
@@ -310,7 +325,13 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
       calibrateNetwork(net, dataset.train);
     }
-    const evaluator = new QatEvaluator(net, trainer, spec.qatSteps, spec.evalSamples, saved?.reference ?? null);
+    const engine = await resolveEvalBackend(spec.evalBackend ?? 'auto', net as QuantNetwork);
+    ortEval = engine.evaluator;
+    if (engine.reason) log.warn(`forward passes on tfjs: ${engine.reason}`);
+    log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
+    const forwardNet = net as QuantNetwork;
+    const forward = ortEval ? async (limit: number) => evaluateWith(ortEval, forwardNet, dataset.val, { limit }) : null;
+    const evaluator = new QatEvaluator(net, trainer, spec.qatSteps, spec.evalSamples, saved?.reference ?? null, forward);
     const reference = await evaluator.reference();
     const env = new BitAllocationEnv({
       layers,
@@ -357,6 +378,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         floatTestAccuracy,
         best,
         timing: { qatSeconds: evaluator.qatSeconds, evalSeconds: evaluator.evalSeconds, totalSeconds: episodeSeconds },
+        evalBackend: engine.name,
       };
       await saveCheckpoint(cell, state, async (dir) => {
         await saveNetwork(net!, join(dir, 'network'));
@@ -449,6 +471,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       dataset: spec.dataset,
       constraints: spec.constraints,
       backend,
+      evalBackend: engine.name,
       seed: spec.seed,
       wallSeconds: 0,
       timing,
@@ -463,7 +486,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     for (const b of [...spec.bitChoices].sort((x, y) => y - x)) {
       const bits = layers.map(() => ({ wBits: b, aBits: b }));
       net.setBits(bits);
-      const r = await trainer.evaluate('val', { limit: spec.evalSamples });
+      const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
       const c = table.costAllocation(bits);
       result.uniform.push({
         bits: { wBits: b, aBits: b },
@@ -522,6 +545,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     }
     return result;
   } finally {
+    await ortEval?.dispose();
     agent?.dispose?.();
     trainer?.dispose();
     net?.model.dispose();
