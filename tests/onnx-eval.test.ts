@@ -72,7 +72,7 @@ test('evalBackend is an experiment field with a checked value', () => {
   assert.equal(validateExperiment({ name: 'x', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'], agents: ['random'] }).evalBackend, 'auto');
   assert.throws(
     () => validateExperiment({ name: 'x', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'], agents: ['random'], evalBackend: 'gpu' }),
-    (e: unknown) => e instanceof UserError && /evalBackend/.test(e.message) && /auto, onnxruntime, tfjs/.test(e.message),
+    (e: unknown) => e instanceof UserError && /evalBackend/.test(e.message) && /"auto", "onnxruntime", "tfjs"/.test(e.message),
   );
 });
 
