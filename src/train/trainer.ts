@@ -24,6 +24,11 @@ export interface TrainerOptions {
   seed: number;
   /** Batch size for evaluation (default 256). */
   evalBatchSize?: number;
+  /**
+   * Distillation temperature T: the training loss becomes T^2 * cross-entropy of the soft targets
+   * in the training split against softmax(z / T) of the outputs (see distill.ts). Default: none.
+   */
+  temperature?: number;
 }
 
 /** Anything with a trainable tfjs model: a QuantizedNetwork or a plain model wrapper. */
@@ -147,6 +152,13 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
   return act === 'softmax';
 }
 
+/** Per-sample T^2 * cross-entropy of soft targets against the outputs softened at temperature T, [n]. */
+function softenedCrossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean, T: number): tf.Tensor1D {
+  const z = probabilities ? tf.log(tf.clipByValue(out, 1e-12, 1)) : out;
+  const ce = tf.losses.softmaxCrossEntropy(y, tf.div(z, T), undefined, undefined, tf.Reduction.NONE);
+  return tf.mul(ce, T * T) as tf.Tensor1D;
+}
+
 /** Per-sample cross-entropy, [n]. */
 function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean): tf.Tensor1D {
   if (probabilities) {
@@ -213,7 +225,8 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         () => {
           const out = model.apply(xb, { training: true }) as tf.Tensor;
           kept = tf.keep(out);
-          let loss = tf.mean(crossEntropy(yb, out, probabilities)) as tf.Scalar;
+          const perSample = opts.temperature !== undefined ? softenedCrossEntropy(yb, out, probabilities, opts.temperature) : crossEntropy(yb, out, probabilities);
+          let loss = tf.mean(perSample) as tf.Scalar;
           for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
           return loss;
         },
