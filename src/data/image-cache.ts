@@ -89,9 +89,12 @@ function readIndex(dir: string): CacheIndex | null {
   }
 }
 
-/** Decodes one image to h x w RGB bytes (EXIF orientation applied, alpha dropped, grey expanded). */
+/**
+ * Decodes one image to h x w RGB bytes (EXIF orientation applied, alpha dropped, grey expanded).
+ * Embedded ICC profiles are ignored, as the decoders networks are trained with (TensorFlow, PIL) do.
+ */
 export async function decodeImage(file: string, height: number, width: number, resize: ResizeMode): Promise<Uint8Array> {
-  const { data, info } = await sharp(file, { failOn: 'error' })
+  const { data, info } = await sharp(file, { failOn: 'error', ignoreIcc: true })
     .rotate()
     .removeAlpha()
     .toColourspace('srgb')
