@@ -158,6 +158,8 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.finetuneEpochs', '--finetune-epochs'],
   ['$.evalSamples', '--eval-samples'],
   ['$.checkpointEvery', '--checkpoint-every'],
+  ['$.batchSize', '--batch-size'],
+  ['$.target', '--target'],
   ['$.seeds[0]', '--seed'],
   ['$.model', '--model'],
   ['$.dataset', '--dataset'],
@@ -187,6 +189,9 @@ export const searchCommand: CliCommand = {
       .option('eval-samples', { type: 'number', default: 500 })
       .option('pin-first-last', { type: 'boolean', default: false })
       .option('checkpoint-every', { type: 'number', default: 10 })
+      .option('batch-size', { type: 'number', describe: 'QAT minibatch (default 64; e.g. 8-32 for 224x224 networks)' })
+      .option('target', { choices: ['accuracy', 'fidelity'], describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)' })
+      .option('distill', { type: 'boolean', describe: 'QAT on the float network\'s soft targets (always for label-free data)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -223,6 +228,9 @@ export const searchCommand: CliCommand = {
       evalSamples: args['eval-samples'],
       pinFirstLast: args['pin-first-last'],
       checkpointEvery: args['checkpoint-every'],
+      ...(args['batch-size'] !== undefined ? { batchSize: args['batch-size'] } : {}),
+      ...(args['target'] !== undefined ? { target: args['target'] } : {}),
+      ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
     };
     let exp: Experiment;
     try {

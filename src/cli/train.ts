@@ -8,7 +8,7 @@ import type { Argv } from 'yargs';
 import { backendInfo } from '../backend/index.js';
 import { DATASET_NAMES, DATASETS, loadDataset, splitSizes, type Dataset, type LoadDatasetOptions } from '../data/index.js';
 import { CHANNEL_ORDERS, DEFAULT_PREPROCESS, parsePreprocess, PIXEL_RANGES, readModelPreprocess, RESIZE_MODES } from '../data/preprocess.js';
-import { readModelArtifacts } from '../models/files.js';
+import { modelFileInputShape } from '../train/compatible.js';
 import { CALIBRATION_METHODS, DEFAULT_CALIBRATION } from '../quant/ptq.js';
 import { applyTargets, TARGETS, type Target, type TargetsApplied } from '../train/distill.js';
 import { UserError } from '../errors.js';
@@ -49,22 +49,6 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('calibration', { choices: CALIBRATION_METHODS, describe: `activation range calibration of post-training quantization (default ${DEFAULT_CALIBRATION}, with bias correction)` });
 }
 
-/** [h, w, c] of a model file's input, or null (zoo names, unreadable files: reported where the model loads). */
-export function modelFileInputShape(spec: string | undefined): number[] | null {
-  if (spec === undefined || ZOO[spec] || !existsSync(spec)) return null;
-  try {
-    const { json } = readModelArtifacts(spec);
-    const topo = json['modelTopology'] as Record<string, unknown>;
-    const root = (topo['model_config'] ?? topo) as { config?: { layers?: { config?: Record<string, unknown> }[] } | { config?: Record<string, unknown> }[] };
-    const layers = Array.isArray(root.config) ? root.config : root.config?.layers;
-    const first = layers?.[0]?.config;
-    const shape = (first?.['batch_input_shape'] ?? first?.['batchInputShape']) as (number | null)[] | undefined;
-    return Array.isArray(shape) && shape.length === 4 ? (shape.slice(1) as number[]) : null;
-  } catch {
-    return null;
-  }
-}
-
 /** Folder-dataset options from flags, the model's input size and its preprocess.json. */
 export function folderOptions(args: CommandArgs, modelSpec: string | undefined): Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> {
   const out: Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> = {};
@@ -74,7 +58,7 @@ export function folderOptions(args: CommandArgs, modelSpec: string | undefined):
     if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`invalid image size '${sizeFlag}'`, { field: '--image-size', expected: 'HxW, e.g. 224x224' });
     out.imageSize = [Number(m[1]), Number(m[2])];
   } else {
-    const shape = modelFileInputShape(modelSpec);
+    const shape = modelSpec !== undefined && !ZOO[modelSpec] ? modelFileInputShape(modelSpec) : null;
     if (shape && typeof shape[0] === 'number' && typeof shape[1] === 'number') out.imageSize = [shape[0], shape[1]];
   }
   const base = modelSpec !== undefined && !ZOO[modelSpec] && existsSync(modelSpec) ? readModelPreprocess(modelSpec) : null;
@@ -158,24 +142,8 @@ export function describeBits(bits: BitConfig): string {
   return formatBits(bits);
 }
 
-/** Checks that the network takes the dataset's samples and predicts its classes. */
-export function checkCompatible(net: QuantNetwork, ds: Dataset, what: string): void {
-  const inShape = net.model.inputs[0]?.shape.slice(1) ?? [];
-  const outShape = net.model.outputs[0]?.shape ?? [];
-  if (inShape.join('x') !== ds.inputShape.join('x')) {
-    throw new UserError(`${what} takes inputs of ${inShape.join('x')}, dataset ${ds.name} has ${ds.inputShape.join('x')}`, {
-      field: '--dataset',
-      expected: `a dataset of ${inShape.join('x')} samples`,
-    });
-  }
-  const classes = outShape[outShape.length - 1];
-  if (ds.labeled !== false && classes !== ds.numClasses) {
-    throw new UserError(`${what} predicts ${String(classes)} classes, dataset ${ds.name} has ${ds.numClasses}`, {
-      field: '--dataset',
-      expected: `a dataset with ${String(classes)} classes`,
-    });
-  }
-}
+import { checkCompatible } from '../train/compatible.js';
+export { checkCompatible };
 
 export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number } {
   const dataDir = optString(args, 'dataDir');

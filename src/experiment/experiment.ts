@@ -12,6 +12,8 @@
  * `out` (where run directories are created) is relative to the working directory.
  * The JSON Schema of the format is experiments/schema.json.
  */
+import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
+import { TARGETS, type Target } from '../train/distill.js';
 import { CONSTRAINT_GRAMMAR as ENV_CONSTRAINT_GRAMMAR, parseConstraint as parseEnvConstraint } from '../../envs/constraints.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, resolve } from 'node:path';
@@ -154,6 +156,14 @@ export interface Experiment {
   checkpointEvery: number;
   /** Folder the run directories are created in (`<out>/<name>-<timestamp>`). */
   out: string;
+  /** Training minibatch (default per dataset); evaluation splits batches to fit. */
+  batchSize?: number;
+  /** Image folders: resizing, channel order and scaling (default: the model's preprocess.json, else crop / rgb / 0-1). */
+  preprocess?: Preprocess;
+  /** `fidelity`: accuracy = top-1 agreement with the float network (always so for label-free data). */
+  target?: Target;
+  /** Train on the float network's soft targets (always so for label-free data). */
+  distill?: boolean;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -178,6 +188,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
   'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out',
+  'batchSize', 'preprocess', 'target', 'distill',
 ];
 
 /** One device profile of the experiment. */
@@ -662,6 +673,22 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     else pinFirstLast = raw['pinFirstLast'];
   }
   const out = str('out', false) ?? EXPERIMENT_DEFAULTS.out;
+  const batchSize = raw['batchSize'] === undefined ? undefined : int('batchSize', 1, 1);
+  let preprocess: Preprocess | undefined;
+  if (raw['preprocess'] !== undefined) {
+    try {
+      preprocess = parsePreprocess(raw['preprocess'], DEFAULT_PREPROCESS, '$.preprocess');
+    } catch (e) {
+      if (!isUserError(e)) throw e;
+      problems.push(e.message);
+    }
+  }
+  const target = raw['target'] === undefined ? undefined : choice('target', TARGETS, 'accuracy');
+  let distill: boolean | undefined;
+  if (raw['distill'] !== undefined) {
+    if (typeof raw['distill'] !== 'boolean') problem('$.distill', `must be true or false, got ${describe(raw['distill'])}`);
+    else distill = raw['distill'];
+  }
 
   if (problems.length > 0) {
     const n = problems.length;
@@ -691,6 +718,10 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     pinFirstLast,
     checkpointEvery,
     out,
+    ...(batchSize !== undefined ? { batchSize } : {}),
+    ...(preprocess !== undefined ? { preprocess } : {}),
+    ...(target !== undefined ? { target } : {}),
+    ...(distill !== undefined ? { distill } : {}),
   };
   return exp;
 }

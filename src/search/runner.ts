@@ -33,6 +33,10 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     seed: cell.seed,
     checkpointEvery: exp.checkpointEvery,
     ...(exp.trainSamples > 0 ? { trainLimit: exp.trainSamples } : {}),
+    ...(exp.batchSize !== undefined ? { batchSize: exp.batchSize } : {}),
+    ...(exp.preprocess !== undefined ? { preprocess: exp.preprocess } : {}),
+    ...(exp.target !== undefined ? { target: exp.target } : {}),
+    ...(exp.distill !== undefined ? { distill: exp.distill } : {}),
   };
 }
 
