@@ -158,7 +158,7 @@ export function evalBatchFor(ds: Dataset): number {
   return Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / elems))));
 }
 
-export function runDataSettings(ds: Dataset, targets: TargetsApplied, args: CommandArgs): RunDataSettings {
+export function runDataSettings(ds: Dataset, targets: TargetsApplied): RunDataSettings {
   return {
     metric: targets.metric,
     target: targets.metric === 'agreement' ? 'fidelity' : 'accuracy',
@@ -166,7 +166,6 @@ export function runDataSettings(ds: Dataset, targets: TargetsApplied, args: Comm
     classNames: ds.classNames ?? null,
     preprocess: ds.preprocess ?? null,
     imageSize: ds.name === 'folder' ? [ds.inputShape[0], ds.inputShape[1]] : null,
-    ...(args['skipUnreadable'] === true ? {} : {}),
   };
 }
 
@@ -292,7 +291,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       seed: args.seed,
       config: { epochs, batchSize, lr, optimizer, schedule, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
       bits: named,
-      data: runDataSettings(ds, targets, args),
+      data: runDataSettings(ds, targets),
       backend,
       versions: runVersions(),
       startedAt: started.toISOString(),

@@ -54,7 +54,8 @@ function triple(v: unknown, where: string, file: string | undefined, positive: b
  * field or CLI flags), on top of `base`. `where` prefixes field names in errors ($ or $.preprocess).
  */
 export function parsePreprocess(doc: unknown, base: Preprocess = DEFAULT_PREPROCESS, where = '$', file?: string): Preprocess {
-  const at = (f: string): { file?: string; field: string } => ({ ...(file ? { file } : {}), field: `${where}.${f}` });
+  // where '--': the settings came from flags (--resize, ...)
+  const at = (f: string): { file?: string; field: string } => ({ ...(file ? { file } : {}), field: where === '--' ? `--${f}` : `${where}.${f}` });
   if (!isObject(doc)) throw new UserError('preprocessing settings must be a JSON object', { ...(file ? { file } : {}), field: where, expected: '{"resize": "crop", "channels": "rgb", "range": "0-1"}' });
   const known = ['resize', 'channels', 'range', 'mean', 'std'];
   for (const k of Object.keys(doc)) if (!known.includes(k)) throw new UserError(`unknown field '${k}'`, { ...at(k), expected: known.join(', ') });
