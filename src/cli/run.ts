@@ -271,6 +271,8 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.finetuneEpochs', '--finetune-epochs'],
   ['$.evalSamples', '--eval-samples'],
   ['$.checkpointEvery', '--checkpoint-every'],
+  ['$.batchSize', '--batch-size'],
+  ['$.target', '--target'],
   ['$.seeds[0]', '--seed'],
   ['$.model', '--model'],
   ['$.dataset', '--dataset'],
@@ -304,6 +306,9 @@ export const searchCommand: CliCommand = {
       .option('checkpoint-every', { type: 'number', default: D.checkpointEvery })
       .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
       .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)' })
+      .option('batch-size', { type: 'number', describe: 'QAT minibatch (default 64; e.g. 8-32 for 224x224 networks)' })
+      .option('target', { choices: ['accuracy', 'fidelity'], describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)' })
+      .option('distill', { type: 'boolean', describe: 'QAT on the float network\'s soft targets (always for label-free data)' })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -342,6 +347,9 @@ export const searchCommand: CliCommand = {
       checkpointEvery: args['checkpoint-every'],
       threads: threadsFlag(args['threads']) ?? defaultThreads(),
       evalBackend: args['eval-backend'],
+      ...(args['batch-size'] !== undefined ? { batchSize: args['batch-size'] } : {}),
+      ...(args['target'] !== undefined ? { target: args['target'] } : {}),
+      ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
     };
     let exp: Experiment;
     try {

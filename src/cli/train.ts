@@ -6,7 +6,11 @@
 import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { backendInfo } from '../backend/index.js';
-import { DATASET_NAMES, DATASETS, loadDataset, splitSizes, type Dataset } from '../data/index.js';
+import { DATASET_NAMES, DATASETS, loadDataset, splitSizes, type Dataset, type LoadDatasetOptions } from '../data/index.js';
+import { CHANNEL_ORDERS, DEFAULT_PREPROCESS, parsePreprocess, PIXEL_RANGES, readModelPreprocess, RESIZE_MODES } from '../data/preprocess.js';
+import { modelFileInputShape } from '../train/compatible.js';
+import { CALIBRATION_METHODS, DEFAULT_CALIBRATION } from '../quant/ptq.js';
+import { applyTargets, TARGETS, type Target, type TargetsApplied } from '../train/distill.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import { formatBits, uniformBits, VALID_BITS, type BitConfig } from '../models/layer-info.js';
@@ -14,7 +18,9 @@ import { loadModel, ZOO, ZOO_NAMES } from '../models/index.js';
 import type { QuantizerKind } from '../quant/api.js';
 import { readBitsFile } from '../quant/bits-file.js';
 import type { QuantNetwork } from '../quant/network.js';
-import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMeta, type RunRecord } from '../train/checkpoint.js';
+import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMeta, type RunDataSettings, type RunRecord } from '../train/checkpoint.js';
+import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../train/finetune.js';
+import { postTrainingQuantize, type CalibrationMethod } from '../quant/ptq.js';
 import { trainingDefaults } from '../train/defaults.js';
 import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { createTrainer, OPTIMIZERS, type LrSchedule, type OptimizerName } from '../train/trainer.js';
@@ -35,7 +41,50 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('num-classes', { type: 'number', describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1' })
     .option('wbits', { type: 'number', describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits` })
     .option('abits', { type: 'number', describe: 'activation bits of every layer; needs --wbits' })
-    .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' });
+    .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' })
+    .option('image-size', { type: 'string', describe: 'folder dataset: HxW of the input (default: the model file\'s input)' })
+    .option('resize', { choices: RESIZE_MODES, describe: 'folder dataset: shorter side + centre crop, or stretch (default: preprocess.json beside the model, else crop)' })
+    .option('channels', { choices: CHANNEL_ORDERS, describe: 'folder dataset: channel order of the input (default rgb)' })
+    .option('range', { choices: PIXEL_RANGES, describe: 'folder dataset: pixel scaling (default 0-1; mean/std go in preprocess.json)' })
+    .option('skip-unreadable', { type: 'boolean', describe: 'folder dataset: leave out images that cannot be decoded (counted) instead of failing' })
+    .option('target', { choices: TARGETS, describe: 'accuracy against labels, or fidelity: top-1 agreement with the float network (default: fidelity for label-free data)' })
+    .option('distill', { type: 'boolean', describe: 'train on the float network\'s soft targets (KL); always on for label-free data' })
+    .option('calibration', { choices: CALIBRATION_METHODS, describe: `activation range calibration of post-training quantization (default ${DEFAULT_CALIBRATION}, with bias correction)` });
+}
+
+/** Folder-dataset options from flags, the model's input size and its preprocess.json. */
+export function folderOptions(args: CommandArgs, modelSpec: string | undefined): Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> {
+  const out: Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> = {};
+  const sizeFlag = optString(args, 'imageSize');
+  if (sizeFlag !== undefined) {
+    const m = /^(\d+)x(\d+)$/.exec(sizeFlag);
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`invalid image size '${sizeFlag}'`, { field: '--image-size', expected: 'HxW, e.g. 224x224' });
+    out.imageSize = [Number(m[1]), Number(m[2])];
+  } else {
+    const shape = modelSpec !== undefined && !ZOO[modelSpec] ? modelFileInputShape(modelSpec) : null;
+    if (shape && typeof shape[0] === 'number' && typeof shape[1] === 'number') out.imageSize = [shape[0], shape[1]];
+  }
+  const base = modelSpec !== undefined && !ZOO[modelSpec] && existsSync(modelSpec) ? readModelPreprocess(modelSpec) : null;
+  const flags: Record<string, unknown> = {};
+  for (const k of ['resize', 'channels', 'range'] as const) if (args[k] !== undefined) flags[k] = args[k];
+  out.preprocess = parsePreprocess(flags, base ?? DEFAULT_PREPROCESS, '--');
+  if (args['skipUnreadable'] === true) out.skipUnreadable = true;
+  return out;
+}
+
+/** Label-free data, --target fidelity and --distill: targets from the float network (call with the network at float bits). */
+export function prepareTargets(net: QuantNetwork, ds: Dataset, args: CommandArgs, batchSize = 32): TargetsApplied {
+  const target = optString(args, 'target') as Target | undefined;
+  if (target === 'accuracy' && ds.labeled === false) {
+    throw new UserError(`${ds.source} holds images without labels: there is no accuracy to measure`, { field: '--target', expected: 'fidelity (agreement with the float network), or class subfolders' });
+  }
+  const saved = net.getBits();
+  net.setBits(saved.map(() => ({ wBits: 32, aBits: 32 })));
+  try {
+    return applyTargets(net, ds, { ...(target ? { target } : {}), distill: args['distill'] === true, batchSize });
+  } finally {
+    net.setBits(saved);
+  }
 }
 
 function optNumber(args: CommandArgs, key: string): number | undefined {
@@ -96,24 +145,8 @@ export function describeBits(bits: BitConfig): string {
   return formatBits(bits);
 }
 
-/** Checks that the network takes the dataset's samples and predicts its classes. */
-export function checkCompatible(net: QuantNetwork, ds: Dataset, what: string): void {
-  const inShape = net.model.inputs[0]?.shape.slice(1) ?? [];
-  const outShape = net.model.outputs[0]?.shape ?? [];
-  if (inShape.join('x') !== ds.inputShape.join('x')) {
-    throw new UserError(`${what} takes inputs of ${inShape.join('x')}, dataset ${ds.name} has ${ds.inputShape.join('x')}`, {
-      field: '--dataset',
-      expected: `a dataset of ${inShape.join('x')} samples`,
-    });
-  }
-  const classes = outShape[outShape.length - 1];
-  if (classes !== ds.numClasses) {
-    throw new UserError(`${what} predicts ${String(classes)} classes, dataset ${ds.name} has ${ds.numClasses}`, {
-      field: '--dataset',
-      expected: `a dataset with ${String(classes)} classes`,
-    });
-  }
-}
+import { checkCompatible } from '../train/compatible.js';
+export { checkCompatible };
 
 export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number; numClasses?: number } {
   const dataDir = optString(args, 'dataDir');
@@ -125,6 +158,23 @@ export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: n
     throw new UserError('applies to --dataset idx only (the other datasets have a fixed class count)', { field: '--num-classes', expected: '--dataset idx --data-dir DIR --num-classes N' });
   }
   return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}), ...(numClasses !== undefined ? { numClasses } : {}) };
+}
+
+/** Evaluation batch: 256 for small inputs, 64 at 224x224 (the wasm heap), fewer above. */
+export function evalBatchFor(ds: Dataset): number {
+  const elems = ds.inputShape[0] * ds.inputShape[1] * ds.inputShape[2];
+  return Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / elems))));
+}
+
+export function runDataSettings(ds: Dataset, targets: TargetsApplied): RunDataSettings {
+  return {
+    metric: targets.metric,
+    target: targets.metric === 'agreement' ? 'fidelity' : 'accuracy',
+    distill: targets.distill,
+    classNames: ds.classNames ?? null,
+    preprocess: ds.preprocess ?? null,
+    imageSize: ds.name === 'folder' ? [ds.inputShape[0], ds.inputShape[1]] : null,
+  };
 }
 
 function pct(x: number): string {
@@ -178,24 +228,36 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     const dsName = datasetFlag ?? ck.meta.dataset;
     if (!dsName) throw new UserError('name the dataset: the checkpoint does not say which it was trained on', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
     datasetName = dsName;
-    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts });
+    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, checkpointDir) });
     checkCompatible(net, ds, `checkpoint ${checkpointDir}`);
   } else {
     modelName = modelFlag as string;
     const dsName = datasetFlag ?? ZOO[modelName]?.dataset;
     if (!dsName) throw new UserError('name the dataset', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
     datasetName = dsName;
-    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts });
+    ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, modelName) });
+    if (ds.labeled === false && ZOO[modelName]) {
+      throw new UserError(`${ds.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`, { field: '--model', expected: 'a pretrained model.json, or class subfolders' });
+    }
     net = await loadModel(modelName, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: args.seed, quantizer });
     checkCompatible(net, ds, `model ${modelName}`);
   }
+  const targets = prepareTargets(net, ds, args);
   const bits = bitsReq ? resolveBits(bitsReq, net) : net.getBits();
   net.setBits(bits);
   const quantized = isQuantized(bits);
+  // a network loaded from a file is already trained: fine-tune it (PTQ start, frozen BatchNorm and ranges, small lr)
+  const pretrained = !checkpointDir && !ZOO[modelName];
+  if (pretrained && quantized) {
+    const method = (optString(args, 'calibration') ?? DEFAULT_CALIBRATION) as CalibrationMethod;
+    await postTrainingQuantize(net, ds.train, { method, batchSize: Math.min(16, batchFlag ?? 16) });
+    applyFineTuneRegime(net, PRETRAINED_FINETUNE);
+    log.info(`pretrained network: post-training quantized (${method} ranges, bias correction), BatchNorm and ranges frozen, lr ${lrFlag ?? PRETRAINED_FINETUNE.lr}`);
+  }
   const defaults = trainingDefaults(datasetName, Boolean(checkpointDir) && quantized);
   const epochs = epochsFlag ?? defaults.epochs;
   const batchSize = batchFlag ?? defaults.batchSize;
-  const lr = lrFlag ?? defaults.lr;
+  const lr = lrFlag ?? (pretrained && quantized ? PRETRAINED_FINETUNE.lr : defaults.lr);
   const optimizer = (optString(args, 'optimizer') ?? defaults.optimizer) as OptimizerName;
   const threads = threadsReq ?? defaultThreads();
   const sizes = splitSizes(ds);
@@ -205,7 +267,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       `backend ${backendInfo()?.name ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}, seed ${args.seed}`,
   );
 
-  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed, threads });
+  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed, threads, evalBatchSize: evalBatchFor(ds), ...(targets.distill ? { temperature: targets.temperature } : {}) });
   let progress: Progress | null = null;
   let lastVal: { accuracy: number; loss: number } | null = null;
   const stats = await trainer.trainEpochs(
@@ -241,6 +303,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       seed: args.seed,
       config: { epochs, batchSize, lr, optimizer, schedule, threads, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
       bits: named,
+      data: runDataSettings(ds, targets),
       backend,
       versions: runVersions(),
       startedAt: started.toISOString(),
@@ -263,6 +326,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       optimizer,
       quantized,
       bits: named,
+      metric: targets.metric,
       accuracy: test.accuracy,
       loss: test.loss,
       valAccuracy: (lastVal as { accuracy: number } | null)?.accuracy ?? null,
@@ -282,7 +346,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
         ['dataset', `${datasetName} (${sizes.train}/${sizes.val}/${sizes.test})`],
         ['bits', describeBits(bits)],
         ['epochs', epochs],
-        ['test accuracy', pct(test.accuracy)],
+        [targets.metric === 'agreement' ? 'test agreement with float' : 'test accuracy', pct(test.accuracy)],
         ['test loss', test.loss.toFixed(4)],
         ['train samples/s', Math.round(samplesPerSec)],
         ['backend', backend],

@@ -22,6 +22,8 @@ import {
 import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
 import type { StepMode } from '../../envs/types.js';
 import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
+import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
+import { TARGETS, type Target } from '../train/distill.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -165,6 +167,14 @@ export interface Experiment {
   out: string;
   /** Engine of the search's forward passes: auto (onnxruntime when it loads), onnxruntime or tfjs. */
   evalBackend?: EvalBackendChoice;
+  /** Training minibatch (default per dataset); evaluation splits batches to fit. */
+  batchSize?: number;
+  /** Image folders: resizing, channel order and scaling (default: the model's preprocess.json, else crop / rgb / 0-1). */
+  preprocess?: Preprocess;
+  /** `fidelity`: accuracy = top-1 agreement with the float network (always so for label-free data). */
+  target?: Target;
+  /** Train on the float network's soft targets (always so for label-free data). */
+  distill?: boolean;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -190,7 +200,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
   'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
   'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out', 'threads',
-  'evalBackend',
+  'evalBackend', 'batchSize', 'preprocess', 'target', 'distill',
 ];
 
 /** One device profile of the experiment. */
@@ -634,6 +644,18 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const pinFirstLast = typeof raw['pinFirstLast'] === 'boolean' ? raw['pinFirstLast'] : EXPERIMENT_DEFAULTS.pinFirstLast;
   const out = str('out') ?? EXPERIMENT_DEFAULTS.out;
   const evalBackend = (str('evalBackend') ?? EXPERIMENT_DEFAULTS.evalBackend) as EvalBackendChoice;
+  const batchSize = raw['batchSize'] === undefined ? undefined : int('batchSize', 1);
+  let preprocess: Preprocess | undefined;
+  if (raw['preprocess'] !== undefined) {
+    try {
+      preprocess = parsePreprocess(raw['preprocess'], DEFAULT_PREPROCESS, '$.preprocess');
+    } catch (e) {
+      if (!isUserError(e)) throw e;
+      checks.push(e.message);
+    }
+  }
+  const target = raw['target'] === undefined ? undefined : choice('target', TARGETS, 'accuracy');
+  const distill = typeof raw['distill'] === 'boolean' ? raw['distill'] : undefined;
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) => (fromSet(problemPath(p)) ? `${p} [set by --set]` : p));
@@ -667,6 +689,10 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     out,
     ...(threads !== undefined ? { threads } : {}),
     evalBackend,
+    ...(batchSize !== undefined ? { batchSize } : {}),
+    ...(preprocess !== undefined ? { preprocess } : {}),
+    ...(target !== undefined ? { target } : {}),
+    ...(distill !== undefined ? { distill } : {}),
   };
   return exp;
 }

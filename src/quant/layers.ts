@@ -133,6 +133,21 @@ export abstract class QuantLayer extends tf.layers.Layer {
    * at inference (set by QuantNetwork, which turns that BatchNorm into an identity at inference).
    */
   foldedBn: tf.layers.Layer | null = null;
+  /** Post-training calibration (quant/ptq.ts): called with the layer's float input on every forward pass while set. */
+  statsHook: ((x: tf.Tensor) => void) | null = null;
+  /**
+   * Bias correction (quant/ptq.ts): the mean of each input channel over calibration data. While set,
+   * the layer subtracts the mean output shift its quantized weights cause, (W_q - W) . mean, from its bias.
+   */
+  inputMean: tf.Tensor | null = null;
+  /** When true, training passes leave the activation range as calibrated (fine-tune regime). */
+  rangesFrozen = false;
+  /**
+   * When true (fine-tune regime, BatchNorm frozen), the training pass also folds the following
+   * BatchNorm's moving statistics into the quantized kernel and bias, as inference does, and that
+   * BatchNorm passes its input through.
+   */
+  foldBnInTraining = false;
   /** Optional: the kernel the training forward pass uses instead of quantizedKernel() (differentiable search's weight mix). */
   weightMix: ((layer: QuantLayer) => tf.Tensor) | null = null;
   abstract readonly kind: QuantLayerKind;
@@ -278,7 +293,50 @@ export abstract class QuantLayer extends tf.layers.Layer {
     }
     let b = bias;
     if (bn) b = tf.add(tf.mul(bn.k, bias ? tf.sub(bias, bn.mean) : tf.neg(bn.mean)), bn.beta);
+    if (codes) b = this.correctBias(kernel, kShaped ? tf.mul(kv, kShaped) : kv, b);
     return { kernel, bias: b, codes, scales };
+  }
+
+  /** Training-pass kernel and bias with the following BatchNorm folded in (its moving statistics). */
+  foldedTrainingParams(): { kernel: tf.Tensor; bias: tf.Tensor } {
+    const kv = this.getKernel().read();
+    const bn = batchNormFactors(this.foldedBn as tf.layers.Layer);
+    const kShaped = tf.reshape(bn.k, this.channelShape());
+    const q = this.quantizedKernel();
+    const kernel = tf.mul(q, kShaped);
+    const bias = this.bias ? this.bias.read() : null;
+    const b = tf.add(tf.mul(bn.k, bias ? tf.sub(bias, bn.mean) : tf.neg(bn.mean)), bn.beta);
+    return { kernel, bias: this.wBits < FLOAT_BITS ? (this.correctBias(kernel, tf.mul(kv, kShaped), b) ?? b) : b };
+  }
+
+  /** bias - (kernelQ - kernelF) . inputMean per output channel (the bias itself without inputMean). */
+  protected correctBias(kernelQ: tf.Tensor, kernelF: tf.Tensor, bias: tf.Tensor | null): tf.Tensor | null {
+    if (!this.inputMean) return bias;
+    const delta = tf.sub(kernelQ, kernelF);
+    const m = this.inputMean;
+    let shift: tf.Tensor;
+    if (this.kind === 'dense') shift = tf.sum(tf.mul(delta, tf.reshape(m, [-1, 1])), 0);
+    else if (this.kind === 'conv') shift = tf.sum(tf.mul(delta, tf.reshape(m, [1, 1, -1, 1])), [0, 1, 2]);
+    else shift = tf.reshape(tf.sum(tf.mul(delta, tf.reshape(m, [1, 1, -1, 1])), [0, 1]), [-1]);
+    return bias ? tf.sub(bias, shift) : tf.neg(shift);
+  }
+
+  /** Forgets the activation range (recalibrated at the next calibration or training pass). */
+  resetActivationRange(): void {
+    const v = this.quantizer === 'ste' ? this.actClip : this.quantizer === 'pact' ? this.actAlpha : this.actStep;
+    if (v) writeScalar(v, 0);
+    if (this.quantizer === 'lsq') this.actInitPending = true;
+  }
+
+  /** Sets the activation clip range (max |x| for signed inputs) at the current aBits. */
+  setActivationClip(clip: number): void {
+    const c = Math.max(clip, MIN_STEP);
+    if (this.quantizer === 'ste' && this.actClip) writeScalar(this.actClip, c);
+    else if (this.quantizer === 'pact' && this.actAlpha) writeScalar(this.actAlpha, c);
+    else if (this.quantizer === 'lsq' && this.actStep && this.aBits < FLOAT_BITS) {
+      writeScalar(this.actStep, c / Math.max(1, lsqRange(this.aBits, this.signed).qmax));
+      this.actInitPending = false;
+    }
   }
 
   /** The fixed grid the input uses at inference (null at 32 bits). Uncalibrated STE: batch max of x. */
@@ -344,9 +402,10 @@ export abstract class QuantLayer extends tf.layers.Layer {
 
   /** The input activation as the training forward pass sees it. */
   quantizeInput(x: tf.Tensor, training: boolean): tf.Tensor {
+    if (this.statsHook) this.statsHook(x);
     const bits = this.aBits;
     if (bits >= FLOAT_BITS) return x;
-    if (training || this.calibrating) this.updateActStats(x);
+    if ((training && !this.rangesFrozen) || this.calibrating) this.updateActStats(x);
     if (!training || this.quantizer === 'ste' || this.fixedAct) {
       const g = this.inferenceGrid(x) as FixedActGrid;
       return fakeQuantize(x, g.scale, g, g.binary);
@@ -411,6 +470,10 @@ export abstract class QuantLayer extends tf.layers.Layer {
       const x0 = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
       const training = kwargs['training'] === true;
       const x = this.quantizeInput(x0, training);
+      if (training && this.foldBnInTraining && this.foldedBn && !this.weightMix) {
+        const f = this.foldedTrainingParams();
+        return this.forward(x, f.kernel, f.bias);
+      }
       if (training) return this.forward(x, this.weightMix ? this.weightMix(this) : this.quantizedKernel(), this.bias ? this.bias.read() : null);
       const p = this.inferenceParams();
       return this.forward(x, p.kernel, p.bias);

@@ -22,7 +22,8 @@ function foldAtInference(q: QuantLayer, bn: tf.layers.Layer): void {
   if (marked[FOLDED]) return;
   marked[FOLDED] = true;
   const original: LayerCall = bn.call.bind(bn);
-  bn.call = ((inputs, kwargs) => (kwargs['training'] === true ? original(inputs, kwargs) : Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs)) as LayerCall;
+  bn.call = ((inputs, kwargs) =>
+    kwargs['training'] === true && !q.foldBnInTraining ? original(inputs, kwargs) : Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs) as LayerCall;
 }
 
 export class QuantNetwork implements QuantizedNetwork {

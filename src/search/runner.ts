@@ -35,6 +35,10 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     ...(exp.evalBackend ? { evalBackend: exp.evalBackend } : {}),
     ...(exp.trainSamples > 0 ? { trainLimit: exp.trainSamples } : {}),
     threads: exp.threads ?? 1,
+    ...(exp.batchSize !== undefined ? { batchSize: exp.batchSize } : {}),
+    ...(exp.preprocess !== undefined ? { preprocess: exp.preprocess } : {}),
+    ...(exp.target !== undefined ? { target: exp.target } : {}),
+    ...(exp.distill !== undefined ? { distill: exp.distill } : {}),
   };
 }
 

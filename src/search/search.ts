@@ -12,6 +12,14 @@
  * episode list stays 1..N with none lost or repeated, and (on a deterministic backend) the result equals the
  * uninterrupted run's.
  */
+import { readModelPreprocess, type Preprocess } from '../data/preprocess.js';
+import { UserError } from '../errors.js';
+import { isZooName } from '../models/index.js';
+import type { QuantNetwork } from '../quant/network.js';
+import { collectLayerStats, postTrainingQuantize, setBiasCorrection } from '../quant/ptq.js';
+import { checkCompatible, modelFileInputShape } from '../train/compatible.js';
+import { applyTargets, DEFAULT_TEMPERATURE, type Target, type TargetsApplied } from '../train/distill.js';
+import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../train/finetune.js';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BitAllocationEnv } from '../../envs/bit-allocation-env.js';
@@ -47,7 +55,6 @@ import {
 import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
 import { checkEvalBackend, evaluateWith, resolveEvalBackend, type EvalBackendChoice, type OrtEvaluator } from './ort-evaluator.js';
-import type { QuantNetwork } from '../quant/network.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */
 export interface SearchSpec {
@@ -82,6 +89,12 @@ export interface SearchSpec {
   threads?: number;
   /** Engine of the forward passes (evaluation, uniform points); default auto. QAT always runs on tfjs. */
   evalBackend?: EvalBackendChoice;
+  /** Image folders: preprocessing (default: the model's preprocess.json). */
+  preprocess?: Preprocess;
+  /** `fidelity`: accuracy = agreement with the float network (always for label-free data). */
+  target?: Target;
+  /** Train on the float network's soft targets (always for label-free data). */
+  distill?: boolean;
 }
 
 /**
@@ -150,6 +163,8 @@ export interface SearchResult {
     feasible: boolean;
   } | null;
   final: {
+    /** Test accuracy after the final fine-tune (agreement with the float network when `metric` says so); same as testAccuracy. */
+    accuracy: number;
     testAccuracy: number;
     testLoss: number;
     finetuneEpochs: number;
@@ -159,7 +174,17 @@ export interface SearchResult {
     peakMemoryBytes: number;
     feasible: boolean;
   } | null;
-  reference: { floatValAccuracy: number; floatTestAccuracy: number; w8a8LatencyMs: number; w8a8EnergyUj: number; w8a8SizeBytes: number };
+  reference: {
+    floatValAccuracy: number;
+    floatTestAccuracy: number;
+    w8a8LatencyMs: number;
+    w8a8EnergyUj: number;
+    w8a8SizeBytes: number;
+    /** Validation accuracy of uniform W8A8 on the shared weights before the first episode (null when resumed). */
+    w8a8ValAccuracyStart?: number | null;
+  };
+  /** What every accuracy above measures: labels, or top-1 agreement with the float network. */
+  metric?: 'accuracy' | 'agreement';
   uniform: UniformPoint[];
   episodes: number;
   agent: string;
@@ -293,10 +318,25 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
   await checkEvalBackend(spec.evalBackend);
   const cell = opts.cell;
   const profile: Profile = loadProfile(spec.profile);
-  const dataset = await loadDataset(spec.dataset, { dataDir: spec.dataDir, seed: spec.seed, limit: spec.trainLimit });
+  // a network loaded from a file is already trained: the fine-tune regime (no warm-up, PTQ start, frozen BatchNorm, small lr)
+  const pretrained = !isZooName(spec.model);
+  const fileShape = pretrained ? modelFileInputShape(spec.model) : null;
+  const preprocess = spec.preprocess ?? (pretrained ? readModelPreprocess(spec.model) ?? undefined : undefined);
+  const dataset = await loadDataset(spec.dataset, {
+    dataDir: spec.dataDir,
+    seed: spec.seed,
+    limit: spec.trainLimit,
+    ...(fileShape ? { imageSize: [fileShape[0] as number, fileShape[1] as number] as [number, number] } : {}),
+    ...(preprocess ? { preprocess } : {}),
+  });
+  if (dataset.labeled === false && !pretrained) {
+    disposeDataset(dataset);
+    throw new UserError(`${dataset.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`, { field: '--model', expected: 'a pretrained model.json, or class subfolders' });
+  }
   const defaults = trainingDefaults(spec.dataset);
   const batchSize = spec.batchSize ?? defaults.batchSize;
   const lr = spec.lr ?? defaults.lr;
+  let targets: TargetsApplied = { metric: 'accuracy', distill: false, temperature: DEFAULT_TEMPERATURE };
   let net: QuantizedNetwork | null = null;
   let trainer: Trainer | null = null;
   let agent: Agent | null = null;
@@ -308,13 +348,25 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net = (await loadNetwork(join(checkpoint!.dir, 'network'))).net;
       log.info(`resuming ${cell!.id} after episode ${saved.episode}`);
     } else {
-      net = await warmUp(spec, dataset, opts.warmupCacheDir, batchSize, lr);
+      net = await warmUp(pretrained ? { ...spec, warmupEpochs: 0 } : spec, dataset, opts.warmupCacheDir, batchSize, lr);
+    }
+    checkCompatible(net, dataset, `model ${spec.model}`);
+    if (dataset.labeled === false || spec.target === 'fidelity' || spec.distill) {
+      // targets from the float network: the loaded file (also when resuming: the checkpoint holds QAT weights)
+      const teacher = saved ? await loadModel(spec.model, { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: spec.seed }) : net;
+      const before = teacher.getBits();
+      teacher.setBits(before.map(() => ({ wBits: 32, aBits: 32 })));
+      targets = applyTargets(teacher, dataset, { ...(spec.target ? { target: spec.target } : {}), distill: spec.distill === true, batchSize: Math.min(32, batchSize) });
+      teacher.setBits(before);
+      if (teacher !== net) teacher.model.dispose();
     }
     const layers = net.layers;
     const table: CostTable = buildCostTable(profile, layers, [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b));
     // QAT during the search and the final fine-tune start from trained weights: fine-tune learning rate
-    const qatLr = spec.lr !== undefined ? spec.lr / 4 : trainingDefaults(spec.dataset, true).lr;
-    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1, threads: spec.threads ?? 1 });
+    const qatLr = spec.lr !== undefined ? spec.lr / 4 : pretrained ? PRETRAINED_FINETUNE.lr : trainingDefaults(spec.dataset, true).lr;
+    const evalBatchSize = Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / (dataset.inputShape[0] * dataset.inputShape[1] * dataset.inputShape[2])))));
+    const trainerExtras = { evalBatchSize, ...(targets.distill ? { temperature: targets.temperature } : {}) };
+    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1, threads: spec.threads ?? 1, ...trainerExtras });
     if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
 
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
@@ -323,7 +375,17 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       floatTestAccuracy = (await trainer.evaluate('test')).accuracy;
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      calibrateNetwork(net, dataset.train);
+      if (pretrained) await postTrainingQuantize(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) });
+      else calibrateNetwork(net, dataset.train);
+    } else if (pretrained) {
+      // the bias-correction means are not part of the checkpoint: measure them again
+      setBiasCorrection(net as QuantNetwork, collectLayerStats(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) }));
+    }
+    if (pretrained) applyFineTuneRegime(net as QuantNetwork, PRETRAINED_FINETUNE);
+    let w8a8Start: number | null = null;
+    if (!saved) {
+      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
+      w8a8Start = (await trainer.evaluate('val', { limit: spec.evalSamples })).accuracy;
     }
     const engine = await resolveEvalBackend(spec.evalBackend ?? 'auto', net as QuantNetwork);
     ortEval = engine.evaluator;
@@ -462,7 +524,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         w8a8LatencyMs: ref8.latencyMs,
         w8a8EnergyUj: ref8.energyUj,
         w8a8SizeBytes: ref8.sizeBytes,
+        w8a8ValAccuracyStart: w8a8Start,
       },
+      metric: targets.metric,
       uniform: [],
       episodes: done,
       agent: spec.agent,
@@ -502,7 +566,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
 
     if (best) {
       net.setBits(best.bits);
-      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2, threads: spec.threads ?? 1 });
+      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2, threads: spec.threads ?? 1, ...trainerExtras });
       if (spec.finetuneEpochs > 0) {
         const p = new Progress({ label: 'fine-tune', total: spec.finetuneEpochs * ft.stepsPerEpoch, plain: opts.plainProgress });
         await ft.trainEpochs(spec.finetuneEpochs, (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`), {
@@ -513,6 +577,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       const test = await ft.evaluate('test');
       ft.dispose();
       result.final = {
+        accuracy: test.accuracy,
         testAccuracy: test.accuracy,
         testLoss: test.loss,
         finetuneEpochs: spec.finetuneEpochs,

@@ -54,6 +54,8 @@ export interface RunRecord {
   };
   /** Per-layer bits, by name (the bits-file format); 32 = float. */
   bits: { name: string; wBits: number; aBits: number }[];
+  /** Data settings beyond the dataset's name (image folders, label-free targets), read back by eval. */
+  data?: RunDataSettings;
   backend: string;
   versions: RunVersions;
   startedAt: string;
@@ -64,6 +66,17 @@ export interface RunRecord {
     samplesPerSec: number;
     trainSeconds: number;
   };
+}
+
+export interface RunDataSettings {
+  /** What the recorded accuracies measure: labels, or top-1 agreement with the float network. */
+  metric: 'accuracy' | 'agreement';
+  target: 'accuracy' | 'fidelity';
+  distill: boolean;
+  /** Class names of a labelled image folder (sorted subfolder names). */
+  classNames: string[] | null;
+  preprocess: unknown;
+  imageSize: [number, number] | null;
 }
 
 export function runVersions(): RunVersions {
@@ -104,6 +117,14 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     throw new UserError('checkpoint directory not found', { file: dir, field: '--checkpoint', expected: 'a directory written by `bitalloc train --out DIR`' });
   }
   const { net, meta } = await loadNetwork(dir);
+  if (net.qlayers.length === 0) {
+    net.model.dispose();
+    throw new UserError('holds a float model without quantized layers, not a bitalloc checkpoint', {
+      file: dir,
+      field: '--checkpoint',
+      expected: `--model ${join(dir, 'model.json')} to load it as a float model and quantize it as asked`,
+    });
+  }
   let run: RunRecord | null = null;
   const runFile = join(dir, RUN_JSON);
   if (existsSync(runFile)) {

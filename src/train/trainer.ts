@@ -30,6 +30,33 @@ export interface TrainerOptions {
    * across worker threads (data-parallel, see parallel.ts); deterministic for a given thread count.
    */
   threads?: number;
+  /**
+   * Distillation temperature T: the training loss becomes T^2 * cross-entropy of the soft targets
+   * in the training split against softmax(z / T) of the outputs (see distill.ts). Default: none.
+   */
+  temperature?: number;
+  /**
+   * Largest chunk of a minibatch in one forward/backward pass; a larger minibatch is split into
+   * chunks whose gradients are summed before one optimizer update (same update as one pass, except
+   * for BatchNorm batch statistics, which are per chunk). Default: the whole batch for inputs of
+   * up to 150,528 elements / 8 (8 samples of 224x224x3 per chunk), so small networks are unaffected.
+   */
+  microBatch?: number;
+}
+
+/** Chunk size that keeps a 224x224x3 training pass (MobileNetV2-class) inside the 4 GB wasm heap. */
+export function defaultMicroBatch(inputShape: readonly number[]): number {
+  const elems = inputShape.reduce((a, b) => a * b, 1);
+  return Math.max(1, Math.floor((8 * 224 * 224 * 3) / Math.max(1, elems)));
+}
+
+/** Turns the wasm backend's out-of-memory failures into an error that says which setting to lower. */
+export function explainOutOfMemory(e: unknown, what: string, setting: string): never {
+  const msg = e instanceof Error ? e.message : String(e);
+  if (/memory access out of bounds|out of memory|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed/i.test(msg)) {
+    throw new UserError(`ran out of memory (the wasm heap holds at most 4 GB) ${what}: ${msg}`, { field: setting, expected: `a smaller ${setting}` });
+  }
+  throw e;
 }
 
 /** Anything with a trainable tfjs model: a QuantizedNetwork or a plain model wrapper. */
@@ -153,6 +180,13 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
   return act === 'softmax';
 }
 
+/** Per-sample T^2 * cross-entropy of soft targets against the outputs softened at temperature T, [n]. */
+function softenedCrossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean, T: number): tf.Tensor1D {
+  const z = probabilities ? tf.log(tf.clipByValue(out, 1e-12, 1)) : out;
+  const ce = tf.losses.softmaxCrossEntropy(y, tf.div(z, T), undefined, undefined, tf.Reduction.NONE);
+  return tf.mul(ce, T * T) as tf.Tensor1D;
+}
+
 /** Per-sample cross-entropy, [n]. */
 export function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean): tf.Tensor1D {
   if (probabilities) {
@@ -204,6 +238,54 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     cursor = 0;
   };
 
+  const micro = Math.max(1, Math.min(batchSize, opts.microBatch ?? defaultMicroBatch(dataset.inputShape)));
+
+  /** One minibatch in chunks of `micro`: gradients summed (weighted by chunk size), one update. */
+  const chunkedStep = (idx: Int32Array, vars: tf.Variable[]): [number, number] => {
+    let acc: Record<string, tf.Tensor> | null = null;
+    let lossSum = 0;
+    let correct = 0;
+    for (let s = 0; s < idx.length; s += micro) {
+      const part = idx.subarray(s, Math.min(idx.length, s + micro));
+      const weight = part.length / idx.length;
+      const { value, grads, c } = tf.tidy(() => {
+        const it = tf.tensor1d(part, 'int32');
+        const xb = tf.gather(train.x, it);
+        const yb = tf.gather(train.y, it);
+        let kept: tf.Tensor | null = null;
+        const r = tf.variableGrads(() => {
+          const out = model.apply(xb, { training: true }) as tf.Tensor;
+          kept = tf.keep(out);
+          const perSample = opts.temperature !== undefined ? softenedCrossEntropy(yb, out, probabilities, opts.temperature) : crossEntropy(yb, out, probabilities);
+          let loss = tf.mean(perSample) as tf.Scalar;
+          for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
+          return tf.mul(loss, weight) as tf.Scalar;
+        }, vars);
+        const cc = kept ? correctCount(yb, kept) : tf.scalar(0);
+        (kept as tf.Tensor | null)?.dispose();
+        return { value: r.value, grads: r.grads, c: cc };
+      });
+      lossSum += value.dataSync()[0] as number;
+      correct += c.dataSync()[0] as number;
+      value.dispose();
+      c.dispose();
+      if (!acc) acc = grads;
+      else {
+        const prev: Record<string, tf.Tensor> = acc;
+        const next: Record<string, tf.Tensor> = {};
+        for (const k of Object.keys(prev)) next[k] = grads[k] ? tf.add(prev[k] as tf.Tensor, grads[k] as tf.Tensor) : (prev[k] as tf.Tensor);
+        for (const k of Object.keys(prev)) if (grads[k]) (prev[k] as tf.Tensor).dispose();
+        for (const g of Object.values(grads)) g.dispose();
+        acc = next;
+      }
+    }
+    if (acc) {
+      optimizer.applyGradients(acc as tf.NamedTensorMap);
+      for (const g of Object.values(acc)) g.dispose();
+    }
+    return [lossSum, correct];
+  };
+
   /** One minibatch: returns [loss, correct] of the batch. */
   const step = async (): Promise<[number, number, number]> => {
     if (cursor + batchSize > n) reshuffle();
@@ -217,8 +299,19 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       return [r.loss, r.correct, idx.length];
     }
     const vars = model.trainableWeights.map((w) => w.read() as tf.Variable);
+    if (micro < idx.length) {
+      try {
+        const [l, c] = chunkedStep(idx, vars);
+        stepsDone++;
+        return [l, c, idx.length];
+      } catch (e) {
+        explainOutOfMemory(e, `training at batch ${batchSize} in chunks of ${micro} on ${dataset.inputShape.join('x')} inputs`, '--batch-size');
+      }
+    }
     let correct = 0;
-    const lossValue = tf.tidy(() => {
+    let lossValue: tf.Scalar;
+    try {
+    lossValue = tf.tidy(() => {
       const it = tf.tensor1d(idx, 'int32');
       const xb = tf.gather(train.x, it);
       const yb = tf.gather(train.y, it);
@@ -227,7 +320,8 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         () => {
           const out = model.apply(xb, { training: true }) as tf.Tensor;
           kept = tf.keep(out);
-          let loss = tf.mean(crossEntropy(yb, out, probabilities)) as tf.Scalar;
+          const perSample = opts.temperature !== undefined ? softenedCrossEntropy(yb, out, probabilities, opts.temperature) : crossEntropy(yb, out, probabilities);
+          let loss = tf.mean(perSample) as tf.Scalar;
           for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
           return loss;
         },
@@ -240,6 +334,9 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       }
       return cost as tf.Scalar;
     });
+    } catch (e) {
+      explainOutOfMemory(e, `training at batch ${batchSize} on ${dataset.inputShape.join('x')} inputs`, '--batch-size');
+    }
     const v = lossValue.dataSync()[0] as number;
     lossValue.dispose();
     stepsDone++;
@@ -450,12 +547,18 @@ export async function evaluateModel(model: tf.LayersModel, split: Split, opts: {
   let correct = 0;
   for (let start = 0; start < total; start += batch) {
     const size = Math.min(batch, total - start);
-    const [l, c] = tf.tidy((): [tf.Tensor, tf.Tensor] => {
-      const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
-      const yb = tf.slice(split.y, [start, 0], [size, -1]);
-      const out = model.apply(xb, { training: false }) as tf.Tensor;
-      return [tf.sum(crossEntropy(yb, out, probabilities)), correctCount(yb, out)];
-    });
+    let l: tf.Tensor;
+    let c: tf.Tensor;
+    try {
+      [l, c] = tf.tidy((): [tf.Tensor, tf.Tensor] => {
+        const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
+        const yb = tf.slice(split.y, [start, 0], [size, -1]);
+        const out = model.apply(xb, { training: false }) as tf.Tensor;
+        return [tf.sum(crossEntropy(yb, out, probabilities)), correctCount(yb, out)];
+      });
+    } catch (e) {
+      explainOutOfMemory(e, `evaluating in batches of ${batch} on ${split.x.shape.slice(1).join('x')} inputs`, 'evaluation batch (--batch-size of eval)');
+    }
     lossSum += (await l.data())[0] as number;
     correct += (await c.data())[0] as number;
     l.dispose();

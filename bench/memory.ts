@@ -1,0 +1,117 @@
+/**
+ * `npm run bench -- memory [--json] [--episodes N] [--images N]`: memory of a real pretrained
+ * 224x224 MobileNetV2 (nsfwjs's, see tests/pretrained-fixture.ts) on real photo crops, label-free:
+ * peak resident memory (RSS) and the wasm heap after training at batch 8 and 32 (the trainer splits
+ * a batch into chunks of 8 at this input size and sums their gradients) and evaluating at batch 64,
+ * then resident memory, wasm heap and live tensor bytes over N search-like episodes (random
+ * per-layer bits, one QAT step at batch 8, evaluation of 16 validation images). Figures only, no
+ * thresholds: growth = last sample - first sample after the first 10 episodes.
+ */
+import { initBackend, tf } from '../src/backend/index.js';
+import { disposeDataset, loadDataset } from '../src/data/index.js';
+import { readModelPreprocess } from '../src/data/preprocess.js';
+import { setLogLevel } from '../src/log.js';
+import { loadUserModel } from '../src/models/user-model.js';
+import { uniformBits } from '../src/models/layer-info.js';
+import { formatTable, printJson, printText } from '../src/cli/output.js';
+import { applyTargets } from '../src/train/distill.js';
+import { applyFineTuneRegime } from '../src/train/finetune.js';
+import { createTrainer, evaluateModel } from '../src/train/trainer.js';
+import { postTrainingQuantize } from '../src/quant/ptq.js';
+import { Rng } from '../src/util/rng.js';
+import { photoCrops, pretrainedModel } from '../tests/pretrained-fixture.js';
+
+function flag(argv: string[], name: string): string | undefined {
+  const i = argv.indexOf(name);
+  return i >= 0 ? argv[i + 1] : undefined;
+}
+
+const MB = 1024 * 1024;
+
+function wasmHeapBytes(): number {
+  const b = tf.backend() as unknown as { wasm?: { HEAPU8?: Uint8Array } };
+  return b.wasm?.HEAPU8?.buffer.byteLength ?? 0;
+}
+
+interface Sample {
+  episode: number;
+  rssMB: number;
+  wasmHeapMB: number;
+  tensorMB: number;
+  tensors: number;
+}
+
+function sample(episode: number): Sample {
+  const m = tf.memory();
+  return { episode, rssMB: process.memoryUsage().rss / MB, wasmHeapMB: wasmHeapBytes() / MB, tensorMB: m.numBytes / MB, tensors: m.numTensors };
+}
+
+function peakRssMB(): number {
+  return process.resourceUsage().maxRSS / 1024;
+}
+
+export async function run(argv: string[]): Promise<void> {
+  const json = argv.includes('--json');
+  setLogLevel(json ? 'error' : 'warn');
+  await initBackend('wasm');
+  const episodes = Number(flag(argv, '--episodes') ?? 100);
+  const images = Number(flag(argv, '--images') ?? 120);
+  const file = pretrainedModel('mobilenet_v2');
+  const dir = await photoCrops(images, 21, 256);
+  if (!file || !dir) throw new Error('needs the nsfwjs devDependency and python3-skimage photos');
+  const ds = await loadDataset('folder', { dataDir: dir, seed: 1, imageSize: [224, 224], preprocess: readModelPreprocess(file) ?? undefined, valFraction: 0.15, testFraction: 0.15 });
+  const net = await loadUserModel(file);
+  const phases: { phase: string; peakRssMB: number; wasmHeapMB: number; seconds: number }[] = [];
+  const phase = async (name: string, f: () => Promise<void>): Promise<void> => {
+    const t0 = performance.now();
+    await f();
+    phases.push({ phase: name, peakRssMB: peakRssMB(), wasmHeapMB: wasmHeapBytes() / MB, seconds: (performance.now() - t0) / 1000 });
+    if (!json) process.stderr.write(`${name}: peak RSS ${peakRssMB().toFixed(0)} MB, wasm heap ${(wasmHeapBytes() / MB).toFixed(0)} MB\n`);
+  };
+  await phase('load + float targets', async () => {
+    applyTargets(net, ds, { batchSize: 16 });
+  });
+  net.setBits(uniformBits(net.layers, 8, 8));
+  await postTrainingQuantize(net, ds.train, { batchSize: 16 });
+  applyFineTuneRegime(net);
+  for (const batchSize of [8, 32]) {
+    const trainer = createTrainer(net, ds, { lr: 1e-5, batchSize, optimizer: 'adam', seed: 1, temperature: 2 });
+    await phase(`train W8A8 batch ${batchSize} (2 steps)`, async () => {
+      await trainer.trainSteps(2);
+    });
+    trainer.dispose();
+  }
+  await phase('evaluate W8A8 batch 64', async () => {
+    await evaluateModel(net.model, ds.train, { batchSize: 64, limit: 64 });
+  });
+  const rng = new Rng(5);
+  const trainer = createTrainer(net, ds, { lr: 1e-5, batchSize: 8, optimizer: 'adam', seed: 2, temperature: 2, evalBatchSize: 64 });
+  const samples: Sample[] = [sample(0)];
+  const t0 = performance.now();
+  for (let e = 1; e <= episodes; e++) {
+    net.setBits(net.layers.map(() => {
+      const b = 4 + rng.int(5);
+      return { wBits: b, aBits: b };
+    }));
+    await trainer.trainSteps(1);
+    await trainer.evaluate('val', { limit: 16 });
+    if (e % 10 === 0 || e === 1) {
+      samples.push(sample(e));
+      if (!json) process.stderr.write(`episode ${e}: RSS ${samples[samples.length - 1]?.rssMB.toFixed(0)} MB, wasm heap ${samples[samples.length - 1]?.wasmHeapMB.toFixed(0)} MB, tensors ${samples[samples.length - 1]?.tensorMB.toFixed(1)} MB\n`);
+    }
+  }
+  const episodeSeconds = (performance.now() - t0) / 1000 / Math.max(1, episodes);
+  trainer.dispose();
+  const base = samples.find((s) => s.episode >= 10) ?? samples[1] ?? samples[0];
+  const last = samples[samples.length - 1] as Sample;
+  const growth = base ? { rssMB: last.rssMB - base.rssMB, wasmHeapMB: last.wasmHeapMB - base.wasmHeapMB, tensorMB: last.tensorMB - base.tensorMB, fromEpisode: base.episode, toEpisode: last.episode } : null;
+  net.model.dispose();
+  disposeDataset(ds);
+  if (json) {
+    printJson({ model: 'nsfwjs mobilenet_v2 (224x224x3)', images, episodes, phases, samples, growth, episodeSeconds });
+    return;
+  }
+  printText(formatTable(['phase', 'peak RSS MB', 'wasm heap MB', 'seconds'], phases.map((p) => [p.phase, p.peakRssMB.toFixed(0), p.wasmHeapMB.toFixed(0), p.seconds.toFixed(1)])));
+  printText(formatTable(['episode', 'RSS MB', 'wasm heap MB', 'tensor MB', 'tensors'], samples.map((s) => [s.episode, s.rssMB.toFixed(0), s.wasmHeapMB.toFixed(0), s.tensorMB.toFixed(1), s.tensors])));
+  if (growth) printText(`growth episodes ${growth.fromEpisode}..${growth.toEpisode}: RSS ${growth.rssMB.toFixed(0)} MB, wasm heap ${growth.wasmHeapMB.toFixed(0)} MB, tensors ${growth.tensorMB.toFixed(1)} MB; ${episodeSeconds.toFixed(1)} s per episode`);
+}

@@ -1,0 +1,60 @@
+/**
+ * The fine-tune regime for a network that is already trained (a model loaded from a file): QAT
+ * starts from its weights without a float warm-up, at a small learning rate, with every
+ * BatchNorm frozen (its moving statistics folded into the quantized layer before it during training
+ * as at inference; a BatchNorm that cannot be folded runs in inference mode), activation ranges
+ * calibrated once after training-free PTQ (quant/ptq.ts) and then kept, and, optionally,
+ * distillation from the float network (distill.ts).
+ */
+import type * as tf from '@tensorflow/tfjs';
+import type { QuantNetwork } from '../quant/network.js';
+
+export interface FineTuneRegime {
+  /** Learning rate of QAT (Adam). */
+  lr: number;
+  /** Float epochs before QAT (0: none). */
+  warmupEpochs: number;
+  freezeBatchNorm: boolean;
+  freezeRanges: boolean;
+}
+
+/**
+ * Defaults for a pretrained network. lr 1e-5: a few hundred Adam steps at W8A8 keep MobileNetV2's
+ * agreement with its float self (docs/your-own-network.md); 2e-3 (the from-scratch default) does not.
+ */
+export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = { lr: 1e-5, warmupEpochs: 0, freezeBatchNorm: true, freezeRanges: true };
+
+const FROZEN = Symbol('bitalloc.frozenBatchNorm');
+type LayerCall = tf.layers.Layer['call'];
+type Frozen = tf.layers.Layer & { [FROZEN]?: { original: LayerCall; active: boolean } };
+
+/** Freezes (or unfreezes) every BatchNorm of the network for training passes (see the module comment). */
+export function setBatchNormFrozen(net: QuantNetwork, frozen: boolean): void {
+  const folded = new Set<tf.layers.Layer>();
+  for (const q of net.qlayers) {
+    q.foldBnInTraining = frozen && q.foldedBn !== null;
+    if (q.foldedBn) folded.add(q.foldedBn);
+  }
+  for (const l of net.model.layers) {
+    if (l.getClassName() !== 'BatchNormalization' || folded.has(l)) continue;
+    const f = l as Frozen;
+    if (!f[FROZEN]) {
+      const original: LayerCall = l.call.bind(l);
+      const state = { original, active: false };
+      f[FROZEN] = state;
+      l.call = ((inputs, kwargs) => original(inputs, state.active ? { ...kwargs, training: false } : kwargs)) as LayerCall;
+    }
+    (f[FROZEN] as { active: boolean }).active = frozen;
+  }
+}
+
+/** Keeps (or releases) the calibrated activation ranges during training passes. */
+export function setRangesFrozen(net: QuantNetwork, frozen: boolean): void {
+  for (const q of net.qlayers) q.rangesFrozen = frozen;
+}
+
+/** Applies a regime's freezing to a network. */
+export function applyFineTuneRegime(net: QuantNetwork, regime: FineTuneRegime = PRETRAINED_FINETUNE): void {
+  setBatchNormFrozen(net, regime.freezeBatchNorm);
+  setRangesFrozen(net, regime.freezeRanges);
+}
