@@ -29,6 +29,8 @@ const EXPERIMENT = {
   evalSamples: 60,
   trainSamples: 200,
   checkpointEvery: 2,
+  // tfjs forward passes keep an episode long enough for the hand-back test to stop a cell in its middle
+  evalBackend: 'tfjs',
 };
 const WORKER_FLAGS = ['--lock-duration', '4000', '--stalled-interval', '1000', '--max-stalled', '10', '--backend', 'wasm', '--log-level', 'info'];
 

@@ -3,6 +3,7 @@
  * labels (see api.ts), splits train/val/test deterministically from the seed, and reports a missing
  * or corrupt file as a UserError naming the file, what was expected and how to get it.
  */
+import { existsSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from './api.js';
 import { checkCifar10Files, loadCifar10 } from './cifar10.js';
@@ -149,6 +150,12 @@ export function checkDatasetAvailable(name: string, dataDir: string | undefined)
     case 'idx':
       if (!dataDir) throw new UserError('the idx dataset needs a location', { field: '--data-dir', expected: 'a folder of IDX files or an images IDX file' });
       resolveIdxFiles(dataDir);
+      return;
+    case 'folder':
+      if (!dataDir) throw new UserError('the folder dataset needs a location', { field: '--data-dir', expected: 'a folder of images (class subfolders, or loose images without labels)' });
+      if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) {
+        throw new UserError('image folder not found', { file: dataDir, field: '--data-dir', expected: 'a folder of JPEG/PNG/WebP images (class subfolders, or loose images without labels)' });
+      }
       return;
     default:
       throw new UserError(`unknown dataset '${name}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });

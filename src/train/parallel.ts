@@ -154,7 +154,7 @@ export type WorkerReply = { kind: 'ready' } | { kind: 'done'; weightedLoss: numb
 interface NetworkLike {
   readonly model: tf.LayersModel;
   getBits?: () => BitConfig;
-  readonly qlayers?: ReadonlyArray<{ weightMix?: unknown; calibrating?: boolean }>;
+  readonly qlayers?: ReadonlyArray<{ weightMix?: unknown; calibrating?: boolean; rangesFrozen?: boolean; foldBnInTraining?: boolean }>;
 }
 
 export interface StepResult {
@@ -233,7 +233,12 @@ export class DataParallel {
 
   /** False when the network has run-time state the workers cannot mirror (then train on one thread). */
   canRun(): boolean {
-    return !this.closed && !(this.net.qlayers ?? []).some((q) => q.weightMix != null || q.calibrating === true);
+    // the workers rebuild the network from its config: per-layer training states that do not travel with
+    // it (weight mixes, calibration, the fine-tune regime's frozen ranges and folded BatchNorm) train here
+    return (
+      !this.closed &&
+      !(this.net.qlayers ?? []).some((q) => q.weightMix != null || q.calibrating === true || q.rangesFrozen || q.foldBnInTraining)
+    );
   }
 
   /**

@@ -291,7 +291,8 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     if (cursor + batchSize > n) reshuffle();
     const idx = perm.slice(cursor, cursor + batchSize);
     cursor += batchSize;
-    if (parallel?.canRun()) {
+    // distillation and chunked minibatches (large inputs) run on this thread: the workers compute the plain loss in one pass
+    if (opts.temperature === undefined && micro >= idx.length && parallel?.canRun()) {
       const r = await parallel.step(idx, train.x, train.y);
       optimizer.applyGradients(r.grads);
       for (const g of Object.values(r.grads)) g.dispose();
