@@ -179,12 +179,12 @@ export class AmedAgent implements AllocationAgent {
     const a: number[] = [];
     for (let l = 0; l < L; l++) {
       if (redraw()) {
-        const wi = this.sampleRow(this.scoresW[l] as number[]);
+        const wi = this.sampleRow(this.scoresW[l]);
         w.push(wi);
-        a.push(this.options.tiedBits ? wi : this.sampleRow(this.scoresA[l] as number[]));
+        a.push(this.options.tiedBits ? wi : this.sampleRow(this.scoresA[l]));
       } else {
-        w.push((cur as Choice).w[l] as number);
-        a.push((cur as Choice).a[l] as number);
+        w.push((cur as Choice).w[l]);
+        a.push((cur as Choice).a[l]);
       }
     }
     return { w, a };
@@ -192,7 +192,7 @@ export class AmedAgent implements AllocationAgent {
 
   private toBits(c: Choice): BitConfig {
     const choices = this.requireSetup().bitChoices;
-    return c.w.map((wi, l) => ({ wBits: choices[wi] as number, aBits: choices[c.a[l] as number] as number }));
+    return c.w.map((wi, l) => ({ wBits: choices[wi], aBits: choices[c.a[l]] }));
   }
 
   /** Nearest choice index for a bit-width (the env may have changed bits, e.g. HAQ-style lowering). */
@@ -200,7 +200,7 @@ export class AmedAgent implements AllocationAgent {
     const choices = this.requireSetup().bitChoices;
     let best = 0;
     for (let k = 1; k < choices.length; k++) {
-      if (Math.abs((choices[k] as number) - bits) < Math.abs((choices[best] as number) - bits)) best = k;
+      if (Math.abs(choices[k] - bits) < Math.abs(choices[best] - bits)) best = k;
     }
     return best;
   }
@@ -223,6 +223,7 @@ export class AmedAgent implements AllocationAgent {
       const cheapest: Choice = { w: lowest, a: lowest.slice() };
       if (this.chain && ctx.isFeasible(this.toBits(this.chain.choice))) proposal = this.chain.choice;
       else if (ctx.isFeasible(this.toBits(cheapest))) proposal = cheapest;
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- tsc narrows `proposal` to null here without it
       else proposal = last as Choice;
     }
     this.pending = { w: proposal.w.slice(), a: proposal.a.slice() };
@@ -254,15 +255,16 @@ export class AmedAgent implements AllocationAgent {
     const ref = o.reference === 'chain' ? (this.chain?.zeta ?? zeta) : (this.average ?? zeta);
     const d = wasEvaluated ? Math.log10(ref / zeta) : -o.infeasiblePenalty;
     const move = (row: number[], k: number): void => {
-      row[k] = o.update === 'additive' ? (row[k] as number) + o.learningRate * d : (1 - o.emaRate) * (row[k] as number) + o.emaRate * d;
+      row[k] = o.update === 'additive' ? row[k] + o.learningRate * d : (1 - o.emaRate) * row[k] + o.emaRate * d;
     };
-    evaluated.w.forEach((k, l) => move(this.scoresW[l] as number[], k));
-    if (!o.tiedBits) evaluated.a.forEach((k, l) => move(this.scoresA[l] as number[], k));
+    evaluated.w.forEach((k, l) => move(this.scoresW[l], k));
+    if (!o.tiedBits) evaluated.a.forEach((k, l) => move(this.scoresA[l], k));
     if (!wasEvaluated) return;
     this.average = this.average === null ? zeta : this.average + o.averageRate * (zeta - this.average);
 
     // Metropolis-Hastings acceptance with g(x) = zeta(x)^(-1/acceptTemperature).
-    const same = (x: Choice, y: Choice): boolean => x.w.every((v, i) => v === y.w[i]) && x.a.every((v, i) => v === y.a[i]);
+    const same = (x: Choice, y: Choice): boolean =>
+      x.w.every((v, i) => v === y.w[i]) && x.a.every((v, i) => v === y.a[i]);
     if (this.chain && same(this.chain.choice, evaluated)) {
       this.chain.zeta = zeta; // the chain's allocation re-evaluated: refresh its score
       return;
@@ -340,8 +342,8 @@ export class AmedAgent implements AllocationAgent {
 }
 
 export const amedAgentEntry: AgentEntry = {
-  describe: "AMED: Metropolis-Hastings over a per-layer score table, scored by zeta = alpha*CE + beta*latency/latency8",
+  describe: 'AMED: Metropolis-Hastings over a per-layer score table, scored by zeta = alpha*CE + beta*latency/latency8',
   defaults: { ...AMED_DEFAULTS },
   validate: (opts, field) => void validateAmedOptions(opts as unknown as AmedOptions, field),
-  create: (opts) => new AmedAgent(opts as Partial<AmedOptions>),
+  create: (opts) => new AmedAgent(opts),
 };

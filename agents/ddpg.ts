@@ -196,7 +196,8 @@ export class DdpgAgent implements StepAgent {
     layer('critic', 1, H1, H2, 1 / Math.sqrt(H1));
     layer('critic', 2, H2, 1, initW);
     // Targets start as copies.
-    for (const [name, v] of this.vars.entries()) add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
+    for (const [name, v] of this.vars.entries())
+      add(name.replace(/^actor/, 'actorTarget').replace(/^critic/, 'criticTarget'), v.clone());
     this.actorAdam = new Adam(this.netVars('actor'), { lr: this.options.learningRate });
     this.criticAdam = new Adam(this.netVars('critic'), { lr: this.options.criticLearningRate });
     this.replay = [];
@@ -233,7 +234,12 @@ export class DdpgAgent implements StepAgent {
   private critic(x: tf.Tensor2D, a: tf.Tensor2D, target = false): tf.Tensor2D {
     const n = target ? 'criticTarget' : 'critic';
     const [l0, l1, l2] = [0, 1, 2].map((i) => this.layer(n, i)) as [Layer, Layer, Layer];
-    const h1 = tf.relu(x.matMul(l0.w).add(a.matMul(this.v(`${n}.a.w`))).add(l0.b));
+    const h1 = tf.relu(
+      x
+        .matMul(l0.w)
+        .add(a.matMul(this.v(`${n}.a.w`)))
+        .add(l0.b),
+    );
     const h2 = tf.relu(h1.matMul(l1.w).add(l1.b));
     return h2.matMul(l2.w).add(l2.b) as tf.Tensor2D;
   }
@@ -253,7 +259,7 @@ export class DdpgAgent implements StepAgent {
       a = this.rng.next();
     } else {
       const out = tf.tidy(() => this.actor(tf.tensor2d(observation, [1, observation.length])));
-      const mu = out.dataSync()[0] as number;
+      const mu = out.dataSync()[0];
       out.dispose();
       a = explore ? truncatedNormal(this.rng, mu, this.sigma, 0, 1) : mu;
     }
@@ -304,11 +310,11 @@ export class DdpgAgent implements StepAgent {
       const idx = Array.from({ length: n }, (_, i) => i);
       for (let i = 0; i < B; i++) {
         const j = i + this.rng.int(n - i);
-        [idx[i], idx[j]] = [idx[j] as number, idx[i] as number];
+        [idx[i], idx[j]] = [idx[j], idx[i]];
       }
-      return idx.slice(0, B).map((i) => this.replay[i] as Experience);
+      return idx.slice(0, B).map((i) => this.replay[i]);
     }
-    return Array.from({ length: B }, () => this.replay[this.rng.int(n)] as Experience);
+    return Array.from({ length: B }, () => this.replay[this.rng.int(n)]);
   }
 
   private update(): void {
@@ -342,10 +348,10 @@ export class DdpgAgent implements StepAgent {
       });
       const criticVars = this.netVars('critic');
       const c = tf.variableGrads(() => this.critic(s, a).sub(y).square().mean() as tf.Scalar, criticVars);
-      (this.criticAdam as Adam).step(criticVars.map((v) => c.grads[v.name] as tf.Tensor));
+      (this.criticAdam as Adam).step(criticVars.map((v) => c.grads[v.name]));
       const actorVars = this.netVars('actor');
       const p = tf.variableGrads(() => this.critic(s, this.actor(s)).mean().neg() as tf.Scalar, actorVars);
-      (this.actorAdam as Adam).step(actorVars.map((v) => p.grads[v.name] as tf.Tensor));
+      (this.actorAdam as Adam).step(actorVars.map((v) => p.grads[v.name]));
       // Soft target updates: theta' <- tau * theta + (1 - tau) * theta'.
       for (const [name, v] of this.vars.entries()) {
         const head = name.split('.')[0];
@@ -357,7 +363,7 @@ export class DdpgAgent implements StepAgent {
     });
     const [critic, actor] = Array.from(losses.dataSync());
     losses.dispose();
-    this.lastLoss = { critic: critic as number, actor: actor as number };
+    this.lastLoss = { critic: critic, actor: actor };
   }
 
   // --- checkpoints ----------------------------------------------------------------------------
@@ -430,5 +436,5 @@ export const ddpgAgentEntry: AgentEntry = {
   describe: "HAQ's DDPG: continuous action per step rounded onto the bit choices, end-of-episode reward, replay",
   defaults: { ...DDPG_DEFAULTS },
   validate: (opts, field) => void validateDdpgOptions(opts as unknown as DdpgOptions, field),
-  create: (opts) => new DdpgAgent(opts as Partial<DdpgOptions>),
+  create: (opts) => new DdpgAgent(opts),
 };

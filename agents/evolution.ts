@@ -45,7 +45,7 @@ import type { AgentContext, AllocationAgent, EpisodeSummary } from '../envs/type
 import type { AllocationCost } from '../src/hardware/api.js';
 import { UserError } from '../src/errors.js';
 import { log } from '../src/log.js';
-import { VALID_BITS, type BitConfig, type LayerBits, type LayerInfo } from '../src/models/layer-info.js';
+import { VALID_BITS, type BitConfig, type LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
@@ -145,16 +145,21 @@ export function validateEvolutionOptions(o: EvolutionOptions, field = 'agentOpti
   if (!VALID_BITS.includes(o.pinnedBits)) throw bad('pinnedBits', `one of ${VALID_BITS.join(',')}`, o.pinnedBits);
   for (const name of ['maxBitOps', 'maxBitOpsRelative'] as const) {
     const v = o[name];
-    if (v !== null && !(typeof v === 'number' && v > 0 && Number.isFinite(v))) throw bad(name, 'null or a finite number > 0', v);
+    if (v !== null && !(typeof v === 'number' && v > 0 && Number.isFinite(v)))
+      throw bad(name, 'null or a finite number > 0', v);
   }
   if (o.tied !== null && typeof o.tied !== 'boolean') throw bad('tied', 'null, true or false', o.tied);
   for (const name of ['sigmaW', 'sigmaA'] as const) {
     if (!(o[name] > 0 && Number.isFinite(o[name]))) throw bad(name, 'a finite number > 0', o[name]);
   }
-  if (o.stageWeights !== null && (!Array.isArray(o.stageWeights) || o.stageWeights.some((w) => !(w >= 0 && Number.isFinite(w))))) {
+  if (
+    o.stageWeights !== null &&
+    (!Array.isArray(o.stageWeights) || o.stageWeights.some((w) => !(w >= 0 && Number.isFinite(w))))
+  ) {
     throw bad('stageWeights', 'null or one finite number >= 0 per stage', o.stageWeights);
   }
-  if (o.includeDense !== null && typeof o.includeDense !== 'boolean') throw bad('includeDense', 'null, true or false', o.includeDense);
+  if (o.includeDense !== null && typeof o.includeDense !== 'boolean')
+    throw bad('includeDense', 'null, true or false', o.includeDense);
   return o;
 }
 
@@ -162,8 +167,8 @@ export function validateEvolutionOptions(o: EvolutionOptions, field = 'agentOpti
 export function bitOps(layers: readonly LayerInfo[], bits: BitConfig): number {
   let total = 0;
   for (let i = 0; i < layers.length; i++) {
-    const b = bits[i] as LayerBits;
-    total += ((layers[i] as LayerInfo).macs * b.aBits * b.wBits) / 64;
+    const b = bits[i];
+    total += (layers[i].macs * b.aBits * b.wBits) / 64;
   }
   return total;
 }
@@ -254,7 +259,10 @@ export class EvolutionAgent implements AllocationAgent {
   private stats: EvolutionStats = { candidates: 0, unique: 0, feasible: 0, searchMs: 0 };
   private warned = false;
 
-  constructor(options: Partial<EvolutionOptions> = {}, private readonly field = 'agentOptions') {
+  constructor(
+    options: Partial<EvolutionOptions> = {},
+    private readonly field = 'agentOptions',
+  ) {
     this.options = validateEvolutionOptions({ ...EVOLUTION_DEFAULTS, ...options }, field);
   }
 
@@ -270,17 +278,22 @@ export class EvolutionAgent implements AllocationAgent {
     } else {
       const outside = o.bitChoices.filter((b) => !envChoices.includes(b));
       if (outside.length > 0) {
-        throw new UserError(`bitChoices ${outside.join(',')} of agent 'evolution' are not among the env's bit choices`, {
-          field: `${this.field}.bitChoices`,
-          expected: `a subset of ${envChoices.join(',')}`,
-        });
+        throw new UserError(
+          `bitChoices ${outside.join(',')} of agent 'evolution' are not among the env's bit choices`,
+          {
+            field: `${this.field}.bitChoices`,
+            expected: `a subset of ${envChoices.join(',')}`,
+          },
+        );
       }
       this.allowed = [...o.bitChoices].sort((a, b) => a - b);
     }
     this.pinnedBits = o.pinnedBits;
     if (o.pinEnds && !envChoices.includes(o.pinnedBits)) {
-      const widest = envChoices[envChoices.length - 1] as number;
-      log.warn(`evolution: pinnedBits ${o.pinnedBits} is not among the env's bit choices (${envChoices.join(',')}); first and last layers use ${widest}`);
+      const widest = envChoices[envChoices.length - 1];
+      log.warn(
+        `evolution: pinnedBits ${o.pinnedBits} is not among the env's bit choices (${envChoices.join(',')}); first and last layers use ${widest}`,
+      );
       this.pinnedBits = widest;
     }
     const n = this.layers.length;
@@ -289,8 +302,11 @@ export class EvolutionAgent implements AllocationAgent {
     this.tied = o.tied ?? ctx.stepMode === 'tied';
 
     const macs = this.layers.reduce((s, l) => s + l.macs, 0);
-    this.bitOpsLimit = Math.min(o.maxBitOps ?? Infinity, o.maxBitOpsRelative === null ? Infinity : o.maxBitOpsRelative * macs);
-    const widest = this.allowed[this.allowed.length - 1] as number;
+    this.bitOpsLimit = Math.min(
+      o.maxBitOps ?? Infinity,
+      o.maxBitOpsRelative === null ? Infinity : o.maxBitOpsRelative * macs,
+    );
+    const widest = this.allowed[this.allowed.length - 1];
     const ref = this.uniform(widest);
     const refCost = ctx.costOf(ref);
     this.costRef = {
@@ -331,7 +347,7 @@ export class EvolutionAgent implements AllocationAgent {
       const k = this.proposed++;
       if (this.population.length === 0) return this.fallback();
       const limit = Math.min(this.options.topK, this.population.length);
-      const member = this.population[k < limit ? k : 0] as EvolutionMember;
+      const member = this.population[k < limit ? k : 0];
       return member.bits.map((b) => ({ ...b }));
     }
     // Accuracy mode: a new allocation within budget that has not been proposed or evaluated yet.
@@ -343,7 +359,7 @@ export class EvolutionAgent implements AllocationAgent {
     for (let t = 0; t < this.options.maxTries; t++) {
       let bits: BitConfig;
       if (!initialPhase) bits = this.mutate(this.selectParent(rng).bits, rng);
-      else if (t === 0 && n < widths.length) bits = this.uniform(widths[n] as number);
+      else if (t === 0 && n < widths.length) bits = this.uniform(widths[n]);
       // Past the initial phase with nothing within budget yet: alternate random draws and mutations of the cheapest.
       else if (n >= initial && this.cheapest !== null && t % 2 === 1) bits = this.mutate(this.cheapest.bits, rng);
       else bits = this.randomBits(rng);
@@ -359,7 +375,7 @@ export class EvolutionAgent implements AllocationAgent {
     // Nothing new within budget: repeat the best member, or fall back to the cheapest allocation seen.
     const best = this.population[0];
     if (best) return best.bits.map((b) => ({ ...b }));
-    const uniformMin = this.uniform(this.allowed[0] as number);
+    const uniformMin = this.uniform(this.allowed[0]);
     if (this.feasible(uniformMin)) return uniformMin;
     return this.fallback();
   }
@@ -405,7 +421,7 @@ export class EvolutionAgent implements AllocationAgent {
     };
     const initial = Math.min(o.candidates, o.initialCandidates ?? o.population);
     const widths = [...this.allowed].reverse();
-    for (let i = 0; i < initial; i++) consider(i < widths.length ? this.uniform(widths[i] as number) : this.randomBits(rng));
+    for (let i = 0; i < initial; i++) consider(i < widths.length ? this.uniform(widths[i]) : this.randomBits(rng));
     while (generated < o.candidates) {
       const parent = this.population.length > 0 ? this.selectParent(rng) : (this.cheapest as EvolutionMember);
       consider(this.mutate(parent.bits, rng));
@@ -453,7 +469,9 @@ export class EvolutionAgent implements AllocationAgent {
       throw new Error('evolution agent: bad state');
     }
     if (this.layers.length > 0 && s.population.some((m) => m.bits.length !== this.layers.length)) {
-      throw new Error(`evolution agent: state is for a network of ${s.population[0]?.bits.length} layers, not ${this.layers.length}`);
+      throw new Error(
+        `evolution agent: state is for a network of ${s.population[0]?.bits.length} layers, not ${this.layers.length}`,
+      );
     }
     this.seed = s.seed;
     this.searched = s.searched;
@@ -491,13 +509,14 @@ export class EvolutionAgent implements AllocationAgent {
   private insert(m: EvolutionMember): void {
     const pop = this.population;
     const P = this.options.population;
-    const before = (a: EvolutionMember, b: EvolutionMember): boolean => a.fitness > b.fitness || (a.fitness === b.fitness && a.cost < b.cost);
-    if (pop.length >= P && !before(m, pop[pop.length - 1] as EvolutionMember)) return;
+    const before = (a: EvolutionMember, b: EvolutionMember): boolean =>
+      a.fitness > b.fitness || (a.fitness === b.fitness && a.cost < b.cost);
+    if (pop.length >= P && !before(m, pop[pop.length - 1])) return;
     let lo = 0;
     let hi = pop.length;
     while (lo < hi) {
       const mid = (lo + hi) >> 1;
-      if (before(m, pop[mid] as EvolutionMember)) hi = mid;
+      if (before(m, pop[mid])) hi = mid;
       else lo = mid + 1;
     }
     pop.splice(lo, 0, m);
@@ -508,7 +527,7 @@ export class EvolutionAgent implements AllocationAgent {
     const pop = this.population;
     let best = rng.int(pop.length);
     for (let i = 1; i < this.options.tournamentSize; i++) best = Math.min(best, rng.int(pop.length));
-    return pop[best] as EvolutionMember;
+    return pop[best];
   }
 
   /** EMQ's bit mutation: a move to the next narrower or wider allowed width (inward at the ends). */
@@ -517,7 +536,7 @@ export class EvolutionAgent implements AllocationAgent {
     const idx = a.indexOf(bits);
     if (idx < 0) {
       // Not an allowed width (e.g. a fallback allocation): snap to the nearest allowed one.
-      let nearest = a[0] as number;
+      let nearest = a[0];
       for (const b of a) if (Math.abs(b - bits) < Math.abs(nearest - bits)) nearest = b;
       return nearest;
     }
@@ -525,7 +544,7 @@ export class EvolutionAgent implements AllocationAgent {
     let j = rng.next() < 0.5 ? idx - 1 : idx + 1;
     if (j < 0) j = idx + 1;
     if (j >= a.length) j = idx - 1;
-    return a[j] as number;
+    return a[j];
   }
 
   private mutate(parent: BitConfig, rng: Rng): BitConfig {
@@ -535,7 +554,7 @@ export class EvolutionAgent implements AllocationAgent {
     const size = this.options.blockSize === 0 ? m : Math.min(this.options.blockSize, m);
     const start = size >= m ? 0 : rng.int(m - size + 1);
     for (let k = start; k < start + size; k++) {
-      const b = child[this.mutable[k] as number] as LayerBits;
+      const b = child[this.mutable[k]];
       if (this.tied) {
         if (rng.next() < p) {
           const nb = this.neighbour(b.wBits, rng);
@@ -551,7 +570,9 @@ export class EvolutionAgent implements AllocationAgent {
   }
 
   private uniform(width: number): BitConfig {
-    return this.layers.map((_, i) => (this.pinned[i] ? { wBits: this.pinnedBits, aBits: this.pinnedBits } : { wBits: width, aBits: width }));
+    return this.layers.map((_, i) =>
+      this.pinned[i] ? { wBits: this.pinnedBits, aBits: this.pinnedBits } : { wBits: width, aBits: width },
+    );
   }
 
   private randomBits(rng: Rng): BitConfig {
@@ -564,7 +585,7 @@ export class EvolutionAgent implements AllocationAgent {
 
   /** No allocation met the budgets: the cheapest one seen, with a warning. */
   private fallback(): BitConfig {
-    const cheapest = this.cheapest?.bits ?? this.uniform(this.allowed[0] as number);
+    const cheapest = this.cheapest?.bits ?? this.uniform(this.allowed[0]);
     if (!this.warned) {
       log.warn(
         `evolution: no allocation among ${Math.max(this.stats.candidates, this.proposed)} candidates meets every budget; ` +
@@ -577,8 +598,9 @@ export class EvolutionAgent implements AllocationAgent {
 }
 
 export const evolutionAgentEntry: AgentEntry = {
-  describe: "EMQ-style evolution: mutate the top-P allocations within budget, ranked by the training-free QE-Score (default) or by accuracy ('fitness')",
-  defaults: { ...EVOLUTION_DEFAULTS } as unknown as Record<string, unknown>,
+  describe:
+    "EMQ-style evolution: mutate the top-P allocations within budget, ranked by the training-free QE-Score (default) or by accuracy ('fitness')",
+  defaults: { ...EVOLUTION_DEFAULTS },
   validate: (opts, field) => void validateEvolutionOptions(opts as unknown as EvolutionOptions, field),
-  create: (opts) => new EvolutionAgent(opts as unknown as Partial<EvolutionOptions>),
+  create: (opts) => new EvolutionAgent(opts),
 };

@@ -75,7 +75,10 @@ export function resolveAgentOptions(
       });
     }
     if (typeof value === 'number' && !Number.isFinite(value)) {
-      throw new UserError(`option '${key}' of agent '${name}' must be finite`, { field: `${field}.${key}`, expected: 'a finite number' });
+      throw new UserError(`option '${key}' of agent '${name}' must be finite`, {
+        field: `${field}.${key}`,
+        expected: 'a finite number',
+      });
     }
     out[key] = value;
   }

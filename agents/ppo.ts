@@ -261,9 +261,15 @@ export class PpoAgent implements StepAgent {
   /** One LSTM step: x [B,D], h/c [B,H] -> new h, c. */
   private lstmCell(x: tf.Tensor2D, h: tf.Tensor2D, c: tf.Tensor2D): { h: tf.Tensor2D; c: tf.Tensor2D } {
     const H = this.options.hiddenSize;
-    const z = x.matMul(this.w('lstm.wx')).add(h.matMul(this.w('lstm.wh'))).add(this.w('lstm.b'));
+    const z = x
+      .matMul(this.w('lstm.wx'))
+      .add(h.matMul(this.w('lstm.wh')))
+      .add(this.w('lstm.b'));
     const [zi, zf, zg, zo] = tf.split(z, [H, H, H, H], 1) as [tf.Tensor2D, tf.Tensor2D, tf.Tensor2D, tf.Tensor2D];
-    const cNew = tf.sigmoid(zf).mul(c).add(tf.sigmoid(zi).mul(tf.tanh(zg))) as tf.Tensor2D;
+    const cNew = tf
+      .sigmoid(zf)
+      .mul(c)
+      .add(tf.sigmoid(zi).mul(tf.tanh(zg))) as tf.Tensor2D;
     const hNew = tf.sigmoid(zo).mul(tf.tanh(cNew)) as tf.Tensor2D;
     return { h: hNew, c: cNew };
   }
@@ -290,7 +296,7 @@ export class PpoAgent implements StepAgent {
     const logits = denseForward(a2, get('actor.w3'), get('actor.b3'), false);
     const c1 = denseForward(x, get('critic.w1'), get('critic.b1'), true);
     const c2 = denseForward(c1, get('critic.w2'), get('critic.b2'), true);
-    const value = denseForward(c2, get('critic.w3'), get('critic.b3'), false)[0] as number;
+    const value = denseForward(c2, get('critic.w3'), get('critic.b3'), false)[0];
     return { logits, value };
   }
 
@@ -311,16 +317,20 @@ export class PpoAgent implements StepAgent {
       const hPrev = this.h ?? tf.zeros([1, H]);
       const cPrev = this.c ?? tf.zeros([1, H]);
       const [hN, cN, l, v] = tf.tidy(() => {
-        const s = this.lstmCell(tf.tensor2d(observation, [1, observation.length]), hPrev as tf.Tensor2D, cPrev as tf.Tensor2D);
+        const s = this.lstmCell(
+          tf.tensor2d(observation, [1, observation.length]),
+          hPrev as tf.Tensor2D,
+          cPrev as tf.Tensor2D,
+        );
         const out = this.lstmHeads(s.h);
         return [s.h, s.c, out.logits, out.values];
       });
       tf.dispose([hPrev, cPrev]);
-      this.h = hN as tf.Tensor;
-      this.c = cN as tf.Tensor;
+      this.h = hN;
+      this.c = cN;
       logitsArr = (l as tf.Tensor).dataSync() as Float32Array;
-      value = ((v as tf.Tensor).dataSync() as Float32Array)[0] as number;
-      tf.dispose([l as tf.Tensor, v as tf.Tensor]);
+      value = ((v as tf.Tensor).dataSync() as Float32Array)[0];
+      tf.dispose([l, v]);
     }
     if (allowedCount(mask, K) === 0) throw new Error('ppo: every action is masked');
     const pi = new MaskedCategorical(logitsArr, mask);
@@ -341,7 +351,15 @@ export class PpoAgent implements StepAgent {
     const p = this.pending;
     this.pending = null;
     if (p && p.action === t.action) {
-      this.episode.push({ obs: p.obs, mask: p.mask, action: p.action, logp: p.logp, value: p.value, reward: t.reward, done: t.done });
+      this.episode.push({
+        obs: p.obs,
+        mask: p.mask,
+        action: p.action,
+        logp: p.logp,
+        value: p.value,
+        reward: t.reward,
+        done: t.done,
+      });
       if (p.explore) this.episodeExplored = true;
     }
     if (t.done) this.resetRecurrentState();
@@ -387,14 +405,14 @@ export class PpoAgent implements StepAgent {
     const adv = new Array<number>(ep.length).fill(0);
     let last = 0;
     for (let t = ep.length - 1; t >= 0; t--) {
-      const s = ep[t] as StepRecord;
-      const nextValue = t + 1 < ep.length && !s.done ? (ep[t + 1] as StepRecord).value : 0;
+      const s = ep[t];
+      const nextValue = t + 1 < ep.length && !s.done ? ep[t + 1].value : 0;
       const nonTerminal = t + 1 < ep.length && !s.done ? 1 : 0;
       const delta = s.reward * scale + gamma * nextValue * nonTerminal - s.value;
       last = delta + gamma * gaeLambda * nonTerminal * last;
       adv[t] = last;
     }
-    return { adv, ret: adv.map((a, t) => a + (ep[t] as StepRecord).value) };
+    return { adv, ret: adv.map((a, t) => a + ep[t].value) };
   }
 
   /**
@@ -416,9 +434,24 @@ export class PpoAgent implements StepAgent {
       obs: tf.tensor2d(buf.obs, [N, ctx.observationSize]),
       mask: tf.tensor2d(buf.masks, [N, ctx.numActions]),
       action: tf.tensor1d(buf.actions, 'int32'),
-      oldLogp: tf.tensor1d(packPerStep(episodes.map((ep) => ep.map((s) => s.logp)), T)),
-      adv: tf.tensor1d(packPerStep(gae.map((g) => g.adv), T)),
-      ret: tf.tensor1d(packPerStep(gae.map((g) => g.ret), T)),
+      oldLogp: tf.tensor1d(
+        packPerStep(
+          episodes.map((ep) => ep.map((s) => s.logp)),
+          T,
+        ),
+      ),
+      adv: tf.tensor1d(
+        packPerStep(
+          gae.map((g) => g.adv),
+          T,
+        ),
+      ),
+      ret: tf.tensor1d(
+        packPerStep(
+          gae.map((g) => g.ret),
+          T,
+        ),
+      ),
       valid: tf.tensor1d(buf.valid),
     };
     const vars = this.params.variables();
@@ -435,17 +468,24 @@ export class PpoAgent implements StepAgent {
         const idx = lstm ? chunk.flatMap((e) => Array.from({ length: T }, (_, t) => e * T + t)) : chunk;
         tf.tidy(() => {
           const ix = tf.tensor1d(Int32Array.from(idx), 'int32');
-          const mb = Object.fromEntries(Object.entries(rollout).map(([k, t]) => [k, tf.gather(t, ix)])) as unknown as PpoBatch;
+          const mb = Object.fromEntries(
+            Object.entries(rollout).map(([k, t]) => [k, tf.gather(t, ix)]),
+          ) as unknown as PpoBatch;
           const lossFn = (): tf.Scalar => {
             const l = this.loss(mb, lstm ? chunk.length : 0, T);
-            losses.policy += l.policy.dataSync()[0] as number;
-            losses.value += l.value.dataSync()[0] as number;
-            losses.entropy += l.entropy.dataSync()[0] as number;
+            losses.policy += l.policy.dataSync()[0];
+            losses.value += l.value.dataSync()[0];
+            losses.entropy += l.entropy.dataSync()[0];
             losses.n += 1;
             return l.total;
           };
           const { grads } = tf.variableGrads(lossFn, vars);
-          this.adam?.step(clipByGlobalNorm(vars.map((v) => grads[v.name] as tf.Tensor), maxGradNorm));
+          this.adam?.step(
+            clipByGlobalNorm(
+              vars.map((v) => grads[v.name]),
+              maxGradNorm,
+            ),
+          );
         });
       }
     }
@@ -460,7 +500,11 @@ export class PpoAgent implements StepAgent {
    * r = pi(a|s) / pi_old(a|s), padding weighted out; advantages normalised per minibatch. `episodes` > 0 unrolls
    * the LSTM over that many whole episodes of T steps.
    */
-  private loss(mb: PpoBatch, episodes: number, T: number): { total: tf.Scalar; policy: tf.Scalar; value: tf.Scalar; entropy: tf.Scalar } {
+  private loss(
+    mb: PpoBatch,
+    episodes: number,
+    T: number,
+  ): { total: tf.Scalar; policy: tf.Scalar; value: tf.Scalar; entropy: tf.Scalar } {
     const { clipCoef, entropyCoef, valueCoef, normalizeAdvantages } = this.options;
     const K = this.requireSetup().numActions;
     const w = mb.valid;
@@ -497,12 +541,20 @@ export class PpoAgent implements StepAgent {
     const flat = tf.tidy(() => {
       const x = tf.tensor2d(obs, [E * T, D]);
       const { logits } = this.options.policy === 'lstm' ? this.lstmUnroll(x, E, T) : this.mlpForward(x);
-      const masked = logits.add(tf.scalar(1).sub(tf.tensor2d(masks, [E * T, K])).mul(MASKED_LOGIT));
-      return tf.logSoftmax(masked).mul(tf.oneHot(tf.tensor1d(actions, 'int32'), K)).sum(1);
+      const masked = logits.add(
+        tf
+          .scalar(1)
+          .sub(tf.tensor2d(masks, [E * T, K]))
+          .mul(MASKED_LOGIT),
+      );
+      return tf
+        .logSoftmax(masked)
+        .mul(tf.oneHot(tf.tensor1d(actions, 'int32'), K))
+        .sum(1);
     });
     const values = flat.dataSync();
     flat.dispose();
-    return episodes.map((ep, e) => ep.map((_, t) => values[e * T + t] as number));
+    return episodes.map((ep, e) => ep.map((_, t) => values[e * T + t]));
   }
 
   /** Unrolls the LSTM over B whole episodes; obs rows are episode-major [B*T, D]. */
@@ -604,5 +656,5 @@ export const ppoAgentEntry: AgentEntry = {
   describe: 'PPO (clipped surrogate, GAE) with an MLP or an LSTM (ReLeQ) policy over the layers; masks supported',
   defaults: { ...PPO_DEFAULTS },
   validate: (opts, field) => void validatePpoOptions(opts as unknown as PpoOptions, field),
-  create: (opts) => new PpoAgent(opts as Partial<PpoOptions>),
+  create: (opts) => new PpoAgent(opts),
 };

@@ -80,8 +80,10 @@ export function normalUpperTail(x: number): number {
  * bits >= 16 (including 32 = float) give the unclipped rounded std (see the module comment).
  */
 export function quantizedStd(sigma: number, bits: number): number {
-  if (!(sigma > 0) || !Number.isFinite(sigma)) throw new RangeError(`quantizedStd: sigma must be > 0 and finite, got ${sigma}`);
-  if (!Number.isInteger(bits) || bits < 1) throw new RangeError(`quantizedStd: bits must be a positive integer, got ${bits}`);
+  if (!(sigma > 0) || !Number.isFinite(sigma))
+    throw new RangeError(`quantizedStd: sigma must be > 0 and finite, got ${sigma}`);
+  if (!Number.isInteger(bits) || bits < 1)
+    throw new RangeError(`quantizedStd: bits must be a positive integer, got ${bits}`);
   const lastLevel = Math.ceil(TAIL_SIGMAS * sigma) + 2;
   const clipLevel = bits >= 16 ? Infinity : 2 ** (bits - 1);
   // E[q^2] = 2 * sum_{k>=1} k^2 P(q = k); the mean is 0 by symmetry.
@@ -103,7 +105,7 @@ function logStdTable(sigma: number): Float64Array {
     table = new Float64Array(MAX_BITS_INDEX + 1);
     table[0] = NaN;
     // From 16 bits on the clip range is never reached: every width has the unclipped value.
-    for (let b = 1; b <= MAX_BITS_INDEX; b++) table[b] = b > 16 ? (table[16] as number) : Math.log(quantizedStd(sigma, b));
+    for (let b = 1; b <= MAX_BITS_INDEX; b++) table[b] = b > 16 ? table[16] : Math.log(quantizedStd(sigma, b));
     logStdCache.set(sigma, table);
   }
   return table;
@@ -149,18 +151,18 @@ export function scoredLayers(layers: readonly LayerInfo[], includeDense?: boolea
 
 /** Splits the scored layers into stages (see the module comment). Returns inventory indices per stage. */
 export function splitStages(layers: readonly LayerInfo[], scored: readonly number[]): number[][] {
-  const list = scored.map((i) => layers[i] as LayerInfo);
+  const list = scored.map((i) => layers[i]);
   if (list.length === 0) return [];
   const area = (l: LayerInfo): string => `${l.outSize[0]}x${l.outSize[1]}`;
-  const oneResolution = list.every((l) => area(l) === area(list[0] as LayerInfo));
+  const oneResolution = list.every((l) => area(l) === area(list[0]));
   const key = oneResolution ? (l: LayerInfo): string => String(l.outChannels) : area;
   const stages: number[][] = [];
   let prev: string | null = null;
   for (let j = 0; j < list.length; j++) {
-    const l = list[j] as LayerInfo;
+    const l = list[j];
     const k = key(l);
     if (k !== prev) stages.push([]);
-    (stages[stages.length - 1] as number[]).push(scored[j] as number);
+    stages[stages.length - 1].push(scored[j]);
     prev = k;
   }
   return stages;
@@ -172,7 +174,7 @@ export function defaultStageWeights(numStages: number): number[] {
   const out: number[] = [];
   for (let i = 0; i < numStages; i++) {
     const j = Math.min(n - 1, Math.max(0, Math.ceil(((i + 1) * n) / numStages) - 1));
-    out.push(EMQ_STAGE_WEIGHTS[j] as number);
+    out.push(EMQ_STAGE_WEIGHTS[j]);
   }
   return out;
 }
@@ -203,9 +205,16 @@ export class QeScorer {
     const field = (name: string): string => (src.field ? `${src.field}.${name}` : name);
     this.sigmaW = options.sigmaW ?? QE_SIGMA_W;
     this.sigmaA = options.sigmaA ?? QE_SIGMA_A;
-    for (const [name, v] of [['sigmaW', this.sigmaW], ['sigmaA', this.sigmaA]] as const) {
+    for (const [name, v] of [
+      ['sigmaW', this.sigmaW],
+      ['sigmaA', this.sigmaA],
+    ] as const) {
       if (!(v > 0) || !Number.isFinite(v)) {
-        throw new UserError(`invalid ${name} ${String(v)}`, { file: src.file, field: field(name), expected: 'a finite number > 0' });
+        throw new UserError(`invalid ${name} ${String(v)}`, {
+          file: src.file,
+          field: field(name),
+          expected: 'a finite number > 0',
+        });
       }
     }
     this.layers = layers;
@@ -214,35 +223,43 @@ export class QeScorer {
     const weights = options.stageWeights ? [...options.stageWeights] : defaultStageWeights(groups.length);
     if (weights.length !== groups.length || weights.some((w) => !(w >= 0) || !Number.isFinite(w))) {
       const desc = groups.map((g) => {
-        const last = layers[g[g.length - 1] as number] as LayerInfo;
+        const last = layers[g[g.length - 1]];
         return `${last.outSize[0]}x${last.outSize[1]}x${last.outChannels} (${g.length} layers)`;
       });
-      throw new UserError(`stageWeights must hold one non-negative number per stage; this network has ${groups.length} stages`, {
-        file: src.file,
-        field: field('stageWeights'),
-        expected: `${groups.length} finite numbers >= 0`,
-        problems: [`got ${JSON.stringify(options.stageWeights)}`, `stages: ${desc.join(', ')}`],
-      });
+      throw new UserError(
+        `stageWeights must hold one non-negative number per stage; this network has ${groups.length} stages`,
+        {
+          file: src.file,
+          field: field('stageWeights'),
+          expected: `${groups.length} finite numbers >= 0`,
+          problems: [`got ${JSON.stringify(options.stageWeights)}`, `stages: ${desc.join(', ')}`],
+        },
+      );
     }
     this.stages = groups.map((g, s) => {
-      const last = layers[g[g.length - 1] as number] as LayerInfo;
-      return { layers: g, outChannels: last.outChannels, outSize: [last.outSize[0], last.outSize[1]], weight: weights[s] as number };
+      const last = layers[g[g.length - 1]];
+      return {
+        layers: g,
+        outChannels: last.outChannels,
+        outSize: [last.outSize[0], last.outSize[1]],
+        weight: weights[s],
+      };
     });
     this.layerWeight = new Float64Array(layers.length);
     this.layerConst = new Float64Array(layers.length);
     let suffix = 0;
     let constant = 0;
     for (let s = this.stages.length - 1; s >= 0; s--) {
-      const stage = this.stages[s] as QeStage;
+      const stage = this.stages[s];
       suffix += stage.weight;
       constant += stage.weight * Math.log(stage.outChannels);
       for (const i of stage.layers) this.layerWeight[i] = suffix;
     }
     for (const i of this.scored) {
-      const l = layers[i] as LayerInfo;
+      const l = layers[i];
       const c = l.kind === 'depthwise' ? 1 : l.inChannels;
       this.layerConst[i] = 0.5 * Math.log(c * l.kernel[0] * l.kernel[1]) - Math.log(this.sigmaA);
-      constant += (this.layerWeight[i] as number) * (this.layerConst[i] as number);
+      constant += this.layerWeight[i] * this.layerConst[i];
     }
     this.constant = constant;
     this.logSdW = logStdTable(this.sigmaW);
@@ -251,7 +268,7 @@ export class QeScorer {
 
   /** h_l of one layer at (wBits, aBits). */
   layerEntropy(layerIndex: number, wBits: number, aBits: number): number {
-    return (this.layerConst[layerIndex] as number) + this.logSd(this.logSdA, aBits) + this.logSd(this.logSdW, wBits);
+    return this.layerConst[layerIndex] + this.logSd(this.logSdA, aBits) + this.logSd(this.logSdW, wBits);
   }
 
   /** The QE-Score of an allocation (higher is better). */
@@ -259,9 +276,9 @@ export class QeScorer {
     this.checkLength(bits);
     let total = this.constant;
     for (const i of this.scored) {
-      const wgt = this.layerWeight[i] as number;
+      const wgt = this.layerWeight[i];
       if (wgt === 0) continue;
-      const b = bits[i] as { wBits: number; aBits: number };
+      const b = bits[i];
       total += wgt * (this.logSd(this.logSdA, b.aBits) + this.logSd(this.logSdW, b.wBits));
     }
     return total;
@@ -272,14 +289,14 @@ export class QeScorer {
     this.checkLength(bits);
     const layerEntropy = this.layers.map(() => NaN);
     for (const i of this.scored) {
-      const b = bits[i] as { wBits: number; aBits: number };
+      const b = bits[i];
       layerEntropy[i] = this.layerEntropy(i, b.wBits, b.aBits);
     }
     const stageScores: number[] = [];
     let cumulative = 0;
     let total = 0;
     for (const stage of this.stages) {
-      for (const i of stage.layers) cumulative += layerEntropy[i] as number;
+      for (const i of stage.layers) cumulative += layerEntropy[i];
       const s = cumulative + Math.log(stage.outChannels);
       stageScores.push(s);
       total += stage.weight * s;

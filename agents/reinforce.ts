@@ -75,7 +75,10 @@ export interface ReinforceState {
   adamM: Record<string, number[]>;
   adamV: Record<string, number[]>;
   /** Episodes collected since the last update (episodesPerUpdate > 1); absent in older states. */
-  pending?: { steps: { observation: number[]; action: number; reward: number; mask: number[] | null }[]; advantages: number[] }[];
+  pending?: {
+    steps: { observation: number[]; action: number; reward: number; mask: number[] | null }[];
+    advantages: number[];
+  }[];
 }
 
 interface Step {
@@ -151,7 +154,14 @@ export class ReinforceAgent implements StepAgent {
   /** pi(. | s): the policy MLP's logits at an observation, masked. */
   private policy(observation: Float32Array, mask: Uint8Array | null): MaskedCategorical {
     this.weightCache ??= this.params.map((v) => v.dataSync() as Float32Array);
-    const [w1, b1, w2, b2, w3, b3] = this.weightCache as [Float32Array, Float32Array, Float32Array, Float32Array, Float32Array, Float32Array];
+    const [w1, b1, w2, b2, w3, b3] = this.weightCache as [
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+      Float32Array,
+    ];
     const logits = denseForward(denseForward(denseForward(observation, w1, b1, true), w2, b2, true), w3, b3, false);
     return new MaskedCategorical(logits, mask);
   }
@@ -188,10 +198,10 @@ export class ReinforceAgent implements StepAgent {
     const returns = new Array<number>(steps.length);
     let g = 0;
     for (let t = steps.length - 1; t >= 0; t--) {
-      g = (steps[t] as Step).reward + gamma * g;
+      g = steps[t].reward + gamma * g;
       returns[t] = g;
     }
-    const episodeReturn = returns[0] as number;
+    const episodeReturn = returns[0];
     if (this.baseline === null) this.baseline = episodeReturn;
     const dev = episodeReturn - this.baseline;
     this.scale2 = d * this.scale2 + (1 - d) * dev * dev;
@@ -204,7 +214,14 @@ export class ReinforceAgent implements StepAgent {
   }
 
   private forward(x: tf.Tensor2D): tf.Tensor2D {
-    const [w1, b1, w2, b2, w3, b3] = this.params as [tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable, tf.Variable];
+    const [w1, b1, w2, b2, w3, b3] = this.params as [
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+      tf.Variable,
+    ];
     const h1 = tf.tanh(tf.add(tf.matMul(x, w1), b1));
     const h2 = tf.tanh(tf.add(tf.matMul(h1, w2), b2));
     return tf.add(tf.matMul(h2, w3), b3) as tf.Tensor2D;
@@ -243,12 +260,13 @@ export class ReinforceAgent implements StepAgent {
         return tf.sub(pg, tf.mul(entropyCoef, entropy)) as tf.Scalar;
       };
       const { grads } = tf.variableGrads(lossFn, this.params);
-      adam.step(this.params.map((p) => grads[p.name] as tf.Tensor));
+      adam.step(this.params.map((p) => grads[p.name]));
     });
   }
 
   getState(): ReinforceState {
-    const named = (arrays: number[][]): Record<string, number[]> => Object.fromEntries(arrays.map((a, i) => [PARAM_NAMES[i] as string, a]));
+    const named = (arrays: number[][]): Record<string, number[]> =>
+      Object.fromEntries(arrays.map((a, i) => [PARAM_NAMES[i] as string, a]));
     const adam = this.adam?.getState() ?? { t: 0, m: [], v: [] };
     return {
       options: { ...this.options },
@@ -263,7 +281,12 @@ export class ReinforceAgent implements StepAgent {
       adamM: named(adam.m),
       adamV: named(adam.v),
       pending: this.pending.map((e) => ({
-        steps: e.steps.map((st) => ({ observation: Array.from(st.observation), action: st.action, reward: st.reward, mask: st.mask ? Array.from(st.mask) : null })),
+        steps: e.steps.map((st) => ({
+          observation: Array.from(st.observation),
+          action: st.action,
+          reward: st.reward,
+          mask: st.mask ? Array.from(st.mask) : null,
+        })),
         advantages: [...e.advantages],
       })),
     };
@@ -271,7 +294,14 @@ export class ReinforceAgent implements StepAgent {
 
   setState(state: unknown): void {
     const s = state as ReinforceState;
-    if (!this.adam || !s || typeof s !== 'object' || !s.params || s.observationSize !== this.obsSize || s.numActions !== this.numActions) {
+    if (
+      !this.adam ||
+      !s ||
+      typeof s !== 'object' ||
+      !s.params ||
+      s.observationSize !== this.obsSize ||
+      s.numActions !== this.numActions
+    ) {
       throw new Error(
         `reinforce: state does not fit this problem (observation ${s?.observationSize}/${this.obsSize}, actions ${s?.numActions}/${this.numActions}); call setup() first`,
       );
@@ -280,14 +310,16 @@ export class ReinforceAgent implements StepAgent {
     const arrays = (values: Record<string, number[]> | undefined): number[][] =>
       this.params.map((v, i) => {
         const data = values?.[PARAM_NAMES[i] as string];
-        if (!data || data.length !== v.size) throw new Error(`reinforce: state tensor ${PARAM_NAMES[i]} has the wrong size`);
+        if (!data || data.length !== v.size)
+          throw new Error(`reinforce: state tensor ${PARAM_NAMES[i]} has the wrong size`);
         return data;
       });
-    if (!Number.isInteger(s.updates) || s.updates < 0) throw new Error('reinforce: state field updates must be an integer >= 0');
+    if (!Number.isInteger(s.updates) || s.updates < 0)
+      throw new Error('reinforce: state field updates must be an integer >= 0');
     const params = arrays(s.params);
     const adam = { t: s.updates, m: arrays(s.adamM), v: arrays(s.adamV) };
     this.params.forEach((v, i) => {
-      const t = tf.tensor(params[i] as number[], v.shape);
+      const t = tf.tensor(params[i], v.shape);
       v.assign(t);
       t.dispose();
     });
@@ -322,5 +354,5 @@ export const reinforceAgentEntry: AgentEntry = {
   describe: 'REINFORCE policy gradient: MLP policy over the observation, moving-average baseline, entropy bonus, masks',
   defaults: { ...REINFORCE_DEFAULTS },
   validate: (opts, field) => void validateReinforceOptions(opts as unknown as ReinforceOptions, field),
-  create: (opts) => new ReinforceAgent(opts as Partial<ReinforceOptions>),
+  create: (opts) => new ReinforceAgent(opts),
 };

@@ -134,8 +134,12 @@ export function pinnedLayers(ctx: AgentContext): boolean[] {
 export function layerOptions(ctx: AgentContext, tied = ctx.stepMode === 'tied'): LayerBits[][] {
   const pinned = pinnedLayers(ctx);
   const choices = [...ctx.bitChoices].sort((a, b) => a - b);
-  const all = tied ? choices.map((b) => ({ wBits: b, aBits: b })) : choices.flatMap((w) => choices.map((a) => ({ wBits: w, aBits: a })));
-  return ctx.layers.map((_, i) => (pinned[i] ? [{ wBits: REFERENCE_BITS, aBits: REFERENCE_BITS }] : all.map((o) => ({ ...o }))));
+  const all = tied
+    ? choices.map((b) => ({ wBits: b, aBits: b }))
+    : choices.flatMap((w) => choices.map((a) => ({ wBits: w, aBits: a })));
+  return ctx.layers.map((_, i) =>
+    pinned[i] ? [{ wBits: REFERENCE_BITS, aBits: REFERENCE_BITS }] : all.map((o) => ({ ...o })),
+  );
 }
 
 /** A resolved budget: a metric and its limit in base units (ms, uJ, bytes, bytes). */
@@ -150,7 +154,13 @@ function asLimits(v: unknown): BudgetLimit[] | null {
   for (const c of v) {
     const m = (c as { metric?: unknown } | null)?.metric;
     const limit = (c as { limit?: unknown } | null)?.limit;
-    if (typeof m !== 'string' || !(COST_METRICS as readonly string[]).includes(m) || typeof limit !== 'number' || !(limit >= 0)) return null;
+    if (
+      typeof m !== 'string' ||
+      !(COST_METRICS as readonly string[]).includes(m) ||
+      typeof limit !== 'number' ||
+      !(limit >= 0)
+    )
+      return null;
     out.push({ metric: m as CostMetric, limit });
   }
   return out;
@@ -203,37 +213,51 @@ const PROBE_ITERATIONS = 48;
  * argmin over allocations of sum_l values[l][o_l] subject to the budgets (see the module comment).
  * `options[l]` and `values[l]` are parallel lists; the returned allocation uses one option per layer.
  */
-export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: readonly LayerBits[][], values: readonly number[][]): BudgetSolution {
+export function solveUnderBudgets(
+  ctx: AgentContext,
+  table: CostTable,
+  options: readonly LayerBits[][],
+  values: readonly number[][],
+): BudgetSolution {
   const n = options.length;
   const costs = options.map((opts, l) => opts.map((o) => optionCosts(table, l, o)));
   let solves = 0;
-  const toBits = (choice: number[]): BitConfig => choice.map((k, l) => ({ ...((options[l] as LayerBits[])[k] as LayerBits) }));
-  const valueOf = (choice: number[]): number => choice.reduce((s, k, l) => s + ((values[l] as number[])[k] as number), 0);
+  const toBits = (choice: number[]): BitConfig => choice.map((k, l) => ({ ...options[l][k] }));
+  const valueOf = (choice: number[]): number => choice.reduce((s, k, l) => s + values[l][k], 0);
 
   /** Exact solve under additive budgets [latency, energy, size] and a per-layer activation cap; null if none fits. */
   const solveAt = (budgets: [number, number, number], peakCap: number): number[] | null => {
     solves++;
-    const allowed = costs.map((cs) => cs.map((_, k) => k).filter((k) => ((cs[k] as number[])[3] as number) <= peakCap));
+    const allowed = costs.map((cs) => cs.map((_, k) => k).filter((k) => (cs[k] as number[])[3] <= peakCap));
     if (allowed.some((a) => a.length === 0)) return null;
     if (budgets.every((b) => b === Infinity)) {
-      return allowed.map((ks, l) => ks.reduce((best, k) => (((values[l] as number[])[k] as number) < ((values[l] as number[])[best] as number) ? k : best), ks[0] as number));
+      return allowed.map((ks, l) => ks.reduce((best, k) => (values[l][k] < values[l][best] ? k : best), ks[0]));
     }
     const r = solveMultipleChoiceKnapsack({
-      groups: allowed.map((ks, l) => ks.map((k) => ({ cost: ((costs[l] as number[][])[k] as number[]).slice(0, 3), value: (values[l] as number[])[k] as number }))),
+      groups: allowed.map((ks, l) =>
+        ks.map((k) => ({ cost: (costs[l] as number[][])[k].slice(0, 3), value: values[l][k] })),
+      ),
       budgets,
     });
     if (r.status !== 'optimal' && r.status !== 'nodeLimit') return null;
-    return r.choice.map((i, l) => (allowed[l] as number[])[i] as number);
+    return r.choice.map((i, l) => allowed[l][i]);
   };
   const metricCost = (choice: number[], m: number): number =>
-    m === 3 ? Math.max(...choice.map((k, l) => (((costs[l] as number[][])[k] as number[])[3] as number))) : choice.reduce((s, k, l) => s + (((costs[l] as number[][])[k] as number[])[m] as number), 0);
+    m === 3
+      ? Math.max(...choice.map((k, l) => (costs[l] as number[][])[k][3]))
+      : choice.reduce((s, k, l) => s + (costs[l] as number[][])[k][m], 0);
   const feasibleMax: [number, number, number, number] = [0, 0, 0, 0];
   const feasible = (choice: number[] | null): choice is number[] => {
     if (choice === null || !ctx.isFeasible(toBits(choice))) return false;
-    for (let m = 0; m < 4; m++) feasibleMax[m] = Math.max(feasibleMax[m] as number, metricCost(choice, m));
+    for (let m = 0; m < 4; m++) feasibleMax[m] = Math.max(feasibleMax[m], metricCost(choice, m));
     return true;
   };
-  const result = (choice: number[], source: BudgetSolution['source'], metric: CostMetric | null, limit: number): BudgetSolution => ({
+  const result = (
+    choice: number[],
+    source: BudgetSolution['source'],
+    metric: CostMetric | null,
+    limit: number,
+  ): BudgetSolution => ({
     bits: toBits(choice),
     choice,
     value: valueOf(choice),
@@ -256,7 +280,12 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
     const choice = solveAt(budgets, peakCap);
     if (feasible(choice)) {
       const first = declared.find((d) => d.metric !== 'peakMemory') ?? declared[0];
-      return result(choice, declared.length > 0 ? 'declared' : 'unconstrained', first?.metric ?? null, first?.limit ?? Infinity);
+      return result(
+        choice,
+        declared.length > 0 ? 'declared' : 'unconstrained',
+        first?.metric ?? null,
+        first?.limit ?? Infinity,
+      );
     }
     // The device's own limits (flash, SRAM) are not declared: probe.
   }
@@ -268,15 +297,15 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
   const hi = [0, 0, 0, 0];
   for (let m = 0; m < 4; m++) {
     for (let l = 0; l < n; l++) {
-      const vals = (costs[l] as number[][]).map((c) => c[m] as number);
+      const vals = (costs[l] as number[][]).map((c) => c[m]);
       const mn = Math.min(...vals);
       const mx = Math.max(...vals);
       if (m === 3) {
-        lo[m] = Math.max(lo[m] as number, mn);
-        hi[m] = Math.max(hi[m] as number, mx);
+        lo[m] = Math.max(lo[m], mn);
+        hi[m] = Math.max(hi[m], mx);
       } else {
-        lo[m] = (lo[m] as number) + mn;
-        hi[m] = (hi[m] as number) + mx;
+        lo[m] = lo[m] + mn;
+        hi[m] = hi[m] + mx;
       }
     }
   }
@@ -288,7 +317,7 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
       let cap = Infinity;
       for (const m of family) {
         // A hair above the exact total, so that rounding in the solver's sums never rejects the end points.
-        const b = ((lo[m] as number) + t * ((hi[m] as number) - (lo[m] as number))) * (1 + 1e-12);
+        const b = (lo[m] + t * (hi[m] - lo[m])) * (1 + 1e-12);
         if (m === 3) cap = b;
         else budgets[m as 0 | 1 | 2] = b;
       }
@@ -311,8 +340,8 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
     if (best === null || famBest.value < best.value) best = { ...famBest, family };
   }
   if (best !== null) {
-    const single = best.family.length === 1 ? (best.family[0] as number) : null;
-    const metric = single === null ? null : (COST_METRICS[single] as CostMetric);
+    const single = best.family.length === 1 ? best.family[0] : null;
+    const metric = single === null ? null : COST_METRICS[single];
     return result(best.choice, 'probed', metric, single === null ? Infinity : metricCost(best.choice, single));
   }
   // Nothing is feasible: the cheapest allocation in every metric at once.
@@ -320,7 +349,7 @@ export function solveUnderBudgets(ctx: AgentContext, table: CostTable, options: 
     let k0 = 0;
     let s0 = Infinity;
     cs.forEach((c, k) => {
-      const s = COST_METRICS.reduce((acc, _, m) => acc + ((hi[m] as number) > 0 ? (c[m] as number) / (hi[m] as number) : 0), 0);
+      const s = COST_METRICS.reduce((acc, _, m) => acc + (hi[m] > 0 ? c[m] / hi[m] : 0), 0);
       if (s < s0) {
         s0 = s;
         k0 = k;
@@ -341,7 +370,7 @@ export function monotoneEnvelope(options: readonly LayerBits[], raw: readonly nu
   return options.map((o) => {
     let v = 0;
     options.forEach((p, k) => {
-      if (p.wBits >= o.wBits && p.aBits >= o.aBits) v = Math.max(v, raw[k] as number);
+      if (p.wBits >= o.wBits && p.aBits >= o.aBits) v = Math.max(v, raw[k]);
     });
     return v;
   });
@@ -407,16 +436,23 @@ export class SensitivityAgent implements AllocationAgent {
   private analysis: SensitivityReport | null = null;
   private proposed = 0;
 
-  constructor(options: Partial<SensitivityOptions> = {}, private readonly field = 'agentOptions') {
+  constructor(
+    options: Partial<SensitivityOptions> = {},
+    private readonly field = 'agentOptions',
+  ) {
     this.options = validateSensitivityOptions({ ...SENSITIVITY_DEFAULTS, ...options }, field);
   }
 
   async setup(ctx: AgentContext): Promise<void> {
     if (!ctx.training) {
-      throw new UserError("agent 'sensitivity' needs a real network: it measures each layer's loss on (generated or validation) inputs", {
-        field: 'agent',
-        expected: "a search on a model and dataset (bitalloc search / run), not a synthetic evaluator; use e.g. 'evolution' or 'uniform' there",
-      });
+      throw new UserError(
+        "agent 'sensitivity' needs a real network: it measures each layer's loss on (generated or validation) inputs",
+        {
+          field: 'agent',
+          expected:
+            "a search on a model and dataset (bitalloc search / run), not a synthetic evaluator; use e.g. 'evolution' or 'uniform' there",
+        },
+      );
     }
     this.ctx = ctx;
     this.proposed = 0;
@@ -438,7 +474,7 @@ export class SensitivityAgent implements AllocationAgent {
     if (!a || !this.ctx) throw new Error('sensitivity agent: setup() must be called first');
     const k = Math.min(this.proposed, a.proposals.length - 1);
     this.proposed++;
-    return (a.proposals[k] as BitConfig).map((b) => ({ ...b }));
+    return a.proposals[k].map((b) => ({ ...b }));
   }
 
   endEpisode(_summary: EpisodeSummary): void {
@@ -446,23 +482,39 @@ export class SensitivityAgent implements AllocationAgent {
   }
 
   getState(): SensitivityState {
-    return { name: 'sensitivity', version: 1, options: { ...this.options }, report: this.analysis, proposed: this.proposed };
+    return {
+      name: 'sensitivity',
+      version: 1,
+      options: { ...this.options },
+      report: this.analysis,
+      proposed: this.proposed,
+    };
   }
 
   setState(state: unknown): void {
     const s = state as Partial<SensitivityState> | null;
-    if (s?.name !== 'sensitivity' || s.version !== 1 || typeof s.proposed !== 'number' || (s.report !== null && typeof s.report !== 'object')) {
+    if (
+      s?.name !== 'sensitivity' ||
+      s.version !== 1 ||
+      typeof s.proposed !== 'number' ||
+      (s.report !== null && typeof s.report !== 'object')
+    ) {
       throw new Error('sensitivity agent: bad state');
     }
     if (s.report && this.ctx && s.report.options.length !== this.ctx.layers.length) {
-      throw new Error(`sensitivity agent: state is for a network of ${s.report.options.length} layers, not ${this.ctx.layers.length}`);
+      throw new Error(
+        `sensitivity agent: state is for a network of ${s.report.options.length} layers, not ${this.ctx.layers.length}`,
+      );
     }
     this.analysis = s.report ?? null;
     this.proposed = s.proposed;
   }
 
   // -------------------------------------------------------------------------------------------
-  private async inputs(ctx: AgentContext, t: TrainingAccess): Promise<{ split: Split; owned: boolean; accuracy: number; loss: number; steps: number; seconds: number }> {
+  private async inputs(
+    ctx: AgentContext,
+    t: TrainingAccess,
+  ): Promise<{ split: Split; owned: boolean; accuracy: number; loss: number; steps: number; seconds: number }> {
     const o = this.options;
     if (o.data === 'free') {
       const g = await generateInputs(t.net, {
@@ -474,13 +526,19 @@ export class SensitivityAgent implements AllocationAgent {
         stopLoss: o.stopLoss,
         seed: ctx.seed,
       });
-      log.info(`sensitivity: generated ${g.split.labels.length} inputs in ${g.steps} steps (${g.seconds.toFixed(1)} s), float accuracy on them ${(100 * g.accuracy).toFixed(1)}%`);
+      log.info(
+        `sensitivity: generated ${g.split.labels.length} inputs in ${g.steps} steps (${g.seconds.toFixed(1)} s), float accuracy on them ${(100 * g.accuracy).toFixed(1)}%`,
+      );
       return { split: g.split, owned: true, accuracy: g.accuracy, loss: g.loss, steps: g.steps, seconds: g.seconds };
     }
     const val = t.dataset.val;
     const want = o.realSamples ?? o.perClass * t.dataset.numClasses;
     const count = Math.min(want, val.labels.length);
-    if (count === 0) throw new UserError(`dataset '${t.dataset.name}' has an empty validation split`, { field: `${this.field}.data`, expected: "'free', or a dataset with validation samples" });
+    if (count === 0)
+      throw new UserError(`dataset '${t.dataset.name}' has an empty validation split`, {
+        field: `${this.field}.data`,
+        expected: "'free', or a dataset with validation samples",
+      });
     const split: Split = {
       x: tf.slice(val.x, [0, 0, 0, 0], [count, -1, -1, -1]),
       y: tf.slice(val.y, [0, 0], [count, -1]),
@@ -501,7 +559,10 @@ export class SensitivityAgent implements AllocationAgent {
     const nFree = pinned.filter((p) => !p).length;
     const pairs = (options.find((_, i) => !pinned[i]) ?? []).length;
     const tied = ctx.stepMode === 'tied';
-    const measure: 'joint' | 'separate' = tied || o.measure === 'joint' || (o.measure === 'auto' && nFree * pairs <= AUTO_JOINT_LIMIT) ? 'joint' : 'separate';
+    const measure: 'joint' | 'separate' =
+      tied || o.measure === 'joint' || (o.measure === 'auto' && nFree * pairs <= AUTO_JOINT_LIMIT)
+        ? 'joint'
+        : 'separate';
     const inputs = await this.inputs(ctx, t);
     const saved = t.net.getBits();
     const rounds: SensitivityRound[] = [];
@@ -510,21 +571,26 @@ export class SensitivityAgent implements AllocationAgent {
         t.net.setBits(bits);
         return (await evaluateModel(t.net.model, inputs.split, { batchSize: inputs.split.labels.length })).loss;
       };
-      let base: BitConfig = ctx.layers.map((_, i) => (pinned[i] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: o.baseBits, aBits: o.baseBits }));
+      let base: BitConfig = ctx.layers.map((_, i) =>
+        pinned[i] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: o.baseBits, aBits: o.baseBits },
+      );
       const seen = new Set<string>();
       for (let r = 0; r < o.rounds; r++) {
         const baseLoss = await lossAt(base);
         let measurements = 1;
         const sensitivity: number[][] = [];
-        const roundProgress = new Progress({ label: `sensitivity round ${r + 1}/${o.rounds}: layers measured`, total: options.length });
+        const roundProgress = new Progress({
+          label: `sensitivity round ${r + 1}/${o.rounds}: layers measured`,
+          total: options.length,
+        });
         for (let l = 0; l < options.length; l++) {
           roundProgress.update(l, `${measurements} measurements`);
-          const opts = options[l] as LayerBits[];
+          const opts = options[l];
           if (pinned[l]) {
             sensitivity.push(opts.map(() => 0));
             continue;
           }
-          const cur = base[l] as LayerBits;
+          const cur = base[l];
           const with_ = (lb: LayerBits): BitConfig => base.map((b, i) => (i === l ? { ...lb } : { ...b }));
           if (measure === 'joint') {
             const row: number[] = [];
@@ -541,11 +607,21 @@ export class SensitivityAgent implements AllocationAgent {
             const aDelta = new Map<number, number>();
             for (const opt of opts) {
               if (!wDelta.has(opt.wBits)) {
-                wDelta.set(opt.wBits, opt.wBits === cur.wBits ? 0 : (await lossAt(with_({ wBits: opt.wBits, aBits: cur.aBits }))) - baseLoss);
+                wDelta.set(
+                  opt.wBits,
+                  opt.wBits === cur.wBits
+                    ? 0
+                    : (await lossAt(with_({ wBits: opt.wBits, aBits: cur.aBits }))) - baseLoss,
+                );
                 if (opt.wBits !== cur.wBits) measurements++;
               }
               if (!aDelta.has(opt.aBits)) {
-                aDelta.set(opt.aBits, opt.aBits === cur.aBits ? 0 : (await lossAt(with_({ wBits: cur.wBits, aBits: opt.aBits }))) - baseLoss);
+                aDelta.set(
+                  opt.aBits,
+                  opt.aBits === cur.aBits
+                    ? 0
+                    : (await lossAt(with_({ wBits: cur.wBits, aBits: opt.aBits }))) - baseLoss,
+                );
                 if (opt.aBits !== cur.aBits) measurements++;
               }
             }
@@ -553,11 +629,24 @@ export class SensitivityAgent implements AllocationAgent {
           }
         }
         roundProgress.finish(`${measurements} measurements`);
-        const smoothed = sensitivity.map((row, l) => monotoneEnvelope(options[l] as LayerBits[], row));
+        const smoothed = sensitivity.map((row, l) => monotoneEnvelope(options[l], row));
         const sol = solveUnderBudgets(ctx, t.costTable, options, smoothed);
-        if (!sol.feasible) log.warn('sensitivity: no allocation meets every budget; proposing the cheapest one (it is over budget)');
-        rounds.push({ base, baseLoss, sensitivity: smoothed, raw: sensitivity, allocation: sol.bits, value: sol.value, budgetSource: sol.source, feasible: sol.feasible, measurements });
-        log.info(`sensitivity: round ${r + 1}: ${measurements} measurements, allocation ${sol.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')} (budgets ${sol.source})`);
+        if (!sol.feasible)
+          log.warn('sensitivity: no allocation meets every budget; proposing the cheapest one (it is over budget)');
+        rounds.push({
+          base,
+          baseLoss,
+          sensitivity: smoothed,
+          raw: sensitivity,
+          allocation: sol.bits,
+          value: sol.value,
+          budgetSource: sol.source,
+          feasible: sol.feasible,
+          measurements,
+        });
+        log.info(
+          `sensitivity: round ${r + 1}: ${measurements} measurements, allocation ${sol.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')} (budgets ${sol.source})`,
+        );
         const key = JSON.stringify(sol.bits);
         if (seen.has(key)) break;
         seen.add(key);
@@ -573,7 +662,7 @@ export class SensitivityAgent implements AllocationAgent {
     const proposals: BitConfig[] = [];
     const keys = new Set<string>();
     for (let r = rounds.length - 1; r >= 0 && proposals.length < 1 + o.alternatives; r--) {
-      const bits = (rounds[r] as SensitivityRound).allocation;
+      const bits = rounds[r].allocation;
       const key = JSON.stringify(bits);
       if (keys.has(key)) continue;
       keys.add(key);
@@ -599,7 +688,7 @@ export class SensitivityAgent implements AllocationAgent {
 export const sensitivityAgentEntry: AgentEntry = {
   describe:
     "Per-layer loss increase on data-free generated inputs ('data': 'free', default) or validation data ('real'), then the exact knapsack optimum under the budgets",
-  defaults: { ...SENSITIVITY_DEFAULTS } as unknown as Record<string, unknown>,
+  defaults: { ...SENSITIVITY_DEFAULTS },
   validate: (opts, field) => void validateSensitivityOptions(opts as unknown as SensitivityOptions, field),
-  create: (opts) => new SensitivityAgent(opts as unknown as Partial<SensitivityOptions>),
+  create: (opts) => new SensitivityAgent(opts),
 };

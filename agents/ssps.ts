@@ -39,7 +39,7 @@ import { UserError } from '../src/errors.js';
 import type { CostTable, LayerCost } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
 import { Progress } from '../src/util/progress.js';
-import type { BitConfig, LayerBits } from '../src/models/layer-info.js';
+import type { BitConfig } from '../src/models/layer-info.js';
 import { quantLayers } from '../src/quant/inventory.js';
 import { perSampleCrossEntropy } from './kit/datafree.js';
 import type { QuantLayer } from '../src/quant/layers.js';
@@ -94,10 +94,14 @@ export function validateSspsOptions(o: SspsOptions, field = 'agentOptions'): Ssp
   int('batchSize', 1);
   int('recordEvery', 1);
   if (!(o.lambda >= 0 && Number.isFinite(o.lambda))) throw bad('lambda', 'a finite number >= 0', o.lambda);
-  if (!(o.learningRate > 0 && Number.isFinite(o.learningRate))) throw bad('learningRate', 'a finite number > 0', o.learningRate);
-  if (!(o.weightLr >= 0 && Number.isFinite(o.weightLr))) throw bad('weightLr', 'a finite number >= 0 (0 = the trainer’s)', o.weightLr);
-  if (!(o.temperature > 0 && Number.isFinite(o.temperature))) throw bad('temperature', 'a finite number > 0', o.temperature);
-  if (o.metric !== null && !(ADDITIVE_METRICS as readonly string[]).includes(o.metric)) throw bad('metric', `null or one of ${ADDITIVE_METRICS.join('|')}`, o.metric);
+  if (!(o.learningRate > 0 && Number.isFinite(o.learningRate)))
+    throw bad('learningRate', 'a finite number > 0', o.learningRate);
+  if (!(o.weightLr >= 0 && Number.isFinite(o.weightLr)))
+    throw bad('weightLr', 'a finite number >= 0 (0 = the trainer’s)', o.weightLr);
+  if (!(o.temperature > 0 && Number.isFinite(o.temperature)))
+    throw bad('temperature', 'a finite number > 0', o.temperature);
+  if (o.metric !== null && !(ADDITIVE_METRICS as readonly string[]).includes(o.metric))
+    throw bad('metric', `null or one of ${ADDITIVE_METRICS.join('|')}`, o.metric);
   return o;
 }
 
@@ -170,16 +174,23 @@ export class SspsAgent implements AllocationAgent {
   private result: SspsReport | null = null;
   private proposed = 0;
 
-  constructor(options: Partial<SspsOptions> = {}, private readonly field = 'agentOptions') {
+  constructor(
+    options: Partial<SspsOptions> = {},
+    private readonly field = 'agentOptions',
+  ) {
     this.options = validateSspsOptions({ ...SSPS_DEFAULTS, ...options }, field);
   }
 
   setup(ctx: AgentContext): void {
     if (!ctx.training) {
-      throw new UserError("agent 'ssps' needs a real network: it trains per-layer bit logits jointly with the weights", {
-        field: 'agent',
-        expected: "a search on a model and dataset (bitalloc search / run), not a synthetic evaluator; use e.g. 'evolution' or 'uniform' there",
-      });
+      throw new UserError(
+        "agent 'ssps' needs a real network: it trains per-layer bit logits jointly with the weights",
+        {
+          field: 'agent',
+          expected:
+            "a search on a model and dataset (bitalloc search / run), not a synthetic evaluator; use e.g. 'evolution' or 'uniform' there",
+        },
+      );
     }
     this.ctx = ctx;
     this.result = null;
@@ -213,11 +224,18 @@ export class SspsAgent implements AllocationAgent {
 
   setState(state: unknown): void {
     const s = state as Partial<SspsState> | null;
-    if (s?.name !== 'ssps' || s.version !== 1 || typeof s.proposed !== 'number' || (s.report !== null && typeof s.report !== 'object')) {
+    if (
+      s?.name !== 'ssps' ||
+      s.version !== 1 ||
+      typeof s.proposed !== 'number' ||
+      (s.report !== null && typeof s.report !== 'object')
+    ) {
       throw new Error('ssps agent: bad state');
     }
     if (s.report && this.ctx && s.report.allocation.length !== this.ctx.layers.length) {
-      throw new Error(`ssps agent: state is for a network of ${s.report.allocation.length} layers, not ${this.ctx.layers.length}`);
+      throw new Error(
+        `ssps agent: state is for a network of ${s.report.allocation.length} layers, not ${this.ctx.layers.length}`,
+      );
     }
     this.result = s.report ?? null;
     this.proposed = s.proposed;
@@ -235,7 +253,10 @@ export class SspsAgent implements AllocationAgent {
         // One target per metric: the tightest limit.
         const byMetric = new Map<CostMetric, number>();
         for (const d of chosen) byMetric.set(d.metric, Math.min(byMetric.get(d.metric) ?? Infinity, d.limit));
-        return { targets: [...byMetric].map(([metric, target]) => ({ metric, target })), source: wanted === null ? 'declared' : 'option' };
+        return {
+          targets: [...byMetric].map(([metric, target]) => ({ metric, target })),
+          source: wanted === null ? 'declared' : 'option',
+        };
       }
     }
     const tiedOptions = layerOptions(ctx, true);
@@ -243,11 +264,17 @@ export class SspsAgent implements AllocationAgent {
     const values = tiedOptions.map((opts) => opts.map((o) => -(o.wBits + o.aBits)));
     const sol = solveUnderBudgets(ctx, table, tiedOptions, values);
     if (sol.source === 'unconstrained') return { targets: [], source: 'unconstrained' };
-    const bound = (m: CostMetric): number => sol.feasibleMax[COST_METRICS.indexOf(m)] as number;
+    const bound = (m: CostMetric): number => sol.feasibleMax[COST_METRICS.indexOf(m)];
     if (sol.source === 'none') {
       // Nothing is feasible: aim at the cheapest allocation's costs.
       const cost = ctx.costOf(sol.bits);
-      return { targets: (wanted !== null ? [wanted] : ADDITIVE_METRICS).map((metric) => ({ metric, target: metricValue(cost, metric) })), source: 'none' };
+      return {
+        targets: (wanted !== null ? [wanted] : ADDITIVE_METRICS).map((metric) => ({
+          metric,
+          target: metricValue(cost, metric),
+        })),
+        source: 'none',
+      };
     }
     if (wanted !== null) return { targets: [{ metric: wanted, target: bound(wanted) }], source: 'option' };
     return { targets: ADDITIVE_METRICS.map((metric) => ({ metric, target: bound(metric) })), source: sol.source };
@@ -259,18 +286,23 @@ export class SspsAgent implements AllocationAgent {
     const net = t.net;
     const model = net.model;
     const qls = quantLayers(model);
-    if (qls.length !== ctx.layers.length) throw new Error(`ssps: the network has ${qls.length} quantized layers, the context ${ctx.layers.length}`);
+    if (qls.length !== ctx.layers.length)
+      throw new Error(`ssps: the network has ${qls.length} quantized layers, the context ${ctx.layers.length}`);
     const bitsSet = [...ctx.bitChoices].sort((a, b) => a - b);
     const nb = bitsSet.length;
     const pinned = pinnedLayers(ctx);
     const searchable = ctx.layers.map((_, i) => i).filter((i) => !pinned[i]);
     const { targets, source } = this.targets(ctx, t.costTable);
     const priced = targets.filter((x) => Number.isFinite(x.target) && x.target > 0);
-    const primary = targets[0] ?? { metric: 'latency' as CostMetric, target: Infinity };
-    const layerMetric = (c: LayerCost, m: CostMetric): number => (m === 'latency' ? c.latencyMs : m === 'energy' ? c.energyUj : c.weightBytes);
+    const primary = targets[0] ?? { metric: 'latency', target: Infinity };
+    const layerMetric = (c: LayerCost, m: CostMetric): number =>
+      m === 'latency' ? c.latencyMs : m === 'energy' ? c.energyUj : c.weightBytes;
     const costOf = (l: number, b: number, m: CostMetric): number => layerMetric(t.costTable.layerCost(l, b, b), m);
     const pinnedCost = (m: CostMetric): number =>
-      ctx.layers.reduce((acc, _, l) => acc + (pinned[l] ? layerMetric(t.costTable.layerCost(l, REFERENCE_BITS, REFERENCE_BITS), m) : 0), 0);
+      ctx.layers.reduce(
+        (acc, _, l) => acc + (pinned[l] ? layerMetric(t.costTable.layerCost(l, REFERENCE_BITS, REFERENCE_BITS), m) : 0),
+        0,
+      );
     /** Per priced metric, [searchable layers x widths] of cost / target. */
     const relRows = priced.map((p) => searchable.map((l) => bitsSet.map((b) => costOf(l, b, p.metric) / p.target)));
     const relPinned = priced.map((p) => pinnedCost(p.metric) / p.target);
@@ -307,17 +339,20 @@ export class SspsAgent implements AllocationAgent {
       searchable.forEach((l, r) => {
         const fb = frozenBits.get(r);
         if (fb !== undefined) e += costOf(l, fb, m);
-        else e += (p[r] as number[]).reduce((acc, pb, k) => acc + pb * costOf(l, bitsSet[k] as number, m), 0);
+        else e += p[r].reduce((acc, pb, k) => acc + pb * costOf(l, bitsSet[k], m), 0);
       });
       return e;
     };
     const record = (step: number, loss: number): void => {
       const p = probs();
-      const penalty = priced.reduce((acc, x) => acc + o.lambda * Math.max(0, expectedCost(p, x.metric) / x.target - 1), 0);
+      const penalty = priced.reduce(
+        (acc, x) => acc + o.lambda * Math.max(0, expectedCost(p, x.metric) / x.target - 1),
+        0,
+      );
       curve.push({ step, expectedCost: expectedCost(p, primary.metric), penalty, loss, frozen: frozenBits.size });
     };
-    const argmaxBits = (row: number[]): number => bitsSet[row.indexOf(Math.max(...row))] as number;
-    const narrowest = bitsSet[0] as number;
+    const argmaxBits = (row: number[]): number => bitsSet[row.indexOf(Math.max(...row))];
+    const narrowest = bitsSet[0];
     /** The allocation with frozen layers at their bits, `extra` applied, and the rest at the narrowest width. */
     const completion = (extra: Map<number, number>): BitConfig =>
       ctx.layers.map((_, l) => {
@@ -331,51 +366,67 @@ export class SspsAgent implements AllocationAgent {
       let bestP = -1;
       searchable.forEach((_, r) => {
         if (frozenBits.has(r)) return;
-        const m = Math.max(...(p[r] as number[]));
+        const m = Math.max(...p[r]);
         if (m > bestP) {
           bestP = m;
           bestRow = r;
         }
       });
       if (bestRow < 0) return;
-      const row = p[bestRow] as number[];
-      const order = bitsSet.map((_, k) => k).sort((a, b) => (row[b] as number) - (row[a] as number) || (bitsSet[b] as number) - (bitsSet[a] as number));
+      const row = p[bestRow];
+      const order = bitsSet.map((_, k) => k).sort((a, b) => row[b] - row[a] || bitsSet[b] - bitsSet[a]);
       let chosen = narrowest;
       let found = false;
       for (const k of order) {
-        const b = bitsSet[k] as number;
+        const b = bitsSet[k];
         if (ctx.isFeasible(completion(new Map([[bestRow, b]])))) {
           chosen = b;
           found = true;
           break;
         }
       }
-      if (!found) log.warn(`ssps: no width of layer ${ctx.layers[searchable[bestRow] as number]?.name} leaves a feasible allocation; freezing it at ${narrowest}`);
+      if (!found)
+        log.warn(
+          `ssps: no width of layer ${ctx.layers[searchable[bestRow]]?.name} leaves a feasible allocation; freezing it at ${narrowest}`,
+        );
       frozenBits.set(bestRow, chosen);
-      const l = searchable[bestRow] as number;
-      const q = qls[l] as QuantLayer;
+      const l = searchable[bestRow];
+      const q = qls[l];
       q.weightMix = null;
       q.setLayerBits(chosen, chosen);
-      freezes.push({ step, layer: l, name: ctx.layers[l]?.name ?? `layer${l}`, bits: chosen, probability: row[bitsSet.indexOf(chosen)] as number, argmax: argmaxBits(row) });
+      freezes.push({
+        step,
+        layer: l,
+        name: ctx.layers[l]?.name ?? `layer${l}`,
+        bits: chosen,
+        probability: row[bitsSet.indexOf(chosen)],
+        argmax: argmaxBits(row),
+      });
     };
 
     // Weight mix on every searchable layer: sum_b p_lb Q_b(W).
-    const mixFor = (r: number) => (layer: QuantLayer): tf.Tensor => {
-      const k = layer.getKernel().read();
-      const axes = channelReduceAxes(layer.kind, k.rank);
-      const p = tf.softmax(tf.div(tf.squeeze(tf.slice(logits, [r, 0], [1, nb]), [0]), o.temperature));
-      let mix: tf.Tensor | null = null;
-      bitsSet.forEach((b, j) => {
-        const term = tf.mul(quantizeWeightsSte(k, b, axes), tf.slice(p, [j], [1]));
-        mix = mix === null ? term : tf.add(mix, term);
-      });
-      return mix as unknown as tf.Tensor;
-    };
+    const mixFor =
+      (r: number) =>
+      (layer: QuantLayer): tf.Tensor => {
+        const k = layer.getKernel().read();
+        const axes = channelReduceAxes(layer.kind, k.rank);
+        const p = tf.softmax(tf.div(tf.squeeze(tf.slice(logits, [r, 0], [1, nb]), [0]), o.temperature));
+        let mix: tf.Tensor | null = null;
+        bitsSet.forEach((b, j) => {
+          const term = tf.mul(quantizeWeightsSte(k, b, axes), tf.slice(p, [j], [1]));
+          mix = mix === null ? term : tf.add(mix, term);
+        });
+        return mix as unknown as tf.Tensor;
+      };
 
     try {
-      const start = ctx.layers.map((_, l) => (pinned[l] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: bitsSet[nb - 1] as number, aBits: bitsSet[nb - 1] as number }));
+      const start = ctx.layers.map((_, l) =>
+        pinned[l]
+          ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS }
+          : { wBits: bitsSet[nb - 1], aBits: bitsSet[nb - 1] },
+      );
       net.setBits(start);
-      searchable.forEach((l, r) => ((qls[l] as QuantLayer).weightMix = mixFor(r)));
+      searchable.forEach((l, r) => (qls[l].weightMix = mixFor(r)));
       const weightVars = () => model.trainableWeights.map((w) => w.read() as tf.Variable);
       record(0, NaN);
       const stepProgress = new Progress({ label: 'ssps: relaxed search steps', total: o.steps });
@@ -386,7 +437,7 @@ export class SspsAgent implements AllocationAgent {
         const bits: BitConfig = ctx.layers.map((_, l) => {
           if (pinned[l]) return { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS };
           const r = searchable.indexOf(l);
-          const b = frozenBits.get(r) ?? argmaxBits(p[r] as number[]);
+          const b = frozenBits.get(r) ?? argmaxBits(p[r]);
           return { wBits: b, aBits: b };
         });
         net.setBits(bits);
@@ -396,9 +447,14 @@ export class SspsAgent implements AllocationAgent {
         }
         const idx = perm.slice(cursor, cursor + batch);
         cursor += batch;
-        const frozenMask = tf.tensor2d(searchable.map((_, r) => bitsSet.map(() => (frozenBits.has(r) ? 0 : 1))), [searchable.length, nb]);
+        const frozenMask = tf.tensor2d(
+          searchable.map((_, r) => bitsSet.map(() => (frozenBits.has(r) ? 0 : 1))),
+          [searchable.length, nb],
+        );
         const frozenConst = priced.map(
-          (x, i) => (relPinned[i] as number) + [...frozenBits.entries()].reduce((acc, [r, b]) => acc + costOf(searchable[r] as number, b, x.metric) / x.target, 0),
+          (x, i) =>
+            relPinned[i] +
+            [...frozenBits.entries()].reduce((acc, [r, b]) => acc + costOf(searchable[r], b, x.metric) / x.target, 0),
         );
         const ce = tf.tidy(() => {
           const it = tf.tensor1d(idx, 'int32');
@@ -415,7 +471,7 @@ export class SspsAgent implements AllocationAgent {
             if (priced.length > 0 && o.lambda > 0) {
               const pr = tf.mul(tf.softmax(tf.div(logits, o.temperature)), frozenMask);
               costTensors.forEach((c, i) => {
-                const rel = tf.add(tf.sum(tf.mul(pr, c)), frozenConst[i] as number);
+                const rel = tf.add(tf.sum(tf.mul(pr, c)), frozenConst[i]);
                 loss = tf.add(loss, tf.mul(o.lambda, tf.relu(tf.sub(rel, 1)))) as tf.Scalar;
               });
             }
@@ -431,7 +487,7 @@ export class SspsAgent implements AllocationAgent {
           if (lg) logitOpt.applyGradients([{ name: logitName, tensor: tf.mul(lg, frozenMask) }]);
           return ceValue as unknown as tf.Scalar;
         });
-        const ceNum = ce.dataSync()[0] as number;
+        const ceNum = ce.dataSync()[0];
         ce.dispose();
         frozenMask.dispose();
         if (step % spf === 0 && step < o.steps && frozenBits.size < searchable.length) freezeOne(step, probs());
@@ -456,7 +512,7 @@ export class SspsAgent implements AllocationAgent {
         curve,
         freezes,
         allocation,
-        probabilities: ctx.layers.map((_, l) => (pinned[l] ? [] : (pEnd[searchable.indexOf(l)] as number[]))),
+        probabilities: ctx.layers.map((_, l) => (pinned[l] ? [] : pEnd[searchable.indexOf(l)])),
         steps: o.steps,
         seconds: (performance.now() - t0) / 1000,
       };
@@ -472,8 +528,9 @@ export class SspsAgent implements AllocationAgent {
 }
 
 export const sspsAgentEntry: AgentEntry = {
-  describe: 'SSPS: differentiable single-path search; per-layer bit logits trained with the weights under an expected-cost penalty, layers frozen one by one',
-  defaults: { ...SSPS_DEFAULTS } as unknown as Record<string, unknown>,
+  describe:
+    'SSPS: differentiable single-path search; per-layer bit logits trained with the weights under an expected-cost penalty, layers frozen one by one',
+  defaults: { ...SSPS_DEFAULTS },
   validate: (opts, field) => void validateSspsOptions(opts as unknown as SspsOptions, field),
-  create: (opts) => new SspsAgent(opts as unknown as Partial<SspsOptions>),
+  create: (opts) => new SspsAgent(opts),
 };

@@ -29,7 +29,10 @@ export class UniformAgent implements AllocationAgent {
 
   constructor(readonly order: UniformOrder = 'feasible-first') {
     if (!UNIFORM_ORDERS.includes(order)) {
-      throw new UserError(`unknown order '${String(order)}' for agent 'uniform'`, { field: 'agentOptions.order', expected: UNIFORM_ORDERS.join('|') });
+      throw new UserError(`unknown order '${String(order)}' for agent 'uniform'`, {
+        field: 'agentOptions.order',
+        expected: UNIFORM_ORDERS.join('|'),
+      });
     }
   }
 
@@ -56,7 +59,7 @@ export class UniformAgent implements AllocationAgent {
 
   propose(): BitConfig {
     if (this.exhausted()) throw new Error('uniform agent: every width has been proposed (check exhausted())');
-    const b = this.widths[this.next] as number;
+    const b = this.widths[this.next];
     return uniformBits(this.layers, b, b);
   }
 
@@ -81,7 +84,10 @@ export const uniformAgentEntry: AgentEntry = {
   defaults: { order: 'feasible-first' },
   validate: (opts, field) => {
     if (!UNIFORM_ORDERS.includes(opts.order as UniformOrder)) {
-      throw new UserError(`unknown order '${String(opts.order)}' for agent 'uniform'`, { field: `${field}.order`, expected: UNIFORM_ORDERS.join('|') });
+      throw new UserError(`unknown order '${String(opts.order)}' for agent 'uniform'`, {
+        field: `${field}.order`,
+        expected: UNIFORM_ORDERS.join('|'),
+      });
     }
   },
   create: (opts) => new UniformAgent(opts.order as UniformOrder),

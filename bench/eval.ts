@@ -43,7 +43,7 @@ function flag(argv: string[], name: string): string | undefined {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] as number;
+  return s[Math.floor(s.length / 2)];
 }
 
 async function timeRuns(runs: number, f: () => Promise<void>): Promise<number> {
@@ -72,13 +72,23 @@ function images(n: number): Float32Array {
   return x;
 }
 
-async function ortRow(ort: OrtModule, net: QuantNetwork, precision: 'float' | 'W4A4', batch: number, threads: number, runs: number): Promise<Row> {
+async function ortRow(
+  ort: OrtModule,
+  net: QuantNetwork,
+  precision: 'float' | 'W4A4',
+  batch: number,
+  threads: number,
+  runs: number,
+): Promise<Row> {
   const g = writeGraph(net, 'eval');
   const session = await createSession(ort, encodeModel(g.model), threads);
   const feeds: Record<string, InstanceType<OrtModule['Tensor']>> = {};
   for (const f of g.feeds) {
     const v = f.read();
-    feeds[f.name] = f.dtype === 'bool' ? new ort.Tensor('bool', v as Uint8Array, f.dims) : new ort.Tensor('float32', v as Float32Array, f.dims);
+    feeds[f.name] =
+      f.dtype === 'bool'
+        ? new ort.Tensor('bool', v as Uint8Array, f.dims)
+        : new ort.Tensor('float32', v as Float32Array, f.dims);
   }
   feeds[g.inputName] = new ort.Tensor('float32', images(batch), [batch, 224, 224, 3]);
   const sec = await timeRuns(runs, async () => {
@@ -98,7 +108,16 @@ export async function run(argv: string[]): Promise<void> {
   const rows: Row[] = [];
   if (!torch) {
     const msg = `bench eval needs ${PYTHON} with torch and torchvision to build MobileNetV2 (apt-get install python3-torch python3-torchvision)`;
-    if (json) process.stdout.write(JSON.stringify({ bench: 'eval', error: msg, wasmImagesPerSec: null, ortImagesPerSec: null, torchImagesPerSec: null }) + '\n');
+    if (json)
+      process.stdout.write(
+        JSON.stringify({
+          bench: 'eval',
+          error: msg,
+          wasmImagesPerSec: null,
+          ortImagesPerSec: null,
+          torchImagesPerSec: null,
+        }) + '\n',
+      );
     else process.stdout.write(msg + '\n');
     return;
   }
@@ -123,8 +142,17 @@ export async function run(argv: string[]): Promise<void> {
       });
       x.dispose();
       rows.push({ engine: 'TF.js wasm (bitalloc)', precision, batch: 8, threads: 1, imagesPerSec: 8 / sec });
-      rows.push({ engine: 'TF.js wasm (bitalloc)', precision, batch: 64, threads: 1, imagesPerSec: null, note: 'exceeds the 4 GB wasm heap' });
-      if (ort) for (const batch of [8, 64]) for (const threads of [1, 2]) rows.push(await ortRow(ort, net, precision, batch, threads, runs));
+      rows.push({
+        engine: 'TF.js wasm (bitalloc)',
+        precision,
+        batch: 64,
+        threads: 1,
+        imagesPerSec: null,
+        note: 'exceeds the 4 GB wasm heap',
+      });
+      if (ort)
+        for (const batch of [8, 64])
+          for (const threads of [1, 2]) rows.push(await ortRow(ort, net, precision, batch, threads, runs));
     }
     if (ort) {
       // the float file as PyTorch wrote it (constant weights: onnxruntime's best case for float)
@@ -136,12 +164,22 @@ export async function run(argv: string[]): Promise<void> {
             await session.run({ input });
           });
           await session.release();
-          rows.push({ engine: 'onnxruntime (PyTorch float file)', precision: 'float', batch, threads, imagesPerSec: batch / sec });
+          rows.push({
+            engine: 'onnxruntime (PyTorch float file)',
+            precision: 'float',
+            batch,
+            threads,
+            imagesPerSec: batch / sec,
+          });
         }
     }
     for (const batch of [8, 64])
       for (const threads of [1, 2]) {
-        const out = execFileSync(PYTHON, [SCRIPT, 'time', String(batch), String(threads), String(batch === 8 ? 4 : 8)], { encoding: 'utf8' });
+        const out = execFileSync(
+          PYTHON,
+          [SCRIPT, 'time', String(batch), String(threads), String(batch === 8 ? 4 : 8)],
+          { encoding: 'utf8' },
+        );
         const r = JSON.parse(out.trim().split('\n').pop() as string) as { imagesPerSec: number };
         rows.push({ engine: 'PyTorch CPU', precision: 'float', batch, threads, imagesPerSec: r.imagesPerSec });
       }
@@ -150,7 +188,9 @@ export async function run(argv: string[]): Promise<void> {
     fs.rmSync(dir, { recursive: true, force: true });
   }
   const pick = (engine: string, precision: string, batch: number, threads: number): number | null =>
-    rows.find((r) => r.engine.startsWith(engine) && r.precision === precision && r.batch === batch && r.threads === threads)?.imagesPerSec ?? null;
+    rows.find(
+      (r) => r.engine.startsWith(engine) && r.precision === precision && r.batch === batch && r.threads === threads,
+    )?.imagesPerSec ?? null;
   const wasm = pick('TF.js', 'W4A4', 8, 1);
   const ortQ = pick('onnxruntime (bitalloc', 'W4A4', 8, 2);
   const torchF = pick('PyTorch', 'float', 8, 2);
@@ -172,9 +212,16 @@ export async function run(argv: string[]): Promise<void> {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return;
   }
-  process.stdout.write(`MobileNetV2 224x224, images/s (median of ${runs} runs; load average ${result.loadAverage.toFixed(1)} on ${result.cpus} cores)\n`);
+  process.stdout.write(
+    `MobileNetV2 224x224, images/s (median of ${runs} runs; load average ${result.loadAverage.toFixed(1)} on ${result.cpus} cores)\n`,
+  );
   process.stdout.write('| engine | precision | batch | threads | images/s |\n|---|---|---|---|---|\n');
-  for (const r of rows) process.stdout.write(`| ${r.engine} | ${r.precision} | ${r.batch} | ${r.threads} | ${r.imagesPerSec === null ? r.note ?? 'n/a' : r.imagesPerSec.toFixed(1)} |\n`);
+  for (const r of rows)
+    process.stdout.write(
+      `| ${r.engine} | ${r.precision} | ${r.batch} | ${r.threads} | ${r.imagesPerSec === null ? (r.note ?? 'n/a') : r.imagesPerSec.toFixed(1)} |\n`,
+    );
   const ratio = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
-  process.stdout.write(`fake-quantized W4A4 batch 8, onnxruntime 2 threads vs TF.js wasm: ${ratio(result.ortOverWasm)} (target 10x); vs PyTorch float 2 threads: ${ratio(result.ortOverTorch)} (target 1.5x)\n`);
+  process.stdout.write(
+    `fake-quantized W4A4 batch 8, onnxruntime 2 threads vs TF.js wasm: ${ratio(result.ortOverWasm)} (target 10x); vs PyTorch float 2 threads: ${ratio(result.ortOverTorch)} (target 1.5x)\n`,
+  );
 }

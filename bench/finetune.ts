@@ -37,7 +37,13 @@ export async function run(argv: string[]): Promise<void> {
   if (!file || !dir) throw new Error('needs the nsfwjs devDependency and python3-skimage photos');
   const rows: { regime: string; steps: number; batch: number; before: number; after: number; seconds: number }[] = [];
   for (const regime of regimes) {
-    const ds = await loadDataset('folder', { dataDir: dir, seed: 1, imageSize: [224, 224], preprocess: readModelPreprocess(file) ?? undefined, testFraction: 0.3 });
+    const ds = await loadDataset('folder', {
+      dataDir: dir,
+      seed: 1,
+      imageSize: [224, 224],
+      preprocess: readModelPreprocess(file) ?? undefined,
+      testFraction: 0.3,
+    });
     const net = await loadUserModel(file);
     const fine = regime === 'pretrained';
     applyTargets(net, ds, fine ? { batchSize: 16, temperature: 2 } : { batchSize: 16, target: 'fidelity' });
@@ -52,14 +58,23 @@ export async function run(argv: string[]): Promise<void> {
     await postTrainingQuantize(net, ds.train, { batchSize: 16 });
     if (fine) applyFineTuneRegime(net);
     const before = (await evaluateModel(net.model, ds.test, { batchSize: 32 })).accuracy;
-    const trainer = createTrainer(net, ds, { lr: fine ? PRETRAINED_FINETUNE.lr : 2e-3, batchSize: batch, optimizer: 'adam', seed: 1, ...(fine ? { temperature: 2 } : {}) });
+    const trainer = createTrainer(net, ds, {
+      lr: fine ? PRETRAINED_FINETUNE.lr : 2e-3,
+      batchSize: batch,
+      optimizer: 'adam',
+      seed: 1,
+      ...(fine ? { temperature: 2 } : {}),
+    });
     const t0 = performance.now();
     await trainer.trainSteps(steps);
     const seconds = (performance.now() - t0) / 1000;
     trainer.dispose();
     const after = (await evaluateModel(net.model, ds.test, { batchSize: 32 })).accuracy;
     rows.push({ regime, steps, batch, before, after, seconds });
-    if (!json) process.stderr.write(`${regime}: agreement ${(before * 100).toFixed(2)}% -> ${(after * 100).toFixed(2)}% on ${ds.test.labels.length} test crops after ${steps} steps at batch ${batch} (${seconds.toFixed(0)} s)\n`);
+    if (!json)
+      process.stderr.write(
+        `${regime}: agreement ${(before * 100).toFixed(2)}% -> ${(after * 100).toFixed(2)}% on ${ds.test.labels.length} test crops after ${steps} steps at batch ${batch} (${seconds.toFixed(0)} s)\n`,
+      );
     net.model.dispose();
     disposeDataset(ds);
   }
@@ -67,5 +82,16 @@ export async function run(argv: string[]): Promise<void> {
     printJson({ model: 'nsfwjs mobilenet_v2', bits: 'W8A8', rows });
     return;
   }
-  printText(formatTable(['regime', 'steps', 'batch', 'agreement before', 'after'], rows.map((r) => [r.regime, r.steps, r.batch, `${(r.before * 100).toFixed(2)}%`, `${(r.after * 100).toFixed(2)}%`])));
+  printText(
+    formatTable(
+      ['regime', 'steps', 'batch', 'agreement before', 'after'],
+      rows.map((r) => [
+        r.regime,
+        r.steps,
+        r.batch,
+        `${(r.before * 100).toFixed(2)}%`,
+        `${(r.after * 100).toFixed(2)}%`,
+      ]),
+    ),
+  );
 }

@@ -3,7 +3,19 @@
  * Each suite is bench/<name>.ts exporting `run(argv: string[]): Promise<void>`; it prints figures
  * (and ratios against a baseline measured in the same process), with --json one JSON object on stdout.
  */
-const SUITES = ['kernels', 'qat', 'qat-profile', 'simulator', 'search', 'measure-cpu', 'queue', 'eval', 'ptq', 'memory', 'finetune'] as const;
+const SUITES = [
+  'kernels',
+  'qat',
+  'qat-profile',
+  'simulator',
+  'search',
+  'measure-cpu',
+  'queue',
+  'eval',
+  'ptq',
+  'memory',
+  'finetune',
+] as const;
 
 async function main(): Promise<number> {
   const [name, ...rest] = process.argv.slice(2);

@@ -28,7 +28,7 @@ const DIGITS = 2000;
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const mid = s.length >> 1;
-  return s.length % 2 ? (s[mid] as number) : ((s[mid - 1] as number) + (s[mid] as number)) / 2;
+  return s.length % 2 ? s[mid] : (s[mid - 1] + s[mid]) / 2;
 }
 
 interface KernelCase {
@@ -65,14 +65,22 @@ function timeCases(cases: KernelCase[]): KernelRow[] {
       const out = c.op();
       const ms = performance.now() - t0;
       out.dispose();
-      if (round >= WARMUP) (times[i] as number[]).push(ms);
+      if (round >= WARMUP) times[i].push(ms);
     });
   }
   simdOptions.enabled = true;
   return cases.map((c, i) => {
-    const ms = median(times[i] as number[]);
-    const bestMs = Math.min(...(times[i] as number[]));
-    return { name: c.name, shape: c.shape, macs: c.macs, ms, gmacs: c.macs / ms / 1e6, bestMs, bestGmacs: c.macs / bestMs / 1e6 };
+    const ms = median(times[i]);
+    const bestMs = Math.min(...times[i]);
+    return {
+      name: c.name,
+      shape: c.shape,
+      macs: c.macs,
+      ms,
+      gmacs: c.macs / ms / 1e6,
+      bestMs,
+      bestGmacs: c.macs / bestMs / 1e6,
+    };
   });
 }
 
@@ -101,7 +109,12 @@ function kernelRows(): KernelRow[] {
     const dW = run('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [k, k, ci, co] });
     add('Conv2D (forward)', shape, macs, () => tf.conv2d(x, f, 1, 'valid'));
     add('Conv2DBackpropFilter', shape, macs, dW);
-    add('Conv2DBackpropInput', shape, macs, run('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, w, ci] }));
+    add(
+      'Conv2DBackpropInput',
+      shape,
+      macs,
+      run('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, w, ci] }),
+    );
     add('Conv2DBackpropFilter, XNNPACK fallback', shape, macs, dW, false);
   }
   // Depthwise convolution: x 64x13x13x32, w 3x3x32x1, stride 1, valid.
@@ -117,7 +130,12 @@ function kernelRows(): KernelRow[] {
     const dW = run('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...common, filterShape: [k, k, c, 1] });
     add('DepthwiseConv2dNative (forward)', shape, macs, () => tf.depthwiseConv2d(x, f, 1, 'valid'));
     add('DepthwiseConv2dNativeBackpropFilter', shape, macs, dW);
-    add('DepthwiseConv2dNativeBackpropInput', shape, macs, run('DepthwiseConv2dNativeBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, w, c] }));
+    add(
+      'DepthwiseConv2dNativeBackpropInput',
+      shape,
+      macs,
+      run('DepthwiseConv2dNativeBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, w, c] }),
+    );
     add('DepthwiseConv2dNativeBackpropFilter, XNNPACK fallback', shape, macs, dW, false);
   }
   // Strided, padded cases (phase-decomposed input gradients, padded filter-gradient input).
@@ -136,11 +154,31 @@ function kernelRows(): KernelRow[] {
     const common = { strides: [2, 2], pad: 'same', dataFormat: 'NHWC' };
     const dwCommon = { strides: [2, 2], dilations: [1, 1], pad: 'same' };
     add('Conv2D (forward), stride 2', shape, macs, () => tf.conv2d(x, f, 2, 'same'));
-    add('Conv2DBackpropFilter, stride 2', shape, macs, run('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [k, k, ci, co] }));
-    add('Conv2DBackpropInput, stride 2', shape, macs, run('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, h, ci] }));
+    add(
+      'Conv2DBackpropFilter, stride 2',
+      shape,
+      macs,
+      run('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [k, k, ci, co] }),
+    );
+    add(
+      'Conv2DBackpropInput, stride 2',
+      shape,
+      macs,
+      run('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, h, ci] }),
+    );
     add('DepthwiseConv2dNative (forward), stride 2', dwShape, dwMacs, () => tf.depthwiseConv2d(x, fd, 2, 'same'));
-    add('DepthwiseConv2dNativeBackpropFilter, stride 2', dwShape, dwMacs, run('DepthwiseConv2dNativeBackpropFilter', { x, dy: dyd }, { ...dwCommon, filterShape: [k, k, ci, 1] }));
-    add('DepthwiseConv2dNativeBackpropInput, stride 2', dwShape, dwMacs, run('DepthwiseConv2dNativeBackpropInput', { dy: dyd, filter: fd }, { ...dwCommon, inputShape: [n, h, h, ci] }));
+    add(
+      'DepthwiseConv2dNativeBackpropFilter, stride 2',
+      dwShape,
+      dwMacs,
+      run('DepthwiseConv2dNativeBackpropFilter', { x, dy: dyd }, { ...dwCommon, filterShape: [k, k, ci, 1] }),
+    );
+    add(
+      'DepthwiseConv2dNativeBackpropInput, stride 2',
+      dwShape,
+      dwMacs,
+      run('DepthwiseConv2dNativeBackpropInput', { dy: dyd, filter: fd }, { ...dwCommon, inputShape: [n, h, h, ci] }),
+    );
   }
   const rows = timeCases(cases);
   tf.dispose(held);
@@ -162,7 +200,12 @@ function lenet5(): tf.Sequential {
 }
 
 /** Training samples/s of LeNet-5 over `batches` batches of 64 (after one warm-up batch). */
-async function trainThroughput(backend: 'wasm' | 'cpu', pixels: Float32Array, labels: Float32Array, batches: number): Promise<number> {
+async function trainThroughput(
+  backend: 'wasm' | 'cpu',
+  pixels: Float32Array,
+  labels: Float32Array,
+  batches: number,
+): Promise<number> {
   await initBackend(backend);
   const model = lenet5();
   const count = labels.length / 10;
@@ -245,7 +288,14 @@ export async function run(argv: string[]): Promise<void> {
   const lines: string[] = [];
   lines.push(`wasm kernels: median (and fastest) of ${REPEATS} interleaved rounds after ${WARMUP} warm-up rounds`);
   lines.push(
-    'kernel'.padEnd(54) + 'shape'.padEnd(40) + 'ms'.padStart(7) + 'GMAC/s'.padStart(8) + '  vs fwd' + '  best ms'.padStart(9) + ' GMAC/s' + '  vs fwd',
+    'kernel'.padEnd(54) +
+      'shape'.padEnd(40) +
+      'ms'.padStart(7) +
+      'GMAC/s'.padStart(8) +
+      '  vs fwd' +
+      '  best ms'.padStart(9) +
+      ' GMAC/s' +
+      '  vs fwd',
   );
   for (const r of rows) {
     const stride2 = r.name.includes('stride 2');
@@ -263,7 +313,9 @@ export async function run(argv: string[]): Promise<void> {
         pct((100 * r.bestGmacs) / base.bestGmacs).padStart(8),
     );
   }
-  lines.push('(vs fwd: GMAC/s relative to the forward op of the same kind; depthwise rows vs the depthwise forward op)');
+  lines.push(
+    '(vs fwd: GMAC/s relative to the forward op of the same kind; depthwise rows vs the depthwise forward op)',
+  );
   lines.push(
     `depthwise backprops vs the Conv2D forward: filter ${((100 * result.dwBwdFilterGmacs) / fwd).toFixed(0)}%, input ${((100 * result.dwBwdInputGmacs) / fwd).toFixed(0)}% (median)`,
   );

@@ -26,13 +26,13 @@ type Ort = typeof import('onnxruntime-node');
 
 function flag(argv: string[], name: string, fallback: string): string {
   const i = argv.indexOf(`--${name}`);
-  return i >= 0 && argv[i + 1] !== undefined ? (argv[i + 1] as string) : fallback;
+  return i >= 0 && argv[i + 1] !== undefined ? argv[i + 1] : fallback;
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
   const m = s.length >> 1;
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 }
 
 interface IndexEntry {
@@ -70,9 +70,18 @@ export async function run(argv: string[]): Promise<void> {
 
   // every session first, then rounds that time each model a few runs in turn: load from other
   // processes on the machine then falls on all layers alike instead of on whichever ran at the time
-  const models: { name: string; bits: number; session: Awaited<ReturnType<Ort['InferenceSession']['create']>>; feeds: Record<string, InstanceType<Ort['Tensor']>>; times: number[] }[] = [];
+  const models: {
+    name: string;
+    bits: number;
+    session: Awaited<ReturnType<Ort['InferenceSession']['create']>>;
+    feeds: Record<string, InstanceType<Ort['Tensor']>>;
+    times: number[];
+  }[] = [];
   for (const entry of index) {
-    for (const [file, bits] of [[entry.f32, 32], [entry.int8, 8]] as const) {
+    for (const [file, bits] of [
+      [entry.f32, 32],
+      [entry.int8, 8],
+    ] as const) {
       const session = await ort.InferenceSession.create(join(work, file), {
         executionMode: 'sequential',
         intraOpNumThreads: threads,
@@ -102,7 +111,9 @@ export async function run(argv: string[]): Promise<void> {
     await m.session.release();
     const ms = median(m.times);
     rows.push(`${m.name},${m.bits},${m.bits},${ms.toPrecision(5)}`);
-    process.stderr.write(`${m.name} W${m.bits}A${m.bits}: median ${ms.toPrecision(4)} ms over ${m.times.length} runs\n`);
+    process.stderr.write(
+      `${m.name} W${m.bits}A${m.bits}: median ${ms.toPrecision(4)} ms over ${m.times.length} runs\n`,
+    );
   }
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const text = [

@@ -43,7 +43,13 @@ interface Sample {
 
 function sample(episode: number): Sample {
   const m = tf.memory();
-  return { episode, rssMB: process.memoryUsage().rss / MB, wasmHeapMB: wasmHeapBytes() / MB, tensorMB: m.numBytes / MB, tensors: m.numTensors };
+  return {
+    episode,
+    rssMB: process.memoryUsage().rss / MB,
+    wasmHeapMB: wasmHeapBytes() / MB,
+    tensorMB: m.numBytes / MB,
+    tensors: m.numTensors,
+  };
 }
 
 function peakRssMB(): number {
@@ -59,14 +65,29 @@ export async function run(argv: string[]): Promise<void> {
   const file = pretrainedModel('mobilenet_v2');
   const dir = await photoCrops(images, 21, 256);
   if (!file || !dir) throw new Error('needs the nsfwjs devDependency and python3-skimage photos');
-  const ds = await loadDataset('folder', { dataDir: dir, seed: 1, imageSize: [224, 224], preprocess: readModelPreprocess(file) ?? undefined, valFraction: 0.15, testFraction: 0.15 });
+  const ds = await loadDataset('folder', {
+    dataDir: dir,
+    seed: 1,
+    imageSize: [224, 224],
+    preprocess: readModelPreprocess(file) ?? undefined,
+    valFraction: 0.15,
+    testFraction: 0.15,
+  });
   const net = await loadUserModel(file);
   const phases: { phase: string; peakRssMB: number; wasmHeapMB: number; seconds: number }[] = [];
   const phase = async (name: string, f: () => Promise<void>): Promise<void> => {
     const t0 = performance.now();
     await f();
-    phases.push({ phase: name, peakRssMB: peakRssMB(), wasmHeapMB: wasmHeapBytes() / MB, seconds: (performance.now() - t0) / 1000 });
-    if (!json) process.stderr.write(`${name}: peak RSS ${peakRssMB().toFixed(0)} MB, wasm heap ${(wasmHeapBytes() / MB).toFixed(0)} MB\n`);
+    phases.push({
+      phase: name,
+      peakRssMB: peakRssMB(),
+      wasmHeapMB: wasmHeapBytes() / MB,
+      seconds: (performance.now() - t0) / 1000,
+    });
+    if (!json)
+      process.stderr.write(
+        `${name}: peak RSS ${peakRssMB().toFixed(0)} MB, wasm heap ${(wasmHeapBytes() / MB).toFixed(0)} MB\n`,
+      );
   };
   await phase('load + float targets', async () => {
     applyTargets(net, ds, { batchSize: 16 });
@@ -85,33 +106,66 @@ export async function run(argv: string[]): Promise<void> {
     await evaluateModel(net.model, ds.train, { batchSize: 64, limit: 64 });
   });
   const rng = new Rng(5);
-  const trainer = createTrainer(net, ds, { lr: 1e-5, batchSize: 8, optimizer: 'adam', seed: 2, temperature: 2, evalBatchSize: 64 });
+  const trainer = createTrainer(net, ds, {
+    lr: 1e-5,
+    batchSize: 8,
+    optimizer: 'adam',
+    seed: 2,
+    temperature: 2,
+    evalBatchSize: 64,
+  });
   const samples: Sample[] = [sample(0)];
   const t0 = performance.now();
   for (let e = 1; e <= episodes; e++) {
-    net.setBits(net.layers.map(() => {
-      const b = 4 + rng.int(5);
-      return { wBits: b, aBits: b };
-    }));
+    net.setBits(
+      net.layers.map(() => {
+        const b = 4 + rng.int(5);
+        return { wBits: b, aBits: b };
+      }),
+    );
     await trainer.trainSteps(1);
     await trainer.evaluate('val', { limit: 16 });
     if (e % 10 === 0 || e === 1) {
       samples.push(sample(e));
-      if (!json) process.stderr.write(`episode ${e}: RSS ${samples[samples.length - 1]?.rssMB.toFixed(0)} MB, wasm heap ${samples[samples.length - 1]?.wasmHeapMB.toFixed(0)} MB, tensors ${samples[samples.length - 1]?.tensorMB.toFixed(1)} MB\n`);
+      if (!json)
+        process.stderr.write(
+          `episode ${e}: RSS ${samples[samples.length - 1]?.rssMB.toFixed(0)} MB, wasm heap ${samples[samples.length - 1]?.wasmHeapMB.toFixed(0)} MB, tensors ${samples[samples.length - 1]?.tensorMB.toFixed(1)} MB\n`,
+        );
     }
   }
   const episodeSeconds = (performance.now() - t0) / 1000 / Math.max(1, episodes);
   trainer.dispose();
   const base = samples.find((s) => s.episode >= 10) ?? samples[1] ?? samples[0];
-  const last = samples[samples.length - 1] as Sample;
-  const growth = base ? { rssMB: last.rssMB - base.rssMB, wasmHeapMB: last.wasmHeapMB - base.wasmHeapMB, tensorMB: last.tensorMB - base.tensorMB, fromEpisode: base.episode, toEpisode: last.episode } : null;
+  const last = samples[samples.length - 1];
+  const growth = base
+    ? {
+        rssMB: last.rssMB - base.rssMB,
+        wasmHeapMB: last.wasmHeapMB - base.wasmHeapMB,
+        tensorMB: last.tensorMB - base.tensorMB,
+        fromEpisode: base.episode,
+        toEpisode: last.episode,
+      }
+    : null;
   net.model.dispose();
   disposeDataset(ds);
   if (json) {
     printJson({ model: 'nsfwjs mobilenet_v2 (224x224x3)', images, episodes, phases, samples, growth, episodeSeconds });
     return;
   }
-  printText(formatTable(['phase', 'peak RSS MB', 'wasm heap MB', 'seconds'], phases.map((p) => [p.phase, p.peakRssMB.toFixed(0), p.wasmHeapMB.toFixed(0), p.seconds.toFixed(1)])));
-  printText(formatTable(['episode', 'RSS MB', 'wasm heap MB', 'tensor MB', 'tensors'], samples.map((s) => [s.episode, s.rssMB.toFixed(0), s.wasmHeapMB.toFixed(0), s.tensorMB.toFixed(1), s.tensors])));
-  if (growth) printText(`growth episodes ${growth.fromEpisode}..${growth.toEpisode}: RSS ${growth.rssMB.toFixed(0)} MB, wasm heap ${growth.wasmHeapMB.toFixed(0)} MB, tensors ${growth.tensorMB.toFixed(1)} MB; ${episodeSeconds.toFixed(1)} s per episode`);
+  printText(
+    formatTable(
+      ['phase', 'peak RSS MB', 'wasm heap MB', 'seconds'],
+      phases.map((p) => [p.phase, p.peakRssMB.toFixed(0), p.wasmHeapMB.toFixed(0), p.seconds.toFixed(1)]),
+    ),
+  );
+  printText(
+    formatTable(
+      ['episode', 'RSS MB', 'wasm heap MB', 'tensor MB', 'tensors'],
+      samples.map((s) => [s.episode, s.rssMB.toFixed(0), s.wasmHeapMB.toFixed(0), s.tensorMB.toFixed(1), s.tensors]),
+    ),
+  );
+  if (growth)
+    printText(
+      `growth episodes ${growth.fromEpisode}..${growth.toEpisode}: RSS ${growth.rssMB.toFixed(0)} MB, wasm heap ${growth.wasmHeapMB.toFixed(0)} MB, tensors ${growth.tensorMB.toFixed(1)} MB; ${episodeSeconds.toFixed(1)} s per episode`,
+    );
 }

@@ -46,7 +46,9 @@ export async function run(argv: string[]): Promise<void> {
   const models = (flag(argv, '--models') ?? 'mobilenet_v2').split(',') as PretrainedName[];
   const crops = Number(flag(argv, '--crops') ?? 400);
   const recipes = (flag(argv, '--recipes') ?? 'baseline,minmax,percentile,mse,mse+bias').split(',');
-  const points = flag(argv, '--points') ? POINTS.filter((p) => (flag(argv, '--points') as string).split(',').includes(`W${p[0]}A${p[1]}`)) : POINTS;
+  const points = flag(argv, '--points')
+    ? POINTS.filter((p) => (flag(argv, '--points') as string).split(',').includes(`W${p[0]}A${p[1]}`))
+    : POINTS;
   const rows: Row[] = [];
   for (const name of models) {
     if (!PRETRAINED.includes(name)) throw new Error(`unknown model ${name}; one of ${PRETRAINED.join(', ')}`);
@@ -57,7 +59,14 @@ export async function run(argv: string[]): Promise<void> {
     const shape = probe.model.inputs[0]?.shape as number[];
     probe.model.dispose();
     const pre = readModelPreprocess(file) ?? undefined;
-    const ds = await loadDataset('folder', { dataDir: dir, seed: 1, imageSize: [shape[1] as number, shape[2] as number], ...(pre ? { preprocess: pre } : {}), testFraction: 0.5, valFraction: 0.1 });
+    const ds = await loadDataset('folder', {
+      dataDir: dir,
+      seed: 1,
+      imageSize: [shape[1], shape[2]],
+      ...(pre ? { preprocess: pre } : {}),
+      testFraction: 0.5,
+      valFraction: 0.1,
+    });
     for (const recipe of recipes) {
       const net = await loadUserModel(file);
       net.setBits(uniformBits(net.layers, 32, 32));
@@ -72,13 +81,21 @@ export async function run(argv: string[]): Promise<void> {
           const parts = recipe.split('+');
           const method = parts[0] as CalibrationMethod;
           if (!CALIBRATION_METHODS.includes(method)) throw new Error(`unknown calibration ${method}`);
-          await postTrainingQuantize(net, ds.train, { method, biasCorrection: parts.includes('bias'), batches: 8, batchSize: 16 });
+          await postTrainingQuantize(net, ds.train, {
+            method,
+            biasCorrection: parts.includes('bias'),
+            batches: 8,
+            batchSize: 16,
+          });
         }
         const cal = (performance.now() - t0) / 1000;
         const r = await evaluateModel(net.model, ds.test, { batchSize: 32 });
         const row: Row = { model: name, recipe, point: `W${w}A${a}`, agreement: r.accuracy, samples: r.samples };
         rows.push(row);
-        if (!json) process.stderr.write(`${name} ${recipe} W${w}A${a}: agreement ${(r.accuracy * 100).toFixed(2)}% on ${r.samples} crops (calibration ${cal.toFixed(1)} s, eval ${(r.samples / r.samplesPerSec).toFixed(1)} s)\n`);
+        if (!json)
+          process.stderr.write(
+            `${name} ${recipe} W${w}A${a}: agreement ${(r.accuracy * 100).toFixed(2)}% on ${r.samples} crops (calibration ${cal.toFixed(1)} s, eval ${(r.samples / r.samplesPerSec).toFixed(1)} s)\n`,
+          );
       }
       net.model.dispose();
     }
@@ -88,5 +105,10 @@ export async function run(argv: string[]): Promise<void> {
     printJson({ crops, rows, memory: tf.memory().numBytes });
     return;
   }
-  printText(formatTable(['model', 'recipe', 'point', 'agreement', 'crops'], rows.map((r) => [r.model, r.recipe, r.point, `${(r.agreement * 100).toFixed(2)}%`, r.samples])));
+  printText(
+    formatTable(
+      ['model', 'recipe', 'point', 'agreement', 'crops'],
+      rows.map((r) => [r.model, r.recipe, r.point, `${(r.agreement * 100).toFixed(2)}%`, r.samples]),
+    ),
+  );
 }

@@ -30,12 +30,16 @@ function randomSplit(n: number, shape: [number, number, number], rng: Rng): Spli
   const px = new Float32Array(n * size);
   for (let i = 0; i < px.length; i++) px[i] = rng.next();
   const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
-  return { x: tf.tensor4d(px, [n, ...shape]), y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), CLASSES).toFloat()) as tf.Tensor2D, labels };
+  return {
+    x: tf.tensor4d(px, [n, ...shape]),
+    y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), CLASSES).toFloat()) as tf.Tensor2D,
+    labels,
+  };
 }
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : NaN;
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : NaN;
 }
 
 interface KernelShare {
@@ -64,7 +68,15 @@ interface Profile {
 async function profileModel(model: string, bits: number, batch: number, steps: number): Promise<Profile> {
   const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
   const train = randomSplit(batch * 2, shape, new Rng(3));
-  const ds: Dataset = { name: 'synthetic', inputShape: shape, numClasses: CLASSES, train, val: train, test: train, source: 'random' };
+  const ds: Dataset = {
+    name: 'synthetic',
+    inputShape: shape,
+    numClasses: CLASSES,
+    train,
+    val: train,
+    test: train,
+    source: 'random',
+  };
   const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
   net.setBits(uniformBits(net.layers, bits, bits));
   const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1 });

@@ -73,12 +73,29 @@ function mobilenetV2(shape: [number, number, number], classes: number): QuantNet
   let seed = 1;
   let id = 0;
   const name = (p: string): string => `${p}${++id}`;
-  const bn = (x: tf.SymbolicTensor): tf.SymbolicTensor => tf.layers.batchNormalization({ name: name('bn'), momentum: 0.9, epsilon: 1e-3 }).apply(x) as tf.SymbolicTensor;
-  const relu6 = (x: tf.SymbolicTensor): tf.SymbolicTensor => tf.layers.reLU({ name: name('relu'), maxValue: 6 }).apply(x) as tf.SymbolicTensor;
+  const bn = (x: tf.SymbolicTensor): tf.SymbolicTensor =>
+    tf.layers.batchNormalization({ name: name('bn'), momentum: 0.9, epsilon: 1e-3 }).apply(x) as tf.SymbolicTensor;
+  const relu6 = (x: tf.SymbolicTensor): tf.SymbolicTensor =>
+    tf.layers.reLU({ name: name('relu'), maxValue: 6 }).apply(x) as tf.SymbolicTensor;
   const conv = (x: tf.SymbolicTensor, filters: number, k: number, stride: number): tf.SymbolicTensor =>
-    new QConv2D({ name: name('conv'), filters, kernelSize: k, strides: stride, padding: 'same', useBias: false, seed: seed++ }).apply(x) as tf.SymbolicTensor;
+    new QConv2D({
+      name: name('conv'),
+      filters,
+      kernelSize: k,
+      strides: stride,
+      padding: 'same',
+      useBias: false,
+      seed: seed++,
+    }).apply(x) as tf.SymbolicTensor;
   const dw = (x: tf.SymbolicTensor, stride: number): tf.SymbolicTensor =>
-    new QDepthwiseConv2D({ name: name('dw'), kernelSize: 3, strides: stride, padding: 'same', useBias: false, seed: seed++ }).apply(x) as tf.SymbolicTensor;
+    new QDepthwiseConv2D({
+      name: name('dw'),
+      kernelSize: 3,
+      strides: stride,
+      padding: 'same',
+      useBias: false,
+      seed: seed++,
+    }).apply(x) as tf.SymbolicTensor;
   const input = tf.input({ shape, name: 'input' });
   let y = relu6(bn(conv(input, 32, 3, 2)));
   let channels = 32;
@@ -98,7 +115,8 @@ function mobilenetV2(shape: [number, number, number], classes: number): QuantNet
       if (t !== 1) r = relu6(bn(conv(r, channels * t, 1, 1)));
       r = relu6(bn(dw(r, stride)));
       r = bn(conv(r, c, 1, 1));
-      y = stride === 1 && channels === c ? (tf.layers.add({ name: name('add') }).apply([y, r]) as tf.SymbolicTensor) : r;
+      y =
+        stride === 1 && channels === c ? (tf.layers.add({ name: name('add') }).apply([y, r]) as tf.SymbolicTensor) : r;
       channels = c;
     }
   }
@@ -114,13 +132,35 @@ function inputShapeOf(model: string): [number, number, number] {
 
 type Measured = Pick<Row, 'floatSamplesPerSec1' | 'qatSamplesPerSec1' | 'floatSamplesPerSec' | 'qatSamplesPerSec'>;
 
-async function measure(model: string, batch: number, steps: number, rounds: number, threads: number): Promise<Measured> {
+async function measure(
+  model: string,
+  batch: number,
+  steps: number,
+  rounds: number,
+  threads: number,
+): Promise<Measured> {
   const shape = inputShapeOf(model);
   const rng = new Rng(7);
   const train = randomSplit(batch * 4, shape, rng);
-  const ds: Dataset = { name: 'synthetic', inputShape: shape, numClasses: CLASSES, train, val: train, test: train, source: 'random' };
-  const net = model === MOBILENETV2 ? mobilenetV2(shape, CLASSES) : buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
-  const trainers = new Map([1, threads].map((t) => [t, createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1, threads: t })]));
+  const ds: Dataset = {
+    name: 'synthetic',
+    inputShape: shape,
+    numClasses: CLASSES,
+    train,
+    val: train,
+    test: train,
+    source: 'random',
+  };
+  const net =
+    model === MOBILENETV2
+      ? mobilenetV2(shape, CLASSES)
+      : buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
+  const trainers = new Map(
+    [1, threads].map((t) => [
+      t,
+      createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1, threads: t }),
+    ]),
+  );
   const floatBits = uniformBits(net.layers, 32, 32);
   const qatBits = uniformBits(net.layers, QAT_BITS, QAT_BITS);
   const key = (kind: string, t: number): string => `${kind}${t}`;
@@ -151,7 +191,12 @@ async function measure(model: string, batch: number, steps: number, rounds: numb
     train.y.dispose();
   }
   const rate = (kind: string, t: number): number => (samples.get(key(kind, t)) ?? 0) / (time.get(key(kind, t)) ?? NaN);
-  return { floatSamplesPerSec1: rate('float', 1), qatSamplesPerSec1: rate('qat', 1), floatSamplesPerSec: rate('float', threads), qatSamplesPerSec: rate('qat', threads) };
+  return {
+    floatSamplesPerSec1: rate('float', 1),
+    qatSamplesPerSec1: rate('qat', 1),
+    floatSamplesPerSec: rate('float', threads),
+    qatSamplesPerSec: rate('qat', threads),
+  };
 }
 
 interface TorchRow {
@@ -167,7 +212,19 @@ function torchAvailable(): { ok: boolean; version: string | null } {
 }
 
 function torchMeasure(model: string, batch: number, steps: number, rounds: number, threads: number): TorchRow | null {
-  const args = [TORCH_SCRIPT, '--models', model, '--batch', String(batch), '--steps', String(steps), '--rounds', String(rounds), '--threads', String(threads)];
+  const args = [
+    TORCH_SCRIPT,
+    '--models',
+    model,
+    '--batch',
+    String(batch),
+    '--steps',
+    String(steps),
+    '--rounds',
+    String(rounds),
+    '--threads',
+    String(threads),
+  ];
   const r = spawnSync(PYTHON, args, { encoding: 'utf8', maxBuffer: 1 << 20 });
   if (r.status !== 0) {
     process.stderr.write(`torch bench of ${model} failed: ${(r.stderr || '').trim().split('\n').slice(-1)[0] ?? ''}\n`);
@@ -233,7 +290,9 @@ export async function run(argv: string[]): Promise<void> {
     targets: TARGETS,
     meetsSpeedupTarget: resnet20 ? resnet20.speedup >= TARGETS.speedupResnet20 : null,
     meetsTorchTarget: torch.ok
-      ? rows.filter((r) => r.model === 'resnet20' || r.model === 'mobilenet-tiny').every((r) => r.vsTorch !== null && r.vsTorch >= TARGETS.vsTorch)
+      ? rows
+          .filter((r) => r.model === 'resnet20' || r.model === 'mobilenet-tiny')
+          .every((r) => r.vsTorch !== null && r.vsTorch >= TARGETS.vsTorch)
       : null,
     results: rows,
   };
@@ -244,7 +303,20 @@ export async function run(argv: string[]): Promise<void> {
   const f = (v: number | null, d = 0): string => (v === null ? 'not installed' : v.toFixed(d));
   printText(
     formatTable(
-      ['model', 'input', 'batch', 'float 1t', `float ${threads}t`, 'W4A4 1t', `W4A4 ${threads}t`, `${threads}t/1t`, `torch W4A4 1t`, `torch W4A4 ${threads}t`, 'vs torch 1t', `vs torch ${threads}t`],
+      [
+        'model',
+        'input',
+        'batch',
+        'float 1t',
+        `float ${threads}t`,
+        'W4A4 1t',
+        `W4A4 ${threads}t`,
+        `${threads}t/1t`,
+        `torch W4A4 1t`,
+        `torch W4A4 ${threads}t`,
+        'vs torch 1t',
+        `vs torch ${threads}t`,
+      ],
       rows.map((r) => [
         r.model,
         r.inputShape.join('x'),

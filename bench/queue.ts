@@ -37,7 +37,10 @@ function freePort(): Promise<number> {
 function waitFor(child: ChildProcess, pattern: RegExp, what: string, timeoutMs = 60_000): Promise<void> {
   return new Promise((resolve, reject) => {
     let seen = '';
-    const t = setTimeout(() => reject(new Error(`${what}: not ready within ${timeoutMs / 1000} s: ${seen}`)), timeoutMs);
+    const t = setTimeout(
+      () => reject(new Error(`${what}: not ready within ${timeoutMs / 1000} s: ${seen}`)),
+      timeoutMs,
+    );
     const on = (d: Buffer): void => {
       seen += d.toString();
       if (pattern.test(seen)) {
@@ -60,7 +63,11 @@ function runCli(args: string[]): Promise<number> {
     const child = spawn(process.execPath, [BIN, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let err = '';
     child.stderr?.on('data', (d: Buffer) => (err += d.toString()));
-    child.once('exit', (code) => (code === 0 ? resolve((performance.now() - t0) / 1000) : reject(new Error(`bitalloc ${args.join(' ')}: exit ${code}\n${err}`))));
+    child.once('exit', (code) =>
+      code === 0
+        ? resolve((performance.now() - t0) / 1000)
+        : reject(new Error(`bitalloc ${args.join(' ')}: exit ${code}\n${err}`)),
+    );
   });
 }
 
@@ -77,7 +84,7 @@ function episodeWallMs(runDir: string): number[] {
 const median = (xs: number[]): number => {
   const s = [...xs].sort((a, b) => a - b);
   const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] as number) : ((s[m - 1] as number) + (s[m] as number)) / 2;
+  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
 };
 
 interface Sample {
@@ -113,15 +120,21 @@ export async function run(argv: string[]): Promise<void> {
   );
   const port = await freePort();
   const url = `redis://127.0.0.1:${port}`;
-  const redis = spawn('/usr/bin/redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work], {
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  const redis = spawn(
+    '/usr/bin/redis-server',
+    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', work],
+    {
+      stdio: ['ignore', 'pipe', 'pipe'],
+    },
+  );
   const workers: ChildProcess[] = [];
   try {
     await waitFor(redis, /Ready to accept connections/i, 'redis-server');
     const startWorkers = async (n: number, prefix: string): Promise<ChildProcess[]> => {
       const ws = Array.from({ length: n }, () =>
-        spawn(process.execPath, [BIN, 'worker', '--queue', url, '--prefix', prefix, '--backend', 'wasm'], { stdio: ['ignore', 'pipe', 'pipe'] }),
+        spawn(process.execPath, [BIN, 'worker', '--queue', url, '--prefix', prefix, '--backend', 'wasm'], {
+          stdio: ['ignore', 'pipe', 'pipe'],
+        }),
       );
       workers.push(...ws);
       await Promise.all(ws.map((w) => waitFor(w, /taking cells from/, 'worker')));
@@ -148,7 +161,20 @@ export async function run(argv: string[]): Promise<void> {
         const prefix = `bench${rep}w${n}`;
         const ws = await startWorkers(n, prefix); // workers idle and connected: the clock starts with the coordinator
         const dir = join(work, `queue${n}-${rep}`);
-        const w = await runCli(['run', expFile, '--out', dir, '--queue', url, '--prefix', prefix, '--backend', 'wasm', '--log-level', 'warn']);
+        const w = await runCli([
+          'run',
+          expFile,
+          '--out',
+          dir,
+          '--queue',
+          url,
+          '--prefix',
+          prefix,
+          '--backend',
+          'wasm',
+          '--log-level',
+          'warn',
+        ]);
         samples[n === 1 ? 'queue1' : 'queue2'].push({ wallSeconds: w, medianEpisodeMs: median(episodeWallMs(dir)) });
         await stopWorkers(ws);
       }
@@ -164,10 +190,24 @@ export async function run(argv: string[]): Promise<void> {
     const perEpisodeLocalMs = (1000 * localWall) / totalEpisodes;
     const result = {
       bench: 'queue',
-      preset: { model: 'lenet5', dataset: 'mnist', profile: 'bitfusion-45nm', agent: 'random', cells, episodes, qatSteps: 5, evalSamples: 200, backend: 'wasm' },
+      preset: {
+        model: 'lenet5',
+        dataset: 'mnist',
+        profile: 'bitfusion-45nm',
+        agent: 'random',
+        cells,
+        episodes,
+        qatSteps: 5,
+        evalSamples: 200,
+        backend: 'wasm',
+      },
       reps,
       wallSeconds: { local: localWall, queue1Worker: q1Wall, queue2Workers: q2Wall },
-      cellsPerHour: { local: (3600 * cells) / localWall, queue1Worker: (3600 * cells) / q1Wall, queue2Workers: (3600 * cells) / q2Wall },
+      cellsPerHour: {
+        local: (3600 * cells) / localWall,
+        queue1Worker: (3600 * cells) / q1Wall,
+        queue2Workers: (3600 * cells) / q2Wall,
+      },
       speedup2vs1Workers: q1Wall / q2Wall,
       overheadPerEpisode: {
         endToEndMs: (1000 * (q1Wall - localWall)) / totalEpisodes,

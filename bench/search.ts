@@ -19,9 +19,24 @@ export async function run(argv: string[]): Promise<void> {
   const qatSteps = Number(flag(argv, 'qat-steps') ?? 0);
   setLogLevel('warn');
   const backend = await initBackend('auto');
-  const rows: { agent: string; episodes: number; episodesPerSec: number; otherShare: number; otherMsPerEpisode: number; evalMsPerEpisode: number }[] = [];
+  const rows: {
+    agent: string;
+    episodes: number;
+    episodesPerSec: number;
+    otherShare: number;
+    otherMsPerEpisode: number;
+    evalMsPerEpisode: number;
+  }[] = [];
   for (const agent of agents) {
-    const spec = searchSpec({ agent, episodes, qatSteps, warmupEpochs: 0, finetuneEpochs: 0, evalSamples: 500, checkpointEvery: 1000 });
+    const spec = searchSpec({
+      agent,
+      episodes,
+      qatSteps,
+      warmupEpochs: 0,
+      finetuneEpochs: 0,
+      evalSamples: 500,
+      checkpointEvery: 1000,
+    });
     const r = await runSearch(spec, { plainProgress: true });
     const total = r.timing.qatSeconds + r.timing.evalSeconds + r.timing.otherSeconds;
     rows.push({
@@ -33,12 +48,22 @@ export async function run(argv: string[]): Promise<void> {
       evalMsPerEpisode: (1000 * r.timing.evalSeconds) / r.episodes,
     });
   }
-  const result = { bench: 'search', backend: backend.name, model: 'lenet5', qatSteps, evalSamples: 500, target: 'otherShare <= 0.05', agents: rows };
+  const result = {
+    bench: 'search',
+    backend: backend.name,
+    model: 'lenet5',
+    qatSteps,
+    evalSamples: 500,
+    target: 'otherShare <= 0.05',
+    agents: rows,
+  };
   if (json) {
     process.stdout.write(JSON.stringify(result, null, 2) + '\n');
     return;
   }
-  process.stdout.write(`search loop, lenet5/mnist/bitfusion-45nm, K=${qatSteps}, 500 validation samples per episode, backend ${backend.name}\n`);
+  process.stdout.write(
+    `search loop, lenet5/mnist/bitfusion-45nm, K=${qatSteps}, 500 validation samples per episode, backend ${backend.name}\n`,
+  );
   process.stdout.write('agent       episodes  episodes/s  eval ms/ep  agent+env+sim ms/ep  share outside QAT+eval\n');
   for (const r of rows) {
     process.stdout.write(

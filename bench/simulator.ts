@@ -14,7 +14,14 @@
  */
 import { join } from 'node:path';
 import { initBackend } from '../src/backend/index.js';
-import { buildCostTable, DEFAULT_BIT_CHOICES, loadProfile, parseProfile, profilesDir, type Profile } from '../src/hardware/index.js';
+import {
+  buildCostTable,
+  DEFAULT_BIT_CHOICES,
+  loadProfile,
+  parseProfile,
+  profilesDir,
+  type Profile,
+} from '../src/hardware/index.js';
 import type { BitConfig, LayerInfo } from '../src/models/layer-info.js';
 import { loadInventory } from '../src/models/index.js';
 import { Rng } from '../src/util/rng.js';
@@ -58,7 +65,7 @@ function rate(fn: () => void, minMs: number): { median: number; best: number } {
   };
   sample();
   const samples = Array.from({ length: 5 }, sample).sort((a, b) => a - b);
-  return { median: samples[2] as number, best: samples[4] as number };
+  return { median: samples[2], best: samples[4] };
 }
 
 /** A lookup profile whose table holds bitfusion-45nm's costs for `layers` (for timing only). */
@@ -94,11 +101,17 @@ export async function run(argv: string[]): Promise<void> {
     const layers = await loadInventory(model);
     const rng = new Rng(1);
     const choices = [2, 3, 4, 5, 6, 8];
-    const allocations: BitConfig[] = Array.from({ length: 1024 }, () => layers.map(() => ({ wBits: rng.pick(choices), aBits: rng.pick(choices) })));
-    const profiles: [string, Profile][] = PROFILES.map(([kind, spec]) => [kind, loadProfile(spec.endsWith('.json') ? join(profilesDir(), spec) : spec)]);
+    const allocations: BitConfig[] = Array.from({ length: 1024 }, () =>
+      layers.map(() => ({ wBits: rng.pick(choices), aBits: rng.pick(choices) })),
+    );
+    const profiles: [string, Profile][] = PROFILES.map(([kind, spec]) => [
+      kind,
+      loadProfile(spec.endsWith('.json') ? join(profilesDir(), spec) : spec),
+    ]);
     profiles.push(['lookup', lookupStandIn(layers)]);
     // warm-up of every code path before any timing (the first profile timed would otherwise pay for the JIT)
-    for (const [, profile] of profiles) rate(() => buildCostTable(profile, layers, DEFAULT_BIT_CHOICES).costAllocation(allocations[0] as BitConfig), minMs / 5);
+    for (const [, profile] of profiles)
+      rate(() => buildCostTable(profile, layers, DEFAULT_BIT_CHOICES).costAllocation(allocations[0]), minMs / 5);
     for (const [kind, profile] of profiles) {
       const pairs = DEFAULT_BIT_CHOICES.length ** 2;
       const tablesPerSec = rate(() => buildCostTable(profile, layers, DEFAULT_BIT_CHOICES), minMs);
@@ -107,7 +120,7 @@ export async function run(argv: string[]): Promise<void> {
       let sink = 0;
       const batch = 256;
       const batchesPerSec = rate(() => {
-        for (let k = 0; k < batch; k++) sink += table.costAllocation(allocations[next++ & 1023] as BitConfig).latencyMs;
+        for (let k = 0; k < batch; k++) sink += table.costAllocation(allocations[next++ & 1023]).latencyMs;
       }, minMs);
       if (!Number.isFinite(sink)) throw new Error('non-finite cost');
       figures.push({
@@ -123,7 +136,9 @@ export async function run(argv: string[]): Promise<void> {
     }
   }
   if (json) {
-    process.stdout.write(JSON.stringify({ suite: 'simulator', bitChoices: DEFAULT_BIT_CHOICES, figures }, null, 2) + '\n');
+    process.stdout.write(
+      JSON.stringify({ suite: 'simulator', bitChoices: DEFAULT_BIT_CHOICES, figures }, null, 2) + '\n',
+    );
     return;
   }
   const rows = figures.map((f) => [

@@ -159,14 +159,18 @@ export class BitAllocationEnv {
   private maskCache: Uint8Array | null = null;
 
   constructor(opts: BitAllocationEnvOptions) {
-    if (!opts.layers || opts.layers.length === 0) throw new UserError('the network has no quantizable layers', { field: 'layers' });
+    if (!opts.layers || opts.layers.length === 0)
+      throw new UserError('the network has no quantizable layers', { field: 'layers' });
     this.layers = opts.layers;
     this.bitChoices = validateBitChoices(opts.bitChoices ?? DEFAULT_BIT_CHOICES);
-    this.minBits = this.bitChoices[0] as number;
-    this.maxBits = this.bitChoices[this.bitChoices.length - 1] as number;
+    this.minBits = this.bitChoices[0];
+    this.maxBits = this.bitChoices[this.bitChoices.length - 1];
     this.stepMode = opts.stepMode ?? 'joint';
     if (!STEP_MODES.includes(this.stepMode)) {
-      throw new UserError(`unknown step mode '${String(this.stepMode)}'`, { field: 'stepMode', expected: STEP_MODES.join('|') });
+      throw new UserError(`unknown step mode '${String(this.stepMode)}'`, {
+        field: 'stepMode',
+        expected: STEP_MODES.join('|'),
+      });
     }
     this.constraintMode = parseConstraintMode(opts.constraintMode ?? 'lower', { field: 'constraintMode' });
     this.reward = resolveReward(opts.reward ?? 'haq');
@@ -183,7 +187,10 @@ export class BitAllocationEnv {
     this.pinned = this.layers.map((_, i) => this.pinFirstLast && (i === 0 || i === n - 1));
     this.freeLayers = this.layers.map((_, i) => i).filter((i) => !this.pinned[i]);
     if (this.freeLayers.length === 0) {
-      throw new UserError('pinFirstLast leaves no layer to choose bits for', { field: 'pinFirstLast', expected: 'false for networks of 1-2 layers' });
+      throw new UserError('pinFirstLast leaves no layer to choose bits for', {
+        field: 'pinFirstLast',
+        expected: 'false for networks of 1-2 layers',
+      });
     }
     this.stepsPerLayer = this.stepMode === 'haq' ? 2 : 1;
     this.stepsPerEpisode = this.freeLayers.length * this.stepsPerLayer;
@@ -280,8 +287,8 @@ export class BitAllocationEnv {
       }
     }
     const { layer, side } = this.position(this.t);
-    const choice = this.actionChoices[action] as LayerBits;
-    const lb = this.current[layer] as LayerBits;
+    const choice = this.actionChoices[action];
+    const lb = this.current[layer];
     if (side === 'weights') lb.wBits = choice.wBits;
     else if (side === 'activations') lb.aBits = choice.aBits;
     else {
@@ -307,12 +314,16 @@ export class BitAllocationEnv {
    */
   async evaluateAllocation(bits: BitConfig): Promise<EpisodeSummary> {
     if (!Array.isArray(bits) || bits.length !== this.layers.length) {
-      throw new RangeError(`an allocation needs ${this.layers.length} entries, got ${Array.isArray(bits) ? bits.length : typeof bits}`);
+      throw new RangeError(
+        `an allocation needs ${this.layers.length} entries, got ${Array.isArray(bits) ? bits.length : typeof bits}`,
+      );
     }
     bits.forEach((b, i) => {
       if (this.pinned[i]) return;
       if (!this.bitChoices.includes(b.wBits) || !this.bitChoices.includes(b.aBits)) {
-        throw new RangeError(`layer ${i} bits ${b.wBits}/${b.aBits} are not among the choices ${this.bitChoices.join(',')}`);
+        throw new RangeError(
+          `layer ${i} bits ${b.wBits}/${b.aBits} are not among the choices ${this.bitChoices.join(',')}`,
+        );
       }
       if (this.stepMode === 'tied' && b.wBits !== b.aBits) {
         throw new RangeError(`layer ${i}: tied step mode needs wBits = aBits, got ${b.wBits}/${b.aBits}`);
@@ -329,7 +340,7 @@ export class BitAllocationEnv {
     while (!ok()) {
       let changed = false;
       for (let k = this.freeLayers.length - 1; k >= 0; k--) {
-        const lb = b[this.freeLayers[k] as number] as LayerBits;
+        const lb = b[this.freeLayers[k]];
         if (tied) {
           const lower = this.lowerChoice(lb.wBits);
           if (lower !== null) {
@@ -365,7 +376,9 @@ export class BitAllocationEnv {
   }
 
   private applyPins(bits: BitConfig): BitConfig {
-    return bits.map((b, i) => (this.pinned[i] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: b.wBits, aBits: b.aBits }));
+    return bits.map((b, i) =>
+      this.pinned[i] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: b.wBits, aBits: b.aBits },
+    );
   }
 
   private feasibleCost(cost: AllocationCost): boolean {
@@ -389,7 +402,7 @@ export class BitAllocationEnv {
     let num = 0;
     let den = 0;
     this.layers.forEach((l, i) => {
-      num += l.params * (bits[i] as LayerBits).wBits;
+      num += l.params * bits[i].wBits;
       den += l.params * this.maxBits;
     });
     return den > 0 ? num / den : 0;
@@ -452,7 +465,7 @@ export class BitAllocationEnv {
 
   private position(t: number): { layer: number; side: StepInfo['side'] } {
     const k = Math.min(Math.floor(t / this.stepsPerLayer), this.freeLayers.length - 1);
-    const layer = this.freeLayers[k] as number;
+    const layer = this.freeLayers[k];
     if (this.stepMode !== 'haq') return { layer, side: 'both' };
     return { layer, side: t % 2 === 0 ? 'weights' : 'activations' };
   }
@@ -460,11 +473,11 @@ export class BitAllocationEnv {
   private computeMask(): Uint8Array {
     const mask = new Uint8Array(this.actionChoices.length);
     const { layer, side } = this.position(this.t);
-    const lb = this.current[layer] as LayerBits;
+    const lb = this.current[layer];
     const saved = { ...lb };
     let any = false;
     for (let i = 0; i < this.actionChoices.length; i++) {
-      const c = this.actionChoices[i] as LayerBits;
+      const c = this.actionChoices[i];
       if (side !== 'activations') lb.wBits = c.wBits;
       if (side !== 'weights') lb.aBits = c.aBits;
       const ok = meetsAll(this.costFn(this.current), this.constraints);
@@ -480,7 +493,7 @@ export class BitAllocationEnv {
   private observe(): Float32Array {
     const obs = new Float32Array(OBSERVATION_SIZE);
     const { layer, side } = this.position(this.t);
-    obs.set(this.features[layer] as Float32Array, 0);
+    obs.set(this.features[layer], 0);
     obs[LAYER_FEATURES] = this.prevBits / this.maxBits;
     obs[LAYER_FEATURES + 1] = side === 'weights' ? 1 : side === 'activations' ? 0 : 0.5;
     obs[10] = this.t / this.stepsPerEpisode;
@@ -491,7 +504,7 @@ export class BitAllocationEnv {
     let aCount = 0;
     for (let s = 0; s < this.t; s++) {
       const p = this.position(s);
-      const lb = this.current[p.layer] as LayerBits;
+      const lb = this.current[p.layer];
       if (p.side !== 'activations') {
         wSum += lb.wBits;
         wCount++;

@@ -60,8 +60,8 @@ const METRIC_NAMES: Record<string, CostMetric> = {
 
 /** Factor from the unit to the metric's base unit. */
 const UNITS: Record<CostMetric, Record<string, number>> = {
-  latency: { s: 1000, ms: 1, us: 1e-3, 'µs': 1e-3, ns: 1e-6 },
-  energy: { j: 1e6, mj: 1e3, uj: 1, 'µj': 1, nj: 1e-3 },
+  latency: { s: 1000, ms: 1, us: 1e-3, µs: 1e-3, ns: 1e-6 },
+  energy: { j: 1e6, mj: 1e3, uj: 1, µj: 1, nj: 1e-3 },
   size: { b: 1, kb: 1024, kib: 1024, mb: 1024 ** 2, mib: 1024 ** 2, gb: 1024 ** 3, gib: 1024 ** 3 },
   peakMemory: { b: 1, kb: 1024, kib: 1024, mb: 1024 ** 2, mib: 1024 ** 2, gb: 1024 ** 3, gib: 1024 ** 3 },
 };
@@ -116,7 +116,10 @@ export function metricValue(cost: AllocationCost, metric: CostMetric): number {
 }
 
 /** Fixes every limit in base units against the reference (W8A8) cost. */
-export function resolveConstraints(constraints: readonly Constraint[], reference: AllocationCost): ResolvedConstraint[] {
+export function resolveConstraints(
+  constraints: readonly Constraint[],
+  reference: AllocationCost,
+): ResolvedConstraint[] {
   return constraints.map((c) => ({
     ...c,
     limit: c.kind === 'relative' ? c.value * metricValue(reference, c.metric) : c.value,

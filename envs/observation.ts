@@ -89,11 +89,11 @@ export function layerFeatureTable(layers: readonly LayerInfo[]): Float32Array[] 
     let lo = Infinity;
     let hi = -Infinity;
     for (const r of raw) {
-      lo = Math.min(lo, r[j] as number);
-      hi = Math.max(hi, r[j] as number);
+      lo = Math.min(lo, r[j]);
+      hi = Math.max(hi, r[j]);
     }
     for (let i = 0; i < raw.length; i++) {
-      const v = (raw[i] as number[])[j] as number;
+      const v = raw[i][j];
       (out[i] as Float32Array)[j] = hi > lo ? (v - lo) / (hi - lo) : 0;
     }
   }

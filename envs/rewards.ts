@@ -104,7 +104,10 @@ export function weightedReward(input: RewardInput, weights: RelativeCost): numbe
   const c = input.relativeCost;
   return (
     input.accuracy -
-    (weights.latency * c.latency + weights.energy * c.energy + weights.size * c.size + weights.peakMemory * c.peakMemory)
+    (weights.latency * c.latency +
+      weights.energy * c.energy +
+      weights.size * c.size +
+      weights.peakMemory * c.peakMemory)
   );
 }
 
@@ -159,14 +162,20 @@ export function resolveReward(spec: RewardSpec, field = 'reward'): RewardParams 
     if (key === 'kind') continue;
     if (!(key in defaults)) {
       const valid = Object.keys(defaults).filter((k) => k !== 'kind');
-      throw new UserError(`unknown parameter '${key}' for reward '${kind}'`, { field: `${field}.${key}`, expected: valid.join(', ') });
+      throw new UserError(`unknown parameter '${key}' for reward '${kind}'`, {
+        field: `${field}.${key}`,
+        expected: valid.join(', '),
+      });
     }
     const d = defaults[key];
     if (key === 'weights') {
       out[key] = resolveWeights(value, `${field}.weights`);
     } else if (key === 'accThreshold') {
       if (value !== null && typeof value !== 'number') {
-        throw new UserError(`'${key}' must be a number or null`, { field: `${field}.${key}`, expected: 'number in [0, 1] or null' });
+        throw new UserError(`'${key}' must be a number or null`, {
+          field: `${field}.${key}`,
+          expected: 'number in [0, 1] or null',
+        });
       }
       out[key] = value;
     } else {

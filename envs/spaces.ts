@@ -37,12 +37,13 @@ export class Box implements Space<Float32Array> {
   readonly shape: readonly [number];
 
   constructor(low: ArrayLike<number>, high: ArrayLike<number>) {
-    if (low.length !== high.length) throw new RangeError(`Box bounds differ in length: ${low.length} vs ${high.length}`);
+    if (low.length !== high.length)
+      throw new RangeError(`Box bounds differ in length: ${low.length} vs ${high.length}`);
     this.low = Float32Array.from(low);
     this.high = Float32Array.from(high);
     for (let i = 0; i < this.low.length; i++) {
-      const lo = this.low[i] as number;
-      const hi = this.high[i] as number;
+      const lo = this.low[i];
+      const hi = this.high[i];
       if (!Number.isFinite(lo) || !Number.isFinite(hi) || lo > hi) {
         throw new RangeError(`Box bound ${i} is not a finite interval: [${lo}, ${hi}]`);
       }
@@ -53,8 +54,8 @@ export class Box implements Space<Float32Array> {
   sample(rng: Rng): Float32Array {
     const out = new Float32Array(this.low.length);
     for (let i = 0; i < out.length; i++) {
-      const lo = this.low[i] as number;
-      const hi = this.high[i] as number;
+      const lo = this.low[i];
+      const hi = this.high[i];
       out[i] = Math.min(hi, lo + rng.next() * (hi - lo));
     }
     return out;
@@ -63,8 +64,8 @@ export class Box implements Space<Float32Array> {
   contains(x: Float32Array): boolean {
     if (!(x instanceof Float32Array) || x.length !== this.low.length) return false;
     for (let i = 0; i < x.length; i++) {
-      const v = x[i] as number;
-      if (!(v >= (this.low[i] as number) && v <= (this.high[i] as number))) return false;
+      const v = x[i];
+      if (!(v >= this.low[i] && v <= this.high[i])) return false;
     }
     return true;
   }

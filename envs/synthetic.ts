@@ -140,7 +140,7 @@ export function analyticCostTable(
       let peakLayerIndex = 0;
       const perLayer: LayerCost[] = [];
       for (let i = 0; i < layers.length; i++) {
-        const b = alloc[i] as LayerBits;
+        const b = alloc[i];
         const c = layerCost(i, b.wBits, b.aBits);
         perLayer.push(c);
         latencyMs += c.latencyMs;
@@ -151,7 +151,16 @@ export function analyticCostTable(
           peakLayerIndex = i;
         }
       }
-      return { latencyMs, energyUj, sizeBytes, peakMemoryBytes, peakLayerIndex, fits: true, violations: [], layers: perLayer };
+      return {
+        latencyMs,
+        energyUj,
+        sizeBytes,
+        peakMemoryBytes,
+        peakLayerIndex,
+        fits: true,
+        violations: [],
+        layers: perLayer,
+      };
     },
   };
 }
@@ -197,7 +206,7 @@ export class SyntheticEvaluator implements AccuracyEvaluator {
 
   /** Accuracy drop of one layer at (w, a). */
   layerDrop(layer: number, wBits: number, aBits: number): number {
-    return (this.sensitivities[layer] as number) * (bitPenalty(wBits) + bitPenalty(aBits));
+    return this.sensitivities[layer] * (bitPenalty(wBits) + bitPenalty(aBits));
   }
 
   /** Exact (noise-free) accuracy of an allocation, floored at 0. */
@@ -281,7 +290,7 @@ export function optimalUnderBudget(q: OptimumQuery): Optimum | null {
   // Cheapest possible cost of layers i.. (for pruning).
   const minRest = new Array<number>(layers.length + 1).fill(0);
   for (let i = layers.length - 1; i >= 0; i--) {
-    minRest[i] = (minRest[i + 1] as number) + Math.min(...(options[i] as { cost: number }[]).map((o) => o.cost));
+    minRest[i] = minRest[i + 1] + Math.min(...(options[i] as { cost: number }[]).map((o) => o.cost));
   }
   const slack = limit * 1e-9;
   let frontier: Node[] = [{ cost: 0, drop: 0, layer: -1, choice: null, prev: null }];
@@ -290,7 +299,7 @@ export function optimalUnderBudget(q: OptimumQuery): Optimum | null {
     for (const s of frontier) {
       for (const o of options[i] as { choice: LayerBits; cost: number; drop: number }[]) {
         const cost = s.cost + o.cost;
-        if (cost + (minRest[i + 1] as number) > limit + slack) continue;
+        if (cost + minRest[i + 1] > limit + slack) continue;
         next.push({ cost, drop: s.drop + o.drop, layer: i, choice: o.choice, prev: s });
       }
     }
@@ -305,7 +314,7 @@ export function optimalUnderBudget(q: OptimumQuery): Optimum | null {
     }
     if (frontier.length === 0) return null;
   }
-  const bestNode = frontier[frontier.length - 1] as Node;
+  const bestNode = frontier[frontier.length - 1];
   const bits: BitConfig = new Array<LayerBits>(layers.length);
   for (let n: Node | null = bestNode; n && n.choice; n = n.prev) bits[n.layer] = { ...n.choice };
   return { bits, accuracy: q.evaluator.accuracyOf(bits), cost: q.table.costAllocation(bits) };
@@ -324,7 +333,10 @@ export interface SyntheticProblem {
  * `latency<=0.5x`; every other env option passes through).
  */
 export function syntheticProblem(
-  opts: Partial<Omit<BitAllocationEnvOptions, 'cost' | 'evaluator'>> & { evaluatorSeed?: number; evaluatorOptions?: Partial<SyntheticEvaluatorOptions> } = {},
+  opts: Partial<Omit<BitAllocationEnvOptions, 'cost' | 'evaluator'>> & {
+    evaluatorSeed?: number;
+    evaluatorOptions?: Partial<SyntheticEvaluatorOptions>;
+  } = {},
 ): SyntheticProblem {
   const { evaluatorSeed, evaluatorOptions, ...envOpts } = opts;
   const layers = envOpts.layers ? [...envOpts.layers] : syntheticLayers();

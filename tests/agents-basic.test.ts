@@ -29,7 +29,7 @@ describe('agent registry', () => {
   it('lists random, uniform and reinforce with descriptions and defaults', () => {
     for (const name of ['random', 'uniform', 'reinforce']) {
       assert.ok(AGENTS[name], name);
-      assert.ok(AGENTS[name]!.describe.length > 10);
+      assert.ok(AGENTS[name].describe.length > 10);
       assert.equal(createAgent(name).name, name);
     }
   });
@@ -37,7 +37,8 @@ describe('agent registry', () => {
   it('an unknown agent is a UserError listing the valid names', () => {
     assert.throws(
       () => createAgent('qlearning'),
-      (e: unknown) => e instanceof UserError && /random/.test(e.message) && /reinforce/.test(e.message) && /uniform/.test(e.message),
+      (e: unknown) =>
+        e instanceof UserError && /random/.test(e.message) && /reinforce/.test(e.message) && /uniform/.test(e.message),
     );
   });
 
@@ -46,8 +47,14 @@ describe('agent registry', () => {
       () => createAgent('reinforce', { lr: 0.1 }),
       (e: unknown) => e instanceof UserError && /agentOptions\.lr/.test(e.message) && /learningRate/.test(e.message),
     );
-    assert.throws(() => createAgent('reinforce', { hiddenSize: '64' }), (e: unknown) => e instanceof UserError && /number/.test(e.message));
-    assert.throws(() => createAgent('random', { seed: 1 }), (e: unknown) => e instanceof UserError && /no options/.test(e.message));
+    assert.throws(
+      () => createAgent('reinforce', { hiddenSize: '64' }),
+      (e: unknown) => e instanceof UserError && /number/.test(e.message),
+    );
+    assert.throws(
+      () => createAgent('random', { seed: 1 }),
+      (e: unknown) => e instanceof UserError && /no options/.test(e.message),
+    );
     assert.throws(() => createAgent('uniform', { order: 'sideways' }), UserError);
   });
 
@@ -55,7 +62,7 @@ describe('agent registry', () => {
     const a = createAgent('reinforce', { hiddenSize: 16, entropyCoef: 0.5 }) as ReinforceAgent;
     assert.equal(a.options.hiddenSize, 16);
     assert.equal(a.options.entropyCoef, 0.5);
-    assert.equal(a.options.learningRate, AGENTS.reinforce!.defaults.learningRate);
+    assert.equal(a.options.learningRate, AGENTS.reinforce.defaults.learningRate);
   });
 });
 
@@ -96,12 +103,16 @@ describe('runEpisode', () => {
       [...new Array(23).fill(false), true],
     );
     assert.ok(agent.masks.every((m) => m instanceof Uint8Array));
-    assert.deepEqual(agent.transitions.map((t) => t.mask), agent.masks);
+    assert.deepEqual(
+      agent.transitions.map((t) => t.mask),
+      agent.masks,
+    );
     assert.ok(agent.explores.every((e) => e === false));
-    assert.equal(agent.transitions[23]!.reward, s.reward);
+    assert.equal(agent.transitions[23].reward, s.reward);
     assert.deepEqual(agent.ended, [s]);
     // each transition's next observation is the following one's observation
-    for (let t = 0; t < 23; t++) assert.deepEqual(agent.transitions[t]!.nextObservation, agent.transitions[t + 1]!.observation);
+    for (let t = 0; t < 23; t++)
+      assert.deepEqual(agent.transitions[t].nextObservation, agent.transitions[t + 1].observation);
   });
 
   it('allocation agents: propose -> evaluateAllocation -> endEpisode; runEpisodes stops when exhausted', async () => {
@@ -114,7 +125,7 @@ describe('runEpisode', () => {
       [1, 2, 3, 4, 5, 6, 7],
     );
     assert.deepEqual(
-      summaries.map((s) => s.proposedBits[4]!.wBits),
+      summaries.map((s) => s.proposedBits[4].wBits),
       [8, 7, 6, 5, 4, 3, 2],
     );
     assert.ok(agent.exhausted());
@@ -159,7 +170,7 @@ describe('uniform agent', () => {
     const { env } = syntheticProblem({ stepMode: 'tied', constraints: ['latency<=0.3x'], constraintMode: 'reject' });
     const agent = createAgent('uniform') as UniformAgent;
     const summaries = await runEpisodes(env, agent, 100, 0);
-    const widths = summaries.map((s) => s.proposedBits[0]!.wBits);
+    const widths = summaries.map((s) => s.proposedBits[0].wBits);
     const feasible = [2, 3, 4, 5, 6, 7, 8].filter((b) => env.isFeasible(uniformBits(env.layers, b, b))).reverse();
     assert.ok(feasible.length > 0 && feasible.length < 7);
     assert.deepEqual(widths.slice(0, feasible.length), feasible);
@@ -177,7 +188,7 @@ describe('uniform agent', () => {
     const b = new UniformAgent('ascending');
     b.setup(env.agentContext(0));
     b.setState(JSON.parse(JSON.stringify(a.getState())));
-    assert.equal(b.propose()[0]!.wBits, 3);
+    assert.equal(b.propose()[0].wBits, 3);
   });
 });
 
@@ -193,7 +204,7 @@ describe('reinforce agent', () => {
   it('never takes a masked action', async () => {
     const { env } = syntheticProblem({ stepMode: 'joint', constraints: ['latency<=0.25x'], strictMasks: true });
     const summaries = await runEpisodes(env, make(), 20, 3);
-    assert.ok(summaries.every((s) => s.feasible && s.bits.every((b, i) => b.wBits === s.proposedBits[i]!.wBits)));
+    assert.ok(summaries.every((s) => s.feasible && s.bits.every((b, i) => b.wBits === s.proposedBits[i].wBits)));
   });
 
   it('is deterministic for a seed (and differs across seeds)', async () => {
@@ -261,7 +272,13 @@ describe('reinforce agent', () => {
     it(`reaches >= 95% of the optimal reward within 300 episodes and beats random search (seed ${seed})`, async (t) => {
       const EPISODES = 300;
       const problem = (): ReturnType<typeof syntheticProblem> =>
-        syntheticProblem({ stepMode: 'tied', constraints: ['latency<=0.5x'], constraintMode: 'lower', evaluatorSeed: seed, seed });
+        syntheticProblem({
+          stepMode: 'tied',
+          constraints: ['latency<=0.5x'],
+          constraintMode: 'lower',
+          evaluatorSeed: seed,
+          seed,
+        });
       const ref = problem();
       const opt = optimumForEnv(ref.env, ref.table, ref.evaluator)!;
       const optimal = haqReward(opt.accuracy, ref.evaluator.accFloat);

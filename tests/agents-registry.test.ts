@@ -14,7 +14,13 @@ import { loadExperiment, validateExperiment } from '../src/experiment/experiment
 
 const root = fileURLToPath(new URL('../../', import.meta.url));
 const BIN = join(root, 'bin', 'bitalloc.js');
-const base = { name: 'reg', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'] };
+const base = {
+  name: 'reg',
+  model: 'lenet5',
+  dataset: 'mnist',
+  profiles: ['bitfusion-45nm'],
+  budgets: ['latency<=0.5x'],
+};
 
 test('every agent accepts its own defaults', () => {
   for (const [name, entry] of Object.entries(AGENTS)) {
@@ -24,7 +30,11 @@ test('every agent accepts its own defaults', () => {
 
 test('an option value an agent rejects fails at experiment load, named by its JSON path', () => {
   const bad: [string, Record<string, unknown>, RegExp][] = [
-    ['ppo', { epochs: 0 }, /\$\.agents\[0\]\.options\.epochs: invalid option 'epochs' for agent 'ppo': 0 \(expected an integer >= 1\)/],
+    [
+      'ppo',
+      { epochs: 0 },
+      /\$\.agents\[0\]\.options\.epochs: invalid option 'epochs' for agent 'ppo': 0 \(expected an integer >= 1\)/,
+    ],
     ['ppo', { policy: 'gru' }, /\$\.agents\[0\]\.options\.policy/],
     ['ddpg', { warmupEpisodes: -1 }, /\$\.agents\[0\]\.options\.warmupEpisodes/],
     ['amed', { update: 'sometimes' }, /\$\.agents\[0\]\.options\.update/],
@@ -33,13 +43,19 @@ test('an option value an agent rejects fails at experiment load, named by its JS
     ['evolution', { population: 0 }, /\$\.agents\[0\]\.options\.population/],
   ];
   for (const [name, options, where] of bad) {
-    assert.throws(() => validateExperiment({ ...base, agents: [{ name, options }] }), where, `${name} ${JSON.stringify(options)}`);
+    assert.throws(
+      () => validateExperiment({ ...base, agents: [{ name, options }] }),
+      where,
+      `${name} ${JSON.stringify(options)}`,
+    );
   }
   assert.doesNotThrow(() => validateExperiment({ ...base, agents: [{ name: 'ppo', options: { epochs: 3 } }] }));
 });
 
 test('experiments/schema.json names exactly the registered agents', () => {
-  const schema = JSON.parse(readFileSync(join(root, 'experiments', 'schema.json'), 'utf8')) as { $defs: { agentName: { enum: string[] } } };
+  const schema = JSON.parse(readFileSync(join(root, 'experiments', 'schema.json'), 'utf8')) as {
+    $defs: { agentName: { enum: string[] } };
+  };
   assert.deepEqual([...schema.$defs.agentName.enum].sort(), [...AGENT_NAMES].sort());
 });
 
@@ -53,10 +69,18 @@ test('the presets that compare agents list every registered agent', () => {
 test('`bitalloc agents --json` lists every agent with its options, types and defaults', () => {
   const r = spawnSync(process.execPath, [BIN, 'agents', '--json'], { encoding: 'utf8' });
   assert.equal(r.status, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { agents: { name: string; describe: string; options: { name: string; type: string; default: unknown }[] }[] };
-  assert.deepEqual(out.agents.map((a) => a.name), [...AGENT_NAMES]);
+  const out = JSON.parse(r.stdout) as {
+    agents: { name: string; describe: string; options: { name: string; type: string; default: unknown }[] }[];
+  };
+  assert.deepEqual(
+    out.agents.map((a) => a.name),
+    [...AGENT_NAMES],
+  );
   const ppo = out.agents.find((a) => a.name === 'ppo');
-  assert.deepEqual(ppo?.options.find((o) => o.name === 'epochs'), { name: 'epochs', type: 'number', default: AGENTS['ppo']?.defaults['epochs'] });
+  assert.deepEqual(
+    ppo?.options.find((o) => o.name === 'epochs'),
+    { name: 'epochs', type: 'number', default: AGENTS['ppo']?.defaults['epochs'] },
+  );
   assert.deepEqual(out.agents, JSON.parse(JSON.stringify(agentInfos())));
 });
 

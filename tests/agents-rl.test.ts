@@ -4,10 +4,10 @@
  */
 import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
-import { AmedAgent, type AmedState } from '../agents/amed.js';
+import { AmedAgent } from '../agents/amed.js';
 import { DdpgAgent, DDPG_DEFAULTS, actionToIndex } from '../agents/ddpg.js';
 import { AGENTS, createAgent } from '../agents/index.js';
-import { PpoAgent, type PpoState } from '../agents/ppo.js';
+import { PpoAgent } from '../agents/ppo.js';
 import { haqReward } from '../envs/rewards.js';
 import { optimumForEnv, syntheticProblem } from '../envs/synthetic.js';
 import type { Agent, EpisodeSummary } from '../envs/types.js';
@@ -29,14 +29,24 @@ const rewards = (runs: readonly EpisodeSummary[]): number[] => runs.map((s) => s
 
 /** Tied bits 2..8 under latency <= 0.5x with HAQ's budget walk, as in the reinforce test. */
 function haqProblem(seed: number): ReturnType<typeof syntheticProblem> {
-  return syntheticProblem({ stepMode: 'tied', constraints: ['latency<=0.5x'], constraintMode: 'lower', evaluatorSeed: seed, seed });
+  return syntheticProblem({
+    stepMode: 'tied',
+    constraints: ['latency<=0.5x'],
+    constraintMode: 'lower',
+    evaluatorSeed: seed,
+    seed,
+  });
 }
 
 /** Small DDPG networks for speed in tests (the defaults are HAQ's 300-300, checked separately). */
 const SMALL_DDPG = { hiddenSize: 64, warmupEpisodes: 10 };
 
 /** Rewards of the next `n` episodes of an agent on an env. */
-async function nextRewards(agent: Agent, env: ReturnType<typeof syntheticProblem>['env'], n: number): Promise<number[]> {
+async function nextRewards(
+  agent: Agent,
+  env: ReturnType<typeof syntheticProblem>['env'],
+  n: number,
+): Promise<number[]> {
   const out: number[] = [];
   for (let i = 0; i < n; i++) out.push((await runEpisode(env, agent)).reward);
   return out;
@@ -46,23 +56,50 @@ describe('registry entries', () => {
   it('lists ppo, ddpg and amed with their defaults', () => {
     for (const name of ['ppo', 'ddpg', 'amed']) {
       assert.ok(AGENTS[name], name);
-      assert.ok(AGENTS[name]!.describe.length > 10);
+      assert.ok(AGENTS[name].describe.length > 10);
       assert.equal(createAgent(name).name, name);
     }
     assert.equal(createAgent('ppo', { policy: 'lstm' }).name, 'ppo-lstm');
-    const d = AGENTS.ddpg!.defaults;
+    const d = AGENTS.ddpg.defaults;
     assert.deepEqual(
-      [d.hiddenSize, d.learningRate, d.criticLearningRate, d.batchSize, d.replayEpisodes, d.tau, d.warmupEpisodes, d.initialSigma, d.sigmaDecay, d.baselineAlpha, d.gamma],
+      [
+        d.hiddenSize,
+        d.learningRate,
+        d.criticLearningRate,
+        d.batchSize,
+        d.replayEpisodes,
+        d.tau,
+        d.warmupEpisodes,
+        d.initialSigma,
+        d.sigmaDecay,
+        d.baselineAlpha,
+        d.gamma,
+      ],
       [300, 1e-4, 1e-3, 64, 128, 0.01, 20, 0.5, 0.99, 0.5, 1],
     );
   });
 
   it('bad option values are UserErrors naming the option', () => {
-    assert.throws(() => createAgent('ppo', { policy: 'gru' }), (e: unknown) => e instanceof UserError && /policy/.test(e.message) && /mlp\|lstm/.test(e.message));
-    assert.throws(() => createAgent('ppo', { epochs: 0 }), (e: unknown) => e instanceof UserError && /epochs/.test(e.message));
-    assert.throws(() => createAgent('ddpg', { batchSize: 2.5 }), (e: unknown) => e instanceof UserError && /batchSize/.test(e.message));
-    assert.throws(() => createAgent('amed', { update: 'sgd' }), (e: unknown) => e instanceof UserError && /additive\|ema/.test(e.message));
-    assert.throws(() => createAgent('amed', { accuracyThreshold: 'high' }), (e: unknown) => e instanceof UserError && /accuracyThreshold/.test(e.message));
+    assert.throws(
+      () => createAgent('ppo', { policy: 'gru' }),
+      (e: unknown) => e instanceof UserError && /policy/.test(e.message) && /mlp\|lstm/.test(e.message),
+    );
+    assert.throws(
+      () => createAgent('ppo', { epochs: 0 }),
+      (e: unknown) => e instanceof UserError && /epochs/.test(e.message),
+    );
+    assert.throws(
+      () => createAgent('ddpg', { batchSize: 2.5 }),
+      (e: unknown) => e instanceof UserError && /batchSize/.test(e.message),
+    );
+    assert.throws(
+      () => createAgent('amed', { update: 'sgd' }),
+      (e: unknown) => e instanceof UserError && /additive\|ema/.test(e.message),
+    );
+    assert.throws(
+      () => createAgent('amed', { accuracyThreshold: 'high' }),
+      (e: unknown) => e instanceof UserError && /accuracyThreshold/.test(e.message),
+    );
   });
 });
 
@@ -124,7 +161,12 @@ describe('ppo', () => {
       assert.equal(state.rollout.length, 2);
       const recomputed = agent.recomputeLogProbs(state.rollout);
       state.rollout.forEach((ep, e) =>
-        ep.forEach((s, t) => assert.ok(Math.abs((recomputed[e]![t] as number) - s.logp) < 1e-4, `episode ${e} step ${t}: ${recomputed[e]![t]} vs ${s.logp}`)),
+        ep.forEach((s, t) =>
+          assert.ok(
+            Math.abs(recomputed[e][t] - s.logp) < 1e-4,
+            `episode ${e} step ${t}: ${recomputed[e][t]} vs ${s.logp}`,
+          ),
+        ),
       );
       agent.dispose();
     });
@@ -136,20 +178,33 @@ describe('ppo', () => {
     agent.setup(env.agentContext(5));
     const { observation } = env.reset();
     // The same observation twice in a row: the second step sees the first through h and c.
-    const first = agent.recomputeLogProbs([[{ obs: Array.from(observation), mask: null, action: 0 }]])[0]![0]!;
-    const twice = agent.recomputeLogProbs([[{ obs: Array.from(observation), mask: null, action: 0 }, { obs: Array.from(observation), mask: null, action: 0 }]])[0]!;
-    assert.ok(Math.abs(twice[0]! - first) < 1e-6);
+    const first = agent.recomputeLogProbs([[{ obs: Array.from(observation), mask: null, action: 0 }]])[0][0];
+    const twice = agent.recomputeLogProbs([
+      [
+        { obs: Array.from(observation), mask: null, action: 0 },
+        { obs: Array.from(observation), mask: null, action: 0 },
+      ],
+    ])[0];
+    assert.ok(Math.abs(twice[0] - first) < 1e-6);
     assert.notEqual(twice[1], twice[0]);
     agent.dispose();
   });
 
   it('never takes a masked action', async () => {
     // A tight budget makes masks bite; with masks respected the chosen allocation is feasible before lowering.
-    const { env } = syntheticProblem({ stepMode: 'tied', constraints: ['latency<=0.3x'], constraintMode: 'lower', seed: 3 });
+    const { env } = syntheticProblem({
+      stepMode: 'tied',
+      constraints: ['latency<=0.3x'],
+      constraintMode: 'lower',
+      seed: 3,
+    });
     const agent = new PpoAgent({ episodesPerRollout: 4 });
     const runs = await runEpisodes(env, agent, 12, 3);
     for (const s of runs) assert.ok(env.isFeasible(s.proposedBits), JSON.stringify(s.proposedBits));
-    assert.ok(runs.some((s) => s.proposedBits.some((b) => b.wBits > 2)), 'not trivially all-minimum');
+    assert.ok(
+      runs.some((s) => s.proposedBits.some((b) => b.wBits > 2)),
+      'not trivially all-minimum',
+    );
     agent.dispose();
   });
 
@@ -189,7 +244,9 @@ describe('ddpg', () => {
     const warm = mean(rewards(runs.slice(0, 10)));
     const bestLate = Math.max(...rewards(runs.slice(-20)));
     const lateMean = mean(rewards(runs.slice(-20)));
-    t.diagnostic(`warm-up mean ${warm.toFixed(5)}, last-20 mean ${lateMean.toFixed(5)}, best of last 20 ${bestLate.toFixed(5)}`);
+    t.diagnostic(
+      `warm-up mean ${warm.toFixed(5)}, last-20 mean ${lateMean.toFixed(5)}, best of last 20 ${bestLate.toFixed(5)}`,
+    );
     assert.ok(bestLate > warm);
     assert.ok(lateMean > warm);
   });
@@ -200,18 +257,23 @@ describe('ddpg', () => {
     assert.equal(agent.options.hiddenSize, DDPG_DEFAULTS.hiddenSize);
     await runEpisodes(env, agent, 1, 2);
     const before = agent.getState();
-    assert.equal(before.params['actor.1.w']!.values.length, 300 * 300);
+    assert.equal(before.params['actor.1.w'].values.length, 300 * 300);
     await runEpisode(env, agent);
     const after = agent.getState();
-    assert.notDeepEqual(after.params['actor.0.w']!.values, before.params['actor.0.w']!.values);
-    assert.notDeepEqual(after.params['critic.2.w']!.values, before.params['critic.2.w']!.values);
+    assert.notDeepEqual(after.params['actor.0.w'].values, before.params['actor.0.w'].values);
+    assert.notDeepEqual(after.params['critic.2.w'].values, before.params['critic.2.w'].values);
     assert.ok(agent.lastLoss && Number.isFinite(agent.lastLoss.critic));
     assert.ok(agent.sigma < DDPG_DEFAULTS.initialSigma);
     agent.dispose();
   });
 
   it('snaps onto unmasked choices', async () => {
-    const { env } = syntheticProblem({ stepMode: 'tied', constraints: ['latency<=0.3x'], constraintMode: 'lower', seed: 3 });
+    const { env } = syntheticProblem({
+      stepMode: 'tied',
+      constraints: ['latency<=0.3x'],
+      constraintMode: 'lower',
+      seed: 3,
+    });
     const agent = new DdpgAgent({ ...SMALL_DDPG, warmupEpisodes: 3 });
     const runs = await runEpisodes(env, agent, 6, 3);
     for (const s of runs) assert.ok(env.isFeasible(s.proposedBits), JSON.stringify(s.proposedBits));
@@ -224,7 +286,10 @@ describe('ddpg', () => {
     const runs = await runEpisodes(env, agent, 4, 1);
     assert.equal(runs.length, 4);
     assert.ok(runs.every((s) => s.feasible && s.bits.length === 12));
-    assert.ok(runs.some((s) => s.bits.some((b) => b.wBits !== b.aBits)), 'weights and activations chosen separately');
+    assert.ok(
+      runs.some((s) => s.bits.some((b) => b.wBits !== b.aBits)),
+      'weights and activations chosen separately',
+    );
     agent.dispose();
   });
 });
@@ -232,7 +297,13 @@ describe('ddpg', () => {
 describe('amed', () => {
   /** AMED's own objective: reward = -zeta (no accuracy penalty), AMED's reject mode. */
   const amedProblem = (seed: number, stepMode: 'tied' | 'joint' = 'tied'): ReturnType<typeof syntheticProblem> =>
-    syntheticProblem({ stepMode, reward: { kind: 'amed', gamma: 0 }, constraintMode: 'reject', evaluatorSeed: seed, seed });
+    syntheticProblem({
+      stepMode,
+      reward: { kind: 'amed', gamma: 0 },
+      constraintMode: 'reject',
+      evaluatorSeed: seed,
+      seed,
+    });
 
   for (const seed of [1, 2]) {
     it(`proposes only feasible allocations and improves (seed ${seed})`, async (t) => {
@@ -240,11 +311,16 @@ describe('amed', () => {
       const agent = new AmedAgent();
       const runs = await runEpisodes(env, agent, 300, seed);
       assert.ok(runs.every((s) => s.feasible && s.evaluated !== false));
-      assert.ok(runs.every((s) => s.bits.every((b) => b.wBits === b.aBits)), 'tied bits by default');
+      assert.ok(
+        runs.every((s) => s.bits.every((b) => b.wBits === b.aBits)),
+        'tied bits by default',
+      );
       const first = mean(rewards(runs.slice(0, 20)));
       const bestLast = Math.max(...rewards(runs.slice(-50)));
       const lastMean = mean(rewards(runs.slice(-50)));
-      t.diagnostic(`first-20 mean ${first.toFixed(4)}, last-50 mean ${lastMean.toFixed(4)}, best of last 50 ${bestLast.toFixed(4)}, acceptance ${agent.acceptanceRate.toFixed(2)}`);
+      t.diagnostic(
+        `first-20 mean ${first.toFixed(4)}, last-50 mean ${lastMean.toFixed(4)}, best of last 50 ${bestLast.toFixed(4)}, acceptance ${agent.acceptanceRate.toFixed(2)}`,
+      );
       assert.ok(bestLast > first);
       assert.ok(lastMean > first, 'the proposals themselves get better, not just the best one');
       // reward = -zeta exactly, so the agent's zeta agrees with the env's AMED reward
@@ -272,10 +348,10 @@ describe('amed', () => {
     // Hand the agent a worse outcome and a better one for chosen allocations.
     const worse = { ...s1, bits: s1.bits.map(() => ({ wBits: 2, aBits: 2 })), loss: s1.loss + 1 };
     agent.endEpisode(worse);
-    const st = agent.getState() as AmedState;
+    const st = agent.getState();
     const d = Math.log10(z1 / agent.zeta(worse));
     assert.ok(d < 0);
-    assert.ok(Math.abs(st.scoresW[0]![0]! - d) < 1e-12, 'cell (layer 0, 2 bits) moved by log10(ref/zeta)');
+    assert.ok(Math.abs(st.scoresW[0][0] - d) < 1e-12, 'cell (layer 0, 2 bits) moved by log10(ref/zeta)');
     assert.deepEqual(agent.current()!.bits, s1.bits, 'a much worse allocation is rejected');
     const better = { ...s1, bits: s1.bits.map(() => ({ wBits: 8, aBits: 8 })), loss: s1.loss - 0.2 };
     agent.endEpisode(better);
@@ -324,11 +400,14 @@ describe('checkpoints: an agent restored mid-run makes the same next choices', (
     ppo.setup(env.agentContext(1));
     const lstm = new PpoAgent({ policy: 'lstm' });
     lstm.setup(env.agentContext(1));
-    assert.throws(() => ppo.setState(lstm.getState()), (e: unknown) => e instanceof UserError && /policy/.test(e.message));
+    assert.throws(
+      () => ppo.setState(lstm.getState()),
+      (e: unknown) => e instanceof UserError && /policy/.test(e.message),
+    );
     assert.throws(() => ppo.setState({ kind: 'ddpg' }), UserError);
     const amed = new AmedAgent();
     amed.setup(env.agentContext(1));
-    assert.throws(() => amed.setState(ppo.getState() as PpoState), UserError);
+    assert.throws(() => amed.setState(ppo.getState()), UserError);
     ppo.dispose();
     lstm.dispose();
   });

@@ -10,7 +10,11 @@ test('no import cycle between folders', () => {
   const edges = folderGraph();
   const cycles = folderCycles(edges);
   const detail = cycleEdges(edges).flatMap((e) => e.files.map((f) => `${f.from} imports ${f.to}`));
-  assert.deepEqual(cycles, [], `folders that import each other: ${cycles.map((c) => c.join(' <-> ')).join('; ')}\n${detail.join('\n')}`);
+  assert.deepEqual(
+    cycles,
+    [],
+    `folders that import each other: ${cycles.map((c) => c.join(' <-> ')).join('; ')}\n${detail.join('\n')}`,
+  );
 });
 
 test('the folder graph sees the imports (agents import envs, the CLI imports the search loop)', () => {

@@ -42,10 +42,16 @@ test('unknown flags, bad choices and extra arguments stop before any work (no ru
     cli(['run', QUICKSTART, 'extra', '--out', out]),
     cli(['report', runA, '--format', 'pdf']),
   ]);
-  const expected = [/Unknown argument: wrokers/, /Unknown argument: episodez/, /log-level.*loud/s, /Unknown argument: extra/, /format.*pdf.*Choices/s];
+  const expected = [
+    /Unknown argument: wrokers/,
+    /Unknown argument: episodez/,
+    /log-level.*loud/s,
+    /Unknown argument: extra/,
+    /format.*pdf.*Choices/s,
+  ];
   rs.forEach((r, i) => {
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, expected[i] as RegExp);
+    assert.match(r.stderr, expected[i]);
     assert.doesNotMatch(r.stderr, /TypeError|at .*\.js:\d+/);
     assert.equal(r.stdout, '', 'nothing ran');
   });
@@ -55,7 +61,10 @@ test('unknown flags, bad choices and extra arguments stop before any work (no ru
 
 test('--log-file naming a folder or an unwritable path is an error up front, not a silent exit 13', async () => {
   const before = fingerprint(root);
-  const [dir, proc] = await Promise.all([cli(['info', '--log-file', root]), cli(['info', '--log-file', '/proc/nope/x.log'])]);
+  const [dir, proc] = await Promise.all([
+    cli(['info', '--log-file', root]),
+    cli(['info', '--log-file', '/proc/nope/x.log']),
+  ]);
   assert.equal(dir.code, 1);
   assert.match(dir.stderr, /--log-file: is a folder, not a file/);
   assert.equal(proc.code, 1);
@@ -82,7 +91,10 @@ test('report does not overwrite a report.html it did not write; --force does', a
   const before = fingerprint(cwd);
   const refused = await cli(['report', runA, runB], { cwd });
   assert.equal(refused.code, 1);
-  assert.match(refused.stderr, /report\.html --out: exists; `report` did not write it and will not replace it \(expected another path, or --force/);
+  assert.match(
+    refused.stderr,
+    /report\.html --out: exists; `report` did not write it and will not replace it \(expected another path, or --force/,
+  );
   assert.deepEqual(fingerprint(cwd), before);
   const forced = await cli(['report', runA, runB, '--force'], { cwd });
   assert.equal(forced.code, 0, forced.stderr);
@@ -91,7 +103,10 @@ test('report does not overwrite a report.html it did not write; --force does', a
 
 test('report --out r.docx is refused; --out on an unwritable path names it', async () => {
   const before = fingerprint(root);
-  const [docx, proc] = await Promise.all([cli(['report', runA, '--out', join(root, 'r.docx')]), cli(['report', runA, '--out', '/proc/nope/r.html'])]);
+  const [docx, proc] = await Promise.all([
+    cli(['report', runA, '--out', join(root, 'r.docx')]),
+    cli(['report', runA, '--out', '/proc/nope/r.html']),
+  ]);
   assert.equal(docx.code, 1);
   assert.match(docx.stderr, /r\.docx --out: unknown report file type '\.docx' \(expected a \.html, \.md or \.csv file/);
   assert.equal(proc.code, 1);
@@ -105,7 +120,10 @@ test('a missing dataset fails experiment validate and run once, before a run dir
   mkdirSync(empty);
   const out = join(root, 'fashion-run');
   const set = ['--set', 'dataset=fashion-mnist', '--set', `dataDir=${empty}`];
-  const [validate, run] = await Promise.all([cli(['experiment', 'validate', QUICKSTART, ...set]), cli(['run', QUICKSTART, ...set, '--out', out])]);
+  const [validate, run] = await Promise.all([
+    cli(['experiment', 'validate', QUICKSTART, ...set]),
+    cli(['run', QUICKSTART, ...set, '--out', out]),
+  ]);
   for (const r of [validate, run]) {
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /no-fashion: missing dataset file train-images-idx3-ubyte\[\.gz\]/);
@@ -135,11 +153,21 @@ test('idx: a label byte of 200 does not make a 201-class network; --num-classes 
   writeIdx(dir, labels);
   const before = fingerprint(dir);
   const args = ['train', '--model', 'lenet5', '--dataset', 'idx', '--data-dir', dir, '--epochs', '1'];
-  const [inferred, stated, elsewhere] = await Promise.all([cli(args), cli([...args, '--num-classes', '10']), cli(['train', '--model', 'lenet5', '--num-classes', '10'])]);
+  const [inferred, stated, elsewhere] = await Promise.all([
+    cli(args),
+    cli([...args, '--num-classes', '10']),
+    cli(['train', '--model', 'lenet5', '--num-classes', '10']),
+  ]);
   assert.equal(inferred.code, 1);
-  assert.match(inferred.stderr, /train-labels-idx1-ubyte --num-classes: label 200 \(at index 17\) implies 201 classes, but only 11 distinct labels occur/);
+  assert.match(
+    inferred.stderr,
+    /train-labels-idx1-ubyte --num-classes: label 200 \(at index 17\) implies 201 classes, but only 11 distinct labels occur/,
+  );
   assert.equal(stated.code, 1);
-  assert.match(stated.stderr, /train-labels-idx1-ubyte: label 200 at index 17 is out of range \(expected labels 0\.\.9/);
+  assert.match(
+    stated.stderr,
+    /train-labels-idx1-ubyte: label 200 at index 17 is out of range \(expected labels 0\.\.9/,
+  );
   assert.equal(elsewhere.code, 1);
   assert.match(elsewhere.stderr, /--num-classes: applies to --dataset idx only/);
   assert.deepEqual(fingerprint(dir), before);
@@ -150,5 +178,8 @@ test('idx: a folder with only t10k files says there are no training files', asyn
   writeIdx(dir, [0, 1, 2, 3], 't10k');
   const r = await cli(['train', '--model', 'lenet5', '--dataset', 'idx', '--data-dir', dir]);
   assert.equal(r.code, 1);
-  assert.match(r.stderr, /idx-t10k --data-dir: holds only test files \(t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte\) and no training files/);
+  assert.match(
+    r.stderr,
+    /idx-t10k --data-dir: holds only test files \(t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte\) and no training files/,
+  );
 });

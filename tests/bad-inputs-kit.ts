@@ -24,10 +24,15 @@ export interface CliRun {
 export function cli(args: string[], opts: { cwd?: string; timeoutMs?: number } = {}): Promise<CliRun> {
   const t0 = Date.now();
   return new Promise((resolve) => {
-    execFile(process.execPath, [BIN, ...args], { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 << 20 }, (err, stdout, stderr) => {
-      const code = err ? (typeof err.code === 'number' ? err.code : err.signal ? 128 : 1) : 0;
-      resolve({ code, stdout, stderr, ms: Date.now() - t0 });
-    });
+    execFile(
+      process.execPath,
+      [BIN, ...args],
+      { cwd: opts.cwd, timeout: opts.timeoutMs ?? 60_000, maxBuffer: 16 << 20 },
+      (err, stdout, stderr) => {
+        const code = err ? (typeof err.code === 'number' ? err.code : err.signal ? 128 : 1) : 0;
+        resolve({ code, stdout, stderr, ms: Date.now() - t0 });
+      },
+    );
   });
 }
 

@@ -26,7 +26,9 @@ const lstm = join(root, 'lstm');
 
 before(async () => {
   await tf.setBackend('cpu');
-  const m = tf.sequential({ layers: [tf.layers.flatten({ inputShape: [28, 28, 1] }), tf.layers.dense({ units: 10, name: 'fc1' })] });
+  const m = tf.sequential({
+    layers: [tf.layers.flatten({ inputShape: [28, 28, 1] }), tf.layers.dense({ units: 10, name: 'fc1' })],
+  });
   await writeModelFiles(m, ckpt, { bitalloc: { model: 'tiny', dataset: 'mnist' } });
   writeFileSync(join(ckpt, 'bits.json'), JSON.stringify({ layers: [{ name: 'fc1', wBits: 32, aBits: 32 }] }));
   await writeModelFiles(m, dense);
@@ -34,7 +36,13 @@ before(async () => {
   mkdirSync(exported);
   writeFileSync(join(exported, 'manifest.json'), JSON.stringify({ format: 'bitalloc-quantized', version: 1 }));
   writeFileSync(join(exported, 'weights.bin'), Buffer.from([1, 2, 3]));
-  const r = tf.sequential({ layers: [tf.layers.reshape({ inputShape: [28, 28, 1], targetShape: [28, 28] }), tf.layers.lstm({ units: 4 }), tf.layers.dense({ units: 10 })] });
+  const r = tf.sequential({
+    layers: [
+      tf.layers.reshape({ inputShape: [28, 28, 1], targetShape: [28, 28] }),
+      tf.layers.lstm({ units: 4 }),
+      tf.layers.dense({ units: 10 }),
+    ],
+  });
   await writeModelFiles(r, lstm);
   r.dispose();
 });
@@ -52,16 +60,26 @@ test('export --out onto a checkpoint, train --out onto an export or a checkpoint
   assert.equal(trainOnExport.code, 1);
   assert.match(trainOnExport.stderr, /export --out: holds an integer export .*`train` writes a training checkpoint/);
   assert.equal(trainOnCkpt.code, 1);
-  assert.match(trainOnCkpt.stderr, /ckpt --out: already holds model\.json, weights\.bin, bits\.json, which `train` would overwrite \(expected a new or empty folder, or --force/);
+  assert.match(
+    trainOnCkpt.stderr,
+    /ckpt --out: already holds model\.json, weights\.bin, bits\.json, which `train` would overwrite \(expected a new or empty folder, or --force/,
+  );
   assert.equal(exportOnExport.code, 1);
-  assert.match(exportOnExport.stderr, /export --out: already holds manifest\.json, weights\.bin, which `export` would overwrite/);
-  for (const r of [exportOnCkpt, trainOnExport, trainOnCkpt, exportOnExport]) assert.doesNotMatch(r.stderr, /epoch|samples\/s/, 'no training ran');
+  assert.match(
+    exportOnExport.stderr,
+    /export --out: already holds manifest\.json, weights\.bin, which `export` would overwrite/,
+  );
+  for (const r of [exportOnCkpt, trainOnExport, trainOnCkpt, exportOnExport])
+    assert.doesNotMatch(r.stderr, /epoch|samples\/s/, 'no training ran');
   assert.deepEqual({ ckpt: fingerprint(ckpt), exported: fingerprint(exported) }, before);
 });
 
 test('a checkpoint or an export is refused as a run directory (run and search --out)', async () => {
   const before = { ckpt: fingerprint(ckpt), exported: fingerprint(exported) };
-  const [run, search] = await Promise.all([cli(['run', QUICKSTART, '--out', ckpt]), cli(['search', '--episodes', '1', '--out', exported])]);
+  const [run, search] = await Promise.all([
+    cli(['run', QUICKSTART, '--out', ckpt]),
+    cli(['search', '--episodes', '1', '--out', exported]),
+  ]);
   assert.equal(run.code, 1);
   assert.match(run.stderr, /ckpt --out: holds a training checkpoint, not a run; a run directory would destroy it/);
   assert.equal(search.code, 1);
@@ -97,7 +115,9 @@ test('model.json: a shard path leaving the folder is refused; a swapped weight s
     mkdirSync(d);
     writeFileSync(join(d, 'weights.bin'), readFileSync(join(dense, 'weights.bin')));
   }
-  const json = JSON.parse(readFileSync(join(dense, 'model.json'), 'utf8')) as { weightsManifest: { paths: string[]; weights: { name: string; shape: number[] }[] }[] };
+  const json = JSON.parse(readFileSync(join(dense, 'model.json'), 'utf8')) as {
+    weightsManifest: { paths: string[]; weights: { name: string; shape: number[] }[] }[];
+  };
   const esc = structuredClone(json);
   (esc.weightsManifest[0] as { paths: string[] }).paths = ['../../../../etc/passwd'];
   writeFileSync(join(escape, 'model.json'), JSON.stringify(esc));
@@ -113,9 +133,15 @@ test('model.json: a shard path leaving the folder is refused; a swapped weight s
     cli(['eval', '--checkpoint', lstm]),
   ]);
   assert.equal(e.code, 1);
-  assert.match(e.stderr, /escape\/model\.json \$\.weightsManifest\[0\]\.paths\[0\]: shard path '\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd' leaves the model folder/);
+  assert.match(
+    e.stderr,
+    /escape\/model\.json \$\.weightsManifest\[0\]\.paths\[0\]: shard path '\.\.\/\.\.\/\.\.\/\.\.\/etc\/passwd' leaves the model folder/,
+  );
   assert.equal(s.code, 1);
-  assert.match(s.stderr, /weight fc1\/kernel \(layer 'fc1'\) has shape \[10,784\] in the weights manifest, but the layer needs \[784,10\]/);
+  assert.match(
+    s.stderr,
+    /weight fc1\/kernel \(layer 'fc1'\) has shape \[10,784\] in the weights manifest, but the layer needs \[784,10\]/,
+  );
   for (const r of [l, le]) {
     assert.equal(r.code, 1);
     assert.match(r.stderr, /\$\.modelTopology\.config\.layers\[1\]: layer '[^']+' has unsupported class 'LSTM'/);
@@ -191,12 +217,22 @@ test('run --resume of a finished run shows its results instead of an empty table
   writeJsonAtomic(cell.finalPath, { ...episode(3), testAccuracy: 0.8125, wallSeconds: 42, episodesToBest: 3 });
   cell.setStatus('done');
   run.close();
-  const [json, text] = await Promise.all([cli(['run', '--resume', run.dir, '--json']), cli(['run', '--resume', run.dir])]);
+  const [json, text] = await Promise.all([
+    cli(['run', '--resume', run.dir, '--json']),
+    cli(['run', '--resume', run.dir]),
+  ]);
   assert.equal(json.code, 0, json.stderr);
-  const out = JSON.parse(json.stdout) as { cells: { id: string; status: string; testAccuracy: number; episodes: number; ranNow: boolean }[] };
+  const out = JSON.parse(json.stdout) as {
+    cells: { id: string; status: string; testAccuracy: number; episodes: number; ranNow: boolean }[];
+  };
   assert.equal(out.cells.length, 1);
   assert.deepEqual(
-    { status: out.cells[0]?.status, testAccuracy: out.cells[0]?.testAccuracy, episodes: out.cells[0]?.episodes, ranNow: out.cells[0]?.ranNow },
+    {
+      status: out.cells[0]?.status,
+      testAccuracy: out.cells[0]?.testAccuracy,
+      episodes: out.cells[0]?.episodes,
+      ranNow: out.cells[0]?.ranNow,
+    },
     { status: 'done', testAccuracy: 0.8125, episodes: 3, ranNow: false },
   );
   assert.equal(text.code, 0, text.stderr);

@@ -57,7 +57,11 @@ test('HTML: uniform accuracy labelled, low outliers on the floor, budget line na
     seeds: [1, 2],
     episodes: 12,
   });
-  const run = createRun(join(root, 'run'), exp, { backend: 'wasm', tfjs: '4.22.0', command: ['bitalloc', 'run', '/home/someone/secret/exp.json'] });
+  const run = createRun(join(root, 'run'), exp, {
+    backend: 'wasm',
+    tfjs: '4.22.0',
+    command: ['bitalloc', 'run', '/home/someone/secret/exp.json'],
+  });
   for (const cell of run.cells) {
     for (let n = 1; n <= 11; n++) appendEpisode(cell, episode(n, 0.9 + n / 1000));
     appendEpisode(cell, episode(12, 0.1, 2)); // a W2A2 outlier

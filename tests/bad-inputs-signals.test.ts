@@ -13,7 +13,20 @@ import { BIN, QUICKSTART, cli } from './bad-inputs-kit.js';
 const root = mkdtempSync(join(tmpdir(), 'bitalloc-bad-signals-'));
 after(() => rmSync(root, { recursive: true, force: true }));
 
-const SMALL = ['--set', 'episodes=500', '--set', 'qatSteps=1', '--set', 'warmupEpochs=0', '--set', 'finetuneEpochs=0', '--set', 'evalSamples=50', '--set', 'checkpointEvery=100'];
+const SMALL = [
+  '--set',
+  'episodes=500',
+  '--set',
+  'qatSteps=1',
+  '--set',
+  'warmupEpochs=0',
+  '--set',
+  'finetuneEpochs=0',
+  '--set',
+  'evalSamples=50',
+  '--set',
+  'checkpointEvery=100',
+];
 
 function episodeLines(dir: string): number {
   const cellDir = join(dir, 'cells', 'ppo__bitfusion-45nm__latency-0.5x__s1');
@@ -23,7 +36,9 @@ function episodeLines(dir: string): number {
 
 test('SIGTERM: the episode finishes, a checkpoint is written, run.lock released, exit 143 with the resume command', async () => {
   const dir = join(root, 'run');
-  const child = spawn(process.execPath, [BIN, 'run', QUICKSTART, ...SMALL, '--out', dir], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [BIN, 'run', QUICKSTART, ...SMALL, '--out', dir], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   child.stdout.resume();
@@ -43,7 +58,9 @@ test('SIGTERM: the episode finishes, a checkpoint is written, run.lock released,
   assert.equal(info.cells[0]?.status, 'pending');
   const lines = episodeLines(dir);
   assert.ok(lines >= 2 && lines < 500, `${lines} episodes`);
-  const ck = JSON.parse(readFileSync(join(dir, 'cells', 'ppo__bitfusion-45nm__latency-0.5x__s1', 'checkpoint', 'checkpoint.json'), 'utf8')) as { state: { episode: number } };
+  const ck = JSON.parse(
+    readFileSync(join(dir, 'cells', 'ppo__bitfusion-45nm__latency-0.5x__s1', 'checkpoint', 'checkpoint.json'), 'utf8'),
+  ) as { state: { episode: number } };
   assert.equal(ck.state.episode, lines, 'checkpoint at the last finished episode, although checkpointEvery is 100');
 
   const resumed = await cli(['run', '--resume', dir, '--stop-after', '1'], { timeoutMs: 120_000 });

@@ -10,7 +10,11 @@ import { initBackend, tf } from '../src/backend/index.js';
 import { registerWasmTrainingKernels } from '../src/backend/kernels/index.js';
 import { fusedBatchNormGradConfig } from '../src/backend/kernels/batch-norm-grad.js';
 import { meanGradConfig } from '../src/backend/kernels/mean-grad.js';
-import { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from '../src/backend/kernels/gradients.js';
+import {
+  PROJECT_GRADIENTS,
+  registerProjectGradients,
+  restorePreviousGradient,
+} from '../src/backend/kernels/gradients.js';
 import { blockReduction } from '../src/backend/kernels/reduce.js';
 import { buildNetwork } from '../src/models/index.js';
 import { Rng } from '../src/util/rng.js';
@@ -58,20 +62,26 @@ function relativeError(a: tf.Tensor, b: tf.Tensor): number {
   let diff = 0;
   let scale = 1e-12;
   for (let i = 0; i < bv.length; i++) {
-    diff = Math.max(diff, Math.abs((av[i] as number) - (bv[i] as number)));
-    scale = Math.max(scale, Math.abs(bv[i] as number));
+    diff = Math.max(diff, Math.abs(av[i] - bv[i]));
+    scale = Math.max(scale, Math.abs(bv[i]));
   }
   return diff / scale;
 }
 
 function randomTensor(rng: Rng, shape: number[], shift = 0, spread = 1): tf.Tensor {
   const size = shape.reduce((p, q) => p * q, 1);
-  return tf.tensor(Float32Array.from({ length: size }, () => shift + spread * rng.normal()), shape);
+  return tf.tensor(
+    Float32Array.from({ length: size }, () => shift + spread * rng.normal()),
+    shape,
+  );
 }
 
 function positiveTensor(rng: Rng, shape: number[]): tf.Tensor {
   const size = shape.reduce((p, q) => p * q, 1);
-  return tf.tensor(Float32Array.from({ length: size }, () => 0.2 + 2 * rng.next()), shape);
+  return tf.tensor(
+    Float32Array.from({ length: size }, () => 0.2 + 2 * rng.next()),
+    shape,
+  );
 }
 
 interface BatchNormCase {
@@ -86,7 +96,7 @@ function batchNormCase(rng: Rng, i: number): BatchNormCase {
   const c = 1 + rng.int(9);
   const xShape = i % 2 === 0 ? [1 + rng.int(4), 1 + rng.int(6), 1 + rng.int(6), c] : [1 + rng.int(12), c];
   const paramShape = i % 3 === 2 ? xShape : [c];
-  return { xShape, paramShape, eps: [1e-3, 1e-5, 0.1][rng.int(3)] as number };
+  return { xShape, paramShape, eps: [1e-3, 1e-5, 0.1][rng.int(3)] };
 }
 
 const INPUTS = ['x', 'mean', 'variance', 'scale', 'offset'] as const;
@@ -106,13 +116,16 @@ test(`FusedBatchNorm gradients equal tfjs's w.r.t. x, mean, variance, scale and 
       const scale = randomTensor(rng, c.paramShape);
       const offset = randomTensor(rng, c.paramShape);
       const dy = randomTensor(rng, c.xShape);
-      const f = (...t: tf.Tensor[]): tf.Tensor => tf.batchNorm(t[0] as tf.Tensor, t[1] as tf.Tensor, t[2] as tf.Tensor, t[4] as tf.Tensor, t[3] as tf.Tensor, c.eps);
+      const f = (...t: tf.Tensor[]): tf.Tensor => tf.batchNorm(t[0], t[1], t[2], t[4], t[3], c.eps);
       const args = [x, mean, variance, scale, offset];
       const ours = tf.grads(f)(args, dy);
       const theirs = withGradient(tfjs, () => tf.grads(f)(args, dy));
       INPUTS.forEach((name, j) => {
-        const err = relativeError(ours[j] as tf.Tensor, theirs[j] as tf.Tensor);
-        assert.ok(err <= TOLERANCE, `case ${i} (x [${c.xShape}], params [${c.paramShape}]): d${name} relative error ${err.toExponential(2)}`);
+        const err = relativeError(ours[j], theirs[j]);
+        assert.ok(
+          err <= TOLERANCE,
+          `case ${i} (x [${c.xShape}], params [${c.paramShape}]): d${name} relative error ${err.toExponential(2)}`,
+        );
       });
     });
   }
@@ -140,10 +153,13 @@ test('without scale or offset, the FusedBatchNorm gradient functions agree too (
       const ours = fusedBatchNormGradConfig.gradFunc(dy, saved, attrs);
       const theirs = tfjs.gradFunc(dy, saved, attrs);
       for (const name of INPUTS) {
-        const a = (ours[name] as () => tf.Tensor)();
-        const b = (theirs[name] as () => tf.Tensor)();
+        const a = ours[name]();
+        const b = theirs[name]();
         const err = relativeError(a, b);
-        assert.ok(err <= TOLERANCE, `case ${i} (x [${x4}], params [${c.paramShape}], scale ${withScale}): d${name} relative error ${err.toExponential(2)}`);
+        assert.ok(
+          err <= TOLERANCE,
+          `case ${i} (x [${x4}], params [${c.paramShape}], scale ${withScale}): d${name} relative error ${err.toExponential(2)}`,
+        );
       }
     });
   }
@@ -162,14 +178,17 @@ test('FusedBatchNorm gradients for parameters shaped [1, C, 1, 1] (which tfjs-co
         const args = [x, randomTensor(rng, p, 1), positiveTensor(rng, p), randomTensor(rng, p), randomTensor(rng, p)];
         const dy = randomTensor(rng, [n, ch, h, w]);
         const eps = 1e-3;
-        const fused = (...t: tf.Tensor[]): tf.Tensor => tf.batchNorm(t[0] as tf.Tensor, t[1] as tf.Tensor, t[2] as tf.Tensor, t[4] as tf.Tensor, t[3] as tf.Tensor, eps);
+        const fused = (...t: tf.Tensor[]): tf.Tensor => tf.batchNorm(t[0], t[1], t[2], t[4], t[3], eps);
         const explicit = (...t: tf.Tensor[]): tf.Tensor =>
-          tf.add(tf.mul(tf.mul(tf.sub(t[0] as tf.Tensor, t[1] as tf.Tensor), tf.rsqrt(tf.add(t[2] as tf.Tensor, eps))), t[3] as tf.Tensor), t[4] as tf.Tensor);
+          tf.add(tf.mul(tf.mul(tf.sub(t[0], t[1]), tf.rsqrt(tf.add(t[2], eps))), t[3]), t[4]);
         const ours = tf.grads(fused)(args, dy);
         const reference = tf.grads(explicit)(args, dy);
         INPUTS.forEach((name, j) => {
-          const err = relativeError(ours[j] as tf.Tensor, reference[j] as tf.Tensor);
-          assert.ok(err <= TOLERANCE, `${backend} case ${i} [${n},${ch},${h},${w}]: d${name} relative error ${err.toExponential(2)}`);
+          const err = relativeError(ours[j], reference[j]);
+          assert.ok(
+            err <= TOLERANCE,
+            `${backend} case ${i} [${n},${ch},${h},${w}]: d${name} relative error ${err.toExponential(2)}`,
+          );
         });
       });
     }
@@ -189,17 +208,27 @@ test(`Mean gradients equal tfjs's bit for bit (cpu, ${CASES} random shapes and a
     const keepDims = rng.next() < 0.5;
     tf.tidy(() => {
       const x = randomTensor(rng, shape);
-      const f = (t: tf.Tensor): tf.Tensor => tf.mul(tf.mean(t, axes.length > 0 ? axes : undefined, keepDims), tf.scalar(3));
+      const f = (t: tf.Tensor): tf.Tensor =>
+        tf.mul(tf.mean(t, axes.length > 0 ? axes : undefined, keepDims), tf.scalar(3));
       const ours = tf.grad(f)(x);
       const theirs = withGradient(tfjs, () => tf.grad(f)(x));
-      assert.deepEqual(Array.from(ours.dataSync()), Array.from(theirs.dataSync()), `case ${i}: [${shape}] axes [${axes}]`);
+      assert.deepEqual(
+        Array.from(ours.dataSync()),
+        Array.from(theirs.dataSync()),
+        `case ${i}: [${shape}] axes [${axes}]`,
+      );
     });
   }
   await tf.setBackend('wasm');
 });
 
 /** Runs `f` on cpu and on wasm with the same input values; returns both outputs' values and dtypes. */
-async function onBothBackends(values: number[], shape: number[], dtype: tf.DataType, f: (x: tf.Tensor) => tf.Tensor): Promise<{ wasm: tf.Tensor; cpu: tf.Tensor }> {
+async function onBothBackends(
+  values: number[],
+  shape: number[],
+  dtype: tf.DataType,
+  f: (x: tf.Tensor) => tf.Tensor,
+): Promise<{ wasm: tf.Tensor; cpu: tf.Tensor }> {
   const run = async (backend: 'cpu' | 'wasm'): Promise<tf.Tensor> => {
     await tf.setBackend(backend);
     const out = tf.tidy(() => f(tf.tensor(values, shape, dtype)));
@@ -242,10 +271,15 @@ test('on wasm, Sum and Mean over consecutive leading or middle axes equal cpu; o
     const size = shape.reduce((p, q) => p * q, 1);
     const values = Array.from({ length: size }, () => 5 + rng.normal());
     for (const op of ['sum', 'mean'] as const) {
-      const { wasm, cpu } = await onBothBackends(values, shape, 'float32', (x) => (op === 'sum' ? tf.sum(x, axes, keepDims) : tf.mean(x, axes, keepDims)));
+      const { wasm, cpu } = await onBothBackends(values, shape, 'float32', (x) =>
+        op === 'sum' ? tf.sum(x, axes, keepDims) : tf.mean(x, axes, keepDims),
+      );
       assert.deepEqual(wasm.shape, cpu.shape);
       const err = relativeError(wasm, cpu);
-      assert.ok(err <= 1e-6, `case ${i}: ${op} of [${shape}] over [${axes}] keepDims ${keepDims}: relative error ${err.toExponential(2)}`);
+      assert.ok(
+        err <= 1e-6,
+        `case ${i}: ${op} of [${shape}] over [${axes}] keepDims ${keepDims}: relative error ${err.toExponential(2)}`,
+      );
       tf.dispose([wasm, cpu]);
     }
   }
@@ -261,13 +295,19 @@ test('on wasm, Tile (and broadcastTo) equals cpu for float32, int32 and bool ten
     const rank = 1 + rng.int(5);
     const shape = Array.from({ length: rank }, () => 1 + rng.int(4));
     const reps = Array.from({ length: rank }, () => 1 + rng.int(4));
-    const dtype = (['float32', 'int32', 'bool'] as const)[i % 3] as 'float32' | 'int32' | 'bool';
+    const dtype = (['float32', 'int32', 'bool'] as const)[i % 3];
     const size = shape.reduce((p, q) => p * q, 1);
-    const values = Array.from({ length: size }, () => (dtype === 'bool' ? rng.int(2) : dtype === 'int32' ? rng.int(100) - 50 : rng.normal()));
+    const values = Array.from({ length: size }, () =>
+      dtype === 'bool' ? rng.int(2) : dtype === 'int32' ? rng.int(100) - 50 : rng.normal(),
+    );
     const { wasm, cpu } = await onBothBackends(values, shape, dtype, (x) => tf.tile(x, reps));
     assert.equal(wasm.dtype, dtype);
     assert.deepEqual(wasm.shape, cpu.shape);
-    assert.deepEqual(Array.from(wasm.dataSync()), Array.from(cpu.dataSync()), `case ${i}: tile [${shape}] by [${reps}] (${dtype})`);
+    assert.deepEqual(
+      Array.from(wasm.dataSync()),
+      Array.from(cpu.dataSync()),
+      `case ${i}: tile [${shape}] by [${reps}] (${dtype})`,
+    );
     tf.dispose([wasm, cpu]);
   }
   const { wasm, cpu } = await onBothBackends([1, 2, 3], [3], 'float32', (x) => tf.broadcastTo(x, [2, 4, 3]));
@@ -309,13 +349,20 @@ test('registerWasmTrainingKernels installs the gradients, lists them, and stays 
     tf.env().set('DEBUG', debug);
     console.warn = warn;
   }
-  assert.deepEqual(warnings.filter((w) => w.includes('Overriding')), []);
+  assert.deepEqual(
+    warnings.filter((w) => w.includes('Overriding')),
+    [],
+  );
   assert.equal(tf.getGradient('FusedBatchNorm'), fusedBatchNormGradConfig);
   assert.equal(tf.getGradient('Mean'), meanGradConfig);
 });
 
 /** Losses of `steps` Adam steps of cnn-small (12x12x1 inputs) from the given weights, on `backend`. */
-async function cnnSmallLosses(backend: 'cpu' | 'wasm', weights: Float32Array[] | null, steps: number): Promise<{ losses: number[]; weights: Float32Array[]; leaked: number }> {
+async function cnnSmallLosses(
+  backend: 'cpu' | 'wasm',
+  weights: Float32Array[] | null,
+  steps: number,
+): Promise<{ losses: number[]; weights: Float32Array[]; leaked: number }> {
   await tf.setBackend(backend);
   const net = buildNetwork('cnn-small', { inputShape: [12, 12, 1], numClasses: 10, seed: 3 });
   const model = net.model;
@@ -324,14 +371,28 @@ async function cnnSmallLosses(backend: 'cpu' | 'wasm', weights: Float32Array[] |
   tf.tidy(() => model.setWeights(initial.map((w, i) => tf.tensor(w, shapes[i]))));
   const rng = new Rng(12);
   const n = 8;
-  const xs = tf.tensor4d(Float32Array.from({ length: n * 144 }, () => 2 + rng.normal()), [n, 12, 12, 1]);
-  const ys = tf.oneHot(tf.tensor1d(Array.from({ length: n }, () => rng.int(10)), 'int32'), 10).toFloat();
+  const xs = tf.tensor4d(
+    Float32Array.from({ length: n * 144 }, () => 2 + rng.normal()),
+    [n, 12, 12, 1],
+  );
+  const ys = tf
+    .oneHot(
+      tf.tensor1d(
+        Array.from({ length: n }, () => rng.int(10)),
+        'int32',
+      ),
+      10,
+    )
+    .toFloat();
   const optimizer = tf.train.adam(0.01);
   const losses: number[] = [];
   let tensorsAfterFirst = 0;
   for (let i = 0; i < steps; i++) {
-    const loss = optimizer.minimize(() => tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: true }) as tf.Tensor) as tf.Scalar, true);
-    losses.push((loss as tf.Scalar).dataSync()[0] as number);
+    const loss = optimizer.minimize(
+      () => tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: true }) as tf.Tensor) as tf.Scalar,
+      true,
+    );
+    losses.push((loss as tf.Scalar).dataSync()[0]);
     (loss as tf.Scalar).dispose();
     if (i === 0) tensorsAfterFirst = tf.memory().numTensors;
   }
@@ -358,8 +419,11 @@ test("cnn-small trains on wasm (project gradients and kernels) with the losses o
   await tf.setBackend('wasm');
   assert.equal(wasm.leaked, 0, 'tensors left behind by training steps on wasm');
   wasm.losses.forEach((l, i) => {
-    const ref = cpu.losses[i] as number;
-    assert.ok(Number.isFinite(l) && Math.abs(l - ref) <= LOSS_TOLERANCE * Math.max(1, Math.abs(ref)), `step ${i}: wasm loss ${l} vs cpu ${ref}`);
+    const ref = cpu.losses[i];
+    assert.ok(
+      Number.isFinite(l) && Math.abs(l - ref) <= LOSS_TOLERANCE * Math.max(1, Math.abs(ref)),
+      `step ${i}: wasm loss ${l} vs cpu ${ref}`,
+    );
   });
   assert.notEqual(wasm.losses[steps - 1], wasm.losses[0], 'the loss did not change: no gradient reached the weights');
 });

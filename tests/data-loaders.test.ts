@@ -23,7 +23,13 @@ function tmp(): string {
 function idxPair(n: number, h = 4, w = 4, labelOf = (i: number) => i % 10): { images: Buffer; labels: Buffer } {
   const px: number[] = [];
   for (let i = 0; i < n; i++) for (let j = 0; j < h * w; j++) px.push((i * 7 + j) % 256);
-  return { images: encodeIdx([n, h, w], px), labels: encodeIdx([n], Array.from({ length: n }, (_, i) => labelOf(i))) };
+  return {
+    images: encodeIdx([n, h, w], px),
+    labels: encodeIdx(
+      [n],
+      Array.from({ length: n }, (_, i) => labelOf(i)),
+    ),
+  };
 }
 
 function writeFashionDir(dir: string, opts: { trainN?: number; testN?: number; gz?: boolean } = {}): void {
@@ -61,10 +67,13 @@ test('fashion-mnist IDX (.gz): official test files become the test split, valida
   // test split keeps the file's order: image 3 has pixel j = (21 + j) / 255 and label 3
   assert.equal(ds.test.labels[3], 3);
   const px = ds.test.x.slice([3, 0, 0, 0], [1, 1, 28, 1]).dataSync();
-  assert.ok(Math.abs((px[5] as number) - 26 / 255) < 1e-6);
+  assert.ok(Math.abs(px[5] - 26 / 255) < 1e-6);
   assert.deepEqual(Array.from(ds.test.y.slice([3, 0], [1, 10]).dataSync()), [0, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
   // train + val hold exactly the 40 training images
-  assert.deepEqual([...ds.train.labels, ...ds.val.labels].sort((a, b) => a - b), Array.from({ length: 40 }, (_, i) => i % 10).sort((a, b) => a - b));
+  assert.deepEqual(
+    [...ds.train.labels, ...ds.val.labels].sort((a, b) => a - b),
+    Array.from({ length: 40 }, (_, i) => i % 10).sort((a, b) => a - b),
+  );
   disposeDataset(ds);
 });
 
@@ -77,12 +86,21 @@ test('fashion-mnist IDX reads uncompressed files and honours limit per split', a
 });
 
 test('a missing fashion-mnist directory or file says how to get it', async () => {
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: join(tmp(), 'nope'), seed: 1 }), /not found/, /apt-get install dataset-fashion-mnist/, /--data-dir/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: join(tmp(), 'nope'), seed: 1 }),
+    /not found/,
+    /apt-get install dataset-fashion-mnist/,
+    /--data-dir/,
+  );
   const dir = tmp();
   writeFashionDir(dir);
   const only = tmp();
   writeFileSync(join(only, 'train-images-idx3-ubyte.gz'), gzipSync(idxPair(4).images));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: only, seed: 1 }), /train-labels-idx1-ubyte/, /apt-get install dataset-fashion-mnist/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: only, seed: 1 }),
+    /train-labels-idx1-ubyte/,
+    /apt-get install dataset-fashion-mnist/,
+  );
 });
 
 test('a truncated gzip IDX file is rejected naming the file', async () => {
@@ -91,7 +109,11 @@ test('a truncated gzip IDX file is rejected naming the file', async () => {
   const gz = gzipSync(idxPair(40, 28, 28).images);
   const file = join(dir, 'train-images-idx3-ubyte.gz');
   writeFileSync(file, gz.subarray(0, gz.length - 30));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }), new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')), /truncated or corrupt/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }),
+    new RegExp(file.replace(/[.*+?^${}()|[\]\\/]/g, '\\$&')),
+    /truncated or corrupt/,
+  );
 });
 
 test('a truncated IDX payload reports the bytes expected and found', async () => {
@@ -99,14 +121,23 @@ test('a truncated IDX payload reports the bytes expected and found', async () =>
   writeFashionDir(dir, { gz: false });
   const img = idxPair(40, 28, 28).images;
   writeFileSync(join(dir, 'train-images-idx3-ubyte'), img.subarray(0, img.length - 5));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }), /train-images-idx3-ubyte/, /is truncated/, new RegExp(`need ${img.length} bytes, the file has ${img.length - 5}`));
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }),
+    /train-images-idx3-ubyte/,
+    /is truncated/,
+    new RegExp(`need ${img.length} bytes, the file has ${img.length - 5}`),
+  );
 });
 
 test('a file with the wrong magic number is not taken for IDX', async () => {
   const dir = tmp();
   writeFashionDir(dir);
   writeFileSync(join(dir, 't10k-labels-idx1-ubyte.gz'), gzipSync(Buffer.from('PK\u0003\u0004 this is a zip file')));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }), /t10k-labels-idx1-ubyte\.gz/, /wrong magic number 0x504b0304/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }),
+    /t10k-labels-idx1-ubyte\.gz/,
+    /wrong magic number 0x504b0304/,
+  );
 });
 
 test('fashion-mnist images that are not 28x28 are rejected', async () => {
@@ -121,14 +152,22 @@ test('a label out of range is rejected with its index', async () => {
   writeFashionDir(dir);
   const bad = idxPair(10, 28, 28, (i) => (i === 6 ? 12 : i % 10));
   writeFileSync(join(dir, 't10k-labels-idx1-ubyte.gz'), gzipSync(bad.labels));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }), /t10k-labels-idx1-ubyte/, /label 12 at index 6 is out of range/, /labels 0\.\.9/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }),
+    /t10k-labels-idx1-ubyte/,
+    /label 12 at index 6 is out of range/,
+    /labels 0\.\.9/,
+  );
 });
 
 test('images and labels with different counts are rejected', async () => {
   const dir = tmp();
   writeFashionDir(dir);
   writeFileSync(join(dir, 'train-labels-idx1-ubyte.gz'), gzipSync(idxPair(39).labels));
-  await rejectsWith(loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }), /has 39 labels but .*train-images-idx3-ubyte\.gz has 40 images/);
+  await rejectsWith(
+    loadDataset('fashion-mnist', { dataDir: dir, seed: 1 }),
+    /has 39 labels but .*train-images-idx3-ubyte\.gz has 40 images/,
+  );
 });
 
 test('generic idx: a directory without test files gets a test split carved out; an images path finds its labels', async () => {
@@ -140,7 +179,10 @@ test('generic idx: a directory without test files gets a test split carved out; 
   assert.deepEqual(a.inputShape, [5, 3, 1]);
   assert.equal(a.numClasses, 3);
   assert.deepEqual(splitSizes(a), { train: 49, val: 5, test: 6 });
-  assert.deepEqual(sortedLabels(a), Array.from({ length: 60 }, (_, i) => i % 3).sort((x, y) => x - y));
+  assert.deepEqual(
+    sortedLabels(a),
+    Array.from({ length: 60 }, (_, i) => i % 3).sort((x, y) => x - y),
+  );
   const b = await loadDataset('idx', { dataDir: join(dir, 'digits-images-idx3-ubyte'), seed: 2 });
   assert.deepEqual(Array.from(b.test.labels), Array.from(a.test.labels));
   disposeDataset(a);
@@ -179,7 +221,10 @@ test('cifar10 binary batches become NHWC 32x32x3 with the test batch as test spl
   assert.deepEqual(splitSizes(ds), { train: 27, val: 3, test: 6 });
   // test record 4: pixel (row 0, col 7) = (4, 100 + 7, 200) / 255 in HWC order
   const px = ds.test.x.slice([4, 0, 7, 0], [1, 1, 1, 3]).dataSync();
-  assert.deepEqual(Array.from(px, (v) => Math.round(v * 255)), [4, 107, 200]);
+  assert.deepEqual(
+    Array.from(px, (v) => Math.round(v * 255)),
+    [4, 107, 200],
+  );
   assert.equal(ds.test.labels[4], 4);
   disposeDataset(ds);
 });
@@ -188,14 +233,30 @@ test('cifar10: truncated batch, label out of range, missing batch and no --data-
   const dir = tmp();
   writeCifarDir(dir, 4);
   writeFileSync(join(dir, 'data_batch_3.bin'), cifarBatch(4).subarray(0, 3 * RECORD + 100));
-  await rejectsWith(loadDataset('cifar10', { dataDir: dir, seed: 1 }), /data_batch_3\.bin/, /truncated or corrupt/, /3 records \+ 100 bytes/);
-  writeFileSync(join(dir, 'data_batch_3.bin'), cifarBatch(4, (i) => (i === 2 ? 10 : 0)));
-  await rejectsWith(loadDataset('cifar10', { dataDir: dir, seed: 1 }), /data_batch_3\.bin/, /label 10 of record 2 is out of range/);
+  await rejectsWith(
+    loadDataset('cifar10', { dataDir: dir, seed: 1 }),
+    /data_batch_3\.bin/,
+    /truncated or corrupt/,
+    /3 records \+ 100 bytes/,
+  );
+  writeFileSync(
+    join(dir, 'data_batch_3.bin'),
+    cifarBatch(4, (i) => (i === 2 ? 10 : 0)),
+  );
+  await rejectsWith(
+    loadDataset('cifar10', { dataDir: dir, seed: 1 }),
+    /data_batch_3\.bin/,
+    /label 10 of record 2 is out of range/,
+  );
   const partial = tmp();
   writeCifarDir(partial, 2);
   const { unlinkSync } = await import('node:fs');
   unlinkSync(join(partial, 'test_batch.bin'));
-  await rejectsWith(loadDataset('cifar10', { dataDir: partial, seed: 1 }), /missing dataset file test_batch\.bin/, /--data-dir/);
+  await rejectsWith(
+    loadDataset('cifar10', { dataDir: partial, seed: 1 }),
+    /missing dataset file test_batch\.bin/,
+    /--data-dir/,
+  );
   await rejectsWith(loadDataset('cifar10', { seed: 1 }), /--data-dir/, /cifar-10-binary/);
 });
 
@@ -207,18 +268,19 @@ test('mnist: 8,000 / 1,000 / 1,000 from the 10,000 package digits, disjoint', as
   const seen = new Set<string>();
   for (const s of [ds.train, ds.val, ds.test]) {
     const px = s.x.dataSync();
-    for (let i = 0; i < s.labels.length; i++) seen.add(Buffer.from(px.buffer, px.byteOffset + i * 784 * 4, 784 * 4).toString('base64'));
+    for (let i = 0; i < s.labels.length; i++)
+      seen.add(Buffer.from(px.buffer, px.byteOffset + i * 784 * 4, 784 * 4).toString('base64'));
   }
   assert.equal(seen.size, 10000);
   // label counts of the package: 1001 zeros, 1127 ones, ...
   const counts = new Array<number>(10).fill(0);
-  for (const l of sortedLabels(ds)) counts[l] = (counts[l] as number) + 1;
+  for (const l of sortedLabels(ds)) counts[l] = counts[l] + 1;
   assert.deepEqual(counts, [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]);
   disposeDataset(ds);
 });
 
 test('mnist: the split is deterministic per seed; the test split is the same for every seed', async () => {
-  const sum = (t: tf.Tensor) => tf.tidy(() => tf.sum(t).dataSync()[0] as number);
+  const sum = (t: tf.Tensor) => tf.tidy(() => tf.sum(t).dataSync()[0]);
   const a = await loadDataset('mnist', { seed: 7, limit: 300 });
   const b = await loadDataset('mnist', { seed: 7, limit: 300 });
   const c = await loadDataset('mnist', { seed: 8, limit: 300 });
@@ -231,11 +293,15 @@ test('mnist: the split is deterministic per seed; the test split is the same for
   await rejectsWith(loadDataset('nope', { seed: 1 }), /unknown dataset 'nope'/, /mnist, fashion-mnist, cifar10, idx/);
 });
 
-test('fashion-mnist from the installed Debian package (when present)', { skip: !existsSync('/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz') }, async () => {
-  const ds = await loadDataset('fashion-mnist', { seed: 1, limit: 200 });
-  assert.deepEqual(splitSizes(ds), { train: 200, val: 200, test: 200 });
-  // the official test set starts with an ankle boot, a pullover, two trousers, a shirt
-  assert.deepEqual(Array.from(ds.test.labels.slice(0, 5)), [9, 2, 1, 1, 6]);
-  assert.equal(ds.classNames?.[9], 'Ankle boot');
-  disposeDataset(ds);
-});
+test(
+  'fashion-mnist from the installed Debian package (when present)',
+  { skip: !existsSync('/usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz') },
+  async () => {
+    const ds = await loadDataset('fashion-mnist', { seed: 1, limit: 200 });
+    assert.deepEqual(splitSizes(ds), { train: 200, val: 200, test: 200 });
+    // the official test set starts with an ankle boot, a pullover, two trousers, a shirt
+    assert.deepEqual(Array.from(ds.test.labels.slice(0, 5)), [9, 2, 1, 1, 6]);
+    assert.equal(ds.classNames?.[9], 'Ankle boot');
+    disposeDataset(ds);
+  },
+);

@@ -8,7 +8,10 @@ import type { BitAllocationEnv, StepResult } from '../envs/bit-allocation-env.js
 import { Rng } from '../src/util/rng.js';
 
 /** Plays one episode choosing actions with `choose`; returns every step result. */
-async function play(env: BitAllocationEnv, choose: (mask: Uint8Array | null, t: number) => number): Promise<StepResult[]> {
+async function play(
+  env: BitAllocationEnv,
+  choose: (mask: Uint8Array | null, t: number) => number,
+): Promise<StepResult[]> {
   env.reset();
   const out: StepResult[] = [];
   for (let t = 0; ; t++) {
@@ -21,7 +24,7 @@ async function play(env: BitAllocationEnv, choose: (mask: Uint8Array | null, t: 
 function firstAllowed(mask: Uint8Array | null, fromTop = false): number {
   if (!mask) return 0;
   const idx = [...mask.keys()].filter((i) => mask[i]);
-  return (fromTop ? idx[idx.length - 1] : idx[0]) as number;
+  return fromTop ? idx[idx.length - 1] : idx[0];
 }
 
 describe('spaces', () => {
@@ -82,8 +85,8 @@ describe('reset / step contract', () => {
         if (!last) assert.equal(r.reward, 0);
         assert.equal(r.info.summary !== undefined, last);
       });
-      const s = results[expectedSteps - 1]!.info.summary!;
-      assert.equal(s.reward, results[expectedSteps - 1]!.reward);
+      const s = results[expectedSteps - 1].info.summary!;
+      assert.equal(s.reward, results[expectedSteps - 1].reward);
       assert.equal(s.episode, 1);
       assert.equal(s.bits.length, 12);
     });
@@ -177,12 +180,12 @@ describe('reset / step contract', () => {
     assert.equal(o0[at('left.energy')], 1, 'no energy budget: left = 1');
     const r = await env.step(6); // 8 bits on layer 0
     const o1 = r.observation;
-    assert.ok(Math.abs(o1[at('layerIndex')]! - 1 / 11) < 1e-6);
-    assert.ok(Math.abs(o1[at('progress')]! - 1 / 12) < 1e-6);
+    assert.ok(Math.abs(o1[at('layerIndex')] - 1 / 11) < 1e-6);
+    assert.ok(Math.abs(o1[at('progress')] - 1 / 12) < 1e-6);
     assert.equal(o1[at('prevAction')], 1);
     assert.equal(o1[at('meanWBits')], 1);
-    assert.ok(o1[at('used.latency')]! > o0[at('used.latency')]!, 'more bits used more budget');
-    assert.ok(o1[at('left.latency')]! < o0[at('left.latency')]!, 'and left less of it');
+    assert.ok(o1[at('used.latency')] > o0[at('used.latency')], 'more bits used more budget');
+    assert.ok(o1[at('left.latency')] < o0[at('left.latency')], 'and left less of it');
   });
 });
 
@@ -194,12 +197,12 @@ describe('action masks', () => {
     // Take the widest allowed choice each step, checking the mask against the definition.
     for (let t = 0; t < env.stepsPerEpisode; t++) {
       const mask = env.actionMask()!;
-      const layer = env.freeLayers[t]!;
+      const layer = env.freeLayers[t];
       for (let i = 0; i < mask.length; i++) {
         const probe = env.layers.map(() => ({ wBits: 2, aBits: 2 }));
         // layers already decided are read back from the steps taken
         decided.forEach((b, j) => (probe[j] = b));
-        probe[layer] = { ...env.actionChoices[i]! };
+        probe[layer] = { ...env.actionChoices[i] };
         assert.equal(mask[i] === 1, env.isFeasible(probe), `step ${t} choice ${i}`);
       }
       const a = firstAllowed(mask, true);

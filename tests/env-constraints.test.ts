@@ -1,7 +1,13 @@
 /** Budget strings and the three constraint modes (lower, penalty, reject). */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { parseConstraint, parseConstraints, relativeExcess, resolveConstraints, CONSTRAINT_GRAMMAR } from '../envs/constraints.js';
+import {
+  parseConstraint,
+  parseConstraints,
+  relativeExcess,
+  resolveConstraints,
+  CONSTRAINT_GRAMMAR,
+} from '../envs/constraints.js';
 import { haqReward } from '../envs/rewards.js';
 import { syntheticProblem } from '../envs/synthetic.js';
 import type { EpisodeSummary } from '../envs/types.js';
@@ -30,7 +36,17 @@ describe('budget strings', () => {
     });
   }
 
-  for (const bad of ['latency<0.5x', 'latency<=', 'speed<=0.5x', 'latency<=0.5', 'latency<=2KB', 'size<=2ms', 'size<=-1KB', 'size<=0x', '']) {
+  for (const bad of [
+    'latency<0.5x',
+    'latency<=',
+    'speed<=0.5x',
+    'latency<=0.5',
+    'latency<=2KB',
+    'size<=2ms',
+    'size<=-1KB',
+    'size<=0x',
+    '',
+  ]) {
     it(`rejects '${bad}' with a UserError stating the grammar`, () => {
       assert.throws(
         () => parseConstraint(bad, { file: 'exp.json', field: '$.constraints[0]' }),
@@ -44,7 +60,10 @@ describe('budget strings', () => {
   }
 
   it('a list names the offending entry', () => {
-    assert.throws(() => parseConstraints(['latency<=0.5x', 'size<=lots'], { field: '--constraint' }), /--constraint\[1\]/);
+    assert.throws(
+      () => parseConstraints(['latency<=0.5x', 'size<=lots'], { field: '--constraint' }),
+      /--constraint\[1\]/,
+    );
   });
 
   it('the env reports a bad budget string as a UserError', () => {
@@ -54,8 +73,8 @@ describe('budget strings', () => {
   it('relative limits resolve against the W8A8 cost; absolute ones stay', () => {
     const { env, table, layers } = syntheticProblem({ constraints: ['latency<=0.5x', 'size<=100KB'] });
     const ref = table.costAllocation(uniformBits(layers, 8, 8));
-    assert.equal(env.constraints[0]!.limit, 0.5 * ref.latencyMs);
-    assert.equal(env.constraints[1]!.limit, 100 * 1024);
+    assert.equal(env.constraints[0].limit, 0.5 * ref.latencyMs);
+    assert.equal(env.constraints[1].limit, 100 * 1024);
   });
 });
 
@@ -81,7 +100,7 @@ describe('constraint modes', () => {
       const s = await env.evaluateAllocation(bits);
       assert.ok(s.feasible);
       s.bits.forEach((b, i) => {
-        assert.ok(b.wBits <= bits[i]!.wBits && b.aBits <= bits[i]!.aBits);
+        assert.ok(b.wBits <= bits[i].wBits && b.aBits <= bits[i].aBits);
         assert.ok(b.wBits >= 2 && b.aBits >= 2);
       });
       if (env.isFeasible(bits)) assert.deepEqual(s.bits, bits);
@@ -111,7 +130,11 @@ describe('constraint modes', () => {
   });
 
   it('reject: infeasible allocations are not evaluated and get the fixed low reward; feasible ones are evaluated', async () => {
-    const { env, layers, evaluator } = syntheticProblem({ constraints: budget, constraintMode: 'reject', rejectReward: -5 });
+    const { env, layers, evaluator } = syntheticProblem({
+      constraints: budget,
+      constraintMode: 'reject',
+      rejectReward: -5,
+    });
     const summaries: EpisodeSummary[] = [];
     for (const bits of randomAllocations(40, layers.length, 3)) summaries.push(await env.evaluateAllocation(bits));
     const feasible = summaries.filter((s) => s.feasible);
@@ -141,7 +164,11 @@ describe('constraint modes', () => {
   });
 
   it('penalty: reward = base reward - penaltyScale x sum of relative excesses; feasible ones pay nothing', async () => {
-    const { env, layers, evaluator } = syntheticProblem({ constraints: budget, constraintMode: 'penalty', penaltyScale: 2 });
+    const { env, layers, evaluator } = syntheticProblem({
+      constraints: budget,
+      constraintMode: 'penalty',
+      penaltyScale: 2,
+    });
     let penalised = 0;
     for (const bits of randomAllocations(30, layers.length, 5)) {
       const s = await env.evaluateAllocation(bits);

@@ -64,8 +64,14 @@ describe('rewards', () => {
   });
 
   it('resolveReward: unknown kind, unknown parameter or wrong type is a UserError naming the field', () => {
-    assert.throws(() => resolveReward('accuracy' as 'haq'), (e: unknown) => e instanceof UserError && /haq\|amed\|releq\|weighted/.test(e.message));
-    assert.throws(() => resolveReward({ kind: 'haq', scael: 1 }), (e: unknown) => e instanceof UserError && /reward\.scael/.test(e.message) && /scale/.test(e.message));
+    assert.throws(
+      () => resolveReward('accuracy' as 'haq'),
+      (e: unknown) => e instanceof UserError && /haq\|amed\|releq\|weighted/.test(e.message),
+    );
+    assert.throws(
+      () => resolveReward({ kind: 'haq', scael: 1 }),
+      (e: unknown) => e instanceof UserError && /reward\.scael/.test(e.message) && /scale/.test(e.message),
+    );
     assert.throws(() => resolveReward({ kind: 'amed', alpha: 'big' }), /reward\.alpha/);
     assert.throws(() => resolveReward({ kind: 'weighted', weights: { speed: 1 } }), /reward\.weights\.speed/);
   });

@@ -21,7 +21,7 @@ describe('synthetic problem', () => {
     layers.forEach((l, i) => {
       assert.equal(l.index, i);
       assert.equal(l.inElements, l.inSize[0] * l.inSize[1] * l.inChannels);
-      if (i > 0 && l.kind !== 'dense') assert.equal(l.inChannels, layers[i - 1]!.outChannels);
+      if (i > 0 && l.kind !== 'dense') assert.equal(l.inChannels, layers[i - 1].outChannels);
     });
     assert.equal(layers.filter((l) => l.kind === 'depthwise').length, 4);
   });
@@ -55,7 +55,9 @@ describe('synthetic problem', () => {
   });
 
   it('the Pareto DP finds the same optimum as brute force (tied, 5 layers, 7^5 allocations)', () => {
-    const layers = syntheticLayers().slice(5, 10).map((l, i) => ({ ...l, index: i }));
+    const layers = syntheticLayers()
+      .slice(5, 10)
+      .map((l, i) => ({ ...l, index: i }));
     const choices = [2, 3, 4, 5, 6, 7, 8];
     const t = analyticCostTable(layers, choices);
     const ev = new SyntheticEvaluator({ layers, seed: 7 });
@@ -100,7 +102,11 @@ describe('synthetic problem', () => {
   });
 
   it('optimumForEnv keeps pinned layers at W8A8 and returns null for an impossible budget', () => {
-    const { env, table, evaluator } = syntheticProblem({ stepMode: 'tied', pinFirstLast: true, constraints: ['latency<=0.4x'] });
+    const { env, table, evaluator } = syntheticProblem({
+      stepMode: 'tied',
+      pinFirstLast: true,
+      constraints: ['latency<=0.4x'],
+    });
     const opt = optimumForEnv(env, table, evaluator)!;
     assert.deepEqual(opt.bits[0], { wBits: 8, aBits: 8 });
     assert.deepEqual(opt.bits[11], { wBits: 8, aBits: 8 });

@@ -79,7 +79,8 @@ test("quantized std equals EMQ's published lookup table", () => {
     [5, 2, 1.7924496624207404],
     [5, 3, 3.112192524683381],
   ];
-  for (const [sigma, bits, v] of lut) assert.ok(Math.abs(quantizedStd(sigma, bits) - v) < 1e-9, `sd(${sigma}, ${bits})`);
+  for (const [sigma, bits, v] of lut)
+    assert.ok(Math.abs(quantizedStd(sigma, bits) - v) < 1e-9, `sd(${sigma}, ${bits})`);
 });
 
 test('quantized std never decreases with bits, and float (32) equals the unclipped rounded std', () => {
@@ -99,7 +100,7 @@ test('raising any layer\u2019s weight or activation bits never lowers the QE-Sco
   const rng = new Rng(5);
   for (const layers of [resnet20, syntheticLayers()]) {
     const scorers = [new QeScorer(layers), new QeScorer(layers, { includeDense: true })];
-    const stages = scorers[0]!.stages.length;
+    const stages = scorers[0].stages.length;
     scorers.push(new QeScorer(layers, { stageWeights: Array.from({ length: stages }, () => rng.next() * 3) }));
     for (const scorer of scorers) {
       for (let trial = 0; trial < 20; trial++) {
@@ -107,11 +108,11 @@ test('raising any layer\u2019s weight or activation bits never lowers the QE-Sco
         const base = scorer.score(bits);
         for (let l = 0; l < layers.length; l++) {
           for (const side of ['wBits', 'aBits'] as const) {
-            const cur = bits[l]![side];
+            const cur = bits[l][side];
             const up = VALID_BITS[VALID_BITS.indexOf(cur) + 1];
             if (up === undefined) continue;
             const raised = bits.map((b) => ({ ...b }));
-            raised[l]![side] = up;
+            raised[l][side] = up;
             const s = scorer.score(raised);
             assert.ok(s >= base - 1e-12, `layer ${l} ${side} ${cur}->${up}: ${s} < ${base}`);
           }
@@ -135,16 +136,23 @@ test('QE-Score splits ResNet-20 into 3 stages at the downsampling layers and lea
   const scored = scoredLayers(resnet20);
   assert.equal(scored.length, resnet20.length - 1);
   const stages = splitStages(resnet20, scored);
-  assert.deepEqual(stages.map((s) => resnet20[s[0]!]!.outSize[0]), [32, 16, 8]);
+  assert.deepEqual(
+    stages.map((s) => resnet20[s[0]].outSize[0]),
+    [32, 16, 8],
+  );
   assert.deepEqual(defaultStageWeights(3), [0, 1, 6]);
   assert.deepEqual(defaultStageWeights(5), [0, 0, 1, 1, 6]);
-  assert.deepEqual(new QeScorer(resnet20).stages.map((s) => s.outChannels), [16, 32, 64]);
+  assert.deepEqual(
+    new QeScorer(resnet20).stages.map((s) => s.outChannels),
+    [16, 32, 64],
+  );
 });
 
 test('QE-Score rejects stage weights of the wrong length with a UserError naming the field', () => {
   assert.throws(
     () => new QeScorer(resnet20, { stageWeights: [0, 0, 1, 1, 6], source: { field: 'agentOptions' } }),
-    (e: unknown) => isUserError(e) && /agentOptions\.stageWeights/.test(e.message) && /3 finite numbers/.test(e.message),
+    (e: unknown) =>
+      isUserError(e) && /agentOptions\.stageWeights/.test(e.message) && /3 finite numbers/.test(e.message),
   );
 });
 
@@ -172,10 +180,15 @@ test('QE-Score evolution: 10,000 candidates on ResNet-20 under two budgets: with
   const scorer = new QeScorer(resnet20);
   const table = analyticCostTable(resnet20, [2, 3, 4, 5, 6, 7, 8]);
   const n = resnet20.length;
-  const base: BitConfig = resnet20.map((_, i) => (i === 0 || i === n - 1 ? { wBits: 8, aBits: 8 } : { wBits: 3, aBits: 3 }));
+  const base: BitConfig = resnet20.map((_, i) =>
+    i === 0 || i === n - 1 ? { wBits: 8, aBits: 8 } : { wBits: 3, aBits: 3 },
+  );
   const s0 = scorer.score(base);
   const groups = resnet20.map((_, l) => {
-    const pairs = l === 0 || l === n - 1 ? [{ wBits: 8, aBits: 8 }] : [3, 4, 5, 6].flatMap((w) => [3, 4, 5, 6].map((a) => ({ wBits: w, aBits: a })));
+    const pairs =
+      l === 0 || l === n - 1
+        ? [{ wBits: 8, aBits: 8 }]
+        : [3, 4, 5, 6].flatMap((w) => [3, 4, 5, 6].map((a) => ({ wBits: w, aBits: a })));
     return pairs.map((b) => {
       const c = table.layerCost(l, b.wBits, b.aBits);
       const bits = base.map((x) => ({ ...x }));
@@ -187,7 +200,7 @@ test('QE-Score evolution: 10,000 candidates on ResNet-20 under two budgets: with
   const exact = solveMultipleChoiceKnapsack({ groups, budgets });
   assert.equal(exact.status, 'optimal');
   if (exact.status !== 'optimal') return;
-  const optimum = exact.choice.map((k, l) => groups[l]![k]!.bits);
+  const optimum = exact.choice.map((k, l) => groups[l][k].bits);
   assert.ok(ctx.isFeasible(optimum));
   const bestScore = scorer.score(best);
   const optimumScore = scorer.score(optimum);
@@ -201,7 +214,10 @@ test('QE-Score evolution: 10,000 candidates on ResNet-20 under two budgets: with
   );
   assert.ok(bestScore <= optimumScore + 1e-9, 'no allocation within budget beats the exact optimum');
   // The search closes most of the gap between the best uniform allocation and the optimum.
-  assert.ok(bestScore - uniformBest > 0.9 * (optimumScore - uniformBest), `${bestScore} vs uniform ${uniformBest}, optimum ${optimumScore}`);
+  assert.ok(
+    bestScore - uniformBest > 0.9 * (optimumScore - uniformBest),
+    `${bestScore} vs uniform ${uniformBest}, optimum ${optimumScore}`,
+  );
 });
 
 test('evolution never proposes an allocation over budget (both fitness modes, tight budgets, BitOps budget)', async () => {
@@ -243,7 +259,7 @@ test('evolution with nothing within budget proposes the lowest-cost allocation a
     (log as { warn: unknown }).warn = original;
   }
   assert.equal(warnings.length, 1);
-  assert.match(warnings[0]!, /no allocation .* meets every budget/);
+  assert.match(warnings[0], /no allocation .* meets every budget/);
 });
 
 test('accuracy-mode evolution finds a better allocation than its initial candidates', async () => {
@@ -257,13 +273,17 @@ test('accuracy-mode evolution finds a better allocation than its initial candida
     if (e < 16) initialBest = Math.max(initialBest, s.accuracy);
     await agent.endEpisode(s);
   }
-  const best = agent.ranked()[0]!;
+  const best = agent.ranked()[0];
   assert.ok(best.fitness > initialBest, `best ${best.fitness} vs initial ${initialBest}`);
 });
 
 test('evolution is deterministic and resumes identically from a JSON checkpoint', async () => {
   const layers = syntheticLayers();
-  const run = async (opts: Partial<EvolutionOptions>, episodes: number, checkpointAt: number | null): Promise<string[]> => {
+  const run = async (
+    opts: Partial<EvolutionOptions>,
+    episodes: number,
+    checkpointAt: number | null,
+  ): Promise<string[]> => {
     const env = envFor(layers, ['latency<=0.5x']);
     let agent = new EvolutionAgent(opts);
     agent.setup(env.agentContext(7));
@@ -292,11 +312,20 @@ test('evolution is deterministic and resumes identically from a JSON checkpoint'
 });
 
 test('evolution options: invalid values and bit choices outside the env are UserErrors naming the field', () => {
-  assert.throws(() => new EvolutionAgent({ mutationProb: 1.5 }), (e: unknown) => isUserError(e) && /agentOptions\.mutationProb/.test(e.message));
-  assert.throws(() => new EvolutionAgent({ fitness: 'loss' as never }), (e: unknown) => isUserError(e) && /qe-score\|accuracy/.test(e.message));
+  assert.throws(
+    () => new EvolutionAgent({ mutationProb: 1.5 }),
+    (e: unknown) => isUserError(e) && /agentOptions\.mutationProb/.test(e.message),
+  );
+  assert.throws(
+    () => new EvolutionAgent({ fitness: 'loss' as never }),
+    (e: unknown) => isUserError(e) && /qe-score\|accuracy/.test(e.message),
+  );
   const agent = new EvolutionAgent({ bitChoices: [1, 4] });
   const ctx: AgentContext = envFor(syntheticLayers(), []).agentContext(0);
-  assert.throws(() => agent.setup(ctx), (e: unknown) => isUserError(e) && /agentOptions\.bitChoices/.test(e.message));
+  assert.throws(
+    () => agent.setup(ctx),
+    (e: unknown) => isUserError(e) && /agentOptions\.bitChoices/.test(e.message),
+  );
 });
 
 test("the registry builds 'evolution' with its defaults and checks option names", () => {
@@ -305,5 +334,8 @@ test("the registry builds 'evolution' with its defaults and checks option names"
   assert.equal(agent.kind, 'allocation');
   assert.equal((agent as EvolutionAgent).options.population, 8);
   assert.equal((agent as EvolutionAgent).options.mutationProb, 0.9);
-  assert.throws(() => createAgent('evolution', { populaton: 8 }), (e: unknown) => isUserError(e) && /agentOptions\.populaton/.test(e.message));
+  assert.throws(
+    () => createAgent('evolution', { populaton: 8 }),
+    (e: unknown) => isUserError(e) && /agentOptions\.populaton/.test(e.message),
+  );
 });

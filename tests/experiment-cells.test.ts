@@ -56,19 +56,41 @@ test('cells: one per (profile, budget, agent, seed), with stable, unique, file-n
   for (const id of ids) assert.match(id, /^[A-Za-z0-9._+-]+$/);
   assert.equal(ids[0], 'random__bitfusion-45nm__latency-0.5x__s3');
   assert.ok(ids.includes('uniform__gpu-t4__size-200KB+peak-memory-320KB__s1'));
-  assert.deepEqual(cells(validateExperiment(base)).map((c) => c.id), ids, 'same ids every time');
-  assert.deepEqual(list.map((c) => c.index), list.map((_, i) => i));
+  assert.deepEqual(
+    cells(validateExperiment(base)).map((c) => c.id),
+    ids,
+    'same ids every time',
+  );
+  assert.deepEqual(
+    list.map((c) => c.index),
+    list.map((_, i) => i),
+  );
   const c = list.find((x) => x.budget.constraints.length === 2);
-  assert.deepEqual(c?.budget.parsed.map((p) => [p.metric, p.value]), [
-    ['size', 200 * 1024],
-    ['peakMemory', 320 * 1024],
-  ]);
+  assert.deepEqual(
+    c?.budget.parsed.map((p) => [p.metric, p.value]),
+    [
+      ['size', 200 * 1024],
+      ['peakMemory', 320 * 1024],
+    ],
+  );
 });
 
 test('the same agent twice needs distinct labels, which name its cells', () => {
-  assert.throws(() => validateExperiment({ ...base, agents: ['random', 'random'] }), /\$\.agents\[1\]: agent label 'random' is already used by \$\.agents\[0\]/);
-  const exp = validateExperiment({ ...base, profiles: ['gpu-t4'], budgets: ['latency<=0.5x'], seeds: [1], agents: [{ name: 'random' }, { name: 'random', label: 'random-b', options: {} }] });
-  assert.deepEqual(cells(exp).map((c) => c.id), ['random__gpu-t4__latency-0.5x__s1', 'random-b__gpu-t4__latency-0.5x__s1']);
+  assert.throws(
+    () => validateExperiment({ ...base, agents: ['random', 'random'] }),
+    /\$\.agents\[1\]: agent label 'random' is already used by \$\.agents\[0\]/,
+  );
+  const exp = validateExperiment({
+    ...base,
+    profiles: ['gpu-t4'],
+    budgets: ['latency<=0.5x'],
+    seeds: [1],
+    agents: [{ name: 'random' }, { name: 'random', label: 'random-b', options: {} }],
+  });
+  assert.deepEqual(
+    cells(exp).map((c) => c.id),
+    ['random__gpu-t4__latency-0.5x__s1', 'random-b__gpu-t4__latency-0.5x__s1'],
+  );
 });
 
 test('constraint grammar: units per metric, converted to ms / uJ / bytes', () => {
@@ -89,13 +111,28 @@ test('constraint grammar: units per metric, converted to ms / uJ / bytes', () =>
     assert.ok(Math.abs(c.value - value) < 1e-9, `${text}: ${c.value}`);
     assert.equal(c.relative, relative);
   }
-  for (const bad of ['latency<0.5x', 'latency<=0.5', 'latency<=0x', 'memory<=2KB', 'size<=2ms', 'energy<=3KB', '<=2x', 'latency<=abc']) {
+  for (const bad of [
+    'latency<0.5x',
+    'latency<=0.5',
+    'latency<=0x',
+    'memory<=2KB',
+    'size<=2ms',
+    'energy<=3KB',
+    '<=2x',
+    'latency<=abc',
+  ]) {
     assert.ok('error' in parseConstraint(bad), bad);
   }
 });
 
 test('--set: dotted keys into objects and arrays, JSON values, shorthand agents expanded', () => {
-  const { value, paths } = applyOverrides(base, ['episodes=7', 'seeds=[5,6]', 'agents.0.options.explore=true', 'model=cnn-small', 'reward.name=amed']);
+  const { value, paths } = applyOverrides(base, [
+    'episodes=7',
+    'seeds=[5,6]',
+    'agents.0.options.explore=true',
+    'model=cnn-small',
+    'reward.name=amed',
+  ]);
   const v = value as Record<string, unknown>;
   assert.equal(v['episodes'], 7);
   assert.deepEqual(v['seeds'], [5, 6]);
@@ -109,7 +146,10 @@ test('--set: dotted keys into objects and arrays, JSON values, shorthand agents 
 test('loadExperiment applies overrides before validating, and resolves paths against the file', () => {
   const p = join(dir, 'exp.json');
   writeFileSync(p, JSON.stringify({ ...base, profiles: ['./my-profile.json'] }));
-  writeFileSync(join(dir, 'my-profile.json'), readFileSync(fileURLToPath(new URL('../../hardware-profiles/gpu-t4.json', import.meta.url)), 'utf8'));
+  writeFileSync(
+    join(dir, 'my-profile.json'),
+    readFileSync(fileURLToPath(new URL('../../hardware-profiles/gpu-t4.json', import.meta.url)), 'utf8'),
+  );
   const exp = loadExperiment(p, ['episodes=12', 'seeds=[9]']);
   assert.equal(exp.episodes, 12);
   assert.deepEqual(exp.seeds, [9]);
@@ -124,13 +164,18 @@ test('defaultRunDir is <out>/<name>-<timestamp>', () => {
 
 test('every preset in experiments/ validates', () => {
   const presets = readdirSync(experimentsDir).filter((f) => f.endsWith('.json') && f !== 'schema.json');
-  for (const name of ['compare-agents.json', 'mcu.json', 'quickstart.json', 'transfer.json']) assert.ok(presets.includes(name), `preset ${name} ships`);
+  for (const name of ['compare-agents.json', 'mcu.json', 'quickstart.json', 'transfer.json'])
+    assert.ok(presets.includes(name), `preset ${name} ships`);
   for (const f of presets) {
     const exp = loadExperiment(join(experimentsDir, f));
     assert.ok(cells(exp).length >= 1, f);
   }
   const compare = loadExperiment(join(experimentsDir, 'compare-agents.json'));
-  assert.deepEqual([...new Set(compare.agents.map((a) => a.name))].sort(), Object.keys(AGENTS).sort(), 'compare-agents runs every registered agent');
+  assert.deepEqual(
+    [...new Set(compare.agents.map((a) => a.name))].sort(),
+    Object.keys(AGENTS).sort(),
+    'compare-agents runs every registered agent',
+  );
   assert.deepEqual(compare.seeds, [1, 2, 3]);
   assert.equal(loadExperiment(join(experimentsDir, 'transfer.json')).profiles.length, 3);
 });
@@ -143,7 +188,11 @@ test('experiments/schema.json describes exactly the fields the validator accepts
   };
   assert.deepEqual(Object.keys(schema.properties).sort(), [...EXPERIMENT_FIELDS].sort());
   assert.deepEqual(schema.required.sort(), ['agents', 'budgets', 'dataset', 'model', 'name', 'profiles']);
-  assert.deepEqual([...schema.$defs.agentName.enum].sort(), Object.keys(AGENTS).sort(), 'the schema lists exactly the registered agents (agents/index.ts)');
+  assert.deepEqual(
+    [...schema.$defs.agentName.enum].sort(),
+    Object.keys(AGENTS).sort(),
+    'the schema lists exactly the registered agents (agents/index.ts)',
+  );
 });
 
 test('the presets satisfy experiments/schema.json, and the schema rejects what the validator rejects', () => {
@@ -163,7 +212,10 @@ test('the presets satisfy experiments/schema.json, and the schema rejects what t
   ];
   for (const [doc, where] of bad) {
     const problems = validateJson(doc, schema);
-    assert.ok(problems.some((p) => where.test(p)), `${JSON.stringify(doc).slice(0, 80)}: ${problems.join('; ')}`);
+    assert.ok(
+      problems.some((p) => where.test(p)),
+      `${JSON.stringify(doc).slice(0, 80)}: ${problems.join('; ')}`,
+    );
     assert.throws(() => validateExperiment(doc));
   }
 });

@@ -58,19 +58,34 @@ function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: st
 
 test('unknown agent: the JSON path and the valid agent names', () => {
   const names = Object.keys(AGENTS);
-  rejects({ ...valid, agents: ['random', 'alphazero'] }, /\$\.agents\[1\]: unknown agent 'alphazero'/, new RegExp(names.join(', ')));
+  rejects(
+    { ...valid, agents: ['random', 'alphazero'] },
+    /\$\.agents\[1\]: unknown agent 'alphazero'/,
+    new RegExp(names.join(', ')),
+  );
   rejects({ ...valid, agents: [{ name: 'nope', options: {} }] }, /\$\.agents\[0\]\.name: unknown agent 'nope'/);
 });
 
 test('unknown agent option: the JSON path and the valid options', () => {
   const defaults = Object.keys(AGENTS['random']?.defaults ?? {});
-  const msg = rejects({ ...valid, agents: [{ name: 'random', options: { learningRateTypo: 1 } }] }, /\$\.agents\[0\]\.options\.learningRateTypo: unknown option/);
+  const msg = rejects(
+    { ...valid, agents: [{ name: 'random', options: { learningRateTypo: 1 } }] },
+    /\$\.agents\[0\]\.options\.learningRateTypo: unknown option/,
+  );
   for (const d of defaults) assert.ok(msg.includes(d), `lists ${d}`);
 });
 
 test('unknown profile, and a profile path that does not exist', () => {
-  rejects({ ...valid, profiles: ['bitfusion-9000'] }, /\$\.profiles\[0\]: unknown profile 'bitfusion-9000'/, /bitfusion-45nm/, /path to a profile JSON/);
-  rejects({ ...valid, profiles: ['./profiles/mine.json'] }, /\$\.profiles\[0\]: profile file '\.\/profiles\/mine\.json' not found/);
+  rejects(
+    { ...valid, profiles: ['bitfusion-9000'] },
+    /\$\.profiles\[0\]: unknown profile 'bitfusion-9000'/,
+    /bitfusion-45nm/,
+    /path to a profile JSON/,
+  );
+  rejects(
+    { ...valid, profiles: ['./profiles/mine.json'] },
+    /\$\.profiles\[0\]: profile file '\.\/profiles\/mine\.json' not found/,
+  );
 });
 
 test('a profile file with a mistake is reported with its own JSON path', () => {
@@ -79,8 +94,15 @@ test('a profile file with a mistake is reported with its own JSON path', () => {
 });
 
 test('bad budget strings: the grammar, the offending entry, and what is wrong', () => {
-  rejects({ ...valid, budgets: ['latency<0.5x'] }, /\$\.budgets\[0\]: bad constraint 'latency<0\.5x': does not match the grammar/, /<metric><=<number><unit> with metric latency\|energy\|size\|peak-memory/);
-  rejects({ ...valid, budgets: [['size<=200KB', 'speed<=2x']] }, /\$\.budgets\[0\]\[1\]: bad constraint 'speed<=2x': unknown metric 'speed'/);
+  rejects(
+    { ...valid, budgets: ['latency<0.5x'] },
+    /\$\.budgets\[0\]: bad constraint 'latency<0\.5x': does not match the grammar/,
+    /<metric><=<number><unit> with metric latency\|energy\|size\|peak-memory/,
+  );
+  rejects(
+    { ...valid, budgets: [['size<=200KB', 'speed<=2x']] },
+    /\$\.budgets\[0\]\[1\]: bad constraint 'speed<=2x': unknown metric 'speed'/,
+  );
   rejects({ ...valid, budgets: [['latency<=200KB']] }, /unit 'KB' does not fit latency \(use x, %, or s, ms, us/);
   rejects({ ...valid, budgets: [['energy<=0uJ']] }, /the limit must be a positive number/);
   rejects({ ...valid, budgets: [['energy<=-3uJ']] }, /bad constraint 'energy<=-3uJ': does not match the grammar/);
@@ -101,17 +123,24 @@ test('wrong types and unknown fields', () => {
   rejects({ ...valid, profiles: 'bitfusion-45nm' }, /\$\.profiles: must be an array, got string "bitfusion-45nm"/);
   rejects({ ...valid, seeds: 3 }, /\$\.seeds: must be an array, got 3/);
   rejects({ ...valid, pinFirstLast: 'yes' }, /\$\.pinFirstLast: must be a boolean/);
-  rejects({ ...valid, constraintMode: 'clip' }, /\$\.constraintMode: must be one of "lower", "penalty", "reject", got string "clip"/);
+  rejects(
+    { ...valid, constraintMode: 'clip' },
+    /\$\.constraintMode: must be one of "lower", "penalty", "reject", got string "clip"/,
+  );
   rejects({ ...valid, stepMode: 'pairs' }, /\$\.stepMode: must be one of "joint", "tied", "haq", got string "pairs"/);
   rejects({ ...valid, reward: 'accuracy' }, /\$\.reward: unknown reward 'accuracy'/, /haq, amed, releq, weighted/);
-  rejects({ ...valid, bitChoices: [4, 9] }, /\$\.bitChoices\[1\]: must be one of 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, got 9/);
+  rejects(
+    { ...valid, bitChoices: [4, 9] },
+    /\$\.bitChoices\[1\]: must be one of 1, 2, 3, 4, 5, 6, 7, 8, 16, 32, got 9/,
+  );
   rejects({ ...valid, episdoes: 10 }, /\$\.episdoes: unknown field/);
   rejects([valid], /must be a JSON object/);
 });
 
 test('missing required fields, each named', () => {
   const msg = rejects({ name: 'x' }, /5 problems/);
-  for (const f of ['model', 'dataset', 'profiles', 'budgets', 'agents']) assert.match(msg, new RegExp(`\\$\\.${f}: required field is missing`));
+  for (const f of ['model', 'dataset', 'profiles', 'budgets', 'agents'])
+    assert.match(msg, new RegExp(`\\$\\.${f}: required field is missing`));
 });
 
 test('unknown model and dataset; a dataset read from files needs dataDir', () => {
@@ -132,14 +161,26 @@ test('non-JSON: line and column of the syntax error', () => {
 });
 
 test('missing file', () => {
-  assert.throws(() => loadExperiment(join(dir, 'nope.json')), (e: unknown) => isUserError(e) && /nope\.json: experiment file not found/.test(e.message));
+  assert.throws(
+    () => loadExperiment(join(dir, 'nope.json')),
+    (e: unknown) => isUserError(e) && /nope\.json: experiment file not found/.test(e.message),
+  );
 });
 
 test('--set overrides that break the file are reported as such; malformed overrides are refused', () => {
   const p = file('ok.json', valid);
-  assert.throws(() => loadExperiment(p, ['episodes=-2']), (e: unknown) => isUserError(e) && /\$\.episodes: must be >= 1.*\[set by --set\]/.test(e.message));
-  assert.throws(() => loadExperiment(p, ['episodes']), (e: unknown) => isUserError(e) && /--set: bad override 'episodes'/.test(e.message));
-  assert.throws(() => loadExperiment(p, ['name.x=1']), (e: unknown) => isUserError(e) && /cannot be applied: \$\.name is not an object/.test(e.message));
+  assert.throws(
+    () => loadExperiment(p, ['episodes=-2']),
+    (e: unknown) => isUserError(e) && /\$\.episodes: must be >= 1.*\[set by --set\]/.test(e.message),
+  );
+  assert.throws(
+    () => loadExperiment(p, ['episodes']),
+    (e: unknown) => isUserError(e) && /--set: bad override 'episodes'/.test(e.message),
+  );
+  assert.throws(
+    () => loadExperiment(p, ['name.x=1']),
+    (e: unknown) => isUserError(e) && /cannot be applied: \$\.name is not an object/.test(e.message),
+  );
 });
 
 // ---------------------------------------------------------------------------------------------------------
@@ -149,17 +190,41 @@ test('--set overrides that break the file are reported as such; malformed overri
 test('CLI: malformed experiments exit 1 with the clear message, no stack trace, and write nothing', async () => {
   const cases: { args: string[]; expect: RegExp[] }[] = [
     {
-      args: ['experiment', 'validate', file('many.json', { ...valid, agents: ['nope'], profiles: ['nowhere-9'], budgets: ['latency<=3KB'], episodes: -1, seeds: 'x' })],
-      expect: [/many\.json: invalid experiment: 5 problems/, /\$\.agents\[0\]: unknown agent 'nope'/, /\$\.profiles\[0\]: unknown profile 'nowhere-9'/, /\$\.budgets\[0\]/, /\$\.episodes: must be >= 1/, /\$\.seeds/],
+      args: [
+        'experiment',
+        'validate',
+        file('many.json', {
+          ...valid,
+          agents: ['nope'],
+          profiles: ['nowhere-9'],
+          budgets: ['latency<=3KB'],
+          episodes: -1,
+          seeds: 'x',
+        }),
+      ],
+      expect: [
+        /many\.json: invalid experiment: 5 problems/,
+        /\$\.agents\[0\]: unknown agent 'nope'/,
+        /\$\.profiles\[0\]: unknown profile 'nowhere-9'/,
+        /\$\.budgets\[0\]/,
+        /\$\.episodes: must be >= 1/,
+        /\$\.seeds/,
+      ],
     },
-    { args: ['experiment', 'validate', file('syntax.json', '{"name": "x",,}')], expect: [/syntax\.json: not valid JSON at line 1, column 14/] },
+    {
+      args: ['experiment', 'validate', file('syntax.json', '{"name": "x",,}')],
+      expect: [/syntax\.json: not valid JSON at line 1, column 14/],
+    },
     { args: ['experiment', 'validate', join(dir, 'absent.json')], expect: [/absent\.json: experiment file not found/] },
-    { args: ['experiment', 'validate', file('ok2.json', valid), '--set', 'agents.0=ghost'], expect: [/\$\.agents\[0\]: unknown agent 'ghost'.*\[set by --set\]/] },
+    {
+      args: ['experiment', 'validate', file('ok2.json', valid), '--set', 'agents.0=ghost'],
+      expect: [/\$\.agents\[0\]: unknown agent 'ghost'.*\[set by --set\]/],
+    },
   ];
   const before = readdirSync(dir).sort();
   const results = await Promise.all(cases.map((c) => cli(c.args)));
   results.forEach((r, i) => {
-    const c = cases[i] as (typeof cases)[number];
+    const c = cases[i];
     assert.equal(r.code, 1, `exit code for ${c.args.join(' ')}: ${r.stderr}`);
     assert.match(r.stderr, /^error: /);
     for (const e of c.expect) assert.match(r.stderr, e);
@@ -177,6 +242,11 @@ test('CLI: a valid experiment lists its cells and exits 0', async () => {
   assert.equal(out.valid, true);
   assert.deepEqual(
     out.cells.map((c) => c.id),
-    ['random__bitfusion-45nm__latency-0.5x__s1', 'random__bitfusion-45nm__latency-0.5x__s2', 'uniform__bitfusion-45nm__latency-0.5x__s1', 'uniform__bitfusion-45nm__latency-0.5x__s2'],
+    [
+      'random__bitfusion-45nm__latency-0.5x__s1',
+      'random__bitfusion-45nm__latency-0.5x__s2',
+      'uniform__bitfusion-45nm__latency-0.5x__s1',
+      'uniform__bitfusion-45nm__latency-0.5x__s2',
+    ],
   );
 });

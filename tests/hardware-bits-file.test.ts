@@ -70,8 +70,18 @@ describe('readBitsFile', () => {
   });
 
   it('a file that is not JSON, or has no layers array, is an error naming the file', () => {
-    assert.throws(() => readBitsFile(write('nojson.json', '{layers: ['), LENET5), (e: unknown) => isUserError(e) && /nojson\.json \$: not valid JSON/.test(e.message));
-    assert.throws(() => readBitsFile(write('nolayers.json', { conv1: 4 }), LENET5), (e: unknown) => isUserError(e) && /nolayers\.json \$\.layers: expected an object with a "layers" array/.test(e.message));
-    assert.throws(() => readBitsFile(join(dir, 'absent.json'), LENET5), (e: unknown) => isUserError(e) && /absent\.json: bits file not found/.test(e.message));
+    assert.throws(
+      () => readBitsFile(write('nojson.json', '{layers: ['), LENET5),
+      (e: unknown) => isUserError(e) && /nojson\.json \$: not valid JSON/.test(e.message),
+    );
+    assert.throws(
+      () => readBitsFile(write('nolayers.json', { conv1: 4 }), LENET5),
+      (e: unknown) =>
+        isUserError(e) && /nolayers\.json \$\.layers: expected an object with a "layers" array/.test(e.message),
+    );
+    assert.throws(
+      () => readBitsFile(join(dir, 'absent.json'), LENET5),
+      (e: unknown) => isUserError(e) && /absent\.json: bits file not found/.test(e.message),
+    );
   });
 });

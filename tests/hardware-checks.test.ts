@@ -32,8 +32,8 @@ async function cli(...args: string[]): Promise<{ code: number | null; stdout: st
   let stderr = '';
   const out = process.stdout.write.bind(process.stdout);
   const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((c: string | Uint8Array) => ((stdout += String(c)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((c: string | Uint8Array) => ((stderr += String(c)), true)) as typeof process.stderr.write;
+  process.stdout.write = (c: string | Uint8Array) => ((stdout += String(c)), true);
+  process.stderr.write = (c: string | Uint8Array) => ((stderr += String(c)), true);
   try {
     const code = await main([...args, '--log-level', 'warn', '--backend', 'cpu']);
     return { code, stdout, stderr };
@@ -47,7 +47,9 @@ describe('profile numbers are finite and plausible', () => {
   it('"clockMHz": 1e999 (Infinity once parsed) is an error naming the field', () => {
     const text = JSON.stringify(base()).replace('"clockMHz":100', '"clockMHz":1e999');
     const problems = profileProblems(JSON.parse(text), 'p.json');
-    assert.deepEqual(problems, ['$.clockMHz: must be a finite number, got Infinity (a number too large for a double, such as 1e999)']);
+    assert.deepEqual(problems, [
+      '$.clockMHz: must be a finite number, got Infinity (a number too large for a double, such as 1e999)',
+    ]);
   });
 
   it('macsPerCycleAt8x8: 1e-300 is outside the plausible range', () => {
@@ -57,13 +59,19 @@ describe('profile numbers are finite and plausible', () => {
   });
 
   it('an expression constant of 1e999 is an error naming the constant', () => {
-    const p = { ...base(), compute: { model: 'expression', cycles: 'macs / lanes', energyPJ: 'macs', constants: { lanes: Infinity } } };
-    assert.ok(profileProblems(p, 'p.json').some((x) => /^\$\.compute\.constants\.lanes: must be a finite number/.test(x)));
+    const p = {
+      ...base(),
+      compute: { model: 'expression', cycles: 'macs / lanes', energyPJ: 'macs', constants: { lanes: Infinity } },
+    };
+    assert.ok(
+      profileProblems(p, 'p.json').some((x) => /^\$\.compute\.constants\.lanes: must be a finite number/.test(x)),
+    );
   });
 });
 
 describe('profile validate evaluates expressions over real layers', () => {
-  const withExpr = (cycles: string, energyPJ = 'macs') => parseProfile({ ...base(), compute: { model: 'expression', cycles, energyPJ } }, 'e.json');
+  const withExpr = (cycles: string, energyPJ = 'macs') =>
+    parseProfile({ ...base(), compute: { model: 'expression', cycles, energyPJ } }, 'e.json');
   const sets = [{ name: 'lenet5', layers: LENET5 }];
 
   it('refuses macs / 0 (Infinity), naming the field, the layer and the bits', () => {
@@ -75,51 +83,92 @@ describe('profile validate evaluates expressions over real layers', () => {
   it('refuses macs - 1e9 (negative) in the energy expression', () => {
     const problems = expressionRangeProblems(withExpr('macs', 'macs - 1e9'), sets);
     assert.equal(problems.length, 1);
-    assert.match(problems[0] as string, /^\$\.compute\.energyPJ: "macs - 1e9" evaluates to -999913600 for layer 'conv1'/);
+    assert.match(problems[0], /^\$\.compute\.energyPJ: "macs - 1e9" evaluates to -999913600 for layer 'conv1'/);
   });
 
   it('refuses macs ^ 1000 (overflow)', () => {
-    assert.match(expressionRangeProblems(withExpr('macs ^ 1000'), sets)[0] as string, /"macs \^ 1000" evaluates to Infinity/);
+    assert.match(expressionRangeProblems(withExpr('macs ^ 1000'), sets)[0], /"macs \^ 1000" evaluates to Infinity/);
   });
 
   it('accepts a sound expression, and the CLI exits 1 on a bad one over the zoo models', async () => {
     assert.deepEqual(expressionRangeProblems(withExpr('macs * wBits * aBits / 64 + 10'), sets), []);
     const file = join(dir, 'bad.json');
-    writeFileSync(file, JSON.stringify({ ...base(), compute: { model: 'expression', cycles: 'macs / 0', energyPJ: 'macs' } }));
+    writeFileSync(
+      file,
+      JSON.stringify({ ...base(), compute: { model: 'expression', cycles: 'macs / 0', energyPJ: 'macs' } }),
+    );
     const r = await cli('profile', 'validate', file);
     assert.equal(r.code, 1);
-    assert.match(r.stderr, /\$\.compute\.cycles: "macs \/ 0" evaluates to Infinity .* of model lenet5 \(also in cnn-small/);
+    assert.match(
+      r.stderr,
+      /\$\.compute\.cycles: "macs \/ 0" evaluates to Infinity .* of model lenet5 \(also in cnn-small/,
+    );
   });
 });
 
 describe('a measured row that rises when bits drop', () => {
   // conv1 at W4A4 is slower than at W8A8 (the rest scales down with the bits)
   const rows = LENET5.flatMap((l) =>
-    [4, 8].flatMap((w) => [4, 8].map((a) => ({ layer: l.name, wBits: w, aBits: a, latencyMs: l.name === 'conv1' && w === 4 && a === 4 ? 2 : (w * a) / 64, energyUj: w * a }))),
+    [4, 8].flatMap((w) =>
+      [4, 8].map((a) => ({
+        layer: l.name,
+        wBits: w,
+        aBits: a,
+        latencyMs: l.name === 'conv1' && w === 4 && a === 4 ? 2 : (w * a) / 64,
+        energyUj: w * a,
+      })),
+    ),
   );
   const profileFile = join(dir, 'rising.json');
-  writeFileSync(join(dir, 'rising.csv'), ['layer,wBits,aBits,latencyMs,energyUj', ...rows.map((r) => `${r.layer},${r.wBits},${r.aBits},${r.latencyMs},${r.energyUj}`)].join('\n'));
+  writeFileSync(
+    join(dir, 'rising.csv'),
+    [
+      'layer,wBits,aBits,latencyMs,energyUj',
+      ...rows.map((r) => `${r.layer},${r.wBits},${r.aBits},${r.latencyMs},${r.energyUj}`),
+    ].join('\n'),
+  );
   writeFileSync(
     profileFile,
-    JSON.stringify({ id: 'rising', description: 'd', sources: [{ what: 'a', source: 'b', estimate: false }], clockMHz: 100, batchSize: 1, compute: { model: 'lookup', table: 'rising.csv' } }),
+    JSON.stringify({
+      id: 'rising',
+      description: 'd',
+      sources: [{ what: 'a', source: 'b', estimate: false }],
+      clockMHz: 100,
+      batchSize: 1,
+      compute: { model: 'lookup', table: 'rising.csv' },
+    }),
   );
 
   it('simulate and table give the same cost for it, the wider setting, with one warning naming the row', async () => {
     assert.equal(loadProfile(profileFile).id, 'rising');
-    const sim = await cli('profile', 'simulate', '--profile', profileFile, '--model', 'lenet5', '--wbits', '4', '--abits', '4', '--json');
+    const sim = await cli(
+      'profile',
+      'simulate',
+      '--profile',
+      profileFile,
+      '--model',
+      'lenet5',
+      '--wbits',
+      '4',
+      '--abits',
+      '4',
+      '--json',
+    );
     assert.equal(sim.code, 0, sim.stderr);
-    const simConv1 = (JSON.parse(sim.stdout) as { layers: { name: string; latencyMs: number }[] }).layers.find((l) => l.name === 'conv1')?.latencyMs;
+    const simConv1 = (JSON.parse(sim.stdout) as { layers: { name: string; latencyMs: number }[] }).layers.find(
+      (l) => l.name === 'conv1',
+    )?.latencyMs;
     const tab = await cli('profile', 'table', '--profile', profileFile, '--model', 'lenet5', '--bits', '4,8', '--json');
     assert.equal(tab.code, 0, tab.stderr);
-    const tabConv1 = (JSON.parse(tab.stdout) as { rows: { layer: string; wBits: number; aBits: number; latencyMs: number }[] }).rows.find(
-      (r) => r.layer === 'conv1' && r.wBits === 4 && r.aBits === 4,
-    )?.latencyMs;
+    const tabConv1 = (
+      JSON.parse(tab.stdout) as { rows: { layer: string; wBits: number; aBits: number; latencyMs: number }[] }
+    ).rows.find((r) => r.layer === 'conv1' && r.wBits === 4 && r.aBits === 4)?.latencyMs;
     assert.equal(simConv1, 0.5); // the cheapest wider measurement (W4A8 and W8A4: 4 * 8 / 64 ms)
     assert.equal(tabConv1, simConv1);
     for (const r of [sim, tab]) {
       const warnings = r.stderr.split('\n').filter((l) => /rose when bits were lowered/.test(l));
       assert.equal(warnings.length, 1, r.stderr);
-      assert.match(warnings[0] as string, /1 cost rose when bits were lowered: layer 'conv1' at W4A4 \(latency\)/);
+      assert.match(warnings[0], /1 cost rose when bits were lowered: layer 'conv1' at W4A4 \(latency\)/);
     }
   });
 });

@@ -25,7 +25,10 @@ interface Run {
 
 function bitalloc(...args: string[]): Promise<Run> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args, '--log-level', 'warn'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...args, '--log-level', 'warn'], {
+      cwd: dir,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -41,8 +44,8 @@ async function inProcess(...args: string[]): Promise<Run> {
   let stderr = '';
   const out = process.stdout.write.bind(process.stdout);
   const err = process.stderr.write.bind(process.stderr);
-  process.stdout.write = ((chunk: string | Uint8Array) => ((stdout += String(chunk)), true)) as typeof process.stdout.write;
-  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += String(chunk)), true)) as typeof process.stderr.write;
+  process.stdout.write = (chunk: string | Uint8Array) => ((stdout += String(chunk)), true);
+  process.stderr.write = (chunk: string | Uint8Array) => ((stderr += String(chunk)), true);
   let code: number | null = null;
   try {
     code = await main([...args, '--log-level', 'warn', '--backend', 'cpu']);
@@ -77,12 +80,28 @@ const STACK_LINE = /^\s+at .+(\(|:\d+:\d+)/m;
 
 describe('bitalloc profile validate', { concurrency: true }, () => {
   const cases: [string, string | Record<string, unknown>, RegExp][] = [
-    ['typo.json', profile((p) => ((p.compute as Record<string, string>).cycles = 'macs * * wBits')), /\$\.compute\.cycles: cannot parse/],
-    ['unknown-var.json', profile((p) => ((p.compute as Record<string, string>).energyPJ = 'macs * pJ')), /\$\.compute\.energyPJ: unknown variable 'pJ'/],
-    ['negative-bw.json', profile((p) => ((p.memory as { offChip: { bandwidthGBps: number } }).offChip.bandwidthGBps = -1)), /\$\.memory\.offChip\.bandwidthGBps: must be > 0, got -1/],
+    [
+      'typo.json',
+      profile((p) => ((p.compute as Record<string, string>).cycles = 'macs * * wBits')),
+      /\$\.compute\.cycles: cannot parse/,
+    ],
+    [
+      'unknown-var.json',
+      profile((p) => ((p.compute as Record<string, string>).energyPJ = 'macs * pJ')),
+      /\$\.compute\.energyPJ: unknown variable 'pJ'/,
+    ],
+    [
+      'negative-bw.json',
+      profile((p) => ((p.memory as { offChip: { bandwidthGBps: number } }).offChip.bandwidthGBps = -1)),
+      /\$\.memory\.offChip\.bandwidthGBps: must be > 0, got -1/,
+    ],
     ['missing.json', profile((p) => delete p.batchSize), /\$\.batchSize: required field is missing/],
     ['wrong-type.json', profile((p) => (p.clockMHz = 'fast')), /\$\.clockMHz: must be a number, got string "fast"/],
-    ['unknown-model.json', profile((p) => (p.compute = { model: 'analog' })), /\$\.compute\.model: must be one of "bit-serial", .*got string "analog"/],
+    [
+      'unknown-model.json',
+      profile((p) => (p.compute = { model: 'analog' })),
+      /\$\.compute\.model: must be one of "bit-serial", .*got string "analog"/,
+    ],
     ['not-json.json', '{ "id": "x", ', /\$: not valid JSON/],
   ];
   for (const [name, content, expected] of cases) {
@@ -99,7 +118,10 @@ describe('bitalloc profile validate', { concurrency: true }, () => {
   }
 
   it('a valid file: exit 0 and says so', async () => {
-    const file = write('valid.json', profile(() => undefined));
+    const file = write(
+      'valid.json',
+      profile(() => undefined),
+    );
     const r = await inProcess('profile', 'validate', file);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /valid hardware profile 'cli-test'/);
@@ -113,7 +135,16 @@ describe('bitalloc profile list / show / simulate / table', () => {
     const r = await inProcess('profile', 'list', '--json');
     assert.equal(r.code, 0, r.stderr);
     const ids = (JSON.parse(r.stdout) as { id: string }[]).map((p) => p.id);
-    assert.deepEqual(ids, ['bismo-pynq-z1', 'bismo-ultra96', 'bitfusion-45nm', 'cpu-arm-sdot', 'eyeriss-systolic', 'gpu-h100', 'gpu-t4', 'mcu-stm32f746']);
+    assert.deepEqual(ids, [
+      'bismo-pynq-z1',
+      'bismo-ultra96',
+      'bitfusion-45nm',
+      'cpu-arm-sdot',
+      'eyeriss-systolic',
+      'gpu-h100',
+      'gpu-t4',
+      'mcu-stm32f746',
+    ]);
   });
 
   it('show prints the compute model, limits and the sources with estimates marked', async () => {
@@ -125,13 +156,28 @@ describe('bitalloc profile list / show / simulate / table', () => {
   });
 
   it('simulate --json gives per-layer latency, energy, bound and the totals', async () => {
-    const r = await inProcess('profile', 'simulate', '--profile', 'bitfusion-45nm', '--layers', layersFile, '--wbits', '4', '--abits', '4', '--json');
+    const r = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'bitfusion-45nm',
+      '--layers',
+      layersFile,
+      '--wbits',
+      '4',
+      '--abits',
+      '4',
+      '--json',
+    );
     assert.equal(r.code, 0, r.stderr);
     const out = JSON.parse(r.stdout) as {
       layers: { name: string; latencyMs: number; energyUj: number; bound: string }[];
       total: { latencyMs: number; energyUj: number; sizeBytes: number; peakMemoryBytes: number; fits: boolean };
     };
-    assert.deepEqual(out.layers.map((l) => l.name), ['conv1', 'conv2', 'fc1', 'fc2', 'fc3']);
+    assert.deepEqual(
+      out.layers.map((l) => l.name),
+      ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'],
+    );
     for (const l of out.layers) assert.ok(l.latencyMs > 0 && l.energyUj > 0 && ['compute', 'memory'].includes(l.bound));
     const sum = out.layers.reduce((s, l) => s + l.latencyMs, 0);
     assert.ok(Math.abs(sum - out.total.latencyMs) < 1e-12);
@@ -141,17 +187,48 @@ describe('bitalloc profile list / show / simulate / table', () => {
 
   it('simulate --bits-file reports an MCU model that does not fit, naming the layer', async () => {
     // 200x200x1 in + 196x196x8 out = 347,328 activation bytes at 8 bits > 327,680 of SRAM
-    const big = [{ ...LENET5[0]!, name: 'big', outChannels: 8, params: 200, biasParams: 8, inSize: [200, 200], outSize: [196, 196], inElements: 40000, outElements: 196 * 196 * 8, macs: 196 * 196 * 200 }];
+    const big = [
+      {
+        ...LENET5[0],
+        name: 'big',
+        outChannels: 8,
+        params: 200,
+        biasParams: 8,
+        inSize: [200, 200],
+        outSize: [196, 196],
+        inElements: 40000,
+        outElements: 196 * 196 * 8,
+        macs: 196 * 196 * 200,
+      },
+    ];
     const file = write('big.layers.json', big);
     const bits = write('big.bits.json', { layers: [{ name: 'big', wBits: 4, aBits: 8 }] });
-    const r = await inProcess('profile', 'simulate', '--profile', 'mcu-stm32f746', '--layers', file, '--bits-file', bits);
+    const r = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'mcu-stm32f746',
+      '--layers',
+      file,
+      '--bits-file',
+      bits,
+    );
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /fits: NO — layer big needs 347,328 B of activations, SRAM has 327,680 B/);
   });
 
   it('simulate with a bits file that names an unknown layer fails with the file and entry', async () => {
     const bits = write('wrong.bits.json', { layers: [{ name: 'conv7', wBits: 4, aBits: 4 }] });
-    const r = await inProcess('profile', 'simulate', '--profile', 'gpu-t4', '--layers', layersFile, '--bits-file', bits);
+    const r = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'gpu-t4',
+      '--layers',
+      layersFile,
+      '--bits-file',
+      bits,
+    );
     assert.equal(r.code, 1);
     assert.ok(r.stderr.includes(bits));
     assert.match(r.stderr, /\$\.layers\[0\]\.name: the model has no quantizable layer 'conv7'/);
@@ -159,31 +236,78 @@ describe('bitalloc profile list / show / simulate / table', () => {
   });
 
   it('table --csv prints one row per layer and bit pair', async () => {
-    const r = await inProcess('profile', 'table', '--profile', 'eyeriss-systolic', '--layers', layersFile, '--bits', '2,4,8', '--csv');
+    const r = await inProcess(
+      'profile',
+      'table',
+      '--profile',
+      'eyeriss-systolic',
+      '--layers',
+      layersFile,
+      '--bits',
+      '2,4,8',
+      '--csv',
+    );
     assert.equal(r.code, 0, r.stderr);
     const lines = r.stdout.trim().split('\n');
-    assert.equal(lines[0], 'layer,wBits,aBits,latencyMs,energyUj,computeCycles,memoryCycles,bound,weightBytes,activationBytes,offChipBytes');
+    assert.equal(
+      lines[0],
+      'layer,wBits,aBits,latencyMs,energyUj,computeCycles,memoryCycles,bound,weightBytes,activationBytes,offChipBytes',
+    );
     assert.equal(lines.length, 1 + 5 * 9);
-    assert.match(lines[1]!, /^conv1,2,2,/);
+    assert.match(lines[1], /^conv1,2,2,/);
   });
 
   it('simulate --model takes the inventory of a zoo model', async () => {
-    const r = await inProcess('profile', 'simulate', '--profile', 'bitfusion-45nm', '--model', 'lenet5', '--wbits', '8', '--abits', '8', '--json');
+    const r = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'bitfusion-45nm',
+      '--model',
+      'lenet5',
+      '--wbits',
+      '8',
+      '--abits',
+      '8',
+      '--json',
+    );
     assert.equal(r.code, 0, r.stderr);
-    const out = JSON.parse(r.stdout) as { layers: { name: string; bound: string }[]; total: { sizeBytes: number; fits: boolean } };
+    const out = JSON.parse(r.stdout) as {
+      layers: { name: string; bound: string }[];
+      total: { sizeBytes: number; fits: boolean };
+    };
     assert.equal(out.layers.length, 5);
     assert.ok(out.total.sizeBytes > 40000 && out.total.fits);
   });
 
   it('simulate --model with an unknown model is an error without a stack trace', async () => {
-    const r = await inProcess('profile', 'simulate', '--profile', 'bitfusion-45nm', '--model', 'lenet7', '--wbits', '8');
+    const r = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'bitfusion-45nm',
+      '--model',
+      'lenet7',
+      '--wbits',
+      '8',
+    );
     assert.equal(r.code, 1);
     assert.match(r.stderr, /unknown model 'lenet7'/);
     assert.doesNotMatch(r.stderr, STACK_LINE);
   });
 
   it('a table exported with `table --csv` reads back as a lookup profile with the same costs', async () => {
-    const exported = await inProcess('profile', 'table', '--profile', 'bitfusion-45nm', '--model', 'lenet5', '--bits', '2,4,8', '--csv');
+    const exported = await inProcess(
+      'profile',
+      'table',
+      '--profile',
+      'bitfusion-45nm',
+      '--model',
+      'lenet5',
+      '--bits',
+      '2,4,8',
+      '--csv',
+    );
     assert.equal(exported.code, 0, exported.stderr);
     writeFileSync(join(dir, 'exported.csv'), exported.stdout);
     const lookup = write('exported-profile.json', {
@@ -203,12 +327,33 @@ describe('bitalloc profile list / show / simulate / table', () => {
         { name: 'fc3', wBits: 8, aBits: 2 },
       ],
     });
-    const viaLookup = await inProcess('profile', 'simulate', '--profile', lookup, '--model', 'lenet5', '--bits-file', bitsFile, '--json');
-    const direct = await inProcess('profile', 'simulate', '--profile', 'bitfusion-45nm', '--model', 'lenet5', '--bits-file', bitsFile, '--json');
+    const viaLookup = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      lookup,
+      '--model',
+      'lenet5',
+      '--bits-file',
+      bitsFile,
+      '--json',
+    );
+    const direct = await inProcess(
+      'profile',
+      'simulate',
+      '--profile',
+      'bitfusion-45nm',
+      '--model',
+      'lenet5',
+      '--bits-file',
+      bitsFile,
+      '--json',
+    );
     assert.equal(viaLookup.code, 0, viaLookup.stderr);
     const a = JSON.parse(viaLookup.stdout) as { total: Record<string, number>; layers: { latencyMs: number }[] };
     const b = JSON.parse(direct.stdout) as { total: Record<string, number>; layers: { latencyMs: number }[] };
-    for (const k of ['latencyMs', 'energyUj', 'sizeBytes', 'peakMemoryBytes']) assert.ok(Math.abs(a.total[k]! - b.total[k]!) <= 1e-12 * b.total[k]!, k);
+    for (const k of ['latencyMs', 'energyUj', 'sizeBytes', 'peakMemoryBytes'])
+      assert.ok(Math.abs(a.total[k] - b.total[k]) <= 1e-12 * b.total[k], k);
   });
 
   it('the example profiles in hardware-profiles/examples validate', async () => {

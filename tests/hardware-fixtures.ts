@@ -14,29 +14,89 @@ import { Rng } from '../src/util/rng.js';
  */
 export const LENET5: readonly LayerInfo[] = [
   {
-    index: 0, name: 'conv1', kind: 'conv', inChannels: 1, outChannels: 6, kernel: [5, 5], stride: [1, 1],
-    inSize: [28, 28], outSize: [24, 24], params: 150, biasParams: 6, macs: 86400,
-    inElements: 784, outElements: 3456, liveElements: 0,
+    index: 0,
+    name: 'conv1',
+    kind: 'conv',
+    inChannels: 1,
+    outChannels: 6,
+    kernel: [5, 5],
+    stride: [1, 1],
+    inSize: [28, 28],
+    outSize: [24, 24],
+    params: 150,
+    biasParams: 6,
+    macs: 86400,
+    inElements: 784,
+    outElements: 3456,
+    liveElements: 0,
   },
   {
-    index: 1, name: 'conv2', kind: 'conv', inChannels: 6, outChannels: 16, kernel: [5, 5], stride: [1, 1],
-    inSize: [12, 12], outSize: [8, 8], params: 2400, biasParams: 16, macs: 153600,
-    inElements: 864, outElements: 1024, liveElements: 0,
+    index: 1,
+    name: 'conv2',
+    kind: 'conv',
+    inChannels: 6,
+    outChannels: 16,
+    kernel: [5, 5],
+    stride: [1, 1],
+    inSize: [12, 12],
+    outSize: [8, 8],
+    params: 2400,
+    biasParams: 16,
+    macs: 153600,
+    inElements: 864,
+    outElements: 1024,
+    liveElements: 0,
   },
   {
-    index: 2, name: 'fc1', kind: 'dense', inChannels: 256, outChannels: 120, kernel: [1, 1], stride: [0, 0],
-    inSize: [1, 1], outSize: [1, 1], params: 30720, biasParams: 120, macs: 30720,
-    inElements: 256, outElements: 120, liveElements: 0,
+    index: 2,
+    name: 'fc1',
+    kind: 'dense',
+    inChannels: 256,
+    outChannels: 120,
+    kernel: [1, 1],
+    stride: [0, 0],
+    inSize: [1, 1],
+    outSize: [1, 1],
+    params: 30720,
+    biasParams: 120,
+    macs: 30720,
+    inElements: 256,
+    outElements: 120,
+    liveElements: 0,
   },
   {
-    index: 3, name: 'fc2', kind: 'dense', inChannels: 120, outChannels: 84, kernel: [1, 1], stride: [0, 0],
-    inSize: [1, 1], outSize: [1, 1], params: 10080, biasParams: 84, macs: 10080,
-    inElements: 120, outElements: 84, liveElements: 0,
+    index: 3,
+    name: 'fc2',
+    kind: 'dense',
+    inChannels: 120,
+    outChannels: 84,
+    kernel: [1, 1],
+    stride: [0, 0],
+    inSize: [1, 1],
+    outSize: [1, 1],
+    params: 10080,
+    biasParams: 84,
+    macs: 10080,
+    inElements: 120,
+    outElements: 84,
+    liveElements: 0,
   },
   {
-    index: 4, name: 'fc3', kind: 'dense', inChannels: 84, outChannels: 10, kernel: [1, 1], stride: [0, 0],
-    inSize: [1, 1], outSize: [1, 1], params: 840, biasParams: 10, macs: 840,
-    inElements: 84, outElements: 10, liveElements: 0,
+    index: 4,
+    name: 'fc3',
+    kind: 'dense',
+    inChannels: 84,
+    outChannels: 10,
+    kernel: [1, 1],
+    stride: [0, 0],
+    inSize: [1, 1],
+    outSize: [1, 1],
+    params: 840,
+    biasParams: 10,
+    macs: 840,
+    inElements: 84,
+    outElements: 10,
+    liveElements: 0,
   },
 ];
 
@@ -52,33 +112,61 @@ export function convLayer(
   opts: { kind?: Exclude<LayerKind, 'dense'>; padding?: 'same' | 'valid'; liveElements?: number } = {},
 ): LayerInfo {
   const kind = opts.kind ?? 'conv';
-  const out = (n: number) => ((opts.padding ?? 'same') === 'same' ? Math.ceil(n / stride) : Math.floor((n - k) / stride) + 1);
+  const out = (n: number) =>
+    (opts.padding ?? 'same') === 'same' ? Math.ceil(n / stride) : Math.floor((n - k) / stride) + 1;
   const outSize: [number, number] = [out(inSize[0]), out(inSize[1])];
   const params = kind === 'depthwise' ? k * k * inChannels : k * k * inChannels * outChannels;
   return {
-    index, name, kind, inChannels, outChannels, kernel: [k, k], stride: [stride, stride], inSize, outSize,
-    params, biasParams: outChannels, macs: outSize[0] * outSize[1] * params,
-    inElements: inSize[0] * inSize[1] * inChannels, outElements: outSize[0] * outSize[1] * outChannels,
+    index,
+    name,
+    kind,
+    inChannels,
+    outChannels,
+    kernel: [k, k],
+    stride: [stride, stride],
+    inSize,
+    outSize,
+    params,
+    biasParams: outChannels,
+    macs: outSize[0] * outSize[1] * params,
+    inElements: inSize[0] * inSize[1] * inChannels,
+    outElements: outSize[0] * outSize[1] * outChannels,
     liveElements: opts.liveElements ?? 0,
   };
 }
 
 export function denseLayer(index: number, name: string, inFeatures: number, outFeatures: number): LayerInfo {
   return {
-    index, name, kind: 'dense', inChannels: inFeatures, outChannels: outFeatures, kernel: [1, 1], stride: [0, 0],
-    inSize: [1, 1], outSize: [1, 1], params: inFeatures * outFeatures, biasParams: outFeatures,
-    macs: inFeatures * outFeatures, inElements: inFeatures, outElements: outFeatures, liveElements: 0,
+    index,
+    name,
+    kind: 'dense',
+    inChannels: inFeatures,
+    outChannels: outFeatures,
+    kernel: [1, 1],
+    stride: [0, 0],
+    inSize: [1, 1],
+    outSize: [1, 1],
+    params: inFeatures * outFeatures,
+    biasParams: outFeatures,
+    macs: inFeatures * outFeatures,
+    inElements: inFeatures,
+    outElements: outFeatures,
+    liveElements: 0,
   };
 }
 
 /** ResNet-20 for 32x32x3 (He et al., identity shortcuts): 19 convolutions + the classifier = 20 layers. */
 export function resnet20Layers(): LayerInfo[] {
   const layers: LayerInfo[] = [];
-  const add = (l: Omit<LayerInfo, 'index'> & { index?: number }) => layers.push({ ...l, index: layers.length } as LayerInfo);
+  const add = (l: Omit<LayerInfo, 'index'> & { index?: number }) => layers.push({ ...l, index: layers.length });
   add(convLayer(0, 'conv1', [32, 32], 3, 16, 3, 1));
   let size = 32;
   let ch = 16;
-  for (const [stage, width] of [[1, 16], [2, 32], [3, 64]] as const) {
+  for (const [stage, width] of [
+    [1, 16],
+    [2, 32],
+    [3, 64],
+  ] as const) {
     for (let b = 0; b < 3; b++) {
       const stride = stage > 1 && b === 0 ? 2 : 1;
       const blockIn = size * size * ch;
@@ -100,7 +188,14 @@ export function mobilenetTinyLayers(): LayerInfo[] {
   add(convLayer(0, 'stem', [32, 32], 3, 8, 3, 2));
   let size = 16;
   let ch = 8;
-  const plan: [number, number][] = [[16, 1], [32, 2], [32, 1], [64, 2], [64, 1], [128, 2]];
+  const plan: [number, number][] = [
+    [16, 1],
+    [32, 2],
+    [32, 1],
+    [64, 2],
+    [64, 1],
+    [128, 2],
+  ];
   plan.forEach(([out, stride], i) => {
     const dw = convLayer(0, `dw${i + 1}`, [size, size], ch, ch, 3, stride, { kind: 'depthwise' });
     add(dw);

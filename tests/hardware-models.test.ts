@@ -5,7 +5,15 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { isUserError } from '../src/errors.js';
-import { buildCostTable, fusionFactor, loadProfile, parseProfile, profileProblems, simulate, weightStorageBytes } from '../src/hardware/index.js';
+import {
+  buildCostTable,
+  fusionFactor,
+  loadProfile,
+  parseProfile,
+  profileProblems,
+  simulate,
+  weightStorageBytes,
+} from '../src/hardware/index.js';
 import { uniformBits, type LayerInfo } from '../src/models/layer-info.js';
 import { LENET5, convLayer, denseLayer, resnet20Layers } from './hardware-fixtures.js';
 
@@ -135,7 +143,11 @@ describe('modes (fixed-precision devices)', () => {
     );
     assert.throws(
       () => buildCostTable(profile, LENET5, [8, 16]),
-      (e: unknown) => isUserError(e) && /int8-only\.json/.test(e.message) && /W(8A16|16A\d+)/.test(e.message) && /\$\.compute\.modes/.test(e.message),
+      (e: unknown) =>
+        isUserError(e) &&
+        /int8-only\.json/.test(e.message) &&
+        /W(8A16|16A\d+)/.test(e.message) &&
+        /\$\.compute\.modes/.test(e.message),
     );
   });
   it('rejects at load a mode table where two modes have no common narrower mode, or a narrower mode is slower', () => {
@@ -159,8 +171,20 @@ describe('modes (fixed-precision devices)', () => {
       },
       'odd-modes.json',
     );
-    assert.ok(problems.some((p) => /W4A16 \(\$\.compute\.modes\[0\]\) and W16A4 \(\$\.compute\.modes\[1\]\) have no common narrower mode; add W4A4/.test(p)), problems.join('\n'));
-    assert.ok(problems.some((p) => /^\$\.compute\.modes\[3\]: W8A8 is narrower than W16A16 \(\$\.compute\.modes\[2\]\) but slower/.test(p)), problems.join('\n'));
+    assert.ok(
+      problems.some((p) =>
+        /W4A16 \(\$\.compute\.modes\[0\]\) and W16A4 \(\$\.compute\.modes\[1\]\) have no common narrower mode; add W4A4/.test(
+          p,
+        ),
+      ),
+      problems.join('\n'),
+    );
+    assert.ok(
+      problems.some((p) =>
+        /^\$\.compute\.modes\[3\]: W8A8 is narrower than W16A16 \(\$\.compute\.modes\[2\]\) but slower/.test(p),
+      ),
+      problems.join('\n'),
+    );
   });
 });
 
@@ -196,7 +220,10 @@ describe('microcontroller limits (mcu-stm32f746)', () => {
     const c8 = simulate(profile, fc, uniformBits(fc, 8, 8));
     const c4 = simulate(profile, fc, uniformBits(fc, 4, 8));
     assert.equal(c8.fits, false);
-    assert.deepEqual((c8.violations ?? []).map((v) => [v.limit, v.layerName]), [['flash', 'fc']]);
+    assert.deepEqual(
+      (c8.violations ?? []).map((v) => [v.limit, v.layerName]),
+      [['flash', 'fc']],
+    );
     assert.equal(c4.fits, true);
     assert.equal(c4.sizeBytes, 750000 + 1000 * 4 + 1000 * 4);
     assert.equal(c4.layers[0]?.computeCycles, c8.layers[0]?.computeCycles);

@@ -4,7 +4,14 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { buildCostTable, DEFAULT_BIT_CHOICES, listBuiltinProfiles, loadProfile, parseProfile, type CostTable } from '../src/hardware/index.js';
+import {
+  buildCostTable,
+  DEFAULT_BIT_CHOICES,
+  listBuiltinProfiles,
+  loadProfile,
+  parseProfile,
+  type CostTable,
+} from '../src/hardware/index.js';
 import type { BitConfig, LayerInfo } from '../src/models/layer-info.js';
 import { Rng } from '../src/util/rng.js';
 import { LENET5, mobilenetTinyLayers, randomLayers, resnet20Layers } from './hardware-fixtures.js';
@@ -18,16 +25,17 @@ function layerViolations(table: CostTable): string[] {
   table.layers.forEach((layer, i) => {
     for (let wi = 0; wi < bits.length; wi++) {
       for (let ai = 0; ai < bits.length; ai++) {
-        const w = bits[wi] as number;
-        const a = bits[ai] as number;
+        const w = bits[wi];
+        const a = bits[ai];
         const here = table.layerCost(i, w, a);
         const lower: [number, number][] = [];
-        if (wi > 0) lower.push([bits[wi - 1] as number, a]);
-        if (ai > 0) lower.push([w, bits[ai - 1] as number]);
+        if (wi > 0) lower.push([bits[wi - 1], a]);
+        if (ai > 0) lower.push([w, bits[ai - 1]]);
         for (const [lw, la] of lower) {
           const c = table.layerCost(i, lw, la);
           for (const m of METRICS) {
-            if (c[m] > here[m] * (1 + 1e-12)) bad.push(`${layer.name} (${layer.kind}) ${m}: W${lw}A${la} ${c[m]} > W${w}A${a} ${here[m]}`);
+            if (c[m] > here[m] * (1 + 1e-12))
+              bad.push(`${layer.name} (${layer.kind}) ${m}: W${lw}A${la} ${c[m]} > W${w}A${a} ${here[m]}`);
           }
         }
       }
@@ -37,14 +45,16 @@ function layerViolations(table: CostTable): string[] {
 }
 
 function lowerOne(bits: BitConfig, i: number, which: 'wBits' | 'aBits', choices: readonly number[]): BitConfig | null {
-  const b = bits[i] as { wBits: number; aBits: number };
+  const b = bits[i];
   const idx = choices.indexOf(b[which]);
   if (idx <= 0) return null;
-  return bits.map((x, j) => (j === i ? { ...x, [which]: choices[idx - 1] as number } : x));
+  return bits.map((x, j) => (j === i ? { ...x, [which]: choices[idx - 1] } : x));
 }
 
 describe('monotonic in bits on every built-in profile', () => {
-  const layers: LayerInfo[] = [...randomLayers(7, 60), ...LENET5, ...resnet20Layers(), ...mobilenetTinyLayers()].map((l, i) => ({ ...l, index: i }));
+  const layers: LayerInfo[] = [...randomLayers(7, 60), ...LENET5, ...resnet20Layers(), ...mobilenetTinyLayers()].map(
+    (l, i) => ({ ...l, index: i }),
+  );
   for (const info of listBuiltinProfiles()) {
     it(`${info.id}: every layer, every pair of ${DEFAULT_BIT_CHOICES.join(',')}`, () => {
       const table = buildCostTable(loadProfile(info.id), layers, DEFAULT_BIT_CHOICES);
@@ -92,7 +102,7 @@ describe('user-supplied costs (expression, lookup)', () => {
     assert.deepEqual(layerViolations(table), []);
     // 4-bit is costed as the cheapest wider setting of the default widths (5 bits: 5/8 of the 8-bit
     // cycles), whatever widths the table was asked for; 2-bit keeps its own lower cost
-    assert.equal(table.layerCost(1, 4, 8).computeCycles, LENET5[1]!.macs * (5 / 8));
-    assert.equal(table.layerCost(1, 2, 8).computeCycles, LENET5[1]!.macs * (2 / 8));
+    assert.equal(table.layerCost(1, 4, 8).computeCycles, LENET5[1].macs * (5 / 8));
+    assert.equal(table.layerCost(1, 2, 8).computeCycles, LENET5[1].macs * (2 / 8));
   });
 });

@@ -22,7 +22,16 @@ import {
 import { unsupportedKeywords, validateJson } from '../src/hardware/json-schema.js';
 import { LENET5 } from './hardware-fixtures.js';
 
-const BUILTIN = ['bismo-pynq-z1', 'bismo-ultra96', 'bitfusion-45nm', 'cpu-arm-sdot', 'eyeriss-systolic', 'gpu-h100', 'gpu-t4', 'mcu-stm32f746'];
+const BUILTIN = [
+  'bismo-pynq-z1',
+  'bismo-ultra96',
+  'bitfusion-45nm',
+  'cpu-arm-sdot',
+  'eyeriss-systolic',
+  'gpu-h100',
+  'gpu-t4',
+  'mcu-stm32f746',
+];
 
 /** A valid expression profile to mutate in the tests. */
 function expressionProfile(): Record<string, unknown> {
@@ -32,7 +41,12 @@ function expressionProfile(): Record<string, unknown> {
     sources: [{ what: 'everything', source: 'hand-made for a test', estimate: true }],
     clockMHz: 100,
     batchSize: 2,
-    compute: { model: 'expression', cycles: 'ceil(macs * wBits * aBits / 64 / k)', energyPJ: 'macs * 0.5 + weightBytes * 2', constants: { k: 16 } },
+    compute: {
+      model: 'expression',
+      cycles: 'ceil(macs * wBits * aBits / 64 / k)',
+      energyPJ: 'macs * 0.5 + weightBytes * 2',
+      constants: { k: 16 },
+    },
     memory: {
       offChip: { bandwidthGBps: 0.4, pJPerBit: 10 },
       onChip: [{ name: 'buf', sizeBytes: 65536, holds: ['inputs', 'outputs'], readPJPerBit: 0.25, writePJPerBit: 0.5 }],
@@ -49,7 +63,10 @@ function problemsOf(data: unknown): string[] {
 
 describe('built-in profiles', () => {
   it('are the eight the product ships, each loading without problems', () => {
-    assert.deepEqual(listBuiltinProfiles().map((p) => p.id), BUILTIN);
+    assert.deepEqual(
+      listBuiltinProfiles().map((p) => p.id),
+      BUILTIN,
+    );
     for (const id of BUILTIN) assert.equal(loadProfile(id).id, id);
   });
 
@@ -57,8 +74,14 @@ describe('built-in profiles', () => {
     for (const id of BUILTIN) {
       const p = loadProfile(id);
       assert.ok(p.spec.sources.length >= 2, `${id} sources`);
-      assert.ok(p.spec.sources.some((s) => s.estimate), `${id} marks its estimates`);
-      assert.ok(p.spec.sources.some((s) => !s.estimate), `${id} has published figures`);
+      assert.ok(
+        p.spec.sources.some((s) => s.estimate),
+        `${id} marks its estimates`,
+      );
+      assert.ok(
+        p.spec.sources.some((s) => !s.estimate),
+        `${id} has published figures`,
+      );
     }
   });
 
@@ -67,10 +90,18 @@ describe('built-in profiles', () => {
     assert.deepEqual([bf.clockMHz, bf.memory?.offChip.bandwidthGBps, bf.memory?.offChip.pJPerBit], [500, 12, 15]);
     const ey = loadProfile('eyeriss-systolic').spec;
     assert.equal(ey.compute.model, 'systolic');
-    if (ey.compute.model === 'systolic') assert.deepEqual([ey.compute.rows, ey.compute.cols, ey.compute.dataflow, ey.clockMHz], [12, 14, 'ws', 200]);
+    if (ey.compute.model === 'systolic')
+      assert.deepEqual([ey.compute.rows, ey.compute.cols, ey.compute.dataflow, ey.clockMHz], [12, 14, 'ws', 200]);
     // SCALE-Sim's configs/eyeriss.cfg: IfmapSramSzkB, FilterSramSzkB, OfmapSramSzkB 36; Bandwidth 10 words/cycle per port (2 GB/s at 200 MHz)
     assert.equal(ey.memory?.model, 'scalesim');
-    assert.deepEqual(ey.memory?.onChip?.map((b) => [b.sizeBytes, b.bandwidthGBps]), [[36 * 1024, 2], [36 * 1024, 2], [36 * 1024, 2]]);
+    assert.deepEqual(
+      ey.memory?.onChip?.map((b) => [b.sizeBytes, b.bandwidthGBps]),
+      [
+        [36 * 1024, 2],
+        [36 * 1024, 2],
+        [36 * 1024, 2],
+      ],
+    );
     const mcu = loadProfile('mcu-stm32f746').spec;
     assert.deepEqual(mcu.limits, { flashBytes: 1024 * 1024, sramBytes: 320 * 1024 });
     const h100 = loadProfile('gpu-h100').spec;
@@ -78,7 +109,10 @@ describe('built-in profiles', () => {
   });
 
   it('an unknown name is an error listing the built-ins', () => {
-    assert.throws(() => loadProfile('tpu-v9'), (e: unknown) => isUserError(e) && /tpu-v9/.test(e.message) && /gpu-t4/.test(e.message));
+    assert.throws(
+      () => loadProfile('tpu-v9'),
+      (e: unknown) => isUserError(e) && /tpu-v9/.test(e.message) && /gpu-t4/.test(e.message),
+    );
   });
 });
 
@@ -87,7 +121,8 @@ describe('schema', () => {
     const schema = JSON.parse(readFileSync(join(profilesDir(), 'schema.json'), 'utf8')) as Record<string, unknown>;
     assert.deepEqual(unsupportedKeywords(profileSchema()), []);
     assert.equal(schema.$schema, 'https://json-schema.org/draft/2020-12/schema');
-    const models = ((schema.$defs as Record<string, { properties: { model: { enum: string[] } } }>).compute).properties.model.enum;
+    const models = (schema.$defs as Record<string, { properties: { model: { enum: string[] } } }>).compute.properties
+      .model.enum;
     assert.deepEqual(models, [...COMPUTE_MODEL_NAMES]);
   });
 
@@ -131,11 +166,20 @@ describe('schema', () => {
     const p = expressionProfile();
     delete p.memory;
     p.sources = [{ what: 'x', source: 'y' }];
-    assert.deepEqual(problemsOf(p).sort(), ['$.memory: required field is missing', '$.sources[0].estimate: required field is missing']);
+    assert.deepEqual(problemsOf(p).sort(), [
+      '$.memory: required field is missing',
+      '$.sources[0].estimate: required field is missing',
+    ]);
   });
 
   it('the validator handles nested arrays, enums and if/then/else generically', () => {
-    const schema = { type: 'object', properties: { xs: { type: 'array', items: { enum: [1, 2] }, uniqueItems: true } }, if: { required: ['a'] }, then: { required: ['b'] }, else: { required: ['c'] } } as const;
+    const schema = {
+      type: 'object',
+      properties: { xs: { type: 'array', items: { enum: [1, 2] }, uniqueItems: true } },
+      if: { required: ['a'] },
+      then: { required: ['b'] },
+      else: { required: ['c'] },
+    } as const;
     assert.deepEqual(validateJson({ xs: [1, 3, 1], a: 1 }, schema as never), [
       '$.xs[1]: must be one of 1, 2, got 3',
       '$.xs[2]: repeats $.xs[0]',
@@ -149,7 +193,7 @@ describe('expression profiles', () => {
   it('cost a layer exactly as a hand computation', () => {
     const profile = parseProfile(expressionProfile(), 'expr-test.json');
     const table = buildCostTable(profile, LENET5, [4, 8]);
-    const conv2 = LENET5[1]!;
+    const conv2 = LENET5[1];
     const c = table.layerCost(1, 4, 8);
     // batch 2: macs = 2 * 153,600; cycles = ceil(macs * 4 * 8 / 64 / 16) = 9,600
     const macs = 2 * 153600;
@@ -179,7 +223,7 @@ describe('expression profiles', () => {
     (p.compute as Record<string, unknown>).cycles = 'macs * (wBits + ';
     const problems = problemsOf(p);
     assert.equal(problems.length, 1);
-    assert.match(problems[0]!, /^\$\.compute\.cycles: cannot parse "macs \* \(wBits \+ ": /);
+    assert.match(problems[0], /^\$\.compute\.cycles: cannot parse "macs \* \(wBits \+ ": /);
   });
 
   it('an unknown variable or function is a load error naming the field and listing the variables', () => {
@@ -188,8 +232,8 @@ describe('expression profiles', () => {
     (p.compute as Record<string, unknown>).cycles = 'evaluate(macs)';
     const problems = problemsOf(p);
     assert.equal(problems.length, 2);
-    assert.match(problems[0]!, /^\$\.compute\.cycles: unknown function 'evaluate'/);
-    assert.match(problems[1]!, /^\$\.compute\.energyPJ: unknown variable 'macz' \(known: macs, params, /);
+    assert.match(problems[0], /^\$\.compute\.cycles: unknown function 'evaluate'/);
+    assert.match(problems[1], /^\$\.compute\.energyPJ: unknown variable 'macz' \(known: macs, params, /);
   });
 
   it('a value that is negative or not finite for some layer is an error naming the layer and field', () => {
@@ -198,14 +242,22 @@ describe('expression profiles', () => {
     const profile = parseProfile(p, 'expr-test.json');
     assert.throws(
       () => buildCostTable(profile, LENET5, [4, 8]),
-      (e: unknown) => isUserError(e) && /expr-test\.json \$\.compute\.cycles: evaluates to Infinity for layer 'conv1' at W4A4/.test(e.message),
+      (e: unknown) =>
+        isUserError(e) &&
+        /expr-test\.json \$\.compute\.cycles: evaluates to Infinity for layer 'conv1' at W4A4/.test(e.message),
     );
   });
 });
 
 describe('lookup profiles', () => {
   const dir = mkdtempSync(join(tmpdir(), 'bitalloc-lookup-'));
-  const measured = (layer: string, i: number, w: number, a: number) => ({ layer, wBits: w, aBits: a, latencyMs: (i + 1) * w * a * 0.001, energyUj: (i + 1) * (w + a) });
+  const measured = (layer: string, i: number, w: number, a: number) => ({
+    layer,
+    wBits: w,
+    aBits: a,
+    latencyMs: (i + 1) * w * a * 0.001,
+    energyUj: (i + 1) * (w + a),
+  });
   const entries = LENET5.flatMap((l, i) => [4, 8].flatMap((w) => [4, 8].map((a) => measured(l.name, i, w, a))));
   const profileFor = (table: string) => ({
     id: 'lenet5-measured',
@@ -234,7 +286,10 @@ describe('lookup profiles', () => {
   });
 
   it('read from a CSV table gives the same costs as from JSON', () => {
-    const csv = ['layer,wBits,aBits,latencyMs,energyUj', ...entries.map((e) => `${e.layer},${e.wBits},${e.aBits},${e.latencyMs},${e.energyUj}`)].join('\n');
+    const csv = [
+      'layer,wBits,aBits,latencyMs,energyUj',
+      ...entries.map((e) => `${e.layer},${e.wBits},${e.aBits},${e.latencyMs},${e.energyUj}`),
+    ].join('\n');
     writeFileSync(join(dir, 'lenet5.csv'), csv + '\n');
     const fromCsv = buildCostTable(loadProfile(writeProfile('from-csv.json', 'lenet5.csv')), LENET5);
     const fromJson = buildCostTable(loadProfile(writeProfile('from-json2.json', 'lenet5.json')), LENET5);
@@ -245,16 +300,25 @@ describe('lookup profiles', () => {
   it('a layer missing from the table is an error naming the layer and the table file', () => {
     writeFileSync(join(dir, 'no-fc3.json'), JSON.stringify(entries.filter((e) => e.layer !== 'fc3')));
     const profile = loadProfile(writeProfile('no-fc3-profile.json', 'no-fc3.json'));
-    assert.throws(() => buildCostTable(profile, LENET5), (e: unknown) => isUserError(e) && /no-fc3\.json/.test(e.message) && /no layer 'fc3'/.test(e.message));
+    assert.throws(
+      () => buildCostTable(profile, LENET5),
+      (e: unknown) => isUserError(e) && /no-fc3\.json/.test(e.message) && /no layer 'fc3'/.test(e.message),
+    );
   });
 
   it('a missing bit pair is an error, not a guess', () => {
-    const csv = ['layer,wBits,aBits,latencyMs,energyUj', ...entries.filter((e) => !(e.layer === 'conv2' && e.wBits === 4 && e.aBits === 8)).map((e) => `${e.layer},${e.wBits},${e.aBits},${e.latencyMs},${e.energyUj}`)];
+    const csv = [
+      'layer,wBits,aBits,latencyMs,energyUj',
+      ...entries
+        .filter((e) => !(e.layer === 'conv2' && e.wBits === 4 && e.aBits === 8))
+        .map((e) => `${e.layer},${e.wBits},${e.aBits},${e.latencyMs},${e.energyUj}`),
+    ];
     writeFileSync(join(dir, 'gap.csv'), csv.join('\n'));
     const profile = loadProfile(writeProfile('gap-profile.json', 'gap.csv'));
     assert.throws(
       () => buildCostTable(profile, LENET5),
-      (e: unknown) => isUserError(e) && /gap\.csv/.test(e.message) && /no entry for layer 'conv2' at W4A8/.test(e.message),
+      (e: unknown) =>
+        isUserError(e) && /gap\.csv/.test(e.message) && /no entry for layer 'conv2' at W4A8/.test(e.message),
     );
   });
 

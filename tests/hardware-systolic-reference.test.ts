@@ -21,7 +21,11 @@ const DEPTHWISE = convLayer(1, 'dw', [4, 4], 3, 3, 3, 1, { kind: 'depthwise', pa
 /** Dense 10 -> 7 at batch 1: K = 10, N = 7, P = 1. */
 const DENSE = denseLayer(2, 'fc', 10, 7);
 
-function systolic(dataflow: 'ws' | 'os' | 'is', memory: 'roofline' | 'scalesim' = 'roofline', sram = [1 << 20, 1 << 20, 1 << 20]): Profile {
+function systolic(
+  dataflow: 'ws' | 'os' | 'is',
+  memory: 'roofline' | 'scalesim' = 'roofline',
+  sram = [1 << 20, 1 << 20, 1 << 20],
+): Profile {
   const [ifmap, filter, ofmap] = sram as [number, number, number];
   return parseProfile(
     {
@@ -30,14 +34,28 @@ function systolic(dataflow: 'ws' | 'os' | 'is', memory: 'roofline' | 'scalesim' 
       sources: [{ what: 'all', source: 'test', estimate: true }],
       clockMHz: 1000,
       batchSize: 1,
-      compute: { model: 'systolic', rows: 4, cols: 3, dataflow, bitScaling: { kind: 'fixed', nativeBits: 8 }, pJPerMac: 1 },
+      compute: {
+        model: 'systolic',
+        rows: 4,
+        cols: 3,
+        dataflow,
+        bitScaling: { kind: 'fixed', nativeBits: 8 },
+        pJPerMac: 1,
+      },
       memory: {
         model: memory,
         // 1 GB/s at 1000 MHz = 1 byte per cycle per port
         offChip: { bandwidthGBps: 1000, pJPerBit: 0 },
         onChip: [
           { name: 'ifmap', sizeBytes: ifmap, holds: ['inputs'], readPJPerBit: 0, writePJPerBit: 0, bandwidthGBps: 1 },
-          { name: 'filter', sizeBytes: filter, holds: ['weights'], readPJPerBit: 0, writePJPerBit: 0, bandwidthGBps: 1 },
+          {
+            name: 'filter',
+            sizeBytes: filter,
+            holds: ['weights'],
+            readPJPerBit: 0,
+            writePJPerBit: 0,
+            bandwidthGBps: 1,
+          },
           { name: 'ofmap', sizeBytes: ofmap, holds: ['outputs'], readPJPerBit: 0, writePJPerBit: 0, bandwidthGBps: 1 },
         ],
       },
@@ -92,7 +110,11 @@ describe('SCALE-Sim memory model (memory.model "scalesim"), by hand', () => {
 
   it('preloads what fits before cycle 0: with large SRAMs the layer costs its compute cycles', () => {
     // everything fits in the active halves: preloaded, no read cycles; 80 B of outputs < the 512 KiB drain half
-    for (const [df, compute] of [['ws', 250], ['os', 184], ['is', 420]] as const) {
+    for (const [df, compute] of [
+      ['ws', 250],
+      ['os', 184],
+      ['is', 420],
+    ] as const) {
       assert.deepEqual(cycles(systolic(df, 'scalesim'), LAYER_A), { compute, total: compute });
     }
   });
@@ -129,12 +151,22 @@ describe('SCALE-Sim memory model (memory.model "scalesim"), by hand', () => {
   });
 
   it('needs a systolic compute model and one buffer with a port per kind', () => {
-    const spec = structuredClone(systolic('ws', 'scalesim').spec) as unknown as Record<string, unknown> & { memory: { onChip: Record<string, unknown>[] } };
+    const spec = structuredClone(systolic('ws', 'scalesim').spec) as unknown as Record<string, unknown> & {
+      memory: { onChip: Record<string, unknown>[] };
+    };
     delete spec.memory.onChip[1]?.bandwidthGBps;
     const problems = profileProblems(spec, 'p.json');
-    assert.ok(problems.some((p) => /onChip\[1\]\.bandwidthGBps: required/.test(p)), problems.join('\n'));
+    assert.ok(
+      problems.some((p) => /onChip\[1\]\.bandwidthGBps: required/.test(p)),
+      problems.join('\n'),
+    );
     const bf = { ...spec, compute: { model: 'bit-fusion', macsPerCycleAt8x8: 64, pJPerCycle: 1 } };
-    assert.ok(profileProblems(bf, 'p.json').some((p) => /memory\.model: "scalesim" needs compute\.model "systolic"/.test(p)));
-    assert.throws(() => parseProfile(bf, 'p.json'), (e: unknown) => isUserError(e));
+    assert.ok(
+      profileProblems(bf, 'p.json').some((p) => /memory\.model: "scalesim" needs compute\.model "systolic"/.test(p)),
+    );
+    assert.throws(
+      () => parseProfile(bf, 'p.json'),
+      (e: unknown) => isUserError(e),
+    );
   });
 });

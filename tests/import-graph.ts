@@ -64,7 +64,9 @@ export function folderGraph(root = REPO_ROOT): ImportEdge[] {
       }
     }
   }
-  return [...edges.values()].sort((a, b) => (a.from === b.from ? a.to.localeCompare(b.to) : a.from.localeCompare(b.from)));
+  return [...edges.values()].sort((a, b) =>
+    a.from === b.from ? a.to.localeCompare(b.to) : a.from.localeCompare(b.from),
+  );
 }
 
 /** The strongly connected components with more than one folder: each is a set of folders that import each other. */

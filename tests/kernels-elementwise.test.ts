@@ -21,13 +21,22 @@ function randomArray(rng: Rng, n: number, spread: number): Float32Array {
 }
 
 /** Value and gradient of sum(f(x) * r) on a backend. */
-async function valueAndGrad(backend: 'wasm' | 'cpu', f: (x: tf.Tensor) => tf.Tensor, x: Float32Array, r: Float32Array, shape: number[]): Promise<[Float32Array, Float32Array]> {
+async function valueAndGrad(
+  backend: 'wasm' | 'cpu',
+  f: (x: tf.Tensor) => tf.Tensor,
+  x: Float32Array,
+  r: Float32Array,
+  shape: number[],
+): Promise<[Float32Array, Float32Array]> {
   await tf.setBackend(backend);
   const xt = tf.tensor(x, shape);
   const rt = tf.tensor(r, shape);
   const y = f(xt);
   const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(f(a), rt)))(xt);
-  const out: [Float32Array, Float32Array] = [Float32Array.from(y.dataSync() as Float32Array), Float32Array.from(g.dataSync() as Float32Array)];
+  const out: [Float32Array, Float32Array] = [
+    Float32Array.from(y.dataSync() as Float32Array),
+    Float32Array.from(g.dataSync() as Float32Array),
+  ];
   tf.dispose([xt, rt, y, g]);
   return out;
 }
@@ -48,7 +57,7 @@ test('the fused fake quantizer equals the cpu backend exactly, forward and strai
     { qmin: -1, qmax: 1, binary: true },
   ];
   for (let c = 0; c < 12; c++) {
-    const range = ranges[c % ranges.length] as (typeof ranges)[number];
+    const range = ranges[c % ranges.length];
     const shape = [1 + rng.int(3), 1 + rng.int(7), 1 + rng.int(7), 1 + rng.int(5)];
     const n = shape.reduce((a, b) => a * b, 1);
     const scale = 0.05 + rng.next() * 0.3;
@@ -75,10 +84,11 @@ test('on wasm, the fake quantizer and the ClipByValue gradient run as single ker
     return g;
   });
   const names = info.kernels.map((k) => k.name);
-  for (const k of [FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, CLIP_BY_VALUE_GRAD]) assert.ok(names.includes(k), `${k} not among ${names.join(', ')}`);
+  for (const k of [FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, CLIP_BY_VALUE_GRAD])
+    assert.ok(names.includes(k), `${k} not among ${names.join(', ')}`);
   for (const k of ['Round', 'LogicalAnd', 'Select', 'Equal']) assert.ok(!names.includes(k), `${k} still runs`);
   x.dispose();
-  info.result instanceof tf.Tensor ? info.result.dispose() : undefined;
+  if (info.result instanceof tf.Tensor) info.result.dispose();
 });
 
 test('the ClipByValue gradient (ReLU6, clipByValue) equals the cpu backend exactly, boundaries included', async () => {

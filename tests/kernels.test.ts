@@ -77,9 +77,13 @@ interface Geometry {
 
 /** Random data for a geometry, or null when the convolution has no output. */
 function caseFrom(rng: Rng, g: Geometry): Case | null {
-  const p = Array.isArray(g.pad) ? [g.pad[1][0], g.pad[1][1], g.pad[2][0], g.pad[2][1]] : typeof g.pad === 'number' ? [g.pad, g.pad, g.pad, g.pad] : [0, 0, 0, 0];
-  const oh = outSize(g.inH, g.kH, g.strides[0], g.dilations[0], p[0] as number, p[1] as number, g.pad);
-  const ow = outSize(g.inW, g.kW, g.strides[1], g.dilations[1], p[2] as number, p[3] as number, g.pad);
+  const p = Array.isArray(g.pad)
+    ? [g.pad[1][0], g.pad[1][1], g.pad[2][0], g.pad[2][1]]
+    : typeof g.pad === 'number'
+      ? [g.pad, g.pad, g.pad, g.pad]
+      : [0, 0, 0, 0];
+  const oh = outSize(g.inH, g.kH, g.strides[0], g.dilations[0], p[0], p[1], g.pad);
+  const ow = outSize(g.inW, g.kW, g.strides[1], g.dilations[1], p[2], p[3], g.pad);
   if (oh < 1 || ow < 1) return null;
   const oc = g.depthwise ? g.inC * g.outC : g.outC;
   return {
@@ -141,20 +145,27 @@ function relativeError(actual: Float32Array, expected: Float32Array): number {
   let maxAbs = 0;
   let maxDiff = 0;
   for (let i = 0; i < expected.length; i++) {
-    maxAbs = Math.max(maxAbs, Math.abs(expected[i] as number));
-    maxDiff = Math.max(maxDiff, Math.abs((actual[i] as number) - (expected[i] as number)));
+    maxAbs = Math.max(maxAbs, Math.abs(expected[i]));
+    maxDiff = Math.max(maxDiff, Math.abs(actual[i] - expected[i]));
   }
   return maxAbs === 0 ? maxDiff : maxDiff / maxAbs;
 }
 
 /** Gradient of sum(conv(x, w) * r) with respect to x or w, on the given backend. */
-async function gradient(backend: 'wasm' | 'cpu', c: Case, depthwise: boolean, wrt: 'x' | 'filter'): Promise<Float32Array> {
+async function gradient(
+  backend: 'wasm' | 'cpu',
+  c: Case,
+  depthwise: boolean,
+  wrt: 'x' | 'filter',
+): Promise<Float32Array> {
   await tf.setBackend(backend);
   const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
   const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
   const r = tf.tensor4d(c.r, c.outShape);
   const conv = (a: tf.Tensor4D, b: tf.Tensor4D): tf.Tensor4D =>
-    depthwise ? tf.depthwiseConv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations) : tf.conv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations);
+    depthwise
+      ? tf.depthwiseConv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations)
+      : tf.conv2d(a, b, c.strides, c.pad, 'NHWC', c.dilations);
   const g =
     wrt === 'x'
       ? tf.grad((a: tf.Tensor) => tf.sum(tf.mul(conv(a as tf.Tensor4D, w), r)))(x)
@@ -164,7 +175,12 @@ async function gradient(backend: 'wasm' | 'cpu', c: Case, depthwise: boolean, wr
   return values;
 }
 
-async function checkGradients(seed: number, depthwise: boolean, wrt: 'x' | 'filter', cases = CASES_PER_KERNEL): Promise<void> {
+async function checkGradients(
+  seed: number,
+  depthwise: boolean,
+  wrt: 'x' | 'filter',
+  cases = CASES_PER_KERNEL,
+): Promise<void> {
   const rng = new Rng(seed);
   let worst = 0;
   for (let i = 0; i < cases; i++) {
@@ -203,7 +219,11 @@ test('registering the wasm training kernels is idempotent and replaces the built
     'Tile',
   ]);
   for (const { kernelName, kernelFunc } of WASM_TRAINING_KERNELS) {
-    assert.equal(tf.getKernel(kernelName, 'wasm')?.kernelFunc, kernelFunc, `${kernelName} is not this project's kernel`);
+    assert.equal(
+      tf.getKernel(kernelName, 'wasm')?.kernelFunc,
+      kernelFunc,
+      `${kernelName} is not this project's kernel`,
+    );
   }
 });
 
@@ -246,12 +266,19 @@ test('without WebAssembly SIMD, the fallbacks (XNNPACK formulations, plain JS) e
 });
 
 /** The filter with d-1 zeros between taps: a dilation-1 convolution with it equals dilation d. */
-function dilateFilter(f: Float32Array, kH: number, kW: number, inner: number, d: number): { values: Float32Array; kH: number; kW: number } {
+function dilateFilter(
+  f: Float32Array,
+  kH: number,
+  kW: number,
+  inner: number,
+  d: number,
+): { values: Float32Array; kH: number; kW: number } {
   const eH = (kH - 1) * d + 1;
   const eW = (kW - 1) * d + 1;
   const out = new Float32Array(eH * eW * inner);
   for (let i = 0; i < kH; i++) {
-    for (let j = 0; j < kW; j++) out.set(f.subarray((i * kW + j) * inner, (i * kW + j + 1) * inner), (i * d * eW + j * d) * inner);
+    for (let j = 0; j < kW; j++)
+      out.set(f.subarray((i * kW + j) * inner, (i * kW + j + 1) * inner), (i * d * eW + j * d) * inner);
   }
   return { values: out, kH: eH, kW: eW };
 }
@@ -289,16 +316,32 @@ test('depthwise backprop kernels handle dilation 2, with and without SIMD (refer
     let x = tf.tensor4d(c.x, xShape);
     let dy = tf.tensor4d(c.r, c.outShape);
     let w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
-    const dwWasm = runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...common, dilations: c.dilations, filterShape: [c.kH, c.kW, c.inC, c.outC] });
-    const dxWasm = runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...common, dilations: c.dilations, inputShape: xShape });
+    const dwWasm = runKernel(
+      'DepthwiseConv2dNativeBackpropFilter',
+      { x, dy },
+      { ...common, dilations: c.dilations, filterShape: [c.kH, c.kW, c.inC, c.outC] },
+    );
+    const dxWasm = runKernel(
+      'DepthwiseConv2dNativeBackpropInput',
+      { dy, filter: w },
+      { ...common, dilations: c.dilations, inputShape: xShape },
+    );
     tf.dispose([x, dy, w]);
 
     await tf.setBackend('cpu');
     x = tf.tensor4d(c.x, xShape);
     dy = tf.tensor4d(c.r, c.outShape);
     w = tf.tensor4d(dilated.values, [dilated.kH, dilated.kW, c.inC, c.outC]);
-    const dwDilated = runKernel('DepthwiseConv2dNativeBackpropFilter', { x, dy }, { ...common, dilations: 1, filterShape: [dilated.kH, dilated.kW, c.inC, c.outC] });
-    const dxCpu = runKernel('DepthwiseConv2dNativeBackpropInput', { dy, filter: w }, { ...common, dilations: 1, inputShape: xShape });
+    const dwDilated = runKernel(
+      'DepthwiseConv2dNativeBackpropFilter',
+      { x, dy },
+      { ...common, dilations: 1, filterShape: [dilated.kH, dilated.kW, c.inC, c.outC] },
+    );
+    const dxCpu = runKernel(
+      'DepthwiseConv2dNativeBackpropInput',
+      { dy, filter: w },
+      { ...common, dilations: 1, inputShape: xShape },
+    );
     tf.dispose([x, dy, w]);
     // The taps of the dilated filter's gradient at multiples of d are the gradient of the original taps.
     const dwCpu = new Float32Array(c.kH * c.kW * inner);
@@ -311,8 +354,14 @@ test('depthwise backprop kernels handle dilation 2, with and without SIMD (refer
     const errW = relativeError(dwWasm, dwCpu);
     const errX = relativeError(dxWasm, dxCpu);
     const mode = simdOptions.enabled ? 'SIMD' : 'fallback';
-    assert.ok(errW <= TOLERANCE, `case ${i} (${mode}): ${describe(c)}: filter gradient relative error ${errW.toExponential(2)}`);
-    assert.ok(errX <= TOLERANCE, `case ${i} (${mode}): ${describe(c)}: input gradient relative error ${errX.toExponential(2)}`);
+    assert.ok(
+      errW <= TOLERANCE,
+      `case ${i} (${mode}): ${describe(c)}: filter gradient relative error ${errW.toExponential(2)}`,
+    );
+    assert.ok(
+      errX <= TOLERANCE,
+      `case ${i} (${mode}): ${describe(c)}: input gradient relative error ${errX.toExponential(2)}`,
+    );
   }
 });
 
@@ -346,10 +395,10 @@ test('Conv2D backprop kernels accept NCHW data (direct kernel calls, equal to cp
       ];
       tf.dispose([x, dy, w]);
     }
-    const [wW, xW] = results['wasm'] as Float32Array[];
-    const [wC, xC] = results['cpu'] as Float32Array[];
-    assert.ok(relativeError(wW as Float32Array, wC as Float32Array) <= TOLERANCE, `case ${i}: ${describe(c)}: filter gradient`);
-    assert.ok(relativeError(xW as Float32Array, xC as Float32Array) <= TOLERANCE, `case ${i}: ${describe(c)}: input gradient`);
+    const [wW, xW] = results['wasm'];
+    const [wC, xC] = results['cpu'];
+    assert.ok(relativeError(wW, wC) <= TOLERANCE, `case ${i}: ${describe(c)}: filter gradient`);
+    assert.ok(relativeError(xW, xC) <= TOLERANCE, `case ${i}: ${describe(c)}: input gradient`);
   }
   await tf.setBackend('wasm');
 });
@@ -363,20 +412,28 @@ test(`MaxPoolGrad on wasm equals cpu over ${CASES_PER_KERNEL} random poolings of
     const strides: [number, number] = [1 + rng.int(3), 1 + rng.int(3)];
     const pad = rng.next() < 0.5 ? 'same' : 'valid';
     const shape: Shape4 = [1 + rng.int(4), filterSize[0] + rng.int(10), filterSize[1] + rng.int(10), 1 + rng.int(9)];
-    const x = randomArray(rng, shape.reduce((p, q) => p * q, 1));
-    if (i % 4 === 0) for (let j = 0; j < x.length; j++) x[j] = -Math.abs(x[j] as number);
+    const x = randomArray(
+      rng,
+      shape.reduce((p, q) => p * q, 1),
+    );
+    if (i % 4 === 0) for (let j = 0; j < x.length; j++) x[j] = -Math.abs(x[j]);
     const results: Float32Array[] = [];
     for (const backend of ['wasm', 'cpu'] as const) {
       await tf.setBackend(backend);
       const xt = tf.tensor4d(x, shape);
       const y = tf.maxPool(xt, filterSize, strides, pad);
       const r = tf.tensor(randomArray(new Rng(i), y.size), y.shape);
-      const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, filterSize, strides, pad), r)))(xt);
+      const g = tf.grad((a: tf.Tensor) => tf.sum(tf.mul(tf.maxPool(a as tf.Tensor4D, filterSize, strides, pad), r)))(
+        xt,
+      );
       results.push(g.dataSync() as Float32Array);
       tf.dispose([xt, y, r, g]);
     }
-    const err = relativeError(results[0] as Float32Array, results[1] as Float32Array);
-    assert.ok(err <= TOLERANCE, `case ${i}: x [${shape.join(',')}] pool ${filterSize.join('x')} strides ${strides.join('x')} ${pad}: relative error ${err.toExponential(2)}`);
+    const err = relativeError(results[0], results[1]);
+    assert.ok(
+      err <= TOLERANCE,
+      `case ${i}: x [${shape.join(',')}] pool ${filterSize.join('x')} strides ${strides.join('x')} ${pad}: relative error ${err.toExponential(2)}`,
+    );
   }
   await tf.setBackend('wasm');
 });
@@ -387,11 +444,17 @@ test('BatchMatMul on wasm equals cpu for every transpose combination, with and w
     const [m, k, n] = [1 + rng.int(40), 1 + rng.int(40), 1 + rng.int(40)];
     const transposeA = i % 2 === 1;
     const transposeB = (i >> 1) % 2 === 1;
-    const batch = [[], [1], [3]][(i >> 2) % 3] as number[];
+    const batch = [[], [1], [3]][(i >> 2) % 3];
     const aShape = [...batch, ...(transposeA ? [k, m] : [m, k])];
     const bShape = [...batch, ...(transposeB ? [n, k] : [k, n])];
-    const av = randomArray(rng, aShape.reduce((p, q) => p * q, 1));
-    const bv = randomArray(rng, bShape.reduce((p, q) => p * q, 1));
+    const av = randomArray(
+      rng,
+      aShape.reduce((p, q) => p * q, 1),
+    );
+    const bv = randomArray(
+      rng,
+      bShape.reduce((p, q) => p * q, 1),
+    );
     const results: Float32Array[] = [];
     for (const name of ['wasm', 'cpu'] as const) {
       await tf.setBackend(name);
@@ -405,8 +468,11 @@ test('BatchMatMul on wasm equals cpu for every transpose combination, with and w
       assert.equal(buffers(), buffersBefore, `${name}: BatchMatMul left buffers behind`);
       tf.dispose([a, b]);
     }
-    const err = relativeError(results[0] as Float32Array, results[1] as Float32Array);
-    assert.ok(err <= TOLERANCE, `case ${i}: a [${aShape.join(',')}] b [${bShape.join(',')}] transposeA ${transposeA} transposeB ${transposeB}: relative error ${err.toExponential(2)}`);
+    const err = relativeError(results[0], results[1]);
+    assert.ok(
+      err <= TOLERANCE,
+      `case ${i}: a [${aShape.join(',')}] b [${bShape.join(',')}] transposeA ${transposeA} transposeB ${transposeB}: relative error ${err.toExponential(2)}`,
+    );
   }
   await tf.setBackend('wasm');
 });
@@ -421,7 +487,17 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
     // 'valid' with strides that leave input rows unused (cropped filter-gradient input), several phases.
     { ...base, depthwise: false, strides: [2, 3], pad: 'valid' },
     // Padding larger than the kernel (cropped dy in the input gradient).
-    { ...base, depthwise: true, strides: [2, 2], pad: [[0, 0], [4, 0], [0, 4], [0, 0]] },
+    {
+      ...base,
+      depthwise: true,
+      strides: [2, 2],
+      pad: [
+        [0, 0],
+        [4, 0],
+        [0, 4],
+        [0, 0],
+      ],
+    },
     { ...base, depthwise: true, strides: [1, 1], dilations: [2, 2], pad: 'same' },
   ];
   const runs = geometries.flatMap((g) => [true, false].map((simd) => ({ g, simd })));
@@ -445,8 +521,8 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
       ? ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']
       : ['Conv2DBackpropFilter', 'Conv2DBackpropInput'];
     const outs = [
-      tf.engine().runKernel(filterKernel as string, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
-      tf.engine().runKernel(inputKernel as string, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
+      tf.engine().runKernel(filterKernel, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
+      tf.engine().runKernel(inputKernel, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
     ];
     const where = `${describe(c)} (${simd ? 'SIMD' : 'fallback'})`;
     assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);

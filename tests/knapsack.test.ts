@@ -13,15 +13,15 @@ function bruteForce(problem: KnapsackProblem): { value: number; choice: number[]
     const totals = new Array<number>(m).fill(0);
     let value = 0;
     for (let l = 0; l < n; l++) {
-      const o = (problem.groups[l] as KnapsackOption[])[pick[l] as number] as KnapsackOption;
+      const o = (problem.groups[l] as KnapsackOption[])[pick[l]];
       value += o.value;
-      o.cost.forEach((c, j) => (totals[j] = (totals[j] as number) + c));
+      o.cost.forEach((c, j) => (totals[j] = totals[j] + c));
     }
-    if (totals.every((t, j) => t <= (problem.budgets[j] as number)) && (best === null || value < best.value)) {
+    if (totals.every((t, j) => t <= problem.budgets[j]) && (best === null || value < best.value)) {
       best = { value, choice: [...pick] };
     }
     let l = 0;
-    while (l < n && (pick[l] = (pick[l] as number) + 1) === (problem.groups[l] as KnapsackOption[]).length) pick[l++] = 0;
+    while (l < n && (pick[l] = pick[l] + 1) === (problem.groups[l] as KnapsackOption[]).length) pick[l++] = 0;
     if (l === n) return best;
   }
 }
@@ -43,11 +43,11 @@ function randomProblem(rng: Rng, layers: number, options: number, budgets: numbe
   const maxTotals = new Array<number>(budgets).fill(0);
   for (const g of groups) {
     for (let j = 0; j < budgets; j++) {
-      minTotals[j] = (minTotals[j] as number) + Math.min(...g.map((o) => o.cost[j] as number));
-      maxTotals[j] = (maxTotals[j] as number) + Math.max(...g.map((o) => o.cost[j] as number));
+      minTotals[j] = minTotals[j] + Math.min(...g.map((o) => o.cost[j]));
+      maxTotals[j] = maxTotals[j] + Math.max(...g.map((o) => o.cost[j]));
     }
   }
-  const b = minTotals.map((lo, j) => lo + tightness * ((maxTotals[j] as number) - lo));
+  const b = minTotals.map((lo, j) => lo + tightness * (maxTotals[j] - lo));
   return { groups, budgets: b };
 }
 
@@ -71,11 +71,14 @@ function checkAgainstBruteForce(
     }
     assert.equal(got.status, 'optimal', `case ${i}: expected a solution`);
     if (got.status !== 'optimal') continue;
-    assert.ok(Math.abs(got.value - expected.value) <= 1e-9 * Math.max(1, expected.value), `case ${i}: value ${got.value} vs ${expected.value}`);
+    assert.ok(
+      Math.abs(got.value - expected.value) <= 1e-9 * Math.max(1, expected.value),
+      `case ${i}: value ${got.value} vs ${expected.value}`,
+    );
     // The returned choice is what it claims and meets every budget.
     let value = 0;
-    got.totals.forEach((t, j) => assert.ok(t <= (problem.budgets[j] as number), `case ${i}: budget ${j} exceeded`));
-    got.choice.forEach((k, l) => (value += ((problem.groups[l] as KnapsackOption[])[k] as KnapsackOption).value));
+    got.totals.forEach((t, j) => assert.ok(t <= problem.budgets[j], `case ${i}: budget ${j} exceeded`));
+    got.choice.forEach((k, l) => (value += (problem.groups[l] as KnapsackOption[])[k].value));
     assert.ok(Math.abs(value - got.value) < 1e-12 * Math.max(1, value));
   }
   return { cases, infeasible };
@@ -99,15 +102,16 @@ for (const method of ['branch-and-bound', 'frontier'] as const) {
     for (let i = 0; i < 150; i++) {
       const templates = randomProblem(rng, 2, 4, 2, 0).groups;
       const groups = Array.from({ length: 6 }, () => rng.pick(templates));
-      const lo = [0, 1].map((j) => groups.reduce((s, g) => s + Math.min(...g.map((o) => o.cost[j] as number)), 0));
-      const hi = [0, 1].map((j) => groups.reduce((s, g) => s + Math.max(...g.map((o) => o.cost[j] as number)), 0));
-      const problem = { groups, budgets: lo.map((v, j) => v + rng.next() * 0.8 * ((hi[j] as number) - v)) };
+      const lo = [0, 1].map((j) => groups.reduce((s, g) => s + Math.min(...g.map((o) => o.cost[j])), 0));
+      const hi = [0, 1].map((j) => groups.reduce((s, g) => s + Math.max(...g.map((o) => o.cost[j])), 0));
+      const problem = { groups, budgets: lo.map((v, j) => v + rng.next() * 0.8 * (hi[j] - v)) };
       const expected = bruteForce(problem);
       const got = solveMultipleChoiceKnapsack(problem, { method });
       if (expected === null) assert.equal(got.status, 'infeasible', `case ${i}`);
       else {
         assert.equal(got.status, 'optimal', `case ${i}`);
-        if (got.status === 'optimal') assert.ok(Math.abs(got.value - expected.value) <= 1e-9 * Math.max(1, Math.abs(expected.value)), `case ${i}`);
+        if (got.status === 'optimal')
+          assert.ok(Math.abs(got.value - expected.value) <= 1e-9 * Math.max(1, Math.abs(expected.value)), `case ${i}`);
       }
     }
   });
@@ -119,7 +123,12 @@ test('knapsack equals brute force on unstructured cases with three budgets and u
   for (let i = 0; i < 200; i++) {
     const groups: KnapsackOption[][] = [];
     for (let l = 0; l < 5; l++) {
-      groups.push(Array.from({ length: 5 }, () => ({ cost: [rng.int(10), rng.int(10), rng.next() * 10], value: rng.int(20) - 5 })));
+      groups.push(
+        Array.from({ length: 5 }, () => ({
+          cost: [rng.int(10), rng.int(10), rng.next() * 10],
+          value: rng.int(20) - 5,
+        })),
+      );
     }
     const problem = { groups, budgets: [10 + rng.int(25), 10 + rng.int(25), 10 + rng.next() * 25] };
     const expected = bruteForce(problem);
@@ -136,8 +145,14 @@ test('knapsack equals brute force on unstructured cases with three budgets and u
 
 test('knapsack reports infeasible when one budget cannot be met even at the cheapest options', () => {
   const groups = [
-    [{ cost: [3], value: 1 }, { cost: [5], value: 0 }],
-    [{ cost: [4], value: 2 }, { cost: [6], value: 1 }],
+    [
+      { cost: [3], value: 1 },
+      { cost: [5], value: 0 },
+    ],
+    [
+      { cost: [4], value: 2 },
+      { cost: [6], value: 1 },
+    ],
   ];
   const r = solveMultipleChoiceKnapsack({ groups, budgets: [6.5] });
   assert.equal(r.status, 'infeasible');
@@ -147,8 +162,14 @@ test('knapsack reports infeasible when one budget cannot be met even at the chea
 test('knapsack reports infeasible when budgets can be met only one at a time', () => {
   // Option A is cheap in budget 0, option B in budget 1: each budget alone is satisfiable, both together not.
   const groups = [
-    [{ cost: [1, 10], value: 0 }, { cost: [10, 1], value: 0 }],
-    [{ cost: [1, 10], value: 0 }, { cost: [10, 1], value: 0 }],
+    [
+      { cost: [1, 10], value: 0 },
+      { cost: [10, 1], value: 0 },
+    ],
+    [
+      { cost: [1, 10], value: 0 },
+      { cost: [10, 1], value: 0 },
+    ],
   ];
   for (const method of ['branch-and-bound', 'frontier'] as const) {
     const r = solveMultipleChoiceKnapsack({ groups, budgets: [5, 5] }, { method });
@@ -159,8 +180,14 @@ test('knapsack reports infeasible when budgets can be met only one at a time', (
 
 test('knapsack accepts a total exactly equal to the budget', () => {
   const groups = [
-    [{ cost: [0.1], value: 5 }, { cost: [0.2], value: 1 }],
-    [{ cost: [0.1], value: 5 }, { cost: [0.2], value: 1 }],
+    [
+      { cost: [0.1], value: 5 },
+      { cost: [0.2], value: 1 },
+    ],
+    [
+      { cost: [0.1], value: 5 },
+      { cost: [0.2], value: 1 },
+    ],
   ];
   // 0.2 + 0.2 === 0.4 in double precision, the budget is met with equality.
   const r = solveMultipleChoiceKnapsack({ groups, budgets: [0.4] });
@@ -170,8 +197,14 @@ test('knapsack accepts a total exactly equal to the budget', () => {
 
 test('knapsack ignores an infinite budget and reports totals for every budget', () => {
   const groups = [
-    [{ cost: [1, 100], value: 3 }, { cost: [2, 200], value: 1 }],
-    [{ cost: [1, 100], value: 3 }, { cost: [2, 200], value: 2 }],
+    [
+      { cost: [1, 100], value: 3 },
+      { cost: [2, 200], value: 1 },
+    ],
+    [
+      { cost: [1, 100], value: 3 },
+      { cost: [2, 200], value: 2 },
+    ],
   ];
   const r = solveMultipleChoiceKnapsack({ groups, budgets: [3, Infinity] });
   assert.equal(r.status, 'optimal');
@@ -191,11 +224,12 @@ test('knapsack solves a 50-layer x 7-option two-budget instance and returns a ch
   const r = solveMultipleChoiceKnapsack(problem);
   t.diagnostic(`status ${r.status}, ${r.nodes} nodes, ${(performance.now() - start).toFixed(0)} ms`);
   assert.equal(r.status, 'optimal');
-  if (r.status === 'optimal') r.totals.forEach((v, j) => assert.ok(v <= (problem.budgets[j] as number)));
+  if (r.status === 'optimal') r.totals.forEach((v, j) => assert.ok(v <= problem.budgets[j]));
   // Both methods prove the same optimum.
   const other = solveMultipleChoiceKnapsack(problem, { method: 'branch-and-bound' });
   assert.equal(other.status, 'optimal');
-  if (r.status === 'optimal' && other.status === 'optimal') assert.ok(Math.abs(r.value - other.value) <= 1e-9 * Math.abs(r.value));
+  if (r.status === 'optimal' && other.status === 'optimal')
+    assert.ok(Math.abs(r.value - other.value) <= 1e-9 * Math.abs(r.value));
 });
 
 test('knapsack says when the node limit stopped it', () => {

@@ -34,7 +34,10 @@ export async function trainedLenet(seed: number): Promise<TrainedLenet> {
 }
 
 /** An env over the trained network whose evaluator is a constant (these tests look at allocations, not rewards). */
-export function lenetEnv(f: TrainedLenet, opts: { constraints: string[]; stepMode: StepMode; pinFirstLast: boolean; seed: number }): BitAllocationEnv {
+export function lenetEnv(
+  f: TrainedLenet,
+  opts: { constraints: string[]; stepMode: StepMode; pinFirstLast: boolean; seed: number },
+): BitAllocationEnv {
   return new BitAllocationEnv({
     layers: f.net.layers,
     bitChoices: BITS,
@@ -51,6 +54,13 @@ export function lenetEnv(f: TrainedLenet, opts: { constraints: string[]; stepMod
 export function lenetContext(f: TrainedLenet, env: BitAllocationEnv, seed: number): AgentContext {
   return {
     ...env.agentContext(seed),
-    training: { net: f.net, trainer: f.trainer, dataset: f.dataset, costTable: f.table, evalSamples: 300, isFeasible: (b) => env.isFeasible(b) },
+    training: {
+      net: f.net,
+      trainer: f.trainer,
+      dataset: f.dataset,
+      costTable: f.table,
+      evalSamples: 300,
+      isFeasible: (b) => env.isFeasible(b),
+    },
   };
 }

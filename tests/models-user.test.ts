@@ -24,15 +24,21 @@ function functionalModel(): tf.LayersModel {
   const init = (seed: number) => tf.initializers.glorotUniform({ seed });
   const x = tf.input({ shape: [12, 12, 3], name: 'image' });
   let y = tf.layers.zeroPadding2d({ padding: 1, name: 'pad' }).apply(x) as Sym;
-  y = tf.layers.conv2d({ filters: 8, kernelSize: 3, name: 'stem', useBias: false, kernelInitializer: init(1) }).apply(y) as Sym;
+  y = tf.layers
+    .conv2d({ filters: 8, kernelSize: 3, name: 'stem', useBias: false, kernelInitializer: init(1) })
+    .apply(y) as Sym;
   y = tf.layers.batchNormalization({ name: 'stem_bn' }).apply(y) as Sym;
   y = tf.layers.reLU({ maxValue: 6, name: 'stem_relu6' }).apply(y) as Sym;
-  let r = tf.layers.depthwiseConv2d({ kernelSize: 3, padding: 'same', name: 'dw', depthwiseInitializer: init(2) }).apply(y) as Sym;
+  let r = tf.layers
+    .depthwiseConv2d({ kernelSize: 3, padding: 'same', name: 'dw', depthwiseInitializer: init(2) })
+    .apply(y) as Sym;
   r = tf.layers.batchNormalization({ name: 'dw_bn' }).apply(r) as Sym;
   r = tf.layers.activation({ activation: 'relu6', name: 'dw_relu6' }).apply(r) as Sym;
   r = tf.layers.conv2d({ filters: 8, kernelSize: 1, name: 'pw', kernelInitializer: init(3) }).apply(r) as Sym;
   y = tf.layers.add({ name: 'add' }).apply([y, r]) as Sym;
-  y = tf.layers.conv2d({ filters: 16, kernelSize: 3, strides: 2, activation: 'relu', name: 'conv2', kernelInitializer: init(4) }).apply(y) as Sym;
+  y = tf.layers
+    .conv2d({ filters: 16, kernelSize: 3, strides: 2, activation: 'relu', name: 'conv2', kernelInitializer: init(4) })
+    .apply(y) as Sym;
   y = tf.layers.maxPooling2d({ poolSize: 2, name: 'pool' }).apply(y) as Sym;
   y = tf.layers.flatten({ name: 'flat' }).apply(y) as Sym;
   y = tf.layers.dropout({ rate: 0.3, name: 'drop' }).apply(y) as Sym;
@@ -61,7 +67,7 @@ function argmax(t: tf.Tensor): Int32Array {
 }
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] as number);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 test('a saved functional model (BN, ReLU6, ZeroPadding2D, Add, Dropout, DepthwiseConv2D) runs quantized at W8A8 with >= 99% top-1 agreement', async () => {
@@ -70,7 +76,10 @@ test('a saved functional model (BN, ReLU6, ZeroPadding2D, Add, Dropout, Depthwis
   const dir = tmp();
   await writeModelFiles(src, dir);
   const net = await loadUserModel(join(dir, 'model.json'));
-  assert.deepEqual(net.layers.map((l) => `${l.name}:${l.kind}`), ['stem:conv', 'dw:depthwise', 'pw:conv', 'conv2:conv', 'fc1:dense', 'fc2:dense']);
+  assert.deepEqual(
+    net.layers.map((l) => `${l.name}:${l.kind}`),
+    ['stem:conv', 'dw:depthwise', 'pw:conv', 'conv2:conv', 'fc1:dense', 'fc2:dense'],
+  );
   assert.equal(net.layers[0]?.biasParams, 2 * 8, 'stem: folded BN, no bias');
   assert.equal(net.layers[2]?.liveElements, 12 * 12 * 8, 'the Add shortcut is live while pw runs');
 
@@ -111,10 +120,13 @@ test('a Sequential model loads too, from its directory, and its inventory is ava
   const dir = tmp();
   await writeModelFiles(src, dir);
   const inv = await loadInventory(dir);
-  assert.deepEqual(inv.map((l) => [l.name, l.kind, l.params, l.macs]), [
-    ['c1', 'conv', 36, 8 * 8 * 4 * 9],
-    ['out', 'dense', 64 * 3, 64 * 3],
-  ]);
+  assert.deepEqual(
+    inv.map((l) => [l.name, l.kind, l.params, l.macs]),
+    [
+      ['c1', 'conv', 36, 8 * 8 * 4 * 9],
+      ['out', 'dense', 64 * 3, 64 * 3],
+    ],
+  );
   const net = await loadUserModel(dir);
   const x = tf.randomUniform([5, 10, 10, 1], 0, 1, 'float32', 3);
   assert.ok(maxAbsDiff(src.predict(x) as tf.Tensor, net.model.predict(x) as tf.Tensor) < 1e-5);
@@ -131,18 +143,25 @@ test('signedness of each quantized input follows the layer that feeds it', async
   const dir = tmp();
   await writeModelFiles(src, dir);
   const net = await loadUserModel(dir);
-  assert.deepEqual(net.qlayers.map((l) => [l.name, l.signed]), [
-    ['a', false], // the network input (0..1 data)
-    ['b', true], // a linear conv's output
-    ['c', false], // after ReLU
-  ]);
+  assert.deepEqual(
+    net.qlayers.map((l) => [l.name, l.signed]),
+    [
+      ['a', false], // the network input (0..1 data)
+      ['b', true], // a linear conv's output
+      ['c', false], // after ReLU
+    ],
+  );
   net.model.dispose();
   src.dispose();
 });
 
 test('an unsupported layer is a user error naming the layer and its class', async () => {
   const src = tf.sequential({
-    layers: [tf.layers.separableConv2d({ inputShape: [8, 8, 3], filters: 4, kernelSize: 3, name: 'sep' }), tf.layers.flatten(), tf.layers.dense({ units: 2 })],
+    layers: [
+      tf.layers.separableConv2d({ inputShape: [8, 8, 3], filters: 4, kernelSize: 3, name: 'sep' }),
+      tf.layers.flatten(),
+      tf.layers.dense({ units: 2 }),
+    ],
   });
   const dir = tmp();
   await writeModelFiles(src, dir);
@@ -162,18 +181,30 @@ test('missing or corrupt model files are user errors naming the file', async () 
   const json = join(dir, 'model.json');
   const shard = join(dir, 'weights.bin');
 
-  await assert.rejects(loadUserModel(join(dir, 'nothing.json')), (e: unknown) => e instanceof UserError && /nothing\.json/.test(e.message) && /not found/.test(e.message));
+  await assert.rejects(
+    loadUserModel(join(dir, 'nothing.json')),
+    (e: unknown) => e instanceof UserError && /nothing\.json/.test(e.message) && /not found/.test(e.message),
+  );
 
   const bytes = readFileSync(shard);
   truncateSync(shard, bytes.length - 4);
-  await assert.rejects(loadUserModel(json), (e: unknown) => e instanceof UserError && /weights\.bin/.test(e.message) && /truncated or corrupt/.test(e.message));
+  await assert.rejects(
+    loadUserModel(json),
+    (e: unknown) => e instanceof UserError && /weights\.bin/.test(e.message) && /truncated or corrupt/.test(e.message),
+  );
   rmSync(shard);
-  await assert.rejects(loadUserModel(json), (e: unknown) => e instanceof UserError && /weights\.bin/.test(e.message) && /not found/.test(e.message));
+  await assert.rejects(
+    loadUserModel(json),
+    (e: unknown) => e instanceof UserError && /weights\.bin/.test(e.message) && /not found/.test(e.message),
+  );
   writeFileSync(shard, bytes);
 
   const text = readFileSync(json, 'utf8');
   writeFileSync(json, text.slice(0, text.length / 2));
-  await assert.rejects(loadUserModel(json), (e: unknown) => e instanceof UserError && /model\.json/.test(e.message) && /not valid JSON/.test(e.message));
+  await assert.rejects(
+    loadUserModel(json),
+    (e: unknown) => e instanceof UserError && /model\.json/.test(e.message) && /not valid JSON/.test(e.message),
+  );
   writeFileSync(json, JSON.stringify({ weightsManifest: [] }));
   await assert.rejects(loadUserModel(json), (e: unknown) => e instanceof UserError && /modelTopology/.test(e.message));
   src.dispose();

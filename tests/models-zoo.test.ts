@@ -57,13 +57,31 @@ test('lenet5 inventory matches a hand count', async () => {
     assert.ok(l, `no layer ${name}`);
     return l;
   };
-  assert.deepEqual(inv.map((l) => l.name), ['conv1', 'conv2', 'fc1', 'fc2', 'fc3']);
+  assert.deepEqual(
+    inv.map((l) => l.name),
+    ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'],
+  );
   // conv1: 5x5x1x6 'same' on 28x28 -> 28x28x6
-  assert.deepEqual({ ...pick('conv1') }, {
-    index: 0, name: 'conv1', kind: 'conv', inChannels: 1, outChannels: 6, kernel: [5, 5], stride: [1, 1],
-    inSize: [28, 28], outSize: [28, 28], params: 150, biasParams: 6, macs: 28 * 28 * 6 * 25,
-    inElements: 784, outElements: 4704, liveElements: 0,
-  });
+  assert.deepEqual(
+    { ...pick('conv1') },
+    {
+      index: 0,
+      name: 'conv1',
+      kind: 'conv',
+      inChannels: 1,
+      outChannels: 6,
+      kernel: [5, 5],
+      stride: [1, 1],
+      inSize: [28, 28],
+      outSize: [28, 28],
+      params: 150,
+      biasParams: 6,
+      macs: 28 * 28 * 6 * 25,
+      inElements: 784,
+      outElements: 4704,
+      liveElements: 0,
+    },
+  );
   // conv2: 5x5x6x16 valid on 14x14 -> 10x10x16
   const c2 = pick('conv2');
   assert.equal(c2.params, 2400);
@@ -74,7 +92,10 @@ test('lenet5 inventory matches a hand count', async () => {
   assert.deepEqual([pick('fc1').params, pick('fc2').params, pick('fc3').params], [48000, 10080, 840]);
   assert.deepEqual([pick('fc1').macs, pick('fc2').macs, pick('fc3').macs], [48000, 10080, 840]);
   assert.deepEqual(pick('fc1').stride, [0, 0]);
-  assert.equal(inv.reduce((a, l) => a + l.params + l.biasParams, 0), 61706); // Keras' LeNet-5 count
+  assert.equal(
+    inv.reduce((a, l) => a + l.params + l.biasParams, 0),
+    61706,
+  ); // Keras' LeNet-5 count
 });
 
 test('residual tensors waiting for their Add count as live elements', async () => {
@@ -87,14 +108,22 @@ test('residual tensors waiting for their Add count as live elements', async () =
 });
 
 test('unknown model names and impossible shapes are user errors', async () => {
-  await assert.rejects(loadInventory('resnet99'), (e: unknown) => e instanceof UserError && /resnet99/.test(e.message) && /lenet5/.test(e.message));
+  await assert.rejects(
+    loadInventory('resnet99'),
+    (e: unknown) => e instanceof UserError && /resnet99/.test(e.message) && /lenet5/.test(e.message),
+  );
   assert.throws(() => buildNetwork('lenet5', { inputShape: [6, 6, 1], numClasses: 10, seed: 1 }), UserError);
   assert.throws(() => buildNetwork('cnn-small', { inputShape: [28, 28, 1], numClasses: 1, seed: 1 }), UserError);
 });
 
 test('`bitalloc models --json` lists every zoo model with its defaults', () => {
-  const out = JSON.parse(execFileSync('node', [BIN, 'models', '--json'], { encoding: 'utf8' })) as { models: { name: string; inputShape: number[]; dataset: string; params: number }[] };
-  assert.deepEqual(out.models.map((m) => m.name), ZOO_NAMES);
+  const out = JSON.parse(execFileSync('node', [BIN, 'models', '--json'], { encoding: 'utf8' })) as {
+    models: { name: string; inputShape: number[]; dataset: string; params: number }[];
+  };
+  assert.deepEqual(
+    out.models.map((m) => m.name),
+    ZOO_NAMES,
+  );
   for (const m of out.models) {
     assert.deepEqual(m.inputShape, ZOO[m.name]?.inputShape);
     assert.equal(m.dataset, ZOO[m.name]?.dataset);
@@ -103,8 +132,13 @@ test('`bitalloc models --json` lists every zoo model with its defaults', () => {
 });
 
 test('`bitalloc inspect` prints the inventory as JSON and as a table with totals', () => {
-  const out = JSON.parse(execFileSync('node', [BIN, 'inspect', '--model', 'lenet5', '--json'], { encoding: 'utf8' })) as { layers: { name: string; macs: number }[] };
-  assert.deepEqual(out.layers.map((l) => l.name), ['conv1', 'conv2', 'fc1', 'fc2', 'fc3']);
+  const out = JSON.parse(
+    execFileSync('node', [BIN, 'inspect', '--model', 'lenet5', '--json'], { encoding: 'utf8' }),
+  ) as { layers: { name: string; macs: number }[] };
+  assert.deepEqual(
+    out.layers.map((l) => l.name),
+    ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'],
+  );
   const text = execFileSync('node', [BIN, 'inspect', '--model', 'lenet5'], { encoding: 'utf8' });
   assert.match(text, /conv2/);
   assert.match(text, /total\s.*\b61470\b.*\b416520\b/);

@@ -28,14 +28,17 @@ test('accuracy at an allocation is the same through tfjs and onnxruntime, and on
   const allocations = [
     net.layers.map(() => ({ wBits: 32, aBits: 32 })),
     net.layers.map(() => ({ wBits: 4, aBits: 4 })),
-    net.layers.map((_, i) => ({ wBits: [2, 8, 5, 3][i % 4] as number, aBits: [6, 3, 8, 4][i % 4] as number })),
+    net.layers.map((_, i) => ({ wBits: [2, 8, 5, 3][i % 4], aBits: [6, 3, 8, 4][i % 4] })),
   ];
   for (const bits of allocations) {
     net.setBits(bits);
     const a = await evaluateModel(net.model, split, { limit: n });
     const b = await ev.evaluate(split, { limit: n });
     assert.equal(b.samples, n);
-    assert.ok(Math.abs(a.accuracy - b.accuracy) <= 0.001, `${JSON.stringify(bits[0])}: tfjs ${a.accuracy} vs onnxruntime ${b.accuracy}`);
+    assert.ok(
+      Math.abs(a.accuracy - b.accuracy) <= 0.001,
+      `${JSON.stringify(bits[0])}: tfjs ${a.accuracy} vs onnxruntime ${b.accuracy}`,
+    );
     assert.ok(Math.abs(a.loss - b.loss) <= 1e-3 * Math.max(1, a.loss), `loss tfjs ${a.loss} vs onnxruntime ${b.loss}`);
   }
   // QAT moves the weights: the next evaluation sees them without a new session
@@ -52,14 +55,27 @@ test('accuracy at an allocation is the same through tfjs and onnxruntime, and on
 test('the search records its forward-pass engine; onnxruntime and tfjs give the same episodes', async () => {
   setLogLevel('warn');
   await initBackend('wasm');
-  const base = { model: 'lenet5', agent: 'random', episodes: 3, qatSteps: 0, warmupEpochs: 0, finetuneEpochs: 0, evalSamples: 400, trainLimit: 600, bitChoices: [3, 4, 8] };
+  const base = {
+    model: 'lenet5',
+    agent: 'random',
+    episodes: 3,
+    qatSteps: 0,
+    warmupEpochs: 0,
+    finetuneEpochs: 0,
+    evalSamples: 400,
+    trainLimit: 600,
+    bitChoices: [3, 4, 8],
+  };
   const ort = await runSearch(searchSpec({ ...base, evalBackend: 'onnxruntime' }));
   const tfjs = await runSearch(searchSpec({ ...base, evalBackend: 'tfjs' }));
   assert.equal(ort.evalBackend, 'onnxruntime');
   assert.equal(tfjs.evalBackend, 'tfjs');
   assert.ok(ort.best && tfjs.best);
   assert.deepEqual(ort.best.bits, tfjs.best.bits);
-  assert.ok(Math.abs(ort.best.accuracy - tfjs.best.accuracy) <= 0.0025, `${ort.best.accuracy} vs ${tfjs.best.accuracy}`);
+  assert.ok(
+    Math.abs(ort.best.accuracy - tfjs.best.accuracy) <= 0.0025,
+    `${ort.best.accuracy} vs ${tfjs.best.accuracy}`,
+  );
   assert.deepEqual(
     ort.uniform.map((u) => (u.accuracy ?? NaN).toFixed(2)),
     tfjs.uniform.map((u) => (u.accuracy ?? NaN).toFixed(2)),
@@ -67,12 +83,40 @@ test('the search records its forward-pass engine; onnxruntime and tfjs give the 
 });
 
 test('evalBackend is an experiment field with a checked value', () => {
-  const ok = validateExperiment({ name: 'x', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'], agents: ['random'], evalBackend: 'tfjs' });
+  const ok = validateExperiment({
+    name: 'x',
+    model: 'lenet5',
+    dataset: 'mnist',
+    profiles: ['bitfusion-45nm'],
+    budgets: ['latency<=0.5x'],
+    agents: ['random'],
+    evalBackend: 'tfjs',
+  });
   assert.equal(ok.evalBackend, 'tfjs');
-  assert.equal(validateExperiment({ name: 'x', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'], agents: ['random'] }).evalBackend, 'auto');
+  assert.equal(
+    validateExperiment({
+      name: 'x',
+      model: 'lenet5',
+      dataset: 'mnist',
+      profiles: ['bitfusion-45nm'],
+      budgets: ['latency<=0.5x'],
+      agents: ['random'],
+    }).evalBackend,
+    'auto',
+  );
   assert.throws(
-    () => validateExperiment({ name: 'x', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: ['latency<=0.5x'], agents: ['random'], evalBackend: 'gpu' }),
-    (e: unknown) => e instanceof UserError && /evalBackend/.test(e.message) && /"auto", "onnxruntime", "tfjs"/.test(e.message),
+    () =>
+      validateExperiment({
+        name: 'x',
+        model: 'lenet5',
+        dataset: 'mnist',
+        profiles: ['bitfusion-45nm'],
+        budgets: ['latency<=0.5x'],
+        agents: ['random'],
+        evalBackend: 'gpu',
+      }),
+    (e: unknown) =>
+      e instanceof UserError && /evalBackend/.test(e.message) && /"auto", "onnxruntime", "tfjs"/.test(e.message),
   );
 });
 

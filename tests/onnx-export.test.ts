@@ -21,22 +21,29 @@ process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
 
 /** One quantization step of the classifier's input, carried to the logits: scale * max_j sum_i |W_ij|. */
 function logitStep(net: QuantNetwork): number {
-  const last = net.qlayers[net.qlayers.length - 1]!;
+  const last = net.qlayers[net.qlayers.length - 1];
   const g = last.inferenceGrid();
   const p = last.exportParams();
-  const k = p.codes ? Float32Array.from(p.codes, (c, e) => c * (p.scales![e % p.scales!.length] as number)) : (p.kernel as Float32Array);
+  const k = p.codes
+    ? Float32Array.from(p.codes, (c, e) => c * p.scales![e % p.scales!.length])
+    : (p.kernel as Float32Array);
   const out = last.outChannels;
   let worst = 0;
   for (let j = 0; j < out; j++) {
     let s = 0;
-    for (let e = j; e < k.length; e += out) s += Math.abs(k[e] as number);
+    for (let e = j; e < k.length; e += out) s += Math.abs(k[e]);
     worst = Math.max(worst, s);
   }
   return (g ? g.scale : 0) * worst;
 }
 
 /** Top-1 agreement and max |logit diff| between the tfjs network and onnxruntime on the exported file. */
-async function compare(net: QuantNetwork, file: string, split: Split, n: number): Promise<{ agree: number; maxDiff: number }> {
+async function compare(
+  net: QuantNetwork,
+  file: string,
+  split: Split,
+  n: number,
+): Promise<{ agree: number; maxDiff: number }> {
   const ort = (await loadOrt())!;
   const x = tf.slice(split.x, [0, 0, 0, 0], [n, -1, -1, -1]);
   const ours = tf.tidy(() => (net.model.predict(x) as tf.Tensor).dataSync());
@@ -54,9 +61,9 @@ async function compare(net: QuantNetwork, file: string, split: Split, n: number)
     let a = 0;
     let b = 0;
     for (let j = 0; j < k; j++) {
-      maxDiff = Math.max(maxDiff, Math.abs((ours[i * k + j] as number) - (ref[i * k + j] as number)));
-      if ((ours[i * k + j] as number) > (ours[i * k + a] as number)) a = j;
-      if ((ref[i * k + j] as number) > (ref[i * k + b] as number)) b = j;
+      maxDiff = Math.max(maxDiff, Math.abs(ours[i * k + j] - ref[i * k + j]));
+      if (ours[i * k + j] > ours[i * k + a]) a = j;
+      if (ref[i * k + j] > ref[i * k + b]) b = j;
     }
     if (a === b) agree++;
   }
@@ -67,7 +74,7 @@ function allocations(net: QuantNetwork): [string, BitConfig][] {
   return [
     ['W8A8', net.layers.map(() => ({ wBits: 8, aBits: 8 }))],
     ['W4A4', net.layers.map(() => ({ wBits: 4, aBits: 4 }))],
-    ['mixed', net.layers.map((_, i) => ({ wBits: [2, 4, 8, 6][i % 4] as number, aBits: [8, 3, 4, 5][i % 4] as number }))],
+    ['mixed', net.layers.map((_, i) => ({ wBits: [2, 4, 8, 6][i % 4], aBits: [8, 3, 4, 5][i % 4] }))],
   ];
 }
 
@@ -75,7 +82,11 @@ test('onnxruntime runs the QDQ export of zoo models at uniform and mixed allocat
   setLogLevel('warn');
   await initBackend('wasm');
   const ds = await loadDataset('mnist', { seed: 1 });
-  for (const [name, steps] of [['lenet5', 60], ['cnn-small', 20], ['mobilenet-tiny', 20]] as const) {
+  for (const [name, steps] of [
+    ['lenet5', 60],
+    ['cnn-small', 20],
+    ['mobilenet-tiny', 20],
+  ] as const) {
     const net = await loadModel(name, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: 1 });
     const trainer = createTrainer(net, ds, { lr: 3e-3, batchSize: 64, optimizer: 'adam', seed: 1 });
     await trainer.trainSteps(steps);
@@ -85,12 +96,20 @@ test('onnxruntime runs the QDQ export of zoo models at uniform and mixed allocat
       const s = exportOnnx(net, path.join(tmp, `${name}-${label}`), 'onnx');
       const m = decodeModel(fs.readFileSync(s.file));
       const meta = new Map((m.metadataProps ?? []).map((p) => [p.key, p.value] as const));
-      assert.deepEqual(JSON.parse(meta.get('bitalloc.allocation') ?? '[]').map((l: { wBits: number; aBits: number }) => [l.wBits, l.aBits]), bits.map((b) => [b.wBits, b.aBits]));
+      assert.deepEqual(
+        JSON.parse(meta.get('bitalloc.allocation') ?? '[]').map((l: { wBits: number; aBits: number }) => [
+          l.wBits,
+          l.aBits,
+        ]),
+        bits.map((b) => [b.wBits, b.aBits]),
+      );
       const ops = new Set((m.graph?.node ?? []).map((nd) => nd.opType));
       assert.ok(ops.has('QuantizeLinear') && ops.has('DequantizeLinear'), `${name} ${label}: QDQ nodes`);
       const { agree, maxDiff } = await compare(net, s.file, ds.test, 1000);
       const step = logitStep(net);
-      console.log(`${name} ${label}: top-1 agreement ${(100 * agree).toFixed(2)}%, max |logit diff| ${maxDiff.toExponential(2)}, one step ${step.toExponential(2)}`);
+      console.log(
+        `${name} ${label}: top-1 agreement ${(100 * agree).toFixed(2)}%, max |logit diff| ${maxDiff.toExponential(2)}, one step ${step.toExponential(2)}`,
+      );
       assert.ok(agree >= 0.999, `${name} ${label}: top-1 agreement ${agree}`);
       assert.ok(maxDiff <= step, `${name} ${label}: max |logit diff| ${maxDiff} > one step ${step}`);
     }
@@ -106,7 +125,9 @@ test('an imported ONNX network exports to QDQ that onnxruntime runs like the sim
   const net = await loadModel(file);
   // calibration and test images: smooth random fields (a stand-in for photographs)
   const n = 600;
-  const x = tf.tidy(() => tf.image.resizeBilinear(tf.randomUniform([n, 8, 8, 3], 0, 1, 'float32', 5) as tf.Tensor4D, [32, 32]));
+  const x = tf.tidy(() =>
+    tf.image.resizeBilinear(tf.randomUniform([n, 8, 8, 3], 0, 1, 'float32', 5) as tf.Tensor4D, [32, 32]),
+  );
   const split: Split = { x, y: tf.zeros([n, 10]) as tf.Tensor2D, labels: new Int32Array(n) };
   for (const [label, bits] of allocations(net)) {
     net.setBits(bits);
@@ -114,7 +135,9 @@ test('an imported ONNX network exports to QDQ that onnxruntime runs like the sim
     const s = exportOnnx(net, path.join(tmp, `resnet18-${label}`), 'onnx');
     const { agree, maxDiff } = await compare(net, s.file, split, n);
     const step = logitStep(net);
-    console.log(`resnet18_narrow (ONNX) ${label}: top-1 agreement ${(100 * agree).toFixed(2)}%, max |logit diff| ${maxDiff.toExponential(2)}, one step ${step.toExponential(2)}`);
+    console.log(
+      `resnet18_narrow (ONNX) ${label}: top-1 agreement ${(100 * agree).toFixed(2)}%, max |logit diff| ${maxDiff.toExponential(2)}, one step ${step.toExponential(2)}`,
+    );
     assert.ok(agree >= 0.999, `${label}: top-1 agreement ${agree}`);
     assert.ok(maxDiff <= step, `${label}: max |logit diff| ${maxDiff} > one step ${step}`);
   }
@@ -127,7 +150,7 @@ test('the QONNX export holds one Quant node per quantized tensor with its bit wi
   await initBackend('wasm');
   const ds = await loadDataset('mnist', { seed: 1, limit: 500 });
   const net = await loadModel('lenet5', { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: 1 });
-  const bits = net.layers.map((_, i) => ({ wBits: [2, 4, 8, 6, 3][i % 5] as number, aBits: [8, 3, 4, 5, 6][i % 5] as number }));
+  const bits = net.layers.map((_, i) => ({ wBits: [2, 4, 8, 6, 3][i % 5], aBits: [8, 3, 4, 5, 6][i % 5] }));
   net.setBits(bits);
   calibrateNetwork(net, ds.train, { batches: 1 });
   const s = exportOnnx(net, path.join(tmp, 'lenet-qonnx'), 'qonnx');
@@ -136,7 +159,9 @@ test('the QONNX export holds one Quant node per quantized tensor with its bit wi
   const quant = (m.graph?.node ?? []).filter((nd) => nd.opType === 'Quant');
   assert.equal(quant.length, 2 * net.layers.length);
   const inits = new Map((m.graph?.initializer ?? []).map((t) => [t.name, t] as const));
-  const widths = quant.map((nd) => new Float32Array(Uint8Array.from(inits.get((nd.input ?? [])[3] as string)?.rawData ?? []).buffer)[0]);
+  const widths = quant.map(
+    (nd) => new Float32Array(Uint8Array.from(inits.get((nd.input ?? [])[3])?.rawData ?? []).buffer)[0],
+  );
   const expected = net.qlayers.flatMap((q) => [q.aBits, q.wBits]);
   assert.deepEqual(widths, expected);
   for (const nd of quant) {

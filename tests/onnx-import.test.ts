@@ -12,14 +12,24 @@ import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 
 const FIXTURES = path.join(process.cwd(), 'tests', 'fixtures', 'onnx');
-const META = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'fixtures.json'), 'utf8')) as Record<string, { inputShape: [number, number, number]; opset: number }>;
+const META = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'fixtures.json'), 'utf8')) as Record<
+  string,
+  { inputShape: [number, number, number]; opset: number }
+>;
 
 /** Random NCHW images in [0, 1) and the same images NHWC. */
-function images(n: number, [c, h, w]: [number, number, number], seed: number): { nchw: Float32Array; nhwc: Float32Array } {
+function images(
+  n: number,
+  [c, h, w]: [number, number, number],
+  seed: number,
+): { nchw: Float32Array; nhwc: Float32Array } {
   const rng = new Rng(seed);
   const nchw = Float32Array.from({ length: n * c * h * w }, () => rng.next());
   const nhwc = new Float32Array(nchw.length);
-  for (let b = 0; b < n; b++) for (let k = 0; k < c; k++) for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) nhwc[((b * h + i) * w + j) * c + k] = nchw[((b * c + k) * h + i) * w + j] as number;
+  for (let b = 0; b < n; b++)
+    for (let k = 0; k < c; k++)
+      for (let i = 0; i < h; i++)
+        for (let j = 0; j < w; j++) nhwc[((b * h + i) * w + j) * c + k] = nchw[((b * c + k) * h + i) * w + j];
   return { nchw, nhwc };
 }
 
@@ -36,17 +46,19 @@ test('every ONNX fixture imports and its float outputs equal onnxruntime on the 
       const { nchw, nhwc } = images(n, meta.inputShape, 3);
       const ours = tf.tidy(() => (net.model.predict(tf.tensor4d(nhwc, [n, h, w, c])) as tf.Tensor).dataSync());
       const session = await createSession(ort, fs.readFileSync(file), 1);
-      const res: Record<string, unknown> = await session.run({ [session.inputNames[0] as string]: new ort.Tensor('float32', nchw, [n, c, h, w]) });
-      const ref: Float32Array = (res[session.outputNames[0] as string] as { data: Float32Array }).data;
+      const res: Record<string, unknown> = await session.run({
+        [session.inputNames[0]]: new ort.Tensor('float32', nchw, [n, c, h, w]),
+      });
+      const ref: Float32Array = (res[session.outputNames[0]] as { data: Float32Array }).data;
       await session.release();
       assert.equal(ours.length, ref.length, `${name}: output size`);
       let lo = Infinity;
       let hi = -Infinity;
       let maxDiff = 0;
       for (let i = 0; i < ref.length; i++) {
-        lo = Math.min(lo, ref[i] as number);
-        hi = Math.max(hi, ref[i] as number);
-        maxDiff = Math.max(maxDiff, Math.abs((ref[i] as number) - (ours[i] as number)));
+        lo = Math.min(lo, ref[i]);
+        hi = Math.max(hi, ref[i]);
+        maxDiff = Math.max(maxDiff, Math.abs(ref[i] - ours[i]));
       }
       const rel = maxDiff / Math.max(hi - lo, 1e-12);
       assert.ok(hi - lo > 0, `${name}: outputs vary`);
@@ -86,9 +98,17 @@ test('an unsupported op is a UserError naming the node, its op type and the supp
   fs.writeFileSync(file, encodeModel(m));
   assert.throws(
     () => importOnnxFile(file),
-    (e: unknown) => e instanceof UserError && /my_elu/.test(e.message) && /'Elu'/.test(e.message) && /Conv, Gemm, MatMul/.test(e.message) && e.message.includes(file),
+    (e: unknown) =>
+      e instanceof UserError &&
+      /my_elu/.test(e.message) &&
+      /'Elu'/.test(e.message) &&
+      /Conv, Gemm, MatMul/.test(e.message) &&
+      e.message.includes(file),
   );
   fs.writeFileSync(file, Buffer.from('not an onnx file at all'));
-  assert.throws(() => importOnnxFile(file), (e: unknown) => e instanceof UserError && /not a valid ONNX file/.test(e.message));
+  assert.throws(
+    () => importOnnxFile(file),
+    (e: unknown) => e instanceof UserError && /not a valid ONNX file/.test(e.message),
+  );
   fs.rmSync(tmp, { recursive: true, force: true });
 });

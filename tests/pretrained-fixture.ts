@@ -50,14 +50,20 @@ export function pretrainedModel(name: PretrainedName): string | null {
   if (existsSync(file)) return file;
   const src = join(dir, name);
   const json = require(join(src, 'model.min.js')) as { weightsManifest: { paths: string[] }[] };
-  const shards = readdirSync(src).filter((f) => f.startsWith('group') && f.endsWith('.min.js')).sort();
+  const shards = readdirSync(src)
+    .filter((f) => f.startsWith('group') && f.endsWith('.min.js'))
+    .sort();
   const paths = json.weightsManifest.flatMap((g) => g.paths);
-  if (paths.length !== shards.length) throw new Error(`nsfwjs ${name}: ${paths.length} shard paths, ${shards.length} shard files`);
+  if (paths.length !== shards.length)
+    throw new Error(`nsfwjs ${name}: ${paths.length} shard paths, ${shards.length} shard files`);
   const tmp = `${out}.tmp-${process.pid}`;
   mkdirSync(tmp, { recursive: true });
-  paths.forEach((p, i) => writeFileSync(join(tmp, p), Buffer.from(require(join(src, shards[i] as string)) as string, 'base64')));
+  paths.forEach((p, i) => writeFileSync(join(tmp, p), Buffer.from(require(join(src, shards[i])) as string, 'base64')));
   // nsfwjs feeds images resized (stretched) to the input and scaled to [0, 1]
-  writeFileSync(join(tmp, 'preprocess.json'), JSON.stringify({ resize: 'stretch', channels: 'rgb', range: '0-1' }) + '\n');
+  writeFileSync(
+    join(tmp, 'preprocess.json'),
+    JSON.stringify({ resize: 'stretch', channels: 'rgb', range: '0-1' }) + '\n',
+  );
   writeFileSync(join(tmp, 'model.json'), JSON.stringify(json));
   mkdirSync(dirname(out), { recursive: true });
   try {
@@ -70,7 +76,22 @@ export function pretrainedModel(name: PretrainedName): string | null {
 
 export const SKIMAGE_DIR = '/usr/lib/python3/dist-packages/skimage/data';
 /** Colour photographs among skimage's samples. */
-export const PHOTOS = ['astronaut.png', 'chelsea.png', 'coffee.png', 'rocket.jpg', 'motorcycle_left.png', 'motorcycle_right.png', 'hubble_deep_field.jpg', 'retina.jpg', 'color.png', 'ihc.png', 'logo.png', 'grass.png', 'gravel.png', 'brick.png'];
+export const PHOTOS = [
+  'astronaut.png',
+  'chelsea.png',
+  'coffee.png',
+  'rocket.jpg',
+  'motorcycle_left.png',
+  'motorcycle_right.png',
+  'hubble_deep_field.jpg',
+  'retina.jpg',
+  'color.png',
+  'ihc.png',
+  'logo.png',
+  'grass.png',
+  'gravel.png',
+  'brick.png',
+];
 
 export function photoFiles(): string[] {
   if (!existsSync(SKIMAGE_DIR)) return [];
@@ -96,7 +117,7 @@ export async function photoCrops(n: number, seed: number, size = 256, dir?: stri
     const side = Math.max(8, Math.round(short * (0.4 + 0.6 * rng.next())));
     const left = rng.int(m.width - side + 1);
     const top = rng.int(m.height - side + 1);
-    await sharp(files[k] as string)
+    await sharp(files[k])
       .removeAlpha()
       .toColourspace('srgb')
       .extract({ left, top, width: side, height: side })

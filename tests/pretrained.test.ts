@@ -6,7 +6,7 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/backend/index.js';
 import { disposeDataset, loadDataset } from '../src/data/index.js';
@@ -22,7 +22,12 @@ import { createTrainer, evaluateModel } from '../src/train/trainer.js';
 import { nsfwjsModels, photoCrops, photoFiles, pretrainedModel } from './pretrained-fixture.js';
 
 const BIN = fileURLToPath(new URL('../../bin/bitalloc.js', import.meta.url));
-const missing = nsfwjsModels().dir === null ? nsfwjsModels().reason : photoFiles().length === 0 ? 'needs Debian python3-skimage sample photos' : null;
+const missing =
+  nsfwjsModels().dir === null
+    ? nsfwjsModels().reason
+    : photoFiles().length === 0
+      ? 'needs Debian python3-skimage sample photos'
+      : null;
 const skip = missing ?? false;
 
 let model = '';
@@ -43,7 +48,24 @@ function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr:
 }
 
 test('eval --model FILE on a label-free folder reports W8A8 agreement with the float network', { skip }, async () => {
-  const r = await cli('eval', '--model', model, '--dataset', 'folder', '--data-dir', crops, '--wbits', '8', '--abits', '8', '--split', 'train', '--batch-size', '16', '--json');
+  const r = await cli(
+    'eval',
+    '--model',
+    model,
+    '--dataset',
+    'folder',
+    '--data-dir',
+    crops,
+    '--wbits',
+    '8',
+    '--abits',
+    '8',
+    '--split',
+    'train',
+    '--batch-size',
+    '16',
+    '--json',
+  );
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as Record<string, unknown>;
   assert.equal(out['metric'], 'agreement');
@@ -54,13 +76,25 @@ test('eval --model FILE on a label-free folder reports W8A8 agreement with the f
 });
 
 test('a float model folder given as --checkpoint is refused, pointing to --model', { skip }, async () => {
-  const r = await cli('eval', '--checkpoint', dirname(model), '--dataset', 'folder', '--data-dir', crops, '--wbits', '8', '--abits', '8');
+  const r = await cli(
+    'eval',
+    '--checkpoint',
+    dirname(model),
+    '--dataset',
+    'folder',
+    '--data-dir',
+    crops,
+    '--wbits',
+    '8',
+    '--abits',
+    '8',
+  );
   assert.equal(r.code, 1);
   assert.match(r.stderr, /not a bitalloc checkpoint.*--model .*model\.json/s);
   assert.doesNotMatch(r.stderr, /\n\s+at /);
 });
 
-test('search checks the model against the data before any work, with train\'s message', { skip }, async () => {
+test("search checks the model against the data before any work, with train's message", { skip }, async () => {
   const r = await cli('search', '--model', model, '--dataset', 'mnist', '--episodes', '1');
   assert.equal(r.code, 1);
   assert.match(r.stderr, /takes inputs of 224x224x3, dataset mnist has 28x28x1/);
@@ -68,9 +102,37 @@ test('search checks the model against the data before any work, with train\'s me
 });
 
 test('a label-free search on real photographs runs to the end and reports agreement', { skip }, async () => {
-  const r = await cli('search', '--model', model, '--dataset', 'folder', '--data-dir', crops, '--agent', 'random', '--episodes', '2', '--qat-steps', '1', '--batch-size', '4', '--eval-samples', '4', '--finetune-epochs', '0', '--bits', '6,8', '--json');
+  const r = await cli(
+    'search',
+    '--model',
+    model,
+    '--dataset',
+    'folder',
+    '--data-dir',
+    crops,
+    '--agent',
+    'random',
+    '--episodes',
+    '2',
+    '--qat-steps',
+    '1',
+    '--batch-size',
+    '4',
+    '--eval-samples',
+    '4',
+    '--finetune-epochs',
+    '0',
+    '--bits',
+    '6,8',
+    '--json',
+  );
   assert.equal(r.code, 0, r.stderr);
-  const out = JSON.parse(r.stdout) as { metric: string; best: { accuracy: number; feasible: boolean } | null; final: { accuracy: number } | null; reference: { floatValAccuracy: number; w8a8ValAccuracyStart: number } };
+  const out = JSON.parse(r.stdout) as {
+    metric: string;
+    best: { accuracy: number; feasible: boolean } | null;
+    final: { accuracy: number } | null;
+    reference: { floatValAccuracy: number; w8a8ValAccuracyStart: number };
+  };
   assert.equal(out.metric, 'agreement');
   assert.equal(out.reference.floatValAccuracy, 1);
   assert.ok(out.reference.w8a8ValAccuracyStart >= 0 && out.reference.w8a8ValAccuracyStart <= 1);
@@ -81,14 +143,25 @@ test('a label-free search on real photographs runs to the end and reports agreem
 });
 
 test('the fine-tune regime keeps W8A8 agreement over QAT steps', { skip }, async () => {
-  const ds: Dataset = await loadDataset('folder', { dataDir: crops, seed: 2, imageSize: [224, 224], preprocess: readModelPreprocess(model) ?? undefined });
+  const ds: Dataset = await loadDataset('folder', {
+    dataDir: crops,
+    seed: 2,
+    imageSize: [224, 224],
+    preprocess: readModelPreprocess(model) ?? undefined,
+  });
   const net: QuantNetwork = await loadUserModel(model);
   applyTargets(net, ds, { batchSize: 16 });
   net.setBits(uniformBits(net.layers, 8, 8));
   await postTrainingQuantize(net, ds.train, { batchSize: 16 });
   applyFineTuneRegime(net);
   const before = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;
-  const trainer = createTrainer(net, ds, { lr: PRETRAINED_FINETUNE.lr, batchSize: 4, optimizer: 'adam', seed: 1, temperature: 2 });
+  const trainer = createTrainer(net, ds, {
+    lr: PRETRAINED_FINETUNE.lr,
+    batchSize: 4,
+    optimizer: 'adam',
+    seed: 1,
+    temperature: 2,
+  });
   await trainer.trainSteps(8);
   trainer.dispose();
   const after = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;

@@ -5,7 +5,14 @@ import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset } from '../src/data/api.js';
 import { buildNetwork } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
-import { collectLayerStats, mseClip, percentileOf, postTrainingQuantize, quantizationMse, setBiasCorrection } from '../src/quant/ptq.js';
+import {
+  collectLayerStats,
+  mseClip,
+  percentileOf,
+  postTrainingQuantize,
+  quantizationMse,
+  setBiasCorrection,
+} from '../src/quant/ptq.js';
 import { applyTargets } from '../src/train/distill.js';
 import { applyFineTuneRegime, setBatchNormFrozen } from '../src/train/finetune.js';
 import { createTrainer, evaluateModel } from '../src/train/trainer.js';
@@ -22,7 +29,16 @@ function randomDataset(n: number, shape: [number, number, number], seed: number)
     for (let i = 0; i < px.length; i++) px[i] = rng.next();
     return { x: tf.tensor4d(px, [k, ...shape]), y: tf.zeros([k, 1]) as tf.Tensor2D, labels: new Int32Array(k) };
   };
-  return { name: 'random', inputShape: shape, numClasses: 0, labeled: false, train: mk(n), val: mk(16), test: mk(16), source: 'random' };
+  return {
+    name: 'random',
+    inputShape: shape,
+    numClasses: 0,
+    labeled: false,
+    train: mk(n),
+    val: mk(16),
+    test: mk(16),
+    source: 'random',
+  };
 }
 
 test('percentile and MSE clips ignore a single outlier that min-max follows', () => {
@@ -41,7 +57,8 @@ test('bias correction removes most of the mean output shift that 3-bit weights c
   const x = ds.train.x;
   const float = net.model.predict(x) as tf.Tensor;
   net.setBits(uniformBits(net.layers, 3, 32));
-  const shift = (): number => tf.tidy(() => tf.mean(tf.abs(tf.mean(tf.sub(net.model.predict(x) as tf.Tensor, float), 0))).dataSync()[0] as number);
+  const shift = (): number =>
+    tf.tidy(() => tf.mean(tf.abs(tf.mean(tf.sub(net.model.predict(x) as tf.Tensor, float), 0))).dataSync()[0]);
   const before = shift();
   setBiasCorrection(net, collectLayerStats(net, ds.train, { batches: 4, batchSize: 16 }));
   const after = shift();
@@ -58,14 +75,25 @@ test('with BatchNorm frozen a training pass computes what inference computes (fo
   // non-trivial moving statistics
   const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: 16, optimizer: 'adam', seed: 1 });
   ds.train.y.dispose();
-  ds.train.y = tf.oneHot(tf.tensor1d(new Int32Array(32).map((_, i) => i % 5), 'int32'), 5).toFloat() as tf.Tensor2D;
+  ds.train.y = tf
+    .oneHot(
+      tf.tensor1d(
+        new Int32Array(32).map((_, i) => i % 5),
+        'int32',
+      ),
+      5,
+    )
+    .toFloat() as tf.Tensor2D;
   await trainer.trainSteps(4);
   trainer.dispose();
   net.setBits(uniformBits(net.layers, 8, 8));
   await postTrainingQuantize(net, ds.train, { batches: 2, batchSize: 16 });
   const xb = tf.slice(ds.train.x, [0, 0, 0, 0], [8, -1, -1, -1]);
   const inference = net.model.predict(xb) as tf.Tensor;
-  const trainingPass = () => tf.tidy(() => tf.max(tf.abs(tf.sub(net.model.apply(xb, { training: true }) as tf.Tensor, inference))).dataSync()[0] as number);
+  const trainingPass = () =>
+    tf.tidy(
+      () => tf.max(tf.abs(tf.sub(net.model.apply(xb, { training: true }) as tf.Tensor, inference))).dataSync()[0],
+    );
   applyFineTuneRegime(net);
   const frozen = trainingPass();
   // equal up to float rounding, which can move a value across an 8-bit activation step
@@ -89,15 +117,18 @@ test('label-free data: targets are the float network top-1 (agreement 100% at fl
   assert.equal((await evaluateModel(net.model, ds.test)).accuracy, 1);
   const rows = ds.train.y.sum(1).dataSync();
   for (const r of rows) assert.ok(Math.abs(r - 1) < 1e-5);
-  const maxProb = ds.train.y.max().dataSync()[0] as number;
+  const maxProb = ds.train.y.max().dataSync()[0];
   assert.ok(maxProb < 1 - 1e-3, 'soft targets');
   // the distillation loss of the float network against its own soft targets is T^2 * their entropy (KL = 0)
   const T = 2;
-  const entropy = tf.tidy(() => tf.neg(tf.mean(tf.sum(tf.mul(ds.train.y, tf.log(ds.train.y)), 1))).dataSync()[0] as number);
+  const entropy = tf.tidy(() => tf.neg(tf.mean(tf.sum(tf.mul(ds.train.y, tf.log(ds.train.y)), 1))).dataSync()[0]);
   const trainer = createTrainer(net, ds, { lr: 1e-12, batchSize: 32, optimizer: 'sgd', seed: 1, temperature: T });
   setBatchNormFrozen(net, true);
   const stats = await trainer.trainSteps(1);
-  assert.ok(Math.abs(stats.loss - T * T * entropy) < 1e-3 * T * T * entropy, `loss ${stats.loss} vs T^2 H ${T * T * entropy}`);
+  assert.ok(
+    Math.abs(stats.loss - T * T * entropy) < 1e-3 * T * T * entropy,
+    `loss ${stats.loss} vs T^2 H ${T * T * entropy}`,
+  );
   assert.equal(stats.accuracy, 1);
   trainer.dispose();
   net.model.dispose();
@@ -109,7 +140,14 @@ test('a batch split into chunks gives the same update as one pass (BatchNorm fro
     const net = buildNetwork('mobilenet-tiny', { inputShape: [16, 16, 3], numClasses: 5, seed: 7 });
     applyTargets(net, ds, {});
     setBatchNormFrozen(net, true);
-    const trainer = createTrainer(net, ds, { lr: 1e-2, batchSize: 16, optimizer: 'sgd', seed: 1, temperature: 2, microBatch });
+    const trainer = createTrainer(net, ds, {
+      lr: 1e-2,
+      batchSize: 16,
+      optimizer: 'sgd',
+      seed: 1,
+      temperature: 2,
+      microBatch,
+    });
     await trainer.trainSteps(1);
     trainer.dispose();
     const w = Float32Array.from(net.qlayers[0]?.getKernel().read().dataSync() ?? []);
@@ -119,6 +157,6 @@ test('a batch split into chunks gives the same update as one pass (BatchNorm fro
   const whole = await run(16);
   const chunked = await run(4);
   let diff = 0;
-  for (let i = 0; i < whole.length; i++) diff = Math.max(diff, Math.abs((whole[i] as number) - (chunked[i] as number)));
+  for (let i = 0; i < whole.length; i++) diff = Math.max(diff, Math.abs(whole[i] - chunked[i]));
   assert.ok(diff < 1e-5, `max weight difference ${diff}`);
 });

@@ -16,7 +16,7 @@ before(async () => {
 const SHAPE: [number, number, number] = [12, 12, 1];
 
 function maxAbsDiff(a: tf.Tensor, b: tf.Tensor): number {
-  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0] as number);
+  return tf.tidy(() => tf.max(tf.abs(tf.sub(a, b))).dataSync()[0]);
 }
 
 function randomizeBatchNorms(model: tf.LayersModel, seed: number): void {
@@ -34,7 +34,10 @@ function randomizeBatchNorms(model: tf.LayersModel, seed: number): void {
 
 test("changing one layer's bits changes its output and nothing upstream", () => {
   const net = buildNetwork('lenet5', { inputShape: SHAPE, numClasses: 10, seed: 3 });
-  const probe = tf.model({ inputs: net.model.inputs, outputs: net.model.layers.slice(1).map((l) => l.output as tf.SymbolicTensor) });
+  const probe = tf.model({
+    inputs: net.model.inputs,
+    outputs: net.model.layers.slice(1).map((l) => l.output as tf.SymbolicTensor),
+  });
   const x = tf.randomUniform([4, ...SHAPE], 0, 1, 'float32', 1);
   const before = probe.predict(x) as tf.Tensor[];
   const bits: BitConfig = uniformBits(net.layers, 32, 32);
@@ -45,7 +48,7 @@ test("changing one layer's bits changes its output and nothing upstream", () => 
   const names = net.model.layers.slice(1).map((l) => l.name);
   const at = names.indexOf('conv2');
   names.forEach((name, i) => {
-    const d = maxAbsDiff(before[i] as tf.Tensor, after[i] as tf.Tensor);
+    const d = maxAbsDiff(before[i], after[i]);
     if (i < at) assert.equal(d, 0, `${name} (upstream of conv2) changed by ${d}`);
     if (i === at) assert.ok(d > 1e-3, `conv2's output did not change (${d})`);
   });
@@ -70,7 +73,9 @@ for (const quantizer of ['ste', 'lsq', 'pact'] as QuantizerKind[]) {
     const kernel = (net.model.getLayer('fc1') as QConv2D).getKernel();
     const grad = (): tf.Tensor =>
       tf.tidy(() => {
-        const { grads } = tf.variableGrads(() => tf.losses.softmaxCrossEntropy(y, net.model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+        const { grads } = tf.variableGrads(
+          () => tf.losses.softmaxCrossEntropy(y, net.model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+        );
         const g = grads[kernel.name];
         assert.ok(g, 'no gradient for fc1/kernel');
         return tf.keep(g.clone());
@@ -79,7 +84,7 @@ for (const quantizer of ['ste', 'lsq', 'pact'] as QuantizerKind[]) {
     net.setBits(uniformBits(net.layers, 2, 2));
     const g2 = grad();
     assert.ok(maxAbsDiff(gFloat, g2) > 1e-6, 'the gradient at W2A2 equals the float gradient');
-    assert.ok(tf.tidy(() => tf.sum(tf.abs(g2)).dataSync()[0] as number) > 0, 'zero gradient at W2A2');
+    assert.ok(tf.tidy(() => tf.sum(tf.abs(g2)).dataSync()[0]) > 0, 'zero gradient at W2A2');
     net.model.dispose();
   });
 }
@@ -110,11 +115,11 @@ test('STE activation clip is a running max kept in a non-trainable weight, updat
   const x1 = tf.fill([2, ...SHAPE], 0.5);
   const x2 = tf.fill([2, ...SHAPE], 1.0);
   net.model.apply(x1, { training: true });
-  assert.ok(Math.abs((clipVar.read().dataSync()[0] as number) - 0.5) < 1e-6);
+  assert.ok(Math.abs(clipVar.read().dataSync()[0] - 0.5) < 1e-6);
   net.model.apply(x2, { training: true });
-  assert.ok(Math.abs((clipVar.read().dataSync()[0] as number) - (0.9 * 0.5 + 0.1 * 1)) < 1e-6, 'EMA of batch max');
+  assert.ok(Math.abs(clipVar.read().dataSync()[0] - (0.9 * 0.5 + 0.1 * 1)) < 1e-6, 'EMA of batch max');
   net.model.predict(tf.fill([2, ...SHAPE], 3));
-  assert.ok(Math.abs((clipVar.read().dataSync()[0] as number) - 0.55) < 1e-6, 'inference changed the clip');
+  assert.ok(Math.abs(clipVar.read().dataSync()[0] - 0.55) < 1e-6, 'inference changed the clip');
   net.model.dispose();
 });
 
@@ -124,16 +129,29 @@ test('inference folds each BatchNorm into the conv before it and matches the unf
   const dir = mkdtempSync(join(tmpdir(), 'bitalloc-fold-'));
   await saveNetwork(net, dir);
   // the same weights as a plain tfjs model: BatchNorm layers run unfolded
-  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as { modelTopology: object; weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[] };
+  const json = JSON.parse(readFileSync(join(dir, 'model.json'), 'utf8')) as {
+    modelTopology: object;
+    weightsManifest: { weights: tf.io.WeightsManifestEntry[] }[];
+  };
   const plain = await tf.loadLayersModel(
-    tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: json.weightsManifest[0]?.weights, weightData: new Uint8Array(readFileSync(join(dir, 'weights.bin'))).buffer }),
+    tf.io.fromMemory({
+      modelTopology: json.modelTopology,
+      weightSpecs: json.weightsManifest[0]?.weights,
+      weightData: new Uint8Array(readFileSync(join(dir, 'weights.bin'))).buffer,
+    }),
   );
   const x = tf.randomUniform([4, 8, 8, 3], 0, 1, 'float32', 9);
   const folded = net.model.predict(x) as tf.Tensor;
   const unfolded = plain.predict(x) as tf.Tensor;
-  const scale = tf.tidy(() => tf.max(tf.abs(unfolded)).dataSync()[0] as number);
-  assert.ok(maxAbsDiff(folded, unfolded) <= 1e-4 * Math.max(1, scale), `folded vs unfolded differ by ${maxAbsDiff(folded, unfolded)}`);
-  assert.ok(net.layers.every((l) => l.kind === 'dense' || l.biasParams === 2 * l.outChannels), 'every conv has a folded BN (2 params per channel)');
+  const scale = tf.tidy(() => tf.max(tf.abs(unfolded)).dataSync()[0]);
+  assert.ok(
+    maxAbsDiff(folded, unfolded) <= 1e-4 * Math.max(1, scale),
+    `folded vs unfolded differ by ${maxAbsDiff(folded, unfolded)}`,
+  );
+  assert.ok(
+    net.layers.every((l) => l.kind === 'dense' || l.biasParams === 2 * l.outChannels),
+    'every conv has a folded BN (2 params per channel)',
+  );
   net.model.dispose();
   plain.dispose();
 });
@@ -142,7 +160,7 @@ test('saveNetwork / loadNetwork restore weights, bits, quantizer state and meta'
   for (const quantizer of ['ste', 'lsq'] as QuantizerKind[]) {
     const net = buildNetwork('mobilenet-tiny', { inputShape: [8, 8, 3], numClasses: 5, seed: 9, quantizer });
     randomizeBatchNorms(net.model, 30);
-    const bits = net.layers.map((_, i) => ({ wBits: [2, 4, 8, 32][i % 4] as number, aBits: [8, 3, 32, 4][i % 4] as number }));
+    const bits = net.layers.map((_, i) => ({ wBits: [2, 4, 8, 32][i % 4], aBits: [8, 3, 32, 4][i % 4] }));
     net.setBits(bits);
     const x = tf.randomUniform([3, 8, 8, 3], 0, 1, 'float32', 10);
     net.model.apply(x, { training: true }); // sets the activation statistics

@@ -20,14 +20,14 @@ before(async () => {
 function close(actual: ArrayLike<number>, expected: number[], tol = 1e-5, what = ''): void {
   assert.equal(actual.length, expected.length, `${what} length`);
   for (let i = 0; i < expected.length; i++) {
-    assert.ok(Math.abs((actual[i] as number) - (expected[i] as number)) <= tol, `${what}[${i}]: got ${actual[i]}, expected ${expected[i]}`);
+    assert.ok(Math.abs(actual[i] - expected[i]) <= tol, `${what}[${i}]: got ${actual[i]}, expected ${expected[i]}`);
   }
 }
 
 /** Values of channel c (last axis) of a [.., C] array. */
 function channel(data: Float32Array, C: number, c: number): number[] {
   const out: number[] = [];
-  for (let i = c; i < data.length; i += C) out.push(data[i] as number);
+  for (let i = c; i < data.length; i += C) out.push(data[i]);
   return out;
 }
 
@@ -44,9 +44,15 @@ test('b-bit weights: per channel at most 2^b values, all on the grid s*k, each t
       assert.ok(new Set(qc).size <= 2 ** bits, `${bits}-bit channel ${c} has ${new Set(qc).size} values`);
       qc.forEach((v, i) => {
         const k = v / s;
-        assert.ok(Math.abs(k - Math.round(k)) < 1e-3 + Math.abs(k) * 1e-6, `${bits}-bit value ${v} is off the grid (k=${k})`);
+        assert.ok(
+          Math.abs(k - Math.round(k)) < 1e-3 + Math.abs(k) * 1e-6,
+          `${bits}-bit value ${v} is off the grid (k=${k})`,
+        );
         assert.ok(Math.abs(Math.round(k)) <= qp, `${bits}-bit code ${k} outside the symmetric range`);
-        assert.ok(Math.abs(v - (wc[i] as number)) <= s / 2 + 1e-5 * s + 1e-7, `${bits}-bit: ${wc[i]} -> ${v} is not the nearest level (s=${s})`);
+        assert.ok(
+          Math.abs(v - wc[i]) <= s / 2 + 1e-5 * s + 1e-7,
+          `${bits}-bit: ${wc[i]} -> ${v} is not the nearest level (s=${s})`,
+        );
       });
     }
   }
@@ -106,7 +112,10 @@ test('LSQ value and gradients (v and step) match the formulas on a hand case', (
   const g = lsqGradScale(5, range);
   assert.ok(Math.abs(g - 1 / Math.sqrt(5 * 1)) < 1e-12);
   close(lsqQuantize(v, s, range, g).dataSync(), [-1, 0, 0.5, 0.5, 0.5], 1e-6, 'v_hat');
-  const [dv, ds] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(lsqQuantize(a, b, range, g), dy)))([v, s]) as [tf.Tensor, tf.Tensor];
+  const [dv, ds] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(lsqQuantize(a, b, range, g), dy)))([
+    v,
+    s,
+  ]) as [tf.Tensor, tf.Tensor];
   close(dv.dataSync(), [0, 2, 3, 0, 0], 1e-6, 'dv');
   // dv_hat/ds: below -Qn -> -2; inside round(r) - r -> 0.4, 0.4; above Qp -> 1, 1
   const expected = (-2 * 1 + 0.4 * 2 + 0.4 * 3 + 1 * 4 + 1 * 5) * g;
@@ -125,7 +134,10 @@ test('PACT value and gradients: dy/dx = 1 for 0 < x < alpha, dy/dalpha = 1 for x
   const alpha = tf.scalar(2);
   const dy = tf.tensor1d([1, 2, 3, 4]);
   close(pactQuantize(x, alpha, 2, false).dataSync(), [0, 2 / 3, 4 / 3, 2], 1e-6, 'y_q');
-  const [dx, da] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(pactQuantize(a, b, 2, false), dy)))([x, alpha]) as [tf.Tensor, tf.Tensor];
+  const [dx, da] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(pactQuantize(a, b, 2, false), dy)))([
+    x,
+    alpha,
+  ]) as [tf.Tensor, tf.Tensor];
   close(dx.dataSync(), [0, 2, 3, 0], 1e-6, 'dx');
   close(da.dataSync(), [4], 1e-6, 'dalpha');
 });
@@ -134,7 +146,10 @@ test('signed PACT: dy/dalpha = sign(x) for |x| >= alpha', () => {
   const x = tf.tensor1d([-3, -0.5, 0.5, 2.5]);
   const alpha = tf.scalar(2);
   const dy = tf.tensor1d([1, 2, 3, 4]);
-  const [dx, da] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(pactQuantize(a, b, 3, true), dy)))([x, alpha]) as [tf.Tensor, tf.Tensor];
+  const [dx, da] = tf.grads((a: tf.Tensor, b: tf.Tensor) => tf.sum(tf.mul(pactQuantize(a, b, 3, true), dy)))([
+    x,
+    alpha,
+  ]) as [tf.Tensor, tf.Tensor];
   close(dx.dataSync(), [0, 2, 3, 0], 1e-6, 'dx');
   close(da.dataSync(), [-1 + 4], 1e-6, 'dalpha');
 });

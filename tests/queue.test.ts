@@ -32,7 +32,18 @@ const EXPERIMENT = {
   // tfjs forward passes keep an episode long enough for the hand-back test to stop a cell in its middle
   evalBackend: 'tfjs',
 };
-const WORKER_FLAGS = ['--lock-duration', '4000', '--stalled-interval', '1000', '--max-stalled', '10', '--backend', 'wasm', '--log-level', 'info'];
+const WORKER_FLAGS = [
+  '--lock-duration',
+  '4000',
+  '--stalled-interval',
+  '1000',
+  '--max-stalled',
+  '10',
+  '--backend',
+  'wasm',
+  '--log-level',
+  'info',
+];
 
 const work = mkdtempSync(join(tmpdir(), 'bitalloc-queue-'));
 const expFile = join(work, 'experiment.json');
@@ -93,18 +104,37 @@ async function assertSameAsLocal(queuedDir: string): Promise<string[]> {
       la.map((e) => without(e as unknown as Record<string, unknown>, 'wallMs')),
       `${id}: the episodes of the local run`,
     );
-    assert.deepEqual(without(readJson(join(q, 'final.json')), 'wallSeconds'), without(readJson(join(l, 'final.json')), 'wallSeconds'), `${id}: final.json`);
-    assert.deepEqual(without(readJson(join(q, 'best.json')), 'wallMs'), without(readJson(join(l, 'best.json')), 'wallMs'), `${id}: best.json`);
+    assert.deepEqual(
+      without(readJson(join(q, 'final.json')), 'wallSeconds'),
+      without(readJson(join(l, 'final.json')), 'wallSeconds'),
+      `${id}: final.json`,
+    );
+    assert.deepEqual(
+      without(readJson(join(q, 'best.json')), 'wallMs'),
+      without(readJson(join(l, 'best.json')), 'wallMs'),
+      `${id}: best.json`,
+    );
     assert.deepEqual(readJson(join(q, 'uniform.json')), readJson(join(l, 'uniform.json')), `${id}: uniform.json`);
     // (index: the restart test runs a subset of the cells)
-    assert.deepEqual(without(readJson(join(q, 'cell.json')), 'index'), without(readJson(join(l, 'cell.json')), 'index'), `${id}: cell.json`);
+    assert.deepEqual(
+      without(readJson(join(q, 'cell.json')), 'index'),
+      without(readJson(join(l, 'cell.json')), 'index'),
+      `${id}: cell.json`,
+    );
     const qc = readJson(join(q, 'checkpoint', 'checkpoint.json')) as { state: { episode: number; best: unknown } };
     const lc = readJson(join(l, 'checkpoint', 'checkpoint.json')) as { state: { episode: number; best: unknown } };
     assert.equal(qc.state.episode, lc.state.episode, `${id}: last checkpoint`);
-    assert.deepEqual(readFileSync(join(q, 'final-network', 'weights.bin')), readFileSync(join(l, 'final-network', 'weights.bin')), `${id}: final network`);
+    assert.deepEqual(
+      readFileSync(join(q, 'final-network', 'weights.bin')),
+      readFileSync(join(l, 'final-network', 'weights.bin')),
+      `${id}: final network`,
+    );
     assert.deepEqual(filesUnder(q), filesUnder(l), `${id}: the same files`);
   }
-  const top = (d: string) => readdirSync(d).filter((f) => f !== 'run.lock').sort();
+  const top = (d: string) =>
+    readdirSync(d)
+      .filter((f) => f !== 'run.lock')
+      .sort();
   assert.deepEqual(top(queuedDir), top(localDir), 'the same top-level entries');
   return ids;
 }
@@ -118,7 +148,11 @@ interface RunningCell {
 }
 
 /** Polls `queue status` until a running cell satisfies `want`; null when `gaveUp()` turns true first. */
-async function waitForRunning(prefix: string, want: (c: RunningCell) => boolean, gaveUp: () => boolean): Promise<RunningCell | null> {
+async function waitForRunning(
+  prefix: string,
+  want: (c: RunningCell) => boolean,
+  gaveUp: () => boolean,
+): Promise<RunningCell | null> {
   const target = parseQueueTarget(redis.url, prefix);
   for (;;) {
     for (const run of await queueStatus(target)) {
@@ -135,8 +169,30 @@ async function waitForRunning(prefix: string, want: (c: RunningCell) => boolean,
 test('6 cells on 3 worker processes, one killed with SIGKILL mid-cell: every cell done, episodes 1..N once, equal to a local run', async (t) => {
   const dir = join(work, 'queued');
   const prefix = 'kill';
-  const coordinator = bitalloc(['run', expFile, '--queue', redis.url, '--prefix', prefix, '--out', dir, '--backend', 'wasm']);
-  const workers = [1, 2, 3].map((i) => bitalloc(['worker', '--queue', redis.url, '--prefix', prefix, '--store', join(work, `store-${i}`), ...WORKER_FLAGS]));
+  const coordinator = bitalloc([
+    'run',
+    expFile,
+    '--queue',
+    redis.url,
+    '--prefix',
+    prefix,
+    '--out',
+    dir,
+    '--backend',
+    'wasm',
+  ]);
+  const workers = [1, 2, 3].map((i) =>
+    bitalloc([
+      'worker',
+      '--queue',
+      redis.url,
+      '--prefix',
+      prefix,
+      '--store',
+      join(work, `store-${i}`),
+      ...WORKER_FLAGS,
+    ]),
+  );
   try {
     const deadline = Date.now() + 180_000;
     const running = await waitForRunning(
@@ -144,14 +200,24 @@ test('6 cells on 3 worker processes, one killed with SIGKILL mid-cell: every cel
       (c) => c.episode >= 3 && c.episode <= EPISODES - 2 && workers.some((w) => w.child.pid === c.pid),
       () => coordinator.child.exitCode !== null || Date.now() > deadline,
     );
-    if (!running) assert.fail(`no cell reached episode 3 before the run ended or 180 s passed: ${coordinator.stderr()}`);
-    const victim = { proc: workers.find((w) => w.child.pid === running.pid) as Proc, cell: running.cell, episode: running.episode };
+    if (!running)
+      assert.fail(`no cell reached episode 3 before the run ended or 180 s passed: ${coordinator.stderr()}`);
+    const victim = {
+      proc: workers.find((w) => w.child.pid === running.pid) as Proc,
+      cell: running.cell,
+      episode: running.episode,
+    };
     victim.proc.child.kill('SIGKILL');
     await victim.proc.exited;
-    t.diagnostic(`killed worker pid ${victim.proc.child.pid} (SIGKILL) while it ran ${victim.cell} at episode ${victim.episode}/${EPISODES}`);
+    t.diagnostic(
+      `killed worker pid ${victim.proc.child.pid} (SIGKILL) while it ran ${victim.cell} at episode ${victim.episode}/${EPISODES}`,
+    );
 
     assert.equal(await within(coordinator.exited, 240_000, 'coordinator'), 0, coordinator.stderr());
-    const resumedLine = coordinator.stderr().split('\n').find((l) => l.includes(victim.cell) && /continuing after episode \d+/.test(l));
+    const resumedLine = coordinator
+      .stderr()
+      .split('\n')
+      .find((l) => l.includes(victim.cell) && /continuing after episode \d+/.test(l));
     assert.ok(resumedLine, `another worker continued ${victim.cell} from a checkpoint:\n${coordinator.stderr()}`);
     t.diagnostic(`coordinator: ${resumedLine.trim()}`);
 
@@ -165,7 +231,8 @@ test('6 cells on 3 worker processes, one killed with SIGKILL mid-cell: every cel
     const status = await queueStatus(parseQueueTarget(redis.url, prefix));
     assert.equal(status[0]?.counts.done, 6, 'queue status: 6 done');
   } finally {
-    for (const p of [coordinator, ...workers]) if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    for (const p of [coordinator, ...workers])
+      if (p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   }
 });
 
@@ -205,8 +272,13 @@ test('a coordinator killed with SIGKILL resumes with --resume DIR --queue; a wor
     workerA.child.kill('SIGTERM');
     assert.equal(await within(workerA.exited, 60_000, 'worker A on SIGTERM'), 0, workerA.stderr());
     if (handed) {
-      assert.match(workerA.stderr(), new RegExp(`${handed.cell.replace(/[.+]/g, '\\$&')}: handed back after episode \\d+`));
-      t.diagnostic(`worker A stopped with SIGTERM while running ${handed.cell} at episode ${handed.episode}; ${/handed back after episode \d+/.exec(workerA.stderr())?.[0]}`);
+      assert.match(
+        workerA.stderr(),
+        new RegExp(`${handed.cell.replace(/[.+]/g, '\\$&')}: handed back after episode \\d+`),
+      );
+      t.diagnostic(
+        `worker A stopped with SIGTERM while running ${handed.cell} at episode ${handed.episode}; ${/handed back after episode \d+/.exec(workerA.stderr())?.[0]}`,
+      );
     }
     workerB = bitalloc(['worker', '--queue', redis.url, '--prefix', prefix, ...WORKER_FLAGS]);
     assert.equal(await within(second.exited, 240_000, 'resumed coordinator'), 0, second.stderr());
@@ -216,6 +288,7 @@ test('a coordinator killed with SIGKILL resumes with --resume DIR --queue; a wor
     const ids = await assertSameAsLocal(dir);
     assert.equal(ids.length, 3);
   } finally {
-    for (const p of [first, second, workerA, workerB]) if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
+    for (const p of [first, second, workerA, workerB])
+      if (p && p.child.exitCode === null && p.child.signalCode === null) p.child.kill('SIGKILL');
   }
 });

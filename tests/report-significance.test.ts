@@ -26,7 +26,12 @@ function episode(n: number, accuracy: number | null, feasible = true): EpisodeRe
   };
 }
 
-function cell(agentName: string, seed: number, testAccuracy: number | null, extra: Partial<ReportCell> = {}): ReportCell {
+function cell(
+  agentName: string,
+  seed: number,
+  testAccuracy: number | null,
+  extra: Partial<ReportCell> = {},
+): ReportCell {
   return {
     run: 'r',
     id: `${agentName}-${seed}`,
@@ -43,7 +48,17 @@ function cell(agentName: string, seed: number, testAccuracy: number | null, extr
     final:
       testAccuracy === null
         ? null
-        : { bits: [], testAccuracy, latencyMs: 1, energyUj: 1, sizeBytes: 1, peakMemoryBytes: 1, feasible: true, wallSeconds: 1, episodesToBest: 1 },
+        : {
+            bits: [],
+            testAccuracy,
+            latencyMs: 1,
+            energyUj: 1,
+            sizeBytes: 1,
+            peakMemoryBytes: 1,
+            feasible: true,
+            wallSeconds: 1,
+            episodesToBest: 1,
+          },
     uniform: [],
     ...extra,
   };
@@ -105,7 +120,14 @@ test('one pair has no interval and no pairs give null', () => {
 
 test('episodes to 99% of the best counts feasible evaluated episodes only', () => {
   const c = cell('ppo', 1, 0.9, {
-    episodes: [episode(1, 0.5), episode(2, 0.99, false), episode(3, 0.8), episode(4, null), episode(5, 0.797), episode(6, 0.805)],
+    episodes: [
+      episode(1, 0.5),
+      episode(2, 0.99, false),
+      episode(3, 0.8),
+      episode(4, null),
+      episode(5, 0.797),
+      episode(6, 0.805),
+    ],
   });
   // best so far: 0.5, 0.5, 0.8, 0.8, 0.8, 0.805 -> 99% of 0.805 = 0.79695, first reached at episode 3
   assert.equal(episodesToFractionOfBest(c), 3);
@@ -135,9 +157,19 @@ test('group statistics compare each agent with random and the uniform agent, and
 });
 
 test('without a uniform agent the best feasible uniform point of each seed is the baseline', () => {
-  const uni = (acc: number, feasible: boolean) => ({ bits: { wBits: 4, aBits: 4 }, accuracy: acc, latencyMs: 1, energyUj: 1, sizeBytes: 1, feasible });
+  const uni = (acc: number, feasible: boolean) => ({
+    bits: { wBits: 4, aBits: 4 },
+    accuracy: acc,
+    latencyMs: 1,
+    energyUj: 1,
+    sizeBytes: 1,
+    feasible,
+  });
   const g = group({
-    ppo: [cell('ppo', 1, 0.9, { uniform: [uni(0.95, false), uni(0.8, true), uni(0.7, true)] }), cell('ppo', 2, 0.9, { uniform: [uni(0.85, true)] })],
+    ppo: [
+      cell('ppo', 1, 0.9, { uniform: [uni(0.95, false), uni(0.8, true), uni(0.7, true)] }),
+      cell('ppo', 2, 0.9, { uniform: [uni(0.85, true)] }),
+    ],
   });
   const s = groupStatistics(g);
   assert.equal(s.uniformBaseline, 'uniform-points');

@@ -29,7 +29,14 @@ import { CSV_COLUMNS, loadRuns, paretoFront, renderHtml, writeReport } from '../
 import { runEpisode } from '../src/search/episode.js';
 import { envRewardSpec, validateExperiment } from '../src/experiment/experiment.js';
 import { runPendingCells } from '../src/search/runner.js';
-import { appendEpisode, createRun, readEpisodes, saveCheckpoint, type EpisodeRecord, type UniformPoint } from '../src/run/run-store.js';
+import {
+  appendEpisode,
+  createRun,
+  readEpisodes,
+  saveCheckpoint,
+  type EpisodeRecord,
+  type UniformPoint,
+} from '../src/run/run-store.js';
 
 const bin = fileURLToPath(new URL('../../bin/bitalloc.js', import.meta.url));
 const CHROMIUM = '/usr/bin/chromium';
@@ -108,7 +115,14 @@ async function makeRun(dir: string, raw: Record<string, unknown>): Promise<strin
     const uniform: UniformPoint[] = [8, 6, 4, 3, 2].map((b) => {
       const bits = layers.map(() => ({ wBits: b, aBits: b }));
       const cost = table.costAllocation(bits);
-      return { bits: { wBits: b, aBits: b }, accuracy: evaluator.accuracyOf(bits), latencyMs: cost.latencyMs, energyUj: cost.energyUj, sizeBytes: cost.sizeBytes, peakMemoryBytes: cost.peakMemoryBytes };
+      return {
+        bits: { wBits: b, aBits: b },
+        accuracy: evaluator.accuracyOf(bits),
+        latencyMs: cost.latencyMs,
+        energyUj: cost.energyUj,
+        sizeBytes: cost.sizeBytes,
+        peakMemoryBytes: cost.peakMemoryBytes,
+      };
     });
     cell.writeUniform(uniform);
     agent.dispose?.();
@@ -152,24 +166,31 @@ before(async () => {
     episodes: EPISODES,
   });
   const t1 = Date.now();
-  const real = createRun(join(root, 'runReal'), validateExperiment({
-    name: 'report-real',
-    model: 'lenet5',
-    dataset: 'mnist',
-    profiles: ['bitfusion-45nm'],
-    budgets: [['latency<=0.6x']],
-    agents: ['random'],
-    seeds: [1],
-    episodes: 4,
-    qatSteps: 2,
-    warmupEpochs: 0,
-    finetuneEpochs: 0,
-    evalSamples: 200,
-    checkpointEvery: 2,
-  }), { backend: tf.getBackend(), tfjs: tf.version.tfjs, command: ['test', 'report'] });
+  const real = createRun(
+    join(root, 'runReal'),
+    validateExperiment({
+      name: 'report-real',
+      model: 'lenet5',
+      dataset: 'mnist',
+      profiles: ['bitfusion-45nm'],
+      budgets: [['latency<=0.6x']],
+      agents: ['random'],
+      seeds: [1],
+      episodes: 4,
+      qatSteps: 2,
+      warmupEpochs: 0,
+      finetuneEpochs: 0,
+      evalSamples: 200,
+      checkpointEvery: 2,
+    }),
+    { backend: tf.getBackend(), tfjs: tf.version.tfjs, command: ['test', 'report'] },
+  );
   const outcomes = await runPendingCells(real, { workers: 1 });
   real.close();
-  assert.ok(outcomes.every((o) => o.ok), JSON.stringify(outcomes.map((o) => o.error)));
+  assert.ok(
+    outcomes.every((o) => o.ok),
+    JSON.stringify(outcomes.map((o) => o.error)),
+  );
   runReal = real.dir;
   process.stdout.write(`# search runner (real QAT) run in ${((Date.now() - t1) / 1000).toFixed(1)} s\n`);
   reportAll = await cli(['report', runA, '--format', 'all']);
@@ -196,8 +217,8 @@ test('CSV: every episode of every cell, with the documented columns, bits as w/a
   const total = cells.reduce((a, c) => a + c.episodes.length, 0);
   assert.equal(csv.length - 1, total);
   assert.ok(total >= 12 * 5, `${total} episodes`);
-  const first = cells[0] as { cell: string; episodes: EpisodeRecord[] };
-  const row = (csv[1] as string).split(',');
+  const first = cells[0];
+  const row = csv[1].split(',');
   const col = (name: string) => row[CSV_COLUMNS.indexOf(name as (typeof CSV_COLUMNS)[number])];
   assert.equal(col('cell'), first.cell);
   assert.equal(col('run'), 'runA');
@@ -211,11 +232,14 @@ test('Markdown: a summary table per (profile, budget) with a row per agent', () 
   const md = readFileSync(join(runA, 'report.md'), 'utf8');
   assert.match(md, /^## bitfusion-45nm · latency<=0\.5x$/m);
   assert.match(md, /^## bismo-pynq-z1 · latency<=0\.5x$/m);
-  assert.match(md, /\| agent \| seeds done \| accuracy \| latency \(ms\) \| energy \(uJ\) \| size \(KB\) \| episodes to best \| wall time \(s\) \|/);
+  assert.match(
+    md,
+    /\| agent \| seeds done \| accuracy \| latency \(ms\) \| energy \(uJ\) \| size \(KB\) \| episodes to best \| wall time \(s\) \|/,
+  );
   for (const agent of ['random', 'reinforce', 'evolution']) {
     const rows = md.split('\n').filter((l) => l.startsWith(`| ${agent} |`));
     assert.equal(rows.length, 2, agent);
-    assert.match(rows[0] as string, /\| 2\/2 \| \d+\.\d\d% ± \d+\.\d\d% \|/);
+    assert.match(rows[0], /\| 2\/2 \| \d+\.\d\d% ± \d+\.\d\d% \|/);
   }
   assert.match(md, /\| W8A8 \| \d+\.\d\d% \|/);
 });
@@ -249,7 +273,16 @@ test('the HTML opens in headless Chromium with no console errors, every chart no
   const { chromium } = await import('playwright-core');
   const browser = await chromium.launch({
     executablePath: CHROMIUM,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
   });
   try {
     const page = await browser.newPage({ viewport: { width: 1280, height: 900 } });
@@ -312,7 +345,10 @@ test('the HTML opens in headless Chromium with no console errors, every chart no
     await page.goto(`file://${realHtml}`, { waitUntil: 'load' });
     const realCharts = await page.$$eval('svg.chart', (svgs) => svgs.map((s) => s.querySelectorAll('.mark').length));
     assert.equal(realCharts.length, 5);
-    assert.ok(realCharts.every((n) => n > 0), `marks per chart: ${realCharts.join(', ')}`);
+    assert.ok(
+      realCharts.every((n) => n > 0),
+      `marks per chart: ${realCharts.join(', ')}`,
+    );
     assert.deepEqual(errors, []);
     assert.deepEqual(requests, [`file://${realHtml}`]);
     await page.goto(url, { waitUntil: 'load' });
@@ -330,13 +366,17 @@ test('a run made by the search runner (real QAT) reports in every format', () =>
   const { files } = writeReport([runReal], { formats: ['html', 'md', 'csv'] });
   assert.equal(files.length, 3);
   const [cell] = loadRuns([runReal])[0]?.cells ?? [];
-  assert.ok(cell && cell.status === 'done' && cell.final && cell.uniform.length > 0, 'the runner wrote final.json and uniform.json');
+  assert.ok(
+    cell && cell.status === 'done' && cell.final && cell.uniform.length > 0,
+    'the runner wrote final.json and uniform.json',
+  );
   const csv = readFileSync(join(runReal, 'episodes.csv'), 'utf8').trimEnd().split('\n');
   assert.equal(csv.length - 1, 4);
   const md = readFileSync(join(runReal, 'report.md'), 'utf8');
   assert.ok(md.includes(`| random | 1/1 | ${(100 * cell.final.testAccuracy).toFixed(2)}% |`), md);
   const html = readFileSync(join(runReal, 'report.html'), 'utf8');
-  for (const chart of ['reward-', 'best-accuracy-', 'acc-vs-latency-', 'acc-vs-energy-', 'bits-']) assert.ok(html.includes(`data-chart="${chart}`), chart);
+  for (const chart of ['reward-', 'best-accuracy-', 'acc-vs-latency-', 'acc-vs-energy-', 'bits-'])
+    assert.ok(html.includes(`data-chart="${chart}`), chart);
   assert.equal((html.match(/class="mark bar"/g) ?? []).length, 2 * cell.final.bits.length);
 });
 
@@ -346,8 +386,9 @@ test('several run directories merge into one report', () => {
   const { files } = writeReport([runA, runB], { out, formats: ['md'] });
   assert.deepEqual(files, [out]);
   const md = readFileSync(out, 'utf8');
-  const group = md.split('## bismo-pynq-z1')[0] as string;
-  for (const agent of ['random', 'reinforce', 'evolution', 'uniform']) assert.match(group, new RegExp(`^\\| ${agent} \\|`, 'm'));
+  const group = md.split('## bismo-pynq-z1')[0];
+  for (const agent of ['random', 'reinforce', 'evolution', 'uniform'])
+    assert.match(group, new RegExp(`^\\| ${agent} \\|`, 'm'));
   assert.match(md, /\| runA \| report-a \|/);
   assert.match(md, /\| runB \| report-b \|/);
   const html = renderHtml(loadRuns([runA, runB]));
@@ -360,7 +401,10 @@ test('a run still being written (torn last line) is reported without touching it
   const before = readFileSync(cell, 'utf8');
   writeReport([runB], { formats: ['csv'], out: join(root, 'b.csv') });
   assert.equal(readFileSync(cell, 'utf8'), before);
-  assert.equal(readFileSync(join(root, 'b.csv'), 'utf8').trimEnd().split('\n').length - 1, readEpisodes(cell, { repair: false }).episodes.length);
+  assert.equal(
+    readFileSync(join(root, 'b.csv'), 'utf8').trimEnd().split('\n').length - 1,
+    readEpisodes(cell, { repair: false }).episodes.length,
+  );
 });
 
 test('a missing directory, or one that is not a run, is a clear error with exit 1', async () => {

@@ -87,7 +87,7 @@ test('createRun writes experiment.json, run.json with every cell pending, and ce
   const cells = info['cells'] as { id: string; status: string }[];
   assert.equal(cells.length, 4);
   assert.ok(cells.every((c) => c.status === 'pending'));
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   const file = JSON.parse(readFileSync(join(cell.dir, 'cell.json'), 'utf8')) as Record<string, unknown>;
   const profileJson = JSON.parse(readFileSync(join(profilesDir(), 'bitfusion-45nm.json'), 'utf8')) as unknown;
   assert.deepEqual((file['profile'] as { json: unknown }).json, profileJson);
@@ -102,12 +102,16 @@ test('createRun writes experiment.json, run.json with every cell pending, and ce
 test('createRun refuses a non-empty directory (a run is never overwritten)', () => {
   const run = newRun();
   run.close();
-  throwsUserError(() => createRun(run.dir, experiment, { backend: 'wasm', tfjs: '4.22.0' }), /already exists/, /--resume/);
+  throwsUserError(
+    () => createRun(run.dir, experiment, { backend: 'wasm', tfjs: '4.22.0' }),
+    /already exists/,
+    /--resume/,
+  );
 });
 
 test('episodes read back exactly as appended, including null accuracy', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   const recs = fill(cell, 6);
   const rejected = episode(7, { accuracy: null, loss: null, feasible: false, reward: -1 });
   appendEpisode(cell, rejected);
@@ -119,7 +123,7 @@ test('episodes read back exactly as appended, including null accuracy', () => {
 
 test('appending an episode out of order is refused (a resume must truncate first)', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   fill(cell, 3);
   assert.throws(() => appendEpisode(cell, episode(3)), /episode 3 but the file holds 3 episodes/);
   assert.throws(() => appendEpisode(cell, episode(5)), /next is 4/);
@@ -128,7 +132,7 @@ test('appending an episode out of order is refused (a resume must truncate first
 
 test('a torn last line (no newline) is dropped, reported, and cut off so appends continue cleanly', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   const recs = fill(cell, 4);
   const good = readFileSync(cell.episodesPath, 'utf8');
   const torn = JSON.stringify(episode(5)).slice(0, 37);
@@ -143,7 +147,7 @@ test('a torn last line (no newline) is dropped, reported, and cut off so appends
 
 test('an invalid JSON last line that ends with a newline is also treated as torn', () => {
   const run = newRun();
-  const cell = run.cells[1] as CellStore;
+  const cell = run.cells[1];
   const recs = fill(cell, 2);
   const good = readFileSync(cell.episodesPath, 'utf8');
   writeFileSync(cell.episodesPath, good + '{"episode":3,"bits":[{"wB\n');
@@ -156,7 +160,7 @@ test('an invalid JSON last line that ends with a newline is also treated as torn
 
 test('reading without repair (reports) leaves a torn file untouched', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   fill(cell, 2);
   const text = readFileSync(cell.episodesPath, 'utf8') + '{"episode":3';
   writeFileSync(cell.episodesPath, text);
@@ -169,7 +173,7 @@ test('reading without repair (reports) leaves a torn file untouched', () => {
 
 test('a bad line in the middle is an error naming the file and the line', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   fill(cell, 3);
   const lines = readFileSync(cell.episodesPath, 'utf8').split('\n');
   lines[1] = '{ not json';
@@ -186,7 +190,7 @@ test('a bad line in the middle is an error naming the file and the line', () => 
 
 test('truncateEpisodes keeps the first episodes (resume from a checkpoint)', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   const recs = fill(cell, 5);
   truncateEpisodes(cell, 3);
   assert.deepEqual(readEpisodes(cell).episodes, recs.slice(0, 3));
@@ -197,7 +201,7 @@ test('truncateEpisodes keeps the first episodes (resume from a checkpoint)', () 
 
 test('offerBest keeps the most accurate feasible episode (ties: lower latency)', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   assert.equal(cell.offerBest(episode(1, { feasible: false, accuracy: 0.99 })), false);
   assert.equal(cell.offerBest(episode(2, { feasible: true, accuracy: 0.8, latencyMs: 2 })), true);
   assert.equal(cell.offerBest(episode(3, { feasible: true, accuracy: 0.7 })), false);
@@ -255,7 +259,7 @@ for (let k = 1; ; k++) writeJsonAtomic(path, docs[k % 2]);
               assert.equal(doc.rows.length, 20000);
               resolve();
             } catch (e) {
-              reject(e as Error);
+              reject(e instanceof Error ? e : new Error(String(e)));
             }
           });
         }),
@@ -263,14 +267,17 @@ for (let k = 1; ; k++) writeJsonAtomic(path, docs[k % 2]);
   );
   // what a killed writer leaves behind is only temp files with its pid, which a later writer ignores
   const leftovers = readdirSync(dir).filter((f) => f.includes('.tmp-'));
-  assert.ok(leftovers.every((f) => /^doc-\d\.json\.tmp-\d+-\d+$/.test(f)), leftovers.join(', '));
+  assert.ok(
+    leftovers.every((f) => /^doc-\d\.json\.tmp-\d+-\d+$/.test(f)),
+    leftovers.join(', '),
+  );
 });
 
 test('openRun (resume) removes temp files left by a crash and turns running cells back to pending', () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   run.setCellStatus(cell.id, 'running');
-  run.setCellStatus((run.cells[1] as CellStore).id, 'done');
+  run.setCellStatus(run.cells[1].id, 'done');
   run.close();
   writeFileSync(join(run.dir, 'run.json.tmp-999999-3'), '{"partial');
   writeFileSync(join(cell.dir, 'best.json.tmp-999999-4'), '{"partial');
@@ -283,7 +290,7 @@ test('openRun (resume) removes temp files left by a crash and turns running cell
   );
   assert.deepEqual(
     resumed.pendingCells().map((c) => c.id),
-    [0, 2, 3].map((i) => (run.cells[i] as CellStore).id),
+    [0, 2, 3].map((i) => run.cells[i].id),
   );
   const info = JSON.parse(readFileSync(join(run.dir, 'run.json'), 'utf8')) as { resumes: { command: string[] }[] };
   assert.deepEqual(info.resumes[0]?.command, ['bitalloc', 'run', '--resume', run.dir]);
@@ -325,9 +332,11 @@ test('resume checks that experiment.json still matches the cells of run.json', (
 
 test('checkpoints: save/load round trip with the search files, and a failed save keeps the old one', async () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   assert.equal(loadCheckpoint(cell), null);
-  await saveCheckpoint(cell, { episode: 10, agentState: { w: [1, 2, 3] } }, (dir) => writeFileSync(join(dir, 'weights.bin'), Buffer.from([1, 2, 3, 4])));
+  await saveCheckpoint(cell, { episode: 10, agentState: { w: [1, 2, 3] } }, (dir) =>
+    writeFileSync(join(dir, 'weights.bin'), Buffer.from([1, 2, 3, 4])),
+  );
   let ck = loadCheckpoint(cell);
   assert.equal(ck?.state.episode, 10);
   assert.deepEqual(ck?.state.agentState, { w: [1, 2, 3] });
@@ -342,13 +351,16 @@ test('checkpoints: save/load round trip with the search files, and a failed save
   ck = loadCheckpoint(cell);
   assert.equal(ck?.state.episode, 10);
   assert.deepEqual([...readFileSync(join(ck?.dir ?? '', 'weights.bin'))], [1, 2, 3, 4]);
-  assert.deepEqual(readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')), ['checkpoint']);
+  assert.deepEqual(
+    readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')),
+    ['checkpoint'],
+  );
   run.close();
 });
 
 test('checkpoints: a crash between the two renames is recovered (new one preferred, else the old one)', async () => {
   const run = newRun();
-  const cell = run.cells[0] as CellStore;
+  const cell = run.cells[0];
   const ckDir = cell.checkpointDir;
   // crash after "rename old away", before "rename new in": only .old and a complete .tmp exist
   await saveCheckpoint(cell, { episode: 10 });
@@ -357,23 +369,32 @@ test('checkpoints: a crash between the two renames is recovered (new one preferr
   renameSync(ckDir, `${ckDir}.old-4242`);
   renameSync(join(cell.dir, 'staging'), `${ckDir}.tmp-4242`);
   assert.equal(loadCheckpoint(cell)?.state.episode, 20);
-  assert.deepEqual(readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')), ['checkpoint']);
+  assert.deepEqual(
+    readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')),
+    ['checkpoint'],
+  );
   // only an old checkpoint and an incomplete new one: the old one comes back
   renameSync(ckDir, `${ckDir}.old-4243`);
   mkdirSync(`${ckDir}.tmp-4243`);
   writeFileSync(join(`${ckDir}.tmp-4243`, 'weights.bin'), 'partial');
   assert.equal(loadCheckpoint(cell)?.state.episode, 20);
-  assert.deepEqual(readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')), ['checkpoint']);
+  assert.deepEqual(
+    readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')),
+    ['checkpoint'],
+  );
   // crash before any rename: the complete old checkpoint stays in place, the partial new one is dropped
   mkdirSync(`${ckDir}.tmp-4244`);
   assert.equal(loadCheckpoint(cell)?.state.episode, 20);
-  assert.deepEqual(readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')), ['checkpoint']);
+  assert.deepEqual(
+    readdirSync(cell.dir).filter((f) => f.startsWith('checkpoint')),
+    ['checkpoint'],
+  );
   run.close();
 });
 
 test('cell status changes are persisted in run.json', () => {
   const run = newRun();
-  const cell = run.cells[2] as CellStore;
+  const cell = run.cells[2];
   cell.setStatus('running');
   cell.setStatus('failed', { error: 'out of memory' });
   run.close();
@@ -384,4 +405,3 @@ test('cell status changes are persisted in run.json', () => {
   assert.ok(entry?.startedAt && entry.finishedAt);
   assert.equal(reread.cell(cell.id).status, 'failed');
 });
-

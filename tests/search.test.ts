@@ -19,14 +19,25 @@ test('a short real search (lenet5, mnist, bitfusion-45nm, 20 episodes) returns a
   setLogLevel('warn');
   await initBackend('wasm');
   const r = await runSearch(
-    searchSpec({ agent: 'reinforce', episodes: 20, qatSteps: 5, evalSamples: 300, finetuneEpochs: 1, seed: 3, checkpointEvery: 5 }),
+    searchSpec({
+      agent: 'reinforce',
+      episodes: 20,
+      qatSteps: 5,
+      evalSamples: 300,
+      finetuneEpochs: 1,
+      seed: 3,
+      checkpointEvery: 5,
+    }),
     { plainProgress: true },
   );
   assert.equal(r.episodes, 20);
   assert.ok(r.best, 'a feasible allocation was found');
   assert.equal(r.best.feasible, true);
   assert.equal(r.best.bits.length, 5);
-  assert.ok(r.best.latencyMs <= 0.5 * r.reference.w8a8LatencyMs * (1 + 1e-9), `latency ${r.best.latencyMs} within 0.5x of ${r.reference.w8a8LatencyMs}`);
+  assert.ok(
+    r.best.latencyMs <= 0.5 * r.reference.w8a8LatencyMs * (1 + 1e-9),
+    `latency ${r.best.latencyMs} within 0.5x of ${r.reference.w8a8LatencyMs}`,
+  );
   assert.ok(r.final && r.final.testAccuracy > 0.8, `test accuracy after fine-tune ${r.final?.testAccuracy}`);
   assert.equal(r.uniform.length, 7);
 });
@@ -71,7 +82,9 @@ test('a run killed with SIGKILL resumes with no episode lost or repeated, equal 
   try {
     const killedDir = join(work, 'killed');
     const fullDir = join(work, 'full');
-    const child = spawn(process.execPath, [BIN, ...RUN_ARGS, '--out', killedDir], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [BIN, ...RUN_ARGS, '--out', killedDir], {
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
     let stderr = '';
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const episodesFile = (dir: string) => {
@@ -94,7 +107,9 @@ test('a run killed with SIGKILL resumes with no episode lost or repeated, equal 
     const before = readLines(episodesFile(killedDir) as string).length;
     assert.ok(before >= 3 && before < 8, `killed mid-run after ${before} episodes`);
 
-    const resumed = spawnSync(process.execPath, [BIN, 'run', '--resume', killedDir, '--backend', 'wasm'], { encoding: 'utf8' });
+    const resumed = spawnSync(process.execPath, [BIN, 'run', '--resume', killedDir, '--backend', 'wasm'], {
+      encoding: 'utf8',
+    });
     assert.equal(resumed.status, 0, resumed.stderr);
     const full = spawnSync(process.execPath, [BIN, ...RUN_ARGS, '--out', fullDir], { encoding: 'utf8' });
     assert.equal(full.status, 0, full.stderr);
@@ -110,8 +125,14 @@ test('a run killed with SIGKILL resumes with no episode lost or repeated, equal 
       a.map((l) => [l.episode, l.bits, l.accuracy, l.reward]),
       b.map((l) => [l.episode, l.bits, l.accuracy, l.reward]),
     );
-    const finalA = JSON.parse(readFileSync(join(episodesFile(killedDir) as string, '..', 'final.json'), 'utf8')) as { testAccuracy: number; bits: unknown };
-    const finalB = JSON.parse(readFileSync(join(episodesFile(fullDir) as string, '..', 'final.json'), 'utf8')) as { testAccuracy: number; bits: unknown };
+    const finalA = JSON.parse(readFileSync(join(episodesFile(killedDir) as string, '..', 'final.json'), 'utf8')) as {
+      testAccuracy: number;
+      bits: unknown;
+    };
+    const finalB = JSON.parse(readFileSync(join(episodesFile(fullDir) as string, '..', 'final.json'), 'utf8')) as {
+      testAccuracy: number;
+      bits: unknown;
+    };
     assert.deepEqual(finalA.bits, finalB.bits);
     assert.equal(finalA.testAccuracy, finalB.testAccuracy);
   } finally {
@@ -123,10 +144,27 @@ test('search: bad flags are named as flags, exit 1, no stack trace, nothing writ
   const work = mkdtempSync(join(tmpdir(), 'bitalloc-search-flags-'));
   try {
     const out = join(work, 'run');
-    const r = spawnSync(process.execPath, [BIN, 'search', '--episodes', '-3', '--agent', 'foo', '--budget', 'latency<0.5', '--profile', 'nope.json', '--out', out], {
-      encoding: 'utf8',
-      cwd: work,
-    });
+    const r = spawnSync(
+      process.execPath,
+      [
+        BIN,
+        'search',
+        '--episodes',
+        '-3',
+        '--agent',
+        'foo',
+        '--budget',
+        'latency<0.5',
+        '--profile',
+        'nope.json',
+        '--out',
+        out,
+      ],
+      {
+        encoding: 'utf8',
+        cwd: work,
+      },
+    );
     assert.equal(r.status, 1);
     assert.match(r.stderr, /--episodes: must be >= 1, got -3/);
     assert.match(r.stderr, /--agent: unknown agent 'foo' \(expected one of .*ppo/);

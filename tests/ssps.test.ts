@@ -15,7 +15,6 @@ import type { AgentContext } from '../envs/types.js';
 import { createAgent } from '../agents/index.js';
 import { SspsAgent } from '../agents/ssps.js';
 
-
 let fx: TrainedLenet;
 let net: QuantNetwork;
 
@@ -45,8 +44,8 @@ test('ssps on lenet5 (latency<=0.32x): the expected-cost term falls and the froz
   const ref = env.referenceCost.latencyMs;
   assert.ok(r.target !== null, 'a budget binds');
   const target = r.target;
-  const first = r.curve[0]!;
-  const last = r.curve[r.curve.length - 1]!;
+  const first = r.curve[0];
+  const last = r.curve[r.curve.length - 1];
   net.setBits(bits);
   const acc = (await fx.trainer.evaluate('val', { limit: 500 })).accuracy;
   console.log(
@@ -54,8 +53,10 @@ test('ssps on lenet5 (latency<=0.32x): the expected-cost term falls and the froz
       `penalty ${first.penalty.toFixed(3)} -> ${last.penalty.toFixed(3)}; allocation ${fmt(bits)} at ${(ctx.costOf(bits).latencyMs / ref).toFixed(3)}x; ` +
       `val accuracy (500) ${(100 * acc).toFixed(1)}%; freezes ${r.freezes.map((f) => `${f.name}@${f.step}=${f.bits}`).join(' ')}; ${r.seconds.toFixed(1)} s`,
   );
-  console.log(`targets: ${r.targets.map((x) => `${x.metric} ${(x.target / (x.metric === "latency" ? env.referenceCost.latencyMs : x.metric === "energy" ? env.referenceCost.energyUj : env.referenceCost.sizeBytes)).toFixed(3)}x`).join(", ")}`);
-  assert.equal(r.metric, "latency");
+  console.log(
+    `targets: ${r.targets.map((x) => `${x.metric} ${(x.target / (x.metric === 'latency' ? env.referenceCost.latencyMs : x.metric === 'energy' ? env.referenceCost.energyUj : env.referenceCost.sizeBytes)).toFixed(3)}x`).join(', ')}`,
+  );
+  assert.equal(r.metric, 'latency');
   assert.ok(target <= 0.32 * ref * (1 + 1e-9) && target > 0.3 * ref, `target ${target / ref}x`);
   assert.ok(first.penalty > 0, 'the budget binds at the start (uniform probabilities)');
   assert.ok(last.expectedCost < first.expectedCost, `E[cost] ${first.expectedCost} -> ${last.expectedCost}`);
@@ -67,7 +68,10 @@ test('ssps on lenet5 (latency<=0.32x): the expected-cost term falls and the froz
   assert.deepEqual(new Set(r.freezes.map((f) => f.layer)).size, 5);
   assert.ok(acc > 0.5, `the network still classifies at the found allocation (${acc})`);
   assert.equal(agent.exhausted(), true);
-  assert.ok(net.qlayers.every((q) => q.weightMix === null), 'hooks removed');
+  assert.ok(
+    net.qlayers.every((q) => q.weightMix === null),
+    'hooks removed',
+  );
   // State round trip.
   const copy = new SspsAgent();
   await copy.setup(ctx);
@@ -78,17 +82,26 @@ test('ssps on lenet5 (latency<=0.32x): the expected-cost term falls and the froz
 
 test('ssps with declared limits and pinned ends: target from the declared limit, ends at 8 bits', async () => {
   const env = makeEnv(['latency<=0.45x'], 'tied', true);
-  const ctx = { ...context(env), constraints: env.constraints.map((c) => ({ metric: c.metric, limit: c.limit })) } as AgentContext;
+  const ctx = {
+    ...context(env),
+    constraints: env.constraints.map((c) => ({ metric: c.metric, limit: c.limit })),
+  } as AgentContext;
   const agent = new SspsAgent({ steps: 60, stepsPerFreeze: 15 });
   await agent.setup(ctx);
   const bits = await agent.propose();
   const r = agent.report()!;
-  console.log(`ssps pinned: ${fmt(bits)}, E[latency] ${r.curve[0]!.expectedCost.toPrecision(4)} -> ${r.curve[r.curve.length - 1]!.expectedCost.toPrecision(4)} ms`);
+  console.log(
+    `ssps pinned: ${fmt(bits)}, E[latency] ${r.curve[0].expectedCost.toPrecision(4)} -> ${r.curve[r.curve.length - 1].expectedCost.toPrecision(4)} ms`,
+  );
   assert.equal(r.targetSource, 'declared');
-  assert.equal(r.target, env.constraints[0]!.limit);
+  assert.equal(r.target, env.constraints[0].limit);
   assert.deepEqual(bits[0], { wBits: 8, aBits: 8 });
   assert.deepEqual(bits[4], { wBits: 8, aBits: 8 });
-  assert.deepEqual(r.freezes.map((f) => f.step), [15, 30, 45], 'one freeze every 15 steps');
+  assert.deepEqual(
+    r.freezes.map((f) => f.step),
+    [15, 30, 45],
+    'one freeze every 15 steps',
+  );
   assert.ok(env.isFeasible(bits));
 });
 
@@ -109,8 +122,20 @@ test('weightMix replaces the kernel in training passes only', () => {
 
 test('ssps needs a real network and checks its options', () => {
   const env = makeEnv(['latency<=0.32x']);
-  assert.throws(() => new SspsAgent().setup(env.agentContext(1)), (e: unknown) => isUserError(e) && /real network/.test((e as Error).message));
-  assert.throws(() => createAgent('ssps', { metric: 'peakMemory' }), (e: unknown) => isUserError(e) && /metric/.test((e as Error).message));
-  assert.throws(() => createAgent('ssps', { steps: 0 }), (e: unknown) => isUserError(e));
-  assert.throws(() => createAgent('ssps', { lr: 1 }), (e: unknown) => isUserError(e) && /unknown option/.test((e as Error).message));
+  assert.throws(
+    () => new SspsAgent().setup(env.agentContext(1)),
+    (e: unknown) => isUserError(e) && /real network/.test((e as Error).message),
+  );
+  assert.throws(
+    () => createAgent('ssps', { metric: 'peakMemory' }),
+    (e: unknown) => isUserError(e) && /metric/.test((e as Error).message),
+  );
+  assert.throws(
+    () => createAgent('ssps', { steps: 0 }),
+    (e: unknown) => isUserError(e),
+  );
+  assert.throws(
+    () => createAgent('ssps', { lr: 1 }),
+    (e: unknown) => isUserError(e) && /unknown option/.test((e as Error).message),
+  );
 });

@@ -28,10 +28,26 @@ const dir = mkdtempSync(join(tmpdir(), 'bitalloc-cli-'));
 const floatDir = join(dir, 'float');
 
 test('train --json prints accuracy, loss, epochs, bits, backend, samplesPerSec, model, dataset, seed and saves a checkpoint', async () => {
-  const r = await cli('train', '--model', 'lenet5', '--dataset', 'mnist', '--limit', '400', '--epochs', '2', '--seed', '3', '--json', '--out', floatDir);
+  const r = await cli(
+    'train',
+    '--model',
+    'lenet5',
+    '--dataset',
+    'mnist',
+    '--limit',
+    '400',
+    '--epochs',
+    '2',
+    '--seed',
+    '3',
+    '--json',
+    '--out',
+    floatDir,
+  );
   assert.equal(r.code, 0, r.stderr);
   const out = JSON.parse(r.stdout) as Record<string, unknown>;
-  for (const k of ['accuracy', 'loss', 'epochs', 'bits', 'backend', 'samplesPerSec', 'model', 'dataset', 'seed']) assert.ok(k in out, `missing ${k}`);
+  for (const k of ['accuracy', 'loss', 'epochs', 'bits', 'backend', 'samplesPerSec', 'model', 'dataset', 'seed'])
+    assert.ok(k in out, `missing ${k}`);
   assert.equal(out['model'], 'lenet5');
   assert.equal(out['dataset'], 'mnist');
   assert.equal(out['seed'], 3);
@@ -42,7 +58,10 @@ test('train --json prints accuracy, loss, epochs, bits, backend, samplesPerSec, 
   assert.ok((out['loss'] as number) > 0);
   assert.ok((out['samplesPerSec'] as number) > 0);
   const bits = out['bits'] as { name: string; wBits: number; aBits: number }[];
-  assert.deepEqual(bits.map((b) => b.name), ['conv1', 'conv2', 'fc1', 'fc2', 'fc3']);
+  assert.deepEqual(
+    bits.map((b) => b.name),
+    ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'],
+  );
   assert.ok(bits.every((b) => b.wBits === 32 && b.aBits === 32));
   for (const f of ['model.json', 'weights.bin', 'bits.json', 'run.json']) assert.ok(existsSync(join(floatDir, f)), f);
   const run = JSON.parse(readFileSync(join(floatDir, 'run.json'), 'utf8')) as Record<string, unknown>;
@@ -54,7 +73,9 @@ test('train --json prints accuracy, loss, epochs, bits, backend, samplesPerSec, 
 
 test('eval reproduces the checkpoint test accuracy; QAT from the checkpoint with a bits file', async () => {
   assert.ok(existsSync(floatDir), 'needs the train test');
-  const saved = JSON.parse(readFileSync(join(floatDir, 'run.json'), 'utf8')) as { results: { test: { accuracy: number; loss: number } } };
+  const saved = JSON.parse(readFileSync(join(floatDir, 'run.json'), 'utf8')) as {
+    results: { test: { accuracy: number; loss: number } };
+  };
   const e = await cli('eval', '--checkpoint', floatDir, '--limit', '400', '--json');
   assert.equal(e.code, 0, e.stderr);
   const ev = JSON.parse(e.stdout) as Record<string, unknown>;
@@ -63,14 +84,26 @@ test('eval reproduces the checkpoint test accuracy; QAT from the checkpoint with
   assert.equal(ev['dataset'], 'mnist');
 
   const bitsFile = join(dir, 'bits.json');
-  writeFileSync(bitsFile, JSON.stringify({ layers: ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'].map((name, i) => ({ name, wBits: i === 0 ? 8 : 4, aBits: i === 0 ? 8 : 4 })) }));
+  writeFileSync(
+    bitsFile,
+    JSON.stringify({
+      layers: ['conv1', 'conv2', 'fc1', 'fc2', 'fc3'].map((name, i) => ({
+        name,
+        wBits: i === 0 ? 8 : 4,
+        aBits: i === 0 ? 8 : 4,
+      })),
+    }),
+  );
   const q = await cli('train', '--checkpoint', floatDir, '--bits-file', bitsFile, '--limit', '400', '--json');
   assert.equal(q.code, 0, q.stderr);
   const qo = JSON.parse(q.stdout) as Record<string, unknown>;
   assert.equal(qo['quantized'], true);
   assert.equal(qo['model'], 'lenet5');
   assert.equal(qo['epochs'], 2, 'QAT from a checkpoint defaults to a quarter of the float epochs');
-  assert.deepEqual((qo['bits'] as { wBits: number }[]).map((b) => b.wBits), [8, 4, 4, 4, 4]);
+  assert.deepEqual(
+    (qo['bits'] as { wBits: number }[]).map((b) => b.wBits),
+    [8, 4, 4, 4, 4],
+  );
 
   const w = await cli('eval', '--checkpoint', floatDir, '--wbits', '8', '--abits', '8', '--limit', '400', '--json');
   assert.equal(w.code, 0, w.stderr);
@@ -82,9 +115,17 @@ test('eval reproduces the checkpoint test accuracy; QAT from the checkpoint with
 const BAD: [string, string[], RegExp][] = [
   ['negative epochs', ['--model', 'lenet5', '--epochs', '-2'], /--epochs: must be an integer >= 0, got '-2'/],
   ['unknown model', ['--model', 'vgg99'], /--model: unknown model 'vgg99'.*lenet5/],
-  ['unknown dataset', ['--model', 'lenet5', '--dataset', 'imagenet'], /--dataset: unknown dataset 'imagenet'.*fashion-mnist/],
+  [
+    'unknown dataset',
+    ['--model', 'lenet5', '--dataset', 'imagenet'],
+    /--dataset: unknown dataset 'imagenet'.*fashion-mnist/,
+  ],
   ['--wbits without --abits', ['--model', 'lenet5', '--wbits', '4'], /--wbits needs --abits/],
-  ['bits out of range', ['--model', 'lenet5', '--wbits', '12', '--abits', '4'], /--wbits: invalid bit-width '12'.*1, 2, 3, 4, 5, 6, 7, 8, 16, 32/],
+  [
+    'bits out of range',
+    ['--model', 'lenet5', '--wbits', '12', '--abits', '4'],
+    /--wbits: invalid bit-width '12'.*1, 2, 3, 4, 5, 6, 7, 8, 16, 32/,
+  ],
   ['missing cifar10 directory', ['--model', 'resnet8', '--dataset', 'cifar10'], /--data-dir.*data_batch_1\.bin/],
 ];
 

@@ -15,7 +15,6 @@ import { createDataParallel, defaultThreads, shardSizes, threadsFlag } from '../
 import { createTrainer, type TrainerOptions } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 
-
 const SHAPE: [number, number, number] = [16, 16, 1];
 
 function randomSplit(n: number, seed: number): Split {
@@ -23,7 +22,11 @@ function randomSplit(n: number, seed: number): Split {
   const px = new Float32Array(n * SHAPE[0] * SHAPE[1] * SHAPE[2]);
   for (let i = 0; i < px.length; i++) px[i] = rng.next();
   const labels = Int32Array.from({ length: n }, () => rng.int(10));
-  return { x: tf.tensor4d(px, [n, ...SHAPE]), y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), 10).toFloat()) as tf.Tensor2D, labels };
+  return {
+    x: tf.tensor4d(px, [n, ...SHAPE]),
+    y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), 10).toFloat()) as tf.Tensor2D,
+    labels,
+  };
 }
 
 let ds: Dataset;
@@ -45,7 +48,12 @@ function weightsOf(n: QuantNetwork): Float32Array[] {
 }
 
 /** Trains `steps` minibatches of a fresh network; returns its weights and the mean loss. */
-async function trainFresh(model: string, bits: number, steps: number, opts: Partial<TrainerOptions>): Promise<{ weights: Float32Array[]; loss: number }> {
+async function trainFresh(
+  model: string,
+  bits: number,
+  steps: number,
+  opts: Partial<TrainerOptions>,
+): Promise<{ weights: Float32Array[]; loss: number }> {
   const n = net(model, bits);
   const tr = createTrainer(n, ds, { lr: 3e-3, batchSize: 24, optimizer: 'adam', seed: 2, ...opts });
   try {
@@ -60,7 +68,7 @@ async function trainFresh(model: string, bits: number, steps: number, opts: Part
 function maxAbsDiff(a: Float32Array[], b: Float32Array[]): number {
   assert.equal(a.length, b.length);
   let m = 0;
-  a.forEach((x, i) => x.forEach((v, j) => (m = Math.max(m, Math.abs(v - (b[i] as Float32Array)[j]!)))));
+  a.forEach((x, i) => x.forEach((v, j) => (m = Math.max(m, Math.abs(v - b[i][j])))));
   return m;
 }
 
@@ -80,7 +88,10 @@ test('without BatchNorm, 2 and 3 threads train like one thread on the same globa
   const oneB10 = await trainFresh('lenet5', 32, 3, { ...sgd, threads: 1, batchSize: 10 });
   assert.ok(maxAbsDiff(one.weights, init) > 1e-3, 'the steps moved the weights');
   assert.ok(maxAbsDiff(one.weights, two.weights) < 1e-5, `1 vs 2 threads: ${maxAbsDiff(one.weights, two.weights)}`);
-  assert.ok(maxAbsDiff(oneB10.weights, three.weights) < 1e-5, `1 vs 3 threads: ${maxAbsDiff(oneB10.weights, three.weights)}`);
+  assert.ok(
+    maxAbsDiff(oneB10.weights, three.weights) < 1e-5,
+    `1 vs 3 threads: ${maxAbsDiff(oneB10.weights, three.weights)}`,
+  );
   assert.ok(Math.abs(one.loss - two.loss) < 1e-5, `loss ${one.loss} vs ${two.loss}`);
 });
 
@@ -109,7 +120,7 @@ test('a 2-thread trainer saved and resumed continues bit-identically', async () 
     a.model.dispose();
 
     const b = net('cnn-small', 4);
-    b.model.weights.forEach((w, i) => w.write(tf.tensor(saved[i] as Float32Array, w.shape as number[])));
+    b.model.weights.forEach((w, i) => w.write(tf.tensor(saved[i], w.shape as number[])));
     const tb = createTrainer(b, ds, opts);
     await tb.loadState(dir);
     await tb.trainSteps(3);
@@ -134,7 +145,10 @@ test('data-parallel steps leave no tensors behind', async () => {
 
 test('one thread, or a backend other than wasm, trains in this thread', () => {
   const n = net('lenet5', 32);
-  assert.equal(createDataParallel(n, 1, false, () => tf.zeros([1]) as tf.Tensor1D), null);
+  assert.equal(
+    createDataParallel(n, 1, false, () => tf.zeros([1]) as tf.Tensor1D),
+    null,
+  );
   n.model.dispose();
   assert.ok(defaultThreads() >= 1);
   assert.equal(defaultThreads(1000), 1);
@@ -152,7 +166,15 @@ test('--threads takes an integer 1..64', () => {
 });
 
 test("an experiment's threads field: absent, or an integer >= 1", () => {
-  const valid = { name: 'ok', model: 'lenet5', dataset: 'mnist', profiles: ['bitfusion-45nm'], budgets: [['latency<=0.5x']], agents: ['random'], episodes: 10 };
+  const valid = {
+    name: 'ok',
+    model: 'lenet5',
+    dataset: 'mnist',
+    profiles: ['bitfusion-45nm'],
+    budgets: [['latency<=0.5x']],
+    agents: ['random'],
+    episodes: 10,
+  };
   assert.equal(validateExperiment(valid).threads, undefined);
   assert.equal(validateExperiment({ ...valid, threads: 2 }).threads, 2);
   assert.throws(

@@ -55,7 +55,9 @@ test('LeNet-5 float training reaches >= 97% test accuracy on MNIST within 8 epoc
   tr.dispose();
   floatAcc = r.accuracy;
   floatWeights = net.model.getWeights().map((w) => w.clone());
-  process.stderr.write(`lenet5/mnist float: test accuracy ${(r.accuracy * 100).toFixed(1)}%, ${Math.round(tr.samplesPerSec)} samples/s\n`);
+  process.stderr.write(
+    `lenet5/mnist float: test accuracy ${(r.accuracy * 100).toFixed(1)}%, ${Math.round(tr.samplesPerSec)} samples/s\n`,
+  );
   assert.ok(r.accuracy >= 0.97, `float test accuracy ${r.accuracy}`);
 });
 
@@ -71,5 +73,5 @@ test('QAT at W2A2 is measurably worse than W8A8', async () => {
   const acc = await fineTune(2);
   process.stderr.write(`lenet5/mnist W2A2: ${(acc * 100).toFixed(1)}%\n`);
   // 1,000 test digits: 2 points is 20 digits, far beyond run-to-run noise of the same setup
-  assert.ok(acc < (qat['W8A8'] as number) - 0.02, `W2A2 ${acc} vs W8A8 ${qat['W8A8']}`);
+  assert.ok(acc < qat['W8A8'] - 0.02, `W2A2 ${acc} vs W8A8 ${qat['W8A8']}`);
 });

@@ -28,19 +28,36 @@ function blobs(n: number, seed: number, classes = 3): Split {
 }
 
 function dataset(nTrain = 96): Dataset {
-  return { name: 'blobs', inputShape: [6, 6, 1], numClasses: 3, train: blobs(nTrain, 1), val: blobs(30, 2), test: blobs(30, 3), source: 'test' };
+  return {
+    name: 'blobs',
+    inputShape: [6, 6, 1],
+    numClasses: 3,
+    train: blobs(nTrain, 1),
+    val: blobs(30, 2),
+    test: blobs(30, 3),
+    source: 'test',
+  };
 }
 
 function model(opts: { bn?: boolean; softmax?: boolean; seed?: number } = {}): tf.LayersModel {
   const s = opts.seed ?? 1;
   const layers: tf.layers.Layer[] = [
-    tf.layers.conv2d({ inputShape: [6, 6, 1], filters: 4, kernelSize: 3, kernelInitializer: tf.initializers.glorotUniform({ seed: s }) }),
+    tf.layers.conv2d({
+      inputShape: [6, 6, 1],
+      filters: 4,
+      kernelSize: 3,
+      kernelInitializer: tf.initializers.glorotUniform({ seed: s }),
+    }),
   ];
   if (opts.bn) layers.push(tf.layers.batchNormalization({ name: 'bn' }));
   layers.push(
     tf.layers.reLU(),
     tf.layers.flatten(),
-    tf.layers.dense({ units: 3, activation: opts.softmax ? 'softmax' : 'linear', kernelInitializer: tf.initializers.glorotUniform({ seed: s + 1 }) }),
+    tf.layers.dense({
+      units: 3,
+      activation: opts.softmax ? 'softmax' : 'linear',
+      kernelInitializer: tf.initializers.glorotUniform({ seed: s + 1 }),
+    }),
   );
   return tf.sequential({ layers });
 }
@@ -78,7 +95,12 @@ test('trainSteps(k) runs k minibatches, continues the shuffle across calls and l
 test('the same seeds give the same losses; another shuffle seed gives others', async () => {
   const ds = dataset();
   const losses = async (shuffleSeed: number) => {
-    const tr = createTrainer({ model: model({ seed: 7 }) }, ds, { lr: 0.01, batchSize: 8, optimizer: 'sgd', seed: shuffleSeed });
+    const tr = createTrainer({ model: model({ seed: 7 }) }, ds, {
+      lr: 0.01,
+      batchSize: 8,
+      optimizer: 'sgd',
+      seed: shuffleSeed,
+    });
     const out: number[] = [];
     for (let i = 0; i < 4; i++) out.push((await tr.trainSteps(1)).loss);
     tr.dispose();
@@ -101,7 +123,7 @@ test('evaluate() reports the accuracy and mean cross-entropy of model.predict', 
     const logits = m.predict(ds.test.x) as tf.Tensor;
     const a = tf.mean(tf.cast(tf.equal(tf.argMax(logits, -1), tf.tensor1d(ds.test.labels, 'int32')), 'float32'));
     const l = tf.losses.softmaxCrossEntropy(ds.test.y, logits);
-    return [a.dataSync()[0] as number, l.dataSync()[0] as number];
+    return [a.dataSync()[0], l.dataSync()[0]];
   });
   assert.equal(r.samples, 30);
   assert.ok(Math.abs(r.accuracy - acc) < 1e-6, `${r.accuracy} vs ${acc}`);
@@ -118,7 +140,7 @@ test('a model ending in softmax is trained on its probabilities', async () => {
   const r0 = await tr.evaluate('test');
   const expected = tf.tidy(() => {
     const p = m.predict(ds.test.x) as tf.Tensor;
-    return tf.mean(tf.neg(tf.sum(tf.mul(ds.test.y, tf.log(tf.clipByValue(p, 1e-7, 1))), -1))).dataSync()[0] as number;
+    return tf.mean(tf.neg(tf.sum(tf.mul(ds.test.y, tf.log(tf.clipByValue(p, 1e-7, 1))), -1))).dataSync()[0];
   });
   assert.ok(Math.abs(r0.loss - expected) < 1e-4);
   await tr.trainEpochs(4);
@@ -130,7 +152,7 @@ test('BatchNorm runs in training mode while training: its moving statistics move
   const ds = dataset();
   const m = model({ bn: true });
   const bn = m.getLayer('bn');
-  const movingMean = () => Array.from((bn.getWeights()[2] as tf.Tensor).dataSync());
+  const movingMean = () => Array.from(bn.getWeights()[2].dataSync());
   const m0 = movingMean();
   const tr = createTrainer({ model: m }, ds, { lr: 0.01, batchSize: 16, optimizer: 'adam', seed: 1 });
   await tr.evaluate('test');
@@ -147,7 +169,7 @@ test('a cosine schedule restores the base learning rate; setLearningRate changes
     const seen: number[] = [];
     await tr.trainEpochs(2, () => seen.push(tr.learningRate), { schedule: 'cosine' });
     assert.equal(seen.length, 4);
-    assert.ok((seen[0] as number) < 0.05 && (seen[3] as number) <= 0.0005 + 1e-12, `${optimizer}: ${seen.join(', ')}`);
+    assert.ok(seen[0] < 0.05 && seen[3] <= 0.0005 + 1e-12, `${optimizer}: ${seen.join(', ')}`);
     assert.equal(tr.learningRate, 0.05);
     tr.setLearningRate(0.01);
     assert.equal(tr.learningRate, 0.01);
@@ -177,7 +199,8 @@ test('saveState/loadState: a resumed trainer continues with exactly the same los
     assert.equal(tr2.stepsDone, 6);
     const resumed: number[] = [];
     for (let i = 0; i < 5; i++) resumed.push((await tr2.trainSteps(1)).loss);
-    for (let i = 0; i < 5; i++) assert.ok(Math.abs((continued[i] as number) - (resumed[i] as number)) < 1e-5, `${optimizer} step ${i}: ${continued[i]} vs ${resumed[i]}`);
+    for (let i = 0; i < 5; i++)
+      assert.ok(Math.abs(continued[i] - resumed[i]) < 1e-5, `${optimizer} step ${i}: ${continued[i]} vs ${resumed[i]}`);
 
     const other = createTrainer({ model: m2 }, ds, { lr: 0.02, batchSize: 8, optimizer, seed: 1 });
     await assert.rejects(other.loadState(dir), /batch size 16, this trainer has 8/);

@@ -64,12 +64,16 @@ async function trainLosses(
   const losses: number[] = [];
   for (let i = 0; i < steps; i++) {
     const loss = await model.trainOnBatch(xs, ys);
-    losses.push(Array.isArray(loss) ? (loss[0] as number) : loss);
+    losses.push(Array.isArray(loss) ? loss[0] : loss);
   }
   // model.weights and getWeights() list the same variables in the same order.
   const after = model.getWeights().map((w) => w.dataSync() as Float32Array);
   const changedTrainable = model.weights
-    .map((w, i) => ({ name: w.originalName, trainable: w.trainable, changed: (after[i] as Float32Array).some((v, j) => v !== (weights[i] as Float32Array)[j]) }))
+    .map((w, i) => ({
+      name: w.originalName,
+      trainable: w.trainable,
+      changed: after[i].some((v, j) => v !== weights[i][j]),
+    }))
     .filter((w) => w.trainable)
     .map(({ name, changed }) => ({ name, changed }));
   tf.dispose([xs, ys]);
@@ -90,13 +94,15 @@ function assertSameLosses(wasm: number[], cpu: number[]): void {
   assert.equal(wasm.length, cpu.length);
   wasm.forEach((l, i) => {
     assert.ok(Number.isFinite(l), `step ${i}: loss ${l} on wasm`);
-    assert.ok(Math.abs(l - (cpu[i] as number)) <= LOSS_TOLERANCE, `step ${i}: wasm loss ${l} vs cpu ${cpu[i]}`);
+    assert.ok(Math.abs(l - cpu[i]) <= LOSS_TOLERANCE, `step ${i}: wasm loss ${l} vs cpu ${cpu[i]}`);
   });
 }
 
 const smallCnn: Builder = () => {
   const model = tf.sequential();
-  model.add(tf.layers.conv2d({ inputShape: [12, 12, 3], filters: 6, kernelSize: 3, padding: 'same', activation: 'relu' }));
+  model.add(
+    tf.layers.conv2d({ inputShape: [12, 12, 3], filters: 6, kernelSize: 3, padding: 'same', activation: 'relu' }),
+  );
   model.add(tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same', depthMultiplier: 2 }));
   model.add(tf.layers.batchNormalization());
   model.add(tf.layers.maxPooling2d({ poolSize: 2 }));
@@ -114,7 +120,7 @@ test('a small CNN trains on wasm with the same losses as on cpu (5 SGD steps)', 
   await tf.setBackend('wasm');
   assertSameLosses(wasm.losses, cpu.losses);
   assert.ok(
-    (wasm.losses[4] as number) < (wasm.losses[0] as number),
+    wasm.losses[4] < wasm.losses[0],
     `loss did not go down on wasm: ${wasm.losses.map((l) => l.toFixed(4)).join(' ')}`,
   );
 });
@@ -131,11 +137,15 @@ const everything: Builder = () => {
   const relu = tf.layers.reLU().apply(bn) as tf.SymbolicTensor;
   const dw = tf.layers.depthwiseConv2d({ kernelSize: 3, strides: 2, padding: 'same' }).apply(relu) as tf.SymbolicTensor;
   const relu6 = tf.layers.reLU({ maxValue: 6 }).apply(dw) as tf.SymbolicTensor;
-  const sep = tf.layers.separableConv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same' }).apply(relu) as tf.SymbolicTensor;
+  const sep = tf.layers
+    .separableConv2d({ filters: 8, kernelSize: 3, strides: 2, padding: 'same' })
+    .apply(relu) as tf.SymbolicTensor;
   const sum = tf.layers.add().apply([relu6, sep]) as tf.SymbolicTensor;
   const pooled = tf.layers.maxPooling2d({ poolSize: 2 }).apply(relu) as tf.SymbolicTensor;
   const cat = tf.layers.concatenate().apply([sum, pooled]) as tf.SymbolicTensor;
-  const strided = tf.layers.conv2d({ filters: 12, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' }).apply(cat) as tf.SymbolicTensor;
+  const strided = tf.layers
+    .conv2d({ filters: 12, kernelSize: 3, strides: 2, padding: 'same', activation: 'relu' })
+    .apply(cat) as tf.SymbolicTensor;
   const avg = tf.layers.averagePooling2d({ poolSize: 2 }).apply(strided) as tf.SymbolicTensor;
   const gap = tf.layers.globalAveragePooling2d({}).apply(avg) as tf.SymbolicTensor;
   const drop = tf.layers.dropout({ rate: 0.25, seed: 7 }).apply(gap) as tf.SymbolicTensor;

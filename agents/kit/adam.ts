@@ -66,9 +66,9 @@ export class Adam {
     const c1 = 1 - Math.pow(this.beta1, this.t);
     const c2 = 1 - Math.pow(this.beta2, this.t);
     this.params.forEach((p, i) => {
-      const g = grads[i] as tf.Tensor;
-      const m = this.m[i] as tf.Variable;
-      const v = this.v[i] as tf.Variable;
+      const g = grads[i];
+      const m = this.m[i];
+      const v = this.v[i];
       m.assign(m.mul(this.beta1).add(g.mul(1 - this.beta1)));
       v.assign(v.mul(this.beta2).add(g.square().mul(1 - this.beta2)));
       p.assign(p.sub(m.div(c1).div(v.div(c2).sqrt().add(this.eps)).mul(this.lr)));
@@ -76,7 +76,11 @@ export class Adam {
   }
 
   getState(): AdamState {
-    return { t: this.t, m: this.m.map((x) => Array.from(x.dataSync())), v: this.v.map((x) => Array.from(x.dataSync())) };
+    return {
+      t: this.t,
+      m: this.m.map((x) => Array.from(x.dataSync())),
+      v: this.v.map((x) => Array.from(x.dataSync())),
+    };
   }
 
   /**
@@ -88,7 +92,8 @@ export class Adam {
     if (!Number.isInteger(s.t) || s.t < 0) bad(`${field}.t`, 'an integer >= 0');
     for (const key of ['m', 'v'] as const) {
       const arrays = s[key];
-      if (!Array.isArray(arrays) || arrays.length !== this.params.length) bad(`${field}.${key}`, `${this.params.length} arrays`);
+      if (!Array.isArray(arrays) || arrays.length !== this.params.length)
+        bad(`${field}.${key}`, `${this.params.length} arrays`);
       this.params.forEach((p, i) => {
         const a = arrays[i];
         if (!Array.isArray(a) || a.length !== p.size) bad(`${field}.${key}[${i}]`, `${p.size} numbers`);
@@ -96,8 +101,8 @@ export class Adam {
     }
     this.t = s.t;
     tf.tidy(() => {
-      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i] as number[], x.shape)));
-      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i] as number[], x.shape)));
+      this.m.forEach((x, i) => x.assign(tf.tensor(s.m[i], x.shape)));
+      this.v.forEach((x, i) => x.assign(tf.tensor(s.v[i], x.shape)));
     });
   }
 

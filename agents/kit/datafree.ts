@@ -89,21 +89,29 @@ function totalVariation(x: tf.Tensor4D): tf.Tensor1D {
     parts.push(tf.mean(tf.square(dx), [1, 2, 3]) as tf.Tensor1D);
   }
   if (parts.length === 0) return tf.zeros([x.shape[0]]) as tf.Tensor1D;
-  return parts.length === 1 ? (parts[0] as tf.Tensor1D) : (tf.add(parts[0] as tf.Tensor1D, parts[1] as tf.Tensor1D) as tf.Tensor1D);
+  return parts.length === 1 ? parts[0] : (tf.add(parts[0], parts[1]) as tf.Tensor1D);
 }
 
 function checkOptions(o: DataFreeOptions): void {
   const positiveInt = (v: number, name: string): void => {
-    if (!Number.isInteger(v) || v < 1) throw new RangeError(`generateInputs: ${name} must be a positive integer, got ${v}`);
+    if (!Number.isInteger(v) || v < 1)
+      throw new RangeError(`generateInputs: ${name} must be a positive integer, got ${v}`);
   };
   positiveInt(o.perClass, 'perClass');
   positiveInt(o.batchSize, 'batchSize');
-  if (!Number.isInteger(o.steps) || o.steps < 0) throw new RangeError(`generateInputs: steps must be a non-negative integer, got ${o.steps}`);
+  if (!Number.isInteger(o.steps) || o.steps < 0)
+    throw new RangeError(`generateInputs: steps must be a non-negative integer, got ${o.steps}`);
   if (!(o.lr > 0)) throw new RangeError(`generateInputs: lr must be > 0, got ${o.lr}`);
-  for (const [name, v] of [['tvWeight', o.tvWeight], ['l2Weight', o.l2Weight], ['stopLoss', o.stopLoss]] as const) {
-    if (!(v >= 0) || !Number.isFinite(v)) throw new RangeError(`generateInputs: ${name} must be a finite number >= 0, got ${v}`);
+  for (const [name, v] of [
+    ['tvWeight', o.tvWeight],
+    ['l2Weight', o.l2Weight],
+    ['stopLoss', o.stopLoss],
+  ] as const) {
+    if (!(v >= 0) || !Number.isFinite(v))
+      throw new RangeError(`generateInputs: ${name} must be a finite number >= 0, got ${v}`);
   }
-  if (!(o.range[1] > o.range[0])) throw new RangeError(`generateInputs: range must be [lo, hi] with lo < hi, got [${o.range.join(', ')}]`);
+  if (!(o.range[1] > o.range[0]))
+    throw new RangeError(`generateInputs: range must be [lo, hi] with lo < hi, got [${o.range.join(', ')}]`);
 }
 
 /**
@@ -111,7 +119,10 @@ function checkOptions(o: DataFreeOptions): void {
  * network's bits are set to 32 while generating and restored afterwards). The caller owns the returned
  * split's tensors.
  */
-export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFreeOptions> = {}): Promise<GeneratedInputs> {
+export async function generateInputs(
+  net: QuantizedNetwork,
+  opts: Partial<DataFreeOptions> = {},
+): Promise<GeneratedInputs> {
   const o: DataFreeOptions = { ...DATA_FREE_DEFAULTS, ...opts };
   checkOptions(o);
   const model = net.model;
@@ -119,8 +130,10 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
   const outShape = model.outputs[0]?.shape ?? [];
   const [h, w, c] = inShape.slice(1) as [number | null, number | null, number | null];
   const classes = outShape[outShape.length - 1];
-  if (inShape.length !== 4 || !h || !w || !c) throw new Error(`generateInputs: the model's input must be [n, h, w, c], got [${inShape.join(', ')}]`);
-  if (!classes || classes < 2) throw new Error(`generateInputs: the model must output class scores, got [${outShape.join(', ')}]`);
+  if (inShape.length !== 4 || !h || !w || !c)
+    throw new Error(`generateInputs: the model's input must be [n, h, w, c], got [${inShape.join(', ')}]`);
+  if (!classes || classes < 2)
+    throw new Error(`generateInputs: the model must output class scores, got [${outShape.join(', ')}]`);
   const probabilities = outputsProbabilities(model);
   const [lo, hi] = o.range;
   const mid = (lo + hi) / 2;
@@ -138,7 +151,10 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
   const out = new Float32Array(n * pixels);
   let maxSteps = 0;
   try {
-    const progress = new Progress({ label: 'data-free inputs: optimisation steps', total: Math.ceil(n / o.batchSize) * o.steps });
+    const progress = new Progress({
+      label: 'data-free inputs: optimisation steps',
+      total: Math.ceil(n / o.batchSize) * o.steps,
+    });
     for (let start = 0; start < n; start += o.batchSize) {
       const size = Math.min(o.batchSize, n - start);
       const x = tf.variable(tf.tensor4d(init.subarray(start * pixels, (start + size) * pixels), [size, h, w, c]), true);
@@ -153,14 +169,14 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
             const { grads } = tf.variableGrads(() => {
               const logits = model.apply(x, { training: false }) as tf.Tensor;
               const ceEach = perSampleCrossEntropy(y, logits, probabilities);
-              ce = tf.mean(ceEach).dataSync()[0] as number;
-              const tv = totalVariation(x as tf.Tensor4D);
+              ce = tf.mean(ceEach).dataSync()[0];
+              const tv = totalVariation(x);
               const l2 = tf.mean(tf.square(tf.sub(x, mid)), [1, 2, 3]);
               const total = tf.add(tf.add(ceEach, tf.mul(tv, o.tvWeight)), tf.mul(l2, o.l2Weight));
               return tf.sum(total) as tf.Scalar;
             }, [x]);
             if (ce < o.stopLoss) return;
-            optimizer.applyGradients([{ name: x.name, tensor: grads[x.name] as tf.Tensor }]);
+            optimizer.applyGradients([{ name: x.name, tensor: grads[x.name] }]);
             x.assign(tf.clipByValue(x, lo, hi));
           });
           if (ce < o.stopLoss) break;
@@ -188,7 +204,12 @@ export async function generateInputs(net: QuantizedNetwork, opts: Partial<DataFr
 }
 
 /** Accuracy and mean cross-entropy of the network as it is set now, inference mode. */
-function floatScore(net: QuantizedNetwork, split: Split, probabilities: boolean, batch: number): { accuracy: number; loss: number } {
+function floatScore(
+  net: QuantizedNetwork,
+  split: Split,
+  probabilities: boolean,
+  batch: number,
+): { accuracy: number; loss: number } {
   const n = split.labels.length;
   let correct = 0;
   let lossSum = 0;
@@ -199,10 +220,10 @@ function floatScore(net: QuantizedNetwork, split: Split, probabilities: boolean,
       const yb = tf.slice(split.y, [start, 0], [size, -1]);
       const outb = net.model.apply(xb, { training: false }) as tf.Tensor;
       const hit = tf.sum(tf.cast(tf.equal(tf.argMax(outb, -1), tf.argMax(yb, -1)), 'float32'));
-      return [tf.sum(perSampleCrossEntropy(yb, outb, probabilities)).dataSync()[0] as number, hit.dataSync()[0] as number];
+      return [tf.sum(perSampleCrossEntropy(yb, outb, probabilities)).dataSync()[0], hit.dataSync()[0]];
     });
-    lossSum += l as number;
-    correct += k as number;
+    lossSum += l;
+    correct += k;
   }
   return { accuracy: n > 0 ? correct / n : NaN, loss: n > 0 ? lossSum / n : NaN };
 }

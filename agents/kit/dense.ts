@@ -6,13 +6,13 @@
 export function denseForward(input: Float32Array, w: Float32Array, b: Float32Array, tanh: boolean): Float32Array {
   const n = b.length;
   const out = new Float32Array(n);
-  for (let j = 0; j < n; j++) out[j] = b[j] as number;
+  for (let j = 0; j < n; j++) out[j] = b[j];
   for (let i = 0; i < input.length; i++) {
-    const xi = input[i] as number;
+    const xi = input[i];
     if (xi === 0) continue;
     const row = i * n;
-    for (let j = 0; j < n; j++) out[j] = (out[j] as number) + xi * (w[row + j] as number);
+    for (let j = 0; j < n; j++) out[j] = out[j] + xi * w[row + j];
   }
-  if (tanh) for (let j = 0; j < n; j++) out[j] = Math.tanh(out[j] as number);
+  if (tanh) for (let j = 0; j < n; j++) out[j] = Math.tanh(out[j]);
   return out;
 }

@@ -46,7 +46,11 @@ export class ParamStore {
   }
 
   /** Assigns stored values to every parameter; a missing or mis-sized one calls `bad` (which throws). */
-  loadState(stored: Record<string, StoredParam>, bad: (field: string, expected: string) => never, field = 'params'): void {
+  loadState(
+    stored: Record<string, StoredParam>,
+    bad: (field: string, expected: string) => never,
+    field = 'params',
+  ): void {
     for (const [name, v] of this.vars) {
       const p = stored[name];
       if (!p || p.values.length !== v.size) bad(`${field}.${name}`, `${v.size} numbers`);

@@ -25,7 +25,11 @@ export interface PackedRollout {
   valid: Float32Array;
 }
 
-export function packRollout(episodes: readonly (readonly RolloutStep[])[], observationSize: number, numActions: number): PackedRollout {
+export function packRollout(
+  episodes: readonly (readonly RolloutStep[])[],
+  observationSize: number,
+  numActions: number,
+): PackedRollout {
   const E = episodes.length;
   const T = Math.max(0, ...episodes.map((ep) => ep.length));
   const N = E * T;

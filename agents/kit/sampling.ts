@@ -16,16 +16,16 @@ export class MaskedCategorical {
   constructor(logits: ArrayLike<number>, mask: ArrayLike<number> | null = null, temperature = 1) {
     const n = logits.length;
     let max = -Infinity;
-    for (let k = 0; k < n; k++) if (!mask || mask[k]) max = Math.max(max, logits[k] as number);
+    for (let k = 0; k < n; k++) if (!mask || mask[k]) max = Math.max(max, logits[k]);
     const p = new Float64Array(n);
     let sum = 0;
     for (let k = 0; k < n; k++) {
       if (mask && !mask[k]) continue;
-      p[k] = Math.exp(((logits[k] as number) - max) / temperature);
-      sum += p[k] as number;
+      p[k] = Math.exp((logits[k] - max) / temperature);
+      sum += p[k];
     }
     if (!(sum > 0)) p.fill(1 / n);
-    else for (let k = 0; k < n; k++) p[k] = (p[k] as number) / sum;
+    else for (let k = 0; k < n; k++) p[k] = p[k] / sum;
     this.probs = p;
   }
 
@@ -34,10 +34,10 @@ export class MaskedCategorical {
     const p = this.probs;
     let u = rng.next();
     for (let k = 0; k < p.length; k++) {
-      u -= p[k] as number;
-      if (u < 0 && (p[k] as number) > 0) return k;
+      u -= p[k];
+      if (u < 0 && p[k] > 0) return k;
     }
-    for (let k = p.length - 1; k >= 0; k--) if ((p[k] as number) > 0) return k;
+    for (let k = p.length - 1; k >= 0; k--) if (p[k] > 0) return k;
     return 0;
   }
 
@@ -45,12 +45,12 @@ export class MaskedCategorical {
   mode(): number {
     const p = this.probs;
     let best = 0;
-    for (let k = 1; k < p.length; k++) if ((p[k] as number) > (p[best] as number)) best = k;
+    for (let k = 1; k < p.length; k++) if (p[k] > p[best]) best = k;
     return best;
   }
 
   logProb(action: number): number {
-    return Math.log(this.probs[action] as number);
+    return Math.log(this.probs[action]);
   }
 }
 

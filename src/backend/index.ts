@@ -36,6 +36,7 @@ async function loadTfjsNode(): Promise<boolean> {
   try {
     const pkgPath = require.resolve('@tensorflow/tfjs-node/package.json');
     const version = (require(pkgPath) as { version: string }).version;
+    // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- an optional module: tsc must not resolve it
     await import('@tensorflow/tfjs-node' as string);
     tfjsNodeState = { loaded: true, version };
   } catch (e) {
@@ -55,10 +56,14 @@ export function tfjsNodeInstallHint(): string {
 /** Selects and initialises the backend. Safe to call again: re-selects when the choice differs. */
 export async function initBackend(requested: BackendChoice = 'auto'): Promise<BackendInfo> {
   if (!(BACKEND_CHOICES as readonly string[]).includes(requested)) {
-    throw new UserError(`unknown backend '${String(requested)}'`, { field: '--backend', expected: BACKEND_CHOICES.join('|') });
+    throw new UserError(`unknown backend '${String(requested)}'`, {
+      field: '--backend',
+      expected: BACKEND_CHOICES.join('|'),
+    });
   }
   if (current && current.requested === requested) return current;
-  const nodeOk = requested === 'auto' || requested === 'tensorflow' ? await loadTfjsNode() : (tfjsNodeState?.loaded ?? false);
+  const nodeOk =
+    requested === 'auto' || requested === 'tensorflow' ? await loadTfjsNode() : (tfjsNodeState?.loaded ?? false);
   if (requested === 'tensorflow' && !nodeOk) {
     throw new UserError(tfjsNodeInstallHint(), { field: '--backend' });
   }

@@ -8,9 +8,26 @@ import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import { loadCheckpoint, namedBits } from '../train/checkpoint.js';
 import { calibrateNetwork, type SplitName } from '../train/trainer.js';
-import { checkEvalBackend, evaluateWith, resolveEvalBackend, EVAL_BACKENDS, type EvalBackendChoice } from '../search/ort-evaluator.js';
+import {
+  checkEvalBackend,
+  evaluateWith,
+  resolveEvalBackend,
+  EVAL_BACKENDS,
+  type EvalBackendChoice,
+} from '../search/ort-evaluator.js';
 import { formatTable, printJson, printText } from './output.js';
-import { checkCompatible, dataAndBitsOptions, datasetOptions, describeBits, evalBatchFor, folderOptions, isQuantized, parseBitsFlags, prepareTargets, resolveBits } from './train.js';
+import {
+  checkCompatible,
+  dataAndBitsOptions,
+  datasetOptions,
+  describeBits,
+  evalBatchFor,
+  folderOptions,
+  isQuantized,
+  parseBitsFlags,
+  prepareTargets,
+  resolveBits,
+} from './train.js';
 import { existsSync } from 'node:fs';
 import { DEFAULT_PREPROCESS, parsePreprocess } from '../data/preprocess.js';
 import { ZOO } from '../models/index.js';
@@ -32,15 +49,28 @@ async function evalHandler(args: CommandArgs): Promise<void> {
   const splitName = (args['split'] ?? 'test') as SplitName;
   const datasetFlag = args['dataset'] === undefined ? undefined : String(args['dataset']);
   const batchFlag = args['batchSize'] === undefined ? undefined : Number(args['batchSize']);
-  if (batchFlag !== undefined && !(Number.isInteger(batchFlag) && batchFlag >= 1)) throw new UserError(`must be an integer >= 1, got '${String(batchFlag)}'`, { field: '--batch-size' });
+  if (batchFlag !== undefined && !(Number.isInteger(batchFlag) && batchFlag >= 1))
+    throw new UserError(`must be an integer >= 1, got '${String(batchFlag)}'`, { field: '--batch-size' });
   if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) {
     throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   }
   if ((checkpointFlag === undefined) === (modelFlag === undefined)) {
-    throw new UserError('give either --checkpoint DIR (a bitalloc checkpoint) or --model FILE (a float model.json)', { field: checkpointFlag === undefined ? '--checkpoint' : '--model' });
+    throw new UserError('give either --checkpoint DIR (a bitalloc checkpoint) or --model FILE (a float model.json)', {
+      field: checkpointFlag === undefined ? '--checkpoint' : '--model',
+    });
   }
-  if (modelFlag !== undefined && !ZOO[modelFlag] && !existsSync(modelFlag)) throw new UserError('model file not found', { file: modelFlag, field: '--model', expected: 'a tfjs layers model.json (or its folder)' });
-  if (modelFlag !== undefined && ZOO[modelFlag]) throw new UserError(`'${modelFlag}' is an untrained zoo model`, { field: '--model', expected: 'a trained model.json, or --checkpoint DIR' });
+  if (modelFlag !== undefined && !ZOO[modelFlag] && !existsSync(modelFlag))
+    throw new UserError('model file not found', {
+      file: modelFlag,
+      field: '--model',
+      expected: 'a tfjs layers model.json (or its folder)',
+    });
+  if (modelFlag !== undefined && ZOO[modelFlag])
+    throw new UserError(`'${modelFlag}' is an untrained zoo model`, {
+      field: '--model',
+      expected: 'a trained model.json, or --checkpoint DIR',
+    });
+  // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- exactly one of the two is set (checked above)
   const source = checkpointFlag ?? (modelFlag as string);
   let net: QuantNetwork;
   let meta: { model?: string; dataset?: string } = {};
@@ -55,33 +85,53 @@ async function evalHandler(args: CommandArgs): Promise<void> {
   }
   const datasetName = datasetFlag ?? meta.dataset;
   if (!datasetName) {
-    throw new UserError(checkpointFlag ? 'name the dataset: the checkpoint does not say which it was trained on' : 'name the dataset', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+    throw new UserError(
+      checkpointFlag ? 'name the dataset: the checkpoint does not say which it was trained on' : 'name the dataset',
+      { field: '--dataset', expected: DATASET_NAMES.join(', ') },
+    );
   }
   const seed = run?.seed ?? args.seed;
   // the data settings recorded by the run (its data folder, preprocessing, targets) unless flags say otherwise
   const recorded = run?.data;
   const folder = folderOptions(args, source);
-  if (recorded?.preprocess && args['resize'] === undefined && args['channels'] === undefined && args['range'] === undefined) {
+  if (
+    recorded?.preprocess &&
+    args['resize'] === undefined &&
+    args['channels'] === undefined &&
+    args['range'] === undefined
+  ) {
     folder.preprocess = parsePreprocess(recorded.preprocess, DEFAULT_PREPROCESS, '$.data.preprocess', checkpointFlag);
   }
-  const dataDir = dataOpts.dataDir ?? (datasetFlag === undefined ? run?.dataDir ?? undefined : undefined);
+  const dataDir = dataOpts.dataDir ?? (datasetFlag === undefined ? (run?.dataDir ?? undefined) : undefined);
   const ds = await loadDataset(datasetName, { seed, ...dataOpts, ...(dataDir ? { dataDir } : {}), ...folder });
   checkCompatible(net, ds, checkpointFlag ? `checkpoint ${checkpointFlag}` : `model ${source}`);
-  const targetArgs = { ...args, ...(args['target'] === undefined && recorded?.target ? { target: recorded.target } : {}) } as CommandArgs;
+  const targetArgs = {
+    ...args,
+    ...(args['target'] === undefined && recorded?.target ? { target: recorded.target } : {}),
+  } as CommandArgs;
   const saved = net.getBits();
-  const targets = modelFlag !== undefined || ds.labeled === false || targetArgs['target'] === 'fidelity' ? prepareTargets(net, ds, targetArgs) : { metric: 'accuracy' as const };
+  const targets =
+    modelFlag !== undefined || ds.labeled === false || targetArgs['target'] === 'fidelity'
+      ? prepareTargets(net, ds, targetArgs)
+      : { metric: 'accuracy' as const };
   const bits = bitsReq ? resolveBits(bitsReq, net) : saved;
   net.setBits(bits);
   const changed = bits.some((b, i) => b.wBits !== saved[i]?.wBits || b.aBits !== saved[i]?.aBits);
-  const method = (args['calibration'] === undefined ? DEFAULT_CALIBRATION : String(args['calibration'])) as CalibrationMethod;
+  const method = (
+    args['calibration'] === undefined ? DEFAULT_CALIBRATION : String(args['calibration'])
+  ) as CalibrationMethod;
   const calBatch = Math.min(16, batchFlag ?? 16);
   if (changed && isQuantized(bits)) {
     if (modelFlag !== undefined || args['calibration'] !== undefined) {
       await postTrainingQuantize(net, ds.train, { method, batchSize: calBatch });
-      log.info(`post-training quantization to ${describeBits(bits)}: ${method} activation ranges and bias correction from the train split`);
+      log.info(
+        `post-training quantization to ${describeBits(bits)}: ${method} activation ranges and bias correction from the train split`,
+      );
     } else {
       calibrateNetwork(net, ds.train);
-      log.info(`bits changed from the checkpoint's ${describeBits(saved)} to ${describeBits(bits)}: activation ranges calibrated on training batches`);
+      log.info(
+        `bits changed from the checkpoint's ${describeBits(saved)} to ${describeBits(bits)}: activation ranges calibrated on training batches`,
+      );
     }
   }
   const engine = await resolveEvalBackend(evalChoice, net);
@@ -103,7 +153,12 @@ async function evalHandler(args: CommandArgs): Promise<void> {
       modelFile: modelFlag ?? null,
       bits: namedBits(net, bits),
       metric: targets.metric,
-      calibration: changed && isQuantized(bits) ? (modelFlag !== undefined || args['calibration'] !== undefined ? method : 'ema') : null,
+      calibration:
+        changed && isQuantized(bits)
+          ? modelFlag !== undefined || args['calibration'] !== undefined
+            ? method
+            : 'ema'
+          : null,
       accuracy: r.accuracy,
       loss: r.loss,
       samples: r.samples,
@@ -119,7 +174,10 @@ async function evalHandler(args: CommandArgs): Promise<void> {
         ['model', model],
         ['dataset', `${datasetName} (${splitName}, ${r.samples} samples)`],
         ['bits', describeBits(bits)],
-        [targets.metric === 'agreement' ? `${splitName} agreement with float` : `${splitName} accuracy`, `${(r.accuracy * 100).toFixed(2)}%`],
+        [
+          targets.metric === 'agreement' ? `${splitName} agreement with float` : `${splitName} accuracy`,
+          `${(r.accuracy * 100).toFixed(2)}%`,
+        ],
         [`${splitName} loss`, r.loss.toFixed(4)],
         ['samples/s', Math.round(r.samplesPerSec)],
         ['backend', backend],
@@ -135,11 +193,22 @@ export const evalCommand: CliCommand = {
   builder: (y) =>
     dataAndBitsOptions(y)
       .option('checkpoint', { type: 'string', describe: 'checkpoint directory (written by `train --out`)' })
-      .option('model', { type: 'string', describe: 'a float model.json (e.g. your own pretrained network): post-training quantized as asked, calibrated on the train split' })
+      .option('model', {
+        type: 'string',
+        describe:
+          'a float model.json (e.g. your own pretrained network): post-training quantized as asked, calibrated on the train split',
+      })
       .option('batch-size', { type: 'number', describe: 'evaluation batch (default 256; 64 at 224x224)' })
       .option('split', { choices: SPLITS, default: 'test', describe: 'which split to evaluate' })
-      .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs' })
+      .option('eval-backend', {
+        choices: EVAL_BACKENDS,
+        default: 'auto',
+        describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs',
+      })
       .example('$0 eval --checkpoint runs/lenet5-float --wbits 8 --abits 8', 'post-training quantization at W8A8')
-      .example('$0 eval --model my-net/model.json --dataset folder --data-dir photos --wbits 8 --abits 8', 'PTQ of your own network, label-free'),
+      .example(
+        '$0 eval --model my-net/model.json --dataset folder --data-dir photos --wbits 8 --abits 8',
+        'PTQ of your own network, label-free',
+      ),
   handler: evalHandler,
 };

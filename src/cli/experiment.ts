@@ -14,9 +14,11 @@ export const experimentCommand: CliCommand = {
         command: 'validate <file>',
         describe: 'Check an experiment file (every problem with its JSON path) and list its cells; writes nothing',
         builder: (yy) =>
-          yy
-            .positional('file', { type: 'string', describe: 'experiment JSON file' })
-            .option('set', { type: 'string', array: true, describe: 'override a field: --set episodes=20 --set agents.0.options.learningRate=0.001' }),
+          yy.positional('file', { type: 'string', describe: 'experiment JSON file' }).option('set', {
+            type: 'string',
+            array: true,
+            describe: 'override a field: --set episodes=20 --set agents.0.options.learningRate=0.001',
+          }),
         handler: async (a) => {
           const args = a as unknown as { file: string; set?: string[]; json: boolean };
           const exp = loadExperiment(args.file, args.set ?? []);
@@ -24,14 +26,31 @@ export const experimentCommand: CliCommand = {
           warnEpisodes(exp.episodes);
           const list = cells(exp);
           if (args.json) {
-            printJson({ valid: true, file: args.file, experiment: exp, cells: list.map((c) => ({ id: c.id, agent: c.agent.label, profile: c.profile.id, budget: c.budget.constraints, seed: c.seed })) });
+            printJson({
+              valid: true,
+              file: args.file,
+              experiment: exp,
+              cells: list.map((c) => ({
+                id: c.id,
+                agent: c.agent.label,
+                profile: c.profile.id,
+                budget: c.budget.constraints,
+                seed: c.seed,
+              })),
+            });
             return;
           }
           printText(
             `${args.file}: valid experiment '${exp.name}': ${exp.model} on ${exp.dataset}, ${list.length} cell${list.length === 1 ? '' : 's'} of ${exp.episodes} episodes\n` +
               formatTable(
                 ['cell', 'agent', 'profile', 'budget', 'seed'],
-                list.map((c) => [c.id, c.agent.label, c.profile.id, c.budget.constraints.join(', ') || 'unconstrained', c.seed]),
+                list.map((c) => [
+                  c.id,
+                  c.agent.label,
+                  c.profile.id,
+                  c.budget.constraints.join(', ') || 'unconstrained',
+                  c.seed,
+                ]),
               ),
           );
         },

@@ -19,11 +19,15 @@ async function sourceNetwork(args: CommandArgs): Promise<{ net: QuantNetwork; fr
   const checkpoint = args['checkpoint'] as string | undefined;
   const modelSpec = args['model'] as string | undefined;
   if ((checkpoint === undefined) === (modelSpec === undefined)) {
-    throw new UserError('give either --checkpoint DIR or --model FILE', { field: checkpoint === undefined ? '--checkpoint' : '--model', expected: 'exactly one of --checkpoint, --model' });
+    throw new UserError('give either --checkpoint DIR or --model FILE', {
+      field: checkpoint === undefined ? '--checkpoint' : '--model',
+      expected: 'exactly one of --checkpoint, --model',
+    });
   }
   const bitsReq = parseBitsFlags(args);
   const datasetFlag = args['dataset'] as string | undefined;
-  if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag)) throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+  if (datasetFlag !== undefined && !DATASET_NAMES.includes(datasetFlag))
+    throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   const dataOpts = datasetOptions(args);
   if (checkpoint !== undefined) {
     // a checkpoint's activation ranges are trained: kept as they are (STE clips do not depend on the bits)
@@ -32,9 +36,17 @@ async function sourceNetwork(args: CommandArgs): Promise<{ net: QuantNetwork; fr
     return { net, from: checkpoint };
   }
   const spec = modelSpec as string;
-  if (!bitsReq) throw new UserError('a float model needs its allocation', { field: '--bits-file', expected: '--bits-file F or --wbits W --abits A' });
+  if (!bitsReq)
+    throw new UserError('a float model needs its allocation', {
+      field: '--bits-file',
+      expected: '--bits-file F or --wbits W --abits A',
+    });
   const dsName = datasetFlag ?? (isZooName(spec) ? ZOO[spec]?.dataset : undefined);
-  if (!dsName) throw new UserError('post-training export calibrates on a dataset: name it', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+  if (!dsName)
+    throw new UserError('post-training export calibrates on a dataset: name it', {
+      field: '--dataset',
+      expected: DATASET_NAMES.join(', '),
+    });
   const ds = await loadDataset(dsName, { seed: args.seed, ...dataOpts });
   const net = await loadModel(spec, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: args.seed });
   checkCompatible(net, ds, `model ${spec}`);
@@ -52,41 +64,94 @@ export const exportCommand: CliCommand = {
   builder: (y) =>
     y
       .option('checkpoint', { type: 'string', describe: 'checkpoint directory (model.json, weights.bin, bits.json)' })
-      .option('model', { type: 'string', describe: 'a float model (zoo name, model.json or .onnx) for post-training export, calibrated on --dataset' })
-      .option('dataset', { type: 'string', describe: `calibration dataset (${DATASET_NAMES.join(', ')}); default: the checkpoint's or zoo model's` })
+      .option('model', {
+        type: 'string',
+        describe: 'a float model (zoo name, model.json or .onnx) for post-training export, calibrated on --dataset',
+      })
+      .option('dataset', {
+        type: 'string',
+        describe: `calibration dataset (${DATASET_NAMES.join(', ')}); default: the checkpoint's or zoo model's`,
+      })
       .option('data-dir', { type: 'string', describe: 'dataset directory' })
       .option('limit', { type: 'number', hidden: true })
-      .option('bits-file', { type: 'string', describe: "bit allocation JSON {\"layers\":[{\"name\",\"wBits\",\"aBits\"}]} (default: the checkpoint's bits)" })
+      .option('bits-file', {
+        type: 'string',
+        describe: 'bit allocation JSON {"layers":[{"name","wBits","aBits"}]} (default: the checkpoint\'s bits)',
+      })
       .option('wbits', { type: 'number', describe: 'weight bits of every layer' })
       .option('abits', { type: 'number', describe: 'activation bits of every layer' })
-      .option('format', { choices: FORMATS, default: 'packed' as const, describe: 'packed (bitalloc manifest), onnx (QDQ, runs in onnxruntime) or qonnx (Quant nodes)' })
+      .option('format', {
+        choices: FORMATS,
+        default: 'packed' as const,
+        describe: 'packed (bitalloc manifest), onnx (QDQ, runs in onnxruntime) or qonnx (Quant nodes)',
+      })
       .option('out', { type: 'string', demandOption: true, describe: 'output directory' })
-      .option('force', { type: 'boolean', default: false, describe: 'replace the files of an earlier export in --out' }),
+      .option('force', {
+        type: 'boolean',
+        default: false,
+        describe: 'replace the files of an earlier export in --out',
+      }),
   handler: async (args) => {
     const format = String(args['format'] ?? 'packed');
-    if (!(FORMATS as readonly string[]).includes(format)) throw new UserError(`unknown format '${format}'`, { field: '--format', expected: FORMATS.join('|') });
+    if (!(FORMATS as readonly string[]).includes(format))
+      throw new UserError(`unknown format '${format}'`, { field: '--format', expected: FORMATS.join('|') });
     const out = String(args['out']);
     const checkpoint = args['checkpoint'] as string | undefined;
     if (checkpoint !== undefined && !existsSync(checkpoint)) {
-      throw new UserError('checkpoint directory not found', { file: checkpoint, field: '--checkpoint', expected: 'a directory written by `bitalloc train --out DIR`' });
+      throw new UserError('checkpoint directory not found', {
+        file: checkpoint,
+        field: '--checkpoint',
+        expected: 'a directory written by `bitalloc train --out DIR`',
+      });
     }
     // refuse a checkpoint, run or earlier export as the output, and check it is writable, before loading anything
     const files = format === 'packed' ? undefined : [format === 'onnx' ? ONNX_FILE : QONNX_FILE];
-    prepareOutputDir(out, { kind: 'export', command: 'export', force: Boolean(args['force']), ...(files ? { files } : {}) });
+    prepareOutputDir(out, {
+      kind: 'export',
+      command: 'export',
+      force: Boolean(args['force']),
+      ...(files ? { files } : {}),
+    });
     const { net } = await sourceNetwork(args);
     try {
       if (format !== 'packed') {
         const s = exportOnnx(net, out, format as 'onnx' | 'qonnx');
         if (args.json) {
-          printJson({ out: path.resolve(out), file: path.resolve(s.file), format: s.format, bytes: s.bytes, nodes: s.nodes, layers: s.layers });
+          printJson({
+            out: path.resolve(out),
+            file: path.resolve(s.file),
+            format: s.format,
+            bytes: s.bytes,
+            nodes: s.nodes,
+            layers: s.layers,
+          });
           return;
         }
-        printText(formatTable(['layer', 'wBits', 'aBits'], s.layers.map((l) => [l.name, l.wBits, l.aBits])) + `\nwrote ${path.resolve(s.file)} (${s.bytes} bytes, ${s.nodes} nodes, ${format === 'onnx' ? 'QDQ' : 'QONNX'})`);
+        printText(
+          formatTable(
+            ['layer', 'wBits', 'aBits'],
+            s.layers.map((l) => [l.name, l.wBits, l.aBits]),
+          ) +
+            `\nwrote ${path.resolve(s.file)} (${s.bytes} bytes, ${s.nodes} nodes, ${format === 'onnx' ? 'QDQ' : 'QONNX'})`,
+        );
         return;
       }
       const m = exportNetwork(net, out);
-      const layers = m.layers.map((l) => ({ name: l.name, wBits: l.wBits, aBits: l.aBits, params: l.params, weightsBytes: l.weightsBytes, scalesBytes: l.scalesBytes, foldedBatchNorm: l.foldedBatchNorm }));
-      const summary = { out: path.resolve(out), manifest: path.resolve(out, 'manifest.json'), weightsBytes: m.weightsBytes, layers };
+      const layers = m.layers.map((l) => ({
+        name: l.name,
+        wBits: l.wBits,
+        aBits: l.aBits,
+        params: l.params,
+        weightsBytes: l.weightsBytes,
+        scalesBytes: l.scalesBytes,
+        foldedBatchNorm: l.foldedBatchNorm,
+      }));
+      const summary = {
+        out: path.resolve(out),
+        manifest: path.resolve(out, 'manifest.json'),
+        weightsBytes: m.weightsBytes,
+        layers,
+      };
       if (args.json) {
         printJson(summary);
         return;
@@ -95,8 +160,24 @@ export const exportCommand: CliCommand = {
         formatTable(
           ['layer', 'wBits', 'aBits', 'params', 'weight bytes', 'scale bytes', 'folded BN'],
           [
-            ...layers.map((l) => [l.name, l.wBits, l.aBits, l.params, l.weightsBytes, l.scalesBytes, l.foldedBatchNorm ?? '-']),
-            ['total', '', '', layers.reduce((a, l) => a + l.params, 0), layers.reduce((a, l) => a + l.weightsBytes, 0), layers.reduce((a, l) => a + l.scalesBytes, 0), ''],
+            ...layers.map((l) => [
+              l.name,
+              l.wBits,
+              l.aBits,
+              l.params,
+              l.weightsBytes,
+              l.scalesBytes,
+              l.foldedBatchNorm ?? '-',
+            ]),
+            [
+              'total',
+              '',
+              '',
+              layers.reduce((a, l) => a + l.params, 0),
+              layers.reduce((a, l) => a + l.weightsBytes, 0),
+              layers.reduce((a, l) => a + l.scalesBytes, 0),
+              '',
+            ],
           ],
         ) +
           `\n${m.weightsFile}: ${m.weightsBytes} bytes (weight bytes + scale bytes)` +

@@ -6,7 +6,7 @@ import yargs from 'yargs';
 import type { Argv } from 'yargs';
 import { BACKEND_CHOICES, initBackend } from '../backend/index.js';
 import { isUserError } from '../errors.js';
-import { LOG_LEVELS, addLogFile, log, setLogLevel, type LogLevel } from '../log.js';
+import { LOG_LEVELS, addLogFile, log, setLogLevel } from '../log.js';
 import { checkAppendableFile } from '../util/output-dir.js';
 import { VERSION } from '../version.js';
 import { commands } from './commands.js';
@@ -20,10 +20,15 @@ function globalOptions<T>(y: Argv<T>) {
       describe: 'TensorFlow.js backend: auto = tfjs-node when installed, else wasm',
       global: true,
     })
-    .option('log-level', { choices: LOG_LEVELS, default: 'info' as LogLevel, describe: 'console log level (stderr)', global: true })
+    .option('log-level', { choices: LOG_LEVELS, default: 'info', describe: 'console log level (stderr)', global: true })
     .option('log-file', { type: 'string', describe: 'also write logs to this file as JSON lines', global: true })
     .option('seed', { type: 'number', default: 1, describe: 'random seed', global: true })
-    .option('json', { type: 'boolean', default: false, describe: 'machine-readable output on stdout (logs stay on stderr)', global: true })
+    .option('json', {
+      type: 'boolean',
+      default: false,
+      describe: 'machine-readable output on stdout (logs stay on stderr)',
+      global: true,
+    })
     .option('verbose', { type: 'boolean', default: false, describe: 'show stack traces on errors', global: true });
 }
 

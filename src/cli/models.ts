@@ -8,13 +8,22 @@ export const modelsCommand: CliCommand = {
   describe: 'List the model zoo (names, descriptions, default input shapes and datasets, params, MACs)',
   handler: async (args) => {
     const models = ZOO_NAMES.map((name) => {
-      const e = ZOO[name] as (typeof ZOO)[string];
+      const e = ZOO[name];
       const net = buildNetwork(name, { inputShape: e.inputShape, numClasses: e.numClasses, seed: args.seed });
       const params = net.layers.reduce((a, l) => a + l.params + l.biasParams, 0);
       const macs = net.layers.reduce((a, l) => a + l.macs, 0);
       const quantizableLayers = net.layers.length;
       net.model.dispose();
-      return { name, description: e.description, inputShape: e.inputShape, numClasses: e.numClasses, dataset: e.dataset, quantizableLayers, params, macs };
+      return {
+        name,
+        description: e.description,
+        inputShape: e.inputShape,
+        numClasses: e.numClasses,
+        dataset: e.dataset,
+        quantizableLayers,
+        params,
+        macs,
+      };
     });
     if (args.json) {
       printJson({ models });

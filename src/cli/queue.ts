@@ -10,10 +10,15 @@ export const queueCommand: CliCommand = {
     y
       .command({
         command: 'status',
-        describe: 'Cells of every run under the prefix (or one --run): waiting, running on which worker at which episode, done, failed with the error',
+        describe:
+          'Cells of every run under the prefix (or one --run): waiting, running on which worker at which episode, done, failed with the error',
         builder: (yy) =>
           yy
-            .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL: redis://HOST:PORT or rediss://HOST:PORT (TLS)' })
+            .option('queue', {
+              type: 'string',
+              demandOption: true,
+              describe: 'Redis URL: redis://HOST:PORT or rediss://HOST:PORT (TLS)',
+            })
             .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix' })
             .option('run', { type: 'string', describe: 'only this run (its key, as the coordinator prints it)' }),
         handler: async (a) => {
@@ -38,7 +43,13 @@ export const queueCommand: CliCommand = {
             printText(
               formatTable(
                 ['cell', 'state', 'worker', 'episode', 'error'],
-                r.cells.map((x) => [x.cell, x.state, x.worker ?? '', x.episode !== undefined ? `${x.episode}/${x.episodes ?? '?'}` : '', (x.error ?? '').split('\n')[0] ?? '']),
+                r.cells.map((x) => [
+                  x.cell,
+                  x.state,
+                  x.worker ?? '',
+                  x.episode !== undefined ? `${x.episode}/${x.episodes ?? '?'}` : '',
+                  (x.error ?? '').split('\n')[0] ?? '',
+                ]),
               ),
             );
           }

@@ -12,10 +12,15 @@ export const reportCommand: CliCommand = {
   describe: 'Compare runs: self-contained HTML with charts, Markdown summary tables, or CSV of every episode',
   builder: (y) =>
     y
-      .positional('dirs', { type: 'string', array: true, describe: 'run directories (several are merged into one report)' })
+      .positional('dirs', {
+        type: 'string',
+        array: true,
+        describe: 'run directories (several are merged into one report)',
+      })
       .option('out', {
         type: 'string',
-        describe: 'output file (or folder with --format all); default: inside the run directory for one run, the working directory for several',
+        describe:
+          'output file (or folder with --format all); default: inside the run directory for one run, the working directory for several',
       })
       .option('format', { choices: FORMAT_CHOICES, describe: 'html | md | csv | all (default: from --out, else html)' })
       .option('force', { type: 'boolean', default: false, describe: 'replace report files that already exist' }),
@@ -27,19 +32,38 @@ export const reportCommand: CliCommand = {
     if (requested === 'all') formats = [...REPORT_FORMATS];
     else if (requested) formats = [requested];
     else formats = [(out && formatOfPath(out)) || 'html'];
-    if (out && !formatOfPath(out) && /\.[A-Za-z0-9]{1,8}$/.test(out) && !(existsSync(out) && statSync(out).isDirectory())) {
-      throw new UserError(`unknown report file type '${extname(out)}'`, { field: '--out', file: out, expected: 'a .html, .md or .csv file, or a folder' });
+    if (
+      out &&
+      !formatOfPath(out) &&
+      /\.[A-Za-z0-9]{1,8}$/.test(out) &&
+      !(existsSync(out) && statSync(out).isDirectory())
+    ) {
+      throw new UserError(`unknown report file type '${extname(out)}'`, {
+        field: '--out',
+        file: out,
+        expected: 'a .html, .md or .csv file, or a folder',
+      });
     }
     if (out && formats.length === 1) {
       const implied = formatOfPath(out);
       if (implied && implied !== formats[0]) {
-        throw new UserError(`--out ${out} looks like ${implied} but --format is ${formats[0]}`, { field: '--out', expected: `a .${formats[0] === 'md' ? 'md' : formats[0]} file, or no --format` });
+        throw new UserError(`--out ${out} looks like ${implied} but --format is ${formats[0]}`, {
+          field: '--out',
+          expected: `a .${formats[0] === 'md' ? 'md' : formats[0]} file, or no --format`,
+        });
       }
     }
-    const { files, runs } = writeReport(dirs, { formats, overwrite: Boolean(args['force']), ...(out !== undefined ? { out } : {}) });
+    const { files, runs } = writeReport(dirs, {
+      formats,
+      overwrite: Boolean(args['force']),
+      ...(out !== undefined ? { out } : {}),
+    });
     const cells = runs.reduce((a, r) => a + r.cells.length, 0);
     const episodes = runs.reduce((a, r) => a + r.cells.reduce((b, c) => b + c.episodes.length, 0), 0);
     if (args.json) printJson({ files, runs: runs.map((r) => r.dir), cells, episodes });
-    else printText(`${files.map((f) => `wrote ${f}`).join('\n')}\n(${runs.length} run${runs.length === 1 ? '' : 's'}, ${cells} cells, ${episodes} episodes)`);
+    else
+      printText(
+        `${files.map((f) => `wrote ${f}`).join('\n')}\n(${runs.length} run${runs.length === 1 ? '' : 's'}, ${cells} cells, ${episodes} episodes)`,
+      );
   },
 };

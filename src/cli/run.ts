@@ -22,7 +22,14 @@ import {
   validateExperiment,
   type Experiment,
 } from '../experiment/experiment.js';
-import { createRun, installStopSignals, openRun, signalExitCode, stopRequested, type RunStore } from '../run/run-store.js';
+import {
+  createRun,
+  installStopSignals,
+  openRun,
+  signalExitCode,
+  stopRequested,
+  type RunStore,
+} from '../run/run-store.js';
 import { runPendingCells, specForCell, type CellOutcome } from '../search/runner.js';
 import { runSearch, type SearchResult } from '../search/search.js';
 import { formatDuration } from '../util/progress.js';
@@ -42,13 +49,16 @@ export const MANY_EPISODES = 10_000;
 
 export function warnEpisodes(episodes: number): void {
   if (episodes > MANY_EPISODES) {
-    log.warn(`episodes: ${episodes} is far beyond what searches need (tens to a few thousand); at a few seconds per episode this runs for ${formatDuration(episodes * 2)} or more. Stop it with Ctrl-C (it checkpoints and resumes).`);
+    log.warn(
+      `episodes: ${episodes} is far beyond what searches need (tens to a few thousand); at a few seconds per episode this runs for ${formatDuration(episodes * 2)} or more. Stop it with Ctrl-C (it checkpoints and resumes).`,
+    );
   }
 }
 
 function workersFlag(args: CommandArgs): number {
   const w = args['workers'] as number;
-  if (!Number.isInteger(w) || w < 1 || w > 64) throw new UserError(`must be an integer 1..64, got ${String(w)}`, { field: '--workers' });
+  if (!Number.isInteger(w) || w < 1 || w > 64)
+    throw new UserError(`must be an integer 1..64, got ${String(w)}`, { field: '--workers' });
   return w;
 }
 
@@ -60,30 +70,44 @@ function openOrCreate(args: CommandArgs, workers = 1): RunStore {
   const sets = [...((args['set'] as string[] | undefined) ?? [])];
   const evalBackend = args['eval-backend'] as string | undefined;
   if (evalBackend !== undefined) {
-    if (resumeDir) throw new UserError("--eval-backend cannot change a run being resumed (its experiment.json is fixed)", { field: '--eval-backend' });
+    if (resumeDir)
+      throw new UserError('--eval-backend cannot change a run being resumed (its experiment.json is fixed)', {
+        field: '--eval-backend',
+      });
     sets.push(`evalBackend=${evalBackend}`);
   }
   if (resumeDir) {
-    if (sets.length > 0) throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
+    if (sets.length > 0)
+      throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
     const store = openRun(resumeDir);
     const started = store.experiment.threads ?? 1;
     if (threads !== undefined && threads !== started) {
-      throw new UserError(`the run in ${resumeDir} trains on ${started} thread${started === 1 ? '' : 's'}; a resumed run keeps that count to continue bit-identically`, {
-        field: '--threads',
-        expected: `${started} or no --threads`,
-      });
+      throw new UserError(
+        `the run in ${resumeDir} trains on ${started} thread${started === 1 ? '' : 's'}; a resumed run keeps that count to continue bit-identically`,
+        {
+          field: '--threads',
+          expected: `${started} or no --threads`,
+        },
+      );
     }
     if (file) {
       const exp = loadExperiment(file);
       if (exp.name !== store.experiment.name) {
-        throw new UserError(`the run in ${resumeDir} is of experiment '${store.experiment.name}', not '${exp.name}'`, { file, field: '$.name' });
+        throw new UserError(`the run in ${resumeDir} is of experiment '${store.experiment.name}', not '${exp.name}'`, {
+          file,
+          field: '$.name',
+        });
       }
     }
     checkDatasetAvailable(store.experiment.dataset, store.experiment.dataDir);
     log.info(`resuming ${store.dir}: ${store.pendingCells().length} of ${store.cells.length} cells left`);
     return store;
   }
-  if (!file) throw new UserError('name an experiment file, or --resume DIR', { field: 'FILE', expected: 'e.g. experiments/quickstart.json' });
+  if (!file)
+    throw new UserError('name an experiment file, or --resume DIR', {
+      field: 'FILE',
+      expected: 'e.g. experiments/quickstart.json',
+    });
   const loaded = loadExperiment(file, sets);
   checkDatasetAvailable(loaded.dataset, loaded.dataDir); // one message now, not one per cell after the warm-up
   warnEpisodes(loaded.episodes);
@@ -98,7 +122,18 @@ function cellSummaries(store: RunStore, outcomes: CellOutcome[]): CellSummary[] 
   return store.cells.map((c) => {
     const o = outcomes.find((x) => x.id === c.id);
     const r = o?.result;
-    if (o && (!o.ok || !r)) return { id: c.id, status: 'failed', episodes: c.episodeCount(), bestAccuracy: null, testAccuracy: null, latencyMs: null, wallSeconds: null, ranNow: true, error: o.error };
+    if (o && (!o.ok || !r))
+      return {
+        id: c.id,
+        status: 'failed',
+        episodes: c.episodeCount(),
+        bestAccuracy: null,
+        testAccuracy: null,
+        latencyMs: null,
+        wallSeconds: null,
+        ranNow: true,
+        error: o.error,
+      };
     if (r) {
       return {
         id: c.id,
@@ -144,7 +179,11 @@ interface CellSummary {
 function summaryRows(rows: CellSummary[]): (string | number)[][] {
   return rows.map((r) => [
     r.id,
-    r.status === 'done' ? `${r.episodes}${r.ranNow ? '' : ' (earlier)'}` : r.status === 'stopped' ? `stopped at ${r.episodes}` : `${r.status} (${r.episodes})`,
+    r.status === 'done'
+      ? `${r.episodes}${r.ranNow ? '' : ' (earlier)'}`
+      : r.status === 'stopped'
+        ? `stopped at ${r.episodes}`
+        : `${r.status} (${r.episodes})`,
     r.bestAccuracy !== null ? (100 * r.bestAccuracy).toFixed(2) : '-',
     r.testAccuracy !== null ? (100 * r.testAccuracy).toFixed(2) : '-',
     r.latencyMs !== null ? r.latencyMs.toPrecision(4) : '-',
@@ -155,7 +194,8 @@ function summaryRows(rows: CellSummary[]): (string | number)[][] {
 async function runExperimentCommand(args: CommandArgs, report: boolean): Promise<void> {
   const workers = workersFlag(args);
   // --queue: Redis is checked before the run directory is made (cells then run on `bitalloc worker`s)
-  const queue: QueueTarget | null = args['queue'] !== undefined ? await connectQueue(args['queue'], args['prefix']) : null;
+  const queue: QueueTarget | null =
+    args['queue'] !== undefined ? await connectQueue(args['queue'], args['prefix']) : null;
   const store = openOrCreate(args, workers);
   const logFile = addLogFile(store.logPath);
   const removeSignals = installStopSignals(store);
@@ -190,8 +230,14 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
       reports: files,
     });
   } else {
-    printText(formatTable(['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'cell wall'], summaryRows(summaries)));
-    if (outcomes.length === 0) printText('every cell was already done: the results above are read from the run directory');
+    printText(
+      formatTable(
+        ['cell', 'episodes', 'best val acc %', 'final test acc %', 'latency ms', 'cell wall'],
+        summaryRows(summaries),
+      ),
+    );
+    if (outcomes.length === 0)
+      printText('every cell was already done: the results above are read from the run directory');
     printText(`run directory: ${store.dir} (this command: ${formatDuration(commandSeconds)})`);
     for (const f of files) printText(`wrote ${f}`);
   }
@@ -205,7 +251,9 @@ async function runExperimentCommand(args: CommandArgs, report: boolean): Promise
     return;
   }
   if (failed.length > 0) {
-    throw new UserError(`${failed.length} of ${outcomes.length} cells failed: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`);
+    throw new UserError(
+      `${failed.length} of ${outcomes.length} cells failed: ${failed.map((f) => `${f.id}: ${f.error}`).join('; ')}`,
+    );
   }
 }
 
@@ -215,14 +263,31 @@ export const runCommand: CliCommand = {
   builder: (y) =>
     y
       .positional('file', { type: 'string', describe: 'experiment JSON (see experiments/)' })
-      .option('set', { type: 'string', array: true, describe: 'override a field: --set episodes=20 --set agents=["ppo","random"]' })
+      .option('set', {
+        type: 'string',
+        array: true,
+        describe: 'override a field: --set episodes=20 --set agents=["ppo","random"]',
+      })
       .option('out', { type: 'string', describe: 'run directory (default runs/<experiment>-<timestamp>)' })
       .option('resume', { type: 'string', describe: 'continue a killed or stopped run from its last checkpoints' })
       .option('workers', { type: 'number', default: 1, describe: 'cells run in parallel on worker threads' })
-      .option('queue', { type: 'string', describe: 'run the cells as jobs on Redis (redis://HOST:PORT, rediss:// for TLS) for `bitalloc worker`s' })
-      .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix of the queue (with --queue)' })
-      .option('threads', { type: 'number', describe: "threads of each cell's training (default: the experiment's, else cores / workers)" })
-      .option('eval-backend', { choices: EVAL_BACKENDS, describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs" })
+      .option('queue', {
+        type: 'string',
+        describe: 'run the cells as jobs on Redis (redis://HOST:PORT, rediss:// for TLS) for `bitalloc worker`s',
+      })
+      .option('prefix', {
+        type: 'string',
+        default: DEFAULT_PREFIX,
+        describe: 'Redis key prefix of the queue (with --queue)',
+      })
+      .option('threads', {
+        type: 'number',
+        describe: "threads of each cell's training (default: the experiment's, else cores / workers)",
+      })
+      .option('eval-backend', {
+        choices: EVAL_BACKENDS,
+        describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs",
+      })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -236,8 +301,12 @@ export const compareCommand: CliCommand = {
 
 function resultText(r: SearchResult): string {
   const lines: string[] = [];
-  lines.push(`${r.agent} on ${r.profile} (${r.model}/${r.dataset}, ${r.constraints.join(', ') || 'no budget'}), ${r.episodes} episodes, seed ${r.seed}, backend ${r.backend}`);
-  lines.push(`float: val ${(100 * r.reference.floatValAccuracy).toFixed(2)}%, test ${(100 * r.reference.floatTestAccuracy).toFixed(2)}%; W8A8 latency ${r.reference.w8a8LatencyMs.toPrecision(4)} ms`);
+  lines.push(
+    `${r.agent} on ${r.profile} (${r.model}/${r.dataset}, ${r.constraints.join(', ') || 'no budget'}), ${r.episodes} episodes, seed ${r.seed}, backend ${r.backend}`,
+  );
+  lines.push(
+    `float: val ${(100 * r.reference.floatValAccuracy).toFixed(2)}%, test ${(100 * r.reference.floatTestAccuracy).toFixed(2)}%; W8A8 latency ${r.reference.w8a8LatencyMs.toPrecision(4)} ms`,
+  );
   if (!r.best) {
     lines.push('no feasible allocation found');
     return lines.join('\n');
@@ -252,8 +321,13 @@ function resultText(r: SearchResult): string {
     `best (episode ${r.best.episode}): val ${(100 * r.best.accuracy).toFixed(2)}%, latency ${r.best.latencyMs.toPrecision(4)} ms ` +
       `(${(r.best.latencyMs / r.reference.w8a8LatencyMs).toFixed(3)}x W8A8), energy ${r.best.energyUj.toPrecision(4)} uJ, size ${(r.best.sizeBytes / 1024).toFixed(1)} KB`,
   );
-  if (r.final) lines.push(`after ${r.final.finetuneEpochs} fine-tune epochs: test accuracy ${(100 * r.final.testAccuracy).toFixed(2)}%`);
-  lines.push(`time: ${formatDuration(r.wallSeconds)}; agent+env+simulator ${(100 * r.timing.otherShare).toFixed(1)}% of episode time`);
+  if (r.final)
+    lines.push(
+      `after ${r.final.finetuneEpochs} fine-tune epochs: test accuracy ${(100 * r.final.testAccuracy).toFixed(2)}%`,
+    );
+  lines.push(
+    `time: ${formatDuration(r.wallSeconds)}; agent+env+simulator ${(100 * r.timing.otherShare).toFixed(1)}% of episode time`,
+  );
   return lines.join('\n');
 }
 
@@ -289,26 +363,56 @@ export const searchCommand: CliCommand = {
       .option('model', { type: 'string', default: 'lenet5', describe: 'zoo model or path to a model.json' })
       .option('dataset', { type: 'string', default: 'mnist' })
       .option('data-dir', { type: 'string', describe: 'dataset directory' })
-      .option('profile', { type: 'string', default: 'bitfusion-45nm', describe: 'device profile: built-in name or JSON file' })
-      .option('agent', { type: 'string', default: 'ppo', describe: `${AGENT_NAMES.join(' | ')} (bitalloc agents lists their options)` })
-      .option('agent-options', { type: 'string', describe: 'agent hyperparameters as JSON, e.g. \'{"learningRate":0.001}\'' })
+      .option('profile', {
+        type: 'string',
+        default: 'bitfusion-45nm',
+        describe: 'device profile: built-in name or JSON file',
+      })
+      .option('agent', {
+        type: 'string',
+        default: 'ppo',
+        describe: `${AGENT_NAMES.join(' | ')} (bitalloc agents lists their options)`,
+      })
+      .option('agent-options', {
+        type: 'string',
+        describe: 'agent hyperparameters as JSON, e.g. \'{"learningRate":0.001}\'',
+      })
       .option('episodes', { type: 'number', default: D.episodes })
-      .option('budget', { type: 'string', array: true, default: ['latency<=0.5x'], describe: 'constraint, e.g. latency<=0.5x, size<=200KB (repeatable)' })
+      .option('budget', {
+        type: 'string',
+        array: true,
+        default: ['latency<=0.5x'],
+        describe: 'constraint, e.g. latency<=0.5x, size<=200KB (repeatable)',
+      })
       .option('constraint-mode', { choices: CONSTRAINT_MODES, default: D.constraintMode })
       .option('reward', { choices: REWARD_KINDS, default: D.reward.name })
       .option('step-mode', { choices: STEP_MODES, default: D.stepMode })
       .option('bits', { type: 'string', default: D.bitChoices.join(','), describe: 'bit-widths to choose from' })
-      .option('qat-steps', { type: 'number', default: D.qatSteps, describe: 'QAT minibatches per episode (0 = evaluate only)' })
+      .option('qat-steps', {
+        type: 'number',
+        default: D.qatSteps,
+        describe: 'QAT minibatches per episode (0 = evaluate only)',
+      })
       .option('warmup-epochs', { type: 'number', default: D.warmupEpochs })
       .option('finetune-epochs', { type: 'number', default: D.finetuneEpochs })
       .option('eval-samples', { type: 'number', default: D.evalSamples })
       .option('pin-first-last', { type: 'boolean', default: D.pinFirstLast })
       .option('checkpoint-every', { type: 'number', default: D.checkpointEvery })
       .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
-      .option('eval-backend', { choices: EVAL_BACKENDS, default: 'auto', describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)' })
+      .option('eval-backend', {
+        choices: EVAL_BACKENDS,
+        default: 'auto',
+        describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)',
+      })
       .option('batch-size', { type: 'number', describe: 'QAT minibatch (default 64; e.g. 8-32 for 224x224 networks)' })
-      .option('target', { choices: ['accuracy', 'fidelity'], describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)' })
-      .option('distill', { type: 'boolean', describe: 'QAT on the float network\'s soft targets (always for label-free data)' })
+      .option('target', {
+        choices: ['accuracy', 'fidelity'],
+        describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)',
+      })
+      .option('distill', {
+        type: 'boolean',
+        describe: "QAT on the float network's soft targets (always for label-free data)",
+      })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -317,10 +421,16 @@ export const searchCommand: CliCommand = {
       try {
         agentOptions = JSON.parse(rawOpts) as Record<string, unknown>;
       } catch {
-        throw new UserError(`not valid JSON: ${rawOpts}`, { field: '--agent-options', expected: 'a JSON object, e.g. {"learningRate":0.001}' });
+        throw new UserError(`not valid JSON: ${rawOpts}`, {
+          field: '--agent-options',
+          expected: 'a JSON object, e.g. {"learningRate":0.001}',
+        });
       }
       if (!agentOptions || typeof agentOptions !== 'object' || Array.isArray(agentOptions)) {
-        throw new UserError('must be a JSON object', { field: '--agent-options', expected: 'e.g. {"learningRate":0.001}' });
+        throw new UserError('must be a JSON object', {
+          field: '--agent-options',
+          expected: 'e.g. {"learningRate":0.001}',
+        });
       }
     }
     const bitsText = String(args['bits']);
@@ -358,17 +468,21 @@ export const searchCommand: CliCommand = {
       if (!isUserError(e)) throw e;
       // name the flags, not the JSON paths of the experiment the flags are turned into
       const problems = (e.details.problems ?? [e.message]).map((p) => {
-        for (const [path, flag] of FLAG_OF_PATH) if (p.startsWith(path)) return flag + p.slice(path.length).replace(/^\[\d+\]/, '');
+        for (const [path, flag] of FLAG_OF_PATH)
+          if (p.startsWith(path)) return flag + p.slice(path.length).replace(/^\[\d+\]/, '');
         return p;
       });
-      throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, { problems });
+      throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {
+        problems,
+      });
     }
     checkDatasetAvailable(exp.dataset, exp.dataDir);
     warnEpisodes(exp.episodes);
     const out = args['out'] as string | undefined;
     let result: SearchResult;
     if (out) {
-      if (existsSync(resolve(out, 'run.json'))) throw new UserError('already holds a run; use `bitalloc run --resume DIR` to continue it', { file: out });
+      if (existsSync(resolve(out, 'run.json')))
+        throw new UserError('already holds a run; use `bitalloc run --resume DIR` to continue it', { file: out });
       const store = createRun(out, exp, runMeta());
       const logFile = addLogFile(store.logPath);
       const removeSignals = installStopSignals(store);
@@ -385,7 +499,9 @@ export const searchCommand: CliCommand = {
       }
       const stoppedBy = stopRequested();
       if (stoppedBy !== null) {
-        process.stderr.write(`stopped by ${stoppedBy} after episode ${result.episodes} of ${exp.episodes}: checkpoint saved, run.lock released.\nresume with: bitalloc run --resume ${store.dir}\n`);
+        process.stderr.write(
+          `stopped by ${stoppedBy} after episode ${result.episodes} of ${exp.episodes}: checkpoint saved, run.lock released.\nresume with: bitalloc run --resume ${store.dir}\n`,
+        );
         process.exitCode = signalExitCode(stoppedBy);
         return;
       }

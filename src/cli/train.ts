@@ -6,8 +6,22 @@
 import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
 import { backendInfo } from '../backend/index.js';
-import { DATASET_NAMES, DATASETS, loadDataset, splitSizes, type Dataset, type LoadDatasetOptions } from '../data/index.js';
-import { CHANNEL_ORDERS, DEFAULT_PREPROCESS, parsePreprocess, PIXEL_RANGES, readModelPreprocess, RESIZE_MODES } from '../data/preprocess.js';
+import {
+  DATASET_NAMES,
+  DATASETS,
+  loadDataset,
+  splitSizes,
+  type Dataset,
+  type LoadDatasetOptions,
+} from '../data/index.js';
+import {
+  CHANNEL_ORDERS,
+  DEFAULT_PREPROCESS,
+  parsePreprocess,
+  PIXEL_RANGES,
+  readModelPreprocess,
+  RESIZE_MODES,
+} from '../data/preprocess.js';
 import { modelFileInputShape } from '../train/compatible.js';
 import { CALIBRATION_METHODS, DEFAULT_CALIBRATION } from '../quant/ptq.js';
 import { applyTargets, TARGETS, type Target, type TargetsApplied } from '../train/distill.js';
@@ -18,7 +32,15 @@ import { loadModel, ZOO, ZOO_NAMES } from '../models/index.js';
 import type { QuantizerKind } from '../quant/api.js';
 import { readBitsFile } from '../quant/bits-file.js';
 import type { QuantNetwork } from '../quant/network.js';
-import { loadCheckpoint, namedBits, runVersions, saveCheckpoint, type NetworkMeta, type RunDataSettings, type RunRecord } from '../train/checkpoint.js';
+import {
+  loadCheckpoint,
+  namedBits,
+  runVersions,
+  saveCheckpoint,
+  type NetworkMeta,
+  type RunDataSettings,
+  type RunRecord,
+} from '../train/checkpoint.js';
 import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../train/finetune.js';
 import { postTrainingQuantize, type CalibrationMethod } from '../quant/ptq.js';
 import { trainingDefaults } from '../train/defaults.js';
@@ -35,36 +57,82 @@ const SCHEDULES: readonly LrSchedule[] = ['cosine', 'constant'];
 /** Options shared by train and eval: dataset location and bits. */
 export function dataAndBitsOptions<T>(y: Argv<T>) {
   return y
-    .option('dataset', { type: 'string', describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)` })
-    .option('data-dir', { type: 'string', describe: 'where the dataset files are (fashion-mnist default /usr/share/datasets/fashion-mnist)' })
+    .option('dataset', {
+      type: 'string',
+      describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)`,
+    })
+    .option('data-dir', {
+      type: 'string',
+      describe: 'where the dataset files are (fashion-mnist default /usr/share/datasets/fashion-mnist)',
+    })
     .option('limit', { type: 'number', describe: 'at most this many samples per split (quick runs)' })
-    .option('num-classes', { type: 'number', describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1' })
-    .option('wbits', { type: 'number', describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits` })
+    .option('num-classes', {
+      type: 'number',
+      describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1',
+    })
+    .option('wbits', {
+      type: 'number',
+      describe: `weight bits of every layer (${VALID_BITS.join('|')}; 32 = float); needs --abits`,
+    })
     .option('abits', { type: 'number', describe: 'activation bits of every layer; needs --wbits' })
-    .option('bits-file', { type: 'string', describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}' })
-    .option('image-size', { type: 'string', describe: 'folder dataset: HxW of the input (default: the model file\'s input)' })
-    .option('resize', { choices: RESIZE_MODES, describe: 'folder dataset: shorter side + centre crop, or stretch (default: preprocess.json beside the model, else crop)' })
-    .option('channels', { choices: CHANNEL_ORDERS, describe: 'folder dataset: channel order of the input (default rgb)' })
-    .option('range', { choices: PIXEL_RANGES, describe: 'folder dataset: pixel scaling (default 0-1; mean/std go in preprocess.json)' })
-    .option('skip-unreadable', { type: 'boolean', describe: 'folder dataset: leave out images that cannot be decoded (counted) instead of failing' })
-    .option('target', { choices: TARGETS, describe: 'accuracy against labels, or fidelity: top-1 agreement with the float network (default: fidelity for label-free data)' })
-    .option('distill', { type: 'boolean', describe: 'train on the float network\'s soft targets (KL); always on for label-free data' })
-    .option('calibration', { choices: CALIBRATION_METHODS, describe: `activation range calibration of post-training quantization (default ${DEFAULT_CALIBRATION}, with bias correction)` });
+    .option('bits-file', {
+      type: 'string',
+      describe: 'per-layer bits: {"layers":[{"name":"conv1","wBits":4,"aBits":4}, ...]}',
+    })
+    .option('image-size', {
+      type: 'string',
+      describe: "folder dataset: HxW of the input (default: the model file's input)",
+    })
+    .option('resize', {
+      choices: RESIZE_MODES,
+      describe:
+        'folder dataset: shorter side + centre crop, or stretch (default: preprocess.json beside the model, else crop)',
+    })
+    .option('channels', {
+      choices: CHANNEL_ORDERS,
+      describe: 'folder dataset: channel order of the input (default rgb)',
+    })
+    .option('range', {
+      choices: PIXEL_RANGES,
+      describe: 'folder dataset: pixel scaling (default 0-1; mean/std go in preprocess.json)',
+    })
+    .option('skip-unreadable', {
+      type: 'boolean',
+      describe: 'folder dataset: leave out images that cannot be decoded (counted) instead of failing',
+    })
+    .option('target', {
+      choices: TARGETS,
+      describe:
+        'accuracy against labels, or fidelity: top-1 agreement with the float network (default: fidelity for label-free data)',
+    })
+    .option('distill', {
+      type: 'boolean',
+      describe: "train on the float network's soft targets (KL); always on for label-free data",
+    })
+    .option('calibration', {
+      choices: CALIBRATION_METHODS,
+      describe: `activation range calibration of post-training quantization (default ${DEFAULT_CALIBRATION}, with bias correction)`,
+    });
 }
 
 /** Folder-dataset options from flags, the model's input size and its preprocess.json. */
-export function folderOptions(args: CommandArgs, modelSpec: string | undefined): Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> {
+export function folderOptions(
+  args: CommandArgs,
+  modelSpec: string | undefined,
+): Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> {
   const out: Pick<LoadDatasetOptions, 'imageSize' | 'preprocess' | 'skipUnreadable'> = {};
   const sizeFlag = optString(args, 'imageSize');
   if (sizeFlag !== undefined) {
     const m = /^(\d+)x(\d+)$/.exec(sizeFlag);
-    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1) throw new UserError(`invalid image size '${sizeFlag}'`, { field: '--image-size', expected: 'HxW, e.g. 224x224' });
+    if (!m || Number(m[1]) < 1 || Number(m[2]) < 1)
+      throw new UserError(`invalid image size '${sizeFlag}'`, { field: '--image-size', expected: 'HxW, e.g. 224x224' });
     out.imageSize = [Number(m[1]), Number(m[2])];
   } else {
     const shape = modelSpec !== undefined && !ZOO[modelSpec] ? modelFileInputShape(modelSpec) : null;
     if (shape && typeof shape[0] === 'number' && typeof shape[1] === 'number') out.imageSize = [shape[0], shape[1]];
   }
-  const base = modelSpec !== undefined && !ZOO[modelSpec] && existsSync(modelSpec) ? readModelPreprocess(modelSpec) : null;
+  const base =
+    modelSpec !== undefined && !ZOO[modelSpec] && existsSync(modelSpec) ? readModelPreprocess(modelSpec) : null;
   const flags: Record<string, unknown> = {};
   for (const k of ['resize', 'channels', 'range'] as const) if (args[k] !== undefined) flags[k] = args[k];
   out.preprocess = parsePreprocess(flags, base ?? DEFAULT_PREPROCESS, '--');
@@ -76,7 +144,10 @@ export function folderOptions(args: CommandArgs, modelSpec: string | undefined):
 export function prepareTargets(net: QuantNetwork, ds: Dataset, args: CommandArgs, batchSize = 32): TargetsApplied {
   const target = optString(args, 'target') as Target | undefined;
   if (target === 'accuracy' && ds.labeled === false) {
-    throw new UserError(`${ds.source} holds images without labels: there is no accuracy to measure`, { field: '--target', expected: 'fidelity (agreement with the float network), or class subfolders' });
+    throw new UserError(`${ds.source} holds images without labels: there is no accuracy to measure`, {
+      field: '--target',
+      expected: 'fidelity (agreement with the float network), or class subfolders',
+    });
   }
   const saved = net.getBits();
   net.setBits(saved.map(() => ({ wBits: 32, aBits: 32 })));
@@ -120,10 +191,19 @@ export function parseBitsFlags(args: CommandArgs): BitsRequest | null {
   }
   if (file !== undefined) return { kind: 'file', file };
   if (w === undefined && a === undefined) return null;
-  if (w === undefined) throw new UserError('--abits needs --wbits too', { field: '--wbits', expected: 'both --wbits W and --abits A' });
-  if (a === undefined) throw new UserError('--wbits needs --abits too', { field: '--abits', expected: 'both --wbits W and --abits A' });
-  for (const [flag, v] of [['--wbits', w], ['--abits', a]] as const) {
-    if (!VALID_BITS.includes(v)) throw new UserError(`invalid bit-width '${String(v)}'`, { field: flag, expected: `one of ${VALID_BITS.join(', ')} (32 = float)` });
+  if (w === undefined)
+    throw new UserError('--abits needs --wbits too', { field: '--wbits', expected: 'both --wbits W and --abits A' });
+  if (a === undefined)
+    throw new UserError('--wbits needs --abits too', { field: '--abits', expected: 'both --wbits W and --abits A' });
+  for (const [flag, v] of [
+    ['--wbits', w],
+    ['--abits', a],
+  ] as const) {
+    if (!VALID_BITS.includes(v))
+      throw new UserError(`invalid bit-width '${String(v)}'`, {
+        field: flag,
+        expected: `one of ${VALID_BITS.join(', ')} (32 = float)`,
+      });
   }
   return { kind: 'uniform', wBits: w, aBits: a };
 }
@@ -141,7 +221,8 @@ export function isQuantized(bits: BitConfig): boolean {
 export function describeBits(bits: BitConfig): string {
   if (!isQuantized(bits)) return 'float';
   const first = bits[0];
-  if (first && bits.every((b) => b.wBits === first.wBits && b.aBits === first.aBits)) return `W${first.wBits}A${first.aBits}`;
+  if (first && bits.every((b) => b.wBits === first.wBits && b.aBits === first.aBits))
+    return `W${first.wBits}A${first.aBits}`;
   return formatBits(bits);
 }
 
@@ -155,9 +236,16 @@ export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: n
   checkInt(limit, '--limit', 1);
   checkInt(numClasses, '--num-classes', 2);
   if (numClasses !== undefined && optString(args, 'dataset') !== 'idx') {
-    throw new UserError('applies to --dataset idx only (the other datasets have a fixed class count)', { field: '--num-classes', expected: '--dataset idx --data-dir DIR --num-classes N' });
+    throw new UserError('applies to --dataset idx only (the other datasets have a fixed class count)', {
+      field: '--num-classes',
+      expected: '--dataset idx --data-dir DIR --num-classes N',
+    });
   }
-  return { ...(dataDir !== undefined ? { dataDir } : {}), ...(limit !== undefined ? { limit } : {}), ...(numClasses !== undefined ? { numClasses } : {}) };
+  return {
+    ...(dataDir !== undefined ? { dataDir } : {}),
+    ...(limit !== undefined ? { limit } : {}),
+    ...(numClasses !== undefined ? { numClasses } : {}),
+  };
 }
 
 /** Evaluation batch: 256 for small inputs, 64 at 224x224 (the wasm heap), fewer above. */
@@ -205,12 +293,19 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     throw new UserError(`unknown dataset '${datasetFlag}'`, { field: '--dataset', expected: DATASET_NAMES.join(', ') });
   }
   // the output folder is checked (kind, files it would overwrite, writable) before anything is trained
-  if (outDir !== undefined) prepareOutputDir(outDir, { kind: 'checkpoint', command: 'train', force: Boolean(args['force']) });
+  if (outDir !== undefined)
+    prepareOutputDir(outDir, { kind: 'checkpoint', command: 'train', force: Boolean(args['force']) });
   if (!checkpointDir && modelFlag === undefined) {
-    throw new UserError('name the model', { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a model.json path, or --checkpoint DIR` });
+    throw new UserError('name the model', {
+      field: '--model',
+      expected: `one of ${ZOO_NAMES.join(', ')}, a model.json path, or --checkpoint DIR`,
+    });
   }
   if (!checkpointDir && modelFlag !== undefined && !ZOO[modelFlag] && !existsSync(modelFlag)) {
-    throw new UserError(`unknown model '${modelFlag}'`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json` });
+    throw new UserError(`unknown model '${modelFlag}'`, {
+      field: '--model',
+      expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json`,
+    });
   }
 
   // the network: from a checkpoint, or built for the dataset
@@ -223,10 +318,17 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     net = ck.net;
     modelName = ck.meta.model ?? checkpointDir;
     if (modelFlag !== undefined && ck.meta.model !== undefined && modelFlag !== ck.meta.model) {
-      throw new UserError(`the checkpoint holds ${ck.meta.model}, not ${modelFlag}`, { field: '--model', expected: `${ck.meta.model} or no --model` });
+      throw new UserError(`the checkpoint holds ${ck.meta.model}, not ${modelFlag}`, {
+        field: '--model',
+        expected: `${ck.meta.model} or no --model`,
+      });
     }
     const dsName = datasetFlag ?? ck.meta.dataset;
-    if (!dsName) throw new UserError('name the dataset: the checkpoint does not say which it was trained on', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
+    if (!dsName)
+      throw new UserError('name the dataset: the checkpoint does not say which it was trained on', {
+        field: '--dataset',
+        expected: DATASET_NAMES.join(', '),
+      });
     datasetName = dsName;
     ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, checkpointDir) });
     checkCompatible(net, ds, `checkpoint ${checkpointDir}`);
@@ -237,9 +339,17 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     datasetName = dsName;
     ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, modelName) });
     if (ds.labeled === false && ZOO[modelName]) {
-      throw new UserError(`${ds.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`, { field: '--model', expected: 'a pretrained model.json, or class subfolders' });
+      throw new UserError(
+        `${ds.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`,
+        { field: '--model', expected: 'a pretrained model.json, or class subfolders' },
+      );
     }
-    net = await loadModel(modelName, { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: args.seed, quantizer });
+    net = await loadModel(modelName, {
+      inputShape: ds.inputShape,
+      numClasses: ds.numClasses,
+      seed: args.seed,
+      quantizer,
+    });
     checkCompatible(net, ds, `model ${modelName}`);
   }
   const targets = prepareTargets(net, ds, args);
@@ -252,7 +362,9 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     const method = (optString(args, 'calibration') ?? DEFAULT_CALIBRATION) as CalibrationMethod;
     await postTrainingQuantize(net, ds.train, { method, batchSize: Math.min(16, batchFlag ?? 16) });
     applyFineTuneRegime(net, PRETRAINED_FINETUNE);
-    log.info(`pretrained network: post-training quantized (${method} ranges, bias correction), BatchNorm and ranges frozen, lr ${lrFlag ?? PRETRAINED_FINETUNE.lr}`);
+    log.info(
+      `pretrained network: post-training quantized (${method} ranges, bias correction), BatchNorm and ranges frozen, lr ${lrFlag ?? PRETRAINED_FINETUNE.lr}`,
+    );
   }
   const defaults = trainingDefaults(datasetName, Boolean(checkpointDir) && quantized);
   const epochs = epochsFlag ?? defaults.epochs;
@@ -267,13 +379,22 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       `backend ${backendInfo()?.name ?? '?'}, ${threads} thread${threads === 1 ? '' : 's'}, seed ${args.seed}`,
   );
 
-  const trainer = createTrainer(net, ds, { lr, batchSize, optimizer, seed: args.seed, threads, evalBatchSize: evalBatchFor(ds), ...(targets.distill ? { temperature: targets.temperature } : {}) });
+  const trainer = createTrainer(net, ds, {
+    lr,
+    batchSize,
+    optimizer,
+    seed: args.seed,
+    threads,
+    evalBatchSize: evalBatchFor(ds),
+    ...(targets.distill ? { temperature: targets.temperature } : {}),
+  });
   let progress: Progress | null = null;
   let lastVal: { accuracy: number; loss: number } | null = null;
   const stats = await trainer.trainEpochs(
     epochs,
     (p) => {
-      if (p.step === 1) progress = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.stepsPerEpoch, plain: args.json });
+      if (p.step === 1)
+        progress = new Progress({ label: `epoch ${p.epoch}/${p.epochs}`, total: p.stepsPerEpoch, plain: args.json });
       progress?.update(p.step, `loss ${p.loss.toFixed(4)} acc ${pct(p.accuracy)}`);
     },
     {
@@ -281,7 +402,9 @@ async function trainHandler(args: CommandArgs): Promise<void> {
       onEpochEnd: async (e, s) => {
         const v = await trainer.evaluate('val');
         lastVal = { accuracy: v.accuracy, loss: v.loss };
-        log.info(`epoch ${e}/${epochs}: train loss ${s.loss.toFixed(4)} acc ${pct(s.accuracy)}, val loss ${v.loss.toFixed(4)} acc ${pct(v.accuracy)}, ${Math.round(s.samplesPerSec)} samples/s`);
+        log.info(
+          `epoch ${e}/${epochs}: train loss ${s.loss.toFixed(4)} acc ${pct(s.accuracy)}, val loss ${v.loss.toFixed(4)} acc ${pct(v.accuracy)}, ${Math.round(s.samplesPerSec)} samples/s`,
+        );
       },
     },
   );
@@ -294,14 +417,30 @@ async function trainHandler(args: CommandArgs): Promise<void> {
   const named = namedBits(net, bits);
 
   if (outDir) {
-    const meta: NetworkMeta = { model: modelName, dataset: datasetName, inputShape: ds.inputShape, numClasses: ds.numClasses, quantizer: net.qlayers[0]?.quantizer ?? quantizer };
+    const meta: NetworkMeta = {
+      model: modelName,
+      dataset: datasetName,
+      inputShape: ds.inputShape,
+      numClasses: ds.numClasses,
+      quantizer: net.qlayers[0]?.quantizer ?? quantizer,
+    };
     const run: RunRecord = {
       command: 'train',
       model: modelName,
       dataset: datasetName,
       dataDir: dataOpts.dataDir ?? null,
       seed: args.seed,
-      config: { epochs, batchSize, lr, optimizer, schedule, threads, quantizer: meta.quantizer, limit: dataOpts.limit ?? null, fromCheckpoint: checkpointDir ?? null },
+      config: {
+        epochs,
+        batchSize,
+        lr,
+        optimizer,
+        schedule,
+        threads,
+        quantizer: meta.quantizer,
+        limit: dataOpts.limit ?? null,
+        fromCheckpoint: checkpointDir ?? null,
+      },
       bits: named,
       data: runDataSettings(ds, targets),
       backend,
@@ -363,9 +502,15 @@ export const trainCommand: CliCommand = {
   builder: (y) =>
     dataAndBitsOptions(y)
       .option('model', { type: 'string', describe: `zoo model (${ZOO_NAMES.join(', ')}) or a model.json path` })
-      .option('epochs', { type: 'number', describe: 'epochs (default per dataset; QAT from a checkpoint: a quarter of them)' })
+      .option('epochs', {
+        type: 'number',
+        describe: 'epochs (default per dataset; QAT from a checkpoint: a quarter of them)',
+      })
       .option('batch-size', { type: 'number', describe: 'minibatch size (default 64)' })
-      .option('lr', { type: 'number', describe: 'learning rate (default per dataset; a quarter for QAT from a checkpoint)' })
+      .option('lr', {
+        type: 'number',
+        describe: 'learning rate (default per dataset; a quarter for QAT from a checkpoint)',
+      })
       .option('optimizer', { choices: OPTIMIZERS, describe: 'optimizer (default adam)' })
       .option('threads', { type: 'number', describe: 'threads of the training steps (default: every core)' })
       .option('schedule', { choices: SCHEDULES, default: 'cosine', describe: 'learning-rate schedule over the run' })

@@ -10,7 +10,8 @@ import type { CliCommand, CommandArgs } from './types.js';
 
 function intFlag(args: CommandArgs, flag: string, min: number, max: number): number {
   const v = args[flag] as number;
-  if (!Number.isInteger(v) || v < min || v > max) throw new UserError(`must be an integer ${min}..${max}, got ${String(v)}`, { field: `--${flag}` });
+  if (!Number.isInteger(v) || v < min || v > max)
+    throw new UserError(`must be an integer ${min}..${max}, got ${String(v)}`, { field: `--${flag}` });
   return v;
 }
 
@@ -19,13 +20,36 @@ export const workerCommand: CliCommand = {
   describe: 'Take cells of queued runs (bitalloc run --queue) off Redis and run them, until stopped',
   builder: (y) =>
     y
-      .option('queue', { type: 'string', demandOption: true, describe: 'Redis URL: redis://HOST:PORT or rediss://HOST:PORT (TLS)' })
-      .option('prefix', { type: 'string', default: DEFAULT_PREFIX, describe: 'Redis key prefix, as given to the coordinator' })
+      .option('queue', {
+        type: 'string',
+        demandOption: true,
+        describe: 'Redis URL: redis://HOST:PORT or rediss://HOST:PORT (TLS)',
+      })
+      .option('prefix', {
+        type: 'string',
+        default: DEFAULT_PREFIX,
+        describe: 'Redis key prefix, as given to the coordinator',
+      })
       .option('concurrency', { type: 'number', default: 1, describe: 'cells run at the same time (one thread each)' })
-      .option('store', { type: 'string', describe: 'local folder for cells being run and the warm-up cache (default: a temp folder)' })
-      .option('lock-duration', { type: 'number', default: 30000, describe: 'ms a cell stays with a worker that stopped answering' })
-      .option('stalled-interval', { type: 'number', default: 15000, describe: 'ms between checks for cells whose worker is gone' })
-      .option('max-stalled', { type: 'number', default: 3, describe: 'times a cell may lose its worker before it fails' }),
+      .option('store', {
+        type: 'string',
+        describe: 'local folder for cells being run and the warm-up cache (default: a temp folder)',
+      })
+      .option('lock-duration', {
+        type: 'number',
+        default: 30000,
+        describe: 'ms a cell stays with a worker that stopped answering',
+      })
+      .option('stalled-interval', {
+        type: 'number',
+        default: 15000,
+        describe: 'ms between checks for cells whose worker is gone',
+      })
+      .option('max-stalled', {
+        type: 'number',
+        default: 3,
+        describe: 'times a cell may lose its worker before it fails',
+      }),
   handler: async (args) => {
     const concurrency = intFlag(args, 'concurrency', 1, 64);
     const lockDurationMs = intFlag(args, 'lock-duration', 500, 3_600_000);

@@ -12,8 +12,25 @@ import { readMaybeGzip, requireDir, requireInDir } from './files.js';
 import { buildSplit, range, splitPool, take, type SampleSource } from './split.js';
 import { DEFAULT_VAL_FRACTION } from './idx-dataset.js';
 
-export const CIFAR10_CLASSES = ['airplane', 'automobile', 'bird', 'cat', 'deer', 'dog', 'frog', 'horse', 'ship', 'truck'];
-export const CIFAR10_TRAIN_FILES = ['data_batch_1.bin', 'data_batch_2.bin', 'data_batch_3.bin', 'data_batch_4.bin', 'data_batch_5.bin'];
+export const CIFAR10_CLASSES = [
+  'airplane',
+  'automobile',
+  'bird',
+  'cat',
+  'deer',
+  'dog',
+  'frog',
+  'horse',
+  'ship',
+  'truck',
+];
+export const CIFAR10_TRAIN_FILES = [
+  'data_batch_1.bin',
+  'data_batch_2.bin',
+  'data_batch_3.bin',
+  'data_batch_4.bin',
+  'data_batch_5.bin',
+];
 export const CIFAR10_TEST_FILE = 'test_batch.bin';
 const SIDE = 32;
 const PLANE = SIDE * SIDE;
@@ -43,7 +60,7 @@ export function readCifarBatch(file: string): Batch {
   const n = bytes.length / RECORD;
   const labels = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const l = bytes[i * RECORD] as number;
+    const l = bytes[i * RECORD];
     if (l > 9) {
       throw new UserError(`label ${l} of record ${i} is out of range`, { file, expected: `labels 0..9; ${HINT}` });
     }
@@ -73,9 +90,9 @@ function source(b: Batch): SampleSource {
       const base = i * RECORD + 1;
       for (let p = 0; p < PLANE; p++) {
         const o = offset + p * 3;
-        out[o] = (b.bytes[base + p] as number) / 255;
-        out[o + 1] = (b.bytes[base + PLANE + p] as number) / 255;
-        out[o + 2] = (b.bytes[base + 2 * PLANE + p] as number) / 255;
+        out[o] = b.bytes[base + p] / 255;
+        out[o + 1] = b.bytes[base + PLANE + p] / 255;
+        out[o + 2] = b.bytes[base + 2 * PLANE + p] / 255;
       }
     },
   };
@@ -89,7 +106,11 @@ function batchDir(dir: string): string {
 
 /** Checks that the CIFAR-10 files are there (without reading them). */
 export function checkCifar10Files(dataDir: string | undefined): void {
-  if (!dataDir) throw new UserError('cifar10 is not bundled with bitalloc: say where it is', { field: '--data-dir', expected: HINT });
+  if (!dataDir)
+    throw new UserError('cifar10 is not bundled with bitalloc: say where it is', {
+      field: '--data-dir',
+      expected: HINT,
+    });
   requireDir(dataDir, '--data-dir', HINT);
   const dir = batchDir(dataDir);
   for (const f of [...CIFAR10_TRAIN_FILES, CIFAR10_TEST_FILE]) requireInDir(dir, [f], HINT);
@@ -97,7 +118,10 @@ export function checkCifar10Files(dataDir: string | undefined): void {
 
 export function loadCifar10(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
   if (!opts.dataDir) {
-    throw new UserError('cifar10 is not bundled with bitalloc: say where it is', { field: '--data-dir', expected: HINT });
+    throw new UserError('cifar10 is not bundled with bitalloc: say where it is', {
+      field: '--data-dir',
+      expected: HINT,
+    });
   }
   requireDir(opts.dataDir, '--data-dir', HINT);
   const dir = batchDir(opts.dataDir);
@@ -108,10 +132,17 @@ export function loadCifar10(opts: { dataDir?: string; seed: number; valFraction?
   let classNames = CIFAR10_CLASSES;
   const meta = join(dir, 'batches.meta.txt');
   if (existsSync(meta)) {
-    const names = readFileSync(meta, 'utf8').split(/\r?\n/).map((s) => s.trim()).filter(Boolean);
+    const names = readFileSync(meta, 'utf8')
+      .split(/\r?\n/)
+      .map((s) => s.trim())
+      .filter(Boolean);
     if (names.length === 10) classNames = names;
   }
-  const { train: trainIdx, val: valIdx } = splitPool(range(train.n), opts.valFraction ?? DEFAULT_VAL_FRACTION, opts.seed);
+  const { train: trainIdx, val: valIdx } = splitPool(
+    range(train.n),
+    opts.valFraction ?? DEFAULT_VAL_FRACTION,
+    opts.seed,
+  );
   const trainSrc = source(train);
   return {
     name: 'cifar10',

@@ -57,9 +57,17 @@ export function requireInDir(dir: string, names: readonly string[], hint: string
 /** Checks that `dir` exists and is a directory. */
 export function requireDir(dir: string, field: string, hint: string): void {
   if (!existsSync(dir)) {
-    throw new UserError('dataset directory not found', { file: dir, field, expected: `an existing directory; ${hint}` });
+    throw new UserError('dataset directory not found', {
+      file: dir,
+      field,
+      expected: `an existing directory; ${hint}`,
+    });
   }
   if (!statSync(dir).isDirectory()) {
-    throw new UserError('is not a directory', { file: dir, field, expected: `a directory holding the dataset files; ${hint}` });
+    throw new UserError('is not a directory', {
+      file: dir,
+      field,
+      expected: `a directory holding the dataset files; ${hint}`,
+    });
   }
 }

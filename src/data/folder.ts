@@ -18,7 +18,8 @@ import { seededPermutation, take } from './split.js';
 export const IMAGE_EXTENSIONS = ['.jpg', '.jpeg', '.png', '.webp'];
 export const FOLDER_VAL_FRACTION = 0.1;
 export const FOLDER_TEST_FRACTION = 0.1;
-const HINT = 'a folder of class subfolders of images (labels = sorted folder names) or a folder of images (no labels); JPEG, PNG or WebP';
+const HINT =
+  'a folder of class subfolders of images (labels = sorted folder names) or a folder of images (no labels); JPEG, PNG or WebP';
 
 export interface FolderOptions {
   dataDir?: string;
@@ -51,7 +52,14 @@ function listDir(dir: string): string[] {
     return readdirSync(dir).sort();
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'folder not found' : code === 'ENOTDIR' ? 'is not a folder' : `cannot read folder (${code ?? String(e)})`, { file: dir, field: '--data-dir', expected: HINT });
+    throw new UserError(
+      code === 'ENOENT'
+        ? 'folder not found'
+        : code === 'ENOTDIR'
+          ? 'is not a folder'
+          : `cannot read folder (${code ?? String(e)})`,
+      { file: dir, field: '--data-dir', expected: HINT },
+    );
   }
 }
 
@@ -60,25 +68,38 @@ export function listImageFolder(dir: string): FolderListing {
   const names = listDir(dir);
   const loose = names.filter((n) => isImage(n) && statSync(join(dir, n)).isFile());
   const classes = names.filter((n) => !n.startsWith('.') && statSync(join(dir, n)).isDirectory());
-  const perClass = classes.map((c) => listDir(join(dir, c)).filter((n) => isImage(n)).map((n) => join(dir, c, n)));
-  const withImages = classes.filter((_, i) => (perClass[i] as string[]).length > 0);
+  const perClass = classes.map((c) =>
+    listDir(join(dir, c))
+      .filter((n) => isImage(n))
+      .map((n) => join(dir, c, n)),
+  );
+  const withImages = classes.filter((_, i) => perClass[i].length > 0);
   if (loose.length > 0 && withImages.length > 0) {
-    throw new UserError(`holds both loose images (${loose.length}, e.g. ${loose[0]}) and class subfolders (${withImages.join(', ')})`, {
+    throw new UserError(
+      `holds both loose images (${loose.length}, e.g. ${loose[0]}) and class subfolders (${withImages.join(', ')})`,
+      {
+        file: dir,
+        field: '--data-dir',
+        expected: 'either class subfolders only (labelled) or images only (label-free)',
+      },
+    );
+  }
+  if (loose.length > 0)
+    return { files: loose.map((n) => join(dir, n)), labels: new Int32Array(loose.length), classNames: null };
+  if (withImages.length === 0)
+    throw new UserError('holds no images', { file: dir, field: '--data-dir', expected: HINT });
+  if (withImages.length === 1) {
+    throw new UserError(`has a single class subfolder '${withImages[0]}'`, {
       file: dir,
       field: '--data-dir',
-      expected: 'either class subfolders only (labelled) or images only (label-free)',
+      expected: 'two or more class subfolders, or pass the subfolder itself for a label-free set',
     });
-  }
-  if (loose.length > 0) return { files: loose.map((n) => join(dir, n)), labels: new Int32Array(loose.length), classNames: null };
-  if (withImages.length === 0) throw new UserError('holds no images', { file: dir, field: '--data-dir', expected: HINT });
-  if (withImages.length === 1) {
-    throw new UserError(`has a single class subfolder '${withImages[0]}'`, { file: dir, field: '--data-dir', expected: 'two or more class subfolders, or pass the subfolder itself for a label-free set' });
   }
   const files: string[] = [];
   const labels: number[] = [];
   withImages.forEach((c) => {
     const i = classes.indexOf(c);
-    for (const f of perClass[i] as string[]) {
+    for (const f of perClass[i]) {
       files.push(f);
       labels.push(withImages.indexOf(c));
     }
@@ -87,7 +108,13 @@ export function listImageFolder(dir: string): FolderListing {
 }
 
 /** Builds a split's tensors from cache entries, converting only the selected images to float. */
-function buildFolderSplit(cache: ImageCache, positions: Int32Array, labels: Int32Array, numClasses: number, p: Preprocess): Split {
+function buildFolderSplit(
+  cache: ImageCache,
+  positions: Int32Array,
+  labels: Int32Array,
+  numClasses: number,
+  p: Preprocess,
+): Split {
   const { height: h, width: w } = cache;
   const n = positions.length;
   const size = h * w * 3;
@@ -95,45 +122,64 @@ function buildFolderSplit(cache: ImageCache, positions: Int32Array, labels: Int3
   const bytes = new Uint8Array(size);
   const lab = new Int32Array(n);
   for (let k = 0; k < n; k++) {
-    const i = positions[k] as number;
+    const i = positions[k];
     cache.read(i, bytes);
     bytesToInput(bytes, p, pixels, k * size);
-    lab[k] = labels[i] as number;
+    lab[k] = labels[i];
   }
   const x = tf.tensor4d(pixels, [n, h, w, 3], 'float32');
-  const y = tf.tidy(() => (numClasses > 0 ? tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat() : tf.zeros([n, 1]))) as tf.Tensor2D;
+  const y = tf.tidy(() =>
+    numClasses > 0 ? tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat() : tf.zeros([n, 1]),
+  ) as tf.Tensor2D;
   return { x, y, labels: lab };
 }
 
 /** Loads an image folder as a Dataset (see the module comment). */
 export async function loadFolder(opts: FolderOptions): Promise<Dataset> {
-  if (!opts.dataDir) throw new UserError('the folder dataset needs --data-dir DIR', { field: '--data-dir', expected: HINT });
+  if (!opts.dataDir)
+    throw new UserError('the folder dataset needs --data-dir DIR', { field: '--data-dir', expected: HINT });
   if (!opts.imageSize) {
-    throw new UserError('the folder dataset needs the input size: give a model file (its input is used) or --image-size HxW', { field: '--image-size', expected: 'e.g. 224x224' });
+    throw new UserError(
+      'the folder dataset needs the input size: give a model file (its input is used) or --image-size HxW',
+      { field: '--image-size', expected: 'e.g. 224x224' },
+    );
   }
   const dir = opts.dataDir;
   const [h, w] = opts.imageSize;
   const p = opts.preprocess ?? DEFAULT_PREPROCESS;
   const listing = listImageFolder(dir);
-  const cache = await openImageCache(dir, listing.files, { height: h, width: w, resize: p.resize, ...(opts.skipUnreadable ? { skipUnreadable: true } : {}), ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}) });
+  const cache = await openImageCache(dir, listing.files, {
+    height: h,
+    width: w,
+    resize: p.resize,
+    ...(opts.skipUnreadable ? { skipUnreadable: true } : {}),
+    ...(opts.cacheDir ? { cacheDir: opts.cacheDir } : {}),
+  });
   try {
     // labels of the stored images (unreadable ones may have been skipped)
     const pos = new Map(listing.files.map((f, i) => [resolve(f), i] as const));
     const resolved = cache.files;
     const labels = new Int32Array(resolved.length);
     resolved.forEach((f, i) => {
-      labels[i] = listing.labels[pos.get(f) ?? 0] as number;
+      labels[i] = listing.labels[pos.get(f) ?? 0];
     });
     const n = resolved.length;
     const valFraction = opts.valFraction ?? FOLDER_VAL_FRACTION;
     const testFraction = opts.testFraction ?? FOLDER_TEST_FRACTION;
     if (!(testFraction > 0 && testFraction < 1) || valFraction + testFraction >= 1) {
-      throw new UserError(`validation (${valFraction}) and test (${testFraction}) fractions must each be in (0, 1) and sum below 1`, { field: '--test-fraction' });
+      throw new UserError(
+        `validation (${valFraction}) and test (${testFraction}) fractions must each be in (0, 1) and sum below 1`,
+        { field: '--test-fraction' },
+      );
     }
     const nTest = Math.max(1, Math.round(n * testFraction));
     const nVal = Math.max(1, Math.round(n * valFraction));
     if (n - nTest - nVal < 1) {
-      throw new UserError(`${n} image(s) are too few for train, validation and test splits`, { file: dir, field: '--data-dir', expected: 'at least 3 images' });
+      throw new UserError(`${n} image(s) are too few for train, validation and test splits`, {
+        file: dir,
+        field: '--data-dir',
+        expected: 'at least 3 images',
+      });
     }
     const perm = seededPermutation(n, opts.seed);
     const test = take(perm.subarray(0, nTest), opts.limit);

@@ -14,7 +14,16 @@ import { buildSplit, range, seededPermutation, splitPool, take, type SampleSourc
 
 export const FASHION_MNIST_DIR = '/usr/share/datasets/fashion-mnist';
 export const FASHION_MNIST_CLASSES = [
-  'T-shirt/top', 'Trouser', 'Pullover', 'Dress', 'Coat', 'Sandal', 'Shirt', 'Sneaker', 'Bag', 'Ankle boot',
+  'T-shirt/top',
+  'Trouser',
+  'Pullover',
+  'Dress',
+  'Coat',
+  'Sandal',
+  'Shirt',
+  'Sneaker',
+  'Bag',
+  'Ankle boot',
 ];
 const FASHION_HINT =
   `install it with \`apt-get install dataset-fashion-mnist\` (files go to ${FASHION_MNIST_DIR}) ` +
@@ -51,23 +60,26 @@ interface IdxLoadOptions {
 
 function imageSource(a: IdxArray, hint: string): SampleSource {
   let shape: [number, number, number];
-  if (a.dims.length === 3) shape = [a.dims[1] as number, a.dims[2] as number, 1];
-  else if (a.dims.length === 4) shape = [a.dims[1] as number, a.dims[2] as number, a.dims[3] as number];
+  if (a.dims.length === 3) shape = [a.dims[1], a.dims[2], 1];
+  else if (a.dims.length === 4) shape = [a.dims[1], a.dims[2], a.dims[3]];
   else {
-    throw new UserError(`images must have 3 or 4 dimensions ([n, h, w] or [n, h, w, c]), found [${a.dims.join(', ')}]`, {
-      file: a.file,
-      expected: `an IDX images file (magic 0x00000803 or 0x00000804); ${hint}`,
-    });
+    throw new UserError(
+      `images must have 3 or 4 dimensions ([n, h, w] or [n, h, w, c]), found [${a.dims.join(', ')}]`,
+      {
+        file: a.file,
+        expected: `an IDX images file (magic 0x00000803 or 0x00000804); ${hint}`,
+      },
+    );
   }
   const size = shape[0] * shape[1] * shape[2];
   const data = a.data;
   const scale = a.type === 'ubyte' ? 1 / 255 : 1;
   return {
-    n: a.dims[0] as number,
+    n: a.dims[0],
     shape,
     read(i, out, offset) {
       const base = i * size;
-      for (let j = 0; j < size; j++) out[offset + j] = (data[base + j] as number) * scale;
+      for (let j = 0; j < size; j++) out[offset + j] = data[base + j] * scale;
     },
   };
 }
@@ -92,17 +104,23 @@ export function loadIdxFiles(o: IdxLoadOptions): Dataset {
     testSrc = imageSource(testImg, o.hint);
     testLabels = checkLabels(testLab, testImg, o.numClasses, o.hint);
     if (testSrc.shape.join('x') !== trainSrc.shape.join('x')) {
-      throw new UserError(`test images are ${testSrc.shape.join('x')} but train images are ${trainSrc.shape.join('x')}`, {
-        file: o.files.testImages,
-        expected: `the same image shape as ${o.files.trainImages}; ${o.hint}`,
-      });
+      throw new UserError(
+        `test images are ${testSrc.shape.join('x')} but train images are ${trainSrc.shape.join('x')}`,
+        {
+          file: o.files.testImages,
+          expected: `the same image shape as ${o.files.trainImages}; ${o.hint}`,
+        },
+      );
     }
   }
   let numClasses = o.numClasses;
   if (numClasses === null) {
     // the class count is max label + 1; a label far above the others (a corrupt byte) would silently add classes
     const seen = new Map<number, { file: string; index: number }>();
-    const note = (labels: Int32Array, file: string) => labels.forEach((l, index) => { if (!seen.has(l)) seen.set(l, { file, index }); });
+    const note = (labels: Int32Array, file: string) =>
+      labels.forEach((l, index) => {
+        if (!seen.has(l)) seen.set(l, { file, index });
+      });
     note(trainLabels, o.files.trainLabels);
     if (testLabels && o.files.testLabels) note(testLabels, o.files.testLabels);
     const max = Math.max(0, ...seen.keys());
@@ -114,7 +132,11 @@ export function loadIdxFiles(o: IdxLoadOptions): Dataset {
       throw new UserError(
         `label ${max} (at index ${at.index}) implies ${numClasses} classes, but only ${seen.size} distinct labels occur ` +
           `(${used.length <= 12 ? used.join(', ') : `${used.slice(0, 10).join(', ')}, ... ${max}`}); ${unused} classes would have no sample`,
-        { file: at.file, field: '--num-classes', expected: `--num-classes N to state the class count (labels 0..N-1), or labels without gaps` },
+        {
+          file: at.file,
+          field: '--num-classes',
+          expected: `--num-classes N to state the class count (labels 0..N-1), or labels without gaps`,
+        },
       );
     }
   }
@@ -144,9 +166,10 @@ export function loadIdxFiles(o: IdxLoadOptions): Dataset {
     ...(o.classNames ? { classNames: o.classNames } : {}),
     train: buildSplit(trainSrc, trainLabels, take(train, o.limit), numClasses),
     val: buildSplit(trainSrc, trainLabels, take(val, o.limit), numClasses),
-    test: testSrc && testLabels
-      ? buildSplit(testSrc, testLabels, take(testIdx, o.limit), numClasses)
-      : buildSplit(trainSrc, trainLabels, take(testIdx, o.limit), numClasses),
+    test:
+      testSrc && testLabels
+        ? buildSplit(testSrc, testLabels, take(testIdx, o.limit), numClasses)
+        : buildSplit(trainSrc, trainLabels, take(testIdx, o.limit), numClasses),
     source: o.source,
   };
 }
@@ -166,7 +189,12 @@ export function fashionMnistFiles(dataDir: string | undefined): IdxFiles {
   };
 }
 
-export function loadFashionMnist(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number }): Dataset {
+export function loadFashionMnist(opts: {
+  dataDir?: string;
+  seed: number;
+  valFraction?: number;
+  limit?: number;
+}): Dataset {
   const dir = opts.dataDir ?? FASHION_MNIST_DIR;
   const files = fashionMnistFiles(opts.dataDir);
   return loadIdxFiles({
@@ -201,7 +229,9 @@ export function resolveIdxFiles(path: string): IdxFiles {
     }
     return { trainImages: path, trainLabels: labels };
   }
-  const names = readdirSync(path).filter((f) => statSync(join(path, f)).isFile()).sort();
+  const names = readdirSync(path)
+    .filter((f) => statSync(join(path, f)).isFile())
+    .sort();
   const pick = (re: RegExp, not?: RegExp) => names.find((f) => re.test(f) && !(not && not.test(f)));
   const isTest = /t10k|test/i;
   const trainImages = pick(/images.*idx[34]/i, isTest);
@@ -209,18 +239,24 @@ export function resolveIdxFiles(path: string): IdxFiles {
   const testImages = pick(/(t10k|test).*images.*idx[34]|images.*idx[34].*(t10k|test)/i);
   const testLabels = pick(/(t10k|test).*labels.*idx1|labels.*idx1.*(t10k|test)/i);
   if (!trainImages && !trainLabels && (testImages || testLabels)) {
-    throw new UserError(`holds only test files (${[testImages, testLabels].filter(Boolean).join(', ')}) and no training files`, {
-      file: path,
-      field: '--data-dir',
-      expected: `train images and labels next to them (e.g. train-images-idx3-ubyte and train-labels-idx1-ubyte); ${IDX_HINT}`,
-    });
+    throw new UserError(
+      `holds only test files (${[testImages, testLabels].filter(Boolean).join(', ')}) and no training files`,
+      {
+        file: path,
+        field: '--data-dir',
+        expected: `train images and labels next to them (e.g. train-images-idx3-ubyte and train-labels-idx1-ubyte); ${IDX_HINT}`,
+      },
+    );
   }
   if (!trainImages || !trainLabels) {
-    throw new UserError(`no ${!trainImages ? 'images (*images*idx3*)' : 'labels (*labels*idx1*)'} IDX file in this directory`, {
-      file: path,
-      field: '--data-dir',
-      expected: IDX_HINT,
-    });
+    throw new UserError(
+      `no ${!trainImages ? 'images (*images*idx3*)' : 'labels (*labels*idx1*)'} IDX file in this directory`,
+      {
+        file: path,
+        field: '--data-dir',
+        expected: IDX_HINT,
+      },
+    );
   }
   const files: IdxFiles = { trainImages: join(path, trainImages), trainLabels: join(path, trainLabels) };
   if (testImages && testLabels) {
@@ -230,7 +266,13 @@ export function resolveIdxFiles(path: string): IdxFiles {
   return files;
 }
 
-export function loadGenericIdx(opts: { dataDir?: string; seed: number; valFraction?: number; limit?: number; numClasses?: number }): Dataset {
+export function loadGenericIdx(opts: {
+  dataDir?: string;
+  seed: number;
+  valFraction?: number;
+  limit?: number;
+  numClasses?: number;
+}): Dataset {
   if (!opts.dataDir) {
     throw new UserError('the idx dataset needs a location', { field: '--data-dir', expected: IDX_HINT });
   }
@@ -246,4 +288,3 @@ export function loadGenericIdx(opts: { dataDir?: string; seed: number; valFracti
     source: opts.dataDir,
   });
 }
-

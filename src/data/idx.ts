@@ -28,18 +28,27 @@ export interface IdxArray {
 export function parseIdx(buf: Uint8Array, file: string, hint: string): IdxArray {
   const expectedMagic = 'magic 0x0000TTNN (two zero bytes, a type code 0x08..0x0E, the number of dimensions)';
   if (buf.length < 4) {
-    throw new UserError(`is too short to be an IDX file (${buf.length} bytes)`, { file, expected: `${expectedMagic}; ${hint}` });
+    throw new UserError(`is too short to be an IDX file (${buf.length} bytes)`, {
+      file,
+      expected: `${expectedMagic}; ${hint}`,
+    });
   }
-  const typeCode = buf[2] as number;
-  const ndims = buf[3] as number;
+  const typeCode = buf[2];
+  const ndims = buf[3];
   const typeInfo = IDX_TYPES[typeCode];
   if (buf[0] !== 0 || buf[1] !== 0 || !typeInfo || ndims < 1) {
     const magic = Array.from(buf.subarray(0, 4), (b) => b.toString(16).padStart(2, '0')).join('');
-    throw new UserError(`wrong magic number 0x${magic}: not an IDX file`, { file, expected: `${expectedMagic}; ${hint}` });
+    throw new UserError(`wrong magic number 0x${magic}: not an IDX file`, {
+      file,
+      expected: `${expectedMagic}; ${hint}`,
+    });
   }
   const header = 4 + 4 * ndims;
   if (buf.length < header) {
-    throw new UserError(`is truncated: the header needs ${header} bytes, the file has ${buf.length}`, { file, expected: hint });
+    throw new UserError(`is truncated: the header needs ${header} bytes, the file has ${buf.length}`, {
+      file,
+      expected: hint,
+    });
   }
   const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
   const dims: number[] = [];
@@ -62,11 +71,15 @@ export function parseIdx(buf: Uint8Array, file: string, hint: string): IdxArray 
     for (let i = 0; i < count; i++) {
       const o = header + i * bytes;
       out[i] =
-        typeName === 'sbyte' ? view.getInt8(o)
-        : typeName === 'int16' ? view.getInt16(o, false)
-        : typeName === 'int32' ? view.getInt32(o, false)
-        : typeName === 'float32' ? view.getFloat32(o, false)
-        : view.getFloat64(o, false);
+        typeName === 'sbyte'
+          ? view.getInt8(o)
+          : typeName === 'int16'
+            ? view.getInt16(o, false)
+            : typeName === 'int32'
+              ? view.getInt32(o, false)
+              : typeName === 'float32'
+                ? view.getFloat32(o, false)
+                : view.getFloat64(o, false);
     }
     data = out;
   }
@@ -79,9 +92,14 @@ export function readIdxFile(path: string, hint: string): IdxArray {
 }
 
 /** Encodes an IDX file (ubyte or float32), e.g. for tests and for exporting data. */
-export function encodeIdx(dims: readonly number[], values: ArrayLike<number>, type: 'ubyte' | 'float32' = 'ubyte'): Buffer {
+export function encodeIdx(
+  dims: readonly number[],
+  values: ArrayLike<number>,
+  type: 'ubyte' | 'float32' = 'ubyte',
+): Buffer {
   const count = dims.reduce((a, b) => a * b, 1);
-  if (values.length !== count) throw new Error(`encodeIdx: ${values.length} values for dimensions [${dims.join(', ')}]`);
+  if (values.length !== count)
+    throw new Error(`encodeIdx: ${values.length} values for dimensions [${dims.join(', ')}]`);
   const bytes = type === 'ubyte' ? 1 : 4;
   const buf = Buffer.alloc(4 + 4 * dims.length + count * bytes);
   buf[2] = type === 'ubyte' ? 0x08 : 0x0d;
@@ -89,8 +107,8 @@ export function encodeIdx(dims: readonly number[], values: ArrayLike<number>, ty
   dims.forEach((d, i) => buf.writeUInt32BE(d, 4 + 4 * i));
   const header = 4 + 4 * dims.length;
   for (let i = 0; i < count; i++) {
-    if (type === 'ubyte') buf[header + i] = values[i] as number;
-    else buf.writeFloatBE(values[i] as number, header + 4 * i);
+    if (type === 'ubyte') buf[header + i] = values[i];
+    else buf.writeFloatBE(values[i], header + 4 * i);
   }
   return buf;
 }
@@ -103,8 +121,8 @@ export function checkLabels(labels: IdxArray, images: IdxArray, numClasses: numb
       expected: `an IDX label file (magic 0x00000801); ${hint}`,
     });
   }
-  const n = labels.dims[0] as number;
-  const nImages = images.dims[0] as number;
+  const n = labels.dims[0];
+  const nImages = images.dims[0];
   if (n !== nImages) {
     throw new UserError(`has ${n} labels but ${images.file} has ${nImages} images`, {
       file: labels.file,
@@ -113,7 +131,7 @@ export function checkLabels(labels: IdxArray, images: IdxArray, numClasses: numb
   }
   const out = new Int32Array(n);
   for (let i = 0; i < n; i++) {
-    const v = labels.data[i] as number;
+    const v = labels.data[i];
     if (!Number.isInteger(v) || v < 0 || (numClasses !== null && v >= numClasses)) {
       throw new UserError(`label ${v} at index ${i} is out of range`, {
         file: labels.file,

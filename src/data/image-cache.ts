@@ -9,7 +9,18 @@
  * one subfolder per (folder, size, resize mode).
  */
 import { createHash } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, renameSync, statSync, writeSync, writeFileSync } from 'node:fs';
+import {
+  closeSync,
+  existsSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  readSync,
+  renameSync,
+  statSync,
+  writeSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join, resolve } from 'node:path';
 import sharp from 'sharp';
@@ -77,7 +88,10 @@ export function defaultCacheRoot(): string {
 }
 
 function sameSources(a: CacheSource[], b: CacheSource[]): boolean {
-  return a.length === b.length && a.every((s, i) => s.file === b[i]?.file && s.size === b[i]?.size && s.mtimeMs === b[i]?.mtimeMs);
+  return (
+    a.length === b.length &&
+    a.every((s, i) => s.file === b[i]?.file && s.size === b[i]?.size && s.mtimeMs === b[i]?.mtimeMs)
+  );
 }
 
 function readIndex(dir: string): CacheIndex | null {
@@ -93,7 +107,12 @@ function readIndex(dir: string): CacheIndex | null {
  * Decodes one image to h x w RGB bytes (EXIF orientation applied, alpha dropped, grey expanded).
  * Embedded ICC profiles are ignored, as the decoders networks are trained with (TensorFlow, PIL) do.
  */
-export async function decodeImage(file: string, height: number, width: number, resize: ResizeMode): Promise<Uint8Array> {
+export async function decodeImage(
+  file: string,
+  height: number,
+  width: number,
+  resize: ResizeMode,
+): Promise<Uint8Array> {
   const { data, info } = await sharp(file, { failOn: 'error', ignoreIcc: true })
     .rotate()
     .removeAlpha()
@@ -114,28 +133,42 @@ export async function openImageCache(folder: string, files: string[], opts: Imag
     const st = statSync(f);
     return { file: resolve(f), size: st.size, mtimeMs: Math.round(st.mtimeMs) };
   });
-  const key = createHash('sha1').update(JSON.stringify([CACHE_FORMAT, resolve(folder), height, width, resize])).digest('hex').slice(0, 16);
+  const key = createHash('sha1')
+    .update(JSON.stringify([CACHE_FORMAT, resolve(folder), height, width, resize]))
+    .digest('hex')
+    .slice(0, 16);
   const root = opts.cacheDir ?? defaultCacheRoot();
   const dir = join(root, key);
   const imageBytes = height * width * 3;
   let index = readIndex(dir);
   let decoded = false;
-  const usable = index && sameSources(index.sources, sources) && existsSync(join(dir, IMAGES_U8)) && statSync(join(dir, IMAGES_U8)).size === index.stored.length * imageBytes;
+  const usable =
+    index &&
+    sameSources(index.sources, sources) &&
+    existsSync(join(dir, IMAGES_U8)) &&
+    statSync(join(dir, IMAGES_U8)).size === index.stored.length * imageBytes;
   if (!usable || !index) {
     try {
       mkdirSync(dir, { recursive: true });
     } catch (e) {
-      throw new UserError(`cannot create the image cache: ${(e as Error).message}`, { file: dir, expected: 'a writable folder (set BITALLOC_CACHE_DIR)' });
+      throw new UserError(`cannot create the image cache: ${(e as Error).message}`, {
+        file: dir,
+        expected: 'a writable folder (set BITALLOC_CACHE_DIR)',
+      });
     }
     const tmp = join(dir, `${IMAGES_U8}.tmp-${process.pid}`);
     const fd = openSync(tmp, 'w');
     const stored: number[] = [];
     const bad: { file: string; reason: string }[] = [];
-    const progress = new Progress({ label: `decoding ${sources.length} images to ${width}x${height}`, total: sources.length, ...(opts.plainProgress ? { plain: true } : {}) });
+    const progress = new Progress({
+      label: `decoding ${sources.length} images to ${width}x${height}`,
+      total: sources.length,
+      ...(opts.plainProgress ? { plain: true } : {}),
+    });
     try {
       let pos = 0;
       for (let i = 0; i < sources.length; i++) {
-        const src = sources[i] as CacheSource;
+        const src = sources[i];
         let bytes: Uint8Array | null = null;
         try {
           bytes = await decodeImage(src.file, height, width, resize);
@@ -160,7 +193,10 @@ export async function openImageCache(folder: string, files: string[], opts: Imag
         problems: bad.slice(0, 20).map((b) => `${b.file}: ${b.reason}`),
       });
     }
-    if (bad.length > 0) log.warn(`skipped ${bad.length} unreadable image(s) of ${sources.length} in ${folder}, e.g. ${bad[0]?.file}: ${bad[0]?.reason}`);
+    if (bad.length > 0)
+      log.warn(
+        `skipped ${bad.length} unreadable image(s) of ${sources.length} in ${folder}, e.g. ${bad[0]?.file}: ${bad[0]?.reason}`,
+      );
     renameSync(tmp, join(dir, IMAGES_U8));
     index = { format: CACHE_FORMAT, height, width, resize, sources, stored, skipped: bad };
     writeFileSync(join(dir, INDEX_JSON), JSON.stringify(index) + '\n');
@@ -181,13 +217,17 @@ export async function openImageCache(folder: string, files: string[], opts: Imag
     dir,
     height,
     width,
-    files: idx.stored.map((i) => (idx.sources[i] as CacheSource).file),
+    files: idx.stored.map((i) => idx.sources[i].file),
     skipped: idx.skipped,
     decoded,
     imageBytes,
     read(i, out, offset = 0) {
       const got = readSync(fd, out, offset, imageBytes, i * imageBytes);
-      if (got !== imageBytes) throw new UserError(`image cache is truncated (image ${i})`, { file: join(dir, IMAGES_U8), expected: 'delete the folder to rebuild it' });
+      if (got !== imageBytes)
+        throw new UserError(`image cache is truncated (image ${i})`, {
+          file: join(dir, IMAGES_U8),
+          expected: 'delete the folder to rebuild it',
+        });
     },
     close() {
       if (open) closeSync(fd);

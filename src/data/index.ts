@@ -7,7 +7,13 @@ import { existsSync, statSync } from 'node:fs';
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from './api.js';
 import { checkCifar10Files, loadCifar10 } from './cifar10.js';
-import { FASHION_MNIST_DIR, fashionMnistFiles, loadFashionMnist, loadGenericIdx, resolveIdxFiles } from './idx-dataset.js';
+import {
+  FASHION_MNIST_DIR,
+  fashionMnistFiles,
+  loadFashionMnist,
+  loadGenericIdx,
+  resolveIdxFiles,
+} from './idx-dataset.js';
 import { loadMnist } from './mnist.js';
 import { loadFolder } from './folder.js';
 import type { Preprocess } from './preprocess.js';
@@ -148,13 +154,25 @@ export function checkDatasetAvailable(name: string, dataDir: string | undefined)
       checkCifar10Files(dataDir);
       return;
     case 'idx':
-      if (!dataDir) throw new UserError('the idx dataset needs a location', { field: '--data-dir', expected: 'a folder of IDX files or an images IDX file' });
+      if (!dataDir)
+        throw new UserError('the idx dataset needs a location', {
+          field: '--data-dir',
+          expected: 'a folder of IDX files or an images IDX file',
+        });
       resolveIdxFiles(dataDir);
       return;
     case 'folder':
-      if (!dataDir) throw new UserError('the folder dataset needs a location', { field: '--data-dir', expected: 'a folder of images (class subfolders, or loose images without labels)' });
+      if (!dataDir)
+        throw new UserError('the folder dataset needs a location', {
+          field: '--data-dir',
+          expected: 'a folder of images (class subfolders, or loose images without labels)',
+        });
       if (!existsSync(dataDir) || !statSync(dataDir).isDirectory()) {
-        throw new UserError('image folder not found', { file: dataDir, field: '--data-dir', expected: 'a folder of JPEG/PNG/WebP images (class subfolders, or loose images without labels)' });
+        throw new UserError('image folder not found', {
+          file: dataDir,
+          field: '--data-dir',
+          expected: 'a folder of JPEG/PNG/WebP images (class subfolders, or loose images without labels)',
+        });
       }
       return;
     default:

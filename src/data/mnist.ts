@@ -49,7 +49,10 @@ export function readMnistRaw(): MnistRaw {
     try {
       data = (JSON.parse(readFileSync(file, 'utf8')) as { data?: unknown }).data;
     } catch (e) {
-      throw new UserError(`cannot read the digits (${e instanceof Error ? e.message : String(e)})`, { file, expected: HINT });
+      throw new UserError(`cannot read the digits (${e instanceof Error ? e.message : String(e)})`, {
+        file,
+        expected: HINT,
+      });
     }
     if (!Array.isArray(data) || data.length % (SIDE * SIDE) !== 0 || data.length === 0) {
       throw new UserError('is not a list of 28x28 digits', { file, field: '$.data', expected: HINT });
@@ -80,7 +83,11 @@ export function loadMnist(opts: { seed: number; valFraction?: number; limit?: nu
   };
   const fixed = seededPermutation(n, TEST_DRAW_SEED);
   const test = fixed.subarray(0, MNIST_TEST_SIZE);
-  const { train, val } = splitPool(fixed.subarray(MNIST_TEST_SIZE), opts.valFraction ?? MNIST_DEFAULT_VAL_FRACTION, opts.seed);
+  const { train, val } = splitPool(
+    fixed.subarray(MNIST_TEST_SIZE),
+    opts.valFraction ?? MNIST_DEFAULT_VAL_FRACTION,
+    opts.seed,
+  );
   return {
     name: 'mnist',
     inputShape: [SIDE, SIDE, 1],

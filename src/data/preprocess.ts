@@ -36,15 +36,29 @@ export interface Preprocess {
   std: [number, number, number] | null;
 }
 
-export const DEFAULT_PREPROCESS: Readonly<Preprocess> = { resize: 'crop', channels: 'rgb', range: '0-1', mean: null, std: null };
+export const DEFAULT_PREPROCESS: Readonly<Preprocess> = {
+  resize: 'crop',
+  channels: 'rgb',
+  range: '0-1',
+  mean: null,
+  std: null,
+};
 
 function isObject(v: unknown): v is Record<string, unknown> {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
 function triple(v: unknown, where: string, file: string | undefined, positive: boolean): [number, number, number] {
-  if (!Array.isArray(v) || v.length !== 3 || v.some((x) => typeof x !== 'number' || !Number.isFinite(x) || (positive && !(x > 0)))) {
-    throw new UserError(`must be three ${positive ? 'positive ' : ''}numbers, one per channel`, { ...(file ? { file } : {}), field: where, expected: positive ? 'e.g. [0.229, 0.224, 0.225]' : 'e.g. [0.485, 0.456, 0.406]' });
+  if (
+    !Array.isArray(v) ||
+    v.length !== 3 ||
+    v.some((x) => typeof x !== 'number' || !Number.isFinite(x) || (positive && !(x > 0)))
+  ) {
+    throw new UserError(`must be three ${positive ? 'positive ' : ''}numbers, one per channel`, {
+      ...(file ? { file } : {}),
+      field: where,
+      expected: positive ? 'e.g. [0.229, 0.224, 0.225]' : 'e.g. [0.485, 0.456, 0.406]',
+    });
   }
   return [v[0], v[1], v[2]] as [number, number, number];
 }
@@ -53,23 +67,39 @@ function triple(v: unknown, where: string, file: string | undefined, positive: b
  * Reads preprocessing settings from a plain object (preprocess.json, an experiment's `preprocess`
  * field or CLI flags), on top of `base`. `where` prefixes field names in errors ($ or $.preprocess).
  */
-export function parsePreprocess(doc: unknown, base: Preprocess = DEFAULT_PREPROCESS, where = '$', file?: string): Preprocess {
+export function parsePreprocess(
+  doc: unknown,
+  base: Preprocess = DEFAULT_PREPROCESS,
+  where = '$',
+  file?: string,
+): Preprocess {
   // where '--': the settings came from flags (--resize, ...)
-  const at = (f: string): { file?: string; field: string } => ({ ...(file ? { file } : {}), field: where === '--' ? `--${f}` : `${where}.${f}` });
-  if (!isObject(doc)) throw new UserError('preprocessing settings must be a JSON object', { ...(file ? { file } : {}), field: where, expected: '{"resize": "crop", "channels": "rgb", "range": "0-1"}' });
+  const at = (f: string): { file?: string; field: string } => ({
+    ...(file ? { file } : {}),
+    field: where === '--' ? `--${f}` : `${where}.${f}`,
+  });
+  if (!isObject(doc))
+    throw new UserError('preprocessing settings must be a JSON object', {
+      ...(file ? { file } : {}),
+      field: where,
+      expected: '{"resize": "crop", "channels": "rgb", "range": "0-1"}',
+    });
   const known = ['resize', 'channels', 'range', 'mean', 'std'];
-  for (const k of Object.keys(doc)) if (!known.includes(k)) throw new UserError(`unknown field '${k}'`, { ...at(k), expected: known.join(', ') });
+  for (const k of Object.keys(doc))
+    if (!known.includes(k)) throw new UserError(`unknown field '${k}'`, { ...at(k), expected: known.join(', ') });
   const out: Preprocess = { ...base };
   const pick = <T extends string>(k: string, choices: readonly T[]): T | undefined => {
     const v = doc[k];
     if (v === undefined) return undefined;
-    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v)) throw new UserError(`invalid ${k} '${String(v)}'`, { ...at(k), expected: choices.join(' | ') });
+    if (typeof v !== 'string' || !(choices as readonly string[]).includes(v))
+      throw new UserError(`invalid ${k} '${String(v)}'`, { ...at(k), expected: choices.join(' | ') });
     return v as T;
   };
   out.resize = pick('resize', RESIZE_MODES) ?? out.resize;
   out.channels = pick('channels', CHANNEL_ORDERS) ?? out.channels;
   out.range = pick('range', PIXEL_RANGES) ?? out.range;
-  if (doc['mean'] !== undefined) out.mean = doc['mean'] === null ? null : triple(doc['mean'], `${where}.mean`, file, false);
+  if (doc['mean'] !== undefined)
+    out.mean = doc['mean'] === null ? null : triple(doc['mean'], `${where}.mean`, file, false);
   if (doc['std'] !== undefined) out.std = doc['std'] === null ? null : triple(doc['std'], `${where}.std`, file, true);
   return out;
 }
@@ -83,7 +113,10 @@ export function readModelPreprocess(modelSpec: string): Preprocess | null {
   try {
     doc = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
-    throw new UserError(`not valid JSON: ${(e as Error).message}`, { file, expected: '{"resize": "crop", "channels": "rgb", "range": "0-1"}' });
+    throw new UserError(`not valid JSON: ${(e as Error).message}`, {
+      file,
+      expected: '{"resize": "crop", "channels": "rgb", "range": "0-1"}',
+    });
   }
   return parsePreprocess(doc, DEFAULT_PREPROCESS, '$', file);
 }
@@ -94,10 +127,10 @@ export function channelAffine(p: Preprocess): { a: [number, number, number]; b: 
   const a: [number, number, number] = [ra, ra, ra];
   const b: [number, number, number] = [rb, rb, rb];
   for (let c = 0; c < 3; c++) {
-    const m = p.mean ? p.mean[c] as number : 0;
-    const s = p.std ? p.std[c] as number : 1;
-    a[c] = (a[c] as number) / s;
-    b[c] = ((b[c] as number) - m) / s;
+    const m = p.mean ? p.mean[c] : 0;
+    const s = p.std ? p.std[c] : 1;
+    a[c] = a[c] / s;
+    b[c] = (b[c] - m) / s;
   }
   return { a, b };
 }
@@ -111,9 +144,9 @@ export function bytesToInput(bytes: Uint8Array, p: Preprocess, out: Float32Array
   const bgr = p.channels === 'bgr';
   const pixels = Math.floor(bytes.length / 3);
   for (let i = 0; i < pixels; i++) {
-    const r = bytes[3 * i] as number;
-    const g = bytes[3 * i + 1] as number;
-    const bl = bytes[3 * i + 2] as number;
+    const r = bytes[3 * i];
+    const g = bytes[3 * i + 1];
+    const bl = bytes[3 * i + 2];
     const o = offset + 3 * i;
     const c0 = bgr ? bl : r;
     const c2 = bgr ? r : bl;

@@ -26,8 +26,8 @@ export function seededPermutation(n: number, seed: number): Int32Array {
   const rng = new Rng(seed);
   for (let i = n - 1; i > 0; i--) {
     const j = rng.int(i + 1);
-    const t = idx[i] as number;
-    idx[i] = idx[j] as number;
+    const t = idx[i];
+    idx[i] = idx[j];
     idx[j] = t;
   }
   return idx;
@@ -45,7 +45,7 @@ export function take(indices: Int32Array, limit: number | undefined): Int32Array
 export function splitPool(pool: Int32Array, valFraction: number, seed: number): { train: Int32Array; val: Int32Array } {
   const perm = seededPermutation(pool.length, seed);
   const shuffled = new Int32Array(pool.length);
-  for (let i = 0; i < pool.length; i++) shuffled[i] = pool[perm[i] as number] as number;
+  for (let i = 0; i < pool.length; i++) shuffled[i] = pool[perm[i]];
   const nVal = Math.round(pool.length * valFraction);
   return { val: shuffled.subarray(0, nVal), train: shuffled.subarray(nVal) };
 }
@@ -58,9 +58,9 @@ export function buildSplit(src: SampleSource, labels: Int32Array, indices: Int32
   const pixels = new Float32Array(n * size);
   const lab = new Int32Array(n);
   for (let k = 0; k < n; k++) {
-    const i = indices[k] as number;
+    const i = indices[k];
     src.read(i, pixels, k * size);
-    lab[k] = labels[i] as number;
+    lab[k] = labels[i];
   }
   const x = tf.tensor4d(pixels, [n, h, w, c], 'float32');
   const y = tf.tidy(() => tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat()) as tf.Tensor2D;

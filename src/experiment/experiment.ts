@@ -21,7 +21,7 @@ import {
 } from '../../envs/constraints.js';
 import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
 import type { StepMode } from '../../envs/types.js';
-import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
+import type { EvalBackendChoice } from '../onnx/eval-backend.js';
 import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
 import { TARGETS, type Target } from '../train/distill.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
@@ -93,7 +93,12 @@ export function parseConstraint(text: string): ParsedConstraint | { error: strin
 export function budgetSlug(constraints: readonly string[]): string {
   if (constraints.length === 0) return 'unconstrained';
   return constraints
-    .map((c) => c.replace(/\s+/g, '').replace('<=', '-').replace(/[^A-Za-z0-9.+-]/g, '-'))
+    .map((c) =>
+      c
+        .replace(/\s+/g, '')
+        .replace('<=', '-')
+        .replace(/[^A-Za-z0-9.+-]/g, '-'),
+    )
     .join('+');
 }
 
@@ -197,10 +202,35 @@ export const EXPERIMENT_DEFAULTS = {
 
 /** Every field an experiment file may have. */
 export const EXPERIMENT_FIELDS: readonly string[] = [
-  '$schema', 'name', 'description', 'model', 'dataset', 'dataDir', 'profiles', 'budgets', 'constraintMode',
-  'agents', 'seeds', 'episodes', 'qatSteps', 'warmupEpochs', 'finetuneEpochs', 'reward', 'stepMode',
-  'bitChoices', 'evalSamples', 'trainSamples', 'pinFirstLast', 'checkpointEvery', 'out', 'threads',
-  'evalBackend', 'batchSize', 'preprocess', 'target', 'distill',
+  '$schema',
+  'name',
+  'description',
+  'model',
+  'dataset',
+  'dataDir',
+  'profiles',
+  'budgets',
+  'constraintMode',
+  'agents',
+  'seeds',
+  'episodes',
+  'qatSteps',
+  'warmupEpochs',
+  'finetuneEpochs',
+  'reward',
+  'stepMode',
+  'bitChoices',
+  'evalSamples',
+  'trainSamples',
+  'pinFirstLast',
+  'checkpointEvery',
+  'out',
+  'threads',
+  'evalBackend',
+  'batchSize',
+  'preprocess',
+  'target',
+  'distill',
 ];
 
 /** One device profile of the experiment. */
@@ -272,7 +302,14 @@ export function cells(exp: Experiment): Cell[] {
     for (const budget of budgets) {
       for (const agent of exp.agents) {
         for (const seed of exp.seeds) {
-          out.push({ id: cellId(agent.label, profile.id, budget.id, seed), index: out.length, agent, profile, budget, seed });
+          out.push({
+            id: cellId(agent.label, profile.id, budget.id, seed),
+            index: out.length,
+            agent,
+            profile,
+            budget,
+            seed,
+          });
         }
       }
     }
@@ -315,7 +352,10 @@ export function parseJsonText(text: string, file: string): unknown {
       column = offset - before.lastIndexOf('\n');
     }
     const reason = message.replace(/\s*in JSON at position \d+.*$/s, '').replace(/\s*\(line \d+ column \d+\)$/, '');
-    throw new UserError(`not valid JSON at line ${line}, column ${column}: ${reason}`, { file, expected: 'a JSON object' });
+    throw new UserError(`not valid JSON at line ${line}, column ${column}: ${reason}`, {
+      file,
+      expected: 'a JSON object',
+    });
   }
 }
 
@@ -326,7 +366,8 @@ export function parseJsonText(text: string, file: string): unknown {
  */
 export function loadExperiment(path: string, overrides: readonly string[] = []): Experiment {
   const file = resolve(path);
-  if (!existsSync(file)) throw new UserError('experiment file not found', { file: path, expected: 'an existing JSON file' });
+  if (!existsSync(file))
+    throw new UserError('experiment file not found', { file: path, expected: 'an existing JSON file' });
   if (!statSync(file).isFile()) throw new UserError('not a file', { file: path, expected: 'an experiment JSON file' });
   const raw = parseJsonText(readFileSync(file, 'utf8'), path);
   const overridden = applyOverrides(raw, overrides, path);
@@ -334,7 +375,11 @@ export function loadExperiment(path: string, overrides: readonly string[] = []):
 }
 
 /** Applies `key=value` overrides to a parsed experiment (a copy); returns it and the JSON paths set. */
-export function applyOverrides(raw: unknown, overrides: readonly string[], file?: string): { value: unknown; paths: string[] } {
+export function applyOverrides(
+  raw: unknown,
+  overrides: readonly string[],
+  file?: string,
+): { value: unknown; paths: string[] } {
   if (overrides.length === 0) return { value: raw, paths: [] };
   if (!isObject(raw)) return { value: raw, paths: [] };
   const value = structuredClone(raw);
@@ -343,7 +388,11 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], file?
     const eq = o.indexOf('=');
     const key = eq > 0 ? o.slice(0, eq).trim() : '';
     if (!key || key.split('.').some((k) => k === '')) {
-      throw new UserError(`bad override '${o}'`, { file, field: '--set', expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.learningRate=0.001' });
+      throw new UserError(`bad override '${o}'`, {
+        file,
+        field: '--set',
+        expected: 'key=value with a dotted key, e.g. episodes=20 or agents.0.options.learningRate=0.001',
+      });
     }
     const text = o.slice(eq + 1);
     let v: unknown;
@@ -355,13 +404,16 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], file?
     const parts = key.split('.');
     let target: unknown = value;
     for (let i = 0; i < parts.length - 1; i++) {
-      const k = parts[i] as string;
+      const k = parts[i];
       const next = getChild(target, k);
       if (next === undefined) {
         const created: Record<string, unknown> = {};
         if (!setChild(target, k, created)) throw badOverridePath(o, parts.slice(0, i + 1), file);
         target = created;
-      } else if (typeof next === 'string' && (parts[i + 1] === 'options' || parts[i + 1] === 'label' || parts[i + 1] === 'name')) {
+      } else if (
+        typeof next === 'string' &&
+        (parts[i + 1] === 'options' || parts[i + 1] === 'label' || parts[i + 1] === 'name')
+      ) {
         // shorthand `"ppo"` becomes `{ "name": "ppo" }` so its options can be set
         const expanded: Record<string, unknown> = { name: next };
         setChild(target, k, expanded);
@@ -372,7 +424,7 @@ export function applyOverrides(raw: unknown, overrides: readonly string[], file?
         throw badOverridePath(o, parts.slice(0, i + 1), file);
       }
     }
-    if (!setChild(target, parts[parts.length - 1] as string, v)) throw badOverridePath(o, parts, file);
+    if (!setChild(target, parts[parts.length - 1], v)) throw badOverridePath(o, parts, file);
     paths.push(jsonPath(parts));
   }
   return { value, paths };
@@ -437,7 +489,8 @@ export function experimentSchema(): JsonSchema {
   if (schemaCache) return schemaCache;
   const schema = JSON.parse(readFileSync(experimentSchemaPath(), 'utf8')) as JsonSchema;
   const unknown = unsupportedKeywords(schema);
-  if (unknown.length) throw new Error(`experiments/schema.json uses keywords the validator does not implement: ${unknown.join(', ')}`);
+  if (unknown.length)
+    throw new Error(`experiments/schema.json uses keywords the validator does not implement: ${unknown.join(', ')}`);
   return (schemaCache = schema);
 }
 
@@ -459,13 +512,18 @@ function problemPath(p: string): string {
 export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Experiment {
   const baseDir = opts.baseDir ?? process.cwd();
   const overridden = opts.overridden ?? [];
-  const fromSet = (path: string): boolean => overridden.some((p) => path === p || path.startsWith(p + '.') || path.startsWith(p + '['));
+  const fromSet = (path: string): boolean =>
+    overridden.some((p) => path === p || path.startsWith(p + '.') || path.startsWith(p + '['));
   const checks: string[] = [];
   const problem = (path: string, message: string, expected?: string) => {
     checks.push(`${path}: ${message}${expected ? ` (expected ${expected})` : ''}`);
   };
   if (!isObject(raw)) {
-    throw new UserError('an experiment must be a JSON object', { file: opts.file, field: '$', expected: 'an object with name, model, dataset, profiles, budgets, agents' });
+    throw new UserError('an experiment must be a JSON object', {
+      file: opts.file,
+      field: '$',
+      expected: 'an object with name, model, dataset, profiles, budgets, agents',
+    });
   }
   const shape = validateJson(raw, experimentSchema());
   const str = (key: string): string | undefined => {
@@ -490,20 +548,31 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   if (model) {
     if (looksLikePath(model)) {
       const p = resolve(baseDir, model);
-      if (!existsSync(p)) problem('$.model', `model file '${model}' not found (looked at ${p})`, `a zoo model (${MODEL_NAMES.join(', ')}) or an existing model.json`);
+      if (!existsSync(p))
+        problem(
+          '$.model',
+          `model file '${model}' not found (looked at ${p})`,
+          `a zoo model (${MODEL_NAMES.join(', ')}) or an existing model.json`,
+        );
       else model = p;
     } else if (!MODEL_NAMES.includes(model)) {
-      problem('$.model', `unknown model '${model}'`, `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`);
+      problem(
+        '$.model',
+        `unknown model '${model}'`,
+        `a zoo model (${MODEL_NAMES.join(', ')}) or a path to a model.json`,
+      );
     }
   }
 
   // dataset, and the folder a file-based dataset needs
   const dataset = str('dataset') ?? '';
-  if (dataset && !DATASET_NAMES.includes(dataset)) problem('$.dataset', `unknown dataset '${dataset}'`, `one of ${DATASET_NAMES.join(', ')}`);
+  if (dataset && !DATASET_NAMES.includes(dataset))
+    problem('$.dataset', `unknown dataset '${dataset}'`, `one of ${DATASET_NAMES.join(', ')}`);
   let dataDir = str('dataDir');
   if (dataDir !== undefined) {
     const p = resolve(baseDir, dataDir);
-    if (!existsSync(p)) problem('$.dataDir', `'${dataDir}' not found (looked at ${p})`, 'an existing folder (or IDX file)');
+    if (!existsSync(p))
+      problem('$.dataDir', `'${dataDir}' not found (looked at ${p})`, 'an existing folder (or IDX file)');
     else dataDir = p;
   } else if (dataset && DATASETS[dataset] && DATASETS[dataset].defaultSource === null) {
     problem('$.dataDir', `missing: dataset '${dataset}' is read from files you provide`, 'the folder holding them');
@@ -522,16 +591,23 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
       let spec = p;
       if (looksLikePath(p)) {
         const abs = resolve(baseDir, p);
-        if (!existsSync(abs) || !statSync(abs).isFile()) return problem(path, `profile file '${p}' not found (looked at ${abs})`, expectedProfile);
+        if (!existsSync(abs) || !statSync(abs).isFile())
+          return problem(path, `profile file '${p}' not found (looked at ${abs})`, expectedProfile);
         spec = abs;
         const bad = profileFileProblems(abs);
-        if (bad.length) return problem(path, `invalid profile file '${p}':\n      ${bad.join('\n      ')}`, 'a profile as described by hardware-profiles/schema.json');
+        if (bad.length)
+          return problem(
+            path,
+            `invalid profile file '${p}':\n      ${bad.join('\n      ')}`,
+            'a profile as described by hardware-profiles/schema.json',
+          );
       } else if (!builtins.includes(p)) {
         return problem(path, `unknown profile '${p}'`, expectedProfile);
       }
       const id = profileRef(spec).id;
       const prev = ids.get(id);
-      if (prev !== undefined) return problem(path, `profile id '${id}' is already used by $.profiles[${prev}]`, 'each profile once');
+      if (prev !== undefined)
+        return problem(path, `profile id '${id}' is already used by $.profiles[${prev}]`, 'each profile once');
       ids.set(id, i);
       profiles.push(spec);
     });
@@ -552,14 +628,20 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
         if (typeof c !== 'string') return;
         const parsed = parseConstraint(c);
         if ('error' in parsed) return problem(path, parsed.error, CONSTRAINT_GRAMMAR);
-        if (metrics.has(parsed.metric)) return problem(path, `a second limit on ${parsed.metric} in the same budget`, 'one limit per metric in a budget');
+        if (metrics.has(parsed.metric))
+          return problem(
+            path,
+            `a second limit on ${parsed.metric} in the same budget`,
+            'one limit per metric in a budget',
+          );
         metrics.add(parsed.metric);
         texts.push(parsed.text);
       });
       if (texts.length !== list.length) return;
       const slug = budgetSlug(texts);
       const prev = slugs.get(slug);
-      if (prev !== undefined) return problem(`$.budgets[${i}]`, `same budget as $.budgets[${prev}]`, 'distinct budgets');
+      if (prev !== undefined)
+        return problem(`$.budgets[${i}]`, `same budget as $.budgets[${prev}]`, 'distinct budgets');
       slugs.set(slug, i);
       budgets.push(texts);
     });
@@ -597,7 +679,11 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
       const finalLabel = label ?? agentName;
       const prev = labels.get(finalLabel);
       if (prev !== undefined) {
-        return problem(path, `agent label '${finalLabel}' is already used by $.agents[${prev}]`, 'a distinct "label" for each entry of the same agent');
+        return problem(
+          path,
+          `agent label '${finalLabel}' is already used by $.agents[${prev}]`,
+          'a distinct "label" for each entry of the same agent',
+        );
       }
       labels.set(finalLabel, i);
       agents.push({ name: agentName, label: finalLabel, options: structuredClone(options) });
@@ -605,7 +691,9 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   }
 
   const rawSeeds = raw['seeds'];
-  const seeds = Array.isArray(rawSeeds) ? rawSeeds.filter((s): s is number => typeof s === 'number') : EXPERIMENT_DEFAULTS.seeds.slice();
+  const seeds = Array.isArray(rawSeeds)
+    ? rawSeeds.filter((s): s is number => typeof s === 'number')
+    : EXPERIMENT_DEFAULTS.seeds.slice();
   const episodes = int('episodes', EXPERIMENT_DEFAULTS.episodes);
   const qatSteps = int('qatSteps', EXPERIMENT_DEFAULTS.qatSteps);
   const warmupEpochs = int('warmupEpochs', EXPERIMENT_DEFAULTS.warmupEpochs);
@@ -624,7 +712,12 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     const rOptions: unknown = isObject(rawReward) ? (rawReward['options'] ?? {}) : {};
     const rPath = isObject(rawReward) ? '$.reward.name' : '$.reward';
     if (typeof rName !== 'string' || !(REWARD_KINDS as readonly string[]).includes(rName)) {
-      if (typeof rName === 'string' || !isObject(rawReward)) problem(rPath, `unknown reward ${describe(rName)}`, `one of ${REWARD_KINDS.join(', ')}, or { "name": ..., "options": {...} }`);
+      if (typeof rName === 'string' || !isObject(rawReward))
+        problem(
+          rPath,
+          `unknown reward ${describe(rName)}`,
+          `one of ${REWARD_KINDS.join(', ')}, or { "name": ..., "options": {...} }`,
+        );
     } else if (isObject(rOptions)) {
       try {
         resolveReward({ kind: rName as RewardKind, ...rOptions }, '$.reward.options');
@@ -641,7 +734,8 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const bitChoices = Array.isArray(rawBits)
     ? [...new Set(rawBits.filter((b): b is number => typeof b === 'number'))].sort((a, b) => a - b)
     : EXPERIMENT_DEFAULTS.bitChoices.slice();
-  const pinFirstLast = typeof raw['pinFirstLast'] === 'boolean' ? raw['pinFirstLast'] : EXPERIMENT_DEFAULTS.pinFirstLast;
+  const pinFirstLast =
+    typeof raw['pinFirstLast'] === 'boolean' ? raw['pinFirstLast'] : EXPERIMENT_DEFAULTS.pinFirstLast;
   const out = str('out') ?? EXPERIMENT_DEFAULTS.out;
   const evalBackend = (str('evalBackend') ?? EXPERIMENT_DEFAULTS.evalBackend) as EvalBackendChoice;
   const batchSize = raw['batchSize'] === undefined ? undefined : int('batchSize', 1);
@@ -658,7 +752,9 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const distill = typeof raw['distill'] === 'boolean' ? raw['distill'] : undefined;
 
   const checked = new Set(checks.map(problemPath));
-  const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) => (fromSet(problemPath(p)) ? `${p} [set by --set]` : p));
+  const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) =>
+    fromSet(problemPath(p)) ? `${p} [set by --set]` : p,
+  );
   if (problems.length > 0) {
     const n = problems.length;
     throw new UserError(`invalid experiment: ${n} problem${n === 1 ? '' : 's'}`, { file: opts.file, problems });
@@ -726,4 +822,3 @@ function describe(v: unknown): string {
   if (typeof v === 'string') return `'${v.length > 40 ? v.slice(0, 40) + '...' : v}'`;
   return `${typeof v} ${String(v)}`;
 }
-

@@ -21,14 +21,21 @@ export interface LayerSet {
  * 16, 32): the first layer and bit pair where each expression is not finite or is negative, per model.
  * Empty for other compute models (their numbers are checked by the schema).
  */
-export function expressionRangeProblems(profile: Profile, sets: readonly LayerSet[], bits: readonly number[] = DEFAULT_BIT_CHOICES): string[] {
+export function expressionRangeProblems(
+  profile: Profile,
+  sets: readonly LayerSet[],
+  bits: readonly number[] = DEFAULT_BIT_CHOICES,
+): string[] {
   const compute = profile.spec.compute;
   if (compute.model !== 'expression') return [];
   const problems: string[] = [];
   const r = newComputeResult();
   // each expression on its own (the other replaced by 0), so that both are checked
   for (const field of ['cycles', 'energyPJ'] as const) {
-    const alone = parseProfile({ ...profile.spec, compute: { ...compute, [field === 'cycles' ? 'energyPJ' : 'cycles']: '0' } }, profile.file);
+    const alone = parseProfile(
+      { ...profile.spec, compute: { ...compute, [field === 'cycles' ? 'energyPJ' : 'cycles']: '0' } },
+      profile.file,
+    );
     const failures: string[] = [];
     let first = '';
     for (const set of sets) {
@@ -45,7 +52,8 @@ export function expressionRangeProblems(profile: Profile, sets: readonly LayerSe
               if (!isUserError(e)) throw e;
               failed = true;
               failures.push(set.name);
-              if (!first) first = `${e.message.replace(/^.*?: (evaluates to)/, '$1').replace(/ \(expected .*$/s, '')} of model ${set.name}`;
+              if (!first)
+                first = `${e.message.replace(/^.*?: (evaluates to)/, '$1').replace(/ \(expected .*$/s, '')} of model ${set.name}`;
               break;
             }
           }
@@ -54,7 +62,9 @@ export function expressionRangeProblems(profile: Profile, sets: readonly LayerSe
     }
     if (failures.length) {
       const others = failures.length > 1 ? ` (also in ${failures.slice(1).join(', ')})` : '';
-      problems.push(`$.compute.${field}: ${JSON.stringify(compute[field])} ${first}${others}; it must give a finite number >= 0 for every layer and bit-width`);
+      problems.push(
+        `$.compute.${field}: ${JSON.stringify(compute[field])} ${first}${others}; it must give a finite number >= 0 for every layer and bit-width`,
+      );
     }
   }
   return problems;

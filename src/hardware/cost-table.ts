@@ -50,7 +50,10 @@ function checkBitChoices(bitChoices: readonly number[]): number[] {
   const sorted = [...new Set(bitChoices)].sort((a, b) => a - b);
   const bad = sorted.filter((b) => !Number.isInteger(b) || b < 1 || b > MAX_BITS);
   if (sorted.length === 0 || bad.length > 0) {
-    throw new UserError(`invalid bit choices ${JSON.stringify(bitChoices)}`, { field: 'bitChoices', expected: 'integers from 1 to 32' });
+    throw new UserError(`invalid bit choices ${JSON.stringify(bitChoices)}`, {
+      field: 'bitChoices',
+      expected: 'integers from 1 to 32',
+    });
   }
   return sorted;
 }
@@ -75,7 +78,13 @@ class Table implements CostTable {
     readonly profile: Profile,
     layers: readonly LayerInfo[],
     bitChoices: number[],
-    data: { latencyMs: Float64Array; energyUj: Float64Array; actBytes: Float64Array; weightBytes: Float64Array; costs: LayerCost[] },
+    data: {
+      latencyMs: Float64Array;
+      energyUj: Float64Array;
+      actBytes: Float64Array;
+      weightBytes: Float64Array;
+      costs: LayerCost[];
+    },
   ) {
     this.profileId = profile.id;
     this.layers = layers;
@@ -95,10 +104,13 @@ class Table implements CostTable {
   private index(bits: number, what: string, layer: number): number {
     const i = bits >= 0 && bits <= MAX_BITS ? (this.bitIndex[bits] ?? -1) : -1;
     if (i < 0) {
-      throw new UserError(`${what} ${bits} of layer ${layer} (${this.layers[layer]?.name ?? '?'}) is not covered by the cost table`, {
-        field: what,
-        expected: `one of ${this.bitChoices.join(', ')}`,
-      });
+      throw new UserError(
+        `${what} ${bits} of layer ${layer} (${this.layers[layer]?.name ?? '?'}) is not covered by the cost table`,
+        {
+          field: what,
+          expected: `one of ${this.bitChoices.join(', ')}`,
+        },
+      );
     }
     return i;
   }
@@ -107,8 +119,10 @@ class Table implements CostTable {
     if (!(layerIndex >= 0 && layerIndex < this.layers.length) || !Number.isInteger(layerIndex)) {
       throw new UserError(`layer index ${layerIndex} is out of range`, { expected: `0..${this.layers.length - 1}` });
     }
-    const k = (layerIndex * this.nb + this.index(wBits, 'wBits', layerIndex)) * this.nb + this.index(aBits, 'aBits', layerIndex);
-    return this.costs[k] as LayerCost;
+    const k =
+      (layerIndex * this.nb + this.index(wBits, 'wBits', layerIndex)) * this.nb +
+      this.index(aBits, 'aBits', layerIndex);
+    return this.costs[k];
   }
 
   costAllocation(bits: BitConfig): AllocationCost {
@@ -125,7 +139,7 @@ class Table implements CostTable {
     let peakLayer = 0;
     const layers = new Array<LayerCost>(L);
     for (let i = 0; i < L; i++) {
-      const b = bits[i] as { wBits: number; aBits: number };
+      const b = bits[i];
       const wi = idx[b.wBits] ?? -1;
       const ai = idx[b.aBits] ?? -1;
       if (wi < 0 || ai < 0) {
@@ -133,15 +147,15 @@ class Table implements CostTable {
         this.index(b.aBits, 'aBits', i);
       }
       const k = (i * nb + wi) * nb + ai;
-      latency += this.latencyMs[k] as number;
-      energy += this.energyUj[k] as number;
-      size += this.weightBytes[i * nb + wi] as number;
-      const act = this.actBytes[k] as number;
+      latency += this.latencyMs[k];
+      energy += this.energyUj[k];
+      size += this.weightBytes[i * nb + wi];
+      const act = this.actBytes[k];
       if (act > peak) {
         peak = act;
         peakLayer = i;
       }
-      layers[i] = this.costs[k] as LayerCost;
+      layers[i] = this.costs[k];
     }
     const fits = size <= this.flashBytes && peak <= this.sramBytes;
     return {
@@ -163,19 +177,31 @@ class Table implements CostTable {
       let worst = 0;
       let worstBytes = -1;
       bits.forEach((b, i) => {
-        const wb = this.weightBytes[i * nb + (this.bitIndex[b.wBits] as number)] as number;
+        const wb = this.weightBytes[i * nb + this.bitIndex[b.wBits]];
         if (wb > worstBytes) {
           worstBytes = wb;
           worst = i;
         }
       });
-      out.push({ limit: 'flash', layerIndex: worst, layerName: (this.layers[worst] as LayerInfo).name, bytes: size, limitBytes: this.flashBytes });
+      out.push({
+        limit: 'flash',
+        layerIndex: worst,
+        layerName: this.layers[worst].name,
+        bytes: size,
+        limitBytes: this.flashBytes,
+      });
     }
     bits.forEach((b, i) => {
-      const k = (i * nb + (this.bitIndex[b.wBits] as number)) * nb + (this.bitIndex[b.aBits] as number);
-      const act = this.actBytes[k] as number;
+      const k = (i * nb + this.bitIndex[b.wBits]) * nb + this.bitIndex[b.aBits];
+      const act = this.actBytes[k];
       if (act > this.sramBytes) {
-        out.push({ limit: 'sram', layerIndex: i, layerName: (this.layers[i] as LayerInfo).name, bytes: act, limitBytes: this.sramBytes });
+        out.push({
+          limit: 'sram',
+          layerIndex: i,
+          layerName: this.layers[i].name,
+          bytes: act,
+          limitBytes: this.sramBytes,
+        });
       }
     });
     return out;
@@ -211,7 +237,9 @@ export function buildCostTable(
   // Numbers a user supplies are made monotonic over a grid that does not depend on the bits asked
   // for (the requested widths plus a lookup table's measured widths, or the default widths), so that
   // `simulate` (the widths an allocation uses) and `table` (all widths) cost a pair the same way.
-  const grid = compute.userSupplied ? checkBitChoices([...choices, ...(compute.supportedBits() ?? DEFAULT_BIT_CHOICES)]) : choices;
+  const grid = compute.userSupplied
+    ? checkBitChoices([...choices, ...(compute.supportedBits() ?? DEFAULT_BIT_CHOICES)])
+    : choices;
   const ng = grid.length;
   const requested = new Set(choices);
   const gridIndex = new Int8Array(MAX_BITS + 1).fill(-1);
@@ -228,12 +256,12 @@ export function buildCostTable(
   const geoms: LayerGeometry[] = layers.map((l) => layerGeometry(l, batch));
   const r = newComputeResult();
   for (let i = 0; i < L; i++) {
-    const g = geoms[i] as LayerGeometry;
+    const g = geoms[i];
     for (let wi = 0; wi < ng; wi++) {
       for (let ai = 0; ai < ng; ai++) {
         const k = (i * ng + wi) * ng + ai;
-        const w = grid[wi] as number;
-        const a = grid[ai] as number;
+        const w = grid[wi];
+        const a = grid[ai];
         if (requested.has(w) && requested.has(a)) compute.evaluate(g, w, a, r);
         else {
           // a pair only on the grid: one a lookup table lacks can only be replaced by a wider one
@@ -264,12 +292,14 @@ export function buildCostTable(
     monotoneEnvelope(cCycles, L, ng, note('latency'));
     monotoneEnvelope(cEnergy, L, ng, note('energy'));
     if (rose.size > 0 && !opts.quiet) {
-      const named = [...rose.entries()].sort((x, y) => x[0] - y[0]).map(([k, what]) => {
-        const l = Math.floor(k / (ng * ng));
-        const w = grid[Math.floor(k / ng) % ng] as number;
-        const a = grid[k % ng] as number;
-        return `layer '${(layers[l] as LayerInfo).name}' at W${w}A${a} (${what.join(', ')})`;
-      });
+      const named = [...rose.entries()]
+        .sort((x, y) => x[0] - y[0])
+        .map(([k, what]) => {
+          const l = Math.floor(k / (ng * ng));
+          const w = grid[Math.floor(k / ng) % ng];
+          const a = grid[k % ng];
+          return `layer '${layers[l].name}' at W${w}A${a} (${what.join(', ')})`;
+        });
       log.warn(
         `profile ${profile.id}: ${rose.size} cost${rose.size === 1 ? '' : 's'} rose when bits were lowered: ${named.slice(0, 5).join('; ')}` +
           `${named.length > 5 ? `; and ${named.length - 5} more` : ''}; costed as the cheaper wider setting (costs stay monotonic in bits)`,
@@ -283,26 +313,26 @@ export function buildCostTable(
   const weightBytes = new Float64Array(L * nb);
   const costs = new Array<LayerCost>(n);
   for (let i = 0; i < L; i++) {
-    const g = geoms[i] as LayerGeometry;
-    const layer = layers[i] as LayerInfo;
+    const g = geoms[i];
+    const layer = layers[i];
     const wAt = g.weightBytesAt;
-    for (let wi = 0; wi < nb; wi++) weightBytes[i * nb + wi] = wAt[choices[wi] as number] as number;
+    for (let wi = 0; wi < nb; wi++) weightBytes[i * nb + wi] = wAt[choices[wi]];
     for (let wi = 0; wi < nb; wi++) {
       for (let ai = 0; ai < nb; ai++) {
         const k = (i * nb + wi) * nb + ai;
-        const kg = (i * ng + (gridIndex[choices[wi] as number] as number)) * ng + (gridIndex[choices[ai] as number] as number);
-        const ew = execW[kg] as number;
-        const ea = execA[kg] as number;
+        const kg = (i * ng + gridIndex[choices[wi]]) * ng + gridIndex[choices[ai]];
+        const ew = execW[kg];
+        const ea = execA[kg];
         const inAct = activationBytes(g.inElements, ea);
         const outAct = activationBytes(g.outElements, ea);
-        const wBytes = (wAt[ew] ?? weightStorageBytes(layer, ew)) * (trafficW[kg] as number);
-        const iBytes = inAct * (trafficI[kg] as number);
-        const oBytes = outAct * (trafficO[kg] as number);
+        const wBytes = (wAt[ew] ?? weightStorageBytes(layer, ew)) * trafficW[kg];
+        const iBytes = inAct * trafficI[kg];
+        const oBytes = outAct * trafficO[kg];
         let offChip = 0;
         let memCycles = 0;
         let memPJ = 0;
         let totalCycles = -1;
-        const compCycles = cCycles[kg] as number;
+        const compCycles = cCycles[kg];
         if (mem && ports && systolicSpec) {
           const m = scalesimLayerMemory(systolicSpec, g, ew, ea, compCycles, ports);
           offChip = m.ifmapReadBytes + m.filterReadBytes + m.ofmapWriteBytes;
@@ -310,18 +340,25 @@ export function buildCostTable(
           totalCycles = m.totalCycles;
           memPJ =
             offChip * 8 * mem.offChipPJPerBit +
-            8 * (m.filterReadBytes * mem.onChipPJPerBit.weights + m.ifmapReadBytes * mem.onChipPJPerBit.inputs + m.ofmapWriteBytes * mem.onChipPJPerBit.outputs);
+            8 *
+              (m.filterReadBytes * mem.onChipPJPerBit.weights +
+                m.ifmapReadBytes * mem.onChipPJPerBit.inputs +
+                m.ofmapWriteBytes * mem.onChipPJPerBit.outputs);
         } else if (mem) {
           offChip = mem.offChipWeights * wBytes + mem.offChipInputs * iBytes + mem.offChipOutputs * oBytes;
           memCycles = offChip / mem.bytesPerCycle;
           memPJ =
             offChip * 8 * mem.offChipPJPerBit +
-            8 * (wBytes * mem.onChipPJPerBit.weights + iBytes * mem.onChipPJPerBit.inputs + oBytes * mem.onChipPJPerBit.outputs);
+            8 *
+              (wBytes * mem.onChipPJPerBit.weights +
+                iBytes * mem.onChipPJPerBit.inputs +
+                oBytes * mem.onChipPJPerBit.outputs);
         }
-        const lat = ((totalCycles >= 0 ? totalCycles : Math.max(compCycles, memCycles)) + overheadCycles) / clockKHz + overheadMs;
-        const energy = ((cEnergy[kg] as number) + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
+        const lat =
+          ((totalCycles >= 0 ? totalCycles : Math.max(compCycles, memCycles)) + overheadCycles) / clockKHz + overheadMs;
+        const energy = (cEnergy[kg] + memPJ) / 1e6 + staticMw * lat; // mW x ms = uJ
         const act = inAct + outAct + activationBytes(g.liveElements, ea);
-        const override = boundOverride[kg] as number;
+        const override = boundOverride[kg];
         latencyMs[k] = lat;
         energyUj[k] = energy;
         actBytes[k] = act;
@@ -331,7 +368,7 @@ export function buildCostTable(
           computeCycles: compCycles,
           memoryCycles: memCycles,
           bound: override === 2 || (override === 0 && memCycles > compCycles) ? 'memory' : 'compute',
-          weightBytes: weightBytes[i * nb + wi] as number,
+          weightBytes: weightBytes[i * nb + wi],
           activationBytes: act,
           offChipBytes: offChip,
         };
@@ -345,19 +382,24 @@ export function buildCostTable(
  * In place: v[l][w][a] = min over w' >= w, a' >= a of v[l][w'][a'] (indices into the sorted bit grid).
  * Returns how many entries it lowered.
  */
-export function monotoneEnvelope(v: Float64Array, layers: number, nb: number, onLowered?: (index: number) => void): number {
+export function monotoneEnvelope(
+  v: Float64Array,
+  layers: number,
+  nb: number,
+  onLowered?: (index: number) => void,
+): number {
   let changed = 0;
   for (let l = 0; l < layers; l++) {
     const base = l * nb * nb;
     for (let wi = nb - 1; wi >= 0; wi--) {
       for (let ai = nb - 1; ai >= 0; ai--) {
         const k = base + wi * nb + ai;
-        let best = v[k] as number;
-        if (wi + 1 < nb) best = Math.min(best, v[k + nb] as number);
-        if (ai + 1 < nb) best = Math.min(best, v[k + 1] as number);
-        if (best < (v[k] as number) * (1 - 1e-12)) {
+        let best = v[k];
+        if (wi + 1 < nb) best = Math.min(best, v[k + nb]);
+        if (ai + 1 < nb) best = Math.min(best, v[k + 1]);
+        if (best < v[k] * (1 - 1e-12)) {
           changed++;
-          if (onLowered && Number.isFinite(v[k] as number)) onLowered(k);
+          if (onLowered && Number.isFinite(v[k])) onLowered(k);
         }
         v[k] = best;
       }

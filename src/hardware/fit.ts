@@ -14,7 +14,7 @@ import { UserError } from '../errors.js';
 import type { LayerInfo } from '../models/layer-info.js';
 import { buildCostTable } from './cost-table.js';
 import type { Measurement } from './measurements.js';
-import type { ComputeSpec, ModeSpec, ModesSpec, ProfileSpec } from './profile-types.js';
+import type { ComputeSpec, ModesSpec, ProfileSpec } from './profile-types.js';
 import { parseProfile } from './profiles.js';
 
 /** A free parameter: read from and written to a profile. Multipliers scale a group of fields (1 = as written). */
@@ -34,13 +34,16 @@ interface ParameterDef {
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
-  return s.length ? (s[Math.floor((s.length - 1) / 2)] as number) : 0;
+  return s.length ? s[Math.floor((s.length - 1) / 2)] : 0;
 }
 
 function rateFields(c: ComputeSpec): { get: () => number[]; scale: (f: number) => void } | null {
   switch (c.model) {
     case 'modes':
-      return { get: () => c.modes.map((m) => m.macsPerCycle), scale: (f) => c.modes.forEach((m) => (m.macsPerCycle *= f)) };
+      return {
+        get: () => c.modes.map((m) => m.macsPerCycle),
+        scale: (f) => c.modes.forEach((m) => (m.macsPerCycle *= f)),
+      };
     case 'bit-fusion':
       return { get: () => [c.macsPerCycleAt8x8], scale: (f) => (c.macsPerCycleAt8x8 *= f) };
     case 'bit-serial':
@@ -98,14 +101,20 @@ const BUILTIN_PARAMETERS: readonly ParameterDef[] = [
       for (const b of s.memory.onChip ?? []) if (b.bandwidthGBps !== undefined) b.bandwidthGBps *= v;
     },
     show: (s) =>
-      `bandwidthGBps ${fmt(s.memory?.offChip.bandwidthGBps ?? 0)}${(s.memory?.onChip ?? []).filter((b) => b.bandwidthGBps !== undefined).map((b) => `, ${b.name} ${fmt(b.bandwidthGBps as number)}`).join('')}`,
+      `bandwidthGBps ${fmt(s.memory?.offChip.bandwidthGBps ?? 0)}${(s.memory?.onChip ?? [])
+        .filter((b) => b.bandwidthGBps !== undefined)
+        .map((b) => `, ${b.name} ${fmt(b.bandwidthGBps as number)}`)
+        .join('')}`,
   },
   {
     name: 'overheadUs',
     describe: 'perLayerOverheadUs, microseconds added to every layer',
     affects: 'latency',
     applies: () => true,
-    initial: (s, m) => (s.perLayerOverheadUs && s.perLayerOverheadUs > 0 ? s.perLayerOverheadUs : Math.max(1e-3, 0.05 * median(m.map((x) => x.latencyMs)) * 1000)),
+    initial: (s, m) =>
+      s.perLayerOverheadUs && s.perLayerOverheadUs > 0
+        ? s.perLayerOverheadUs
+        : Math.max(1e-3, 0.05 * median(m.map((x) => x.latencyMs)) * 1000),
     set: (s, v) => (s.perLayerOverheadUs = v),
     show: (s) => `perLayerOverheadUs ${fmt(s.perLayerOverheadUs ?? 0)}`,
   },
@@ -117,7 +126,10 @@ const BUILTIN_PARAMETERS: readonly ParameterDef[] = [
     initial: (s, m) => {
       if (s.staticPowerMw && s.staticPowerMw > 0) return s.staticPowerMw;
       const e = m.filter((x) => x.energyUj !== undefined);
-      return Math.max(1e-3, (0.1 * median(e.map((x) => x.energyUj as number))) / Math.max(1e-12, median(e.map((x) => x.latencyMs))));
+      return Math.max(
+        1e-3,
+        (0.1 * median(e.map((x) => x.energyUj as number))) / Math.max(1e-12, median(e.map((x) => x.latencyMs))),
+      );
     },
     set: (s, v) => (s.staticPowerMw = v),
     show: (s) => `staticPowerMw ${fmt(s.staticPowerMw ?? 0)}`,
@@ -152,7 +164,8 @@ const BUILTIN_PARAMETERS: readonly ParameterDef[] = [
 /** Every parameter name `--free` accepts for a profile (expression profiles add constants.NAME). */
 export function fitParameterNames(spec: ProfileSpec): string[] {
   const names = BUILTIN_PARAMETERS.filter((p) => p.applies(spec)).map((p) => p.name);
-  if (spec.compute.model === 'expression') names.push(...Object.keys(spec.compute.constants ?? {}).map((k) => `constants.${k}`));
+  if (spec.compute.model === 'expression')
+    names.push(...Object.keys(spec.compute.constants ?? {}).map((k) => `constants.${k}`));
   if (spec.compute.model === 'modes') names.push(...spec.compute.modes.map((_, i) => `throughput.${i}`));
   return names;
 }
@@ -163,7 +176,7 @@ function parameterDef(name: string, spec: ProfileSpec): ParameterDef | null {
   const t = /^throughput\.(\d+)$/.exec(name);
   if (t && spec.compute.model === 'modes' && Number(t[1]) < spec.compute.modes.length) {
     const i = Number(t[1]);
-    const mode = (s: ProfileSpec) => (s.compute as ModesSpec).modes[i] as ModeSpec;
+    const mode = (s: ProfileSpec) => (s.compute as ModesSpec).modes[i];
     const label = (s: ProfileSpec) => mode(s).name ?? `W${mode(s).wBits}A${mode(s).aBits}`;
     return {
       name,
@@ -176,17 +189,24 @@ function parameterDef(name: string, spec: ProfileSpec): ParameterDef | null {
     };
   }
   const m = /^constants\.(.+)$/.exec(name);
-  if (m && spec.compute.model === 'expression' && spec.compute.constants && m[1] !== undefined && m[1] in spec.compute.constants) {
+  if (
+    m &&
+    spec.compute.model === 'expression' &&
+    spec.compute.constants &&
+    m[1] !== undefined &&
+    m[1] in spec.compute.constants
+  ) {
     const key = m[1];
-    const c = (s: ProfileSpec) => (s.compute as Extract<ComputeSpec, { model: 'expression' }>).constants as Record<string, number>;
+    const c = (s: ProfileSpec) =>
+      (s.compute as Extract<ComputeSpec, { model: 'expression' }>).constants as Record<string, number>;
     return {
       name,
       describe: `the expression constant ${key}`,
       affects: 'latency',
       applies: () => true,
-      initial: (s) => (c(s)[key] as number) > 0 ? (c(s)[key] as number) : 1,
+      initial: (s) => (c(s)[key] > 0 ? c(s)[key] : 1),
       set: (s, v) => (c(s)[key] = v),
-      show: (s) => `${key} ${fmt(c(s)[key] as number)}`,
+      show: (s) => `${key} ${fmt(c(s)[key])}`,
     };
   }
   return null;
@@ -210,7 +230,13 @@ export interface Prediction {
 }
 
 /** Costs every measurement on a profile (spec). `baseDir` resolves a lookup table's path. */
-export function predict(spec: ProfileSpec, measurements: readonly Measurement[], label: string, baseDir?: string, quiet = false): Prediction {
+export function predict(
+  spec: ProfileSpec,
+  measurements: readonly Measurement[],
+  label: string,
+  baseDir?: string,
+  quiet = false,
+): Prediction {
   const profile = parseProfile(spec, label, baseDir);
   const layers: LayerInfo[] = [];
   const index = new Map<LayerInfo, number>();
@@ -249,7 +275,7 @@ export function errorSummary(measured: readonly number[], predicted: readonly nu
   let mt = 0;
   let pt = 0;
   measured.forEach((m, i) => {
-    const p = predicted[i] as number;
+    const p = predicted[i];
     const e = m === 0 ? (p === 0 ? 0 : Infinity) : Math.abs(p / m - 1) * 100;
     sum += e;
     if (e > max) {
@@ -259,7 +285,12 @@ export function errorSummary(measured: readonly number[], predicted: readonly nu
     mt += m;
     pt += p;
   });
-  return { mapePct: measured.length ? sum / measured.length : 0, maxPct: Math.max(0, max), maxRow, totalPct: mt === 0 ? 0 : (pt / mt - 1) * 100 };
+  return {
+    mapePct: measured.length ? sum / measured.length : 0,
+    maxPct: Math.max(0, max),
+    maxRow,
+    totalPct: mt === 0 ? 0 : (pt / mt - 1) * 100,
+  };
 }
 
 export interface FitResult {
@@ -274,9 +305,9 @@ export interface FitResult {
 
 function residuals(p: Prediction, m: readonly Measurement[]): number[] {
   const r: number[] = [];
-  m.forEach((x, i) => r.push((p.latencyMs[i] as number) / x.latencyMs - 1));
+  m.forEach((x, i) => r.push(p.latencyMs[i] / x.latencyMs - 1));
   m.forEach((x, i) => {
-    if (x.energyUj !== undefined && x.energyUj > 0) r.push((p.energyUj[i] as number) / x.energyUj - 1);
+    if (x.energyUj !== undefined && x.energyUj > 0) r.push(p.energyUj[i] / x.energyUj - 1);
   });
   return r;
 }
@@ -284,24 +315,24 @@ function residuals(p: Prediction, m: readonly Measurement[]): number[] {
 /** Solves A x = b (small, dense) by Gaussian elimination with partial pivoting. */
 function solve(A: number[][], b: number[]): number[] {
   const n = b.length;
-  const M = A.map((row, i) => [...row, b[i] as number]);
+  const M = A.map((row, i) => [...row, b[i]]);
   for (let c = 0; c < n; c++) {
     let piv = c;
-    for (let r = c + 1; r < n; r++) if (Math.abs((M[r] as number[])[c] as number) > Math.abs((M[piv] as number[])[c] as number)) piv = r;
-    [M[c], M[piv]] = [M[piv] as number[], M[c] as number[]];
-    const pr = M[c] as number[];
-    const d = pr[c] as number;
+    for (let r = c + 1; r < n; r++) if (Math.abs(M[r][c]) > Math.abs(M[piv][c])) piv = r;
+    [M[c], M[piv]] = [M[piv], M[c]];
+    const pr = M[c];
+    const d = pr[c];
     if (Math.abs(d) < 1e-300) continue;
     for (let r = 0; r < n; r++) {
       if (r === c) continue;
-      const row = M[r] as number[];
-      const f = (row[c] as number) / d;
-      if (f !== 0) for (let k = c; k <= n; k++) row[k] = (row[k] as number) - f * (pr[k] as number);
+      const row = M[r];
+      const f = row[c] / d;
+      if (f !== 0) for (let k = c; k <= n; k++) row[k] = row[k] - f * pr[k];
     }
   }
   return M.map((row, i) => {
-    const d = row[i] as number;
-    return Math.abs(d) < 1e-300 ? 0 : (row[n] as number) / d;
+    const d = row[i];
+    return Math.abs(d) < 1e-300 ? 0 : row[n] / d;
   });
 }
 
@@ -317,7 +348,11 @@ export interface FitOptions {
 /** Fits the free parameters of `base` to `measurements` (see the module comment). */
 export function fitProfile(base: ProfileSpec, measurements: readonly Measurement[], opts: FitOptions): FitResult {
   if (base.compute.model === 'lookup') {
-    throw new UserError('a lookup profile has no parameters to fit (its figures are the measurements)', { file: opts.label, field: '--profile', expected: 'an analytic profile (modes, bit-fusion, bit-serial, systolic, expression)' });
+    throw new UserError('a lookup profile has no parameters to fit (its figures are the measurements)', {
+      file: opts.label,
+      field: '--profile',
+      expected: 'an analytic profile (modes, bit-fusion, bit-serial, systolic, expression)',
+    });
   }
   const withEnergy = measurements.some((m) => m.energyUj !== undefined);
   const explicit = opts.free !== undefined;
@@ -325,14 +360,18 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
   const available = fitParameterNames(base);
   const defs: ParameterDef[] = names.map((n) => {
     const d = parameterDef(n, base);
-    if (!d) throw new UserError(`'${n}' is not a parameter of this profile that can be fitted`, { field: '--free', expected: `a comma-separated list of ${available.join(', ')}` });
+    if (!d)
+      throw new UserError(`'${n}' is not a parameter of this profile that can be fitted`, {
+        field: '--free',
+        expected: `a comma-separated list of ${available.join(', ')}`,
+      });
     return d;
   });
   if (defs.length === 0) throw new UserError('no free parameters', { field: '--free', expected: available.join(', ') });
 
   const evalAt = (defsNow: readonly ParameterDef[], theta: readonly number[]): { spec: ProfileSpec; p: Prediction } => {
     const spec = structuredClone(base);
-    defsNow.forEach((d, j) => d.set(spec, Math.exp(theta[j] as number)));
+    defsNow.forEach((d, j) => d.set(spec, Math.exp(theta[j])));
     return { spec, p: predict(spec, measurements, opts.label, opts.baseDir, true) };
   };
   const jacobian = (defsNow: readonly ParameterDef[], theta: number[], h = 1e-4): number[][] => {
@@ -340,11 +379,11 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
     for (let j = 0; j < defsNow.length; j++) {
       const up = [...theta];
       const dn = [...theta];
-      up[j] = (up[j] as number) + h;
-      dn[j] = (dn[j] as number) - h;
+      up[j] = up[j] + h;
+      dn[j] = dn[j] - h;
       const ru = residuals(evalAt(defsNow, up).p, measurements);
       const rd = residuals(evalAt(defsNow, dn).p, measurements);
-      cols.push(ru.map((v, i) => (v - (rd[i] as number)) / (2 * h)));
+      cols.push(ru.map((v, i) => (v - rd[i]) / (2 * h)));
     }
     return cols; // column-major: cols[j][i] = d r_i / d theta_j
   };
@@ -355,43 +394,60 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
   // parameters that move no prediction
   let J = jacobian(active, theta);
   const norm = (c: number[]) => Math.sqrt(c.reduce((s, v) => s + v * v, 0));
-  const dead = active.filter((_, j) => norm(J[j] as number[]) < 1e-9);
+  const dead = active.filter((_, j) => norm(J[j]) < 1e-9);
   const dropped: string[] = [];
   if (dead.length) {
     if (explicit) {
       throw new UserError(
         `cannot fit ${dead.map((d) => d.name).join(', ')}: ${dead.length === 1 ? 'it changes' : 'they change'} none of the measured ${withEnergy ? 'latencies or energies' : 'latencies'}` +
           ` (e.g. bandwidth when no measured layer is memory-bound, staticPowerMw without energies)`,
-        { field: '--free', expected: 'parameters the measurements depend on; leave these out or add measurements where they matter' },
+        {
+          field: '--free',
+          expected: 'parameters the measurements depend on; leave these out or add measurements where they matter',
+        },
       );
     }
     dropped.push(...dead.map((d) => d.name));
     const keep = active.map((d, j) => [d, j] as const).filter(([d]) => !dead.includes(d));
     active = keep.map(([d]) => d);
-    theta = keep.map(([, j]) => theta[j] as number);
-    J = keep.map(([, j]) => J[j] as number[]);
-    if (active.length === 0) throw new UserError(`none of the free parameters (${names.join(', ')}) changes the measured figures`, { field: '--free' });
+    theta = keep.map(([, j]) => theta[j]);
+    J = keep.map(([, j]) => J[j]);
+    if (active.length === 0)
+      throw new UserError(`none of the free parameters (${names.join(', ')}) changes the measured figures`, {
+        field: '--free',
+      });
   }
   if (nFigures < active.length) {
-    throw new UserError(`under-determined fit: ${nFigures} measured figure${nFigures === 1 ? '' : 's'} for ${active.length} free parameters (${active.map((d) => d.name).join(', ')})`, {
-      field: '--free',
-      expected: 'at least as many measurements (latencies + energies) as free parameters; free fewer parameters or measure more layers or bit-widths',
-    });
+    throw new UserError(
+      `under-determined fit: ${nFigures} measured figure${nFigures === 1 ? '' : 's'} for ${active.length} free parameters (${active.map((d) => d.name).join(', ')})`,
+      {
+        field: '--free',
+        expected:
+          'at least as many measurements (latencies + energies) as free parameters; free fewer parameters or measure more layers or bit-widths',
+      },
+    );
   }
   // rank: Gram-Schmidt on the normalised columns
   const basis: number[][] = [];
   for (let j = 0; j < active.length; j++) {
-    const c = J[j] as number[];
+    const c = J[j];
     let v = c.map((x) => x / norm(c));
     for (const b of basis) {
-      const dot = v.reduce((s, x, i) => s + x * (b[i] as number), 0);
-      v = v.map((x, i) => x - dot * (b[i] as number));
+      const dot = v.reduce((s, x, i) => s + x * b[i], 0);
+      v = v.map((x, i) => x - dot * b[i]);
     }
     const n = norm(v);
     if (n < 1e-6) {
       throw new UserError(
-        `under-determined fit: the measurements cannot tell ${(active[j] as ParameterDef).name} apart from ${active.slice(0, j).map((d) => d.name).join(', ')} (they change the predictions in the same proportions)`,
-        { field: '--free', expected: 'fewer free parameters, or measurements where they act differently (memory- and compute-bound layers, several bit-widths)' },
+        `under-determined fit: the measurements cannot tell ${active[j].name} apart from ${active
+          .slice(0, j)
+          .map((d) => d.name)
+          .join(', ')} (they change the predictions in the same proportions)`,
+        {
+          field: '--free',
+          expected:
+            'fewer free parameters, or measurements where they act differently (memory- and compute-bound layers, several bit-widths)',
+        },
       );
     }
     basis.push(v.map((x) => x / n));
@@ -408,13 +464,18 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
   for (; it < maxIt && c > 1e-24 && !converged; it++) {
     J = jacobian(active, theta);
     const p = active.length;
-    const JtJ = Array.from({ length: p }, (_, a) => Array.from({ length: p }, (_, b) => (J[a] as number[]).reduce((s, v, i) => s + v * ((J[b] as number[])[i] as number), 0)));
-    const Jtr = Array.from({ length: p }, (_, a) => (J[a] as number[]).reduce((s, v, i) => s + v * (r[i] as number), 0));
+    const JtJ = Array.from({ length: p }, (_, a) =>
+      Array.from({ length: p }, (_, b) => J[a].reduce((s, v, i) => s + v * J[b][i], 0)),
+    );
+    const Jtr = Array.from({ length: p }, (_, a) => J[a].reduce((s, v, i) => s + v * r[i], 0));
     let improved = false;
     for (let tries = 0; tries < 20; tries++) {
       const A = JtJ.map((row, a) => row.map((v, b) => (a === b ? v * (1 + lambda) + 1e-15 : v)));
-      const step = solve(A, Jtr.map((v) => -v));
-      const next = theta.map((t, j) => t + Math.max(-5, Math.min(5, step[j] as number)));
+      const step = solve(
+        A,
+        Jtr.map((v) => -v),
+      );
+      const next = theta.map((t, j) => t + Math.max(-5, Math.min(5, step[j])));
       const cand = evalAt(active, next);
       const rn = residuals(cand.p, measurements);
       const cn = cost(rn);
@@ -440,7 +501,7 @@ export function fitProfile(base: ProfileSpec, measurements: readonly Measurement
       name: d.name,
       describe: d.describe,
       before: d.initial(base, measurements),
-      after: Math.exp(theta[j] as number),
+      after: Math.exp(theta[j]),
       before_: baseShown(d),
       after_: d.show(cur.spec),
     })),

@@ -37,9 +37,34 @@ export interface JsonSchema {
 }
 
 const KNOWN_KEYWORDS = new Set([
-  'type', 'enum', 'const', 'required', 'properties', 'additionalProperties', 'items', 'minItems', 'maxItems',
-  'uniqueItems', 'minimum', 'exclusiveMinimum', 'maximum', 'exclusiveMaximum', 'minLength', 'pattern', 'allOf',
-  'if', 'then', 'else', '$ref', '$defs', '$schema', '$id', 'title', 'description', 'default', 'examples',
+  'type',
+  'enum',
+  'const',
+  'required',
+  'properties',
+  'additionalProperties',
+  'items',
+  'minItems',
+  'maxItems',
+  'uniqueItems',
+  'minimum',
+  'exclusiveMinimum',
+  'maximum',
+  'exclusiveMaximum',
+  'minLength',
+  'pattern',
+  'allOf',
+  'if',
+  'then',
+  'else',
+  '$ref',
+  '$defs',
+  '$schema',
+  '$id',
+  'title',
+  'description',
+  'default',
+  'examples',
 ]);
 
 /** Validates `value` against `schema` (whose local $refs resolve against `root`); returns every problem found. */
@@ -132,15 +157,19 @@ function check(value: unknown, schema: JsonSchema, root: JsonSchema, path: strin
   if (typeof value === 'number') {
     if (!Number.isFinite(value)) {
       // JSON has no Infinity or NaN, but a literal such as 1e999 parses to Infinity
-      out.push(`${path}: must be a finite number, got ${value}${value === Infinity || value === -Infinity ? ' (a number too large for a double, such as 1e999)' : ''}`);
+      out.push(
+        `${path}: must be a finite number, got ${value}${value === Infinity || value === -Infinity ? ' (a number too large for a double, such as 1e999)' : ''}`,
+      );
       return;
     }
     // a schema may give both: exclusiveMinimum 0 (the quantity must be positive) and a minimum (the
     // smallest plausible value); a value that breaks the first gets only that message
     if (schema.exclusiveMinimum !== undefined && !(value > schema.exclusiveMinimum)) {
       out.push(`${path}: must be > ${schema.exclusiveMinimum}, got ${value}`);
-    } else if (schema.minimum !== undefined && !(value >= schema.minimum)) out.push(`${path}: must be >= ${schema.minimum}, got ${value}`);
-    if (schema.maximum !== undefined && !(value <= schema.maximum)) out.push(`${path}: must be <= ${schema.maximum}, got ${value}`);
+    } else if (schema.minimum !== undefined && !(value >= schema.minimum))
+      out.push(`${path}: must be >= ${schema.minimum}, got ${value}`);
+    if (schema.maximum !== undefined && !(value <= schema.maximum))
+      out.push(`${path}: must be <= ${schema.maximum}, got ${value}`);
     if (schema.exclusiveMaximum !== undefined && !(value < schema.exclusiveMaximum)) {
       out.push(`${path}: must be < ${schema.exclusiveMaximum}, got ${value}`);
     }
@@ -148,7 +177,11 @@ function check(value: unknown, schema: JsonSchema, root: JsonSchema, path: strin
 
   if (typeof value === 'string') {
     if (schema.minLength !== undefined && value.length < schema.minLength) {
-      out.push(schema.minLength === 1 ? `${path}: must not be empty` : `${path}: must have at least ${schema.minLength} characters`);
+      out.push(
+        schema.minLength === 1
+          ? `${path}: must not be empty`
+          : `${path}: must have at least ${schema.minLength} characters`,
+      );
     }
     if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) {
       out.push(`${path}: must match ${schema.pattern}, got ${JSON.stringify(value)}`);
@@ -159,8 +192,10 @@ function check(value: unknown, schema: JsonSchema, root: JsonSchema, path: strin
     if (schema.minItems !== undefined && value.length < schema.minItems) {
       out.push(`${path}: must have at least ${schema.minItems} item${schema.minItems === 1 ? '' : 's'}`);
     }
-    if (schema.maxItems !== undefined && value.length > schema.maxItems) out.push(`${path}: must have at most ${schema.maxItems} items`);
-    if (schema.items !== undefined) value.forEach((item, i) => check(item, schema.items as JsonSchema, root, childPath(path, i), out));
+    if (schema.maxItems !== undefined && value.length > schema.maxItems)
+      out.push(`${path}: must have at most ${schema.maxItems} items`);
+    if (schema.items !== undefined)
+      value.forEach((item, i) => check(item, schema.items as JsonSchema, root, childPath(path, i), out));
     if (schema.uniqueItems) {
       for (let i = 0; i < value.length; i++) {
         for (let j = 0; j < i; j++) {
@@ -204,7 +239,10 @@ function deepEqual(a: unknown, b: unknown): boolean {
     const bb = b as unknown[];
     return a.length === bb.length && a.every((x, i) => deepEqual(x, bb[i]));
   }
-  const ka = Object.keys(a as object);
+  const ka = Object.keys(a);
   const kb = Object.keys(b as object);
-  return ka.length === kb.length && ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+  return (
+    ka.length === kb.length &&
+    ka.every((k) => deepEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]))
+  );
 }

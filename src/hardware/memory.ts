@@ -32,7 +32,12 @@ export interface MemoryModel {
 const PORT_NAMES: Readonly<Record<DataKind, string>> = { inputs: 'ifmap', weights: 'filter', outputs: 'ofmap' };
 
 /** The buffers and ports of a "scalesim" memory; problems (JSON path first) when the profile lacks them. */
-function scalesimPorts(profile: ProfileSpec, spec: MemorySpec, clockMHz: number, problems: string[]): ScalesimPorts | null {
+function scalesimPorts(
+  profile: ProfileSpec,
+  spec: MemorySpec,
+  clockMHz: number,
+  problems: string[],
+): ScalesimPorts | null {
   if (profile.compute.model !== 'systolic') {
     problems.push(`$.memory.model: "scalesim" needs compute.model "systolic", got "${profile.compute.model}"`);
     return null;
@@ -45,10 +50,14 @@ function scalesimPorts(profile: ProfileSpec, spec: MemorySpec, clockMHz: number,
     const b = buffers[i];
     if (!b) continue; // the systolic model reports the missing buffer
     if (b.holds.length > 1) {
-      problems.push(`$.memory.onChip[${i}].holds: memory.model "scalesim" needs one buffer per kind (ifmap, filter, ofmap), got ${b.holds.join(', ')}`);
+      problems.push(
+        `$.memory.onChip[${i}].holds: memory.model "scalesim" needs one buffer per kind (ifmap, filter, ofmap), got ${b.holds.join(', ')}`,
+      );
     }
     if (b.bandwidthGBps === undefined) {
-      problems.push(`$.memory.onChip[${i}].bandwidthGBps: required with memory.model "scalesim" (the ${PORT_NAMES[kind]} buffer's port to off-chip memory)`);
+      problems.push(
+        `$.memory.onChip[${i}].bandwidthGBps: required with memory.model "scalesim" (the ${PORT_NAMES[kind]} buffer's port to off-chip memory)`,
+      );
     }
     size[kind] = b.sizeBytes;
     bw[kind] = ((b.bandwidthGBps ?? 1) * 1e9) / (clockMHz * 1e6);

@@ -92,7 +92,14 @@ export interface LookupSpec {
 
 export type ComputeSpec = BitSerialSpec | BitFusionSpec | ModesSpec | SystolicSpec | ExpressionSpec | LookupSpec;
 export type ComputeModelName = ComputeSpec['model'];
-export const COMPUTE_MODEL_NAMES: readonly ComputeModelName[] = ['bit-serial', 'bit-fusion', 'modes', 'systolic', 'expression', 'lookup'];
+export const COMPUTE_MODEL_NAMES: readonly ComputeModelName[] = [
+  'bit-serial',
+  'bit-fusion',
+  'modes',
+  'systolic',
+  'expression',
+  'lookup',
+];
 
 export interface OffChipSpec {
   name?: string;

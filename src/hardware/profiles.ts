@@ -53,7 +53,10 @@ export function profileSchema(): JsonSchema {
   if (schemaCache) return schemaCache;
   const schema = JSON.parse(readFileSync(join(profilesDir(), 'schema.json'), 'utf8')) as JsonSchema;
   const unknown = unsupportedKeywords(schema);
-  if (unknown.length) throw new Error(`hardware-profiles/schema.json uses keywords the validator does not implement: ${unknown.join(', ')}`);
+  if (unknown.length)
+    throw new Error(
+      `hardware-profiles/schema.json uses keywords the validator does not implement: ${unknown.join(', ')}`,
+    );
   return (schemaCache = schema);
 }
 
@@ -64,13 +67,19 @@ export function readJsonFile(file: string, what = 'file'): unknown {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${code ?? String(e)}`, { file });
+    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${code ?? String(e)}`, {
+      file,
+    });
   }
   try {
     return JSON.parse(text) as unknown;
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    throw new UserError(`not valid JSON: ${msg}${lineColumn(text, msg)}`, { file, field: '$', expected: 'a JSON object' });
+    throw new UserError(`not valid JSON: ${msg}${lineColumn(text, msg)}`, {
+      file,
+      field: '$',
+      expected: 'a JSON object',
+    });
   }
 }
 
@@ -79,7 +88,7 @@ function lineColumn(text: string, message: string): string {
   if (!m || /line \d+/.test(message)) return '';
   const pos = Number(m[1]);
   const before = text.slice(0, pos).split('\n');
-  return ` (line ${before.length}, column ${(before[before.length - 1] as string).length + 1})`;
+  return ` (line ${before.length}, column ${before[before.length - 1].length + 1})`;
 }
 
 /** Every problem with a profile's content: schema first, then what compiling it finds. Empty = valid. */
@@ -147,7 +156,9 @@ export function loadProfile(nameOrFile: string): Profile {
   if (!existsSync(file)) {
     throw new UserError(`unknown hardware profile '${nameOrFile}'`, {
       field: '--profile',
-      expected: `a built-in profile (${listBuiltinProfiles().map((p) => p.id).join(', ')}) or a path to a profile .json file`,
+      expected: `a built-in profile (${listBuiltinProfiles()
+        .map((p) => p.id)
+        .join(', ')}) or a path to a profile .json file`,
     });
   }
   return loadProfileFile(file);

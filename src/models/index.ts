@@ -46,18 +46,30 @@ export interface LoadModelOptions {
 /** A zoo name or a path to a user's model.json (or its directory), as a quantizable network. */
 export async function loadModel(spec: string, opts: LoadModelOptions = {}): Promise<QuantNetwork> {
   if (isZooName(spec)) {
-    const entry = ZOO[spec] as (typeof ZOO)[string];
+    const entry = ZOO[spec];
     let inputShape = entry.inputShape;
     if (opts.inputShape) {
-      if (opts.inputShape.length !== 3) throw new UserError(`input shape must be [h, w, c], got [${opts.inputShape.join(', ')}]`, { field: 'inputShape' });
+      if (opts.inputShape.length !== 3)
+        throw new UserError(`input shape must be [h, w, c], got [${opts.inputShape.join(', ')}]`, {
+          field: 'inputShape',
+        });
       inputShape = opts.inputShape as [number, number, number];
     }
-    return buildNetwork(spec, { inputShape, numClasses: opts.numClasses ?? entry.numClasses, seed: opts.seed ?? 1, quantizer: opts.quantizer });
+    return buildNetwork(spec, {
+      inputShape,
+      numClasses: opts.numClasses ?? entry.numClasses,
+      seed: opts.seed ?? 1,
+      quantizer: opts.quantizer,
+    });
   }
   if (!fs.existsSync(spec)) {
-    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')}, a path to a model.json or to a .onnx file` });
+    throw new UserError(`unknown model '${spec}': not a zoo model and no such file`, {
+      field: '--model',
+      expected: `one of ${ZOO_NAMES.join(', ')}, a path to a model.json or to a .onnx file`,
+    });
   }
-  if (isOnnxPath(spec)) return loadOnnxModel(spec, { seed: opts.seed, quantizer: opts.quantizer, inputShape: opts.inputShape });
+  if (isOnnxPath(spec))
+    return loadOnnxModel(spec, { seed: opts.seed, quantizer: opts.quantizer, inputShape: opts.inputShape });
   return loadUserModel(spec, { seed: opts.seed, quantizer: opts.quantizer });
 }
 
@@ -65,17 +77,29 @@ export async function loadModel(spec: string, opts: LoadModelOptions = {}): Prom
  * The layer inventory of a zoo model (at its default input shape unless given) or of a user's
  * model.json. The network is built and disposed.
  */
-export async function loadInventory(spec: string, opts: { inputShape?: number[]; numClasses?: number } = {}): Promise<LayerInfo[]> {
+export async function loadInventory(
+  spec: string,
+  opts: { inputShape?: number[]; numClasses?: number } = {},
+): Promise<LayerInfo[]> {
   const net = await loadModel(spec, opts);
   try {
-    return net.layers.map((l) => ({ ...l, kernel: [...l.kernel], stride: [...l.stride], inSize: [...l.inSize], outSize: [...l.outSize] }) as LayerInfo);
+    return net.layers.map((l) => ({
+      ...l,
+      kernel: [...l.kernel],
+      stride: [...l.stride],
+      inSize: [...l.inSize],
+      outSize: [...l.outSize],
+    }));
   } finally {
     net.model.dispose();
   }
 }
 
 /** Loads an ONNX file as a quantizable network (every layer at 32 bits until setBits). */
-export function loadOnnxModel(file: string, opts: { quantizer?: QuantizerKind; seed?: number; inputShape?: number[] } = {}): QuantNetwork {
+export function loadOnnxModel(
+  file: string,
+  opts: { quantizer?: QuantizerKind; seed?: number; inputShape?: number[] } = {},
+): QuantNetwork {
   const imp = importOnnxFile(file, { inputShape: opts.inputShape });
   try {
     return new QuantNetwork(quantizeModel(imp.model, { quantizer: opts.quantizer, seed: opts.seed }, file));

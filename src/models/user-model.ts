@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
 import type { QuantizerKind } from '../quant/api.js';
-import { ACTIVATIONS, QConv2D, QDense, QDepthwiseConv2D, QuantLayer, type QuantArgs } from '../quant/layers.js';
+import { QConv2D, QDense, QDepthwiseConv2D, QuantLayer, type QuantArgs } from '../quant/layers.js';
 import { QuantNetwork } from '../quant/network.js';
 import { Rng } from '../util/rng.js';
 import { explainBuildError, readModelArtifacts } from '../quant/model-files.js';
@@ -14,7 +14,18 @@ import { QUANTIZABLE, checkTopology } from '../quant/topology-check.js';
 export { SUPPORTED_LAYERS, checkTopology } from '../quant/topology-check.js';
 
 /** Layers whose output is non-negative when their input is. */
-const SIGN_PRESERVING = new Set(['MaxPooling2D', 'AveragePooling2D', 'GlobalAveragePooling2D', 'GlobalMaxPooling2D', 'Flatten', 'Reshape', 'Dropout', 'ZeroPadding2D', 'Add', 'Concatenate']);
+const SIGN_PRESERVING = new Set([
+  'MaxPooling2D',
+  'AveragePooling2D',
+  'GlobalAveragePooling2D',
+  'GlobalMaxPooling2D',
+  'Flatten',
+  'Reshape',
+  'Dropout',
+  'ZeroPadding2D',
+  'Add',
+  'Concatenate',
+]);
 const NONNEG_ACTIVATIONS = new Set(['relu', 'relu6', 'sigmoid', 'softmax', 'softplus']);
 
 export interface LoadUserModelOptions {
@@ -40,9 +51,10 @@ function nonNegative(layer: tf.layers.Layer, memo: Map<string, boolean>): boolea
   let r = false;
   const inputs = layer.inboundNodes[0]?.inboundLayers ?? [];
   if (cls === 'InputLayer') r = true;
-  else if (cls === 'ReLU') r = (cfg['negativeSlope'] ?? 0) === 0 && (cfg['threshold'] ?? 0) as number >= 0;
+  else if (cls === 'ReLU') r = (cfg['negativeSlope'] ?? 0) === 0 && ((cfg['threshold'] ?? 0) as number) >= 0;
   else if (cls === 'Softmax') r = true;
-  else if (cls === 'Activation' || QUANTIZABLE.has(cls) || layer instanceof QuantLayer) r = NONNEG_ACTIVATIONS.has(activationName(cfg));
+  else if (cls === 'Activation' || QUANTIZABLE.has(cls) || layer instanceof QuantLayer)
+    r = NONNEG_ACTIVATIONS.has(activationName(cfg));
   else if (SIGN_PRESERVING.has(cls)) r = inputs.length > 0 && inputs.every((l) => nonNegative(l, memo));
   memo.set(layer.name, r);
   return r;
@@ -60,7 +72,9 @@ function quantLayerFrom(layer: tf.layers.Layer, args: QuantArgs & { name: string
     dilationRate: (cfg['dilationRate'] ?? 1) as number | number[],
   };
   if (common.padding !== 'same' && common.padding !== 'valid') {
-    throw new UserError(`layer '${layer.name}' (${cls}) uses padding '${String(common.padding)}'`, { expected: 'same or valid' });
+    throw new UserError(`layer '${layer.name}' (${cls}) uses padding '${String(common.padding)}'`, {
+      expected: 'same or valid',
+    });
   }
   if (cls === 'Conv2D') return new QConv2D({ ...common, filters: cfg['filters'] as number });
   return new QDepthwiseConv2D({ ...common, depthMultiplier: (cfg['depthMultiplier'] ?? 1) as number });
@@ -85,7 +99,7 @@ export function quantizeModel(src: tf.LayersModel, opts: LoadUserModelOptions = 
   const inputs: Sym[] = [];
   for (const t of src.inputs) {
     const l = t.sourceLayer;
-    const x = tf.input({ shape: t.shape.slice(1) as number[], name: l.name, dtype: t.dtype });
+    const x = tf.input({ shape: t.shape.slice(1), name: l.name, dtype: t.dtype });
     outputs.set(l.name, x);
     inputs.push(x);
   }
@@ -94,8 +108,11 @@ export function quantizeModel(src: tf.LayersModel, opts: LoadUserModelOptions = 
     if (outputs.has(layer.name)) continue;
     const cls = layer.getClassName();
     const nodes = layer.inboundNodes.length;
-    if (nodes !== 1) throw new UserError(`layer '${layer.name}' (${cls}) is used ${nodes} times; shared layers are not supported`, { file });
-    const node = layer.inboundNodes[0] as (typeof layer.inboundNodes)[number];
+    if (nodes !== 1)
+      throw new UserError(`layer '${layer.name}' (${cls}) is used ${nodes} times; shared layers are not supported`, {
+        file,
+      });
+    const node = layer.inboundNodes[0];
     const ins = node.inboundLayers.map((l) => {
       const t = outputs.get(l.name);
       if (!t) throw new UserError(`layer '${layer.name}' (${cls}) reads '${l.name}', which is not available`, { file });
@@ -120,18 +137,19 @@ export function quantizeModel(src: tf.LayersModel, opts: LoadUserModelOptions = 
     } else {
       neu = cloneLayer(layer);
     }
-    const y = neu.apply(ins.length === 1 ? (ins[0] as Sym) : ins) as Sym | Sym[];
-    if (Array.isArray(y)) throw new UserError(`layer '${layer.name}' (${cls}) has several outputs; not supported`, { file });
+    const y = neu.apply(ins.length === 1 ? ins[0] : ins) as Sym | Sym[];
+    if (Array.isArray(y))
+      throw new UserError(`layer '${layer.name}' (${cls}) has several outputs; not supported`, { file });
     outputs.set(layer.name, y);
     copies.push([layer, neu]);
   }
   const outs = src.outputs.map((t) => outputs.get(t.sourceLayer.name) as Sym);
-  const model = tf.model({ inputs, outputs: outs.length === 1 ? (outs[0] as Sym) : outs, name: src.name });
+  const model = tf.model({ inputs, outputs: outs.length === 1 ? outs[0] : outs, name: src.name });
   for (const [old, neu] of copies) {
     const w = old.getWeights();
     if (w.length === 0) continue;
     if (neu instanceof QuantLayer && !(old instanceof QuantLayer)) {
-      neu.getKernel().write(w[0] as tf.Tensor);
+      neu.getKernel().write(w[0]);
       const b = neu.getBias();
       if (b && w[1]) b.write(w[1]);
     } else {
@@ -149,7 +167,10 @@ export async function loadUserModel(spec: string, opts: LoadUserModelOptions = {
   try {
     src = await tf.loadLayersModel(tf.io.fromMemory(artifacts));
   } catch (e) {
-    throw new UserError(`cannot build the model: ${explainBuildError(e, artifacts)}`, { file, field: '$.weightsManifest' });
+    throw new UserError(`cannot build the model: ${explainBuildError(e, artifacts)}`, {
+      file,
+      field: '$.weightsManifest',
+    });
   }
   try {
     return new QuantNetwork(quantizeModel(src, opts, file));

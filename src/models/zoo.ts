@@ -41,7 +41,8 @@ export const ZOO: Readonly<Record<string, ZooEntry>> = {
   },
   resnet8: {
     name: 'resnet8',
-    description: 'CIFAR-style ResNet-8: 16-32-64 channels, one basic block per stage, BN, residual Add, 1x1 projections',
+    description:
+      'CIFAR-style ResNet-8: 16-32-64 channels, one basic block per stage, BN, residual Add, 1x1 projections',
     inputShape: [32, 32, 3],
     numClasses: 10,
     dataset: 'cifar10',
@@ -49,7 +50,8 @@ export const ZOO: Readonly<Record<string, ZooEntry>> = {
   },
   resnet20: {
     name: 'resnet20',
-    description: 'CIFAR-style ResNet-20: 16-32-64 channels, three basic blocks per stage, BN, residual Add, 1x1 projections',
+    description:
+      'CIFAR-style ResNet-20: 16-32-64 channels, three basic blocks per stage, BN, residual Add, 1x1 projections',
     inputShape: [32, 32, 3],
     numClasses: 10,
     dataset: 'cifar10',
@@ -57,7 +59,8 @@ export const ZOO: Readonly<Record<string, ZooEntry>> = {
   },
   'mobilenet-tiny': {
     name: 'mobilenet-tiny',
-    description: 'MobileNet-style: 3x3 stem, five depthwise-separable blocks (3x3 depthwise + 1x1 pointwise), BN, ReLU6',
+    description:
+      'MobileNet-style: 3x3 stem, five depthwise-separable blocks (3x3 depthwise + 1x1 pointwise), BN, ReLU6',
     inputShape: [32, 32, 3],
     numClasses: 10,
     dataset: 'cifar10',
@@ -86,16 +89,50 @@ class Builder {
     this.rng = new Rng(seed);
   }
 
-  conv(x: Sym, name: string, filters: number, k: number, stride = 1, padding: Padding = 'same', useBias = false, activation = 'linear'): Sym {
-    return new QConv2D({ name, filters, kernelSize: k, strides: stride, padding, useBias, activation, seed: this.rng.seed(), quantizer: this.quantizer }).apply(x) as Sym;
+  conv(
+    x: Sym,
+    name: string,
+    filters: number,
+    k: number,
+    stride = 1,
+    padding: Padding = 'same',
+    useBias = false,
+    activation = 'linear',
+  ): Sym {
+    return new QConv2D({
+      name,
+      filters,
+      kernelSize: k,
+      strides: stride,
+      padding,
+      useBias,
+      activation,
+      seed: this.rng.seed(),
+      quantizer: this.quantizer,
+    }).apply(x) as Sym;
   }
 
   depthwise(x: Sym, name: string, k: number, stride = 1): Sym {
-    return new QDepthwiseConv2D({ name, kernelSize: k, strides: stride, padding: 'same', useBias: false, seed: this.rng.seed(), quantizer: this.quantizer }).apply(x) as Sym;
+    return new QDepthwiseConv2D({
+      name,
+      kernelSize: k,
+      strides: stride,
+      padding: 'same',
+      useBias: false,
+      seed: this.rng.seed(),
+      quantizer: this.quantizer,
+    }).apply(x) as Sym;
   }
 
   dense(x: Sym, name: string, units: number, activation = 'linear'): Sym {
-    return new QDense({ name, units, activation, useBias: true, seed: this.rng.seed(), quantizer: this.quantizer }).apply(x) as Sym;
+    return new QDense({
+      name,
+      units,
+      activation,
+      useBias: true,
+      seed: this.rng.seed(),
+      quantizer: this.quantizer,
+    }).apply(x) as Sym;
   }
 
   bn(x: Sym, name: string): Sym {
@@ -145,7 +182,8 @@ function resnet(b: Builder, x: Sym, classes: number, blocksPerStage: number): Sy
       let r = b.convBnRelu(y, `${p}_conv1`, filters, 3, stride);
       r = b.bn(b.conv(r, `${p}_conv2`, filters, 3, 1), `${p}_conv2_bn`);
       let shortcut = y;
-      if (stride !== 1 || channels !== filters) shortcut = b.bn(b.conv(y, `${p}_proj`, filters, 1, stride), `${p}_proj_bn`);
+      if (stride !== 1 || channels !== filters)
+        shortcut = b.bn(b.conv(y, `${p}_proj`, filters, 1, stride), `${p}_proj_bn`);
       y = tf.layers.add({ name: `${p}_add` }).apply([r, shortcut]) as Sym;
       y = b.relu(y, `${p}_relu`);
       channels = filters;
@@ -176,15 +214,26 @@ function mobilenetTiny(b: Builder, x: Sym, classes: number): Sym {
 /** Builds a zoo model (all quantized layers at 32 bits until setBits). */
 export function buildZooModel(name: string, opts: ZooBuildOptions): tf.LayersModel {
   const entry = ZOO[name];
-  if (!entry) throw new UserError(`unknown model '${name}'`, { field: '--model', expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json` });
+  if (!entry)
+    throw new UserError(`unknown model '${name}'`, {
+      field: '--model',
+      expected: `one of ${ZOO_NAMES.join(', ')} or a path to a model.json`,
+    });
   const [h, w, c] = opts.inputShape;
   for (const [i, v] of opts.inputShape.entries()) {
-    if (!Number.isInteger(v) || v < 1) throw new UserError(`input shape [${opts.inputShape.join(', ')}] has an invalid dimension ${i}`, { field: 'inputShape', expected: 'positive integers [h, w, c]' });
+    if (!Number.isInteger(v) || v < 1)
+      throw new UserError(`input shape [${opts.inputShape.join(', ')}] has an invalid dimension ${i}`, {
+        field: 'inputShape',
+        expected: 'positive integers [h, w, c]',
+      });
   }
   if (h < entry.minInputSize || w < entry.minInputSize) {
-    throw new UserError(`${name} needs inputs of at least ${entry.minInputSize}x${entry.minInputSize}, got ${h}x${w}`, { field: 'inputShape' });
+    throw new UserError(`${name} needs inputs of at least ${entry.minInputSize}x${entry.minInputSize}, got ${h}x${w}`, {
+      field: 'inputShape',
+    });
   }
-  if (!Number.isInteger(opts.numClasses) || opts.numClasses < 2) throw new UserError(`numClasses must be an integer >= 2, got ${opts.numClasses}`, { field: 'numClasses' });
+  if (!Number.isInteger(opts.numClasses) || opts.numClasses < 2)
+    throw new UserError(`numClasses must be an integer >= 2, got ${opts.numClasses}`, { field: 'numClasses' });
   const b = new Builder(opts.seed, opts.quantizer ?? 'ste');
   const x = tf.input({ shape: [h, w, c], name: 'input' });
   let y: Sym;

@@ -28,10 +28,15 @@ export const ONNX_FILE = 'model.onnx';
 export const QONNX_FILE = 'model.qonnx.onnx';
 
 /** Writes the network (at `bits`, or its current bits) into outDir; activation ranges must be calibrated. */
-export function exportOnnx(net: QuantNetwork, outDir: string, format: OnnxExportFormat, opts: { bits?: BitConfig } = {}): OnnxExportSummary {
+export function exportOnnx(
+  net: QuantNetwork,
+  outDir: string,
+  format: OnnxExportFormat,
+  opts: { bits?: BitConfig } = {},
+): OnnxExportSummary {
   if (opts.bits) net.setBits(opts.bits);
   const layers = net.qlayers.map((q) => ({ name: q.name, wBits: q.wBits, aBits: q.aBits }));
-  const [h, w, c] = net.model.inputs[0]!.shape.slice(1) as number[];
+  const [h, w, c] = net.model.inputs[0].shape.slice(1) as number[];
   const meta = {
     'bitalloc.format': format === 'onnx' ? 'onnx-qdq' : 'qonnx',
     'bitalloc.allocation': JSON.stringify(layers),

@@ -76,7 +76,11 @@ function samePads(size: number, k: number, s: number, d: number): [number, numbe
 }
 
 /** Kernel in tfjs layout -> ONNX layout. conv [kh,kw,C,M] -> [M,C,kh,kw]; depthwise [kh,kw,C,m] -> [C*m,1,kh,kw]; dense stays [in,out]. */
-export function onnxKernel(kind: 'conv' | 'depthwise' | 'dense', shape: number[], data: ArrayLike<number>): { dims: number[]; data: Float32Array } {
+export function onnxKernel(
+  kind: 'conv' | 'depthwise' | 'dense',
+  shape: number[],
+  data: ArrayLike<number>,
+): { dims: number[]; data: Float32Array } {
   if (kind === 'dense') return { dims: shape, data: Float32Array.from(data) };
   const [kh, kw, c, m] = shape as [number, number, number, number];
   const out = new Float32Array(kh * kw * c * m);
@@ -84,7 +88,7 @@ export function onnxKernel(kind: 'conv' | 'depthwise' | 'dense', shape: number[]
     for (let j = 0; j < kw; j++)
       for (let a = 0; a < c; a++)
         for (let b = 0; b < m; b++) {
-          const v = data[((i * kw + j) * c + a) * m + b] as number;
+          const v = data[((i * kw + j) * c + a) * m + b];
           // conv: out channel b, in channel a; depthwise: out channel a*m+b
           if (kind === 'conv') out[((b * c + a) * kh + i) * kw + j] = v;
           else out[((a * m + b) * kh + i) * kw + j] = v;
@@ -106,7 +110,14 @@ class Builder {
 
   node(opType: string, inputs: string[], attrs: NodeProto['attribute'] = [], name?: string, domain?: string): string {
     const out = this.fresh(name ?? opType);
-    this.nodes.push({ opType, input: inputs, output: [out], name: out, attribute: attrs, ...(domain ? { domain } : {}) });
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: [out],
+      name: out,
+      attribute: attrs,
+      ...(domain ? { domain } : {}),
+    });
     return out;
   }
 
@@ -134,7 +145,15 @@ class Builder {
   }
 
   input(name: string, elemType: number, dims: (number | string)[]): string {
-    this.inputs.push({ name, type: { tensorType: { elemType, shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } } });
+    this.inputs.push({
+      name,
+      type: {
+        tensorType: {
+          elemType,
+          shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+        },
+      },
+    });
     return name;
   }
 }
@@ -184,26 +203,41 @@ export interface WriteOptions {
   weightInputs?: boolean;
 }
 
-export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<string, string> = {}, wopts: WriteOptions = {}): WrittenGraph {
+export function writeGraph(
+  net: QuantNetwork,
+  mode: GraphMode,
+  meta: Record<string, string> = {},
+  wopts: WriteOptions = {},
+): WrittenGraph {
   const model = net.model;
   const b = new Builder();
   const feeds: EvalFeed[] = [];
   const out = new Map<string, { name: string; rank: number; shape: Shape }>();
   const inLayer = model.inputs[0]?.sourceLayer;
   if (!inLayer || model.inputs.length !== 1) throw new UserError('only single-input networks can be written as ONNX');
-  const inShape = model.inputs[0]!.shape as Shape; // [N, H, W, C]
+  const inShape = model.inputs[0].shape; // [N, H, W, C]
   const [H, W, C] = inShape.slice(1) as [number, number, number];
   const inputName = 'input';
   if (mode === 'eval') {
     b.input(inputName, DataType.FLOAT, ['batch', H, W, C]);
-    out.set(inLayer.name, { name: b.node('Transpose', [inputName], [attrInts('perm', [0, 3, 1, 2])], 'to_nchw'), rank: 4, shape: inShape });
+    out.set(inLayer.name, {
+      name: b.node('Transpose', [inputName], [attrInts('perm', [0, 3, 1, 2])], 'to_nchw'),
+      rank: 4,
+      shape: inShape,
+    });
   } else {
     b.input(inputName, DataType.FLOAT, ['batch', C, H, W]);
     out.set(inLayer.name, { name: inputName, rank: 4, shape: inShape });
   }
   const folded = new Set(net.qlayers.filter((q) => q.foldedBn).map((q) => (q.foldedBn as tf.layers.Layer).name));
   const qIndex = new Map(net.qlayers.map((q, i) => [q.name, i] as const));
-  const feedInput = (name: string, dims: number[], read: () => Float32Array | Uint8Array, dtype: 'float32' | 'bool' = 'float32', asInput = true): string => {
+  const feedInput = (
+    name: string,
+    dims: number[],
+    read: () => Float32Array | Uint8Array,
+    dtype: 'float32' | 'bool' = 'float32',
+    asInput = true,
+  ): string => {
     if (!asInput) {
       const v = read();
       return b.init(dtype === 'bool' ? intTensor(name, dims, v, DataType.BOOL) : floatTensor(name, dims, v));
@@ -222,7 +256,7 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
       if (!s) throw new UserError(`${where} reads '${n}', which was not written`);
       return s;
     });
-    const x = srcs[0] as { name: string; rank: number; shape: Shape };
+    const x = srcs[0];
     const outShape = single(layer.outputShape);
     const rank = outShape.length;
     const set = (name: string): void => void out.set(layer.name, { name, rank, shape: outShape });
@@ -271,12 +305,22 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           throw new UserError((e as Error).message, { field: q.name });
         }
         if (!g) throw new Error('unreachable');
-        if (g.binary) throw new UserError(`layer '${q.name}': signed 1-bit activations (two levels ±s) have no ONNX integer grid`, { field: q.name, expected: 'aBits >= 2' });
+        if (g.binary)
+          throw new UserError(`layer '${q.name}': signed 1-bit activations (two levels ±s) have no ONNX integer grid`, {
+            field: q.name,
+            expected: 'aBits >= 2',
+          });
         if (mode === 'qonnx') {
           b.usesQonnx = true;
           const signed = g.qmin < 0 ? 1 : 0;
           const narrow = signed && g.qmin === -g.qmax ? 1 : 0;
-          xin = b.node('Quant', [xin, b.floatConst([g.scale]), b.floatConst([0]), b.floatConst([q.aBits])], [attrInt('signed', signed), attrInt('narrow', narrow), attrString('rounding_mode', 'ROUND')], `${q.name}_act_quant`, QONNX_DOMAIN);
+          xin = b.node(
+            'Quant',
+            [xin, b.floatConst([g.scale]), b.floatConst([0]), b.floatConst([q.aBits])],
+            [attrInt('signed', signed), attrInt('narrow', narrow), attrString('rounding_mode', 'ROUND')],
+            `${q.name}_act_quant`,
+            QONNX_DOMAIN,
+          );
         } else if (q.aBits <= 8) {
           const zpType = g.qmin < 0 ? DataType.INT8 : DataType.UINT8;
           // the grid's range; none needed when it is the integer type's whole range (uint8 at 8 bits)
@@ -292,7 +336,11 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           xin = b.node('DequantizeLinear', [qv, sc, zp], [], `${q.name}_act_dq`);
         } else {
           // wider than int8: the same grid in float ops
-          const r = b.node('Clip', [b.node('Round', [b.node('Mul', [xin, b.floatConst([1 / g.scale])])]), b.floatConst([g.qmin]), b.floatConst([g.qmax])]);
+          const r = b.node('Clip', [
+            b.node('Round', [b.node('Mul', [xin, b.floatConst([1 / g.scale])])]),
+            b.floatConst([g.qmin]),
+            b.floatConst([g.qmax]),
+          ]);
           xin = b.node('Mul', [r, b.floatConst([g.scale])], [], `${q.name}_act_fq`);
         }
       }
@@ -319,10 +367,16 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           return cache;
         };
         const wi = wopts.weightInputs !== false;
-        wName = feedInput(`w${i}`, od, () => {
-          cache = null;
-          return params().k;
-        }, 'float32', wi);
+        wName = feedInput(
+          `w${i}`,
+          od,
+          () => {
+            cache = null;
+            return params().k;
+          },
+          'float32',
+          wi,
+        );
         if (hasBias) bName = feedInput(`b${i}`, [outC], () => params().b ?? new Float32Array(outC), 'float32', wi);
       } else {
         const p = mode === 'float' ? null : q.exportParams();
@@ -353,7 +407,9 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           if (mode === 'qdq' && q.wBits <= 8) {
             const cw = b.init(intTensor(`${q.name}.weight_codes`, codes.dims, codes.data, DataType.INT8));
             const sc = b.init(floatTensor(`${q.name}.weight_scale`, [outC], scales));
-            const zp = b.init(intTensor(`${q.name}.weight_zero_point`, [outC], new Array<number>(outC).fill(0), DataType.INT8));
+            const zp = b.init(
+              intTensor(`${q.name}.weight_zero_point`, [outC], new Array<number>(outC).fill(0), DataType.INT8),
+            );
             wName = b.node('DequantizeLinear', [cw, sc, zp], [attrInt('axis', axis)], `${q.name}_w_dq`);
           } else {
             // float weights on the grid (codes * scale); qonnx adds its Quant node with the bit width
@@ -361,14 +417,24 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
             const per = kind === 'dense' ? 1 : codes.data.length / outC;
             for (let e = 0; e < deq.length; e++) {
               const ch = kind === 'dense' ? e % outC : Math.floor(e / per);
-              deq[e] = (codes.data[e] as number) * (scales[ch] as number);
+              deq[e] = codes.data[e] * scales[ch];
             }
             wName = b.init(floatTensor(`${q.name}.weight`, codes.dims, deq));
             if (mode === 'qonnx') {
               b.usesQonnx = true;
               const sdims = kind === 'dense' ? [1, outC] : [outC, 1, 1, 1];
               const sc = b.init(floatTensor(`${q.name}.weight_scale`, sdims, scales));
-              wName = b.node('Quant', [wName, sc, b.floatConst([0]), b.floatConst([q.wBits])], [attrInt('signed', 1), attrInt('narrow', q.wBits > 1 && p.range && p.range.qmin === -p.range.qmax ? 1 : 0), attrString('rounding_mode', 'ROUND')], `${q.name}_w_quant`, QONNX_DOMAIN);
+              wName = b.node(
+                'Quant',
+                [wName, sc, b.floatConst([0]), b.floatConst([q.wBits])],
+                [
+                  attrInt('signed', 1),
+                  attrInt('narrow', q.wBits > 1 && p.range && p.range.qmin === -p.range.qmax ? 1 : 0),
+                  attrString('rounding_mode', 'ROUND'),
+                ],
+                `${q.name}_w_quant`,
+                QONNX_DOMAIN,
+              );
             }
           }
         } else {
@@ -380,7 +446,10 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
       // ---- the op
       let y: string;
       if (q instanceof QDense) {
-        if (x.rank !== 2) throw new UserError(`${where}: a Dense layer on a rank-${x.rank} input has no ONNX translation here`, { expected: 'Dense on [N, F]' });
+        if (x.rank !== 2)
+          throw new UserError(`${where}: a Dense layer on a rank-${x.rank} input has no ONNX translation here`, {
+            expected: 'Dense on [N, F]',
+          });
         y = b.node('Gemm', bName ? [xin, wName, bName] : [xin, wName], [], q.name);
       } else {
         const g = q as QConv2D | QDepthwiseConv2D;
@@ -391,8 +460,13 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           const pw = samePads(w, g.kernelSize[1], g.strides[1], g.dilationRate[1]);
           pads = [ph[0], pw[0], ph[1], pw[1]];
         }
-        const attrs = [attrInts('kernel_shape', [...g.kernelSize]), attrInts('strides', [...g.strides]), attrInts('dilations', [...g.dilationRate]), attrInts('pads', pads)];
-        if (q instanceof QDepthwiseConv2D) attrs.push(attrInt('group', kshape[2] as number));
+        const attrs = [
+          attrInts('kernel_shape', [...g.kernelSize]),
+          attrInts('strides', [...g.strides]),
+          attrInts('dilations', [...g.dilationRate]),
+          attrInts('pads', pads),
+        ];
+        if (q instanceof QDepthwiseConv2D) attrs.push(attrInt('group', kshape[2]));
         y = b.node('Conv', bName ? [xin, wName, bName] : [xin, wName], attrs, q.name);
       }
       set(activationOp(b, q.activation, y, where));
@@ -422,22 +496,33 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           inputs = [0, 1, 2].map((j) =>
             feedInput(`${layer.name}_${names[j]}`, [ch], () => {
               if (j === 0) cache = get();
-              return (cache ?? get())[j] as Float32Array;
+              return (cache ?? get())[j];
             }),
           );
         } else {
           const v = get();
-          inputs = [0, 1, 2].map((j) => b.init(floatTensor(`${layer.name}.${names[j]}`, [ch], v[j] as Float32Array)));
+          inputs = [0, 1, 2].map((j) => b.init(floatTensor(`${layer.name}.${names[j]}`, [ch], v[j])));
         }
         // y = (x - mean) * k + beta, with k = gamma / sqrt(var + eps)
         const shp = x.rank === 4 ? [1, ch, 1, 1] : [1, ch];
         const rs = (n: string): string => b.node('Reshape', [n, b.intConst(shp)]);
-        set(b.node('Add', [b.node('Mul', [b.node('Sub', [x.name, rs(inputs[2] as string)]), rs(inputs[0] as string)]), rs(inputs[1] as string)], [], layer.name));
+        set(
+          b.node(
+            'Add',
+            [b.node('Mul', [b.node('Sub', [x.name, rs(inputs[2])]), rs(inputs[0])]), rs(inputs[1])],
+            [],
+            layer.name,
+          ),
+        );
         break;
       }
       case 'ReLU': {
         const maxValue = cfg['maxValue'];
-        set(typeof maxValue === 'number' ? b.node('Clip', [x.name, b.floatConst([0]), b.floatConst([maxValue])], [], layer.name) : b.node('Relu', [x.name], [], layer.name));
+        set(
+          typeof maxValue === 'number'
+            ? b.node('Clip', [x.name, b.floatConst([0]), b.floatConst([maxValue])], [], layer.name)
+            : b.node('Relu', [x.name], [], layer.name),
+        );
         break;
       }
       case 'LeakyReLU':
@@ -458,8 +543,18 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
       }
       case 'Concatenate': {
         const axis = Number(cfg['axis'] ?? -1);
-        if (axis !== -1 && axis !== rank - 1) throw new UserError(`${where}: concat along axis ${axis} has no translation here`, { expected: 'the channel axis' });
-        set(b.node('Concat', srcs.map((s) => s.name), [attrInt('axis', 1)], layer.name));
+        if (axis !== -1 && axis !== rank - 1)
+          throw new UserError(`${where}: concat along axis ${axis} has no translation here`, {
+            expected: 'the channel axis',
+          });
+        set(
+          b.node(
+            'Concat',
+            srcs.map((s) => s.name),
+            [attrInt('axis', 1)],
+            layer.name,
+          ),
+        );
         break;
       }
       case 'MaxPooling2D':
@@ -468,19 +563,34 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
         const st = (cfg['strides'] as number[] | null) ?? ks;
         let pads = [0, 0, 0, 0];
         if (cfg['padding'] === 'same') {
-          const ph = samePads(x.shape[1] as number, ks[0] as number, st[0] as number, 1);
-          const pw = samePads(x.shape[2] as number, ks[1] as number, st[1] as number, 1);
+          const ph = samePads(x.shape[1] as number, ks[0], st[0], 1);
+          const pw = samePads(x.shape[2] as number, ks[1], st[1], 1);
           pads = [ph[0], pw[0], ph[1], pw[1]];
         }
-        set(b.node(cls === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool', [x.name], [attrInts('kernel_shape', ks), attrInts('strides', st), attrInts('pads', pads)], layer.name));
+        set(
+          b.node(
+            cls === 'MaxPooling2D' ? 'MaxPool' : 'AveragePool',
+            [x.name],
+            [attrInts('kernel_shape', ks), attrInts('strides', st), attrInts('pads', pads)],
+            layer.name,
+          ),
+        );
         break;
       }
       case 'GlobalAveragePooling2D':
       case 'GlobalMaxPooling2D':
-        set(b.node('Flatten', [b.node(cls === 'GlobalAveragePooling2D' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x.name], [], layer.name)]));
+        set(
+          b.node('Flatten', [
+            b.node(cls === 'GlobalAveragePooling2D' ? 'GlobalAveragePool' : 'GlobalMaxPool', [x.name], [], layer.name),
+          ]),
+        );
         break;
       case 'Flatten':
-        set(x.rank === 4 ? b.node('Flatten', [b.node('Transpose', [x.name], [attrInts('perm', [0, 2, 3, 1])])], [], layer.name) : x.name);
+        set(
+          x.rank === 4
+            ? b.node('Flatten', [b.node('Transpose', [x.name], [attrInts('perm', [0, 2, 3, 1])])], [], layer.name)
+            : x.name,
+        );
         break;
       case 'Dropout':
         set(x.name);
@@ -496,7 +606,14 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
           const p = cfg['padding'] as [[number, number], [number, number]];
           [[t, bo], [l, r]] = p;
         }
-        set(b.node('Pad', [x.name, b.intConst([0, 0, t, l, 0, 0, bo, r]), b.floatConst([value])], [attrString('mode', 'constant')], layer.name));
+        set(
+          b.node(
+            'Pad',
+            [x.name, b.intConst([0, 0, t, l, 0, 0, bo, r]), b.floatConst([value])],
+            [attrString('mode', 'constant')],
+            layer.name,
+          ),
+        );
         break;
       }
       case 'OnnxClip': {
@@ -515,16 +632,24 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
         break;
       case 'ChannelSlice': {
         const c = layer as ChannelSlice;
-        set(b.node('Slice', [x.name, b.intConst([c.start]), b.intConst([c.start + c.size]), b.intConst([1])], [], layer.name));
+        set(
+          b.node(
+            'Slice',
+            [x.name, b.intConst([c.start]), b.intConst([c.start + c.size]), b.intConst([1])],
+            [],
+            layer.name,
+          ),
+        );
         break;
       }
       default:
         throw new UserError(`${where} has no ONNX translation`, {
-          expected: 'Conv/Dense (quantized), BatchNormalization, ReLU, LeakyReLU, Activation, Softmax, Add, Multiply, Concatenate, pooling, Flatten, Dropout, padding',
+          expected:
+            'Conv/Dense (quantized), BatchNormalization, ReLU, LeakyReLU, Activation, Softmax, Add, Multiply, Concatenate, pooling, Flatten, Dropout, padding',
         });
     }
   }
-  const last = model.outputs[0]?.sourceLayer.name as string;
+  const last = model.outputs[0]?.sourceLayer.name;
   const y = out.get(last) as { name: string; shape: Shape };
   const outputName = 'logits';
   // the last node writes the graph output itself (an Identity there trips onnxruntime's optimizer)
@@ -544,7 +669,14 @@ export function writeGraph(net: QuantNetwork, mode: GraphMode, meta: Record<stri
       node: b.nodes,
       initializer: b.inits,
       input: b.inputs,
-      output: [{ name: outputName, type: { tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'batch' }, { dimValue: classes }] } } } }],
+      output: [
+        {
+          name: outputName,
+          type: {
+            tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'batch' }, { dimValue: classes }] } },
+          },
+        },
+      ],
     },
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
   };

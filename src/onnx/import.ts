@@ -13,7 +13,7 @@ import * as fs from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import { UserError } from '../errors.js';
 import { ChannelSlice, MAX_POOL_PAD, OnnxClip, OnnxHardSigmoid, OnnxHardSwish, OnnxPad2D } from './layers.js';
-import { attrText, attributes, decodeModel, tensorValues, type AttributeProto, type ModelProto, type NodeProto } from './proto.js';
+import { attrText, attributes, decodeModel, tensorValues, type AttributeProto, type ModelProto } from './proto.js';
 
 /** ONNX operators the importer translates. */
 export const SUPPORTED_OPS: readonly string[] = [
@@ -107,12 +107,12 @@ function samePads(size: number, k: number, s: number, d: number): [number, numbe
 /** Row-major strides of dims. */
 function strides(dims: number[]): number[] {
   const s = new Array<number>(dims.length).fill(1);
-  for (let i = dims.length - 2; i >= 0; i--) s[i] = (s[i + 1] as number) * (dims[i + 1] as number);
+  for (let i = dims.length - 2; i >= 0; i--) s[i] = s[i + 1] * dims[i + 1];
   return s;
 }
 
 function transposeConst(c: Const, perm: number[]): Const {
-  const dims = perm.map((p) => c.dims[p] as number);
+  const dims = perm.map((p) => c.dims[p]);
   const src = strides(c.dims);
   const out = new (c.data.constructor as Float64ArrayConstructor)(c.data.length);
   const dst = strides(dims);
@@ -121,11 +121,11 @@ function transposeConst(c: Const, perm: number[]): Const {
     let rem = i;
     let off = 0;
     for (let a = 0; a < dims.length; a++) {
-      idx[a] = Math.floor(rem / (dst[a] as number));
-      rem -= (idx[a] as number) * (dst[a] as number);
-      off += (idx[a] as number) * (src[perm[a] as number] as number);
+      idx[a] = Math.floor(rem / dst[a]);
+      rem -= idx[a] * dst[a];
+      off += idx[a] * src[perm[a]];
     }
-    out[i] = c.data[off] as number;
+    out[i] = c.data[off];
   }
   return { dims, data: out };
 }
@@ -135,10 +135,10 @@ function sliceConst(c: Const, starts: number[], ends: number[], axes: number[], 
   const ranges = dims.map((d) => ({ start: 0, step: 1, count: d }));
   axes.forEach((ax0, j) => {
     const ax = ax0 < 0 ? ax0 + dims.length : ax0;
-    const d = dims[ax] as number;
+    const d = dims[ax];
     const step = steps[j] ?? 1;
-    let st = starts[j] as number;
-    let en = ends[j] as number;
+    let st = starts[j];
+    let en = ends[j];
     if (st < 0) st += d;
     if (en < 0) en += d;
     if (step > 0) {
@@ -159,12 +159,12 @@ function sliceConst(c: Const, starts: number[], ends: number[], axes: number[], 
     let rem = i;
     let off = 0;
     for (let a = 0; a < outDims.length; a++) {
-      const k = Math.floor(rem / (dst[a] as number));
-      rem -= k * (dst[a] as number);
+      const k = Math.floor(rem / dst[a]);
+      rem -= k * dst[a];
       const r = ranges[a] as { start: number; step: number };
-      off += (r.start + k * r.step) * (src[a] as number);
+      off += (r.start + k * r.step) * src[a];
     }
-    out[i] = c.data[off] as number;
+    out[i] = c.data[off];
   }
   return { dims: outDims, data: out };
 }
@@ -183,7 +183,10 @@ function weightBase(weight: string, nodeName: string | undefined): string {
 }
 
 function sanitize(name: string): string {
-  const s = name.replace(/^\/+/, '').replace(/[^A-Za-z0-9_]+/g, '_').replace(/^_+|_+$/g, '');
+  const s = name
+    .replace(/^\/+/, '')
+    .replace(/[^A-Za-z0-9_]+/g, '_')
+    .replace(/^_+|_+$/g, '');
   return s.length ? s : 'node';
 }
 
@@ -194,13 +197,19 @@ export function importOnnxFile(file: string, opts: { inputShape?: number[] } = {
     bytes = fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'ONNX model not found' : `cannot read ONNX model: ${(e as Error).message}`, { file });
+    throw new UserError(
+      code === 'ENOENT' ? 'ONNX model not found' : `cannot read ONNX model: ${(e as Error).message}`,
+      { file },
+    );
   }
   let m: ModelProto;
   try {
     m = decodeModel(bytes);
   } catch (e) {
-    throw new UserError(`not a valid ONNX file: ${(e as Error).message}`, { file, expected: 'an ONNX ModelProto (e.g. written by torch.onnx.export)' });
+    throw new UserError(`not a valid ONNX file: ${(e as Error).message}`, {
+      file,
+      expected: 'an ONNX ModelProto (e.g. written by torch.onnx.export)',
+    });
   }
   return importOnnx(m, file, opts);
 }
@@ -208,7 +217,8 @@ export function importOnnxFile(file: string, opts: { inputShape?: number[] } = {
 /** Translates a decoded ONNX model (see the module comment). */
 export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: number[] } = {}): OnnxImport {
   const graph = m.graph;
-  if (!graph || !graph.node || graph.node.length === 0) throw new UserError('the ONNX model has no graph nodes', { file, field: 'graph' });
+  if (!graph || !graph.node || graph.node.length === 0)
+    throw new UserError('the ONNX model has no graph nodes', { file, field: 'graph' });
   const opset = Number((m.opsetImport ?? []).find((o) => !o.domain || o.domain === 'ai.onnx')?.version ?? 0);
   const consts = new Map<string, Const>();
   for (const t of graph.initializer ?? []) {
@@ -219,11 +229,28 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
     }
   }
   const inputs = (graph.input ?? []).filter((v) => !consts.has(v.name));
-  if (inputs.length !== 1) throw new UserError(`the ONNX graph has ${inputs.length} inputs`, { file, field: 'graph.input', expected: 'one image input [N, C, H, W]' });
-  if ((graph.output ?? []).length !== 1) throw new UserError(`the ONNX graph has ${(graph.output ?? []).length} outputs`, { file, field: 'graph.output', expected: 'one output (logits)' });
-  const inVi = inputs[0] as NonNullable<typeof inputs[number]>;
-  const dims = (inVi.type?.tensorType?.shape?.dim ?? []).map((d) => (d.dimValue !== undefined ? Number(d.dimValue) : null));
-  if (dims.length !== 4) throw new UserError(`input '${inVi.name}' has rank ${dims.length}`, { file, field: 'graph.input[0]', expected: 'a 4-D image input [N, C, H, W]' });
+  if (inputs.length !== 1)
+    throw new UserError(`the ONNX graph has ${inputs.length} inputs`, {
+      file,
+      field: 'graph.input',
+      expected: 'one image input [N, C, H, W]',
+    });
+  if ((graph.output ?? []).length !== 1)
+    throw new UserError(`the ONNX graph has ${(graph.output ?? []).length} outputs`, {
+      file,
+      field: 'graph.output',
+      expected: 'one output (logits)',
+    });
+  const inVi = inputs[0];
+  const dims = (inVi.type?.tensorType?.shape?.dim ?? []).map((d) =>
+    d.dimValue !== undefined ? Number(d.dimValue) : null,
+  );
+  if (dims.length !== 4)
+    throw new UserError(`input '${inVi.name}' has rank ${dims.length}`, {
+      file,
+      field: 'graph.input[0]',
+      expected: 'a 4-D image input [N, C, H, W]',
+    });
 
   const nodes = graph.node;
   const consumersOf = new Map<string, number[]>();
@@ -235,7 +262,7 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
   const nhwcInput =
     inCons.length > 0 &&
     inCons.every((i) => {
-      const n = nodes[i] as NodeProto;
+      const n = nodes[i];
       return n.opType === 'Transpose' && ints(attributes(n).get('perm'), []).join(',') === '0,3,1,2';
     });
   let shape: [number, number, number];
@@ -243,12 +270,20 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
   if (opts.inputShape && opts.inputShape.length === 3) {
     fromFile.forEach((d, i) => {
       if (d !== null && d !== opts.inputShape![i]) {
-        throw new UserError(`the ONNX input is [h, w, c] = [${fromFile.join(', ')}], the data is [${opts.inputShape!.join(', ')}]`, { file, field: `graph.input '${inVi.name}'`, expected: 'matching shapes' });
+        throw new UserError(
+          `the ONNX input is [h, w, c] = [${fromFile.join(', ')}], the data is [${opts.inputShape!.join(', ')}]`,
+          { file, field: `graph.input '${inVi.name}'`, expected: 'matching shapes' },
+        );
       }
     });
     shape = opts.inputShape as [number, number, number];
   } else {
-    if (fromFile.some((d) => d === null)) throw new UserError(`input '${inVi.name}' has dynamic spatial or channel dims`, { file, field: 'graph.input[0]', expected: 'fixed C, H, W (or give the dataset)' });
+    if (fromFile.some((d) => d === null))
+      throw new UserError(`input '${inVi.name}' has dynamic spatial or channel dims`, {
+        file,
+        field: 'graph.input[0]',
+        expected: 'fixed C, H, W (or give the dataset)',
+      });
     shape = fromFile as [number, number, number];
   }
 
@@ -278,11 +313,12 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
       const fail = (msg: string, expected?: string): never => {
         throw new UserError(msg, { ...where, ...(expected ? { expected } : {}) });
       };
-      if (node.domain && node.domain !== 'ai.onnx') fail(`node '${nodeName}' is in domain '${node.domain}'`, 'standard ONNX operators');
+      if (node.domain && node.domain !== 'ai.onnx')
+        fail(`node '${nodeName}' is in domain '${node.domain}'`, 'standard ONNX operators');
       const at = attributes(node);
-      const ins = (node.input ?? []) as string[];
-      const outs = (node.output ?? []) as string[];
-      const out = outs[0] as string;
+      const ins = node.input ?? [];
+      const outs = node.output ?? [];
+      const out = outs[0];
       const isConst = (n: string | undefined): boolean => n !== undefined && n !== '' && consts.has(n);
       const c = (n: string | undefined): Const => {
         const v = n ? consts.get(n) : undefined;
@@ -320,11 +356,30 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
       if (op === 'Shape') {
         const val = v(ins[0]);
         const s = val.sym.shape;
-        if (val.kind === 'image') return setConst({ dims: [4], data: Float64Array.from([s[0] ?? 1, s[3] ?? 0, s[1] ?? 0, s[2] ?? 0]) });
-        if (val.kind === 'pooled') return setConst({ dims: [4], data: Float64Array.from([s[0] ?? 1, s[1] ?? 0, 1, 1]) });
+        if (val.kind === 'image')
+          return setConst({ dims: [4], data: Float64Array.from([s[0] ?? 1, s[3] ?? 0, s[1] ?? 0, s[2] ?? 0]) });
+        if (val.kind === 'pooled')
+          return setConst({ dims: [4], data: Float64Array.from([s[0] ?? 1, s[1] ?? 0, 1, 1]) });
         return setConst({ dims: [s.length], data: Float64Array.from(s.map((d) => d ?? 1)) });
       }
-      if (allConst && ins.length > 0 && ['ConstantOfShape', 'Concat', 'Reshape', 'Slice', 'Transpose', 'Cast', 'Squeeze', 'Unsqueeze', 'Gather', 'Identity', 'Add', 'Mul'].includes(op)) {
+      if (
+        allConst &&
+        ins.length > 0 &&
+        [
+          'ConstantOfShape',
+          'Concat',
+          'Reshape',
+          'Slice',
+          'Transpose',
+          'Cast',
+          'Squeeze',
+          'Unsqueeze',
+          'Gather',
+          'Identity',
+          'Add',
+          'Mul',
+        ].includes(op)
+      ) {
         const a = c(ins[0]);
         switch (op) {
           case 'ConstantOfShape': {
@@ -335,15 +390,19 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           }
           case 'Concat': {
             const parts = ins.map((n) => c(n));
-            if (parts.some((p) => p.dims.length !== 1)) return fail('Concat of constants: only 1-D constants are folded');
+            if (parts.some((p) => p.dims.length !== 1))
+              return fail('Concat of constants: only 1-D constants are folded');
             const data = Float64Array.from(parts.flatMap((p) => Array.from(p.data)));
             return setConst({ dims: [data.length], data });
           }
           case 'Reshape': {
             const target = Array.from(c(ins[1]).data, Number);
             const n = numel(a.dims);
-            const known = target.reduce((p, d, i) => (d === -1 ? p : p * (d === 0 ? (a.dims[i] as number) : d)), 1);
-            return setConst({ dims: target.map((d, i) => (d === -1 ? n / known : d === 0 ? (a.dims[i] as number) : d)), data: a.data });
+            const known = target.reduce((p, d, i) => (d === -1 ? p : p * (d === 0 ? a.dims[i] : d)), 1);
+            return setConst({
+              dims: target.map((d, i) => (d === -1 ? n / known : d === 0 ? a.dims[i] : d)),
+              data: a.data,
+            });
           }
           case 'Slice': {
             const starts = Array.from(ins[1] ? c(ins[1]).data : [], Number);
@@ -353,7 +412,15 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
             return setConst(sliceConst(a, starts, ends, axes, steps));
           }
           case 'Transpose':
-            return setConst(transposeConst(a, ints(at.get('perm'), a.dims.map((_, i) => a.dims.length - 1 - i))));
+            return setConst(
+              transposeConst(
+                a,
+                ints(
+                  at.get('perm'),
+                  a.dims.map((_, i) => a.dims.length - 1 - i),
+                ),
+              ),
+            );
           case 'Cast':
           case 'Identity':
             return setConst(a);
@@ -361,21 +428,28 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           case 'Unsqueeze': {
             const axes = ins[1] ? Array.from(c(ins[1]).data, Number) : ints(at.get('axes'), []);
             let d = [...a.dims];
-            if (op === 'Squeeze') d = d.filter((x2, i) => !(axes.length ? axes.map((q) => (q < 0 ? q + a.dims.length : q)).includes(i) : x2 === 1));
+            if (op === 'Squeeze')
+              d = d.filter(
+                (x2, i) => !(axes.length ? axes.map((q) => (q < 0 ? q + a.dims.length : q)).includes(i) : x2 === 1),
+              );
             else for (const q of [...axes].sort((p, r) => p - r)) d.splice(q < 0 ? q + d.length + 1 : q, 0, 1);
             return setConst({ dims: d, data: a.data });
           }
           case 'Gather': {
             const indices = c(ins[1]);
-            if (a.dims.length !== 1 || intAttr(at.get('axis'), 0) !== 0) return fail('Gather of constants: only 1-D along axis 0 is folded');
-            const data = Float64Array.from(indices.data, (i) => a.data[i < 0 ? i + a.data.length : i] as number);
+            if (a.dims.length !== 1 || intAttr(at.get('axis'), 0) !== 0)
+              return fail('Gather of constants: only 1-D along axis 0 is folded');
+            const data = Float64Array.from(indices.data, (i) => a.data[i < 0 ? i + a.data.length : i]);
             return setConst({ dims: indices.dims, data });
           }
           case 'Add':
           case 'Mul': {
             const b = c(ins[1]);
-            if (numel(b.dims) !== 1 && numel(b.dims) !== numel(a.dims)) return fail('elementwise op on constants: only same-size or scalar operands are folded');
-            const data = Float64Array.from(a.data, (q, i) => (op === 'Add' ? q + (b.data[numel(b.dims) === 1 ? 0 : i] as number) : q * (b.data[numel(b.dims) === 1 ? 0 : i] as number)));
+            if (numel(b.dims) !== 1 && numel(b.dims) !== numel(a.dims))
+              return fail('elementwise op on constants: only same-size or scalar operands are folded');
+            const data = Float64Array.from(a.data, (q, i) =>
+              op === 'Add' ? q + b.data[numel(b.dims) === 1 ? 0 : i] : q * b.data[numel(b.dims) === 1 ? 0 : i],
+            );
             return setConst({ dims: a.dims, data });
           }
         }
@@ -394,17 +468,19 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           if (xin.kind !== 'image') return fail('Conv input is not an image tensor [N, C, H, W]');
           const w = c(ins[1]);
           const bias = ins[2] ? c(ins[2]) : null;
-          if (w.dims.length !== 4) return fail(`Conv weight has rank ${w.dims.length}`, 'a 2-D convolution (weight [M, C/group, kh, kw])');
+          if (w.dims.length !== 4)
+            return fail(`Conv weight has rank ${w.dims.length}`, 'a 2-D convolution (weight [M, C/group, kh, kw])');
           const [cout, cinG, kh, kw] = w.dims as [number, number, number, number];
           const group = intAttr(at.get('group'), 1);
           const st = ints(at.get('strides'), [1, 1]);
           const dil = ints(at.get('dilations'), [1, 1]);
           const [h, wd, cin] = xin.sym.shape.slice(1) as [number, number, number];
-          if (cinG * group !== cin) return fail(`Conv weight expects ${cinG * group} input channels, its input has ${cin}`);
+          if (cinG * group !== cin)
+            return fail(`Conv weight expects ${cinG * group} input channels, its input has ${cin}`);
           const auto = attrText(at.get('auto_pad')) ?? 'NOTSET';
           let pads = ints(at.get('pads'), [0, 0, 0, 0]); // [top, left, bottom, right]
-          const sh = samePads(h, kh, st[0] as number, dil[0] as number);
-          const sw = samePads(wd, kw, st[1] as number, dil[1] as number);
+          const sh = samePads(h, kh, st[0], dil[0]);
+          const sw = samePads(wd, kw, st[1], dil[1]);
           if (auto === 'SAME_UPPER') pads = [sh[0], sw[0], sh[1], sw[1]];
           else if (auto === 'SAME_LOWER') pads = [sh[1], sw[1], sh[0], sw[0]];
           else if (auto === 'VALID') pads = [0, 0, 0, 0];
@@ -412,9 +488,25 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           let padding: 'same' | 'valid' = 'valid';
           if (pads.every((p) => p === 0)) padding = 'valid';
           else if (pads[0] === sh[0] && pads[2] === sh[1] && pads[1] === sw[0] && pads[3] === sw[1]) padding = 'same';
-          else src = apply(tf.layers.zeroPadding2d({ name: uniq(`${nodeName}_pad`), padding: [[pads[0] as number, pads[2] as number], [pads[1] as number, pads[3] as number]] }), src);
-          const base = weightBase(ins[1] as string, node.name);
-          const geom = { kernelSize: [kh, kw] as [number, number], strides: st.slice(0, 2) as [number, number], padding, dilationRate: dil.slice(0, 2) as [number, number], useBias: bias !== null };
+          else
+            src = apply(
+              tf.layers.zeroPadding2d({
+                name: uniq(`${nodeName}_pad`),
+                padding: [
+                  [pads[0], pads[2]],
+                  [pads[1], pads[3]],
+                ],
+              }),
+              src,
+            );
+          const base = weightBase(ins[1], node.name);
+          const geom = {
+            kernelSize: [kh, kw] as [number, number],
+            strides: st.slice(0, 2) as [number, number],
+            padding,
+            dilationRate: dil.slice(0, 2) as [number, number],
+            useBias: bias !== null,
+          };
           if (group === 1) {
             // [M, C, kh, kw] -> [kh, kw, C, M]
             const k = transposeConst(w, [2, 3, 1, 0]);
@@ -437,18 +529,26 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           const parts: Sym[] = [];
           for (let g = 0; g < group; g++) {
             const sl = apply(new ChannelSlice({ name: uniq(`${base}_slice${g}`), start: g * cinG, size: cinG }), src);
-            const wg: Const = { dims: [coutG, cinG, kh, kw], data: w.data.slice(g * coutG * cinG * kh * kw, (g + 1) * coutG * cinG * kh * kw) };
+            const wg: Const = {
+              dims: [coutG, cinG, kh, kw],
+              data: w.data.slice(g * coutG * cinG * kh * kw, (g + 1) * coutG * cinG * kh * kw),
+            };
             const k = transposeConst(wg, [2, 3, 1, 0]);
             const wts: tf.Tensor[] = [tf.tensor(Float32Array.from(k.data), k.dims)];
             if (bias) wts.push(tf.tensor1d(Float32Array.from(bias.data.slice(g * coutG, (g + 1) * coutG))));
             parts.push(apply(tf.layers.conv2d({ name: uniq(`${base}_g${g}`), filters: coutG, ...geom }), sl, wts));
           }
-          return alias({ sym: apply(tf.layers.concatenate({ name: uniq(`${base}_groups`), axis: -1 }), parts), kind: 'image', perm: null });
+          return alias({
+            sym: apply(tf.layers.concatenate({ name: uniq(`${base}_groups`), axis: -1 }), parts),
+            kind: 'image',
+            perm: null,
+          });
         }
         case 'Gemm':
         case 'MatMul': {
           const a = v(ins[0]);
-          if (a.kind === 'image' || a.kind === 'nhwc') return fail(`${op} input is a 4-D tensor`, 'a [N, F] input (Flatten first)');
+          if (a.kind === 'image' || a.kind === 'nhwc')
+            return fail(`${op} input is a 4-D tensor`, 'a [N, F] input (Flatten first)');
           if (!isConst(ins[1])) return fail(`${op} with a runtime second operand`, 'a constant weight');
           const w = c(ins[1]);
           if (w.dims.length !== 2) return fail(`${op} weight has rank ${w.dims.length}`, 'a 2-D weight');
@@ -464,12 +564,12 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
             if (ins[2]) bias = c(ins[2]);
           } else {
             const next = consumersOf.get(out) ?? [];
-            const nn = next.length === 1 ? nodes[next[0] as number] : undefined;
+            const nn = next.length === 1 ? nodes[next[0]] : undefined;
             if (nn && nn.opType === 'Add') {
               const other = (nn.input ?? []).find((n) => n !== out);
-              if (other && isConst(other) && numel(c(other).dims) === (k.dims[1] as number)) {
+              if (other && isConst(other) && numel(c(other).dims) === k.dims[1]) {
                 bias = c(other);
-                skip.add(next[0] as number);
+                skip.add(next[0]);
               }
             }
           }
@@ -478,48 +578,78 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           if (dimIn !== fin) return fail(`${op} weight expects ${fin} input features, its input has ${dimIn}`);
           const kern = new Float32Array(fin * fout);
           for (let i = 0; i < fin; i++) {
-            const row = a.perm ? (a.perm[i] as number) : i;
-            for (let j = 0; j < fout; j++) kern[i * fout + j] = alpha * (k.data[row * fout + j] as number);
+            const row = a.perm ? a.perm[i] : i;
+            for (let j = 0; j < fout; j++) kern[i * fout + j] = alpha * k.data[row * fout + j];
           }
           const wts: tf.Tensor[] = [tf.tensor2d(kern, [fin, fout])];
           if (bias) {
             const b = bias;
-            const bv = Float32Array.from({ length: fout }, (_, j) => beta * (b.data[numel(b.dims) === 1 ? 0 : j] as number));
+            const bv = Float32Array.from({ length: fout }, (_, j) => beta * b.data[numel(b.dims) === 1 ? 0 : j]);
             wts.push(tf.tensor1d(bv));
           }
-          const base = weightBase(ins[1] as string, node.name);
+          const base = weightBase(ins[1], node.name);
           const layer = tf.layers.dense({ name: uniq(base), units: fout, useBias: bias !== null });
           const y = apply(layer, a.sym, wts);
-          const target = skip.has((consumersOf.get(out) ?? [])[0] ?? -1) ? ((nodes[(consumersOf.get(out) ?? [])[0] as number] as NodeProto).output ?? [])[0] as string : out;
+          const target = skip.has((consumersOf.get(out) ?? [])[0] ?? -1)
+            ? (nodes[(consumersOf.get(out) ?? [])[0]].output ?? [])[0]
+            : out;
           values.set(target, { sym: y, kind: 'vector', perm: null });
           return;
         }
         case 'BatchNormalization': {
           const xin = v(ins[0]);
           const [g, b, mean, variance] = [1, 2, 3, 4].map((i) => c(ins[i]));
-          const layer = tf.layers.batchNormalization({ name: layerName('bn'), axis: -1, epsilon: floatAttr(at.get('epsilon'), 1e-5), momentum: floatAttr(at.get('momentum'), 0.9) });
-          const wts = [g, b, mean, variance].map((q) => tf.tensor1d(Float32Array.from((q as Const).data)));
+          const layer = tf.layers.batchNormalization({
+            name: layerName('bn'),
+            axis: -1,
+            epsilon: floatAttr(at.get('epsilon'), 1e-5),
+            momentum: floatAttr(at.get('momentum'), 0.9),
+          });
+          const wts = [g, b, mean, variance].map((q) => tf.tensor1d(Float32Array.from(q.data)));
           return alias({ ...xin, sym: apply(layer, xin.sym, wts) });
         }
         case 'Relu':
           return alias({ ...v(ins[0]), sym: apply(tf.layers.reLU({ name: layerName('relu') }), v(ins[0]).sym) });
         case 'LeakyRelu':
-          return alias({ ...v(ins[0]), sym: apply(tf.layers.leakyReLU({ name: layerName('leaky_relu'), alpha: floatAttr(at.get('alpha'), 0.01) }), v(ins[0]).sym) });
+          return alias({
+            ...v(ins[0]),
+            sym: apply(
+              tf.layers.leakyReLU({ name: layerName('leaky_relu'), alpha: floatAttr(at.get('alpha'), 0.01) }),
+              v(ins[0]).sym,
+            ),
+          });
         case 'Sigmoid':
-          return alias({ ...v(ins[0]), sym: apply(tf.layers.activation({ name: layerName('sigmoid'), activation: 'sigmoid' }), v(ins[0]).sym) });
+          return alias({
+            ...v(ins[0]),
+            sym: apply(tf.layers.activation({ name: layerName('sigmoid'), activation: 'sigmoid' }), v(ins[0]).sym),
+          });
         case 'HardSigmoid':
-          return alias({ ...v(ins[0]), sym: apply(new OnnxHardSigmoid({ name: layerName('hard_sigmoid'), alpha: floatAttr(at.get('alpha'), 0.2), beta: floatAttr(at.get('beta'), 0.5) }), v(ins[0]).sym) });
+          return alias({
+            ...v(ins[0]),
+            sym: apply(
+              new OnnxHardSigmoid({
+                name: layerName('hard_sigmoid'),
+                alpha: floatAttr(at.get('alpha'), 0.2),
+                beta: floatAttr(at.get('beta'), 0.5),
+              }),
+              v(ins[0]).sym,
+            ),
+          });
         case 'HardSwish':
-          return alias({ ...v(ins[0]), sym: apply(new OnnxHardSwish({ name: layerName('hard_swish') }), v(ins[0]).sym) });
+          return alias({
+            ...v(ins[0]),
+            sym: apply(new OnnxHardSwish({ name: layerName('hard_swish') }), v(ins[0]).sym),
+          });
         case 'Softmax': {
           const xin = v(ins[0]);
-          if (xin.kind !== 'vector' && xin.kind !== 'pooled') return fail('Softmax over a 4-D tensor', 'Softmax over the features of [N, F]');
+          if (xin.kind !== 'vector' && xin.kind !== 'pooled')
+            return fail('Softmax over a 4-D tensor', 'Softmax over the features of [N, F]');
           return alias({ ...xin, sym: apply(tf.layers.softmax({ name: layerName('softmax') }), xin.sym) });
         }
         case 'Clip': {
           const xin = v(ins[0]);
-          const lo = ins[1] ? (c(ins[1]).data[0] as number) : floatAttr(at.get('min'), -Infinity);
-          const hi = ins[2] ? (c(ins[2]).data[0] as number) : floatAttr(at.get('max'), Infinity);
+          const lo = ins[1] ? c(ins[1]).data[0] : floatAttr(at.get('min'), -Infinity);
+          const hi = ins[2] ? c(ins[2]).data[0] : floatAttr(at.get('max'), Infinity);
           let layer: tf.layers.Layer;
           if (lo === 0 && hi === 6) layer = tf.layers.reLU({ name: layerName('relu6'), maxValue: 6 });
           else if (lo === 0 && !Number.isFinite(hi)) layer = tf.layers.reLU({ name: layerName('relu') });
@@ -528,24 +658,40 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
         }
         case 'Add':
         case 'Mul': {
-          if (ins.some((n) => isConst(n))) return fail(`${op} with a constant operand`, `${op} of two runtime tensors (a constant bias is supported after MatMul)`);
+          if (ins.some((n) => isConst(n)))
+            return fail(
+              `${op} with a constant operand`,
+              `${op} of two runtime tensors (a constant bias is supported after MatMul)`,
+            );
           const [a, b] = [v(ins[0]), v(ins[1])];
           if (a.perm || b.perm) return fail(`${op} on flattened feature maps`);
           const kind = a.kind === 'image' || b.kind === 'image' ? 'image' : a.kind;
-          const layer = op === 'Add' ? tf.layers.add({ name: layerName('add') }) : tf.layers.multiply({ name: layerName('mul') });
+          const layer =
+            op === 'Add' ? tf.layers.add({ name: layerName('add') }) : tf.layers.multiply({ name: layerName('mul') });
           return alias({ sym: apply(layer, [a.sym, b.sym]), kind, perm: null });
         }
         case 'Concat': {
           const parts = ins.map((n) => v(n));
           const axis = intAttr(at.get('axis'), 1);
-          if (axis !== 1 || parts.some((p) => p.perm || p.kind !== (parts[0] as Value).kind)) return fail(`Concat along axis ${axis}`, 'a channel concat (axis 1) of tensors of one layout');
-          return alias({ sym: apply(tf.layers.concatenate({ name: layerName('concat'), axis: -1 }), parts.map((p) => p.sym)), kind: (parts[0] as Value).kind, perm: null });
+          if (axis !== 1 || parts.some((p) => p.perm || p.kind !== parts[0].kind))
+            return fail(`Concat along axis ${axis}`, 'a channel concat (axis 1) of tensors of one layout');
+          return alias({
+            sym: apply(
+              tf.layers.concatenate({ name: layerName('concat'), axis: -1 }),
+              parts.map((p) => p.sym),
+            ),
+            kind: parts[0].kind,
+            perm: null,
+          });
         }
         case 'GlobalAveragePool':
         case 'GlobalMaxPool': {
           const xin = v(ins[0]);
           if (xin.kind !== 'image') return fail(`${op} input is not an image tensor`);
-          const layer = op === 'GlobalAveragePool' ? tf.layers.globalAveragePooling2d({ name: layerName('gap') }) : tf.layers.globalMaxPooling2d({ name: layerName('gmp') });
+          const layer =
+            op === 'GlobalAveragePool'
+              ? tf.layers.globalAveragePooling2d({ name: layerName('gap') })
+              : tf.layers.globalMaxPooling2d({ name: layerName('gmp') });
           return alias({ sym: apply(layer, xin.sym), kind: 'pooled', perm: null });
         }
         case 'AveragePool':
@@ -553,7 +699,8 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           const xin = v(ins[0]);
           if (xin.kind !== 'image') return fail(`${op} input is not an image tensor`);
           if (intAttr(at.get('ceil_mode'), 0) !== 0) return fail(`${op} with ceil_mode = 1`, 'ceil_mode = 0');
-          if (ints(at.get('dilations'), [1, 1]).some((d) => d !== 1)) return fail(`${op} with dilations`, 'dilations 1');
+          if (ints(at.get('dilations'), [1, 1]).some((d) => d !== 1))
+            return fail(`${op} with dilations`, 'dilations 1');
           const ks = ints(at.get('kernel_shape'), []);
           const st = ints(at.get('strides'), [1, 1]);
           const auto = attrText(at.get('auto_pad')) ?? 'NOTSET';
@@ -561,11 +708,20 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           const pads = auto === 'VALID' ? [0, 0, 0, 0] : ints(at.get('pads'), [0, 0, 0, 0]);
           let src = xin.sym;
           if (pads.some((p) => p !== 0)) {
-            if (op === 'AveragePool' && intAttr(at.get('count_include_pad'), 0) !== 1) return fail('AveragePool with pads and count_include_pad = 0', 'pads 0, or count_include_pad = 1');
+            if (op === 'AveragePool' && intAttr(at.get('count_include_pad'), 0) !== 1)
+              return fail('AveragePool with pads and count_include_pad = 0', 'pads 0, or count_include_pad = 1');
             const value = op === 'MaxPool' ? MAX_POOL_PAD : 0;
-            src = apply(new OnnxPad2D({ name: uniq(`${nodeName}_pad`), pads: [pads[0] as number, pads[2] as number, pads[1] as number, pads[3] as number], value }), src);
+            src = apply(
+              new OnnxPad2D({ name: uniq(`${nodeName}_pad`), pads: [pads[0], pads[2], pads[1], pads[3]], value }),
+              src,
+            );
           }
-          const cfg = { name: layerName(op === 'MaxPool' ? 'maxpool' : 'avgpool'), poolSize: ks.slice(0, 2) as [number, number], strides: st.slice(0, 2) as [number, number], padding: 'valid' as const };
+          const cfg = {
+            name: layerName(op === 'MaxPool' ? 'maxpool' : 'avgpool'),
+            poolSize: ks.slice(0, 2) as [number, number],
+            strides: st.slice(0, 2) as [number, number],
+            padding: 'valid' as const,
+          };
           const layer = op === 'MaxPool' ? tf.layers.maxPooling2d(cfg) : tf.layers.averagePooling2d(cfg);
           return alias({ sym: apply(layer, src), kind: 'image', perm: null });
         }
@@ -575,11 +731,21 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           const mode = attrText(at.get('mode')) ?? 'constant';
           if (mode !== 'constant') return fail(`Pad mode '${mode}'`, 'constant');
           const p = ins[1] ? Array.from(c(ins[1]).data, Number) : ints(at.get('pads'), []);
-          const value = ins[2] ? (c(ins[2]).data[0] as number) : floatAttr(at.get('value'), 0);
-          if (p.length !== 8 || p[0] !== 0 || p[1] !== 0 || p[4] !== 0 || p[5] !== 0 || p.some((q) => q < 0)) return fail(`Pad pads [${p.join(', ')}]`, 'non-negative padding of H and W only');
+          const value = ins[2] ? c(ins[2]).data[0] : floatAttr(at.get('value'), 0);
+          if (p.length !== 8 || p[0] !== 0 || p[1] !== 0 || p[4] !== 0 || p[5] !== 0 || p.some((q) => q < 0))
+            return fail(`Pad pads [${p.join(', ')}]`, 'non-negative padding of H and W only');
           if (p.every((q) => q === 0)) return alias(xin);
           const [t, l, b, r] = [p[2], p[3], p[6], p[7]] as [number, number, number, number];
-          const layer = value === 0 ? tf.layers.zeroPadding2d({ name: layerName('pad'), padding: [[t, b], [l, r]] }) : new OnnxPad2D({ name: layerName('pad'), pads: [t, b, l, r], value });
+          const layer =
+            value === 0
+              ? tf.layers.zeroPadding2d({
+                  name: layerName('pad'),
+                  padding: [
+                    [t, b],
+                    [l, r],
+                  ],
+                })
+              : new OnnxPad2D({ name: layerName('pad'), pads: [t, b, l, r], value });
           return alias({ sym: apply(layer, xin.sym), kind: 'image', perm: null });
         }
         case 'Flatten':
@@ -589,12 +755,25 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           if (op === 'Flatten' && intAttr(at.get('axis'), 1) !== 1) return fail('Flatten with axis != 1', 'axis 1');
           if (op === 'Reshape') {
             const target = Array.from(c(ins[1]).data, Number);
-            const flat = target.length === 2 && (target[1] === -1 || (target[0] !== undefined && (target[0] === -1 || target[0] === 0 || target[0] === 1)));
+            const flat =
+              target.length === 2 &&
+              (target[1] === -1 ||
+                (target[0] !== undefined && (target[0] === -1 || target[0] === 0 || target[0] === 1)));
             if (!flat) return fail(`Reshape to [${target.join(', ')}]`, 'a flatten to [N, F] (layout plumbing only)');
           }
           if (op === 'Squeeze') {
             const axes = ins[1] ? Array.from(c(ins[1]).data, Number) : ints(at.get('axes'), []);
-            if (xin.kind !== 'pooled' || !(axes.length === 0 || axes.map((q) => (q < 0 ? q + 4 : q)).sort().join(',') === '2,3')) return fail('Squeeze other than of the 1x1 spatial axes after global pooling');
+            if (
+              xin.kind !== 'pooled' ||
+              !(
+                axes.length === 0 ||
+                axes
+                  .map((q) => (q < 0 ? q + 4 : q))
+                  .sort()
+                  .join(',') === '2,3'
+              )
+            )
+              return fail('Squeeze other than of the 1x1 spatial axes after global pooling');
           }
           if (xin.kind === 'vector' || xin.kind === 'pooled') return alias({ ...xin, kind: 'vector' });
           if (xin.kind !== 'image') return fail(`${op} of an NHWC input`);
@@ -603,32 +782,60 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           let perm: Int32Array | null = null;
           if (h * w > 1) {
             perm = new Int32Array(h * w * ch);
-            for (let i = 0; i < h; i++) for (let j = 0; j < w; j++) for (let k = 0; k < ch; k++) perm[(i * w + j) * ch + k] = k * h * w + i * w + j;
+            for (let i = 0; i < h; i++)
+              for (let j = 0; j < w; j++)
+                for (let k = 0; k < ch; k++) perm[(i * w + j) * ch + k] = k * h * w + i * w + j;
           }
           return alias({ sym: y, kind: 'vector', perm });
         }
         case 'Unsqueeze': {
           const xin = v(ins[0]);
           const axes = ins[1] ? Array.from(c(ins[1]).data, Number) : ints(at.get('axes'), []);
-          if (xin.kind !== 'vector' || xin.perm || axes.map((q) => (q < 0 ? q + 4 : q)).sort().join(',') !== '2,3') return fail('Unsqueeze other than [N, C] -> [N, C, 1, 1]');
+          if (
+            xin.kind !== 'vector' ||
+            xin.perm ||
+            axes
+              .map((q) => (q < 0 ? q + 4 : q))
+              .sort()
+              .join(',') !== '2,3'
+          )
+            return fail('Unsqueeze other than [N, C] -> [N, C, 1, 1]');
           return alias({ ...xin, kind: 'pooled' });
         }
         case 'Transpose': {
           const xin = v(ins[0]);
           const perm = ints(at.get('perm'), []).join(',');
           if (xin.kind === 'nhwc' && perm === '0,3,1,2') return alias({ ...xin, kind: 'image' });
-          if ((xin.kind === 'vector' || xin.kind === 'pooled') && (perm === '0,1' || perm === '0,1,2,3')) return alias(xin);
-          return fail(`Transpose with perm [${perm}]`, 'layout plumbing only (an NHWC input transposed to NCHW, or an identity)');
+          if ((xin.kind === 'vector' || xin.kind === 'pooled') && (perm === '0,1' || perm === '0,1,2,3'))
+            return alias(xin);
+          return fail(
+            `Transpose with perm [${perm}]`,
+            'layout plumbing only (an NHWC input transposed to NCHW, or an identity)',
+          );
         }
       }
       return fail(`node '${nodeName}' (${op}) is used in a way the importer does not support`);
     });
 
-    const outName = (graph.output ?? [])[0]?.name as string;
+    const outName = (graph.output ?? [])[0]?.name;
     const y = values.get(outName);
-    if (!y) throw new UserError(`the graph output '${outName}' is not produced by a translated node`, { file, field: 'graph.output[0]' });
-    if (y.kind !== 'vector' && y.kind !== 'pooled') throw new UserError(`the graph output '${outName}' is a 4-D tensor`, { file, field: 'graph.output[0]', expected: 'logits [N, classes]' });
-    if (y.perm) throw new UserError(`the graph output '${outName}' is a flattened feature map`, { file, field: 'graph.output[0]', expected: 'logits [N, classes]' });
+    if (!y)
+      throw new UserError(`the graph output '${outName}' is not produced by a translated node`, {
+        file,
+        field: 'graph.output[0]',
+      });
+    if (y.kind !== 'vector' && y.kind !== 'pooled')
+      throw new UserError(`the graph output '${outName}' is a 4-D tensor`, {
+        file,
+        field: 'graph.output[0]',
+        expected: 'logits [N, classes]',
+      });
+    if (y.perm)
+      throw new UserError(`the graph output '${outName}' is a flattened feature map`, {
+        file,
+        field: 'graph.output[0]',
+        expected: 'logits [N, classes]',
+      });
     const model = tf.model({ inputs: x, outputs: y.sym, name: sanitize(graph.name ?? 'onnx') || 'onnx' });
     for (const [layer, w] of pending) layer.setWeights(w);
     return { model, inputShape: shape, opset, producer: `${m.producerName ?? ''} ${m.producerVersion ?? ''}`.trim() };

@@ -15,7 +15,7 @@ type LayerArgs = NonNullable<ConstructorParameters<typeof tf.layers.Layer>[0]>;
 type Kwargs = Parameters<tf.layers.Layer['call']>[1];
 
 function one(inputs: tf.Tensor | tf.Tensor[]): tf.Tensor {
-  return Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+  return Array.isArray(inputs) ? inputs[0] : inputs;
 }
 
 function shapeOf(s: tf.Shape | tf.Shape[]): (number | null)[] {
@@ -44,7 +44,18 @@ export class OnnxPad2D extends tf.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], _kwargs: Kwargs): tf.Tensor {
     const [t, b, l, r] = this.pads;
-    return tf.tidy(() => tf.pad(one(inputs), [[0, 0], [t, b], [l, r], [0, 0]], this.value));
+    return tf.tidy(() =>
+      tf.pad(
+        one(inputs),
+        [
+          [0, 0],
+          [t, b],
+          [l, r],
+          [0, 0],
+        ],
+        this.value,
+      ),
+    );
   }
 
   override getConfig(): tf.serialization.ConfigDict {

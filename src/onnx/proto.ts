@@ -91,7 +91,7 @@ function model(): protobuf.Type {
 export function decodeModel(bytes: Uint8Array): ModelProto {
   const t = model();
   const msg = t.decode(bytes);
-  return t.toObject(msg, { longs: Number, enums: Number, bytes: Uint8Array, defaults: false, arrays: true }) as ModelProto;
+  return t.toObject(msg, { longs: Number, enums: Number, bytes: Uint8Array, defaults: false, arrays: true });
 }
 
 /** Encodes a model to ONNX bytes. */
@@ -107,7 +107,10 @@ export function tensorValues(t: TensorProto): { dims: number[]; data: Float64Arr
   const dims = (t.dims ?? []).map(Number);
   const n = dims.reduce((a, b) => a * b, 1);
   const type = t.dataType ?? DataType.FLOAT;
-  if (t.dataLocation === 1) throw new Error(`tensor '${t.name}' keeps its data in an external file (not supported: save the model with its weights inside)`);
+  if (t.dataLocation === 1)
+    throw new Error(
+      `tensor '${t.name}' keeps its data in an external file (not supported: save the model with its weights inside)`,
+    );
   const raw = t.rawData && t.rawData.byteLength > 0 ? t.rawData : null;
   if (raw) {
     const view = new DataView(raw.buffer, raw.byteOffset, raw.byteLength);
@@ -123,7 +126,10 @@ export function tensorValues(t: TensorProto): { dims: number[]; data: Float64Arr
       else if (type === DataType.DOUBLE) out[i] = view.getFloat64(8 * i, true);
       else if (type === DataType.INT8) out[i] = view.getInt8(i);
       else if (type === DataType.UINT8 || type === DataType.BOOL) out[i] = view.getUint8(i);
-      else throw new Error(`tensor '${t.name}' has data type ${type} (supported: float, double, int8, uint8, int32, int64, bool)`);
+      else
+        throw new Error(
+          `tensor '${t.name}' has data type ${type} (supported: float, double, int8, uint8, int32, int64, bool)`,
+        );
     }
     return { dims, data: out };
   }
@@ -142,9 +148,16 @@ export function floatTensor(name: string, dims: number[], data: ArrayLike<number
 /** An int8 / uint8 / int32 / int64 initializer. */
 export function intTensor(name: string, dims: number[], data: ArrayLike<number>, dataType: number): TensorProto {
   if (dataType === DataType.INT8) return { name, dims, dataType, rawData: new Uint8Array(Int8Array.from(data).buffer) };
-  if (dataType === DataType.UINT8 || dataType === DataType.BOOL) return { name, dims, dataType, rawData: Uint8Array.from(data) };
-  if (dataType === DataType.INT32) return { name, dims, dataType, rawData: new Uint8Array(Int32Array.from(data).buffer) };
-  return { name, dims, dataType, rawData: new Uint8Array(BigInt64Array.from(Array.from(data, (v) => BigInt(v))).buffer) };
+  if (dataType === DataType.UINT8 || dataType === DataType.BOOL)
+    return { name, dims, dataType, rawData: Uint8Array.from(data) };
+  if (dataType === DataType.INT32)
+    return { name, dims, dataType, rawData: new Uint8Array(Int32Array.from(data).buffer) };
+  return {
+    name,
+    dims,
+    dataType,
+    rawData: new Uint8Array(BigInt64Array.from(Array.from(data, (v) => BigInt(v))).buffer),
+  };
 }
 
 export function attrInt(name: string, i: number): AttributeProto {

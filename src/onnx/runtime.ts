@@ -15,11 +15,11 @@ export async function loadOrt(): Promise<OrtModule | null> {
   if (state) return state.ort;
   try {
     const mod = (await import('onnxruntime-node')) as OrtModule & { default?: OrtModule };
-    const ort = (mod.InferenceSession ? mod : mod.default) as OrtModule;
+    const ort = mod.InferenceSession ? mod : mod.default;
     if (!ort?.InferenceSession) throw new Error('onnxruntime-node has no InferenceSession');
     state = { ort, error: null };
   } catch (e) {
-    state = { ort: null, error: e instanceof Error ? e.message.split('\n')[0] ?? e.message : String(e) };
+    state = { ort: null, error: e instanceof Error ? (e.message.split('\n')[0] ?? e.message) : String(e) };
   }
   return state.ort;
 }
@@ -33,7 +33,11 @@ export function ortLoadError(): string | null {
 export async function ortVersion(): Promise<string | null> {
   const ort = await loadOrt();
   if (!ort) return null;
-  return (ort.env as { versions?: { node?: string; common?: string } }).versions?.node ?? (ort.env as { versions?: { common?: string } }).versions?.common ?? 'unknown';
+  return (
+    (ort.env as { versions?: { node?: string; common?: string } }).versions?.node ??
+    (ort.env as { versions?: { common?: string } }).versions?.common ??
+    'unknown'
+  );
 }
 
 /** A CPU session over ONNX bytes with `threads` intra-op threads. */

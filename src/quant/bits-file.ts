@@ -23,7 +23,9 @@ export function readBitsFile(path: string, layers: readonly LayerInfo[]): BitCon
     text = readFileSync(path, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'bits file not found' : `cannot read bits file: ${code ?? String(e)}`, { file: path });
+    throw new UserError(code === 'ENOENT' ? 'bits file not found' : `cannot read bits file: ${code ?? String(e)}`, {
+      file: path,
+    });
   }
   let data: unknown;
   try {
@@ -41,7 +43,10 @@ export function readBitsFile(path: string, layers: readonly LayerInfo[]): BitCon
 /** Checks parsed bits-file content against the model's layers; `file` names it in errors. */
 export function parseBits(data: unknown, layers: readonly LayerInfo[], file: string): BitConfig {
   const problems: string[] = [];
-  const list = data !== null && typeof data === 'object' && !Array.isArray(data) ? (data as { layers?: unknown }).layers : undefined;
+  const list =
+    data !== null && typeof data === 'object' && !Array.isArray(data)
+      ? (data as { layers?: unknown }).layers
+      : undefined;
   if (!Array.isArray(list)) {
     throw new UserError('expected an object with a "layers" array', {
       file,
@@ -63,7 +68,8 @@ export function parseBits(data: unknown, layers: readonly LayerInfo[], file: str
     }
     const e = entry as Record<string, unknown>;
     for (const key of Object.keys(e)) {
-      if (!['name', 'wBits', 'aBits'].includes(key)) problems.push(`${at}.${key}: unknown field (allowed: name, wBits, aBits)`);
+      if (!['name', 'wBits', 'aBits'].includes(key))
+        problems.push(`${at}.${key}: unknown field (allowed: name, wBits, aBits)`);
     }
     let ok = true;
     if (typeof e.name !== 'string') {
@@ -83,7 +89,9 @@ export function parseBits(data: unknown, layers: readonly LayerInfo[], file: str
     if (typeof e.name !== 'string') return;
     const idx = byName.get(e.name);
     if (idx === undefined) {
-      problems.push(`${at}.name: the model has no quantizable layer '${e.name}' (layers: ${layers.map((l) => l.name).join(', ')})`);
+      problems.push(
+        `${at}.name: the model has no quantizable layer '${e.name}' (layers: ${layers.map((l) => l.name).join(', ')})`,
+      );
       return;
     }
     const prev = seenAt.get(e.name);
@@ -95,14 +103,20 @@ export function parseBits(data: unknown, layers: readonly LayerInfo[], file: str
     if (ok) found[idx] = { wBits: e.wBits as number, aBits: e.aBits as number };
   });
   const missing = layers.filter((l) => !seenAt.has(l.name)).map((l) => l.name);
-  if (missing.length) problems.push(`$.layers: no entry for layer${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (one entry per quantizable layer)`);
+  if (missing.length)
+    problems.push(
+      `$.layers: no entry for layer${missing.length > 1 ? 's' : ''} ${missing.join(', ')} (one entry per quantizable layer)`,
+    );
   if (problems.length) {
-    throw new UserError(`invalid bits file (${problems.length} problem${problems.length === 1 ? '' : 's'})`, { file, problems });
+    throw new UserError(`invalid bits file (${problems.length} problem${problems.length === 1 ? '' : 's'})`, {
+      file,
+      problems,
+    });
   }
   return found as LayerBits[];
 }
 
 /** The JSON a bits file holds for an allocation (the inverse of readBitsFile). */
 export function bitsFileContent(layers: readonly LayerInfo[], bits: BitConfig): { layers: BitsFileEntry[] } {
-  return { layers: layers.map((l, i) => ({ name: l.name, wBits: (bits[i] as LayerBits).wBits, aBits: (bits[i] as LayerBits).aBits })) };
+  return { layers: layers.map((l, i) => ({ name: l.name, wBits: bits[i].wBits, aBits: bits[i].aBits })) };
 }

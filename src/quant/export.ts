@@ -130,7 +130,17 @@ export function exportNetwork(net: QuantNetwork, outDir: string, opts: { bits?: 
     if (p.kernel) {
       const bytes = new Uint8Array(Float32Array.from(p.kernel).buffer);
       const at = push(bytes);
-      return { ...base, encoding: 'float32', qmin: null, qmax: null, weightsOffset: at, weightsBytes: bytes.byteLength, scalesOffset: null, scalesBytes: 0, scales: null };
+      return {
+        ...base,
+        encoding: 'float32',
+        qmin: null,
+        qmax: null,
+        weightsOffset: at,
+        weightsBytes: bytes.byteLength,
+        scalesOffset: null,
+        scalesBytes: 0,
+        scales: null,
+      };
     }
     const codes = p.codes as Float32Array;
     const scales = p.scales as Float32Array;
@@ -152,9 +162,13 @@ export function exportNetwork(net: QuantNetwork, outDir: string, opts: { bits?: 
   });
 
   // topology: quantized layers frozen at their exported grids, folded BatchNorms removed
-  const topo = JSON.parse(JSON.stringify(net.model.toJSON(null, false))) as { config: { layers: PyLayer[]; output_layers: unknown } } & Record<string, unknown>;
+  const topo = JSON.parse(JSON.stringify(net.model.toJSON(null, false))) as {
+    config: { layers: PyLayer[]; output_layers: unknown };
+  } & Record<string, unknown>;
   const byName = new Map(layers.map((l) => [l.name, l] as const));
-  const folded = new Map(layers.filter((l) => l.foldedBatchNorm).map((l) => [l.foldedBatchNorm as string, l.name] as const));
+  const folded = new Map(
+    layers.filter((l) => l.foldedBatchNorm).map((l) => [l.foldedBatchNorm as string, l.name] as const),
+  );
   topo.config.layers = topo.config.layers.filter((l) => !folded.has(l.name));
   for (const [bnName, qName] of folded) {
     for (const l of topo.config.layers) l.inbound_nodes = rewire(l.inbound_nodes, bnName, qName) as unknown[];
@@ -164,7 +178,9 @@ export function exportNetwork(net: QuantNetwork, outDir: string, opts: { bits?: 
     const e = byName.get(l.name);
     if (!e) continue;
     l.config['frozen_weights'] = true;
-    l.config['fixed_act'] = e.activation ? { scale: e.activation.scale, qmin: e.activation.qmin, qmax: e.activation.qmax, binary: e.activation.binary } : null;
+    l.config['fixed_act'] = e.activation
+      ? { scale: e.activation.scale, qmin: e.activation.qmin, qmax: e.activation.qmax, binary: e.activation.binary }
+      : null;
     l.config['use_bias'] = e.bias !== null;
     l.config['w_bits'] = e.wBits;
     l.config['a_bits'] = e.aBits;
@@ -204,7 +220,10 @@ export function exportNetwork(net: QuantNetwork, outDir: string, opts: { bits?: 
 }
 
 /** Bytes the allocation implies for weights.bin: packed codes + float32 scales (or float kernels). */
-export function exportedWeightBytes(layers: readonly { params: number; outChannels: number }[], bits: BitConfig): number {
+export function exportedWeightBytes(
+  layers: readonly { params: number; outChannels: number }[],
+  bits: BitConfig,
+): number {
   return layers.reduce((sum, l, i) => {
     const w = bits[i]?.wBits ?? FLOAT_BITS;
     return sum + (w >= FLOAT_BITS ? 4 * l.params : packedBytes(l.params, w) + 4 * l.outChannels);
@@ -222,13 +241,18 @@ function readFile(file: string, what: string): Buffer {
     return fs.readFileSync(file);
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${(e as Error).message}`, { file });
+    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${(e as Error).message}`, {
+      file,
+    });
   }
 }
 
 function slice(buf: Buffer, off: number, bytes: number, file: string, field: string): Uint8Array {
   if (!Number.isInteger(off) || off < 0 || off + bytes > buf.byteLength) {
-    throw new UserError(`byte range ${off}..${off + bytes} is outside the file (${buf.byteLength} bytes): truncated or corrupt`, { file, field });
+    throw new UserError(
+      `byte range ${off}..${off + bytes} is outside the file (${buf.byteLength} bytes): truncated or corrupt`,
+      { file, field },
+    );
   }
   return new Uint8Array(buf.buffer, buf.byteOffset + off, bytes);
 }
@@ -253,18 +277,24 @@ export async function loadExport(dir: string): Promise<ExportedNetwork> {
   const wfile = path.join(dir, manifest.weightsFile);
   const wbuf = readFile(wfile, 'exported weights');
   if (wbuf.byteLength !== manifest.weightsBytes) {
-    throw new UserError(`holds ${wbuf.byteLength} bytes, the manifest says ${manifest.weightsBytes} (truncated or corrupt)`, { file: wfile });
+    throw new UserError(
+      `holds ${wbuf.byteLength} bytes, the manifest says ${manifest.weightsBytes} (truncated or corrupt)`,
+      { file: wfile },
+    );
   }
   let model: tf.LayersModel;
   try {
-    model = await tf.models.modelFromJSON({ modelTopology: manifest.topology as tf.io.ModelArtifacts['modelTopology'] } as Parameters<typeof tf.models.modelFromJSON>[0]);
+    model = await tf.models.modelFromJSON({
+      modelTopology: manifest.topology as tf.io.ModelArtifacts['modelTopology'],
+    } as Parameters<typeof tf.models.modelFromJSON>[0]);
   } catch (e) {
     throw new UserError(`cannot rebuild the network: ${(e as Error).message}`, { file: mfile, field: '$.topology' });
   }
   manifest.layers.forEach((e, i) => {
     const field = `$.layers[${i}]`;
     const q = model.getLayer(e.name);
-    if (!(q instanceof QuantLayerClass)) throw new UserError(`layer '${e.name}' is not a quantized layer in the topology`, { file: mfile, field });
+    if (!(q instanceof QuantLayerClass))
+      throw new UserError(`layer '${e.name}' is not a quantized layer in the topology`, { file: mfile, field });
     const bytes = slice(wbuf, e.weightsOffset, e.weightsBytes, wfile, `${mfile} ${field}.weightsOffset`);
     tf.tidy(() => {
       let kernel: tf.Tensor;
@@ -273,7 +303,10 @@ export async function loadExport(dir: string): Promise<ExportedNetwork> {
       } else {
         const codes = unpackCodes(bytes, e.params, e.wBits);
         const sc = floats(slice(wbuf, e.scalesOffset ?? -1, e.scalesBytes, wfile, `${mfile} ${field}.scalesOffset`));
-        kernel = tf.mul(tf.tensor(Float32Array.from(codes), e.kernelShape), tf.reshape(tf.tensor(sc), q.channelShape()));
+        kernel = tf.mul(
+          tf.tensor(Float32Array.from(codes), e.kernelShape),
+          tf.reshape(tf.tensor(sc), q.channelShape()),
+        );
       }
       q.getKernel().write(kernel);
       const b = q.getBias();
@@ -286,7 +319,11 @@ export async function loadExport(dir: string): Promise<ExportedNetwork> {
     const byLayer = new Map<string, ExtraWeight[]>();
     for (const w of manifest.floatWeights) byLayer.set(w.layer, [...(byLayer.get(w.layer) ?? []), w]);
     for (const [name, ws] of byLayer) {
-      const tensors = ws.sort((a, b) => a.index - b.index).map((w, j) => tf.tensor(floats(slice(fbuf, w.offset, w.bytes, ffile, `${mfile} $.floatWeights[${j}]`)), w.shape));
+      const tensors = ws
+        .sort((a, b) => a.index - b.index)
+        .map((w, j) =>
+          tf.tensor(floats(slice(fbuf, w.offset, w.bytes, ffile, `${mfile} $.floatWeights[${j}]`)), w.shape),
+        );
       model.getLayer(name).setWeights(tensors);
       tf.dispose(tensors);
     }

@@ -46,7 +46,7 @@ export function consumers(model: tf.LayersModel): Map<string, string[]> {
 export function followingBatchNorm(model: tf.LayersModel, layer: tf.layers.Layer): tf.layers.Layer | null {
   const cons = consumers(model).get(layer.name) ?? [];
   if (cons.length !== 1) return null;
-  const next = model.getLayer(cons[0] as string);
+  const next = model.getLayer(cons[0]);
   if (next.getClassName() !== 'BatchNormalization') return null;
   if (inboundNames(next).length !== 1) return null;
   const axis = next.getConfig()['axis'];
@@ -80,11 +80,14 @@ export function computeInventory(model: tf.LayersModel): LayerInfo[] {
     const inputs = new Set(inboundNames(l));
     let live = 0;
     for (let j = 0; j < pos; j++) {
-      const p = layers[j] as tf.layers.Layer;
+      const p = layers[j];
       if (inputs.has(p.name)) continue;
       if ((lastUse.get(p.name) ?? -1) > pos) live += outputsOf.get(p.name) ?? 0;
     }
-    let info: Omit<LayerInfo, 'index' | 'params' | 'biasParams' | 'inElements' | 'outElements' | 'liveElements' | 'name'>;
+    let info: Omit<
+      LayerInfo,
+      'index' | 'params' | 'biasParams' | 'inElements' | 'outElements' | 'liveElements' | 'name'
+    >;
     if (l instanceof QConv2D || l instanceof QDepthwiseConv2D) {
       const [kh, kw] = l.kernelSize;
       const inC = inShape[3] as number;
@@ -104,7 +107,7 @@ export function computeInventory(model: tf.LayersModel): LayerInfo[] {
       };
     } else {
       const d = l as QDense;
-      const inC = kShape[0] as number;
+      const inC = kShape[0];
       const rows = elems(inShape) / inC;
       info = {
         kind: 'dense',

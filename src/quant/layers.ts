@@ -99,7 +99,7 @@ function tidyValue<T>(f: () => T): T {
 }
 
 function readScalar(v: tf.LayerVariable): number {
-  return tf.tidy(() => v.read().dataSync()[0] as number);
+  return tf.tidy(() => v.read().dataSync()[0]);
 }
 
 function writeScalar(v: tf.LayerVariable, value: number): void {
@@ -228,9 +228,9 @@ export abstract class QuantLayer extends tf.layers.Layer {
   /** Shape of one-scale-per-output-channel that broadcasts against the kernel. */
   channelShape(): number[] {
     const ks = this.getKernel().shape as number[];
-    if (this.kind === 'depthwise') return [1, 1, ks[2] as number, ks[3] as number];
-    if (this.kind === 'dense') return [1, ks[1] as number];
-    return [1, 1, 1, ks[3] as number];
+    if (this.kind === 'depthwise') return [1, 1, ks[2], ks[3]];
+    if (this.kind === 'dense') return [1, ks[1]];
+    return [1, 1, 1, ks[3]];
   }
 
   get outChannels(): number {
@@ -241,7 +241,7 @@ export abstract class QuantLayer extends tf.layers.Layer {
     const step = this.wStep as tf.LayerVariable;
     if (this.wInitPending || readScalar(step) <= 0) {
       const range = this.weightRange();
-      const m = tf.tidy(() => tf.mean(tf.abs(k)).dataSync()[0] as number);
+      const m = tf.tidy(() => tf.mean(tf.abs(k)).dataSync()[0]);
       const init = this.wBits <= 1 ? m : (2 * m) / Math.sqrt(Math.max(1, range.qmax));
       writeScalar(step, Math.max(init, MIN_STEP));
       this.wInitPending = false;
@@ -266,7 +266,16 @@ export abstract class QuantLayer extends tf.layers.Layer {
     const range = this.weightRange();
     const c = tf.clipByValue(tf.div(k, s), range.qmin, range.qmax);
     const codes = this.wBits <= 1 ? tf.step(c, -1) : tf.round(c);
-    return { codes, scales: tf.broadcastTo(tf.reshape(s, this.channelShape().map(() => 1)), this.channelShape()) };
+    return {
+      codes,
+      scales: tf.broadcastTo(
+        tf.reshape(
+          s,
+          this.channelShape().map(() => 1),
+        ),
+        this.channelShape(),
+      ),
+    };
   }
 
   /**
@@ -370,13 +379,13 @@ export abstract class QuantLayer extends tf.layers.Layer {
   /** LSQ's step initialisation 2 * mean|x| / sqrt(Qp) (signed 1-bit: mean|x|). */
   private lsqActInit(x: tf.Tensor): number {
     const range = lsqRange(this.aBits, this.signed);
-    const m = tf.tidy(() => tf.mean(tf.abs(x)).dataSync()[0] as number);
+    const m = tf.tidy(() => tf.mean(tf.abs(x)).dataSync()[0]);
     const init = this.signed && this.aBits <= 1 ? m : (2 * m) / Math.sqrt(Math.max(1, range.qmax));
     return Math.max(init, MIN_STEP);
   }
 
   private batchMax(x: tf.Tensor): number {
-    return tf.tidy(() => (this.signed ? tf.max(tf.abs(x)) : tf.max(x)).dataSync()[0] as number);
+    return tf.tidy(() => (this.signed ? tf.max(tf.abs(x)) : tf.max(x)).dataSync()[0]);
   }
 
   /** Updates the activation statistics from a batch (STE clip EMA; LSQ / PACT first-batch init). */
@@ -428,20 +437,27 @@ export abstract class QuantLayer extends tf.layers.Layer {
    * the folded bias, and the float kernel at 32 bits. A channel whose folded scale is negative
    * on a symmetric grid has its codes and scale negated (same product, positive scale).
    */
-  exportParams(): { codes: Float32Array | null; scales: Float32Array | null; kernel: Float32Array | null; bias: Float32Array | null; range: IntRange | null } {
+  exportParams(): {
+    codes: Float32Array | null;
+    scales: Float32Array | null;
+    kernel: Float32Array | null;
+    bias: Float32Array | null;
+    range: IntRange | null;
+  } {
     return tidyValue(() => {
       const p = this.inferenceParams();
       const bias = p.bias ? Float32Array.from(p.bias.dataSync()) : null;
-      if (!p.codes || !p.scales) return { codes: null, scales: null, kernel: Float32Array.from(p.kernel.dataSync()), bias, range: null };
+      if (!p.codes || !p.scales)
+        return { codes: null, scales: null, kernel: Float32Array.from(p.kernel.dataSync()), bias, range: null };
       const codes = Float32Array.from(p.codes.dataSync());
       const scales = Float32Array.from(p.scales.dataSync());
       const range = this.weightRange();
       if (range.qmin === -range.qmax) {
         const C = scales.length;
         for (let c = 0; c < C; c++) {
-          if ((scales[c] as number) >= 0) continue;
-          scales[c] = -(scales[c] as number);
-          for (let e = c; e < codes.length; e += C) codes[e] = -(codes[e] as number) + 0;
+          if (scales[c] >= 0) continue;
+          scales[c] = -scales[c];
+          for (let e = c; e < codes.length; e += C) codes[e] = -codes[e] + 0;
         }
       }
       return { codes, scales, kernel: null, bias, range };
@@ -449,7 +465,7 @@ export abstract class QuantLayer extends tf.layers.Layer {
   }
 
   protected applyActivation(y: tf.Tensor): tf.Tensor {
-    return (ACTIVATIONS[this.activation] as (x: tf.Tensor) => tf.Tensor)(y);
+    return ACTIVATIONS[this.activation](y);
   }
 
   protected fusedActivation(): 'linear' | 'relu' | null {
@@ -467,14 +483,19 @@ export abstract class QuantLayer extends tf.layers.Layer {
 
   override call(inputs: tf.Tensor | tf.Tensor[], kwargs: Kwargs): tf.Tensor {
     return tf.tidy(() => {
-      const x0 = Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs;
+      const x0 = Array.isArray(inputs) ? inputs[0] : inputs;
       const training = kwargs['training'] === true;
       const x = this.quantizeInput(x0, training);
       if (training && this.foldBnInTraining && this.foldedBn && !this.weightMix) {
         const f = this.foldedTrainingParams();
         return this.forward(x, f.kernel, f.bias);
       }
-      if (training) return this.forward(x, this.weightMix ? this.weightMix(this) : this.quantizedKernel(), this.bias ? this.bias.read() : null);
+      if (training)
+        return this.forward(
+          x,
+          this.weightMix ? this.weightMix(this) : this.quantizedKernel(),
+          this.bias ? this.bias.read() : null,
+        );
       const p = this.inferenceParams();
       return this.forward(x, p.kernel, p.bias);
     });
@@ -502,10 +523,10 @@ export function batchNormFactors(bn: tf.layers.Layer): { k: tf.Tensor; mean: tf.
   const cfg = bn.getConfig();
   const w = bn.getWeights();
   let i = 0;
-  const gamma = cfg['scale'] !== false ? (w[i++] as tf.Tensor) : null;
-  const beta = cfg['center'] !== false ? (w[i++] as tf.Tensor) : null;
-  const mean = w[i++] as tf.Tensor;
-  const variance = w[i++] as tf.Tensor;
+  const gamma = cfg['scale'] !== false ? w[i++] : null;
+  const beta = cfg['center'] !== false ? w[i++] : null;
+  const mean = w[i++];
+  const variance = w[i++];
   const eps = typeof cfg['epsilon'] === 'number' ? cfg['epsilon'] : 1e-3;
   const inv = tf.div(1, tf.sqrt(tf.add(variance, eps)));
   return { k: gamma ? tf.mul(gamma, inv) : inv, mean, beta: beta ?? tf.zerosLike(mean) };
@@ -514,8 +535,11 @@ export function batchNormFactors(bn: tf.layers.Layer): { k: tf.Tensor; mean: tf.
 /** PACT with the L2 decay of alpha folded into alpha's gradient. */
 function pactWithDecay(x: tf.Tensor, alpha: tf.Tensor, bits: number, signed: boolean): tf.Tensor {
   const decay = customOp(1, ([a], save) => {
-    save([a as tf.Tensor]);
-    return { value: tf.add(a as tf.Tensor, 0), gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.add(dy, tf.mul(saved[0] as tf.Tensor, PACT_DECAY))] };
+    save([a]);
+    return {
+      value: tf.add(a, 0),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.add(dy, tf.mul(saved[0], PACT_DECAY))],
+    };
   });
   return pactQuantize(x, decay(alpha), bits, signed);
 }
@@ -566,7 +590,14 @@ function spatialOutSize(s: Shape, g: SpatialGeometry): [number | null, number | 
 }
 
 /** A fused NHWC convolution op called with the layer's geometry. */
-function spatialForward(op: FusedSpatialOp, g: SpatialGeometry, x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null, activation: 'linear' | 'relu'): tf.Tensor {
+function spatialForward(
+  op: FusedSpatialOp,
+  g: SpatialGeometry,
+  x: tf.Tensor,
+  w: tf.Tensor,
+  bias: tf.Tensor | null,
+  activation: 'linear' | 'relu',
+): tf.Tensor {
   return op({
     x: x as tf.Tensor4D,
     filter: w as tf.Tensor4D,
@@ -724,10 +755,10 @@ export class QDense extends QuantLayer {
   }
 
   protected forward(x: tf.Tensor, w: tf.Tensor, bias: tf.Tensor | null): tf.Tensor {
-    const inDim = w.shape[0] as number;
+    const inDim = w.shape[0];
     const x2 = x.rank === 2 ? x : tf.reshape(x, [-1, inDim]);
     return this.withActivation((activation) => {
-      const y = tf.fused.matMul({ a: x2 as tf.Tensor2D, b: w as tf.Tensor2D, bias: bias ?? undefined, activation });
+      const y = tf.fused.matMul({ a: x2, b: w, bias: bias ?? undefined, activation });
       return x.rank === 2 ? y : tf.reshape(y, [...x.shape.slice(0, -1), this.units]);
     });
   }

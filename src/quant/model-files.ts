@@ -32,7 +32,10 @@ function readJson(file: string, what: string): unknown {
     text = fs.readFileSync(file, 'utf8');
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${(e as Error).message}`, { file, expected: 'a tfjs layers model.json (as written by model.save)' });
+    throw new UserError(code === 'ENOENT' ? `${what} not found` : `cannot read ${what}: ${(e as Error).message}`, {
+      file,
+      expected: 'a tfjs layers model.json (as written by model.save)',
+    });
   }
   try {
     return JSON.parse(text) as unknown;
@@ -50,14 +53,24 @@ function specBytes(spec: tf.io.WeightsManifestEntry): number {
 }
 
 /** Reads model.json and its weight shards into ModelArtifacts, validating everything. */
-export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifacts; file: string; json: Record<string, unknown> } {
+export function readModelArtifacts(spec: string): {
+  artifacts: tf.io.ModelArtifacts;
+  file: string;
+  json: Record<string, unknown>;
+} {
   const file = modelJsonPath(spec);
   const json = readJson(file, 'model file');
   if (!isObject(json)) throw new UserError('model file must hold a JSON object', { file, field: '$' });
   const topology = json['modelTopology'];
-  if (!isObject(topology)) throw new UserError('missing or invalid modelTopology', { file, field: '$.modelTopology', expected: 'an object (tfjs layers model format)' });
+  if (!isObject(topology))
+    throw new UserError('missing or invalid modelTopology', {
+      file,
+      field: '$.modelTopology',
+      expected: 'an object (tfjs layers model format)',
+    });
   const manifest = json['weightsManifest'] ?? [];
-  if (!Array.isArray(manifest)) throw new UserError('weightsManifest must be an array', { file, field: '$.weightsManifest' });
+  if (!Array.isArray(manifest))
+    throw new UserError('weightsManifest must be an array', { file, field: '$.weightsManifest' });
   const dir = path.dirname(file);
   const specs: tf.io.WeightsManifestEntry[] = [];
   const buffers: Uint8Array[] = [];
@@ -69,25 +82,39 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
     const weights = group['weights'] as unknown[];
     let expected = 0;
     weights.forEach((w, i) => {
-      if (!isObject(w) || typeof w['name'] !== 'string' || !Array.isArray(w['shape']) || typeof w['dtype'] !== 'string') {
+      if (
+        !isObject(w) ||
+        typeof w['name'] !== 'string' ||
+        !Array.isArray(w['shape']) ||
+        typeof w['dtype'] !== 'string'
+      ) {
         throw new UserError('weight entry needs name, shape and dtype', { file, field: `${field}.weights[${i}]` });
       }
       const entry = w as unknown as tf.io.WeightsManifestEntry;
       try {
         expected += specBytes(entry);
       } catch (e) {
-        throw new UserError((e as Error).message, { file, field: `${field}.weights[${i}].dtype`, expected: Object.keys(DTYPE_BYTES).join('|') });
+        throw new UserError((e as Error).message, {
+          file,
+          field: `${field}.weights[${i}].dtype`,
+          expected: Object.keys(DTYPE_BYTES).join('|'),
+        });
       }
       specs.push(entry);
     });
     let got = 0;
     const shardFiles: string[] = [];
     for (const [i, p] of (group['paths'] as unknown[]).entries()) {
-      if (typeof p !== 'string') throw new UserError('shard path must be a string', { file, field: `${field}.paths[${i}]` });
+      if (typeof p !== 'string')
+        throw new UserError('shard path must be a string', { file, field: `${field}.paths[${i}]` });
       const shard = path.resolve(dir, p);
       const rel = path.relative(dir, shard);
       if (path.isAbsolute(p) || rel === '' || rel.startsWith('..') || path.isAbsolute(rel)) {
-        throw new UserError(`shard path '${p}' leaves the model folder ${dir}`, { file, field: `${field}.paths[${i}]`, expected: 'a file name inside the folder of model.json, e.g. weights.bin' });
+        throw new UserError(`shard path '${p}' leaves the model folder ${dir}`, {
+          file,
+          field: `${field}.paths[${i}]`,
+          expected: 'a file name inside the folder of model.json, e.g. weights.bin',
+        });
       }
       shardFiles.push(shard);
       let buf: Buffer;
@@ -95,16 +122,22 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
         buf = fs.readFileSync(shard);
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
-        throw new UserError(code === 'ENOENT' ? 'weight shard not found' : `cannot read weight shard: ${(e as Error).message}`, { file: shard, field: `${file} ${field}.paths[${i}]` });
+        throw new UserError(
+          code === 'ENOENT' ? 'weight shard not found' : `cannot read weight shard: ${(e as Error).message}`,
+          { file: shard, field: `${file} ${field}.paths[${i}]` },
+        );
       }
       buffers.push(new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength));
       got += buf.byteLength;
     }
     if (got !== expected) {
-      throw new UserError(`weight shard size mismatch: the manifest needs ${expected} bytes, the shard(s) hold ${got} (truncated or corrupt)`, {
-        file: shardFiles.join(', '),
-        field: `${file} ${field}`,
-      });
+      throw new UserError(
+        `weight shard size mismatch: the manifest needs ${expected} bytes, the shard(s) hold ${got} (truncated or corrupt)`,
+        {
+          file: shardFiles.join(', '),
+          field: `${file} ${field}`,
+        },
+      );
     }
   });
   const total = buffers.reduce((a, b) => a + b.byteLength, 0);
@@ -118,7 +151,7 @@ export function readModelArtifacts(spec: string): { artifacts: tf.io.ModelArtifa
     file,
     json,
     artifacts: {
-      modelTopology: topology as tf.io.ModelArtifacts['modelTopology'],
+      modelTopology: topology,
       weightSpecs: specs,
       weightData: data.buffer,
       format: typeof json['format'] === 'string' ? json['format'] : undefined,
@@ -135,11 +168,11 @@ export function explainBuildError(e: unknown, artifacts: tf.io.ModelArtifacts): 
   const m = /Shape mismatch: \[([\d,\s]*)\] vs\. \[([\d,\s]*)\]/.exec(msg);
   if (!m) return msg;
   const norm = (t: string) => t.replace(/\s+/g, '');
-  const [expected, got] = [norm(m[1] as string), norm(m[2] as string)];
+  const [expected, got] = [norm(m[1]), norm(m[2])];
   const hit = (artifacts.weightSpecs ?? []).filter((w) => w.shape.join(',') === got);
   if (hit.length === 0) return msg;
   const names = hit.map((w) => w.name);
-  const layer = (names[0] as string).split('/')[0];
+  const layer = names[0].split('/')[0];
   return `weight ${names.join(' or ')} (layer '${layer}') has shape [${got}] in the weights manifest, but the layer needs [${expected}]`;
 }
 
@@ -149,7 +182,11 @@ function joinWeightData(d: tf.io.WeightData | undefined): ArrayBuffer {
 }
 
 /** Writes a tfjs layers model as dir/model.json + dir/weights.bin (one shard). */
-export async function writeModelFiles(model: tf.LayersModel, dir: string, extra: Record<string, unknown> = {}): Promise<void> {
+export async function writeModelFiles(
+  model: tf.LayersModel,
+  dir: string,
+  extra: Record<string, unknown> = {},
+): Promise<void> {
   fs.mkdirSync(dir, { recursive: true });
   await model.save(
     tf.io.withSaveHandler(async (a: tf.io.ModelArtifacts) => {
@@ -164,7 +201,9 @@ export async function writeModelFiles(model: tf.LayersModel, dir: string, extra:
         ...extra,
       };
       fs.writeFileSync(path.join(dir, MODEL_JSON), JSON.stringify(json));
-      return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: data.byteLength } };
+      return {
+        modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON', weightDataBytes: data.byteLength },
+      };
     }),
   );
 }

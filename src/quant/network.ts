@@ -22,8 +22,12 @@ function foldAtInference(q: QuantLayer, bn: tf.layers.Layer): void {
   if (marked[FOLDED]) return;
   marked[FOLDED] = true;
   const original: LayerCall = bn.call.bind(bn);
-  bn.call = ((inputs, kwargs) =>
-    kwargs['training'] === true && !q.foldBnInTraining ? original(inputs, kwargs) : Array.isArray(inputs) ? (inputs[0] as tf.Tensor) : inputs) as LayerCall;
+  bn.call = (inputs, kwargs) =>
+    kwargs['training'] === true && !q.foldBnInTraining
+      ? original(inputs, kwargs)
+      : Array.isArray(inputs)
+        ? inputs[0]
+        : inputs;
 }
 
 export class QuantNetwork implements QuantizedNetwork {
@@ -44,12 +48,18 @@ export class QuantNetwork implements QuantizedNetwork {
 
   setBits(bits: BitConfig): void {
     if (bits.length !== this.qlayers.length) {
-      throw new UserError(`bit configuration has ${bits.length} entries, the network has ${this.qlayers.length} quantizable layers`, {
-        expected: `${this.qlayers.length} entries (${this.qlayers.map((l) => l.name).join(', ')})`,
-      });
+      throw new UserError(
+        `bit configuration has ${bits.length} entries, the network has ${this.qlayers.length} quantizable layers`,
+        {
+          expected: `${this.qlayers.length} entries (${this.qlayers.map((l) => l.name).join(', ')})`,
+        },
+      );
     }
     bits.forEach((b, i) => {
-      for (const [field, v] of [['wBits', b.wBits], ['aBits', b.aBits]] as const) {
+      for (const [field, v] of [
+        ['wBits', b.wBits],
+        ['aBits', b.aBits],
+      ] as const) {
         if (!VALID_BITS.includes(v)) {
           throw new UserError(`invalid ${field} ${String(v)} for layer ${this.qlayers[i]?.name}`, {
             field: `layers[${i}].${field}`,
@@ -58,7 +68,7 @@ export class QuantNetwork implements QuantizedNetwork {
         }
       }
     });
-    bits.forEach((b, i) => (this.qlayers[i] as QuantLayer).setLayerBits(b.wBits, b.aBits));
+    bits.forEach((b, i) => this.qlayers[i].setLayerBits(b.wBits, b.aBits));
   }
 
   getBits(): BitConfig {

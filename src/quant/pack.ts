@@ -15,7 +15,7 @@ export function packCodes(codes: ArrayLike<number>, bits: number): Uint8Array {
   const mask = bits >= 32 ? 0xffffffff : 2 ** bits - 1;
   let bitPos = 0;
   for (let i = 0; i < codes.length; i++) {
-    const c = codes[i] as number;
+    const c = codes[i];
     let u: number;
     if (bits === 1) u = c > 0 ? 1 : 0;
     else {
@@ -24,12 +24,12 @@ export function packCodes(codes: ArrayLike<number>, bits: number): Uint8Array {
       if (!Number.isInteger(c) || c < lo || c > hi) throw new Error(`code ${c} at ${i} does not fit ${bits} bits`);
       u = (c < 0 ? c + 2 ** bits : c) & mask;
     }
-    for (let b = 0; b < bits; ) {
+    for (let b = 0; b < bits;) {
       const byte = bitPos >> 3;
       const off = bitPos & 7;
       const take = Math.min(8 - off, bits - b);
       const part = (u >>> b) & ((1 << take) - 1);
-      out[byte] = (out[byte] as number) | (part << off);
+      out[byte] = out[byte] | (part << off);
       b += take;
       bitPos += take;
     }
@@ -38,16 +38,17 @@ export function packCodes(codes: ArrayLike<number>, bits: number): Uint8Array {
 }
 
 export function unpackCodes(bytes: Uint8Array, count: number, bits: number): Int32Array {
-  if (bytes.length < packedBytes(count, bits)) throw new Error(`need ${packedBytes(count, bits)} bytes, got ${bytes.length}`);
+  if (bytes.length < packedBytes(count, bits))
+    throw new Error(`need ${packedBytes(count, bits)} bytes, got ${bytes.length}`);
   const out = new Int32Array(count);
   let bitPos = 0;
   for (let i = 0; i < count; i++) {
     let u = 0;
-    for (let b = 0; b < bits; ) {
+    for (let b = 0; b < bits;) {
       const byte = bitPos >> 3;
       const off = bitPos & 7;
       const take = Math.min(8 - off, bits - b);
-      u |= (((bytes[byte] as number) >> off) & ((1 << take) - 1)) << b;
+      u |= ((bytes[byte] >> off) & ((1 << take) - 1)) << b;
       b += take;
       bitPos += take;
     }

@@ -51,30 +51,43 @@ export interface LayerStats {
 }
 
 /** Collects, for every quantized layer, its float input's statistics over the calibration batches. */
-export function collectLayerStats(net: QuantNetwork, split: Split, opts: { batches?: number; batchSize?: number; seed?: number } = {}): LayerStats[] {
+export function collectLayerStats(
+  net: QuantNetwork,
+  split: Split,
+  opts: { batches?: number; batchSize?: number; seed?: number } = {},
+): LayerStats[] {
   const batches = opts.batches ?? 8;
   const size = opts.batchSize ?? 16;
   const n = split.labels.length;
   const rng = new Rng(opts.seed ?? 1);
   const saved = net.getBits();
-  const parts = net.qlayers.map(() => ({ max: 0, samples: [] as Float32Array[], sum: null as Float64Array | null, count: 0 }));
+  const parts = net.qlayers.map(() => ({
+    max: 0,
+    samples: [] as Float32Array[],
+    sum: null as Float64Array | null,
+    count: 0,
+  }));
   net.qlayers.forEach((q, li) => {
-    const acc = parts[li] as (typeof parts)[number];
+    const acc = parts[li];
     q.statsHook = (x: tf.Tensor) => {
-      const channels = x.shape[x.shape.length - 1] as number;
+      const channels = x.shape[x.shape.length - 1];
       const flat = x.size;
       const k = Math.min(SAMPLES_PER_BATCH, flat);
       const idx = new Int32Array(k);
       for (let i = 0; i < k; i++) idx[i] = rng.int(flat);
-      const [mx, mean, picked] = tf.tidy(() => {
+      const [mx, mean, picked] = tf.tidy((): [tf.Tensor, tf.Tensor, tf.Tensor] => {
         const v = q.signed ? tf.abs(x) : x;
-        return [tf.max(v), tf.mean(tf.reshape(x, [-1, channels]), 0), tf.gather(tf.reshape(v, [-1]), tf.tensor1d(idx, 'int32'))];
+        return [
+          tf.max(v),
+          tf.mean(tf.reshape(x, [-1, channels]), 0),
+          tf.gather(tf.reshape(v, [-1]), tf.tensor1d(idx, 'int32')),
+        ];
       });
-      acc.max = Math.max(acc.max, mx.dataSync()[0] as number);
+      acc.max = Math.max(acc.max, mx.dataSync()[0]);
       const m = mean.dataSync();
       const rows = flat / channels;
       if (!acc.sum) acc.sum = new Float64Array(channels);
-      for (let c = 0; c < channels; c++) acc.sum[c] = (acc.sum[c] as number) + (m[c] as number) * rows;
+      for (let c = 0; c < channels; c++) acc.sum[c] = acc.sum[c] + m[c] * rows;
       acc.count += rows;
       acc.samples.push(Float32Array.from(picked.dataSync()));
       mx.dispose();
@@ -112,7 +125,7 @@ export function percentileOf(values: Float32Array, p: number): number {
   if (values.length === 0) return 0;
   const sorted = Float32Array.from(values).sort();
   const i = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
-  return sorted[i] as number;
+  return sorted[i];
 }
 
 /** Mean squared quantization error of the values on the clip-c grid of `bits` (signed: values are |x|, symmetric grid). */
@@ -124,7 +137,7 @@ export function quantizationMse(values: Float32Array, clip: number, bits: number
   const lo = signed ? -range.qmax : range.qmin;
   let err = 0;
   for (let i = 0; i < values.length; i++) {
-    const v = values[i] as number;
+    const v = values[i];
     let q = Math.round(v / s);
     if (q > hi) q = hi;
     else if (q < lo) q = lo;
@@ -152,7 +165,13 @@ export function mseClip(values: Float32Array, max: number, bits: number, signed:
 }
 
 /** The clip a calibration method gives for one layer's statistics at `bits`. */
-export function clipFor(stats: LayerStats, method: Exclude<CalibrationMethod, 'ema'>, bits: number, signed: boolean, percentile = DEFAULT_PERCENTILE): number {
+export function clipFor(
+  stats: LayerStats,
+  method: Exclude<CalibrationMethod, 'ema'>,
+  bits: number,
+  signed: boolean,
+  percentile = DEFAULT_PERCENTILE,
+): number {
   if (method === 'minmax') return stats.max;
   if (method === 'percentile') return Math.min(stats.max, percentileOf(stats.samples, percentile));
   return mseClip(stats.samples, stats.max, bits >= FLOAT_BITS ? 8 : bits, signed);
@@ -200,7 +219,7 @@ export async function postTrainingQuantize(net: QuantNetwork, split: Split, opts
     }
   } else {
     net.qlayers.forEach((q, i) => {
-      const s = stats[i] as LayerStats;
+      const s = stats[i];
       if (q.aBits >= FLOAT_BITS) {
         clips.push(null);
         // a range for when the bits drop later

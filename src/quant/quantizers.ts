@@ -71,8 +71,13 @@ const EPS = 1e-12;
 type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.Tensor[] };
 
 /** tf.customGrad over `n` tensor inputs, with typed arguments. */
-export function customOp(n: number, f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult): (...inputs: tf.Tensor[]) => tf.Tensor {
-  const g = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => f(args.slice(0, n) as tf.Tensor[], args[n] as tf.GradSaveFunc));
+export function customOp(
+  n: number,
+  f: (inputs: tf.Tensor[], save: tf.GradSaveFunc) => GradResult,
+): (...inputs: tf.Tensor[]) => tf.Tensor {
+  const g = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) =>
+    f(args.slice(0, n) as tf.Tensor[], args[n] as tf.GradSaveFunc),
+  );
   return (...inputs: tf.Tensor[]) => g(...inputs);
 }
 
@@ -92,7 +97,7 @@ export function weightScales(w: tf.Tensor, bits: number, axes: number[]): tf.Ten
 export function quantizeWeightsSte(w: tf.Tensor, bits: number, axes: number[]): tf.Tensor {
   if (bits >= FLOAT_BITS) return w;
   const op = customOp(1, ([x]) => {
-    const v = x as tf.Tensor;
+    const v = x;
     const s = weightScales(v, bits, axes);
     const value = bits <= 1 ? tf.mul(tf.step(v, -1), s) : tf.mul(tf.round(tf.div(v, s)), s);
     return { value, gradFunc: (dy: tf.Tensor) => [dy] };
@@ -120,7 +125,7 @@ export function fakeQuantize(x: tf.Tensor, scale: number, range: IntRange, binar
   if (fused) return fused;
   const inv = 1 / scale;
   const op = customOp(1, ([v], save) => {
-    const r = tf.mul(v as tf.Tensor, inv);
+    const r = tf.mul(v, inv);
     const c = tf.clipByValue(r, range.qmin, range.qmax);
     save([r, c]);
     const value = binary ? tf.mul(tf.step(c, -1), scale) : tf.mul(tf.round(c), scale);
@@ -141,10 +146,16 @@ export function fakeQuantize(x: tf.Tensor, scale: number, range: IntRange, binar
  * dv_hat/ds = round(v/s) - v/s inside, -Qn below, Qp above; times gradScale.
  * With range {qmin: -1, qmax: 1} and `binary`, v_hat = sign(v) * s (dv_hat/ds = sign(v)).
  */
-export function lsqQuantize(v: tf.Tensor, step: tf.Tensor, range: IntRange, gradScale: number, binary = false): tf.Tensor {
+export function lsqQuantize(
+  v: tf.Tensor,
+  step: tf.Tensor,
+  range: IntRange,
+  gradScale: number,
+  binary = false,
+): tf.Tensor {
   const op = customOp(2, ([x, sIn], save) => {
-    const s = sIn as tf.Tensor;
-    const r = tf.div(x as tf.Tensor, s);
+    const s = sIn;
+    const r = tf.div(x, s);
     const c = tf.clipByValue(r, range.qmin, range.qmax);
     const bar = binary ? tf.step(c, -1) : tf.round(c);
     save([r, c, bar]);
@@ -178,8 +189,8 @@ export function pactQuantize(x: tf.Tensor, alpha: tf.Tensor, bits: number, signe
   const levels = positiveLevels(bits, signed);
   const binary = signed && bits <= 1;
   const op = customOp(2, ([vIn, aIn], save) => {
-    const v = vIn as tf.Tensor;
-    const a = aIn as tf.Tensor;
+    const v = vIn;
+    const a = aIn;
     const lo = signed ? tf.neg(a) : tf.scalar(0);
     const y = tf.minimum(tf.maximum(v, lo), a);
     const s = tf.div(a, levels);
@@ -189,7 +200,10 @@ export function pactQuantize(x: tf.Tensor, alpha: tf.Tensor, bits: number, signe
       value,
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
         const [vs, ys, as] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
-        const inside = tf.logicalAnd(tf.equal(vs, ys), signed ? tf.less(tf.abs(vs), as) : tf.logicalAnd(tf.greater(vs, 0), tf.less(vs, as)));
+        const inside = tf.logicalAnd(
+          tf.equal(vs, ys),
+          signed ? tf.less(tf.abs(vs), as) : tf.logicalAnd(tf.greater(vs, 0), tf.less(vs, as)),
+        );
         const dx = tf.mul(dy, tf.cast(inside, 'float32'));
         const above = tf.cast(tf.greaterEqual(signed ? tf.abs(vs) : vs, as), 'float32');
         const dirn = signed ? tf.mul(above, tf.sign(vs)) : above;

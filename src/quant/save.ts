@@ -18,13 +18,22 @@ export const BITS_JSON = 'bits.json';
 
 export async function saveNetwork(net: QuantizedNetwork, dir: string, meta: object = {}): Promise<void> {
   await writeModelFiles(net.model, dir, { bitalloc: meta });
-  fs.writeFileSync(path.join(dir, BITS_JSON), JSON.stringify(bitsFileContent(net.layers, net.getBits()), null, 2) + '\n');
+  fs.writeFileSync(
+    path.join(dir, BITS_JSON),
+    JSON.stringify(bitsFileContent(net.layers, net.getBits()), null, 2) + '\n',
+  );
 }
 
 /** Loads a checkpoint written by saveNetwork. */
 export async function loadNetwork(dir: string): Promise<{ net: QuantNetwork; meta: Record<string, unknown> }> {
-  if (!fs.existsSync(dir)) throw new UserError('checkpoint directory not found', { file: dir, expected: `a directory holding ${MODEL_JSON}` });
-  if (!fs.statSync(dir).isDirectory()) throw new UserError('is a file, not a checkpoint folder', { file: dir, field: '--checkpoint', expected: `the folder holding ${MODEL_JSON}, weights.bin and bits.json (written by \`bitalloc train --out\`)` });
+  if (!fs.existsSync(dir))
+    throw new UserError('checkpoint directory not found', { file: dir, expected: `a directory holding ${MODEL_JSON}` });
+  if (!fs.statSync(dir).isDirectory())
+    throw new UserError('is a file, not a checkpoint folder', {
+      file: dir,
+      field: '--checkpoint',
+      expected: `the folder holding ${MODEL_JSON}, weights.bin and bits.json (written by \`bitalloc train --out\`)`,
+    });
   const { artifacts, file, json } = readModelArtifacts(dir);
   checkTopology(artifacts.modelTopology as Record<string, unknown>, file);
   let model: tf.LayersModel;

@@ -55,7 +55,13 @@ const sink = new Writable({
     done();
   },
 });
-log.add(new winston.transports.Stream({ stream: sink, level: 'debug', format: winston.format.combine(winston.format.timestamp(), winston.format.json()) }));
+log.add(
+  new winston.transports.Stream({
+    stream: sink,
+    level: 'debug',
+    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
+  }),
+);
 
 async function runOne(data: CellThreadData): Promise<CellOutcome> {
   setLogLevel(data.logLevel);
@@ -76,6 +82,10 @@ async function runOne(data: CellThreadData): Promise<CellOutcome> {
 parentPort?.on('message', (data: CellThreadData) => {
   runOne(data).then(
     (outcome) => post({ type: 'outcome', outcome }),
-    (e: unknown) => post({ type: 'outcome', outcome: { id: data.cellId, ok: false, error: e instanceof Error ? e.message : String(e) } }),
+    (e: unknown) =>
+      post({
+        type: 'outcome',
+        outcome: { id: data.cellId, ok: false, error: e instanceof Error ? e.message : String(e) },
+      }),
   );
 });

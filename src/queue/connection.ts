@@ -16,7 +16,9 @@ export const DEFAULT_PREFIX = 'bitalloc';
 /** BullMQ queue that holds the cells of every run under one prefix. */
 export const CELLS_QUEUE = 'cells';
 
-const URL_FORM = 'redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB] (TLS); user and password go in ' + `${ENV_USERNAME} / ${ENV_PASSWORD}`;
+const URL_FORM =
+  'redis://HOST:PORT[/DB] or rediss://HOST:PORT[/DB] (TLS); user and password go in ' +
+  `${ENV_USERNAME} / ${ENV_PASSWORD}`;
 
 export interface QueueTarget {
   /** The URL without credentials (safe to print). */
@@ -38,9 +40,15 @@ export interface QueueSettings {
 }
 
 /** Parses and checks `--queue` and `--prefix`; errors name the flag and the expected form, never a password. */
-export function parseQueueTarget(urlText: unknown, prefixText: unknown = DEFAULT_PREFIX, settings: QueueSettings = {}, flag = '--queue'): QueueTarget {
+export function parseQueueTarget(
+  urlText: unknown,
+  prefixText: unknown = DEFAULT_PREFIX,
+  settings: QueueSettings = {},
+  flag = '--queue',
+): QueueTarget {
   const env = settings.env ?? process.env;
-  if (typeof urlText !== 'string' || urlText.trim() === '') throw new UserError('needs a Redis URL', { field: flag, expected: URL_FORM });
+  if (typeof urlText !== 'string' || urlText.trim() === '')
+    throw new UserError('needs a Redis URL', { field: flag, expected: URL_FORM });
   let url: URL;
   try {
     url = new URL(urlText.trim());
@@ -49,7 +57,10 @@ export function parseQueueTarget(urlText: unknown, prefixText: unknown = DEFAULT
   }
   const shown = maskCredentials(urlText.trim());
   if (url.protocol !== 'redis:' && url.protocol !== 'rediss:') {
-    throw new UserError(`unsupported scheme '${url.protocol.replace(/:$/, '')}' in '${shown}'`, { field: flag, expected: URL_FORM });
+    throw new UserError(`unsupported scheme '${url.protocol.replace(/:$/, '')}' in '${shown}'`, {
+      field: flag,
+      expected: URL_FORM,
+    });
   }
   if (url.username !== '' || url.password !== '') {
     throw new UserError(`'${shown}' carries credentials; they would show in shell history and process lists`, {
@@ -62,18 +73,27 @@ export function parseQueueTarget(urlText: unknown, prefixText: unknown = DEFAULT
   let port = 6379;
   if (url.port !== '') {
     port = Number(url.port);
-    if (!Number.isInteger(port) || port < 1 || port > 65535) throw new UserError(`bad port in '${shown}'`, { field: flag, expected: 'a port 1..65535' });
+    if (!Number.isInteger(port) || port < 1 || port > 65535)
+      throw new UserError(`bad port in '${shown}'`, { field: flag, expected: 'a port 1..65535' });
   }
   let db = 0;
   const path = url.pathname.replace(/^\//, '');
   if (path !== '') {
-    if (!/^\d{1,2}$/.test(path)) throw new UserError(`bad database '${path}' in '${shown}'`, { field: flag, expected: `${URL_FORM}; DB a number 0..15` });
+    if (!/^\d{1,2}$/.test(path))
+      throw new UserError(`bad database '${path}' in '${shown}'`, {
+        field: flag,
+        expected: `${URL_FORM}; DB a number 0..15`,
+      });
     db = Number(path);
   }
-  if (url.search !== '' || url.hash !== '') throw new UserError(`no ?query or #fragment allowed in '${shown}'`, { field: flag, expected: URL_FORM });
+  if (url.search !== '' || url.hash !== '')
+    throw new UserError(`no ?query or #fragment allowed in '${shown}'`, { field: flag, expected: URL_FORM });
   const prefix = String(prefixText ?? DEFAULT_PREFIX);
   if (!/^[A-Za-z0-9_-]{1,40}$/.test(prefix)) {
-    throw new UserError(`bad prefix '${prefix}'`, { field: '--prefix', expected: 'letters, digits, _ and -, at most 40 characters' });
+    throw new UserError(`bad prefix '${prefix}'`, {
+      field: '--prefix',
+      expected: 'letters, digits, _ and -, at most 40 characters',
+    });
   }
   const tls = url.protocol === 'rediss:';
   const username = env[ENV_USERNAME];
@@ -81,8 +101,13 @@ export function parseQueueTarget(urlText: unknown, prefixText: unknown = DEFAULT
   const caFile = env[ENV_CA];
   let ca: Buffer | undefined;
   if (caFile) {
-    if (!tls) throw new UserError(`${ENV_CA} is set but the URL is not rediss://`, { field: flag, expected: 'rediss://HOST:PORT for TLS' });
-    if (!existsSync(caFile)) throw new UserError('CA file not found', { file: caFile, field: ENV_CA, expected: 'a PEM file' });
+    if (!tls)
+      throw new UserError(`${ENV_CA} is set but the URL is not rediss://`, {
+        field: flag,
+        expected: 'rediss://HOST:PORT for TLS',
+      });
+    if (!existsSync(caFile))
+      throw new UserError('CA file not found', { file: caFile, field: ENV_CA, expected: 'a PEM file' });
     ca = readFileSync(caFile);
   }
   const redis: RedisOptions = {
@@ -123,7 +148,13 @@ export function bullConnection(target: QueueTarget): RedisOptions {
  */
 export async function checkQueueReachable(target: QueueTarget, flag = '--queue'): Promise<void> {
   const timeoutMs = Number(target.redis.connectTimeout ?? 5000);
-  const probe = new Redis({ ...target.redis, lazyConnect: true, maxRetriesPerRequest: 0, retryStrategy: () => null, enableOfflineQueue: false });
+  const probe = new Redis({
+    ...target.redis,
+    lazyConnect: true,
+    maxRetriesPerRequest: 0,
+    retryStrategy: () => null,
+    enableOfflineQueue: false,
+  });
   let lastError: Error | null = null;
   probe.on('error', (e: Error) => (lastError = e));
   let timer: NodeJS.Timeout | undefined;
@@ -134,19 +165,25 @@ export async function checkQueueReachable(target: QueueTarget, flag = '--queue')
         await probe.ping();
       })(),
       new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`no answer within ${(timeoutMs / 1000).toFixed(1)} s`)), timeoutMs + 500);
+        timer = setTimeout(
+          () => reject(new Error(`no answer within ${(timeoutMs / 1000).toFixed(1)} s`)),
+          timeoutMs + 500,
+        );
       }),
     ]);
   } catch (e) {
     const err = (lastError ?? e) as Error & { code?: string };
     const text = String(err.message ?? err);
     const auth = /NOAUTH|WRONGPASS|invalid password|invalid username|AUTH/i.test(text);
-    throw new UserError(`cannot use Redis at ${target.display}: ${auth ? 'authentication failed' : (err.code ?? text)}`, {
-      field: flag,
-      expected: auth
-        ? `valid credentials in ${ENV_USERNAME} / ${ENV_PASSWORD}`
-        : `a reachable Redis server (start one with \`redis-server --port ${target.port}\`), URL of the form ${URL_FORM}`,
-    });
+    throw new UserError(
+      `cannot use Redis at ${target.display}: ${auth ? 'authentication failed' : (err.code ?? text)}`,
+      {
+        field: flag,
+        expected: auth
+          ? `valid credentials in ${ENV_USERNAME} / ${ENV_PASSWORD}`
+          : `a reachable Redis server (start one with \`redis-server --port ${target.port}\`), URL of the form ${URL_FORM}`,
+      },
+    );
   } finally {
     if (timer) clearTimeout(timer);
     probe.disconnect();

@@ -34,7 +34,15 @@ import {
 } from '../run/run-store.js';
 import type { CellOutcome } from '../search/runner.js';
 import { CELLS_QUEUE, bullConnection, jobIdOf, redisClient, runKeys, type QueueTarget } from './connection.js';
-import { packDir, safeJoin, unpackDir, type CellJobData, type CheckpointBlob, type PackedFiles, type StreamEntry } from './records.js';
+import {
+  packDir,
+  safeJoin,
+  unpackDir,
+  type CellJobData,
+  type CheckpointBlob,
+  type PackedFiles,
+  type StreamEntry,
+} from './records.js';
 import { writeBinaryAtomic } from './files.js';
 
 export interface QueueRunOptions {
@@ -61,7 +69,10 @@ export interface RunMetaRecord {
 /** A stable, Redis-safe key of a run: its name and a hash of when and where it was created. */
 export function runKeyOf(store: RunStore): string {
   const slug = store.info.name.replace(/[^A-Za-z0-9_-]+/g, '-').slice(0, 40);
-  const hash = createHash('sha256').update(`${store.info.name}\n${store.info.created}\n${store.info.hostname}`).digest('hex').slice(0, 10);
+  const hash = createHash('sha256')
+    .update(`${store.info.name}\n${store.info.created}\n${store.info.hostname}`)
+    .digest('hex')
+    .slice(0, 10);
   return `${slug}-${hash}`;
 }
 
@@ -81,7 +92,14 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
   const label = (cell: CellStore): string => `[${cell.spec.index + 1}/${total}] ${cell.id}`;
   const outcomes = new Map<string, CellOutcome>();
   try {
-    const meta: RunMetaRecord = { runKey, name: store.info.name, dir: store.dir, host: hostname(), cells: total, startedAt: new Date().toISOString() };
+    const meta: RunMetaRecord = {
+      runKey,
+      name: store.info.name,
+      dir: store.dir,
+      host: hostname(),
+      cells: total,
+      startedAt: new Date().toISOString(),
+    };
     await redis.sadd(keys.runs, runKey);
     await redis.set(keys.meta, JSON.stringify(meta));
     const tokens = new Map(Object.entries(await redis.hgetall(keys.tokens)));
@@ -130,21 +148,32 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
         case 'checkpoint': {
           const episodes = readEpisodes(cell).episodes;
           if (episodes.length < r.episode) {
-            log.warn(`${label(cell)}: checkpoint at episode ${r.episode} but only ${episodes.length} episodes arrived; ignored`);
+            log.warn(
+              `${label(cell)}: checkpoint at episode ${r.episode} but only ${episodes.length} episodes arrived; ignored`,
+            );
             return;
           }
-          const blob: CheckpointBlob = { episode: r.episode, files: r.files, episodes: episodes.slice(0, r.episode), best: cell.readBest() };
+          const blob: CheckpointBlob = {
+            episode: r.episode,
+            files: r.files,
+            episodes: episodes.slice(0, r.episode),
+            best: cell.readBest(),
+          };
           await redis.set(keys.checkpoint(cell.id), JSON.stringify(blob));
           await writeCheckpointToDisk(cell, r.files);
           const best = cell.readBest();
           log.info(
             `${label(cell)}: episode ${r.episode}/${store.experiment.episodes}` +
-              (best?.accuracy != null ? `, best ${(100 * best.accuracy).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms` : ''),
+              (best?.accuracy != null
+                ? `, best ${(100 * best.accuracy).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms`
+                : ''),
           );
           return;
         }
         case 'log': {
-          const lines = r.entries.map((l) => JSON.stringify({ ...l, cell: cell.id, worker: entry.token.split('/')[0] }) + '\n').join('');
+          const lines = r.entries
+            .map((l) => JSON.stringify({ ...l, cell: cell.id, worker: entry.token.split('/')[0] }) + '\n')
+            .join('');
           if (lines) appendFileSync(store.logPath, lines);
           return;
         }
@@ -169,13 +198,17 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
 
     /** Applies the next batch of records; returns how many there were. */
     const step = async (blockMs: number): Promise<number> => {
-      const reply = (await reader.xread('COUNT', 20, 'BLOCK', blockMs, 'STREAMS', keys.records, cursor)) as [string, [string, string[]][]][] | null;
+      const reply = await reader.xread('COUNT', 20, 'BLOCK', blockMs, 'STREAMS', keys.records, cursor);
       const items = reply?.[0]?.[1] ?? [];
       for (const [id, fields] of items) {
         const f = new Map<string, string>();
-        for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i] as string, fields[i + 1] as string);
+        for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i], fields[i + 1]);
         try {
-          await apply({ cell: f.get('cell') ?? '', token: f.get('token') ?? '', record: JSON.parse(f.get('record') ?? 'null') as StreamEntry['record'] });
+          await apply({
+            cell: f.get('cell') ?? '',
+            token: f.get('token') ?? '',
+            record: JSON.parse(f.get('record') ?? 'null') as StreamEntry['record'],
+          });
         } catch (e) {
           log.error(`record ${id} of cell ${f.get('cell')}: ${e instanceof Error ? e.message : String(e)}`);
           throw e;
@@ -213,7 +246,12 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
         cell: cell.file,
         backend: opts.backend,
       };
-      await queue.add(cell.id, data, { jobId, attempts: 1, removeOnComplete: { age: 7 * 24 * 3600 }, removeOnFail: { age: 7 * 24 * 3600 } });
+      await queue.add(cell.id, data, {
+        jobId,
+        attempts: 1,
+        removeOnComplete: { age: 7 * 24 * 3600 },
+        removeOnFail: { age: 7 * 24 * 3600 },
+      });
       added++;
     }
     log.info(
@@ -258,7 +296,9 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
       }
       if (Date.now() - lastSummary >= summaryMs) {
         lastSummary = Date.now();
-        log.info(`queue: ${counts.waiting} waiting, ${counts.running} running, ${counts.done} done, ${counts.failed} failed`);
+        log.info(
+          `queue: ${counts.waiting} waiting, ${counts.running} running, ${counts.done} done, ${counts.failed} failed`,
+        );
       }
     }
     if (store.pendingCells().length === 0) {
@@ -307,7 +347,8 @@ function writeResultFiles(store: RunStore, cell: CellStore, files: PackedFiles):
   const warmups = new Map<string, PackedFiles>();
   for (const [rel, b64] of Object.entries(files)) {
     const bytes = Buffer.from(b64, 'base64');
-    if (rel === 'cell/uniform.json') cell.writeUniform((JSON.parse(bytes.toString('utf8')) as { points: UniformPoint[] }).points);
+    if (rel === 'cell/uniform.json')
+      cell.writeUniform((JSON.parse(bytes.toString('utf8')) as { points: UniformPoint[] }).points);
     else if (rel === 'cell/final.json') cell.writeFinal(JSON.parse(bytes.toString('utf8')) as FinalRecord);
     else if (rel.startsWith('cell/')) {
       const p = safeJoin(cell.dir, rel.slice('cell/'.length));

@@ -94,7 +94,8 @@ export function unpackDir(files: PackedFiles, dir: string): void {
 
 /** `dir/rel` for a relative path that stays inside `dir`. */
 export function safeJoin(dir: string, rel: string): string {
-  if (rel === '' || rel.startsWith('/') || rel.split('/').some((s) => s === '..' || s === '')) throw new Error(`bad packed path '${rel}'`);
+  if (rel === '' || rel.startsWith('/') || rel.split('/').some((s) => s === '..' || s === ''))
+    throw new Error(`bad packed path '${rel}'`);
   return join(dir, ...rel.split('/'));
 }
 

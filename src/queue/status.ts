@@ -65,6 +65,7 @@ export async function queueStatus(target: QueueTarget, opts: { runKey?: string }
       });
     }
     for (const [bullState, state] of Object.entries(STATE_OF)) {
+      // eslint-disable-next-line @typescript-eslint/no-unnecessary-type-assertion -- getJobs takes JobType, not string
       const jobs = await queue.getJobs([bullState as 'waiting'], 0, -1);
       for (const job of jobs) {
         const run = job?.data ? runs.get(job.data.runKey) : undefined;

@@ -19,7 +19,17 @@ import { log, type LogLevel } from '../log.js';
 import type { RunInfo } from '../run/run-store.js';
 import type { CellOutcome } from '../search/runner.js';
 import { CELLS_QUEUE, bullConnection, redisClient, runKeys, type QueueTarget } from './connection.js';
-import { listDirs, packDir, unpackDir, type CellJobData, type CellProgress, type CellRecord, type CheckpointBlob, type LogEntry, type PackedFiles } from './records.js';
+import {
+  listDirs,
+  packDir,
+  unpackDir,
+  type CellJobData,
+  type CellProgress,
+  type CellRecord,
+  type CheckpointBlob,
+  type LogEntry,
+  type PackedFiles,
+} from './records.js';
 import type { CellThreadData, CellThreadInit, CellThreadMessage } from './cell-thread.js';
 
 export interface QueueWorkerOptions {
@@ -52,7 +62,9 @@ export interface QueueWorkerHandle {
 export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueWorkerHandle> {
   const name = opts.name ?? `${hostname()}:${process.pid}`;
   const tempStore = opts.storeDir === undefined;
-  const storeDir = resolve(opts.storeDir ?? join(tmpdir(), `bitalloc-worker-${process.pid}-${randomBytes(3).toString('hex')}`));
+  const storeDir = resolve(
+    opts.storeDir ?? join(tmpdir(), `bitalloc-worker-${process.pid}-${randomBytes(3).toString('hex')}`),
+  );
   mkdirSync(storeDir, { recursive: true });
   const redis = redisClient(opts.target, `bitalloc-worker-${name}`);
   redis.on('error', (e: Error) => log.debug(`redis: ${e.message}`));
@@ -84,7 +96,10 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
       const profileFile = join(runDir, 'profiles', `${d.cell.profile.id}.json`);
       mkdirSync(join(runDir, 'profiles'), { recursive: true });
       writeFileSync(profileFile, JSON.stringify(d.cell.profile.json, null, 2) + '\n');
-      writeFileSync(join(cellDir, 'cell.json'), JSON.stringify({ ...d.cell, profile: { ...d.cell.profile, path: profileFile } }, null, 2) + '\n');
+      writeFileSync(
+        join(cellDir, 'cell.json'),
+        JSON.stringify({ ...d.cell, profile: { ...d.cell.profile, path: profileFile } }, null, 2) + '\n',
+      );
       let from = 0;
       const raw = await redis.get(keys.checkpoint(d.cellId));
       if (raw) {
@@ -95,7 +110,9 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         from = blob.episode;
       }
       const warmupDir = join(runDir, 'warmup');
-      log.info(`${d.cellId}: ${from > 0 ? `continuing after episode ${from}` : 'starting'} (run ${d.runName}, cell ${d.index + 1}/${d.total})`);
+      log.info(
+        `${d.cellId}: ${from > 0 ? `continuing after episode ${from}` : 'starting'} (run ${d.runName}, cell ${d.index + 1}/${d.total})`,
+      );
       emit({ type: 'start', worker: name, from });
       progress(from);
 
@@ -157,14 +174,18 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         await job.moveToWait(token);
         throw new WaitingError();
       }
-      const error = (outcome.error ?? 'unknown error').split(join(runDir, 'profiles', `${d.cell.profile.id}.json`)).join(d.cell.profile.path);
+      const error = (outcome.error ?? 'unknown error')
+        .split(join(runDir, 'profiles', `${d.cell.profile.id}.json`))
+        .join(d.cell.profile.path);
       emit({ type: 'failed', error });
       await chain;
       finished++;
       log.error(`${d.cellId}: failed: ${error}`);
       throw new UnrecoverableError(error);
     } finally {
-      await chain.catch((e: unknown) => log.warn(`${d.cellId}: could not report to Redis: ${e instanceof Error ? e.message : String(e)}`));
+      await chain.catch((e: unknown) =>
+        log.warn(`${d.cellId}: could not report to Redis: ${e instanceof Error ? e.message : String(e)}`),
+      );
       rmSync(cellDir, { recursive: true, force: true });
     }
   };
@@ -187,7 +208,9 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     await redis.quit().catch(() => undefined);
     if (tempStore) rmSync(storeDir, { recursive: true, force: true });
   });
-  log.info(`worker ${name}: taking cells from ${opts.target.display} (prefix ${opts.target.prefix}, concurrency ${opts.concurrency})`);
+  log.info(
+    `worker ${name}: taking cells from ${opts.target.display} (prefix ${opts.target.prefix}, concurrency ${opts.concurrency})`,
+  );
   return {
     name,
     finished: () => finished,
@@ -225,7 +248,16 @@ function scratchInfo(d: CellJobData): RunInfo {
     cwd: process.cwd(),
     command: [],
     resumes: [],
-    cells: [{ id: d.cellId, agent: d.cell.agent.label, profile: d.cell.profile.id, budget: d.cell.budget.id, seed: d.cell.seed, status: 'running' }],
+    cells: [
+      {
+        id: d.cellId,
+        agent: d.cell.agent.label,
+        profile: d.cell.profile.id,
+        budget: d.cell.budget.id,
+        seed: d.cell.seed,
+        status: 'running',
+      },
+    ],
   };
 }
 
@@ -271,8 +303,14 @@ class ThreadPool {
 
   private spawn(): PooledThread {
     const stop = new Int32Array(new SharedArrayBuffer(4));
-    const init: CellThreadInit = { stop: stop.buffer as SharedArrayBuffer };
-    const t: PooledThread = { thread: new Thread(new URL('./cell-thread.js', import.meta.url), { workerData: init }), stop, busy: false, onMessage: null, done: null };
+    const init: CellThreadInit = { stop: stop.buffer };
+    const t: PooledThread = {
+      thread: new Thread(new URL('./cell-thread.js', import.meta.url), { workerData: init }),
+      stop,
+      busy: false,
+      onMessage: null,
+      done: null,
+    };
     const finish = (o: CellOutcome): void => {
       const done = t.done;
       t.done = null;

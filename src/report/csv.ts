@@ -3,8 +3,23 @@ import type { ReportRun } from './load.js';
 import { bitsText } from './format.js';
 
 export const CSV_COLUMNS = [
-  'run', 'cell', 'agent', 'profile', 'budget', 'seed', 'episode', 'accuracy', 'loss', 'latencyMs', 'energyUj',
-  'sizeBytes', 'peakMemoryBytes', 'feasible', 'reward', 'wallMs', 'bits',
+  'run',
+  'cell',
+  'agent',
+  'profile',
+  'budget',
+  'seed',
+  'episode',
+  'accuracy',
+  'loss',
+  'latencyMs',
+  'energyUj',
+  'sizeBytes',
+  'peakMemoryBytes',
+  'feasible',
+  'reward',
+  'wallMs',
+  'bits',
 ] as const;
 
 function field(v: string | number | boolean | null): string {
@@ -21,8 +36,23 @@ export function renderCsv(runs: readonly ReportRun[]): string {
       for (const e of c.episodes) {
         lines.push(
           [
-            run.name, c.id, c.agent, c.profile, c.budgetText, c.seed, e.episode, e.accuracy, e.loss, e.latencyMs, e.energyUj,
-            e.sizeBytes, e.peakMemoryBytes, e.feasible, e.reward, e.wallMs, bitsText(e.bits),
+            run.name,
+            c.id,
+            c.agent,
+            c.profile,
+            c.budgetText,
+            c.seed,
+            e.episode,
+            e.accuracy,
+            e.loss,
+            e.latencyMs,
+            e.energyUj,
+            e.sizeBytes,
+            e.peakMemoryBytes,
+            e.feasible,
+            e.reward,
+            e.wallMs,
+            bitsText(e.bits),
           ]
             .map(field)
             .join(','),

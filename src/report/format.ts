@@ -29,9 +29,12 @@ export function pmSig(m: MeanStd | null, scale = 1, maxDecimals = 6): string {
   if (!m || !Number.isFinite(m.mean)) return '–';
   const mean = m.mean / scale;
   const a = Math.abs(mean);
-  if (a !== 0 && (a >= 1e7 || a < 1e-4)) return m.n > 1 ? `${mean.toExponential(2)} ± ${(m.std / scale).toExponential(1)}` : mean.toExponential(2);
+  if (a !== 0 && (a >= 1e7 || a < 1e-4))
+    return m.n > 1 ? `${mean.toExponential(2)} ± ${(m.std / scale).toExponential(1)}` : mean.toExponential(2);
   const decimals = Math.min(maxDecimals, a === 0 ? 2 : Math.max(0, 2 - Math.floor(Math.log10(a))));
-  return m.n > 1 ? `${mean.toFixed(decimals)} ± ${(m.std / scale).toFixed(decimals)}` : Number(mean.toFixed(decimals)).toString();
+  return m.n > 1
+    ? `${mean.toFixed(decimals)} ± ${(m.std / scale).toFixed(decimals)}`
+    : Number(mean.toFixed(decimals)).toString();
 }
 
 export function pctAxis(v: number): string {

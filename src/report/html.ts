@@ -22,8 +22,23 @@ import {
   type AgentSummary,
   type UniformSummary,
 } from './stats.js';
-import { groupStatistics, statisticsCells, statisticsNote, STATISTICS_HEADER, type GroupStatistics } from './significance.js';
-import { PALETTE, barChart, esc, lineChart, lowOutlierFloor, scatterChart, type BandPoint, type ScatterPoint } from './svg.js';
+import {
+  groupStatistics,
+  statisticsCells,
+  statisticsNote,
+  STATISTICS_HEADER,
+  type GroupStatistics,
+} from './significance.js';
+import {
+  PALETTE,
+  barChart,
+  esc,
+  lineChart,
+  lowOutlierFloor,
+  scatterChart,
+  type BandPoint,
+  type ScatterPoint,
+} from './svg.js';
 
 /** Most points drawn per line / per scatter series (evenly thinned beyond; fronts are never thinned). */
 const MAX_LINE_POINTS = 400;
@@ -65,8 +80,8 @@ function thin<T>(items: readonly T[], max: number): T[] {
   if (items.length <= max) return items.slice();
   const out: T[] = [];
   const step = items.length / max;
-  for (let i = 0; i < max; i++) out.push(items[Math.floor(i * step)] as T);
-  if (out[out.length - 1] !== items[items.length - 1]) out.push(items[items.length - 1] as T);
+  for (let i = 0; i < max; i++) out.push(items[Math.floor(i * step)]);
+  if (out[out.length - 1] !== items[items.length - 1]) out.push(items[items.length - 1]);
   return out;
 }
 
@@ -88,7 +103,14 @@ function learningCharts(g: ReportGroup): string {
     series: g.series.map((s) => ({
       name: s.name,
       color: s.color,
-      points: curvePoints(s.cells.map((c) => movingAverage(c.episodes.map((e) => e.reward), w))),
+      points: curvePoints(
+        s.cells.map((c) =>
+          movingAverage(
+            c.episodes.map((e) => e.reward),
+            w,
+          ),
+        ),
+      ),
     })),
   });
   const acc = lineChart({
@@ -97,7 +119,11 @@ function learningCharts(g: ReportGroup): string {
     xLabel: 'episode',
     yLabel: 'best feasible validation accuracy',
     yFormat: pctAxis,
-    series: g.series.map((s) => ({ name: s.name, color: s.color, points: curvePoints(s.cells.map((c) => bestFeasibleSoFar(c.episodes))) })),
+    series: g.series.map((s) => ({
+      name: s.name,
+      color: s.color,
+      points: curvePoints(s.cells.map((c) => bestFeasibleSoFar(c.episodes))),
+    })),
   });
   const seeds = Math.max(...g.series.map((s) => s.cells.length));
   const spread = seeds > 1 ? 'Lines: mean over seeds; bands: min–max over seeds.' : 'One seed per agent.';
@@ -108,7 +134,11 @@ function learningCharts(g: ReportGroup): string {
 }
 
 /** The budget's limit on a metric in its unit (ms / uJ), using the W8A8 reference for relative limits. */
-function limitOf(g: ReportGroup, metric: 'latency' | 'energy', uniform: UniformSummary[]): { x: number; label: string } | undefined {
+function limitOf(
+  g: ReportGroup,
+  metric: 'latency' | 'energy',
+  uniform: UniformSummary[],
+): { x: number; label: string } | undefined {
   const texts = g.cells[0]?.file.budget.constraints ?? [];
   for (const t of texts) {
     const c = parseConstraint(t);
@@ -137,7 +167,12 @@ function scatterCharts(g: ReportGroup, uniform: UniformSummary[]): string {
           });
         }
       }
-      return { name: s.name, color: s.color, points: thin(pts, MAX_DOTS), front: paretoFront(pts.filter((p) => p.feasible)) };
+      return {
+        name: s.name,
+        color: s.color,
+        points: thin(pts, MAX_DOTS),
+        front: paretoFront(pts.filter((p) => p.feasible)),
+      };
     });
     return scatterChart({
       id: `acc-vs-${metric}-${g.key}`,
@@ -146,9 +181,14 @@ function scatterCharts(g: ReportGroup, uniform: UniformSummary[]): string {
       yLabel: 'validation accuracy',
       yFormat: pctAxis,
       series,
-      refs: uniform.filter((u) => u.accuracy !== null).map((u) => ({ label: u.label, x: u[key], y: u.accuracy as number })),
+      refs: uniform
+        .filter((u) => u.accuracy !== null)
+        .map((u) => ({ label: u.label, x: u[key], y: u.accuracy as number })),
       limitX: limitOf(g, metric, uniform),
-      yFloor: lowOutlierFloor([...series.flatMap((s) => s.points.map((p) => p.y)), ...uniform.map((u) => u.accuracy ?? NaN)]),
+      yFloor: lowOutlierFloor([
+        ...series.flatMap((s) => s.points.map((p) => p.y)),
+        ...uniform.map((u) => u.accuracy ?? NaN),
+      ]),
     });
   };
   const caption = (metric: 'latency' | 'energy') =>
@@ -164,7 +204,8 @@ function bitCharts(g: ReportGroup, summaries: AgentSummary[]): string {
   const charts = summaries.map((sum) => {
     const b = sum.best;
     if (!b) return `<figure><p class="note">${esc(sum.series.name)}: no feasible allocation yet.</p></figure>`;
-    const names = b.layerNames && b.layerNames.length === b.bits.length ? b.layerNames : b.bits.map((_, i) => `L${i + 1}`);
+    const names =
+      b.layerNames && b.layerNames.length === b.bits.length ? b.layerNames : b.bits.map((_, i) => `L${i + 1}`);
     const chart = barChart({
       id: `bits-${g.key}-${sum.series.name}`.replace(/[^A-Za-z0-9_-]/g, '-'),
       title: `${sum.series.name}: bits of the best allocation`,
@@ -173,7 +214,11 @@ function bitCharts(g: ReportGroup, summaries: AgentSummary[]): string {
       yMax: maxBits,
       series: [
         { name: 'weights (wBits)', color: sum.series.color, values: b.bits.map((x) => Math.min(x.wBits, maxBits)) },
-        { name: 'activations (aBits)', color: shade(sum.series.color), values: b.bits.map((x) => Math.min(x.aBits, maxBits)) },
+        {
+          name: 'activations (aBits)',
+          color: shade(sum.series.color),
+          values: b.bits.map((x) => Math.min(x.aBits, maxBits)),
+        },
       ],
     });
     const src = b.source === 'final' ? 'test accuracy after fine-tune' : 'validation accuracy (not fine-tuned yet)';
@@ -216,14 +261,17 @@ function seedBitTables(g: ReportGroup): string {
 
 /** Absolute local paths shortened to their last part (…/name): a report is shared, the machine's folders are not. */
 export function hideLocalPaths(text: string): string {
-  return text.replace(/(^|[\s"'=(,])\/(?:[^\s"'/,()]+\/)+([^\s"'/,()]*)/g, (_m, pre: string, last: string) => `${pre}…/${last}`);
+  return text.replace(
+    /(^|[\s"'=(,])\/(?:[^\s"'/,()]+\/)+([^\s"'/,()]*)/g,
+    (_m, pre: string, last: string) => `${pre}…/${last}`,
+  );
 }
 
 /** A lighter tint of a #rrggbb colour. */
 function shade(hex: string): string {
   const m = /^#([0-9a-f]{6})$/i.exec(hex);
   if (!m) return '#999';
-  const v = parseInt(m[1] as string, 16);
+  const v = parseInt(m[1], 16);
   const mix = (c: number) => Math.round(c + (255 - c) * 0.5);
   const r = mix((v >> 16) & 255);
   const gg = mix((v >> 8) & 255);
@@ -249,14 +297,20 @@ function summaryTable(summaries: AgentSummary[], uniform: UniformSummary[], stat
   });
   let html = `<table class="summary">${head}${rows.join('')}</table><p class="note">${esc(statisticsNote(stats))}</p>`;
   if (summaries.some((s) => s.partial)) {
-    html += '<p class="note">† some seeds have not finished their fine-tune: their figures are the best validation accuracy so far.</p>';
+    html +=
+      '<p class="note">† some seeds have not finished their fine-tune: their figures are the best validation accuracy so far.</p>';
   }
   if (uniform.length) {
     html +=
       '<p class="note">Uniform precision: <b>validation</b> accuracy of every layer at one width, measured at the search’s shared QAT weights ' +
       'before any final fine-tune (on the first evalSamples validation samples). It is not comparable to the fine-tuned <b>test</b> accuracy above, which is why it sits below it.</p>' +
       '<table class="uniform"><tr><th>uniform precision</th><th>val accuracy (not fine-tuned)</th><th>latency (ms)</th><th>energy (uJ)</th><th>size (KB)</th></tr>' +
-      uniform.map((u) => `<tr><td>${esc(u.label)}</td><td>${pct(u.accuracy)}</td><td>${sig(u.latencyMs)}</td><td>${sig(u.energyUj)}</td><td>${kb(u.sizeBytes)}</td></tr>`).join('') +
+      uniform
+        .map(
+          (u) =>
+            `<tr><td>${esc(u.label)}</td><td>${pct(u.accuracy)}</td><td>${sig(u.latencyMs)}</td><td>${sig(u.energyUj)}</td><td>${kb(u.sizeBytes)}</td></tr>`,
+        )
+        .join('') +
       '</table>';
   }
   return html;
@@ -295,7 +349,10 @@ function runSection(r: ReportRun): string {
     ['model / dataset', `${String(r.experiment.model)} / ${String(r.experiment.dataset)}`],
     ['created', info.created],
     ['backend', info.backend],
-    ['versions', `bitalloc ${info.versions.bitalloc}, tfjs ${info.versions.tfjs}${info.versions.tfjsNode ? `, tfjs-node ${info.versions.tfjsNode}` : ''}, node ${info.versions.node}`],
+    [
+      'versions',
+      `bitalloc ${info.versions.bitalloc}, tfjs ${info.versions.tfjs}${info.versions.tfjsNode ? `, tfjs-node ${info.versions.tfjsNode}` : ''}, node ${info.versions.node}`,
+    ],
     ['platform', info.platform],
     ['command', hideLocalPaths(info.command.join(' '))],
   ];

@@ -56,13 +56,21 @@ export interface WriteReportOptions {
 }
 
 /** Where writeReport puts each format (no file is touched). */
-export function reportPaths(runs: readonly ReportRun[], opts: WriteReportOptions = {}): { format: ReportFormat; path: string }[] {
+export function reportPaths(
+  runs: readonly ReportRun[],
+  opts: WriteReportOptions = {},
+): { format: ReportFormat; path: string }[] {
   const formats = opts.formats && opts.formats.length ? [...new Set(opts.formats)] : (['html'] as ReportFormat[]);
   return formats.map((format) => {
-    if (opts.out && formats.length === 1 && !(existsSync(opts.out) && statSync(opts.out).isDirectory())) return { format, path: resolve(opts.out) };
-    const folder = opts.out ? resolve(opts.out) : runs.length === 1 ? (runs[0] as ReportRun).dir : process.cwd();
+    if (opts.out && formats.length === 1 && !(existsSync(opts.out) && statSync(opts.out).isDirectory()))
+      return { format, path: resolve(opts.out) };
+    const folder = opts.out ? resolve(opts.out) : runs.length === 1 ? runs[0].dir : process.cwd();
     if (existsSync(folder) && !statSync(folder).isDirectory()) {
-      throw new UserError('is a file, but several formats need a folder', { field: '--out', file: opts.out, expected: 'a folder' });
+      throw new UserError('is a file, but several formats need a folder', {
+        field: '--out',
+        file: opts.out,
+        expected: 'a folder',
+      });
     }
     return { format, path: join(folder, REPORT_FILE[format]) };
   });
@@ -72,10 +80,14 @@ export function reportPaths(runs: readonly ReportRun[], opts: WriteReportOptions
  * Loads the runs and writes the reports; returns the files written. Every output path is checked (not a
  * folder, not present unless `overwrite`, its folder writable) before anything is written.
  */
-export function writeReport(dirs: readonly string[], opts: WriteReportOptions = {}): { files: string[]; runs: ReportRun[] } {
+export function writeReport(
+  dirs: readonly string[],
+  opts: WriteReportOptions = {},
+): { files: string[]; runs: ReportRun[] } {
   const runs = loadRuns(dirs);
   const targets = reportPaths(runs, opts);
-  for (const t of targets) prepareOutputFile(t.path, { flag: '--out', force: opts.overwrite ?? true, command: 'report' });
+  for (const t of targets)
+    prepareOutputFile(t.path, { flag: '--out', force: opts.overwrite ?? true, command: 'report' });
   const files: string[] = [];
   for (const { format, path } of targets) {
     writeTextAtomic(path, renderReport(runs, format));

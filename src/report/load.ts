@@ -146,7 +146,7 @@ export function groupCells(runs: readonly ReportRun[], palette: readonly string[
     for (const s of g.series) s.cells.sort((a, b) => a.seed - b.seed);
   }
   for (const g of groups.values()) {
-    for (const s of g.series) s.color = palette[agentOrder.indexOf(s.name) % palette.length] as string;
+    for (const s of g.series) s.color = palette[agentOrder.indexOf(s.name) % palette.length];
   }
   return [...groups.values()];
 }

@@ -10,12 +10,24 @@ function row(cells: string[]): string {
   return `| ${cells.map((c) => c.replace(/\|/g, '\\|')).join(' | ')} |`;
 }
 
-export const SUMMARY_HEADER = ['agent', 'seeds done', 'accuracy', 'latency (ms)', 'energy (uJ)', 'size (KB)', 'episodes to best', 'wall time (s)'];
+export const SUMMARY_HEADER = [
+  'agent',
+  'seeds done',
+  'accuracy',
+  'latency (ms)',
+  'energy (uJ)',
+  'size (KB)',
+  'episodes to best',
+  'wall time (s)',
+];
 
 export function renderMarkdown(runs: readonly ReportRun[], now: Date = new Date()): string {
   const out: string[] = [];
   out.push(`# bitalloc report: ${runs.map((r) => r.name).join(', ')}`, '');
-  out.push(`Generated ${now.toISOString()} by bitalloc ${VERSION}. Accuracy is the test accuracy after the final fine-tune, mean ± std over seeds.`, '');
+  out.push(
+    `Generated ${now.toISOString()} by bitalloc ${VERSION}. Accuracy is the test accuracy after the final fine-tune, mean ± std over seeds.`,
+    '',
+  );
   let anyPartial = false;
   for (const g of groupCells(runs, PALETTE)) {
     out.push(`## ${g.profile} · ${g.budgetText}`, '');
@@ -43,18 +55,39 @@ export function renderMarkdown(runs: readonly ReportRun[], now: Date = new Date(
     const uni = uniformPoints(g);
     if (uni.length) {
       out.push('Uniform precision (reference):', '');
-      out.push(row(['bits', 'accuracy', 'latency (ms)', 'energy (uJ)', 'size (KB)']), row(['---', '---', '---', '---', '---']));
-      for (const u of uni) out.push(row([u.label, pct(u.accuracy), sig(u.latencyMs), sig(u.energyUj), kb(u.sizeBytes)]));
+      out.push(
+        row(['bits', 'accuracy', 'latency (ms)', 'energy (uJ)', 'size (KB)']),
+        row(['---', '---', '---', '---', '---']),
+      );
+      for (const u of uni)
+        out.push(row([u.label, pct(u.accuracy), sig(u.latencyMs), sig(u.energyUj), kb(u.sizeBytes)]));
       out.push('');
     }
   }
-  if (anyPartial) out.push('† some seeds have not finished their fine-tune: their figures are the best validation accuracy so far.', '');
+  if (anyPartial)
+    out.push(
+      '† some seeds have not finished their fine-tune: their figures are the best validation accuracy so far.',
+      '',
+    );
   out.push('## Runs', '');
-  out.push(row(['run', 'experiment', 'model', 'dataset', 'created', 'backend', 'bitalloc', 'tfjs', 'cells done']), row(Array(9).fill('---') as string[]));
+  out.push(
+    row(['run', 'experiment', 'model', 'dataset', 'created', 'backend', 'bitalloc', 'tfjs', 'cells done']),
+    row(Array(9).fill('---') as string[]),
+  );
   for (const r of runs) {
     const done = r.cells.filter((c) => c.status === 'done').length;
     out.push(
-      row([r.name, r.info.name, String(r.experiment.model), String(r.experiment.dataset), r.info.created, r.info.backend, r.info.versions.bitalloc, r.info.versions.tfjs, `${done}/${r.cells.length}`]),
+      row([
+        r.name,
+        r.info.name,
+        String(r.experiment.model),
+        String(r.experiment.dataset),
+        r.info.created,
+        r.info.backend,
+        r.info.versions.bitalloc,
+        r.info.versions.tfjs,
+        `${done}/${r.cells.length}`,
+      ]),
     );
   }
   out.push('');

@@ -19,7 +19,7 @@ const T975 = [
 /** The 0.975 quantile of Student's t with `df` degrees of freedom (normal beyond 30). */
 export function tQuantile975(df: number): number {
   if (!Number.isInteger(df) || df < 1) return NaN;
-  return df <= T975.length ? (T975[df - 1] as number) : 1.96;
+  return df <= T975.length ? T975[df - 1] : 1.96;
 }
 
 export interface PairedDifference {
@@ -35,7 +35,10 @@ export interface PairedDifference {
 }
 
 /** Paired difference of two per-seed maps (only seeds in both count). */
-export function pairedDifference(a: ReadonlyMap<number, number>, b: ReadonlyMap<number, number>): PairedDifference | null {
+export function pairedDifference(
+  a: ReadonlyMap<number, number>,
+  b: ReadonlyMap<number, number>,
+): PairedDifference | null {
   const diffs: number[] = [];
   let wins = 0;
   for (const [seed, va] of a) {
@@ -53,7 +56,7 @@ export function pairedDifference(a: ReadonlyMap<number, number>, b: ReadonlyMap<
 /** First episode at which the best feasible accuracy so far reaches `fraction` of the cell's final best. */
 export function episodesToFractionOfBest(cell: ReportCell, fraction = 0.99): number | null {
   const curve = bestFeasibleSoFar(cell.episodes);
-  const last = curve.length ? (curve[curve.length - 1] as number) : NaN;
+  const last = curve.length ? curve[curve.length - 1] : NaN;
   if (!Number.isFinite(last)) return null;
   const idx = curve.findIndex((v) => Number.isFinite(v) && v >= fraction * last);
   return idx < 0 ? null : idx + 1;
@@ -108,7 +111,9 @@ export function groupStatistics(g: ReportGroup): GroupStatistics {
   const random = g.series.find((s) => s.agentName === 'random') ?? null;
   const uniformAgent = g.series.find((s) => s.agentName === 'uniform') ?? null;
   const randomMap = random ? (bySeries.get(random.name) as Map<number, number>) : null;
-  const uniformMap = uniformAgent ? (bySeries.get(uniformAgent.name) as Map<number, number>) : bestFittingUniformBySeed(g.cells);
+  const uniformMap = uniformAgent
+    ? (bySeries.get(uniformAgent.name) as Map<number, number>)
+    : bestFittingUniformBySeed(g.cells);
   const uniformBaseline = uniformAgent ? 'uniform-agent' : uniformMap.size > 0 ? 'uniform-points' : null;
   const agents: AgentStatistics[] = g.series.map((s) => {
     const mine = bySeries.get(s.name) as Map<number, number>;
@@ -147,7 +152,11 @@ export const STATISTICS_HEADER = ['vs random', 'vs best uniform', 'episodes to 9
 export function statisticsCells(s: GroupStatistics, agent: string): string[] {
   const a = s.agents.find((x) => x.agent === agent);
   if (!a) return STATISTICS_HEADER.map(() => '—');
-  return [formatDifference(a.vsRandom), formatDifference(a.vsUniform), a.episodesTo99 ? a.episodesTo99.mean.toFixed(1) : '—'];
+  return [
+    formatDifference(a.vsRandom),
+    formatDifference(a.vsUniform),
+    a.episodesTo99 ? a.episodesTo99.mean.toFixed(1) : '—',
+  ];
 }
 
 /** The sentence under the statistics table: what was compared with what. */

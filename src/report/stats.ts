@@ -34,7 +34,13 @@ export function curveOverSeeds(perSeed: readonly (readonly number[])[]): CurvePo
   for (let i = 0; i < len; i++) {
     const vals = perSeed.map((s) => s[i]).filter((v): v is number => v !== undefined && Number.isFinite(v));
     if (vals.length === 0) continue;
-    out.push({ episode: i + 1, mean: vals.reduce((a, b) => a + b, 0) / vals.length, min: Math.min(...vals), max: Math.max(...vals), n: vals.length });
+    out.push({
+      episode: i + 1,
+      mean: vals.reduce((a, b) => a + b, 0) / vals.length,
+      min: Math.min(...vals),
+      max: Math.max(...vals),
+      n: vals.length,
+    });
   }
   return out;
 }
@@ -44,8 +50,8 @@ export function movingAverage(values: readonly number[], window: number): number
   const out: number[] = [];
   let sum = 0;
   for (let i = 0; i < values.length; i++) {
-    sum += values[i] as number;
-    if (i >= window) sum -= values[i - window] as number;
+    sum += values[i];
+    if (i >= window) sum -= values[i - window];
     out.push(sum / Math.min(i + 1, window));
   }
   return out;
@@ -70,7 +76,9 @@ export function rewardWindow(episodes: number): number {
  * non-dominated points sorted by cost (accuracy strictly rising along the front).
  */
 export function paretoFront<T extends { x: number; y: number }>(points: readonly T[]): T[] {
-  const sorted = points.filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y)).sort((a, b) => a.x - b.x || b.y - a.y);
+  const sorted = points
+    .filter((p) => Number.isFinite(p.x) && Number.isFinite(p.y))
+    .sort((a, b) => a.x - b.x || b.y - a.y);
   const front: T[] = [];
   let bestY = -Infinity;
   for (const p of sorted) {
@@ -120,7 +128,12 @@ export function cellOutcome(c: ReportCell): CellOutcome | null {
   if (!best) {
     for (const e of c.episodes) {
       if (!e.feasible || e.accuracy === null) continue;
-      if (!best || e.accuracy > (best.accuracy ?? -Infinity) || (e.accuracy === best.accuracy && e.latencyMs < best.latencyMs)) best = e;
+      if (
+        !best ||
+        e.accuracy > (best.accuracy ?? -Infinity) ||
+        (e.accuracy === best.accuracy && e.latencyMs < best.latencyMs)
+      )
+        best = e;
     }
   }
   if (!best || best.accuracy === null) return null;
@@ -159,7 +172,8 @@ export function summariseSeries(s: AgentSeries): AgentSummary {
   const outcomes = s.cells.map(cellOutcome).filter((o): o is CellOutcome => o !== null);
   const pick = (f: (o: CellOutcome) => number) => meanStd(outcomes.map(f));
   let best: CellOutcome | null = null;
-  for (const o of outcomes) if (!best || o.accuracy > best.accuracy || (o.accuracy === best.accuracy && o.latencyMs < best.latencyMs)) best = o;
+  for (const o of outcomes)
+    if (!best || o.accuracy > best.accuracy || (o.accuracy === best.accuracy && o.latencyMs < best.latencyMs)) best = o;
   return {
     series: s,
     seeds: s.cells.length,
@@ -203,7 +217,7 @@ export function uniformPoints(g: ReportGroup): UniformSummary[] {
   }
   const out: UniformSummary[] = [];
   for (const [label, list] of byLabel) {
-    const first = list[0] as UniformPoint;
+    const first = list[0];
     const b = Array.isArray(first.bits) ? (first.bits[0] as { wBits: number; aBits: number }) : first.bits;
     const acc = meanStd(list.map((p) => (p.accuracy === null ? NaN : p.accuracy)));
     out.push({

@@ -4,10 +4,26 @@
  * no external resources). Every data mark carries `class="mark"` so the report can be checked by counting.
  */
 
-export const PALETTE = ['#4e79a7', '#f28e2b', '#59a14f', '#e15759', '#76b7b2', '#edc948', '#b07aa1', '#ff9da7', '#9c755f', '#7f7f7f'];
+export const PALETTE = [
+  '#4e79a7',
+  '#f28e2b',
+  '#59a14f',
+  '#e15759',
+  '#76b7b2',
+  '#edc948',
+  '#b07aa1',
+  '#ff9da7',
+  '#9c755f',
+  '#7f7f7f',
+];
 
 export function esc(s: string): string {
-  return s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;').replace(/"/g, '&quot;').replace(/'/g, '&#39;');
+  return s
+    .replace(/&/g, '&amp;')
+    .replace(/</g, '&lt;')
+    .replace(/>/g, '&gt;')
+    .replace(/"/g, '&quot;')
+    .replace(/'/g, '&#39;');
 }
 
 /** A number for SVG coordinates (2 decimals, no exponent). */
@@ -36,13 +52,17 @@ export function niceTicks(min: number, max: number, count = 5): number[] {
   const start = Math.floor(min / step + 1e-9) * step;
   const ticks: number[] = [Number(start.toPrecision(12))];
   // up to the first tick at or above max, so the domain covers every value
-  for (let i = 1; ticks.length < 2 || (ticks[ticks.length - 1] as number) < max - step * 1e-9; i++) {
+  for (let i = 1; ticks.length < 2 || ticks[ticks.length - 1] < max - step * 1e-9; i++) {
     ticks.push(Number((start + i * step).toPrecision(12)));
   }
   return ticks;
 }
 
-export function linearScale(values: number[], range: [number, number], opts: { includeZero?: boolean; count?: number } = {}): Scale {
+export function linearScale(
+  values: number[],
+  range: [number, number],
+  opts: { includeZero?: boolean; count?: number } = {},
+): Scale {
   const finite = values.filter((v) => Number.isFinite(v));
   let min = finite.length ? Math.min(...finite) : 0;
   let max = finite.length ? Math.max(...finite) : 1;
@@ -51,8 +71,8 @@ export function linearScale(values: number[], range: [number, number], opts: { i
     max = Math.max(0, max);
   }
   const ticks = niceTicks(min, max, opts.count ?? 5);
-  const lo = ticks[0] as number;
-  const hi = ticks[ticks.length - 1] as number;
+  const lo = ticks[0];
+  const hi = ticks[ticks.length - 1];
   const f = ((v: number) => range[0] + ((v - lo) / (hi - lo || 1)) * (range[1] - range[0])) as Scale;
   f.domain = [lo, hi];
   f.ticks = ticks;
@@ -77,7 +97,15 @@ interface Frame {
 
 const FRAME: Frame = { width: 560, height: 320, left: 64, right: 16, top: 34, bottom: 46 };
 
-function axes(fr: Frame, x: Scale, y: Scale, xLabel: string, yLabel: string, xFormat = formatTick, yFormat = formatTick): string {
+function axes(
+  fr: Frame,
+  x: Scale,
+  y: Scale,
+  xLabel: string,
+  yLabel: string,
+  xFormat = formatTick,
+  yFormat = formatTick,
+): string {
   const x0 = fr.left;
   const x1 = fr.width - fr.right;
   const y0 = fr.height - fr.bottom;
@@ -95,12 +123,19 @@ function axes(fr: Frame, x: Scale, y: Scale, xLabel: string, yLabel: string, xFo
   }
   parts.push(`<line class="axis" x1="${n(x0)}" y1="${n(y0)}" x2="${n(x1)}" y2="${n(y0)}"/>`);
   parts.push(`<line class="axis" x1="${n(x0)}" y1="${n(y0)}" x2="${n(x0)}" y2="${n(y1)}"/>`);
-  parts.push(`<text class="label" x="${n((x0 + x1) / 2)}" y="${n(fr.height - 8)}" text-anchor="middle">${esc(xLabel)}</text>`);
-  parts.push(`<text class="label" transform="translate(14 ${n((y0 + y1) / 2)}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`);
+  parts.push(
+    `<text class="label" x="${n((x0 + x1) / 2)}" y="${n(fr.height - 8)}" text-anchor="middle">${esc(xLabel)}</text>`,
+  );
+  parts.push(
+    `<text class="label" transform="translate(14 ${n((y0 + y1) / 2)}) rotate(-90)" text-anchor="middle">${esc(yLabel)}</text>`,
+  );
   return parts.join('');
 }
 
-function legend(fr: Frame, items: { name: string; color: string; shape?: 'line' | 'dot' | 'diamond' | 'rect' }[]): string {
+function legend(
+  fr: Frame,
+  items: { name: string; color: string; shape?: 'line' | 'dot' | 'diamond' | 'rect' }[],
+): string {
   const parts: string[] = [];
   let x = fr.left;
   let y = 14;
@@ -118,7 +153,9 @@ function legend(fr: Frame, items: { name: string; color: string; shape?: 'line' 
           : it.shape === 'rect'
             ? `<rect x="${n(x)}" y="${n(y - 9)}" width="12" height="10" fill="${it.color}"/>`
             : `<line x1="${n(x)}" y1="${n(y - 4)}" x2="${n(x + 14)}" y2="${n(y - 4)}" stroke="${it.color}" stroke-width="2.5"/>`;
-    parts.push(`<g class="legend-item">${sym}<text class="legend" x="${n(x + 18)}" y="${n(y)}">${esc(it.name)}</text></g>`);
+    parts.push(
+      `<g class="legend-item">${sym}<text class="legend" x="${n(x + 18)}" y="${n(y)}">${esc(it.name)}</text></g>`,
+    );
     x += w;
   }
   return parts.join('');
@@ -158,7 +195,16 @@ export interface LineChartSpec {
 
 /** Lines with translucent spread bands. */
 export function lineChart(spec: LineChartSpec): string {
-  const fr = { ...FRAME, top: FRAME.top + legendRows(spec.series.map((s) => s.name), FRAME) * 14 };
+  const fr = {
+    ...FRAME,
+    top:
+      FRAME.top +
+      legendRows(
+        spec.series.map((s) => s.name),
+        FRAME,
+      ) *
+        14,
+  };
   const xs = spec.series.flatMap((s) => s.points.map((p) => p.x));
   const ys = spec.series.flatMap((s) => s.points.flatMap((p) => [p.y, p.lo ?? p.y, p.hi ?? p.y]));
   const x = linearScale(xs, [fr.left, fr.width - fr.right]);
@@ -175,17 +221,26 @@ export function lineChart(spec: LineChartSpec): string {
         .slice()
         .reverse()
         .map((p) => `${n(x(p.x))} ${n(y(p.lo as number))}`);
-      parts.push(`<path class="mark band" d="M${upper.join(' L')} L${lower.join(' L')} Z" fill="${s.color}" fill-opacity="0.18" stroke="none"/>`);
+      parts.push(
+        `<path class="mark band" d="M${upper.join(' L')} L${lower.join(' L')} Z" fill="${s.color}" fill-opacity="0.18" stroke="none"/>`,
+      );
     }
     if (pts.length === 1) {
-      const p = pts[0] as BandPoint;
+      const p = pts[0];
       parts.push(`<circle class="mark point" cx="${n(x(p.x))}" cy="${n(y(p.y))}" r="3.5" fill="${s.color}"/>`);
     } else {
-      parts.push(`<path class="mark line" d="M${pts.map((p) => `${n(x(p.x))} ${n(y(p.y))}`).join(' L')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
+      parts.push(
+        `<path class="mark line" d="M${pts.map((p) => `${n(x(p.x))} ${n(y(p.y))}`).join(' L')}" fill="none" stroke="${s.color}" stroke-width="2"/>`,
+      );
     }
     parts.push('</g>');
   }
-  parts.push(legend(fr, spec.series.map((s) => ({ name: s.name, color: s.color }))));
+  parts.push(
+    legend(
+      fr,
+      spec.series.map((s) => ({ name: s.name, color: s.color })),
+    ),
+  );
   parts.push('</svg>');
   return parts.join('');
 }
@@ -244,12 +299,12 @@ export interface ScatterChartSpec {
 export function lowOutlierFloor(values: readonly number[]): number | undefined {
   const v = values.filter((x) => Number.isFinite(x)).sort((a, b) => a - b);
   if (v.length < 8) return undefined;
-  const q = (f: number) => v[Math.min(v.length - 1, Math.floor(f * (v.length - 1)))] as number;
+  const q = (f: number) => v[Math.min(v.length - 1, Math.floor(f * (v.length - 1)))];
   const q1 = q(0.25);
   const iqr = q(0.75) - q1;
   if (!(iqr > 0)) return undefined;
   const fence = q1 - 1.5 * iqr;
-  return (v[0] as number) < fence ? fence : undefined;
+  return v[0] < fence ? fence : undefined;
 }
 
 export function scatterChart(spec: ScatterChartSpec): string {
@@ -257,8 +312,22 @@ export function scatterChart(spec: ScatterChartSpec): string {
     ...spec.series.map((s) => ({ name: s.name, color: s.color, shape: 'dot' as const })),
     ...(spec.refs && spec.refs.length ? [{ name: 'uniform precision', color: '#222', shape: 'diamond' as const }] : []),
   ];
-  const fr = { ...FRAME, height: FRAME.height + 20, top: FRAME.top + legendRows(legendItems.map((l) => l.name), FRAME) * 14 };
-  const xs = [...spec.series.flatMap((s) => s.points.map((p) => p.x)), ...(spec.refs ?? []).map((r) => r.x), ...(spec.limitX ? [spec.limitX.x] : [])];
+  const fr = {
+    ...FRAME,
+    height: FRAME.height + 20,
+    top:
+      FRAME.top +
+      legendRows(
+        legendItems.map((l) => l.name),
+        FRAME,
+      ) *
+        14,
+  };
+  const xs = [
+    ...spec.series.flatMap((s) => s.points.map((p) => p.x)),
+    ...(spec.refs ?? []).map((r) => r.x),
+    ...(spec.limitX ? [spec.limitX.x] : []),
+  ];
   const allYs = [...spec.series.flatMap((s) => s.points.map((p) => p.y)), ...(spec.refs ?? []).map((r) => r.y)];
   const floor = spec.yFloor;
   const ys = floor === undefined ? allYs : [...allYs.filter((v) => v >= floor), floor];
@@ -299,14 +368,16 @@ export function scatterChart(spec: ScatterChartSpec): string {
     front.forEach((p, i) => {
       if (i === 0) d.push(`M${n(x(p.x))} ${n(y(p.y))}`);
       else {
-        const prev = front[i - 1] as ScatterPoint;
+        const prev = front[i - 1];
         d.push(`L${n(x(p.x))} ${n(y(prev.y))}`, `L${n(x(p.x))} ${n(y(p.y))}`);
       }
     });
     parts.push(`<path class="mark front" d="${d.join(' ')}" fill="none" stroke="${s.color}" stroke-width="2"/>`);
     for (const p of front) {
       const t = p.title ? `<title>${esc(p.title)}</title>` : '';
-      parts.push(`<circle class="mark front-dot" cx="${n(x(p.x))}" cy="${n(y(p.y))}" r="4" fill="${s.color}" stroke="#fff" stroke-width="1">${t}</circle>`);
+      parts.push(
+        `<circle class="mark front-dot" cx="${n(x(p.x))}" cy="${n(y(p.y))}" r="4" fill="${s.color}" stroke="#fff" stroke-width="1">${t}</circle>`,
+      );
     }
   }
   for (const r of spec.refs ?? []) {
@@ -373,12 +444,21 @@ export function barChart(spec: BarChartSpec): string {
     });
     const cx = x0 + (i + 0.5) * groupW;
     const ly = fr.height - fr.bottom + 12;
-    parts.push(`<text class="tick" transform="translate(${n(cx)} ${n(ly)}) rotate(-45)" text-anchor="end">${esc(cat)}</text>`);
+    parts.push(
+      `<text class="tick" transform="translate(${n(cx)} ${n(ly)}) rotate(-45)" text-anchor="end">${esc(cat)}</text>`,
+    );
   });
   parts.push(`<line class="axis" x1="${n(x0)}" y1="${n(base)}" x2="${n(x1)}" y2="${n(base)}"/>`);
   parts.push(`<line class="axis" x1="${n(x0)}" y1="${n(fr.height - fr.bottom)}" x2="${n(x0)}" y2="${n(fr.top)}"/>`);
-  parts.push(`<text class="label" transform="translate(14 ${n((fr.top + fr.height - fr.bottom) / 2)}) rotate(-90)" text-anchor="middle">${esc(spec.yLabel)}</text>`);
-  parts.push(legend(fr, spec.series.map((s) => ({ name: s.name, color: s.color, shape: 'rect' as const }))));
+  parts.push(
+    `<text class="label" transform="translate(14 ${n((fr.top + fr.height - fr.bottom) / 2)}) rotate(-90)" text-anchor="middle">${esc(spec.yLabel)}</text>`,
+  );
+  parts.push(
+    legend(
+      fr,
+      spec.series.map((s) => ({ name: s.name, color: s.color, shape: 'rect' as const })),
+    ),
+  );
   parts.push('</svg>');
   return parts.join('');
 }

@@ -292,7 +292,11 @@ export class RunStore {
 
   cell(id: string): CellStore {
     const c = this.cells.find((x) => x.id === id);
-    if (!c) throw new UserError(`no cell '${id}' in this run`, { file: this.runJsonPath, expected: `one of ${this.cells.map((x) => x.id).join(', ')}` });
+    if (!c)
+      throw new UserError(`no cell '${id}' in this run`, {
+        file: this.runJsonPath,
+        expected: `one of ${this.cells.map((x) => x.id).join(', ')}`,
+      });
     return c;
   }
 
@@ -401,19 +405,25 @@ function processAlive(pid: number): boolean {
 export function createRun(dir: string, experiment: Experiment, meta: RunMeta): RunStore {
   const root = resolve(dir);
   if (existsSync(root)) {
-    if (!statSync(root).isDirectory()) throw new UserError('exists and is not a folder', { file: dir, expected: 'a new run directory' });
+    if (!statSync(root).isDirectory())
+      throw new UserError('exists and is not a folder', { file: dir, expected: 'a new run directory' });
     const kind = outputKindOf(root);
     if (kind === 'checkpoint' || kind === 'export') {
-      throw new UserError(`holds ${kind === 'checkpoint' ? 'a training checkpoint' : 'an integer export'}, not a run; a run directory would destroy it`, {
-        file: dir,
-        field: '--out',
-        expected: 'a new or empty directory',
-      });
+      throw new UserError(
+        `holds ${kind === 'checkpoint' ? 'a training checkpoint' : 'an integer export'}, not a run; a run directory would destroy it`,
+        {
+          file: dir,
+          field: '--out',
+          expected: 'a new or empty directory',
+        },
+      );
     }
     if (readdirSync(root).length > 0) {
       throw new UserError('the run directory already exists and is not empty', {
         file: dir,
-        expected: existsSync(join(root, 'run.json')) ? 'a new directory, or --resume to continue this run' : 'a new or empty directory',
+        expected: existsSync(join(root, 'run.json'))
+          ? 'a new directory, or --resume to continue this run'
+          : 'a new or empty directory',
       });
     }
   }
@@ -421,7 +431,8 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
   const profileJson = new Map<string, unknown>();
   for (const c of all) {
     if (!profileJson.has(c.profile.path)) {
-      if (!existsSync(c.profile.path)) throw new UserError(`profile '${c.profile.spec}' not found`, { file: c.profile.path });
+      if (!existsSync(c.profile.path))
+        throw new UserError(`profile '${c.profile.spec}' not found`, { file: c.profile.path });
       profileJson.set(c.profile.path, readJsonFile(c.profile.path));
     }
   }
@@ -443,7 +454,14 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
     cwd: process.cwd(),
     command: meta.command ?? defaultCommand(),
     resumes: [],
-    cells: all.map((c) => ({ id: c.id, agent: c.agent.label, profile: c.profile.id, budget: c.budget.id, seed: c.seed, status: 'pending' as CellStatus })),
+    cells: all.map((c) => ({
+      id: c.id,
+      agent: c.agent.label,
+      profile: c.profile.id,
+      budget: c.budget.id,
+      seed: c.seed,
+      status: 'pending',
+    })),
   };
   const run = new RunStore(root, experiment, info, false);
   run.acquireLock();
@@ -457,7 +475,13 @@ export function createRun(dir: string, experiment: Experiment, meta: RunMeta): R
       id: c.id,
       index: c.index,
       agent: { ...c.agent, resolvedOptions: resolvedAgentOptions(c.agent) },
-      profile: { id: c.profile.id, spec: c.profile.spec, path: c.profile.path, builtin: c.profile.builtin, json: profileJson.get(c.profile.path) },
+      profile: {
+        id: c.profile.id,
+        spec: c.profile.spec,
+        path: c.profile.path,
+        builtin: c.profile.builtin,
+        json: profileJson.get(c.profile.path),
+      },
       budget: { id: c.budget.id, constraints: c.budget.constraints },
       seed: c.seed,
       model: experiment.model,
@@ -491,20 +515,29 @@ function defaultCommand(): string[] {
  */
 export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
   const root = resolve(dir);
-  if (!existsSync(root)) throw new UserError('run directory not found', { file: dir, expected: 'a directory created by `bitalloc run`' });
+  if (!existsSync(root))
+    throw new UserError('run directory not found', { file: dir, expected: 'a directory created by `bitalloc run`' });
   if (!statSync(root).isDirectory()) throw new UserError('not a directory', { file: dir, expected: 'a run directory' });
   const runJson = join(root, 'run.json');
   if (!existsSync(runJson)) {
-    throw new UserError('not a bitalloc run directory (no run.json)', { file: dir, expected: 'a directory created by `bitalloc run`' });
+    throw new UserError('not a bitalloc run directory (no run.json)', {
+      file: dir,
+      expected: 'a directory created by `bitalloc run`',
+    });
   }
   const info = checkRunInfo(readJsonFile(runJson), runJson);
   const expPath = join(root, 'experiment.json');
-  if (!existsSync(expPath)) throw new UserError('run directory without experiment.json', { file: dir, expected: 'a complete run directory' });
+  if (!existsSync(expPath))
+    throw new UserError('run directory without experiment.json', { file: dir, expected: 'a complete run directory' });
   const rawExp = readJsonFile(expPath);
   let experiment: Experiment;
   if (opts.readOnly) {
     if (!rawExp || typeof rawExp !== 'object' || typeof (rawExp as { name?: unknown }).name !== 'string') {
-      throw new UserError('not an experiment', { file: expPath, field: '$.name', expected: 'the resolved experiment of the run' });
+      throw new UserError('not an experiment', {
+        file: expPath,
+        field: '$.name',
+        expected: 'the resolved experiment of the run',
+      });
     }
     experiment = rawExp as Experiment;
   } else {
@@ -528,7 +561,8 @@ export function openRun(dir: string, opts: OpenRunOptions = {}): RunStore {
     removeStaleTemps(root);
     for (const c of run.cells) {
       removeStaleTemps(c.dir);
-      if (!existsSync(join(c.dir, 'cell.json'))) throw new UserError('cell folder without cell.json', { file: c.dir, expected: 'a complete run directory' });
+      if (!existsSync(join(c.dir, 'cell.json')))
+        throw new UserError('cell folder without cell.json', { file: c.dir, expected: 'a complete run directory' });
     }
     for (const e of info.cells) {
       if (e.status === 'running') {
@@ -555,7 +589,10 @@ function jsonDifferences(a: unknown, b: unknown, path = '$', out: string[] = [])
     for (const k of keys) jsonDifferences(a[k], b[k], Array.isArray(a) ? `${path}[${k}]` : `${path}.${k}`, out);
     return out;
   }
-  if (JSON.stringify(a) !== JSON.stringify(b)) out.push(`${path}: ${a === undefined ? '(absent)' : JSON.stringify(a)} when the run was created, now ${b === undefined ? '(absent)' : JSON.stringify(b)}`);
+  if (JSON.stringify(a) !== JSON.stringify(b))
+    out.push(
+      `${path}: ${a === undefined ? '(absent)' : JSON.stringify(a)} when the run was created, now ${b === undefined ? '(absent)' : JSON.stringify(b)}`,
+    );
   return out;
 }
 
@@ -564,33 +601,53 @@ function checkExperimentUnchanged(info: RunInfo, expPath: string, rawExp: unknow
   if (!info.experimentSha256) return; // runs made before the hash was recorded
   if (sha256File(expPath) === info.experimentSha256) return;
   const diff = info.experimentRecorded !== undefined ? jsonDifferences(info.experimentRecorded, rawExp) : [];
-  throw new UserError('experiment.json was edited after the run was created; a resume continues the run exactly as it started', {
-    file: expPath,
-    expected: 'the experiment.json of the run unchanged (start a new run with `bitalloc run FILE` for a changed experiment)',
-    problems: diff.length > 0 ? diff : ['the file differs from the one recorded (sha256 in run.json $.experimentSha256), e.g. in formatting only'],
-  });
+  throw new UserError(
+    'experiment.json was edited after the run was created; a resume continues the run exactly as it started',
+    {
+      file: expPath,
+      expected:
+        'the experiment.json of the run unchanged (start a new run with `bitalloc run FILE` for a changed experiment)',
+      problems:
+        diff.length > 0
+          ? diff
+          : ['the file differs from the one recorded (sha256 in run.json $.experimentSha256), e.g. in formatting only'],
+    },
+  );
 }
 
 /** best.json and final.json of a cell, if present, must be intact records. */
 function checkCellResults(c: CellStore): void {
   if (existsSync(c.bestPath)) {
     const problem = episodeRecordProblem(readJsonFile(c.bestPath));
-    if (problem) throw new UserError(`not an episode record: ${problem}`, { file: c.bestPath, expected: 'the best episode as written by the search' });
+    if (problem)
+      throw new UserError(`not an episode record: ${problem}`, {
+        file: c.bestPath,
+        expected: 'the best episode as written by the search',
+      });
   }
   if (existsSync(c.finalPath)) {
     const f = readJsonFile(c.finalPath) as Partial<FinalRecord> | null;
     if (!f || typeof f !== 'object' || typeof f.testAccuracy !== 'number' || !Array.isArray(f.bits)) {
-      throw new UserError('not a final record', { file: c.finalPath, field: '$.testAccuracy', expected: 'the final record written by the search' });
+      throw new UserError('not a final record', {
+        file: c.finalPath,
+        field: '$.testAccuracy',
+        expected: 'the final record written by the search',
+      });
     }
   }
 }
 
 function checkRunInfo(raw: unknown, file: string): RunInfo {
   const problems: string[] = [];
-  if (!raw || typeof raw !== 'object' || Array.isArray(raw)) throw new UserError('run.json must be an object', { file, field: '$' });
+  if (!raw || typeof raw !== 'object' || Array.isArray(raw))
+    throw new UserError('run.json must be an object', { file, field: '$' });
   const r = raw as Record<string, unknown>;
   if (r['format'] !== RUN_FORMAT) {
-    throw new UserError(`not a bitalloc run (format ${JSON.stringify(r['format'])})`, { file, field: '$.format', expected: `"${RUN_FORMAT}"` });
+    throw new UserError(`not a bitalloc run (format ${JSON.stringify(r['format'])})`, {
+      file,
+      field: '$.format',
+      expected: `"${RUN_FORMAT}"`,
+    });
   }
   if (typeof r['formatVersion'] !== 'number' || r['formatVersion'] > RUN_FORMAT_VERSION) {
     throw new UserError(`run format version ${String(r['formatVersion'])} is not supported by bitalloc ${VERSION}`, {
@@ -605,8 +662,10 @@ function checkRunInfo(raw: unknown, file: string): RunInfo {
     (r['cells'] as unknown[]).forEach((c, i) => {
       const e = c as Partial<RunCellEntry> | null;
       if (!e || typeof e !== 'object') return problems.push(`$.cells[${i}]: must be an object`);
-      if (typeof e.id !== 'string' || !/^[A-Za-z0-9._+-]+$/.test(e.id)) problems.push(`$.cells[${i}].id: must be a cell id`);
-      if (!CELL_STATUSES.includes(e.status as CellStatus)) problems.push(`$.cells[${i}].status: must be one of ${CELL_STATUSES.join(', ')}`);
+      if (typeof e.id !== 'string' || !/^[A-Za-z0-9._+-]+$/.test(e.id))
+        problems.push(`$.cells[${i}].id: must be a cell id`);
+      if (!CELL_STATUSES.includes(e.status as CellStatus))
+        problems.push(`$.cells[${i}].status: must be one of ${CELL_STATUSES.join(', ')}`);
       if (typeof e.seed !== 'number') problems.push(`$.cells[${i}].seed: must be a number`);
       return undefined;
     });
@@ -679,7 +738,8 @@ export class CellStore {
 
   /** Episodes recorded so far (reads the file once, then tracks appends). */
   episodeCount(): number {
-    if (this.lastEpisode === null) this.lastEpisode = readEpisodes(this, { repair: !this.run.readOnly }).episodes.length;
+    if (this.lastEpisode === null)
+      this.lastEpisode = readEpisodes(this, { repair: !this.run.readOnly }).episodes.length;
     return this.lastEpisode;
   }
 
@@ -690,7 +750,8 @@ export class CellStore {
 
   /** The best feasible episode so far, from best.json. */
   readBest(): EpisodeRecord | null {
-    if (this.best === undefined) this.best = existsSync(this.bestPath) ? (readJsonFile(this.bestPath) as EpisodeRecord) : null;
+    if (this.best === undefined)
+      this.best = existsSync(this.bestPath) ? (readJsonFile(this.bestPath) as EpisodeRecord) : null;
     return this.best;
   }
 
@@ -720,7 +781,8 @@ export class CellStore {
   readUniform(): UniformPoint[] {
     if (!existsSync(this.uniformPath)) return [];
     const raw = readJsonFile(this.uniformPath) as { points?: unknown };
-    if (!Array.isArray(raw.points)) throw new UserError('must hold { "points": [...] }', { file: this.uniformPath, field: '$.points' });
+    if (!Array.isArray(raw.points))
+      throw new UserError('must hold { "points": [...] }', { file: this.uniformPath, field: '$.points' });
     return raw.points as UniformPoint[];
   }
 }
@@ -746,8 +808,18 @@ const NUMERIC_FIELDS = ['latencyMs', 'energyUj', 'sizeBytes', 'peakMemoryBytes',
 export function episodeRecordProblem(v: unknown): string | null {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return 'not an object';
   const r = v as Record<string, unknown>;
-  if (typeof r['episode'] !== 'number' || !Number.isInteger(r['episode']) || r['episode'] < 1) return 'episode must be an integer >= 1';
-  if (!Array.isArray(r['bits']) || !r['bits'].every((b) => b && typeof b === 'object' && Number.isInteger((b as LayerBits).wBits) && Number.isInteger((b as LayerBits).aBits))) {
+  if (typeof r['episode'] !== 'number' || !Number.isInteger(r['episode']) || r['episode'] < 1)
+    return 'episode must be an integer >= 1';
+  if (
+    !Array.isArray(r['bits']) ||
+    !r['bits'].every(
+      (b) =>
+        b &&
+        typeof b === 'object' &&
+        Number.isInteger((b as LayerBits).wBits) &&
+        Number.isInteger((b as LayerBits).aBits),
+    )
+  ) {
     return 'bits must be an array of { wBits, aBits }';
   }
   for (const k of ['accuracy', 'loss']) {
@@ -768,7 +840,9 @@ export function appendEpisode(cell: CellStore, record: EpisodeRecord): void {
   if (problem) throw new TypeError(`appendEpisode(${cell.id}): ${problem}`);
   const have = cell.episodeCount();
   if (record.episode !== have + 1) {
-    throw new Error(`appendEpisode(${cell.id}): episode ${record.episode} but the file holds ${have} episodes (next is ${have + 1})`);
+    throw new Error(
+      `appendEpisode(${cell.id}): episode ${record.episode} but the file holds ${have} episodes (next is ${have + 1})`,
+    );
   }
   const line = JSON.stringify(record) + '\n';
   if (!existsSync(cell.dir)) mkdirSync(cell.dir, { recursive: true });
@@ -806,7 +880,7 @@ export function readEpisodes(cellOrPath: CellStore | string, opts: { repair?: bo
   let dropped: EpisodesRead['dropped'] = null;
   let goodBytes = 0;
   for (let i = 0; i < parts.length; i++) {
-    const lineText = parts[i] as string;
+    const lineText = parts[i];
     const isLast = i === parts.length - 1 && tail === '';
     let value: unknown;
     try {
@@ -816,20 +890,28 @@ export function readEpisodes(cellOrPath: CellStore | string, opts: { repair?: bo
         dropped = { line: i + 1, text: lineText };
         break;
       }
-      throw new UserError(`line ${i + 1} is not valid JSON`, { file: path, expected: 'one JSON episode record per line' });
+      throw new UserError(`line ${i + 1} is not valid JSON`, {
+        file: path,
+        expected: 'one JSON episode record per line',
+      });
     }
     const problem = episodeRecordProblem(value);
     if (problem) throw new UserError(`line ${i + 1} is not an episode record: ${problem}`, { file: path });
     const rec = value as EpisodeRecord;
     if (rec.episode !== episodes.length + 1) {
-      throw new UserError(`line ${i + 1} holds episode ${rec.episode}, expected episode ${episodes.length + 1}`, { file: path, expected: 'consecutive episodes from 1' });
+      throw new UserError(`line ${i + 1} holds episode ${rec.episode}, expected episode ${episodes.length + 1}`, {
+        file: path,
+        expected: 'consecutive episodes from 1',
+      });
     }
     episodes.push(rec);
     goodBytes += Buffer.byteLength(lineText, 'utf8') + 1;
   }
   if (tail !== '') dropped ??= { line: parts.length + 1, text: tail };
   if (dropped) {
-    log.warn(`${path}: dropped a torn last line (line ${dropped.line}, ${Buffer.byteLength(dropped.text)} bytes)${repair ? '; file repaired' : ''}`);
+    log.warn(
+      `${path}: dropped a torn last line (line ${dropped.line}, ${Buffer.byteLength(dropped.text)} bytes)${repair ? '; file repaired' : ''}`,
+    );
     if (repair) truncateFile(path, goodBytes);
   }
   if (typeof cellOrPath !== 'string' && (repair || !dropped)) cellOrPath.noteEpisodes(episodes.length);
@@ -841,7 +923,13 @@ export function truncateEpisodes(cell: CellStore, keep: number): void {
   cell.run.assertWritable();
   const { episodes } = readEpisodes(cell);
   if (keep >= episodes.length) return;
-  writeTextAtomic(cell.episodesPath, episodes.slice(0, keep).map((e) => JSON.stringify(e) + '\n').join(''));
+  writeTextAtomic(
+    cell.episodesPath,
+    episodes
+      .slice(0, keep)
+      .map((e) => JSON.stringify(e) + '\n')
+      .join(''),
+  );
   cell.noteEpisodes(keep);
 }
 
@@ -917,7 +1005,9 @@ export function loadCheckpoint(target: CellStore | string, opts: { readOnly?: bo
   const readOnly = opts.readOnly ?? (typeof target !== 'string' && target.run.readOnly);
   const parent = dirname(dir);
   const name = basename(dir);
-  const siblings = existsSync(parent) ? readdirSync(parent).filter((f) => f.startsWith(`${name}.tmp-`) || f.startsWith(`${name}.old-`)) : [];
+  const siblings = existsSync(parent)
+    ? readdirSync(parent).filter((f) => f.startsWith(`${name}.tmp-`) || f.startsWith(`${name}.old-`))
+    : [];
   let chosen: string | null = null;
   if (existsSync(join(dir, CHECKPOINT_MARK))) chosen = dir;
   else {
@@ -938,7 +1028,10 @@ export function loadCheckpoint(target: CellStore | string, opts: { readOnly?: bo
         chosen = dir;
       }
     } else if (existsSync(dir)) {
-      throw new UserError('checkpoint folder without checkpoint.json (incomplete)', { file: dir, expected: 'a checkpoint written by saveCheckpoint' });
+      throw new UserError('checkpoint folder without checkpoint.json (incomplete)', {
+        file: dir,
+        expected: 'a checkpoint written by saveCheckpoint',
+      });
     }
   }
   if (!readOnly) {
@@ -950,7 +1043,11 @@ export function loadCheckpoint(target: CellStore | string, opts: { readOnly?: bo
   if (!chosen) return null;
   const mark = readJsonFile(join(chosen, CHECKPOINT_MARK)) as { savedAt?: string; state?: CheckpointState };
   if (!mark.state || typeof mark.state.episode !== 'number') {
-    throw new UserError('checkpoint.json without a state', { file: join(chosen, CHECKPOINT_MARK), field: '$.state.episode', expected: 'a number' });
+    throw new UserError('checkpoint.json without a state', {
+      file: join(chosen, CHECKPOINT_MARK),
+      field: '$.state.episode',
+      expected: 'a number',
+    });
   }
   return { dir: chosen, state: mark.state, savedAt: mark.savedAt ?? '' };
 }
@@ -1013,12 +1110,16 @@ export function onStopRequest(listener: (reason: string) => void): () => void {
 export function installStopSignals(run: RunStore): () => void {
   const handler = (signal: NodeJS.Signals): void => {
     if (stopReason === null) {
-      log.warn(`${signal}: finishing the current episode, then checkpointing and stopping (send ${signal} again to stop at once)`);
+      log.warn(
+        `${signal}: finishing the current episode, then checkpointing and stopping (send ${signal} again to stop at once)`,
+      );
       requestStop(signal);
       return;
     }
     run.close();
-    process.stderr.write(`stopped at once by a second ${signal}; resume from the last checkpoint with: bitalloc run --resume ${run.dir}\n`);
+    process.stderr.write(
+      `stopped at once by a second ${signal}; resume from the last checkpoint with: bitalloc run --resume ${run.dir}\n`,
+    );
     process.exit(signal === 'SIGINT' ? 130 : 143);
   };
   process.on('SIGINT', handler);

@@ -12,7 +12,11 @@ export interface EpisodeOptions {
   explore?: boolean;
 }
 
-export async function runEpisode(env: BitAllocationEnv, agent: Agent, opts: EpisodeOptions = {}): Promise<EpisodeSummary> {
+export async function runEpisode(
+  env: BitAllocationEnv,
+  agent: Agent,
+  opts: EpisodeOptions = {},
+): Promise<EpisodeSummary> {
   const explore = opts.explore ?? true;
   let summary: EpisodeSummary;
   if (agent.kind === 'step') {

@@ -45,9 +45,9 @@ export class OrtEvaluator {
     private readonly batchSize: number,
   ) {
     this.probabilities = outputsProbabilities(net.model);
-    const outShape = net.model.outputs[0]!.shape;
+    const outShape = net.model.outputs[0].shape;
     this.classes = outShape[outShape.length - 1] as number;
-    this.sampleSize = (net.model.inputs[0]!.shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
+    this.sampleSize = (net.model.inputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
   }
 
   /** An evaluator over `net`, or null when onnxruntime-node is not installed. Throws when the network has no ONNX translation. */
@@ -83,7 +83,10 @@ export class OrtEvaluator {
     const out: Record<string, InstanceType<OrtModule['Tensor']>> = {};
     for (const f of feeds) {
       const v = f.read();
-      out[f.name] = f.dtype === 'bool' ? new this.ort.Tensor('bool', v as Uint8Array, f.dims) : new this.ort.Tensor('float32', v as Float32Array, f.dims);
+      out[f.name] =
+        f.dtype === 'bool'
+          ? new this.ort.Tensor('bool', v as Uint8Array, f.dims)
+          : new this.ort.Tensor('float32', v as Float32Array, f.dims);
     }
     return out;
   }
@@ -102,11 +105,15 @@ export class OrtEvaluator {
     const x = this.data(split, n);
     const c = await this.compiled();
     const params = this.parameters(c.feeds);
-    const shape = split.x.shape.slice(1) as number[];
+    const shape = split.x.shape.slice(1);
     const res: Float32Array[] = [];
     for (let start = 0; start < n; start += this.batchSize) {
       const size = Math.min(this.batchSize, n - start);
-      const input = new this.ort.Tensor('float32', x.subarray(start * this.sampleSize, (start + size) * this.sampleSize), [size, ...shape]);
+      const input = new this.ort.Tensor(
+        'float32',
+        x.subarray(start * this.sampleSize, (start + size) * this.sampleSize),
+        [size, ...shape],
+      );
       const r = await c.session.run({ ...params, [c.inputName]: input });
       res.push((r[c.outputName] as { data: Float32Array }).data);
     }
@@ -125,11 +132,11 @@ export class OrtEvaluator {
     for (const o of outs) {
       const rows = o.length / k;
       for (let r = 0; r < rows; r++, i++) {
-        const label = split.labels[i] as number;
+        const label = split.labels[i];
         let best = 0;
         let max = -Infinity;
         for (let c = 0; c < k; c++) {
-          const v = o[r * k + c] as number;
+          const v = o[r * k + c];
           if (v > max) {
             max = v;
             best = c;
@@ -137,16 +144,21 @@ export class OrtEvaluator {
         }
         if (best === label) correct++;
         if (this.probabilities) {
-          lossSum += -Math.log(Math.min(1 - 1e-7, Math.max(1e-7, o[r * k + label] as number)));
+          lossSum += -Math.log(Math.min(1 - 1e-7, Math.max(1e-7, o[r * k + label])));
         } else {
           let sum = 0;
-          for (let c = 0; c < k; c++) sum += Math.exp((o[r * k + c] as number) - max);
-          lossSum += Math.log(sum) + max - (o[r * k + label] as number);
+          for (let c = 0; c < k; c++) sum += Math.exp(o[r * k + c] - max);
+          lossSum += Math.log(sum) + max - o[r * k + label];
         }
       }
     }
     const seconds = (performance.now() - t0) / 1000;
-    return { accuracy: n ? correct / n : NaN, loss: n ? lossSum / n : NaN, samples: n, samplesPerSec: seconds > 0 ? n / seconds : 0 };
+    return {
+      accuracy: n ? correct / n : NaN,
+      loss: n ? lossSum / n : NaN,
+      samples: n,
+      samplesPerSec: seconds > 0 ? n / seconds : 0,
+    };
   }
 
   async dispose(): Promise<void> {
@@ -171,22 +183,35 @@ export async function checkEvalBackend(choice: EvalBackendChoice | undefined, fi
   if (choice === 'onnxruntime' && !(await loadOrt())) {
     throw new UserError(`onnxruntime-node is not installed or does not load (${ortLoadError() ?? 'unknown error'})`, {
       field,
-      expected: 'auto or tfjs, or install onnxruntime-node (npm install onnxruntime-node; with onnxruntime-node-install=skip offline)',
+      expected:
+        'auto or tfjs, or install onnxruntime-node (npm install onnxruntime-node; with onnxruntime-node-install=skip offline)',
     });
   }
 }
 
 /** auto = onnxruntime when it loads and the network translates, else tfjs; onnxruntime = required. */
-export async function resolveEvalBackend(choice: EvalBackendChoice, net: QuantNetwork, opts: OrtEvaluatorOptions = {}): Promise<ResolvedEvalBackend> {
+export async function resolveEvalBackend(
+  choice: EvalBackendChoice,
+  net: QuantNetwork,
+  opts: OrtEvaluatorOptions = {},
+): Promise<ResolvedEvalBackend> {
   if (choice === 'tfjs') return { name: 'tfjs', evaluator: null };
   await checkEvalBackend(choice);
   try {
     const ev = await OrtEvaluator.create(net, opts);
     if (ev) return { name: 'onnxruntime', evaluator: ev };
-    return { name: 'tfjs', evaluator: null, reason: `onnxruntime-node does not load: ${ortLoadError() ?? 'unknown error'}` };
+    return {
+      name: 'tfjs',
+      evaluator: null,
+      reason: `onnxruntime-node does not load: ${ortLoadError() ?? 'unknown error'}`,
+    };
   } catch (e) {
     const msg = e instanceof Error ? e.message : String(e);
-    if (choice === 'onnxruntime') throw new UserError(`the network cannot run in onnxruntime: ${msg}`, { field: '--eval-backend', expected: 'auto or tfjs' });
+    if (choice === 'onnxruntime')
+      throw new UserError(`the network cannot run in onnxruntime: ${msg}`, {
+        field: '--eval-backend',
+        expected: 'auto or tfjs',
+      });
     return { name: 'tfjs', evaluator: null, reason: `the network has no ONNX translation: ${msg}` };
   }
 }
@@ -195,7 +220,12 @@ export async function resolveEvalBackend(choice: EvalBackendChoice, net: QuantNe
  * Accuracy on a split through onnxruntime when the evaluator can take the current allocation
  * (else, or when a quantizer is not initialised yet, through tfjs's evaluateModel).
  */
-export async function evaluateWith(ev: OrtEvaluator | null, net: QuantNetwork, split: Split, opts: { limit?: number; batchSize?: number } = {}): Promise<EvalResult & { engine: 'onnxruntime' | 'tfjs' }> {
+export async function evaluateWith(
+  ev: OrtEvaluator | null,
+  net: QuantNetwork,
+  split: Split,
+  opts: { limit?: number; batchSize?: number } = {},
+): Promise<EvalResult & { engine: 'onnxruntime' | 'tfjs' }> {
   if (ev && ev.supports()) {
     try {
       return { ...(await ev.evaluate(split, opts)), engine: 'onnxruntime' };
@@ -204,5 +234,11 @@ export async function evaluateWith(ev: OrtEvaluator | null, net: QuantNetwork, s
       // e.g. an LSQ step that initialises from the data at the next tfjs forward pass
     }
   }
-  return { ...(await evaluateModel(net.model, split, { batchSize: opts.batchSize ?? 256, ...(opts.limit !== undefined ? { limit: opts.limit } : {}) })), engine: 'tfjs' };
+  return {
+    ...(await evaluateModel(net.model, split, {
+      batchSize: opts.batchSize ?? 256,
+      ...(opts.limit !== undefined ? { limit: opts.limit } : {}),
+    })),
+    engine: 'tfjs',
+  };
 }

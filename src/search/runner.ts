@@ -64,7 +64,12 @@ export function warmupCacheDir(store: RunStore): string {
 export async function runCell(
   store: RunStore,
   cell: CellStore,
-  opts: { label: string; plainProgress?: boolean; stopAfter?: number; hooks?: Pick<SearchOptions, 'onEpisode' | 'onCheckpoint' | 'shouldStop'> },
+  opts: {
+    label: string;
+    plainProgress?: boolean;
+    stopAfter?: number;
+    hooks?: Pick<SearchOptions, 'onEpisode' | 'onCheckpoint' | 'shouldStop'>;
+  },
 ): Promise<CellOutcome> {
   const result = await runSearch(specForCell(store.experiment, cell.spec), {
     cell,
@@ -84,7 +89,9 @@ export async function runPendingCells(store: RunStore, opts: RunOptions): Promis
     log.info('every cell of this run is done');
     return [];
   }
-  log.info(`${pending.length} of ${store.cells.length} cells to run${opts.workers > 1 ? ` on ${opts.workers} workers` : ''}`);
+  log.info(
+    `${pending.length} of ${store.cells.length} cells to run${opts.workers > 1 ? ` on ${opts.workers} workers` : ''}`,
+  );
   const outcomes: CellOutcome[] = [];
   const finish = (cell: CellStore, o: CellOutcome): void => {
     outcomes.push(o);
@@ -100,7 +107,13 @@ export async function runPendingCells(store: RunStore, opts: RunOptions): Promis
       if (stopRequested() !== null) break; // SIGINT/SIGTERM: the cells not started stay pending
       cell.setStatus('running');
       try {
-        finish(cell, await runCell(store, cell, { label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`, stopAfter: opts.stopAfter }));
+        finish(
+          cell,
+          await runCell(store, cell, {
+            label: `[${cell.spec.index + 1}/${store.cells.length}] ${cell.id}`,
+            stopAfter: opts.stopAfter,
+          }),
+        );
       } catch (e) {
         finish(cell, { id: cell.id, ok: false, error: e instanceof Error ? e.message : String(e) });
       }

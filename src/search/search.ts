@@ -54,7 +54,13 @@ import {
 } from '../run/run-store.js';
 import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
-import { checkEvalBackend, evaluateWith, resolveEvalBackend, type EvalBackendChoice, type OrtEvaluator } from './ort-evaluator.js';
+import {
+  checkEvalBackend,
+  evaluateWith,
+  resolveEvalBackend,
+  type EvalBackendChoice,
+  type OrtEvaluator,
+} from './ort-evaluator.js';
 
 /** Everything one search needs; experiments expand into one of these per cell. */
 export interface SearchSpec {
@@ -282,18 +288,36 @@ function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
 }
 
 /** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
-async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | undefined, batchSize: number, lr: number): Promise<QuantizedNetwork> {
+async function warmUp(
+  spec: SearchSpec,
+  dataset: Dataset,
+  cacheDir: string | undefined,
+  batchSize: number,
+  lr: number,
+): Promise<QuantizedNetwork> {
   const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}${(spec.threads ?? 1) > 1 ? `-t${spec.threads}` : ''}`;
   const cached = cacheDir ? join(cacheDir, key) : null;
   if (cached && existsSync(join(cached, 'model.json'))) {
     log.info(`float warm-up: reusing ${cached}`);
     return (await loadNetwork(cached)).net;
   }
-  const net = await loadModel(spec.model, { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: spec.seed });
+  const net = await loadModel(spec.model, {
+    inputShape: dataset.inputShape,
+    numClasses: dataset.numClasses,
+    seed: spec.seed,
+  });
   if (spec.warmupEpochs > 0) {
-    const trainer = createTrainer(net, dataset, { lr, batchSize, optimizer: 'adam', seed: spec.seed, threads: spec.threads ?? 1 });
+    const trainer = createTrainer(net, dataset, {
+      lr,
+      batchSize,
+      optimizer: 'adam',
+      seed: spec.seed,
+      threads: spec.threads ?? 1,
+    });
     const progress = new Progress({ label: 'float warm-up', total: spec.warmupEpochs * trainer.stepsPerEpoch });
-    await trainer.trainEpochs(spec.warmupEpochs, (p) => progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`));
+    await trainer.trainEpochs(spec.warmupEpochs, (p) =>
+      progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`),
+    );
     progress.finish();
     trainer.dispose();
   }
@@ -301,7 +325,12 @@ async function warmUp(spec: SearchSpec, dataset: Dataset, cacheDir: string | und
     // write to a private folder, then rename: concurrent workers never see a half-written warm-up
     const tmp = `${cached}.tmp-${process.pid}-${Date.now()}`;
     mkdirSync(tmp, { recursive: true });
-    await saveNetwork(net, tmp, { warmupEpochs: spec.warmupEpochs, model: spec.model, dataset: spec.dataset, seed: spec.seed });
+    await saveNetwork(net, tmp, {
+      warmupEpochs: spec.warmupEpochs,
+      model: spec.model,
+      dataset: spec.dataset,
+      seed: spec.seed,
+    });
     try {
       renameSync(tmp, cached);
     } catch {
@@ -321,17 +350,20 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
   // a network loaded from a file is already trained: the fine-tune regime (no warm-up, PTQ start, frozen BatchNorm, small lr)
   const pretrained = !isZooName(spec.model);
   const fileShape = pretrained ? modelFileInputShape(spec.model) : null;
-  const preprocess = spec.preprocess ?? (pretrained ? readModelPreprocess(spec.model) ?? undefined : undefined);
+  const preprocess = spec.preprocess ?? (pretrained ? (readModelPreprocess(spec.model) ?? undefined) : undefined);
   const dataset = await loadDataset(spec.dataset, {
     dataDir: spec.dataDir,
     seed: spec.seed,
     limit: spec.trainLimit,
-    ...(fileShape ? { imageSize: [fileShape[0] as number, fileShape[1] as number] as [number, number] } : {}),
+    ...(fileShape ? { imageSize: [fileShape[0], fileShape[1]] as [number, number] } : {}),
     ...(preprocess ? { preprocess } : {}),
   });
   if (dataset.labeled === false && !pretrained) {
     disposeDataset(dataset);
-    throw new UserError(`${dataset.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`, { field: '--model', expected: 'a pretrained model.json, or class subfolders' });
+    throw new UserError(
+      `${dataset.source} holds images without labels; a zoo model trained from scratch has no float network to agree with`,
+      { field: '--model', expected: 'a pretrained model.json, or class subfolders' },
+    );
   }
   const defaults = trainingDefaults(spec.dataset);
   const batchSize = spec.batchSize ?? defaults.batchSize;
@@ -353,20 +385,55 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     checkCompatible(net, dataset, `model ${spec.model}`);
     if (dataset.labeled === false || spec.target === 'fidelity' || spec.distill) {
       // targets from the float network: the loaded file (also when resuming: the checkpoint holds QAT weights)
-      const teacher = saved ? await loadModel(spec.model, { inputShape: dataset.inputShape, numClasses: dataset.numClasses, seed: spec.seed }) : net;
+      const teacher = saved
+        ? await loadModel(spec.model, {
+            inputShape: dataset.inputShape,
+            numClasses: dataset.numClasses,
+            seed: spec.seed,
+          })
+        : net;
       const before = teacher.getBits();
       teacher.setBits(before.map(() => ({ wBits: 32, aBits: 32 })));
-      targets = applyTargets(teacher, dataset, { ...(spec.target ? { target: spec.target } : {}), distill: spec.distill === true, batchSize: Math.min(32, batchSize) });
+      targets = applyTargets(teacher, dataset, {
+        ...(spec.target ? { target: spec.target } : {}),
+        distill: spec.distill === true,
+        batchSize: Math.min(32, batchSize),
+      });
       teacher.setBits(before);
       if (teacher !== net) teacher.model.dispose();
     }
     const layers = net.layers;
-    const table: CostTable = buildCostTable(profile, layers, [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b));
+    const table: CostTable = buildCostTable(
+      profile,
+      layers,
+      [...new Set([...spec.bitChoices, 8, 32])].sort((a, b) => a - b),
+    );
     // QAT during the search and the final fine-tune start from trained weights: fine-tune learning rate
-    const qatLr = spec.lr !== undefined ? spec.lr / 4 : pretrained ? PRETRAINED_FINETUNE.lr : trainingDefaults(spec.dataset, true).lr;
-    const evalBatchSize = Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / (dataset.inputShape[0] * dataset.inputShape[1] * dataset.inputShape[2])))));
+    const qatLr =
+      spec.lr !== undefined
+        ? spec.lr / 4
+        : pretrained
+          ? PRETRAINED_FINETUNE.lr
+          : trainingDefaults(spec.dataset, true).lr;
+    const evalBatchSize = Math.max(
+      8,
+      Math.min(
+        256,
+        2 **
+          Math.floor(
+            Math.log2((64 * 224 * 224 * 3) / (dataset.inputShape[0] * dataset.inputShape[1] * dataset.inputShape[2])),
+          ),
+      ),
+    );
     const trainerExtras = { evalBatchSize, ...(targets.distill ? { temperature: targets.temperature } : {}) };
-    trainer = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 1, threads: spec.threads ?? 1, ...trainerExtras });
+    trainer = createTrainer(net, dataset, {
+      lr: qatLr,
+      batchSize,
+      optimizer: 'adam',
+      seed: spec.seed + 1,
+      threads: spec.threads ?? 1,
+      ...trainerExtras,
+    });
     if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
 
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
@@ -375,11 +442,15 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       floatTestAccuracy = (await trainer.evaluate('test')).accuracy;
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      if (pretrained) await postTrainingQuantize(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) });
+      if (pretrained)
+        await postTrainingQuantize(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) });
       else calibrateNetwork(net, dataset.train);
     } else if (pretrained) {
       // the bias-correction means are not part of the checkpoint: measure them again
-      setBiasCorrection(net as QuantNetwork, collectLayerStats(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) }));
+      setBiasCorrection(
+        net as QuantNetwork,
+        collectLayerStats(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) }),
+      );
     }
     if (pretrained) applyFineTuneRegime(net as QuantNetwork, PRETRAINED_FINETUNE);
     let w8a8Start: number | null = null;
@@ -393,7 +464,14 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
     const forwardNet = net as QuantNetwork;
     const forward = ortEval ? async (limit: number) => evaluateWith(ortEval, forwardNet, dataset.val, { limit }) : null;
-    const evaluator = new QatEvaluator(net, trainer, spec.qatSteps, spec.evalSamples, saved?.reference ?? null, forward);
+    const evaluator = new QatEvaluator(
+      net,
+      trainer,
+      spec.qatSteps,
+      spec.evalSamples,
+      saved?.reference ?? null,
+      forward,
+    );
     const reference = await evaluator.reference();
     const env = new BitAllocationEnv({
       layers,
@@ -410,7 +488,14 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     agent = createAgent(spec.agent, spec.agentOptions);
     await agent.setup({
       ...env.agentContext(spec.seed),
-      training: { net, trainer, dataset, costTable: table, evalSamples: spec.evalSamples, isFeasible: (bits) => env.isFeasible(bits) },
+      training: {
+        net,
+        trainer,
+        dataset,
+        costTable: table,
+        evalSamples: spec.evalSamples,
+        isFeasible: (bits) => env.isFeasible(bits),
+      },
     });
 
     let done = 0;
@@ -451,11 +536,15 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     if (cell && !saved) await checkpointNow(0);
 
     if (agent.kind === 'allocation') {
-      log.info(`${spec.agent} proposes a fixed set of allocations and stops when it has evaluated them, possibly before the ${spec.episodes} episodes`);
+      log.info(
+        `${spec.agent} proposes a fixed set of allocations and stops when it has evaluated them, possibly before the ${spec.episodes} episodes`,
+      );
     }
     while (done < spec.episodes) {
       if (agent.kind === 'allocation' && agent.exhausted?.()) {
-        log.info(`${spec.agent}: stopping after ${done} of ${spec.episodes} episodes: it has evaluated every allocation it proposes (nothing is left to try)`);
+        log.info(
+          `${spec.agent}: stopping after ${done} of ${spec.episodes} episodes: it has evaluated every allocation it proposes (nothing is left to try)`,
+        );
         break;
       }
       if (opts.stopAfter !== undefined && ranThisCall >= opts.stopAfter) break;
@@ -480,10 +569,16 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       }
       opts.onEpisode?.(record);
       if (cell && (done % spec.checkpointEvery === 0 || done === spec.episodes)) await checkpointNow(done);
-      const bestText = best ? `best ${(100 * (best.accuracy ?? 0)).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms` : 'no feasible yet';
+      const bestText = best
+        ? `best ${(100 * (best.accuracy ?? 0)).toFixed(2)}% @ ${best.latencyMs.toPrecision(3)} ms`
+        : 'no feasible yet';
       progress.update(done, bestText);
     }
-    if (spec.agent === 'uniform' && best && best.bits.some((b) => b.wBits !== best!.bits[0]?.wBits || b.aBits !== best!.bits[0]?.aBits)) {
+    if (
+      spec.agent === 'uniform' &&
+      best &&
+      best.bits.some((b) => b.wBits !== best.bits[0]?.wBits || b.aBits !== best.bits[0]?.aBits)
+    ) {
       log.warn(
         `uniform: the best allocation (${best.bits.map((b) => `${b.wBits}/${b.aBits}`).join(',')}, episode ${best.episode}) is not uniform: ` +
           `its uniform proposal was over budget and constraint mode '${spec.constraintMode}' lowered some layers to fit. ` +
@@ -501,7 +596,10 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       qatSeconds: evaluator.qatSeconds,
       evalSeconds: evaluator.evalSeconds,
       otherSeconds: Math.max(0, episodeSeconds - evaluator.qatSeconds - evaluator.evalSeconds),
-      otherShare: episodeSeconds > 0 ? Math.max(0, episodeSeconds - evaluator.qatSeconds - evaluator.evalSeconds) / episodeSeconds : 0,
+      otherShare:
+        episodeSeconds > 0
+          ? Math.max(0, episodeSeconds - evaluator.qatSeconds - evaluator.evalSeconds) / episodeSeconds
+          : 0,
     };
     const ref8 = env.referenceCost;
     const result: SearchResult = {
@@ -566,12 +664,27 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
 
     if (best) {
       net.setBits(best.bits);
-      const ft = createTrainer(net, dataset, { lr: qatLr, batchSize, optimizer: 'adam', seed: spec.seed + 2, threads: spec.threads ?? 1, ...trainerExtras });
+      const ft = createTrainer(net, dataset, {
+        lr: qatLr,
+        batchSize,
+        optimizer: 'adam',
+        seed: spec.seed + 2,
+        threads: spec.threads ?? 1,
+        ...trainerExtras,
+      });
       if (spec.finetuneEpochs > 0) {
-        const p = new Progress({ label: 'fine-tune', total: spec.finetuneEpochs * ft.stepsPerEpoch, plain: opts.plainProgress });
-        await ft.trainEpochs(spec.finetuneEpochs, (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`), {
-          schedule: 'cosine',
+        const p = new Progress({
+          label: 'fine-tune',
+          total: spec.finetuneEpochs * ft.stepsPerEpoch,
+          plain: opts.plainProgress,
         });
+        await ft.trainEpochs(
+          spec.finetuneEpochs,
+          (e) => p.update((e.epoch - 1) * e.stepsPerEpoch + e.step, `loss ${e.loss.toFixed(3)}`),
+          {
+            schedule: 'cosine',
+          },
+        );
         p.finish();
       }
       const test = await ft.evaluate('test');

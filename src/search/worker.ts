@@ -31,11 +31,14 @@ async function main(job: Job): Promise<CellOutcome> {
 const job = workerData as Job;
 // the main thread forwards SIGINT/SIGTERM as { stop: signal }: finish the episode, checkpoint, return
 const onMessage = (m: unknown): void => {
-  if (m && typeof m === 'object' && typeof (m as { stop?: unknown }).stop === 'string') requestStop((m as { stop: string }).stop);
+  if (m && typeof m === 'object' && typeof (m as { stop?: unknown }).stop === 'string')
+    requestStop((m as { stop: string }).stop);
 };
 parentPort?.on('message', onMessage);
 const done = (o: CellOutcome): void => {
   parentPort?.off('message', onMessage);
   parentPort?.postMessage(o);
 };
-main(job).then(done, (e: unknown) => done({ id: job.cellId, ok: false, error: e instanceof Error ? e.message : String(e) }));
+main(job).then(done, (e: unknown) =>
+  done({ id: job.cellId, ok: false, error: e instanceof Error ? e.message : String(e) }),
+);

@@ -95,12 +95,14 @@ function validate(problem: KnapsackProblem): void {
   const m = problem.budgets.length;
   if (m < 1) throw new RangeError('knapsack: at least one budget is required');
   for (const b of problem.budgets) {
-    if (Number.isNaN(b) || b === -Infinity) throw new RangeError(`knapsack: a budget must be a number or Infinity, got ${b}`);
+    if (Number.isNaN(b) || b === -Infinity)
+      throw new RangeError(`knapsack: a budget must be a number or Infinity, got ${b}`);
   }
   problem.groups.forEach((g, l) => {
     if (g.length === 0) throw new RangeError(`knapsack: group ${l} has no options`);
     g.forEach((o, k) => {
-      if (o.cost.length !== m) throw new RangeError(`knapsack: group ${l} option ${k} has ${o.cost.length} costs, expected ${m}`);
+      if (o.cost.length !== m)
+        throw new RangeError(`knapsack: group ${l} option ${k} has ${o.cost.length} costs, expected ${m}`);
       if (!Number.isFinite(o.value) || o.cost.some((c) => !Number.isFinite(c))) {
         throw new RangeError(`knapsack: group ${l} option ${k} has a non-finite cost or value`);
       }
@@ -112,16 +114,16 @@ function validate(problem: KnapsackProblem): void {
 function prepareGroup(options: readonly KnapsackOption[]): Prepared {
   const keep: number[] = [];
   for (let k = 0; k < options.length; k++) {
-    const a = options[k] as KnapsackOption;
+    const a = options[k];
     let dominated = false;
     for (let o = 0; o < options.length && !dominated; o++) {
       if (o === k) continue;
-      const b = options[o] as KnapsackOption;
+      const b = options[o];
       let noWorse = b.value <= a.value;
       let strictly = b.value < a.value;
       for (let j = 0; j < a.cost.length && noWorse; j++) {
-        const bc = b.cost[j] as number;
-        const ac = a.cost[j] as number;
+        const bc = b.cost[j];
+        const ac = a.cost[j];
         if (bc > ac) noWorse = false;
         else if (bc < ac) strictly = true;
       }
@@ -130,11 +132,11 @@ function prepareGroup(options: readonly KnapsackOption[]): Prepared {
     }
     if (!dominated) keep.push(k);
   }
-  keep.sort((x, y) => (options[x] as KnapsackOption).value - (options[y] as KnapsackOption).value || x - y);
+  keep.sort((x, y) => options[x].value - options[y].value || x - y);
   return {
     orig: keep,
-    cost: keep.map((k) => [...(options[k] as KnapsackOption).cost]),
-    value: keep.map((k) => (options[k] as KnapsackOption).value),
+    cost: keep.map((k) => [...options[k].cost]),
+    value: keep.map((k) => options[k].value),
   };
 }
 
@@ -144,26 +146,26 @@ function hullSegments(
   cost: readonly number[],
   value: readonly number[],
 ): { base: number; baseCost: number; baseOption: number; segments: Segment[] } {
-  const pts = cost.map((c, k) => ({ c, v: value[k] as number, k }));
+  const pts = cost.map((c, k) => ({ c, v: value[k], k }));
   pts.sort((a, b) => a.c - b.c || a.v - b.v);
   const hull: { c: number; v: number; k: number }[] = [];
   for (const p of pts) {
     const last = hull[hull.length - 1];
     if (last && p.v >= last.v) continue; // costs more (or the same) and is not better
     while (hull.length >= 2) {
-      const a = hull[hull.length - 2] as { c: number; v: number; k: number };
-      const b = hull[hull.length - 1] as { c: number; v: number; k: number };
+      const a = hull[hull.length - 2];
+      const b = hull[hull.length - 1];
       // Remove b if it lies on or above the segment a -> p.
       if ((b.v - a.v) * (p.c - a.c) >= (p.v - a.v) * (b.c - a.c)) hull.pop();
       else break;
     }
     hull.push(p);
   }
-  const first = hull[0] as { c: number; v: number; k: number };
+  const first = hull[0];
   const segments: Segment[] = [];
   for (let i = 1; i < hull.length; i++) {
-    const a = hull[i - 1] as { c: number; v: number; k: number };
-    const b = hull[i] as { c: number; v: number; k: number };
+    const a = hull[i - 1];
+    const b = hull[i];
     segments.push({ group, to: b.k, dCost: b.c - a.c, dValue: b.v - a.v, slope: (b.v - a.v) / (b.c - a.c) });
   }
   return { base: first.v, baseCost: first.c, baseOption: first.k, segments };
@@ -185,22 +187,22 @@ interface BoundDim {
 
 function suffixSums(values: readonly number[]): number[] {
   const s = new Array<number>(values.length + 1).fill(0);
-  for (let d = values.length - 1; d >= 0; d--) s[d] = (s[d + 1] as number) + (values[d] as number);
+  for (let d = values.length - 1; d >= 0; d--) s[d] = s[d + 1] + values[d];
   return s;
 }
 
 function combine(lambda: readonly number[], c: readonly number[]): number {
   let s = 0;
-  for (let j = 0; j < lambda.length; j++) if ((lambda[j] as number) !== 0) s += (lambda[j] as number) * (c[j] as number);
+  for (let j = 0; j < lambda.length; j++) if (lambda[j] !== 0) s += lambda[j] * c[j];
   return s;
 }
 
 /** LP relaxation of groups d.. under one constraint with capacity `cap`: greedy along the hull segments. */
 function lpBound(dim: BoundDim, d: number, cap: number): number {
   if (!Number.isFinite(cap)) return -Infinity;
-  let capLeft = cap - (dim.baseCostSuffix[d] as number);
-  let v = dim.baseSuffix[d] as number;
-  const segments = d === 0 ? dim.segments : ((dim.segmentsFrom as Segment[][])[d] as Segment[]);
+  let capLeft = cap - dim.baseCostSuffix[d];
+  let v = dim.baseSuffix[d];
+  const segments = d === 0 ? dim.segments : (dim.segmentsFrom as Segment[][])[d];
   for (const s of segments) {
     if (capLeft <= 0) break;
     if (s.dCost <= capLeft) {
@@ -226,7 +228,7 @@ function tuneSurrogate(
 ): BoundDim {
   const lambda = budgets.map((b, j) => {
     if (!Number.isFinite(b)) return 0;
-    const room = b - (minTotals[j] as number);
+    const room = b - minTotals[j];
     return 1 / (room > 1e-9 * Math.max(1, Math.abs(b)) ? room : Math.max(1, Math.abs(b)));
   });
   const rootBound = (l: readonly number[]): { bound: number; dim: BoundDim } => {
@@ -240,7 +242,7 @@ function tuneSurrogate(
       if (lambda[j] === 0) continue;
       const at = (logFactor: number): { bound: number; dim: BoundDim; l: number[] } => {
         const l = [...lambda];
-        l[j] = (lambda[j] as number) * Math.exp(logFactor);
+        l[j] = lambda[j] * Math.exp(logFactor);
         return { ...rootBound(l), l };
       };
       let lo = -6;
@@ -267,7 +269,7 @@ function tuneSurrogate(
       const cand = f1.bound >= f2.bound ? f1 : f2;
       if (cand.bound > best.bound) {
         best = { bound: cand.bound, dim: cand.dim };
-        lambda[j] = cand.l[j] as number;
+        lambda[j] = cand.l[j];
       }
     }
   }
@@ -281,18 +283,18 @@ function tuneSurrogate(
 function nonDominated(costs: readonly number[], values: readonly number[], m: number): number[] {
   const n = values.length;
   const idx = Array.from({ length: n }, (_, i) => i);
-  const c = (i: number, j: number): number => costs[i * m + j] as number;
+  const c = (i: number, j: number): number => costs[i * m + j];
   idx.sort((a, b) => {
     for (let j = 0; j < m; j++) if (c(a, j) !== c(b, j)) return c(a, j) - c(b, j);
-    return (values[a] as number) - (values[b] as number) || a - b;
+    return values[a] - values[b] || a - b;
   });
   const kept: number[] = [];
   if (m === 1) {
     let minValue = Infinity;
     for (const i of idx) {
-      if ((values[i] as number) < minValue) {
+      if (values[i] < minValue) {
         kept.push(i);
-        minValue = values[i] as number;
+        minValue = values[i];
       }
     }
   } else if (m === 2) {
@@ -304,16 +306,16 @@ function nonDominated(costs: readonly number[], values: readonly number[], m: nu
     for (const i of idx) {
       const r = rank.get(c(i, 1)) as number;
       let q = Infinity;
-      for (let x = r; x > 0; x -= x & -x) q = Math.min(q, tree[x] as number);
-      if (q <= (values[i] as number)) continue;
+      for (let x = r; x > 0; x -= x & -x) q = Math.min(q, tree[x]);
+      if (q <= values[i]) continue;
       kept.push(i);
-      for (let x = r; x < tree.length; x += x & -x) tree[x] = Math.min(tree[x] as number, values[i] as number);
+      for (let x = r; x < tree.length; x += x & -x) tree[x] = Math.min(tree[x], values[i]);
     }
   } else {
     for (const i of idx) {
       let dominated = false;
       for (const k of kept) {
-        if ((values[k] as number) > (values[i] as number)) continue;
+        if (values[k] > values[i]) continue;
         let le = true;
         for (let j = 1; j < m && le; j++) le = c(k, j) <= c(i, j);
         if (le) {
@@ -328,23 +330,30 @@ function nonDominated(costs: readonly number[], values: readonly number[], m: nu
 }
 
 /** Solves the multiple-choice knapsack exactly (see the module comment). Infinite budgets are ignored. */
-export function solveMultipleChoiceKnapsack(problem: KnapsackProblem, options: KnapsackSolveOptions = {}): KnapsackResult {
+export function solveMultipleChoiceKnapsack(
+  problem: KnapsackProblem,
+  options: KnapsackSolveOptions = {},
+): KnapsackResult {
   validate(problem);
   const active = problem.budgets.map((b, j) => (b === Infinity ? -1 : j)).filter((j) => j >= 0);
   if (active.length === problem.budgets.length) return solveFinite(problem, options, active);
   const reduced: KnapsackProblem = {
-    groups: problem.groups.map((g) => g.map((o) => ({ cost: active.map((j) => o.cost[j] as number), value: o.value }))),
-    budgets: active.map((j) => problem.budgets[j] as number),
+    groups: problem.groups.map((g) => g.map((o) => ({ cost: active.map((j) => o.cost[j]), value: o.value }))),
+    budgets: active.map((j) => problem.budgets[j]),
   };
   const r = solveFinite(reduced, options, active);
   if (r.status !== 'optimal' && r.status !== 'nodeLimit') return r;
   const totals = problem.budgets.map(() => 0);
-  problem.groups.forEach((g, l) => (g[r.choice[l] as number] as KnapsackOption).cost.forEach((c, j) => (totals[j] = (totals[j] as number) + c)));
+  problem.groups.forEach((g, l) => g[r.choice[l]].cost.forEach((c, j) => (totals[j] = totals[j] + c)));
   return { ...r, totals };
 }
 
 /** The solver proper, for budgets that are all finite; budgetIndex maps them to the caller's indices (messages). */
-function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, budgetIndex: readonly number[]): KnapsackResult {
+function solveFinite(
+  problem: KnapsackProblem,
+  options: KnapsackSolveOptions,
+  budgetIndex: readonly number[],
+): KnapsackResult {
   const maxNodes = options.maxNodes ?? DEFAULT_MAX_NODES;
   const m = problem.budgets.length;
   const budgets = problem.budgets;
@@ -362,29 +371,24 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
     if (!firstOf.has(sig)) firstOf.set(sig, l);
   });
   const classOf = signature.map((sig) => firstOf.get(sig) as number);
-  order.sort(
-    (a, b) =>
-      (spread[classOf[b] as number] as number) - (spread[classOf[a] as number] as number) ||
-      (classOf[a] as number) - (classOf[b] as number) ||
-      a - b,
-  );
-  const P = order.map((l) => prepared[l] as Prepared);
-  const sameAsPrevious = order.map((l, d) => d > 0 && classOf[l] === classOf[order[d - 1] as number]);
+  order.sort((a, b) => spread[classOf[b]] - spread[classOf[a]] || classOf[a] - classOf[b] || a - b);
+  const P = order.map((l) => prepared[l]);
+  const sameAsPrevious = order.map((l, d) => d > 0 && classOf[l] === classOf[order[d - 1]]);
 
   // Cheapest completion per budget, and minimal value, from search depth d on.
   const minCostSuffix: number[][] = [];
   const minValueSuffix: number[] = new Array<number>(nGroups + 1).fill(0);
   minCostSuffix[nGroups] = new Array<number>(m).fill(0);
   for (let d = nGroups - 1; d >= 0; d--) {
-    const p = P[d] as Prepared;
-    minCostSuffix[d] = (minCostSuffix[d + 1] as number[]).map((s, j) => s + Math.min(...p.cost.map((c) => c[j] as number)));
-    minValueSuffix[d] = (minValueSuffix[d + 1] as number) + Math.min(...p.value);
+    const p = P[d];
+    minCostSuffix[d] = minCostSuffix[d + 1].map((s, j) => s + Math.min(...p.cost.map((c) => c[j])));
+    minValueSuffix[d] = minValueSuffix[d + 1] + Math.min(...p.value);
   }
 
   // Obvious infeasibility: one budget cannot be met even at its cheapest.
   for (let j = 0; j < m; j++) {
-    const need = (minCostSuffix[0] as number[])[j] as number;
-    if (need > (budgets[j] as number)) {
+    const need = minCostSuffix[0][j];
+    if (need > budgets[j]) {
       return {
         status: 'infeasible',
         reason: `budget ${budgetIndex[j]} cannot be met: the cheapest option of every group already totals ${need} > ${budgets[j]}`,
@@ -402,33 +406,44 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
     const baseOption: number[] = [];
     const segments: Segment[] = [];
     for (let d = 0; d < nGroups; d++) {
-      const p = P[d] as Prepared;
-      const h = hullSegments(d, p.cost.map((c) => combine(lambda, c)), p.value);
+      const p = P[d];
+      const h = hullSegments(
+        d,
+        p.cost.map((c) => combine(lambda, c)),
+        p.value,
+      );
       base.push(h.base);
       baseCost.push(h.baseCost);
       baseOption.push(h.baseOption);
       segments.push(...h.segments);
     }
     segments.sort((a, b) => a.slope - b.slope);
-    return { lambda: [...lambda], baseSuffix: suffixSums(base), baseCostSuffix: suffixSums(baseCost), baseOption, segments, segmentsFrom: null };
+    return {
+      lambda: [...lambda],
+      baseSuffix: suffixSums(base),
+      baseCostSuffix: suffixSums(baseCost),
+      baseOption,
+      segments,
+      segmentsFrom: null,
+    };
   };
   const dimsList: BoundDim[] = [];
   for (let j = 0; j < m; j++) dimsList.push(makeDim(budgets.map((_, i) => (i === j ? 1 : 0))));
   // The surrogate (usually the strongest) first, so that pruning tests can stop early.
-  if (m >= 2) dimsList.unshift(tuneSurrogate(budgets, minCostSuffix[0] as number[], makeDim, m));
+  if (m >= 2) dimsList.unshift(tuneSurrogate(budgets, minCostSuffix[0], makeDim, m));
   for (const dim of dimsList) {
     dim.segmentsFrom = [];
     for (let d = 0; d <= nGroups; d++) dim.segmentsFrom.push(dim.segments.filter((sg) => sg.group >= d));
   }
   const scale = budgets.map((b, j) => {
     let sum = Math.abs(b);
-    for (const p of P) sum += Math.max(...p.cost.map((c) => Math.abs(c[j] as number)));
+    for (const p of P) sum += Math.max(...p.cost.map((c) => Math.abs(c[j])));
     return sum;
   });
 
   /** True when some bound dimension proves that groups d.. cannot bring the value below `limit`. */
   const cannotBeat = (d: number, remaining: readonly number[], limit: number): boolean => {
-    if ((minValueSuffix[d] as number) >= limit) return true;
+    if (minValueSuffix[d] >= limit) return true;
     for (const dim of dimsList) if (lpBound(dim, d, combine(dim.lambda, remaining)) >= limit) return true;
     return false;
   };
@@ -444,18 +459,18 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
   /** Exact check of a complete choice, summing in the caller's group order. */
   const acceptLeaf = (): void => {
     const chosen = new Array<number>(nGroups);
-    for (let d = 0; d < nGroups; d++) chosen[order[d] as number] = d;
+    for (let d = 0; d < nGroups; d++) chosen[order[d]] = d;
     const totals = new Array<number>(m).fill(0);
     let value = 0;
     for (let l = 0; l < nGroups; l++) {
-      const d = chosen[l] as number;
-      const p = P[d] as Prepared;
-      const k = pick[d] as number;
-      value += p.value[k] as number;
-      const c = p.cost[k] as number[];
-      for (let j = 0; j < m; j++) totals[j] = (totals[j] as number) + (c[j] as number);
+      const d = chosen[l];
+      const p = P[d];
+      const k = pick[d];
+      value += p.value[k];
+      const c = p.cost[k];
+      for (let j = 0; j < m; j++) totals[j] = totals[j] + c[j];
     }
-    for (let j = 0; j < m; j++) if ((totals[j] as number) > (budgets[j] as number)) return;
+    for (let j = 0; j < m; j++) if (totals[j] > budgets[j]) return;
     if (value < bestValue) {
       bestValue = value;
       bestChoice = [...pick];
@@ -472,54 +487,54 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
       acceptLeaf();
       return;
     }
-    const p = P[d] as Prepared;
-    for (let k = sameAsPrevious[d] ? (pick[d - 1] as number) : 0; k < p.value.length; k++) {
-      const c = p.cost[k] as number[];
+    const p = P[d];
+    for (let k = sameAsPrevious[d] ? pick[d - 1] : 0; k < p.value.length; k++) {
+      const c = p.cost[k];
       let fits = true;
       for (let j = 0; j < m; j++) {
-        const used = (partialCost[j] as number) + (c[j] as number) + ((minCostSuffix[d + 1] as number[])[j] as number);
-        if (used > (budgets[j] as number) + REL_SLACK * (scale[j] as number)) {
+        const used = partialCost[j] + c[j] + minCostSuffix[d + 1][j];
+        if (used > budgets[j] + REL_SLACK * scale[j]) {
           fits = false;
           break;
         }
       }
       if (!fits) continue;
-      const value = partialValue + (p.value[k] as number);
+      const value = partialValue + p.value[k];
       for (let j = 0; j < m; j++) {
-        partialCost[j] = (partialCost[j] as number) + (c[j] as number);
-        remaining[j] = (budgets[j] as number) - (partialCost[j] as number) + REL_SLACK * (scale[j] as number);
+        partialCost[j] = partialCost[j] + c[j];
+        remaining[j] = budgets[j] - partialCost[j] + REL_SLACK * scale[j];
       }
       const threshold = bestValue === Infinity ? Infinity : bestValue - REL_SLACK * Math.max(1, Math.abs(bestValue));
       if (!cannotBeat(d + 1, remaining, threshold - value)) {
         pick[d] = k;
         visit(d + 1, value);
       }
-      for (let j = 0; j < m; j++) partialCost[j] = (partialCost[j] as number) - (c[j] as number);
+      for (let j = 0; j < m; j++) partialCost[j] = partialCost[j] - c[j];
       if (limitHit) return;
     }
   };
   // Incumbent before the search: per bound dimension, the LP's greedy walk along the hulls, taking a
   // segment only while the whole choice still meets every budget (no fractional part).
   for (const dim of dimsList) {
-    for (let d = 0; d < nGroups; d++) pick[d] = dim.baseOption[d] as number;
+    for (let d = 0; d < nGroups; d++) pick[d] = dim.baseOption[d];
     const totals = new Array<number>(m).fill(0);
     for (let d = 0; d < nGroups; d++) {
-      const c = (P[d] as Prepared).cost[pick[d] as number] as number[];
-      for (let i = 0; i < m; i++) totals[i] = (totals[i] as number) + (c[i] as number);
+      const c = P[d].cost[pick[d]];
+      for (let i = 0; i < m; i++) totals[i] = totals[i] + c[i];
     }
     const blocked = new Array<boolean>(nGroups).fill(false);
     for (const seg of dim.segments) {
       if (blocked[seg.group]) continue;
-      const p = P[seg.group] as Prepared;
-      const from = p.cost[pick[seg.group] as number] as number[];
-      const to = p.cost[seg.to] as number[];
+      const p = P[seg.group];
+      const from = p.cost[pick[seg.group]];
+      const to = p.cost[seg.to];
       let fits = true;
-      for (let i = 0; i < m && fits; i++) fits = (totals[i] as number) - (from[i] as number) + (to[i] as number) <= (budgets[i] as number);
+      for (let i = 0; i < m && fits; i++) fits = totals[i] - from[i] + to[i] <= budgets[i];
       if (!fits) {
         blocked[seg.group] = true;
         continue;
       }
-      for (let i = 0; i < m; i++) totals[i] = (totals[i] as number) - (from[i] as number) + (to[i] as number);
+      for (let i = 0; i < m; i++) totals[i] = totals[i] - from[i] + to[i];
       pick[seg.group] = seg.to;
     }
     acceptLeaf();
@@ -539,26 +554,26 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
     let count = 1;
     const threshold = bestValue === Infinity ? Infinity : bestValue - REL_SLACK * Math.max(1, Math.abs(bestValue));
     for (let d = 0; d < nGroups; d++) {
-      const p = P[d] as Prepared;
-      const nextMin = minCostSuffix[d + 1] as number[];
+      const p = P[d];
+      const nextMin = minCostSuffix[d + 1];
       const candCost: number[] = [];
       const candValue: number[] = [];
       const candParent: number[] = [];
       const candOption: number[] = [];
       for (let st = 0; st < count; st++) {
         for (let k = 0; k < p.value.length; k++) {
-          const c = p.cost[k] as number[];
+          const c = p.cost[k];
           let fits = true;
           for (let j = 0; j < m && fits; j++) {
-            const used = (cost[st * m + j] as number) + (c[j] as number);
-            remaining[j] = (budgets[j] as number) - used + REL_SLACK * (scale[j] as number);
-            fits = used + (nextMin[j] as number) <= (budgets[j] as number) + REL_SLACK * (scale[j] as number);
+            const used = cost[st * m + j] + c[j];
+            remaining[j] = budgets[j] - used + REL_SLACK * scale[j];
+            fits = used + nextMin[j] <= budgets[j] + REL_SLACK * scale[j];
           }
           if (!fits) continue;
-          const v = (value[st] as number) + (p.value[k] as number);
-          if (v + (minValueSuffix[d + 1] as number) >= threshold) continue;
+          const v = value[st] + p.value[k];
+          if (v + minValueSuffix[d + 1] >= threshold) continue;
           if (threshold !== Infinity && cannotBeat(d + 1, remaining, threshold - v)) continue;
-          for (let j = 0; j < m; j++) candCost.push((cost[st * m + j] as number) + (c[j] as number));
+          for (let j = 0; j < m; j++) candCost.push(cost[st * m + j] + c[j]);
           candValue.push(v);
           candParent.push(st);
           candOption.push(k);
@@ -575,10 +590,10 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
       const par = new Int32Array(keep.length);
       const opt = new Int32Array(keep.length);
       keep.forEach((i, n) => {
-        for (let j = 0; j < m; j++) cost[n * m + j] = candCost[i * m + j] as number;
-        value[n] = candValue[i] as number;
-        par[n] = candParent[i] as number;
-        opt[n] = candOption[i] as number;
+        for (let j = 0; j < m; j++) cost[n * m + j] = candCost[i * m + j];
+        value[n] = candValue[i];
+        par[n] = candParent[i];
+        opt[n] = candOption[i];
       });
       parents.push(par);
       options.push(opt);
@@ -586,13 +601,13 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
       if (count === 0) return;
     }
     // Complete choices, best value first: the first that passes the exact check and beats the incumbent wins.
-    const byValue = Array.from({ length: count }, (_, i) => i).sort((a, b) => (value[a] as number) - (value[b] as number));
+    const byValue = Array.from({ length: count }, (_, i) => i).sort((a, b) => value[a] - value[b]);
     for (const i of byValue) {
-      if ((value[i] as number) >= bestValue) break;
+      if (value[i] >= bestValue) break;
       let st = i;
       for (let d = nGroups - 1; d >= 0; d--) {
-        pick[d] = (options[d] as Int32Array)[st] as number;
-        st = (parents[d] as Int32Array)[st] as number;
+        pick[d] = options[d][st];
+        st = parents[d][st];
       }
       const before = bestValue;
       acceptLeaf();
@@ -605,18 +620,19 @@ function solveFinite(problem: KnapsackProblem, options: KnapsackSolveOptions, bu
   else visit(0, 0);
 
   if (bestChoice === null) {
-    if (limitHit) return { status: 'unsolved', reason: `no feasible choice found within ${maxNodes} search nodes`, nodes };
+    if (limitHit)
+      return { status: 'unsolved', reason: `no feasible choice found within ${maxNodes} search nodes`, nodes };
     return { status: 'infeasible', reason: 'no combination of options meets every budget at once', nodes };
   }
   const finalPick: number[] = bestChoice;
   const choice = new Array<number>(nGroups);
-  for (let d = 0; d < nGroups; d++) choice[order[d] as number] = (P[d] as Prepared).orig[finalPick[d] as number] as number;
+  for (let d = 0; d < nGroups; d++) choice[order[d]] = P[d].orig[finalPick[d]];
   const totals = new Array<number>(m).fill(0);
   let value = 0;
   problem.groups.forEach((g, l) => {
-    const o = g[choice[l] as number] as KnapsackOption;
+    const o = g[choice[l]];
     value += o.value;
-    o.cost.forEach((c, j) => (totals[j] = (totals[j] as number) + c));
+    o.cost.forEach((c, j) => (totals[j] = totals[j] + c));
   });
   return { status: limitHit ? 'nodeLimit' : 'optimal', choice, value, totals, nodes };
 }

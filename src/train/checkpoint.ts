@@ -89,18 +89,30 @@ export function runVersions(): RunVersions {
   };
 }
 
-export function namedBits(net: QuantizedNetwork, bits: BitConfig = net.getBits()): { name: string; wBits: number; aBits: number }[] {
+export function namedBits(
+  net: QuantizedNetwork,
+  bits: BitConfig = net.getBits(),
+): { name: string; wBits: number; aBits: number }[] {
   return net.layers.map((l, i) => ({ name: l.name, wBits: bits[i]?.wBits ?? 32, aBits: bits[i]?.aBits ?? 32 }));
 }
 
 /** Writes the network and run.json into `dir` (created if needed). */
-export async function saveCheckpoint(dir: string, net: QuantizedNetwork, meta: NetworkMeta, run: RunRecord): Promise<void> {
+export async function saveCheckpoint(
+  dir: string,
+  net: QuantizedNetwork,
+  meta: NetworkMeta,
+  run: RunRecord,
+): Promise<void> {
   try {
     await saveNetwork(net, dir, meta);
     writeFileSync(join(dir, RUN_JSON), JSON.stringify(run, null, 2) + '\n');
   } catch (e) {
     if (e instanceof UserError) throw e;
-    throw new UserError(`cannot write the checkpoint: ${e instanceof Error ? e.message : String(e)}`, { file: dir, field: '--out', expected: 'a writable directory' });
+    throw new UserError(`cannot write the checkpoint: ${e instanceof Error ? e.message : String(e)}`, {
+      file: dir,
+      field: '--out',
+      expected: 'a writable directory',
+    });
   }
 }
 
@@ -114,7 +126,11 @@ export interface LoadedCheckpoint {
 /** Loads a checkpoint directory written by saveCheckpoint (or any saveNetwork directory). */
 export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   if (!existsSync(dir)) {
-    throw new UserError('checkpoint directory not found', { file: dir, field: '--checkpoint', expected: 'a directory written by `bitalloc train --out DIR`' });
+    throw new UserError('checkpoint directory not found', {
+      file: dir,
+      field: '--checkpoint',
+      expected: 'a directory written by `bitalloc train --out DIR`',
+    });
   }
   const { net, meta } = await loadNetwork(dir);
   if (net.qlayers.length === 0) {
@@ -131,7 +147,10 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
     try {
       run = JSON.parse(readFileSync(runFile, 'utf8')) as RunRecord;
     } catch (e) {
-      throw new UserError(`not valid JSON: ${e instanceof Error ? e.message : String(e)}`, { file: runFile, field: '$' });
+      throw new UserError(`not valid JSON: ${e instanceof Error ? e.message : String(e)}`, {
+        file: runFile,
+        field: '$',
+      });
     }
   }
   const m: Partial<NetworkMeta> = {};
@@ -140,6 +159,7 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
   if (typeof meta['quantizer'] === 'string') m.quantizer = meta['quantizer'];
   if (typeof meta['numClasses'] === 'number') m.numClasses = meta['numClasses'];
   const shape = meta['inputShape'];
-  if (Array.isArray(shape) && shape.length === 3 && shape.every((v) => typeof v === 'number')) m.inputShape = shape as [number, number, number];
+  if (Array.isArray(shape) && shape.length === 3 && shape.every((v) => typeof v === 'number'))
+    m.inputShape = shape as [number, number, number];
   return { net, meta: m, run };
 }

@@ -14,10 +14,13 @@ export function checkCompatible(net: QuantizedNetwork, ds: Dataset, what: string
   const inShape = net.model.inputs[0]?.shape.slice(1) ?? [];
   const outShape = net.model.outputs[0]?.shape ?? [];
   if (inShape.join('x') !== ds.inputShape.join('x')) {
-    throw new UserError(`${what} takes inputs of ${inShape.join('x')}, dataset ${ds.name} has ${ds.inputShape.join('x')}`, {
-      field: '--dataset',
-      expected: `a dataset of ${inShape.join('x')} samples`,
-    });
+    throw new UserError(
+      `${what} takes inputs of ${inShape.join('x')}, dataset ${ds.name} has ${ds.inputShape.join('x')}`,
+      {
+        field: '--dataset',
+        expected: `a dataset of ${inShape.join('x')} samples`,
+      },
+    );
   }
   const classes = outShape[outShape.length - 1];
   if (ds.labeled !== false && classes !== ds.numClasses) {
@@ -34,11 +37,15 @@ export function modelFileInputShape(spec: string | undefined): number[] | null {
   try {
     const { json } = readModelArtifacts(spec);
     const topo = json['modelTopology'] as Record<string, unknown>;
-    const root = (topo['model_config'] ?? topo) as { config?: { layers?: { config?: Record<string, unknown> }[] } | { config?: Record<string, unknown> }[] };
+    const root = (topo['model_config'] ?? topo) as {
+      config?: { layers?: { config?: Record<string, unknown> }[] } | { config?: Record<string, unknown> }[];
+    };
     const layers = Array.isArray(root.config) ? root.config : root.config?.layers;
     const first = layers?.[0]?.config;
     const shape = (first?.['batch_input_shape'] ?? first?.['batchInputShape']) as (number | null)[] | undefined;
-    return Array.isArray(shape) && shape.length === 4 && shape.slice(1).every((v) => typeof v === 'number') ? (shape.slice(1) as number[]) : null;
+    return Array.isArray(shape) && shape.length === 4 && shape.slice(1).every((v) => typeof v === 'number')
+      ? (shape.slice(1) as number[])
+      : null;
   } catch {
     return null;
   }

@@ -84,7 +84,9 @@ export function applyTargets(net: TrainableNetwork, ds: Dataset, opts: TargetOpt
     const soft = distill && name === 'train';
     if (!fidelity && !soft) continue;
     const z = networkLogits(net, split.x, opts.batchSize ?? 32);
-    const y = tf.tidy(() => (soft ? tf.softmax(tf.div(z, T)) : tf.oneHot(tf.argMax(z, -1), classes).toFloat())) as tf.Tensor2D;
+    const y = tf.tidy(() =>
+      soft ? tf.softmax(tf.div(z, T)) : tf.oneHot(tf.argMax(z, -1), classes).toFloat(),
+    ) as tf.Tensor2D;
     z.dispose();
     replaceTargets(split, y);
   }

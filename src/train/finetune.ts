@@ -23,7 +23,12 @@ export interface FineTuneRegime {
  * agreement with its float self (97.22% -> 97.22%); the from-scratch settings (2e-3, BatchNorm on batch
  * statistics) lost 14 points (docs/your-own-network.md, `npm run bench -- finetune`).
  */
-export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = { lr: 1e-5, warmupEpochs: 0, freezeBatchNorm: true, freezeRanges: true };
+export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = {
+  lr: 1e-5,
+  warmupEpochs: 0,
+  freezeBatchNorm: true,
+  freezeRanges: true,
+};
 
 const FROZEN = Symbol('bitalloc.frozenBatchNorm');
 type LayerCall = tf.layers.Layer['call'];
@@ -43,7 +48,7 @@ export function setBatchNormFrozen(net: QuantNetwork, frozen: boolean): void {
       const original: LayerCall = l.call.bind(l);
       const state = { original, active: false };
       f[FROZEN] = state;
-      l.call = ((inputs, kwargs) => original(inputs, state.active ? { ...kwargs, training: false } : kwargs)) as LayerCall;
+      l.call = (inputs, kwargs) => original(inputs, state.active ? { ...kwargs, training: false } : kwargs);
     }
     (f[FROZEN] as { active: boolean }).active = frozen;
   }

@@ -22,9 +22,18 @@ let state: State | null = null;
 
 async function init(msg: InitMessage): Promise<void> {
   await initBackend('wasm');
-  const model = await tf.models.modelFromJSON({ modelTopology: JSON.parse(msg.topology) as tf.io.ModelJSON['modelTopology'] });
-  if (model.weights.length !== msg.layout.offsets.length) throw new Error(`rebuilt network has ${model.weights.length} weights, expected ${msg.layout.offsets.length}`);
-  state = { init: msg, model, net: new QuantNetwork(model), weights: new Float32Array(msg.weights), results: new Float32Array(msg.results) };
+  const model = await tf.models.modelFromJSON({
+    modelTopology: JSON.parse(msg.topology) as tf.io.ModelJSON['modelTopology'],
+  });
+  if (model.weights.length !== msg.layout.offsets.length)
+    throw new Error(`rebuilt network has ${model.weights.length} weights, expected ${msg.layout.offsets.length}`);
+  state = {
+    init: msg,
+    model,
+    net: new QuantNetwork(model),
+    weights: new Float32Array(msg.weights),
+    results: new Float32Array(msg.results),
+  };
 }
 
 function step(msg: StepMessage): { weightedLoss: number; correct: number } {
@@ -34,30 +43,31 @@ function step(msg: StepMessage): { weightedLoss: number; correct: number } {
   const weights = s.model.weights;
   tf.tidy(() => {
     weights.forEach((w, i) => {
-      const off = layout.offsets[i] as number;
-      w.write(tf.tensor(s.weights.slice(off, off + (layout.sizes[i] as number)), layout.shapes[i] as number[]));
+      const off = layout.offsets[i];
+      w.write(tf.tensor(s.weights.slice(off, off + layout.sizes[i]), layout.shapes[i]));
     });
   });
   if (msg.bits) s.net.setBits(msg.bits);
-  const vars = msg.trainable.map((i) => (weights[i] as tf.LayerVariable).read() as tf.Variable);
+  const vars = msg.trainable.map((i) => weights[i].read() as tf.Variable);
   const base = slot * layout.total;
   const r = tf.tidy(() => {
     const xb = tf.tensor(msg.x, msg.xShape);
     const yb = tf.tensor(msg.y, msg.yShape);
     const out = shardGradients(s.model, vars, xb, yb, msg.weight, (y, o) => crossEntropy(y, o, probabilities));
-    msg.trainable.forEach((wi, j) => s.results.set((out.grads[j] as tf.Tensor).dataSync() as Float32Array, base + (layout.offsets[wi] as number)));
+    msg.trainable.forEach((wi, j) => s.results.set(out.grads[j].dataSync(), base + layout.offsets[wi]));
     return { weightedLoss: out.weightedLoss, correct: out.correct };
   });
   const trainable = new Set(msg.trainable);
   weights.forEach((w, i) => {
-    if (!trainable.has(i)) s.results.set(w.read().dataSync() as Float32Array, base + (layout.offsets[i] as number));
+    if (!trainable.has(i)) s.results.set(w.read().dataSync(), base + layout.offsets[i]);
   });
   return r;
 }
 
 parentPort?.on('message', (msg: InitMessage | StepMessage) => {
   const reply = (m: WorkerReply): void => parentPort?.postMessage(m);
-  const failed = (e: unknown): void => reply({ kind: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
+  const failed = (e: unknown): void =>
+    reply({ kind: 'error', message: e instanceof Error ? (e.stack ?? e.message) : String(e) });
   if (msg.kind === 'init') {
     init(msg).then(() => reply({ kind: 'ready' }), failed);
     return;

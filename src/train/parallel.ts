@@ -49,7 +49,10 @@ export function defaultThreads(concurrent = 1): number {
 export function threadsFlag(value: unknown, flag = '--threads'): number | undefined {
   if (value === undefined) return undefined;
   if (typeof value !== 'number' || !Number.isInteger(value) || value < 1 || value > 64) {
-    throw new UserError(`must be an integer 1..64, got ${String(value)}`, { field: flag, expected: `1..64 (this machine has ${coreCount()} cores)` });
+    throw new UserError(`must be an integer 1..64, got ${String(value)}`, {
+      field: flag,
+      expected: `1..64 (this machine has ${coreCount()} cores)`,
+    });
   }
   return value;
 }
@@ -70,7 +73,14 @@ export interface ShardResult {
  * Forward and backward pass of one shard on `model` in training mode: gradients of
  * weight x (mean of `sampleLoss` + the model's regularisation losses) with respect to `vars`.
  */
-export function shardGradients(model: tf.LayersModel, vars: tf.Variable[], xb: tf.Tensor, yb: tf.Tensor, weight: number, sampleLoss: SampleLoss): ShardResult {
+export function shardGradients(
+  model: tf.LayersModel,
+  vars: tf.Variable[],
+  xb: tf.Tensor,
+  yb: tf.Tensor,
+  weight: number,
+  sampleLoss: SampleLoss,
+): ShardResult {
   let correct = 0;
   let kept: tf.Tensor | null = null;
   const { value, grads } = tf.variableGrads(() => {
@@ -82,12 +92,12 @@ export function shardGradients(model: tf.LayersModel, vars: tf.Variable[], xb: t
   }, vars);
   if (kept) {
     const out = kept as tf.Tensor;
-    correct = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(out, -1), tf.argMax(yb, -1)), 'float32')).dataSync()[0] as number);
+    correct = tf.tidy(() => tf.sum(tf.cast(tf.equal(tf.argMax(out, -1), tf.argMax(yb, -1)), 'float32')).dataSync()[0]);
     out.dispose();
   }
-  const weightedLoss = value.dataSync()[0] as number;
+  const weightedLoss = value.dataSync()[0];
   value.dispose();
-  return { weightedLoss, correct, grads: vars.map((v) => grads[v.name] as tf.Tensor) };
+  return { weightedLoss, correct, grads: vars.map((v) => grads[v.name]) };
 }
 
 /** Sizes of `t` contiguous shards of a batch of `b` (the first b % t get one more). */
@@ -148,13 +158,19 @@ export interface StepMessage {
   bits: BitConfig | null;
 }
 
-export type WorkerReply = { kind: 'ready' } | { kind: 'done'; weightedLoss: number; correct: number } | { kind: 'error'; message: string };
+export type WorkerReply =
+  { kind: 'ready' } | { kind: 'done'; weightedLoss: number; correct: number } | { kind: 'error'; message: string };
 
 /** A network whose layers may carry run-time state the workers cannot mirror. */
 interface NetworkLike {
   readonly model: tf.LayersModel;
   getBits?: () => BitConfig;
-  readonly qlayers?: ReadonlyArray<{ weightMix?: unknown; calibrating?: boolean; rangesFrozen?: boolean; foldBnInTraining?: boolean }>;
+  readonly qlayers?: ReadonlyArray<{
+    weightMix?: unknown;
+    calibrating?: boolean;
+    rangesFrozen?: boolean;
+    foldBnInTraining?: boolean;
+  }>;
 }
 
 export interface StepResult {
@@ -200,7 +216,15 @@ export class DataParallel {
       worker.on('error', (e) => this.fail(worker, e));
       worker.on('exit', (code) => this.fail(worker, new Error(`training worker exited (code ${code})`)));
       this.workers.push(worker);
-      const msg: InitMessage = { kind: 'init', topology, layout: this.layout, weights: this.weightsBuf, results: this.resultsBuf, slot, probabilities };
+      const msg: InitMessage = {
+        kind: 'init',
+        topology,
+        layout: this.layout,
+        weights: this.weightsBuf,
+        results: this.resultsBuf,
+        slot,
+        probabilities,
+      };
       inits.push(this.request(worker, msg));
     }
     this.ready = Promise.all(inits).then((replies) => {
@@ -237,7 +261,9 @@ export class DataParallel {
     // it (weight mixes, calibration, the fine-tune regime's frozen ranges and folded BatchNorm) train here
     return (
       !this.closed &&
-      !(this.net.qlayers ?? []).some((q) => q.weightMix != null || q.calibrating === true || q.rangesFrozen || q.foldBnInTraining)
+      !(this.net.qlayers ?? []).some(
+        (q) => q.weightMix != null || q.calibrating === true || q.rangesFrozen || q.foldBnInTraining,
+      )
     );
   }
 
@@ -252,7 +278,7 @@ export class DataParallel {
     const sizes = shardSizes(idx.length, this.threads);
     // 1. weights into the shared buffer
     for (let i = 0; i < weights.length; i++) {
-      const values = (weights[i] as tf.LayerVariable).read().dataSync() as Float32Array;
+      const values = weights[i].read().dataSync() as Float32Array;
       this.weightsView.set(values, this.layout.offsets[i]);
     }
     const trainableSet = new Set(model.trainableWeights);
@@ -264,9 +290,9 @@ export class DataParallel {
     // 2. the workers' shards
     const total = idx.length;
     const replies: Promise<WorkerReply>[] = [];
-    let start = sizes[0] as number;
+    let start = sizes[0];
     for (let s = 1; s < sizes.length; s++) {
-      const size = sizes[s] as number;
+      const size = sizes[s];
       const part = idx.subarray(start, start + size);
       start += size;
       const [xs, ys] = tf.tidy(() => {
@@ -285,15 +311,15 @@ export class DataParallel {
       };
       xs.dispose();
       ys.dispose();
-      replies.push(this.request(this.workers[s - 1] as Worker, msg));
+      replies.push(this.request(this.workers[s - 1], msg));
     }
     // 3. shard 0 here, meanwhile
-    const vars = trainable.map((i) => (weights[i] as tf.LayerVariable).read() as tf.Variable);
+    const vars = trainable.map((i) => weights[i].read() as tf.Variable);
     const own = tf.tidy(() => {
       const it = tf.tensor1d(idx.subarray(0, sizes[0]), 'int32');
       const xb = tf.gather(x, it);
       const yb = tf.gather(y, it);
-      const r = shardGradients(model, vars, xb, yb, (sizes[0] as number) / total, this.sampleLoss);
+      const r = shardGradients(model, vars, xb, yb, sizes[0] / total, this.sampleLoss);
       return { ...r, grads: r.grads.map((g) => tf.keep(g)) };
     });
     let done: WorkerReply[];
@@ -319,26 +345,26 @@ export class DataParallel {
     const results = new Float32Array(this.resultsBuf);
     const grads: Record<string, tf.Tensor> = {};
     trainable.forEach((wi, j) => {
-      const off = this.layout.offsets[wi] as number;
-      const len = this.layout.sizes[wi] as number;
-      const shape = this.layout.shapes[wi] as number[];
-      let g = own.grads[j] as tf.Tensor;
+      const off = this.layout.offsets[wi];
+      const len = this.layout.sizes[wi];
+      const shape = this.layout.shapes[wi];
+      let g = own.grads[j];
       for (let s = 1; s < sizes.length; s++) {
         const base = s * this.layout.total + off;
         const next = tf.tidy(() => tf.add(g, tf.tensor(results.slice(base, base + len), shape)));
         g.dispose();
         g = next;
       }
-      grads[(vars[j] as tf.Variable).name] = g;
+      grads[vars[j].name] = g;
     });
     // 5. non-trainable weights the forward passes changed: the shard-size-weighted mean
     const inTrainable = new Set(trainable);
     for (let wi = 0; wi < weights.length; wi++) {
       if (inTrainable.has(wi)) continue;
-      const off = this.layout.offsets[wi] as number;
-      const len = this.layout.sizes[wi] as number;
+      const off = this.layout.offsets[wi];
+      const len = this.layout.sizes[wi];
       const before = this.weightsView.subarray(off, off + len);
-      const lv = weights[wi] as tf.LayerVariable;
+      const lv = weights[wi];
       const mine = lv.read().dataSync() as Float32Array;
       let changed = false;
       for (let s = 0; s < sizes.length && !changed; s++) {
@@ -355,13 +381,13 @@ export class DataParallel {
       for (let e = 0; e < len; e++) {
         let acc = 0;
         for (let s = 0; s < sizes.length; s++) {
-          const v = s === 0 ? (mine[e] as number) : (results[s * this.layout.total + off + e] as number);
-          acc += ((sizes[s] as number) / total) * v;
+          const v = s === 0 ? mine[e] : results[s * this.layout.total + off + e];
+          acc += (sizes[s] / total) * v;
         }
         mean[e] = acc;
       }
       tf.tidy(() => {
-        lv.write(tf.tensor(mean, this.layout.shapes[wi] as number[]));
+        lv.write(tf.tensor(mean, this.layout.shapes[wi]));
       });
     }
     return { loss, correct, grads };
@@ -380,7 +406,12 @@ export class DataParallel {
  * for or the backend is not wasm (tfjs-node already uses every core; the cpu backend is a
  * reference, kept on one thread).
  */
-export function createDataParallel(net: NetworkLike, threads: number, probabilities: boolean, sampleLoss: SampleLoss): DataParallel | null {
+export function createDataParallel(
+  net: NetworkLike,
+  threads: number,
+  probabilities: boolean,
+  sampleLoss: SampleLoss,
+): DataParallel | null {
   if (!Number.isInteger(threads) || threads < 1) throw new Error(`threads must be a positive integer, got ${threads}`);
   if (threads === 1 || backendInfo()?.name !== 'wasm') return null;
   return new DataParallel(net, threads, probabilities, sampleLoss);

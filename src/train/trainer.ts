@@ -53,8 +53,15 @@ export function defaultMicroBatch(inputShape: readonly number[]): number {
 /** Turns the wasm backend's out-of-memory failures into an error that says which setting to lower. */
 export function explainOutOfMemory(e: unknown, what: string, setting: string): never {
   const msg = e instanceof Error ? e.message : String(e);
-  if (/memory access out of bounds|out of memory|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed/i.test(msg)) {
-    throw new UserError(`ran out of memory (the wasm heap holds at most 4 GB) ${what}: ${msg}`, { field: setting, expected: `a smaller ${setting}` });
+  if (
+    /memory access out of bounds|out of memory|Aborted\(OOM\)|Cannot enlarge memory|Array buffer allocation failed/i.test(
+      msg,
+    )
+  ) {
+    throw new UserError(`ran out of memory (the wasm heap holds at most 4 GB) ${what}: ${msg}`, {
+      field: setting,
+      expected: `a smaller ${setting}`,
+    });
   }
   throw e;
 }
@@ -148,7 +155,7 @@ function adamPowers(optimizer: tf.Optimizer): AdamPowers | null {
 /** Adam's running beta1^t and beta2^t, which getWeights() leaves out; null for other optimizers. */
 function readAdamPowers(optimizer: tf.Optimizer): [number, number] | null {
   const p = adamPowers(optimizer);
-  return p ? [p.accBeta1.dataSync()[0] as number, p.accBeta2.dataSync()[0] as number] : null;
+  return p ? [p.accBeta1.dataSync()[0], p.accBeta2.dataSync()[0]] : null;
 }
 
 function writeAdamPowers(optimizer: tf.Optimizer, values: [number, number]): void {
@@ -222,7 +229,9 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   let stepsDone = 0;
   let lastRate = 0;
   let disposed = false;
-  const parallel = createDataParallel(net, opts.threads ?? 1, probabilities, (y, out) => crossEntropy(y, out, probabilities));
+  const parallel = createDataParallel(net, opts.threads ?? 1, probabilities, (y, out) =>
+    crossEntropy(y, out, probabilities),
+  );
 
   const setLr = (value: number): void => {
     lr = value;
@@ -256,7 +265,10 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         const r = tf.variableGrads(() => {
           const out = model.apply(xb, { training: true }) as tf.Tensor;
           kept = tf.keep(out);
-          const perSample = opts.temperature !== undefined ? softenedCrossEntropy(yb, out, probabilities, opts.temperature) : crossEntropy(yb, out, probabilities);
+          const perSample =
+            opts.temperature !== undefined
+              ? softenedCrossEntropy(yb, out, probabilities, opts.temperature)
+              : crossEntropy(yb, out, probabilities);
           let loss = tf.mean(perSample) as tf.Scalar;
           for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
           return tf.mul(loss, weight) as tf.Scalar;
@@ -265,22 +277,22 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         (kept as tf.Tensor | null)?.dispose();
         return { value: r.value, grads: r.grads, c: cc };
       });
-      lossSum += value.dataSync()[0] as number;
-      correct += c.dataSync()[0] as number;
+      lossSum += value.dataSync()[0];
+      correct += c.dataSync()[0];
       value.dispose();
       c.dispose();
       if (!acc) acc = grads;
       else {
         const prev: Record<string, tf.Tensor> = acc;
         const next: Record<string, tf.Tensor> = {};
-        for (const k of Object.keys(prev)) next[k] = grads[k] ? tf.add(prev[k] as tf.Tensor, grads[k] as tf.Tensor) : (prev[k] as tf.Tensor);
-        for (const k of Object.keys(prev)) if (grads[k]) (prev[k] as tf.Tensor).dispose();
+        for (const k of Object.keys(prev)) next[k] = grads[k] ? tf.add(prev[k], grads[k]) : prev[k];
+        for (const k of Object.keys(prev)) if (grads[k]) prev[k].dispose();
         for (const g of Object.values(grads)) g.dispose();
         acc = next;
       }
     }
     if (acc) {
-      optimizer.applyGradients(acc as tf.NamedTensorMap);
+      optimizer.applyGradients(acc);
       for (const g of Object.values(acc)) g.dispose();
     }
     return [lossSum, correct];
@@ -306,45 +318,55 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
         stepsDone++;
         return [l, c, idx.length];
       } catch (e) {
-        explainOutOfMemory(e, `training at batch ${batchSize} in chunks of ${micro} on ${dataset.inputShape.join('x')} inputs`, '--batch-size');
+        explainOutOfMemory(
+          e,
+          `training at batch ${batchSize} in chunks of ${micro} on ${dataset.inputShape.join('x')} inputs`,
+          '--batch-size',
+        );
       }
     }
     let correct = 0;
     let lossValue: tf.Scalar;
     try {
-    lossValue = tf.tidy(() => {
-      const it = tf.tensor1d(idx, 'int32');
-      const xb = tf.gather(train.x, it);
-      const yb = tf.gather(train.y, it);
-      let kept: tf.Tensor | null = null;
-      const cost = optimizer.minimize(
-        () => {
-          const out = model.apply(xb, { training: true }) as tf.Tensor;
-          kept = tf.keep(out);
-          const perSample = opts.temperature !== undefined ? softenedCrossEntropy(yb, out, probabilities, opts.temperature) : crossEntropy(yb, out, probabilities);
-          let loss = tf.mean(perSample) as tf.Scalar;
-          for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
-          return loss;
-        },
-        true,
-        vars,
-      );
-      if (kept) {
-        correct = correctCount(yb, kept).dataSync()[0] as number;
-        (kept as tf.Tensor).dispose();
-      }
-      return cost as tf.Scalar;
-    });
+      lossValue = tf.tidy(() => {
+        const it = tf.tensor1d(idx, 'int32');
+        const xb = tf.gather(train.x, it);
+        const yb = tf.gather(train.y, it);
+        let kept: tf.Tensor | null = null;
+        const cost = optimizer.minimize(
+          () => {
+            const out = model.apply(xb, { training: true }) as tf.Tensor;
+            kept = tf.keep(out);
+            const perSample =
+              opts.temperature !== undefined
+                ? softenedCrossEntropy(yb, out, probabilities, opts.temperature)
+                : crossEntropy(yb, out, probabilities);
+            let loss = tf.mean(perSample) as tf.Scalar;
+            for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
+            return loss;
+          },
+          true,
+          vars,
+        );
+        if (kept) {
+          correct = correctCount(yb, kept).dataSync()[0];
+          (kept as tf.Tensor).dispose();
+        }
+        return cost as tf.Scalar;
+      });
     } catch (e) {
       explainOutOfMemory(e, `training at batch ${batchSize} on ${dataset.inputShape.join('x')} inputs`, '--batch-size');
     }
-    const v = lossValue.dataSync()[0] as number;
+    const v = lossValue.dataSync()[0];
     lossValue.dispose();
     stepsDone++;
     return [v, correct, idx.length];
   };
 
-  const run = async (k: number, each?: (i: number, loss: number, correct: number, seen: number) => void): Promise<TrainStats> => {
+  const run = async (
+    k: number,
+    each?: (i: number, loss: number, correct: number, seen: number) => void,
+  ): Promise<TrainStats> => {
     if (disposed) throw new Error('trainer used after dispose()');
     const t0 = performance.now();
     let lossSum = 0;
@@ -373,7 +395,10 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   const evaluate = async (which: SplitName | Split, eo: { limit?: number } = {}): Promise<EvalResult> => {
     if (disposed) throw new Error('trainer used after dispose()');
     const split = typeof which === 'string' ? dataset[which] : which;
-    return evaluateModel(model, split, { batchSize: evalBatch, ...(eo.limit !== undefined ? { limit: eo.limit } : {}) });
+    return evaluateModel(model, split, {
+      batchSize: evalBatch,
+      ...(eo.limit !== undefined ? { limit: eo.limit } : {}),
+    });
   };
 
   return {
@@ -382,7 +407,8 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       return run(k);
     },
     async trainEpochs(epochs: number, onProgress?: (p: EpochProgress) => void, eo: EpochOptions = {}) {
-      if (!Number.isInteger(epochs) || epochs < 0) throw new Error(`trainEpochs: n must be a non-negative integer, got ${epochs}`);
+      if (!Number.isInteger(epochs) || epochs < 0)
+        throw new Error(`trainEpochs: n must be a non-negative integer, got ${epochs}`);
       const out: TrainStats[] = [];
       const base = lr;
       const totalSteps = epochs * stepsPerEpoch;
@@ -448,7 +474,10 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       const file = join(dir, TRAINER_JSON);
       const state = readTrainerState(file);
       const mismatch = (what: string, saved: unknown, now: unknown) =>
-        new UserError(`trainer state was saved with ${what} ${String(saved)}, this trainer has ${String(now)}`, { file, expected: `${what} ${String(now)}` });
+        new UserError(`trainer state was saved with ${what} ${String(saved)}, this trainer has ${String(now)}`, {
+          file,
+          expected: `${what} ${String(now)}`,
+        });
       if (state.optimizer !== opts.optimizer) throw mismatch('optimizer', state.optimizer, opts.optimizer);
       if (state.batchSize !== batchSize) throw mismatch('batch size', state.batchSize, batchSize);
       if (state.trainSamples !== n) throw mismatch('a training split of size', state.trainSamples, n);
@@ -456,14 +485,15 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       const restored = new Int32Array(order.buffer, order.byteOffset, n).slice();
       const seen = new Uint8Array(n);
       for (const i of restored) {
-        if (i < 0 || i >= n || seen[i]) throw new UserError('holds no permutation of the training split', { file: join(dir, ORDER_BIN) });
+        if (i < 0 || i >= n || seen[i])
+          throw new UserError('holds no permutation of the training split', { file: join(dir, ORDER_BIN) });
         seen[i] = 1;
       }
       const specs = state.optimizerWeights;
       const bytes = specs.reduce((a, sp) => a + sp.shape.reduce((x, y) => x * y, 1) * 4, 0);
       const data = readBinary(join(dir, OPTIMIZER_BIN), bytes);
       const map = tf.io.decodeWeights(new Uint8Array(data).buffer, specs);
-      await optimizer.setWeights(specs.map((sp) => ({ name: sp.name, tensor: map[sp.name] as tf.Tensor })));
+      await optimizer.setWeights(specs.map((sp) => ({ name: sp.name, tensor: map[sp.name] })));
       for (const t of Object.values(map)) t.dispose();
       // Adam's setWeights recomputes beta^t with pow(); the running products it kept differ in the last
       // bits, so restore them exactly for a bit-identical continuation
@@ -507,19 +537,37 @@ function readTrainerState(file: string): TrainerStateFile {
     doc = JSON.parse(readFileSync(file, 'utf8'));
   } catch (e) {
     const code = (e as NodeJS.ErrnoException).code;
-    throw new UserError(code === 'ENOENT' ? 'trainer state not found' : `cannot read trainer state: ${e instanceof Error ? e.message : String(e)}`, {
-      file,
-      expected: 'a trainer.json written by Trainer.saveState',
-    });
+    throw new UserError(
+      code === 'ENOENT'
+        ? 'trainer state not found'
+        : `cannot read trainer state: ${e instanceof Error ? e.message : String(e)}`,
+      {
+        file,
+        expected: 'a trainer.json written by Trainer.saveState',
+      },
+    );
   }
   const s = doc as Partial<TrainerStateFile>;
   const numbers = ['batchSize', 'trainSamples', 'lr', 'stepsDone', 'cursor', 'rngState'] as const;
-  if (s?.format !== TRAINER_STATE_FORMAT) throw new UserError(`unknown format '${String(s?.format)}'`, { file, field: '$.format', expected: TRAINER_STATE_FORMAT });
+  if (s?.format !== TRAINER_STATE_FORMAT)
+    throw new UserError(`unknown format '${String(s?.format)}'`, {
+      file,
+      field: '$.format',
+      expected: TRAINER_STATE_FORMAT,
+    });
   for (const k of numbers) {
-    if (typeof s[k] !== 'number' || !Number.isFinite(s[k])) throw new UserError(`missing or invalid ${k}`, { file, field: `$.${k}`, expected: 'a number' });
+    if (typeof s[k] !== 'number' || !Number.isFinite(s[k]))
+      throw new UserError(`missing or invalid ${k}`, { file, field: `$.${k}`, expected: 'a number' });
   }
-  if (!Array.isArray(s.optimizerWeights) || s.optimizerWeights.some((w) => w?.dtype !== 'float32' && w?.dtype !== 'int32')) {
-    throw new UserError('missing or invalid optimizer weights', { file, field: '$.optimizerWeights', expected: 'weight specs of float32/int32 tensors' });
+  if (
+    !Array.isArray(s.optimizerWeights) ||
+    s.optimizerWeights.some((w) => w?.dtype !== 'float32' && w?.dtype !== 'int32')
+  ) {
+    throw new UserError('missing or invalid optimizer weights', {
+      file,
+      field: '$.optimizerWeights',
+      expected: 'weight specs of float32/int32 tensors',
+    });
   }
   return s as TrainerStateFile;
 }
@@ -529,9 +577,16 @@ function readBinary(file: string, expectedBytes: number): Buffer {
   try {
     b = readFileSync(file);
   } catch (e) {
-    throw new UserError(`cannot read: ${e instanceof Error ? e.message : String(e)}`, { file, expected: 'a file written by Trainer.saveState' });
+    throw new UserError(`cannot read: ${e instanceof Error ? e.message : String(e)}`, {
+      file,
+      expected: 'a file written by Trainer.saveState',
+    });
   }
-  if (b.length !== expectedBytes) throw new UserError(`holds ${b.length} bytes, expected ${expectedBytes}`, { file, expected: 'a file written by Trainer.saveState' });
+  if (b.length !== expectedBytes)
+    throw new UserError(`holds ${b.length} bytes, expected ${expectedBytes}`, {
+      file,
+      expected: 'a file written by Trainer.saveState',
+    });
   return b;
 }
 
@@ -539,7 +594,11 @@ function readBinary(file: string, expectedBytes: number): Buffer {
  * Accuracy and mean softmax cross-entropy of a model on a split, in inference mode (BatchNorm
  * moving statistics, no activation-range updates), batch by batch; frees every tensor it makes.
  */
-export async function evaluateModel(model: tf.LayersModel, split: Split, opts: { batchSize?: number; limit?: number } = {}): Promise<EvalResult> {
+export async function evaluateModel(
+  model: tf.LayersModel,
+  split: Split,
+  opts: { batchSize?: number; limit?: number } = {},
+): Promise<EvalResult> {
   const batch = opts.batchSize ?? 256;
   const probabilities = outputsProbabilities(model);
   const total = Math.min(split.labels.length, opts.limit ?? Infinity);
@@ -558,10 +617,14 @@ export async function evaluateModel(model: tf.LayersModel, split: Split, opts: {
         return [tf.sum(crossEntropy(yb, out, probabilities)), correctCount(yb, out)];
       });
     } catch (e) {
-      explainOutOfMemory(e, `evaluating in batches of ${batch} on ${split.x.shape.slice(1).join('x')} inputs`, 'evaluation batch (--batch-size of eval)');
+      explainOutOfMemory(
+        e,
+        `evaluating in batches of ${batch} on ${split.x.shape.slice(1).join('x')} inputs`,
+        'evaluation batch (--batch-size of eval)',
+      );
     }
-    lossSum += (await l.data())[0] as number;
-    correct += (await c.data())[0] as number;
+    lossSum += (await l.data())[0];
+    correct += (await c.data())[0];
     l.dispose();
     c.dispose();
   }
@@ -588,7 +651,11 @@ function canCalibrate(net: unknown): net is Calibratable {
  * (inference mode otherwise), e.g. after changing bits without training. Returns false when the
  * network has no calibration hook.
  */
-export function calibrateNetwork(net: TrainableNetwork, split: Split, opts: { batches?: number; batchSize?: number } = {}): boolean {
+export function calibrateNetwork(
+  net: TrainableNetwork,
+  split: Split,
+  opts: { batches?: number; batchSize?: number } = {},
+): boolean {
   if (!canCalibrate(net)) return false;
   const batches = opts.batches ?? 8;
   const size = opts.batchSize ?? 128;

@@ -78,14 +78,22 @@ export function makeDirs(dir: string, flag?: string, named: string = dir): void 
     p = up;
   }
   if (existsSync(p) && !statSync(p).isDirectory()) {
-    throw new UserError(`${p} is a file, not a folder`, { file: named, ...(flag ? { field: flag } : {}), expected: 'a folder path' });
+    throw new UserError(`${p} is a file, not a folder`, {
+      file: named,
+      ...(flag ? { field: flag } : {}),
+      expected: 'a folder path',
+    });
   }
   for (const m of missing) {
     try {
       mkdirSync(m);
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code === 'EEXIST' && statSync(m).isDirectory()) continue;
-      throw new UserError(`cannot create the folder ${m}: ${reason(e)}`, { file: named, ...(flag ? { field: flag } : {}), expected: 'a writable location' });
+      throw new UserError(`cannot create the folder ${m}: ${reason(e)}`, {
+        file: named,
+        ...(flag ? { field: flag } : {}),
+        expected: 'a writable location',
+      });
     }
   }
 }
@@ -98,7 +106,11 @@ export function checkWritableDir(dir: string, flag?: string): void {
     closeSync(fd);
     rmSync(probe, { force: true });
   } catch (e) {
-    throw new UserError(`cannot write in ${resolve(dir)}: ${reason(e)}`, { file: dir, ...(flag ? { field: flag } : {}), expected: 'a writable folder' });
+    throw new UserError(`cannot write in ${resolve(dir)}: ${reason(e)}`, {
+      file: dir,
+      ...(flag ? { field: flag } : {}),
+      expected: 'a writable folder',
+    });
   }
 }
 
@@ -124,15 +136,22 @@ export function prepareOutputDir(dir: string, opts: OutputDirOptions): string {
   const flag = opts.flag ?? '--out';
   if (existsSync(abs)) {
     if (!statSync(abs).isDirectory()) {
-      throw new UserError('is a file, not a folder', { file: dir, field: flag, expected: `a folder for ${opts.command} to write into` });
+      throw new UserError('is a file, not a folder', {
+        file: dir,
+        field: flag,
+        expected: `a folder for ${opts.command} to write into`,
+      });
     }
     const kind = outputKindOf(abs);
     if (kind && kind !== opts.kind) {
-      throw new UserError(`holds ${KIND_TEXT[kind]}; \`${opts.command}\` writes ${KIND_TEXT[opts.kind]} and would destroy it`, {
-        file: dir,
-        field: flag,
-        expected: 'another folder, a new or empty one',
-      });
+      throw new UserError(
+        `holds ${KIND_TEXT[kind]}; \`${opts.command}\` writes ${KIND_TEXT[opts.kind]} and would destroy it`,
+        {
+          file: dir,
+          field: flag,
+          expected: 'another folder, a new or empty one',
+        },
+      );
     }
     const files = opts.files ?? OUTPUT_FILES[opts.kind];
     const present = files.filter((f) => existsSync(join(abs, f)));
@@ -153,11 +172,15 @@ export function prepareOutputDir(dir: string, opts: OutputDirOptions): string {
  * Checks an output file before any work: not a folder, not present unless `force`, its folder creatable and
  * writable. Creates the missing parent folders.
  */
-export function prepareOutputFile(file: string, opts: { flag?: string; force?: boolean; command: string; forceFlag?: string }): string {
+export function prepareOutputFile(
+  file: string,
+  opts: { flag?: string; force?: boolean; command: string; forceFlag?: string },
+): string {
   const abs = resolve(file);
   const flag = opts.flag ?? '--out';
   if (existsSync(abs)) {
-    if (statSync(abs).isDirectory()) throw new UserError('is a folder, not a file', { file, field: flag, expected: 'a file path' });
+    if (statSync(abs).isDirectory())
+      throw new UserError('is a folder, not a file', { file, field: flag, expected: 'a file path' });
     if (!opts.force) {
       throw new UserError(`exists; \`${opts.command}\` did not write it and will not replace it`, {
         file,
@@ -175,7 +198,11 @@ export function prepareOutputFile(file: string, opts: { flag?: string; force?: b
 export function checkAppendableFile(file: string, flag: string): void {
   const abs = resolve(file);
   if (existsSync(abs) && statSync(abs).isDirectory()) {
-    throw new UserError('is a folder, not a file', { file, field: flag, expected: 'a file path for the JSON-lines log' });
+    throw new UserError('is a folder, not a file', {
+      file,
+      field: flag,
+      expected: 'a file path for the JSON-lines log',
+    });
   }
   makeDirs(dirname(abs), flag, file);
   try {
@@ -183,6 +210,10 @@ export function checkAppendableFile(file: string, flag: string): void {
     writeSync(fd, '');
     closeSync(fd);
   } catch (e) {
-    throw new UserError(`cannot write the log file: ${reason(e)}`, { file, field: flag, expected: 'a writable file path' });
+    throw new UserError(`cannot write the log file: ${reason(e)}`, {
+      file,
+      field: flag,
+      expected: 'a writable file path',
+    });
   }
 }

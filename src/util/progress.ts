@@ -38,10 +38,14 @@ export class Progress {
       const width = 24;
       const filled = Math.round(pct * width);
       const bar = '#'.repeat(filled) + '-'.repeat(width - filled);
-      process.stderr.write(`\r${this.opts.label} [${bar}] ${done}/${this.opts.total} ${etaText} ${extra}`.padEnd(100).slice(0, 160));
+      process.stderr.write(
+        `\r${this.opts.label} [${bar}] ${done}/${this.opts.total} ${etaText} ${extra}`.padEnd(100).slice(0, 160),
+      );
       if (finished) process.stderr.write('\n');
     } else {
-      log.info(`${this.opts.label} ${done}/${this.opts.total} (${(pct * 100).toFixed(0)}%) ${etaText}${extra ? ' ' + extra : ''}`);
+      log.info(
+        `${this.opts.label} ${done}/${this.opts.total} (${(pct * 100).toFixed(0)}%) ${etaText}${extra ? ' ' + extra : ''}`,
+      );
     }
   }
 

@@ -89,7 +89,13 @@ const SIMD_CHUNK_BYTES = 256 * 1024;
  * tiles and accumulating into dW. With one input channel and no column dilation, 4 neighbouring
  * column taps share one tile (their x values are adjacent).
  */
-function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
+function convFilterGradBySimd(
+  backend: WasmBackend,
+  simd: SimdRoutines,
+  spec: ConvSpec,
+  x: TensorInfo,
+  dy: TensorInfo,
+): TensorInfo {
   const [kh, kw, ci, co] = spec.filterShape;
   const [n, h, w] = spec.inShape;
   const [, ho, wo] = spec.outShape;
@@ -123,11 +129,20 @@ function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: Co
     const dyChunk = dyBase + n0 * dyBatchBytes;
     /** All output-channel tiles of one tile row group (`tileRows` = 4 or 1). */
     const runTiles = (tileRows: number, xStart: number, outStart: number): void => {
-      for (let o0 = 0; o0 < coP; ) {
+      for (let o0 = 0; o0 < coP;) {
         const vectors = coP - o0 >= 8 ? 2 : 1;
         tile(tileRows, vectors)(
-          xStart, dyChunk + o0 * 4, outStart + o0 * 4, batch, ho, wo,
-          xBatchBytes, rows.stride * rowBytes, cols.stride * pixelBytes, coP * 4, coP * 4,
+          xStart,
+          dyChunk + o0 * 4,
+          outStart + o0 * 4,
+          batch,
+          ho,
+          wo,
+          xBatchBytes,
+          rows.stride * rowBytes,
+          cols.stride * pixelBytes,
+          coP * 4,
+          coP * 4,
         );
         o0 += 4 * vectors;
       }
@@ -137,7 +152,7 @@ function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: Co
       const outRow = outBase + i * kw * ci * coP * 4;
       if (tapsShareTile) {
         // One input channel: tile rows are the column taps j..j+3 (adjacent in x and in dW).
-        for (let j = 0; j < kw; ) {
+        for (let j = 0; j < kw;) {
           const step = kw - j >= 4 ? 4 : 1;
           runTiles(step, xRow + j * 4, outRow + j * coP * 4);
           j += step;
@@ -147,7 +162,7 @@ function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: Co
       for (let j = 0; j < kw; j++) {
         const xTap = xRow + j * cols.dilation * pixelBytes;
         const outTap = outRow + j * ci * coP * 4;
-        for (let c0 = 0; c0 < ci; ) {
+        for (let c0 = 0; c0 < ci;) {
           const step = ci - c0 >= 4 ? 4 : 1;
           runTiles(step, xTap + c0 * 4, outTap + c0 * coP * 4);
           c0 += step;
@@ -168,21 +183,27 @@ function convFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: Co
 
 /** An NHWC tensor with its channels zero-padded to `channels`. */
 function padChannels(backend: WasmBackend, t: TensorInfo, channels: number): TensorInfo {
-  const c = t.shape[3] as number;
-  const pixels = (t.shape[0] as number) * (t.shape[1] as number) * (t.shape[2] as number);
-  return makeF32(backend, [t.shape[0] as number, t.shape[1] as number, t.shape[2] as number, channels], (out) => {
+  const c = t.shape[3];
+  const pixels = t.shape[0] * t.shape[1] * t.shape[2];
+  return makeF32(backend, [t.shape[0], t.shape[1], t.shape[2], channels], (out) => {
     const src = heapF32(backend, t);
     out.fill(0);
     for (let p = 0; p < pixels; p++) {
       const s0 = p * c;
       const d0 = p * channels;
-      for (let k = 0; k < c; k++) out[d0 + k] = src[s0 + k] as number;
+      for (let k = 0; k < c; k++) out[d0 + k] = src[s0 + k];
     }
   });
 }
 
 /** Conv2D filter gradient as one XNNPACK Conv2D of x^T [Ci,H,W,N] with the filter dy^T [Ho,Wo,N,Co]. */
-function convFilterGradByXnnpack(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, dy: TensorInfo, channelsFirst: boolean): TensorInfo {
+function convFilterGradByXnnpack(
+  backend: WasmBackend,
+  spec: ConvSpec,
+  x: TensorInfo,
+  dy: TensorInfo,
+  channelsFirst: boolean,
+): TensorInfo {
   const [kh, kw, ci, co] = spec.filterShape;
   const rows = filterGradPads(spec.rows);
   const cols = filterGradPads(spec.cols);
@@ -222,7 +243,14 @@ export const depthwiseConv2dNativeBackpropFilterKernel: tf.KernelFunc = ({ input
 };
 
 /** x copied into [N, Hp, Wp, C*M]: zero padding, cropped unused rows/columns, channels repeated M times. */
-function paddedInput(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, hp: number, wp: number, m: number): TensorInfo {
+function paddedInput(
+  backend: WasmBackend,
+  spec: ConvSpec,
+  x: TensorInfo,
+  hp: number,
+  wp: number,
+  m: number,
+): TensorInfo {
   const [n, h, w, c] = spec.inShape;
   const top = spec.rows.padBefore;
   const left = spec.cols.padBefore;
@@ -247,7 +275,7 @@ function paddedInput(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, hp: nu
           const s0 = srcRow + col * c;
           const d0 = dstRow + (col + left) * cm;
           for (let k = 0; k < c; k++) {
-            const v = src[s0 + k] as number;
+            const v = src[s0 + k];
             for (let j = 0; j < m; j++) out[d0 + k * m + j] = v;
           }
         }
@@ -256,7 +284,13 @@ function paddedInput(backend: WasmBackend, spec: ConvSpec, x: TensorInfo, hp: nu
   });
 }
 
-function depthwiseFilterGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, x: TensorInfo, dy: TensorInfo): TensorInfo {
+function depthwiseFilterGradBySimd(
+  backend: WasmBackend,
+  simd: SimdRoutines,
+  spec: ConvSpec,
+  x: TensorInfo,
+  dy: TensorInfo,
+): TensorInfo {
   const [kh, kw, c, m] = spec.filterShape;
   const [, h, w] = spec.inShape;
   const { rows, cols } = spec;

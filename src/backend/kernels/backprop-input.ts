@@ -40,7 +40,13 @@ import {
 type Shape4 = [number, number, number, number];
 
 /** The flipped sub-filter of one phase, laid out for the helper forward convolution. */
-function subFilter(backend: WasmBackend, filter: TensorInfo, depthwise: boolean, rowTaps: number[], colTaps: number[]): TensorInfo {
+function subFilter(
+  backend: WasmBackend,
+  filter: TensorInfo,
+  depthwise: boolean,
+  rowTaps: number[],
+  colTaps: number[],
+): TensorInfo {
   const [, kw, c2, c3] = filter.shape as Shape4;
   const nh = rowTaps.length;
   const nw = colTaps.length;
@@ -50,9 +56,9 @@ function subFilter(backend: WasmBackend, filter: TensorInfo, depthwise: boolean,
   return makeF32(backend, shape, (out) => {
     const w = heapF32(backend, filter);
     for (let jh = 0; jh < nh; jh++) {
-      const ih = rowTaps[nh - 1 - jh] as number;
+      const ih = rowTaps[nh - 1 - jh];
       for (let jw = 0; jw < nw; jw++) {
-        const iw = colTaps[nw - 1 - jw] as number;
+        const iw = colTaps[nw - 1 - jw];
         const src = (ih * kw + iw) * tapSize;
         const dst = (jh * nw + jw) * tapSize;
         if (depthwise) {
@@ -60,7 +66,7 @@ function subFilter(backend: WasmBackend, filter: TensorInfo, depthwise: boolean,
         } else {
           // out[dst + co*Ci + ci] = w[src + ci*Co + co]
           for (let ci = 0; ci < c2; ci++) {
-            for (let co = 0; co < c3; co++) out[dst + co * c2 + ci] = w[src + ci * c3 + co] as number;
+            for (let co = 0; co < c3; co++) out[dst + co * c2 + ci] = w[src + ci * c3 + co];
           }
         }
       }
@@ -79,7 +85,9 @@ function phaseCorrelation(
 ): TensorInfo | null {
   if (rp.taps.length === 0 || cp.taps.length === 0 || rp.pads.keptLength <= 0 || cp.pads.keptLength <= 0) return null;
   const cropped = rp.pads.cropBefore + rp.pads.cropAfter + cp.pads.cropBefore + cp.pads.cropAfter > 0;
-  const src = cropped ? cropNHWC(backend, dy, rp.pads.cropBefore, rp.pads.keptLength, cp.pads.cropBefore, cp.pads.keptLength) : dy;
+  const src = cropped
+    ? cropNHWC(backend, dy, rp.pads.cropBefore, rp.pads.keptLength, cp.pads.cropBefore, cp.pads.keptLength)
+    : dy;
   const f = subFilter(backend, filter, depthwise, rp.taps, cp.taps);
   const attrs: tf.NamedAttrMap = {
     strides: [1, 1],
@@ -94,29 +102,54 @@ function phaseCorrelation(
 }
 
 /** out[dst + p*dstStep + k] = src[base + p*srcStep + k] for p < count, k < c. */
-function copyPixels(out: Float32Array, dst: number, dstStep: number, src: Float32Array, base: number, srcStep: number, count: number, c: number): void {
+function copyPixels(
+  out: Float32Array,
+  dst: number,
+  dstStep: number,
+  src: Float32Array,
+  base: number,
+  srcStep: number,
+  count: number,
+  c: number,
+): void {
   for (let p = 0; p < count; p++) {
     const d = dst + p * dstStep;
     const s = base + p * srcStep;
-    for (let k = 0; k < c; k++) out[d + k] = src[s + k] as number;
+    for (let k = 0; k < c; k++) out[d + k] = src[s + k];
   }
 }
 
 /** As copyPixels, each output channel summing `m` consecutive source values (channel multiplier). */
-function sumPixels(out: Float32Array, dst: number, dstStep: number, src: Float32Array, base: number, srcStep: number, count: number, c: number, m: number): void {
+function sumPixels(
+  out: Float32Array,
+  dst: number,
+  dstStep: number,
+  src: Float32Array,
+  base: number,
+  srcStep: number,
+  count: number,
+  c: number,
+  m: number,
+): void {
   for (let p = 0; p < count; p++) {
     const d = dst + p * dstStep;
     const s = base + p * srcStep;
     for (let k = 0; k < c; k++) {
       let acc = 0;
-      for (let j = 0; j < m; j++) acc += src[s + k * m + j] as number;
+      for (let j = 0; j < m; j++) acc += src[s + k * m + j];
       out[d + k] = acc;
     }
   }
 }
 
 /** dx (NHWC) of a regular or depthwise convolution from dy (NHWC) and the filter. */
-function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo, depthwise: boolean): TensorInfo {
+function inputGradient(
+  backend: WasmBackend,
+  spec: ConvSpec,
+  dy: TensorInfo,
+  filter: TensorInfo,
+  depthwise: boolean,
+): TensorInfo {
   const rowPlan = inputGradPhases(spec.rows);
   const colPlan = inputGradPhases(spec.cols);
   const sh = spec.rows.stride;
@@ -153,10 +186,22 @@ function inputGradient(backend: WasmBackend, spec: ConvSpec, dy: TensorInfo, fil
           const base = ((b * qRows + qy0) * qCols + qx0) * cm;
           if (src == null) {
             for (let t = 0; t < rowCount; t++) {
-              for (let p = 0; p < count; p++) out.fill(0, dst + (t * sh * w + p * sw) * c, dst + (t * sh * w + p * sw) * c + c);
+              for (let p = 0; p < count; p++)
+                out.fill(0, dst + (t * sh * w + p * sw) * c, dst + (t * sh * w + p * sw) * c + c);
             }
           } else if (multiplier === 1 && simd != null) {
-            simd.copyPixels(out.byteOffset + dst * 4, sw * c * 4, sh * w * c * 4, src.byteOffset + base * 4, cm * 4, qCols * cm * 4, rowCount, count, c >> 2, c & 3);
+            simd.copyPixels(
+              out.byteOffset + dst * 4,
+              sw * c * 4,
+              sh * w * c * 4,
+              src.byteOffset + base * 4,
+              cm * 4,
+              qCols * cm * 4,
+              rowCount,
+              count,
+              c >> 2,
+              c & 3,
+            );
           } else {
             for (let t = 0; t < rowCount; t++) {
               const d = dst + t * sh * w * c;
@@ -207,7 +252,13 @@ export const depthwiseConv2dNativeBackpropInputKernel: tf.KernelFunc = ({ inputs
  * w[tap, k] * dy[pixel, k] over k = c*M + m, into a zero-filled padded buffer, then cropped
  * (and summed over m when M > 1).
  */
-function depthwiseInputGradBySimd(backend: WasmBackend, simd: SimdRoutines, spec: ConvSpec, dy: TensorInfo, filter: TensorInfo): TensorInfo {
+function depthwiseInputGradBySimd(
+  backend: WasmBackend,
+  simd: SimdRoutines,
+  spec: ConvSpec,
+  dy: TensorInfo,
+  filter: TensorInfo,
+): TensorInfo {
   const [, , c, m] = spec.filterShape;
   const [n, h, w] = spec.inShape;
   const { rows, cols } = spec;

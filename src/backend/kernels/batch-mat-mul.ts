@@ -35,13 +35,23 @@ export const batchMatMulKernel: tf.KernelFunc = (args) => {
   const { transposeA, transposeB } = (attrs ?? {}) as { transposeA?: boolean; transposeB?: boolean };
   if (a == null || b == null) throw new Error(`${name}: inputs 'a' and 'b' are required`);
   const batch = (t: TensorInfo): number => t.shape.slice(0, -2).reduce((p, q) => p * q, 1);
-  if ((!transposeA && !transposeB) || batch(a) !== 1 || batch(b) !== 1 || a.dtype !== 'float32' || b.dtype !== 'float32') {
+  if (
+    (!transposeA && !transposeB) ||
+    batch(a) !== 1 ||
+    batch(b) !== 1 ||
+    a.dtype !== 'float32' ||
+    b.dtype !== 'float32'
+  ) {
     return builtin.kernelFunc(args);
   }
   const backend = asWasmBackend(args.backend, name);
   const aPlain = transposeA ? transpose(backend, a, swapLastTwo(a.shape.length)) : a;
   const bPlain = transposeB ? transpose(backend, b, swapLastTwo(b.shape.length)) : b;
-  const out = builtin.kernelFunc({ inputs: { a: aPlain, b: bPlain }, backend: args.backend, attrs: { ...attrs, transposeA: false, transposeB: false } });
+  const out = builtin.kernelFunc({
+    inputs: { a: aPlain, b: bPlain },
+    backend: args.backend,
+    attrs: { ...attrs, transposeA: false, transposeB: false },
+  });
   if (aPlain !== a) release(backend, aPlain);
   if (bPlain !== b) release(backend, bPlain);
   return out;

@@ -27,7 +27,7 @@ import * as tf from '@tensorflow/tfjs';
 
 /** Sums `t` over the axes along which `shape` broadcasts to t's shape, then gives it `shape`. */
 function reduceTo(t: tf.Tensor, shape: number[]): tf.Tensor {
-  const axes = tf.broadcast_util.getReductionAxes(shape, t.shape).filter((a) => (t.shape[a] as number) > 1);
+  const axes = tf.broadcast_util.getReductionAxes(shape, t.shape).filter((a) => t.shape[a] > 1);
   return tf.reshape(axes.length > 0 ? tf.sum(t, axes) : t, shape);
 }
 
@@ -39,7 +39,7 @@ export const fusedBatchNormGradConfig: tf.GradConfig = {
   kernelName: 'FusedBatchNorm',
   inputsToSave: ['x', 'mean', 'variance', 'scale'],
   gradFunc: (dyOrDys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
-    const dy = Array.isArray(dyOrDys) ? (dyOrDys[0] as tf.Tensor) : dyOrDys;
+    const dy = Array.isArray(dyOrDys) ? dyOrDys[0] : dyOrDys;
     const [x, mean, variance, scale] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor | undefined];
     const { varianceEpsilon } = attrs as unknown as { varianceEpsilon: number };
     // Per-parameter factors (small tensors).

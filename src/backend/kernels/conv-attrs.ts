@@ -40,7 +40,7 @@ function padToNHWC(pad: Pad, channelsFirst: boolean): Pad {
 
 /** NCHW shape -> NHWC shape. */
 export function shapeToNHWC(shape: readonly number[]): Shape4 {
-  return [shape[0] as number, shape[2] as number, shape[3] as number, shape[1] as number];
+  return [shape[0], shape[2], shape[3], shape[1]];
 }
 
 /**
@@ -124,7 +124,13 @@ export type DepthwiseGradAttrs = {
  * The spec of a Conv2D gradient kernel (no dilation). `inShape` (x's) and `outShape` (dy's) are in
  * the kernel's data format (NCHW when `a.dataFormat` says so); `filterShape` is [kh, kw, Ci, Co].
  */
-export function conv2DGradSpec(kernelName: string, a: Conv2DGradAttrs, inShape: readonly number[], filterShape: Shape4, outShape: readonly number[]): ConvSpec {
+export function conv2DGradSpec(
+  kernelName: string,
+  a: Conv2DGradAttrs,
+  inShape: readonly number[],
+  filterShape: Shape4,
+  outShape: readonly number[],
+): ConvSpec {
   const channelsFirst = a.dataFormat === 'NCHW';
   return convSpec({
     kernelName,
@@ -141,7 +147,13 @@ export function conv2DGradSpec(kernelName: string, a: Conv2DGradAttrs, inShape: 
 }
 
 /** The spec of a depthwise gradient kernel (NHWC shapes; `filterShape` is [kh, kw, C, M]). */
-export function depthwiseGradSpec(kernelName: string, a: DepthwiseGradAttrs, inShape: Shape4, filterShape: Shape4, outShape: Shape4): ConvSpec {
+export function depthwiseGradSpec(
+  kernelName: string,
+  a: DepthwiseGradAttrs,
+  inShape: Shape4,
+  filterShape: Shape4,
+  outShape: Shape4,
+): ConvSpec {
   return convSpec({
     kernelName,
     inShapeNHWC: inShape,

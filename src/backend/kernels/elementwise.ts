@@ -43,7 +43,15 @@ function input(inputs: tf.NamedTensorInfoMap, name: string, kernel: string): tf.
 }
 
 /** y = round(clamp(x * inv, qmin, qmax)) * scale (or the binary grid). */
-export function fakeQuantizeKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+export function fakeQuantizeKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const b = asWasmBackend(backend, FAKE_QUANTIZE);
   const x = input(inputs, 'x', FAKE_QUANTIZE);
   const a = attrs as unknown as FakeQuantAttrs;
@@ -56,13 +64,13 @@ export function fakeQuantizeKernel({ inputs, backend, attrs }: { inputs: tf.Name
   const n = src.length;
   if (a.binary) {
     for (let i = 0; i < n; i++) {
-      const r = Math.fround((src[i] as number) * inv);
+      const r = Math.fround(src[i] * inv);
       const c = r < qmin ? qmin : r > qmax ? qmax : r;
       dst[i] = c > 0 ? scale : -scale;
     }
   } else {
     for (let i = 0; i < n; i++) {
-      const r = Math.fround((src[i] as number) * inv);
+      const r = Math.fround(src[i] * inv);
       const c = r < qmin ? qmin : r > qmax ? qmax : r;
       dst[i] = roundHalfEven(c) * scale;
     }
@@ -71,7 +79,15 @@ export function fakeQuantizeKernel({ inputs, backend, attrs }: { inputs: tf.Name
 }
 
 /** dx = dy where qmin <= x * inv <= qmax, else 0. */
-export function fakeQuantizeGradKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+export function fakeQuantizeGradKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const b = asWasmBackend(backend, FAKE_QUANTIZE_GRAD);
   const x = input(inputs, 'x', FAKE_QUANTIZE_GRAD);
   const dy = input(inputs, 'dy', FAKE_QUANTIZE_GRAD);
@@ -84,14 +100,22 @@ export function fakeQuantizeGradKernel({ inputs, backend, attrs }: { inputs: tf.
   const dst = heapF32(b, out);
   if (dys.length !== xs.length) throw new Error(`${FAKE_QUANTIZE_GRAD}: dy and x differ in size`);
   for (let i = 0; i < xs.length; i++) {
-    const r = Math.fround((xs[i] as number) * inv);
-    dst[i] = r >= qmin && r <= qmax ? (dys[i] as number) : 0;
+    const r = Math.fround(xs[i] * inv);
+    dst[i] = r >= qmin && r <= qmax ? dys[i] : 0;
   }
   return out;
 }
 
 /** dx = dy where clipValueMin <= x <= clipValueMax, else 0. */
-export function clipByValueGradKernel({ inputs, backend, attrs }: { inputs: tf.NamedTensorInfoMap; backend: unknown; attrs?: tf.NamedAttrMap }): tf.TensorInfo {
+export function clipByValueGradKernel({
+  inputs,
+  backend,
+  attrs,
+}: {
+  inputs: tf.NamedTensorInfoMap;
+  backend: unknown;
+  attrs?: tf.NamedAttrMap;
+}): tf.TensorInfo {
   const b = asWasmBackend(backend, CLIP_BY_VALUE_GRAD);
   const x = input(inputs, 'x', CLIP_BY_VALUE_GRAD);
   const dy = input(inputs, 'dy', CLIP_BY_VALUE_GRAD);
@@ -104,8 +128,8 @@ export function clipByValueGradKernel({ inputs, backend, attrs }: { inputs: tf.N
   const dst = heapF32(b, out);
   if (dys.length !== xs.length) throw new Error(`${CLIP_BY_VALUE_GRAD}: dy and x differ in size`);
   for (let i = 0; i < xs.length; i++) {
-    const v = xs[i] as number;
-    dst[i] = v >= lo && v <= hi ? (dys[i] as number) : 0;
+    const v = xs[i];
+    dst[i] = v >= lo && v <= hi ? dys[i] : 0;
   }
   return out;
 }
@@ -118,15 +142,21 @@ function onWasmWith(kernel: string): boolean {
  * The fused fake quantizer with its straight-through gradient (dy where x / scale lies in the
  * range), or null when the backend is not wasm (the caller then uses tfjs ops).
  */
-export function fusedFakeQuantize(x: tf.Tensor, scale: number, range: { qmin: number; qmax: number }, binary: boolean): tf.Tensor | null {
+export function fusedFakeQuantize(
+  x: tf.Tensor,
+  scale: number,
+  range: { qmin: number; qmax: number },
+  binary: boolean,
+): tf.Tensor | null {
   if (!onWasmWith(FAKE_QUANTIZE) || x.dtype !== 'float32') return null;
   const attrs = { inv: 1 / scale, scale, qmin: range.qmin, qmax: range.qmax, binary };
   const op = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
     const v = args[0] as tf.Tensor;
     (args[1] as tf.GradSaveFunc)([v]);
     return {
-      value: tf.engine().runKernel(FAKE_QUANTIZE, { x: v }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor,
-      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.engine().runKernel(FAKE_QUANTIZE_GRAD, { dy, x: saved[0] as tf.Tensor }, attrs as unknown as tf.NamedAttrMap) as tf.Tensor,
+      value: tf.engine().runKernel(FAKE_QUANTIZE, { x: v }, attrs) as tf.Tensor,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
+        tf.engine().runKernel(FAKE_QUANTIZE_GRAD, { dy, x: saved[0] }, attrs) as tf.Tensor,
     };
   });
   return op(x);
@@ -137,14 +167,18 @@ export const clipByValueGradConfig: tf.GradConfig = {
   kernelName: 'ClipByValue',
   inputsToSave: ['x'],
   gradFunc: (dy: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
-    const g = Array.isArray(dy) ? (dy[0] as tf.Tensor) : dy;
-    const x = saved[0] as tf.Tensor;
+    const g = Array.isArray(dy) ? dy[0] : dy;
+    const x = saved[0];
     const { clipValueMin, clipValueMax } = attrs as unknown as { clipValueMin: number; clipValueMax: number };
     return {
       x: () =>
         onWasmWith(CLIP_BY_VALUE_GRAD) && g.dtype === 'float32' && x.dtype === 'float32' && g.size === x.size
           ? (tf.engine().runKernel(CLIP_BY_VALUE_GRAD, { dy: g, x }, { clipValueMin, clipValueMax }) as tf.Tensor)
-          : tf.where(tf.logicalAnd(tf.greaterEqual(x, clipValueMin), tf.lessEqual(x, clipValueMax)), g, tf.zerosLike(g)),
+          : tf.where(
+              tf.logicalAnd(tf.greaterEqual(x, clipValueMin), tf.lessEqual(x, clipValueMax)),
+              g,
+              tf.zerosLike(g),
+            ),
     };
   },
 };

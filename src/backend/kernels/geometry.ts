@@ -107,7 +107,7 @@ export function inputGradPhases(d: ConvDim): InputGradPlan1D {
     for (let i = 0; i < d.kernel; i++) if ((i * d.dilation) % s === r) taps.push(i);
     let pads: PadCrop = { padBefore: 0, padAfter: 0, cropBefore: 0, cropAfter: 0, keptLength: 0 };
     if (taps.length > 0) {
-      const lastTap = taps[taps.length - 1] as number;
+      const lastTap = taps[taps.length - 1];
       const eMax = (lastTap * d.dilation - r) / s;
       const padBefore = eMax - qFirst;
       const paddedLength = qCount + (taps.length - 1) * subDilation;

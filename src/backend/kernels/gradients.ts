@@ -9,7 +9,11 @@ import { fusedBatchNormGradConfig } from './batch-norm-grad.js';
 import { meanGradConfig } from './mean-grad.js';
 import { clipByValueGradConfig } from './elementwise.js';
 
-export const PROJECT_GRADIENTS: ReadonlyArray<tf.GradConfig> = [fusedBatchNormGradConfig, meanGradConfig, clipByValueGradConfig];
+export const PROJECT_GRADIENTS: ReadonlyArray<tf.GradConfig> = [
+  fusedBatchNormGradConfig,
+  meanGradConfig,
+  clipByValueGradConfig,
+];
 
 /** How registerProjectGradients names a gradient in its list, e.g. 'FusedBatchNorm (gradient)'. */
 export function gradientLabel(kernelName: string): string {

@@ -18,7 +18,14 @@ import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
-import { CLIP_BY_VALUE_GRAD, clipByValueGradKernel, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fakeQuantizeGradKernel, fakeQuantizeKernel } from './elementwise.js';
+import {
+  CLIP_BY_VALUE_GRAD,
+  clipByValueGradKernel,
+  FAKE_QUANTIZE,
+  FAKE_QUANTIZE_GRAD,
+  fakeQuantizeGradKernel,
+  fakeQuantizeKernel,
+} from './elementwise.js';
 
 export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';

@@ -7,7 +7,7 @@
  * memory-bound and small next to the convolutions, so a plain loop over the wasm heap suffices.
  */
 import * as tf from '@tensorflow/tfjs';
-import { asWasmBackend, heapF32, makeF32, type TensorInfo } from './wasm-ops.js';
+import { asWasmBackend, heapF32, makeF32 } from './wasm-ops.js';
 
 type Shape4 = [number, number, number, number];
 type Pad = 'valid' | 'same' | number | [[number, number], [number, number], [number, number], [number, number]];
@@ -35,14 +35,14 @@ function routeToMax(
     for (let r = rFrom; r < rTo; r++) {
       const rowStart = (xBatch + r * inWidth) * c + k;
       for (let col = cFrom; col < cTo; col++) {
-        const v = xv[rowStart + col * c] as number;
+        const v = xv[rowStart + col * c];
         if (v > best) {
           best = v;
           where = rowStart + col * c;
         }
       }
     }
-    if (where >= 0) dx[where] = (dx[where] as number) + (dyv[dyBase + k] as number);
+    if (where >= 0) dx[where] = dx[where] + dyv[dyBase + k];
   }
 }
 
@@ -54,19 +54,33 @@ export const maxPoolGradKernel: tf.KernelFunc = ({ inputs, backend: b, attrs }) 
   if (dy == null || x == null || x.shape.length !== 4 || dy.shape.length !== 4) {
     throw new Error(`${name}: inputs 'dy' and 'input' must be rank-4 tensors`);
   }
-  const a = (attrs ?? {}) as { filterSize: [number, number] | number; strides: [number, number] | number; pad: Pad; dimRoundingMode?: 'floor' | 'round' | 'ceil' };
-  const info = tf.backend_util.computePool2DInfo(x.shape as Shape4, a.filterSize, a.strides, 1, a.pad, a.dimRoundingMode);
+  const a = (attrs ?? {}) as {
+    filterSize: [number, number] | number;
+    strides: [number, number] | number;
+    pad: Pad;
+    dimRoundingMode?: 'floor' | 'round' | 'ceil';
+  };
+  const info = tf.backend_util.computePool2DInfo(
+    x.shape as Shape4,
+    a.filterSize,
+    a.strides,
+    1,
+    a.pad,
+    a.dimRoundingMode,
+  );
   const { batchSize, inHeight, inWidth, inChannels: c, outHeight, outWidth, strideHeight, strideWidth } = info;
   const fh = info.effectiveFilterHeight;
   const fw = info.effectiveFilterWidth;
   const top = info.padInfo.top;
   const left = info.padInfo.left;
   if (dy.shape[1] !== outHeight || dy.shape[2] !== outWidth || dy.shape[3] !== c) {
-    throw new Error(`${name}: dy has shape [${dy.shape.join(',')}], expected [${batchSize},${outHeight},${outWidth},${c}]`);
+    throw new Error(
+      `${name}: dy has shape [${dy.shape.join(',')}], expected [${batchSize},${outHeight},${outWidth},${c}]`,
+    );
   }
   return makeF32(backend, x.shape, (dx) => {
-    const xv = heapF32(backend, x as TensorInfo);
-    const dyv = heapF32(backend, dy as TensorInfo);
+    const xv = heapF32(backend, x);
+    const dyv = heapF32(backend, dy);
     dx.fill(0);
     for (let n = 0; n < batchSize; n++) {
       const xBatch = n * inHeight * inWidth;

@@ -12,11 +12,11 @@ export const meanGradConfig: tf.GradConfig = {
   // x is saved for its shape.
   inputsToSave: ['x'],
   gradFunc: (dyOrDys: tf.Tensor | tf.Tensor[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => {
-    const dy = Array.isArray(dyOrDys) ? (dyOrDys[0] as tf.Tensor) : dyOrDys;
+    const dy = Array.isArray(dyOrDys) ? dyOrDys[0] : dyOrDys;
     const [x] = saved as [tf.Tensor];
     const { axis } = attrs as unknown as { axis: number | number[] };
     const axes = tf.util.parseAxisParam(axis, x.shape);
-    const reduceSize = axes.reduce((p, a) => p * (x.shape[a] as number), 1);
+    const reduceSize = axes.reduce((p, a) => p * x.shape[a], 1);
     const expanded = x.shape.map((d, i) => (axes.includes(i) ? 1 : d));
     return { x: () => tf.broadcastTo(tf.div(tf.reshape(dy, expanded), reduceSize), x.shape) };
   },

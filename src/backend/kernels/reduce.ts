@@ -23,12 +23,15 @@ export function rememberBuiltinMean(config: tf.KernelConfig): void {
 }
 
 /** x seen as [outer, reduced, inner] when `axes` are consecutive and not innermost, else null. */
-export function blockReduction(shape: number[], axes: number[]): { outer: number; reduced: number; inner: number } | null {
+export function blockReduction(
+  shape: number[],
+  axes: number[],
+): { outer: number; reduced: number; inner: number } | null {
   const rank = shape.length;
   if (axes.length === 0) return null;
   const sorted = [...new Set(axes.map((a) => (a < 0 ? a + rank : a)))].sort((a, b) => a - b);
-  const first = sorted[0] as number;
-  const last = sorted[sorted.length - 1] as number;
+  const first = sorted[0];
+  const last = sorted[sorted.length - 1];
   if (first < 0 || last >= rank - 1 || last - first + 1 !== sorted.length) return null;
   const size = (from: number, to: number): number => shape.slice(from, to).reduce((p, q) => p * q, 1);
   const dims = { outer: size(0, first), reduced: size(first, last + 1), inner: size(last + 1, rank) };
@@ -46,7 +49,7 @@ const BLOCK_FLOATS = 4096;
 function addColumnSums(xs: Float32Array, start: number, rows: number, inner: number, acc: Float64Array): void {
   if (inner > 256) {
     for (let r = 0, p = start; r < rows; r++, p += inner) {
-      for (let t = 0; t < inner; t++) acc[t] = (acc[t] as number) + (xs[p + t] as number);
+      for (let t = 0; t < inner; t++) acc[t] = acc[t] + xs[p + t];
     }
     return;
   }
@@ -61,20 +64,20 @@ function addColumnSums(xs: Float32Array, start: number, rows: number, inner: num
       let s2 = 0;
       let s3 = 0;
       for (let p = from + t; p < end; p += inner) {
-        s0 += xs[p] as number;
-        s1 += xs[p + 1] as number;
-        s2 += xs[p + 2] as number;
-        s3 += xs[p + 3] as number;
+        s0 += xs[p];
+        s1 += xs[p + 1];
+        s2 += xs[p + 2];
+        s3 += xs[p + 3];
       }
-      acc[t] = (acc[t] as number) + s0;
-      acc[t + 1] = (acc[t + 1] as number) + s1;
-      acc[t + 2] = (acc[t + 2] as number) + s2;
-      acc[t + 3] = (acc[t + 3] as number) + s3;
+      acc[t] = acc[t] + s0;
+      acc[t + 1] = acc[t + 1] + s1;
+      acc[t + 2] = acc[t + 2] + s2;
+      acc[t + 3] = acc[t + 3] + s3;
     }
     for (; t < inner; t++) {
       let s = 0;
-      for (let p = from + t; p < end; p += inner) s += xs[p] as number;
-      acc[t] = (acc[t] as number) + s;
+      for (let p = from + t; p < end; p += inner) s += xs[p];
+      acc[t] = acc[t] + s;
     }
   }
 }
@@ -91,7 +94,9 @@ function reduceKernel(name: 'Sum' | 'Mean', builtin: () => tf.KernelConfig | nul
     if (dims == null) return config.kernelFunc(args);
     const backend = asWasmBackend(args.backend, name);
     const reducedAxes = new Set(axes);
-    const outShape = keepDims ? x.shape.map((d, i) => (reducedAxes.has(i) ? 1 : d)) : x.shape.filter((_, i) => !reducedAxes.has(i));
+    const outShape = keepDims
+      ? x.shape.map((d, i) => (reducedAxes.has(i) ? 1 : d))
+      : x.shape.filter((_, i) => !reducedAxes.has(i));
     const { outer, reduced, inner } = dims;
     return makeF32(backend, outShape, (out) => {
       const xs = heapF32(backend, x);
@@ -100,7 +105,7 @@ function reduceKernel(name: 'Sum' | 'Mean', builtin: () => tf.KernelConfig | nul
         acc.fill(0);
         addColumnSums(xs, o * reduced * inner, reduced, inner, acc);
         const base = o * inner;
-        for (let t = 0; t < inner; t++) out[base + t] = mean ? (acc[t] as number) / reduced : (acc[t] as number);
+        for (let t = 0; t < inner; t++) out[base + t] = mean ? acc[t] / reduced : acc[t];
       }
     });
   };

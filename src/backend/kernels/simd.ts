@@ -110,15 +110,45 @@ const V128 = 0x7b;
 
 // dwFilterGrad / dwInputGrad parameters (all i32; pointers and strides in bytes).
 const P = {
-  x: 0, dy: 1, acc: 2, batch: 3, outH: 4, outW: 5, kH: 6, kW: 7,
-  xBatch: 8, xOutRow: 9, xOutCol: 10, xTapRow: 11, xTapCol: 12, channelBytes: 13,
-  groups16: 14, groups4: 15, singles: 16,
+  x: 0,
+  dy: 1,
+  acc: 2,
+  batch: 3,
+  outH: 4,
+  outW: 5,
+  kH: 6,
+  kW: 7,
+  xBatch: 8,
+  xOutRow: 9,
+  xOutCol: 10,
+  xTapRow: 11,
+  xTapCol: 12,
+  channelBytes: 13,
+  groups16: 14,
+  groups4: 15,
+  singles: 16,
 } as const;
 const DW_PARAMS = 17;
 // i32 locals, then four v128 registers, then one f32.
 const L = {
-  n: 17, oh: 18, i: 19, j: 20, g: 21, ow: 22, xN: 23, xRow: 24, xI: 25, xJ: 26,
-  dyN: 27, dyBatchBytes: 28, accP: 29, pa: 30, pxc: 31, pdc: 32, px: 33, pd: 34,
+  n: 17,
+  oh: 18,
+  i: 19,
+  j: 20,
+  g: 21,
+  ow: 22,
+  xN: 23,
+  xRow: 24,
+  xI: 25,
+  xJ: 26,
+  dyN: 27,
+  dyBatchBytes: 28,
+  accP: 29,
+  pa: 30,
+  pxc: 31,
+  pdc: 32,
+  px: 33,
+  pd: 34,
 } as const;
 const DW_I32_LOCALS = 18;
 const REG = 35; // v128 registers REG..REG+3
@@ -292,7 +322,19 @@ function copyPixelsFunction(): FunctionDef {
 }
 
 // convFilterGrad parameters, then i32 locals, then v128 locals.
-const G = { x: 0, dy: 1, out: 2, batch: 3, outH: 4, outW: 5, xBatch: 6, xOutRow: 7, xOutCol: 8, dyPixel: 9, outRow: 10 } as const;
+const G = {
+  x: 0,
+  dy: 1,
+  out: 2,
+  batch: 3,
+  outH: 4,
+  outW: 5,
+  xBatch: 6,
+  xOutRow: 7,
+  xOutCol: 8,
+  dyPixel: 9,
+  outRow: 10,
+} as const;
 const GEMM_PARAMS = 11;
 const GL = { n: 11, oh: 12, ow: 13, xN: 14, xOH: 15, px: 16, pd: 17, po: 18 } as const;
 const GEMM_I32_LOCALS = 8;
@@ -384,7 +426,14 @@ function moduleBytes(): Uint8Array {
   });
   const code = [...uleb(defs.length), ...bodies.flat()];
   return new Uint8Array([
-    0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00,
+    0x00,
+    0x61,
+    0x73,
+    0x6d,
+    0x01,
+    0x00,
+    0x00,
+    0x00,
     ...section(1, types),
     ...section(2, imports),
     ...section(3, funcs),
@@ -411,7 +460,10 @@ interface WebAssemblyApi {
   Memory: abstract new (...args: never[]) => object;
   validate(bytes: Uint8Array): boolean;
   Module: new (bytes: Uint8Array) => object;
-  Instance: new (module: object, imports: Record<string, Record<string, unknown>>) => { exports: Record<string, unknown> };
+  Instance: new (
+    module: object,
+    imports: Record<string, Record<string, unknown>>,
+  ) => { exports: Record<string, unknown> };
 }
 const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
 
@@ -494,7 +546,15 @@ export function runDepthwiseBanded(fn: SimdFn, a: DepthwiseSimdArgs): void {
  * at address `x` a dense NHWC buffer of `xRows` x `xCols` pixels of C*M channels (the input
  * itself, or a padded copy), dy at `dy` and the filter (or its gradient) at `acc`.
  */
-export function runDepthwiseOnBuffer(fn: SimdFn, spec: ConvSpec, x: number, dy: number, acc: number, xRows: number, xCols: number): void {
+export function runDepthwiseOnBuffer(
+  fn: SimdFn,
+  spec: ConvSpec,
+  x: number,
+  dy: number,
+  acc: number,
+  xRows: number,
+  xCols: number,
+): void {
   const [kh, kw, c, m] = spec.filterShape;
   const [n] = spec.inShape;
   const [, ho, wo] = spec.outShape;
@@ -540,7 +600,9 @@ export function wasmSimdRoutines(backend: unknown): SimdRoutines | null {
         dwFilterGrad: fn('dwFilterGrad'),
         dwInputGrad: fn('dwInputGrad'),
         copyPixels: fn('copyPixels'),
-        convFilterGrad: new Map(CONV_TILES.map((t) => [`${t.ci}x${4 * t.cv}`, fn(`convFilterGrad${t.ci}x${4 * t.cv}`)])),
+        convFilterGrad: new Map(
+          CONV_TILES.map((t) => [`${t.ci}x${4 * t.cv}`, fn(`convFilterGrad${t.ci}x${4 * t.cv}`)]),
+        ),
       };
     }
   } catch {

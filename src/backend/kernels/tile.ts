@@ -20,7 +20,7 @@ type Numeric = Float32Array | Int32Array | Uint8Array;
 /** dst[at + len .. at + len * times) = `times - 1` more copies of dst[at .. at + len). */
 function repeatRun(dst: Numeric, at: number, len: number, times: number): void {
   const total = len * times;
-  for (let done = len; done < total; ) {
+  for (let done = len; done < total;) {
     const n = Math.min(done, total - done);
     dst.copyWithin(at + done, at, at + n);
     done += n;
@@ -37,17 +37,17 @@ export function tileInto(src: Numeric, xShape: number[], reps: number[], dst: Nu
   const xStride = new Array<number>(rank).fill(1);
   const outStride = new Array<number>(rank).fill(1);
   for (let d = rank - 2; d >= 0; d--) {
-    xStride[d] = (xStride[d + 1] as number) * (xShape[d + 1] as number);
-    outStride[d] = (outStride[d + 1] as number) * (xShape[d + 1] as number) * (reps[d + 1] as number);
+    xStride[d] = xStride[d + 1] * xShape[d + 1];
+    outStride[d] = outStride[d + 1] * xShape[d + 1] * reps[d + 1];
   }
   const fill = (d: number, from: number, at: number): void => {
-    const n = xShape[d] as number;
+    const n = xShape[d];
     if (d === rank - 1) {
       dst.set(src.subarray(from, from + n), at);
     } else {
-      for (let i = 0; i < n; i++) fill(d + 1, from + i * (xStride[d] as number), at + i * (outStride[d] as number));
+      for (let i = 0; i < n; i++) fill(d + 1, from + i * xStride[d], at + i * outStride[d]);
     }
-    repeatRun(dst, at, n * (outStride[d] as number), reps[d] as number);
+    repeatRun(dst, at, n * outStride[d], reps[d]);
   };
   fill(0, 0, 0);
 }
@@ -57,12 +57,13 @@ export const tileKernel: tf.KernelFunc = (args) => {
   const x = args.inputs['x'];
   if (x == null) throw new Error(`${name}: input 'x' is required`);
   const { reps } = (args.attrs ?? {}) as { reps: number[] };
-  const outShape = x.shape.map((d, i) => d * (reps[i] as number));
+  const outShape = x.shape.map((d, i) => d * reps[i]);
   if (x.dtype === 'string' || x.dtype === 'complex64' || x.shape.length === 0 || outShape.some((d) => d === 0)) {
     if (builtin == null) throw new Error(`${name}: the wasm backend's own kernel was not found`);
     return builtin.kernelFunc(args);
   }
-  if (reps.length !== x.shape.length) throw new Error(`${name}: reps [${reps.join(',')}] must have the rank of x [${x.shape.join(',')}]`);
+  if (reps.length !== x.shape.length)
+    throw new Error(`${name}: reps [${reps.join(',')}] must have the rank of x [${x.shape.join(',')}]`);
   const backend = asWasmBackend(args.backend, name);
   const out = backend.makeOutput(outShape, x.dtype);
   // Views taken after the allocation (which may grow the heap).

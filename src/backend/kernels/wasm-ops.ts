@@ -93,7 +93,14 @@ export function transpose(backend: WasmBackend, x: TensorInfo, perm: number[]): 
  * Crops an NHWC tensor to rows [top, top+rows) and columns [left, left+cols); returns a new tensor.
  * Used only when a convolution would need negative padding.
  */
-export function cropNHWC(backend: WasmBackend, x: TensorInfo, top: number, rows: number, left: number, cols: number): TensorInfo {
+export function cropNHWC(
+  backend: WasmBackend,
+  x: TensorInfo,
+  top: number,
+  rows: number,
+  left: number,
+  cols: number,
+): TensorInfo {
   const [n, h, w, c] = x.shape as [number, number, number, number];
   const out = backend.makeOutput([n, rows, cols, c], 'float32');
   const src = heapF32(backend, x);

@@ -8,7 +8,12 @@ import { fixedOperandFactor } from '../bit-scaling.js';
 import type { BitSerialSpec } from '../profile-types.js';
 import { resetResult, type ComputeModel, type ComputeResult, type LayerGeometry } from './types.js';
 
-export function serialBits(operands: 'both' | 'activations', parallelBits: number, wBits: number, aBits: number): number {
+export function serialBits(
+  operands: 'both' | 'activations',
+  parallelBits: number,
+  wBits: number,
+  aBits: number,
+): number {
   return operands === 'both' ? wBits * aBits : aBits * fixedOperandFactor(wBits, parallelBits);
 }
 

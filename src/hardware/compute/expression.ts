@@ -19,7 +19,13 @@ function parse(source: string): MathNode {
 import { UserError } from '../../errors.js';
 import type { ExpressionSpec } from '../profile-types.js';
 import { activationBytes, weightStorageBytes } from '../storage.js';
-import { resetResult, type ComputeContext, type ComputeModel, type ComputeResult, type LayerGeometry } from './types.js';
+import {
+  resetResult,
+  type ComputeContext,
+  type ComputeModel,
+  type ComputeResult,
+  type LayerGeometry,
+} from './types.js';
 
 /** The variables an expression can use, with their meaning (per batch unless said). */
 export const EXPRESSION_VARIABLES: Readonly<Record<string, string>> = {
@@ -53,7 +59,7 @@ export const EXPRESSION_VARIABLES: Readonly<Record<string, string>> = {
   layerIndex: 'position among the quantizable layers (0-based)',
   clockMHz: 'clock of the profile',
   pi: 'π',
-  e: 'Euler\'s number',
+  e: "Euler's number",
 };
 
 type Scope = Record<string, number>;
@@ -84,7 +90,7 @@ const BINARY: Readonly<Record<string, (x: number, y: number) => number>> = {
   multiply: (x, y) => x * y,
   divide: (x, y) => x / y,
   pow: (x, y) => Math.pow(x, y),
-  mod: FUNCTIONS.mod as (x: number, y: number) => number,
+  mod: FUNCTIONS.mod,
   larger: (x, y) => (x > y ? 1 : 0),
   smaller: (x, y) => (x < y ? 1 : 0),
   largerEq: (x, y) => (x >= y ? 1 : 0),
@@ -121,22 +127,25 @@ function compileNode(node: MathNode, known: ReadonlySet<string>, constants: Read
   const n = node as unknown as NodeLike;
   switch (n.type) {
     case 'ConstantNode': {
-      if (typeof n.value !== 'number') throw new ExpressionError(`only numbers are allowed, got ${JSON.stringify(n.value)}`);
+      if (typeof n.value !== 'number')
+        throw new ExpressionError(`only numbers are allowed, got ${JSON.stringify(n.value)}`);
       const v = n.value;
       return () => v;
     }
     case 'SymbolNode': {
       const name = n.name as string;
       if (name in constants) {
-        const v = constants[name] as number;
+        const v = constants[name];
         return () => v;
       }
       if (name === 'pi') return () => Math.PI;
       if (name === 'e') return () => Math.E;
       if (!known.has(name)) {
-        throw new ExpressionError(`unknown variable '${name}' (known: ${[...known, ...Object.keys(constants)].join(', ')})`);
+        throw new ExpressionError(
+          `unknown variable '${name}' (known: ${[...known, ...Object.keys(constants)].join(', ')})`,
+        );
       }
-      return (s) => s[name] as number;
+      return (s) => s[name];
     }
     case 'ParenthesisNode':
       return compileNode(n.content as MathNode, known, constants);
@@ -150,38 +159,45 @@ function compileNode(node: MathNode, known: ReadonlySet<string>, constants: Read
       const fnName = n.fn as string;
       const args = (n.args ?? []).map((a) => compileNode(a, known, constants));
       if (args.length === 1 && UNARY[fnName]) {
-        const op = UNARY[fnName] as (x: number) => number;
-        const a0 = args[0] as Fn;
+        const op = UNARY[fnName];
+        const a0 = args[0];
         return (s) => op(a0(s));
       }
       if (args.length === 2 && BINARY[fnName]) {
-        const op = BINARY[fnName] as (x: number, y: number) => number;
-        const a0 = args[0] as Fn;
-        const a1 = args[1] as Fn;
+        const op = BINARY[fnName];
+        const a0 = args[0];
+        const a1 = args[1];
         return (s) => op(a0(s), a1(s));
       }
-      throw new ExpressionError(`operator '${n.op ?? fnName}' is not supported (use + - * / ^ mod, comparisons, and, or, not, ? :)`);
+      throw new ExpressionError(
+        `operator '${n.op ?? fnName}' is not supported (use + - * / ^ mod, comparisons, and, or, not, ? :)`,
+      );
     }
     case 'FunctionNode': {
       const fnNode = n.fn as NodeLike;
       const name = fnNode.type === 'SymbolNode' ? (fnNode.name as string) : '';
       const f = FUNCTIONS[name];
-      if (!f) throw new ExpressionError(`unknown function '${name || 'expression'}' (known: ${Object.keys(FUNCTIONS).join(', ')})`);
+      if (!f)
+        throw new ExpressionError(
+          `unknown function '${name || 'expression'}' (known: ${Object.keys(FUNCTIONS).join(', ')})`,
+        );
       const args = (n.args ?? []).map((a) => compileNode(a, known, constants));
       if (args.length === 0) throw new ExpressionError(`function '${name}' needs arguments`);
       if (args.length === 1) {
-        const a0 = args[0] as Fn;
+        const a0 = args[0];
         return (s) => f(a0(s));
       }
       if (args.length === 2) {
-        const a0 = args[0] as Fn;
-        const a1 = args[1] as Fn;
+        const a0 = args[0];
+        const a1 = args[1];
         return (s) => f(a0(s), a1(s));
       }
       return (s) => f(...args.map((a) => a(s)));
     }
     default:
-      throw new ExpressionError(`${n.type.replace(/Node$/, '').toLowerCase()} expressions are not allowed; write one arithmetic expression`);
+      throw new ExpressionError(
+        `${n.type.replace(/Node$/, '').toLowerCase()} expressions are not allowed; write one arithmetic expression`,
+      );
   }
 }
 
@@ -209,7 +225,7 @@ export function compileExpression(
   }
   try {
     const fn = compileNode(node, new Set(Object.keys(EXPRESSION_VARIABLES)), constants);
-    return { source, evaluate: fn as (s: Readonly<Record<string, number>>) => number };
+    return { source, evaluate: fn };
   } catch (e) {
     if (e instanceof ExpressionError) {
       problems.push(`${path}: ${e.message}`);
@@ -222,7 +238,8 @@ export function compileExpression(
 export function expressionModel(spec: ExpressionSpec, ctx: ComputeContext): ComputeModel {
   const constants = spec.constants ?? {};
   for (const name of Object.keys(constants)) {
-    if (name in EXPRESSION_VARIABLES) ctx.problems.push(`$.compute.constants.${name}: '${name}' is a layer variable; choose another name`);
+    if (name in EXPRESSION_VARIABLES)
+      ctx.problems.push(`$.compute.constants.${name}: '${name}' is a layer variable; choose another name`);
   }
   const cycles = compileExpression(spec.cycles, '$.compute.cycles', constants, ctx.problems);
   const energy = compileExpression(spec.energyPJ, '$.compute.energyPJ', constants, ctx.problems);
@@ -272,7 +289,15 @@ export function expressionModel(spec: ExpressionSpec, ctx: ComputeContext): Comp
   };
 }
 
-function checked(e: CompiledExpression, scope: Record<string, number>, field: string, layer: string, w: number, a: number, file: string): number {
+function checked(
+  e: CompiledExpression,
+  scope: Record<string, number>,
+  field: string,
+  layer: string,
+  w: number,
+  a: number,
+  file: string,
+): number {
   const v = e.evaluate(scope);
   if (!Number.isFinite(v) || v < 0) {
     throw new UserError(`evaluates to ${v} for layer '${layer}' at W${w}A${a}`, {

@@ -14,11 +14,23 @@ import { isAbsolute, resolve } from 'node:path';
 import { UserError } from '../../errors.js';
 import { validateJson, childPath, type JsonSchema } from '../json-schema.js';
 import type { LookupEntry, LookupSpec } from '../profile-types.js';
-import { resetResult, type ComputeContext, type ComputeModel, type ComputeResult, type LayerGeometry } from './types.js';
+import {
+  resetResult,
+  type ComputeContext,
+  type ComputeModel,
+  type ComputeResult,
+  type LayerGeometry,
+} from './types.js';
 
 const CSV_COLUMNS = ['layer', 'wBits', 'aBits', 'latencyMs', 'energyUj'] as const;
 /** Columns `bitalloc profile table --csv` adds; ignored here, so that its output can be read back as a table. */
-const REPORT_COLUMNS: readonly string[] = ['computeCycles', 'memoryCycles', 'weightBytes', 'activationBytes', 'offChipBytes'];
+const REPORT_COLUMNS: readonly string[] = [
+  'computeCycles',
+  'memoryCycles',
+  'weightBytes',
+  'activationBytes',
+  'offChipBytes',
+];
 
 function pairKey(w: number, a: number): number {
   return w * 64 + a;
@@ -32,26 +44,33 @@ export function parseLookupCsv(text: string, problems: string[]): LookupEntry[] 
     problems.push('line 1: empty table (expected a header layer,wBits,aBits,latencyMs,energyUj[,bound])');
     return [];
   }
-  const header = (lines[headerIndex] as string).split(',').map((h) => h.trim());
+  const header = lines[headerIndex].split(',').map((h) => h.trim());
   const missing = CSV_COLUMNS.filter((c) => !header.includes(c));
-  const unknown = header.filter((h) => !(CSV_COLUMNS as readonly string[]).includes(h) && h !== 'bound' && !REPORT_COLUMNS.includes(h));
+  const unknown = header.filter(
+    (h) => !(CSV_COLUMNS as readonly string[]).includes(h) && h !== 'bound' && !REPORT_COLUMNS.includes(h),
+  );
   if (missing.length || unknown.length) {
-    if (missing.length) problems.push(`line ${headerIndex + 1}: header lacks column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`);
+    if (missing.length)
+      problems.push(
+        `line ${headerIndex + 1}: header lacks column${missing.length > 1 ? 's' : ''} ${missing.join(', ')}`,
+      );
     if (unknown.length) {
-      problems.push(`line ${headerIndex + 1}: unknown column${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (allowed: ${[...CSV_COLUMNS, 'bound', ...REPORT_COLUMNS].join(', ')})`);
+      problems.push(
+        `line ${headerIndex + 1}: unknown column${unknown.length > 1 ? 's' : ''} ${unknown.join(', ')} (allowed: ${[...CSV_COLUMNS, 'bound', ...REPORT_COLUMNS].join(', ')})`,
+      );
     }
     return [];
   }
   const entries: LookupEntry[] = [];
   for (let i = headerIndex + 1; i < lines.length; i++) {
-    const raw = (lines[i] as string).trim();
+    const raw = lines[i].trim();
     if (raw === '' || raw.startsWith('#')) continue;
     const cells = raw.split(',').map((c) => c.trim());
     if (cells.length !== header.length) {
       problems.push(`line ${i + 1}: ${cells.length} cells, expected ${header.length}`);
       continue;
     }
-    const get = (c: string) => cells[header.indexOf(c)] as string;
+    const get = (c: string) => cells[header.indexOf(c)];
     const entry: Record<string, unknown> = { layer: get('layer') };
     let numeric = true;
     for (const c of ['wBits', 'aBits', 'latencyMs', 'energyUj'] as const) {
@@ -118,7 +137,9 @@ function readEntries(spec: LookupSpec, ctx: ComputeContext): { entries: LookupEn
       const base = Array.isArray(data) ? '$' : '$.entries';
       if (!Array.isArray(list)) sub.push('$: expected an array of entries or {"entries": [...]}');
       else {
-        list.forEach((e, i) => sub.push(...validateJson(e, LOOKUP_ENTRY_SCHEMA, LOOKUP_ENTRY_SCHEMA, childPath(base, i))));
+        list.forEach((e, i) =>
+          sub.push(...validateJson(e, LOOKUP_ENTRY_SCHEMA, LOOKUP_ENTRY_SCHEMA, childPath(base, i))),
+        );
         entries = list as LookupEntry[];
       }
     }
@@ -137,7 +158,10 @@ export function lookupModel(spec: LookupSpec, ctx: ComputeContext): ComputeModel
     let m = byLayer.get(e.layer);
     if (!m) byLayer.set(e.layer, (m = new Map<number, LookupEntry>()));
     const k = pairKey(e.wBits, e.aBits);
-    if (m.has(k)) ctx.problems.push(`$.compute ${source === ctx.file ? `entries[${i}]` : `(${source}) entry ${i + 1}`}: layer '${e.layer}' at W${e.wBits}A${e.aBits} is listed twice`);
+    if (m.has(k))
+      ctx.problems.push(
+        `$.compute ${source === ctx.file ? `entries[${i}]` : `(${source}) entry ${i + 1}`}: layer '${e.layer}' at W${e.wBits}A${e.aBits} is listed twice`,
+      );
     m.set(k, e);
     bits.add(e.wBits);
     bits.add(e.aBits);
@@ -150,10 +174,13 @@ export function lookupModel(spec: LookupSpec, ctx: ComputeContext): ComputeModel
       resetResult(out, wBits, aBits);
       const layerEntries = byLayer.get(g.layer.name);
       if (!layerEntries) {
-        throw new UserError(`the lookup table has no layer '${g.layer.name}'${spec.network ? ` (it was measured on ${spec.network})` : ''}`, {
-          file: source,
-          expected: `one of ${[...byLayer.keys()].join(', ') || '(no layers)'}`,
-        });
+        throw new UserError(
+          `the lookup table has no layer '${g.layer.name}'${spec.network ? ` (it was measured on ${spec.network})` : ''}`,
+          {
+            file: source,
+            expected: `one of ${[...byLayer.keys()].join(', ') || '(no layers)'}`,
+          },
+        );
       }
       const e = layerEntries.get(pairKey(wBits, aBits));
       if (!e) {
@@ -167,7 +194,8 @@ export function lookupModel(spec: LookupSpec, ctx: ComputeContext): ComputeModel
       out.energyPJ = e.energyUj * 1e6;
       out.boundOverride = e.bound === 'memory' ? 2 : e.bound === 'compute' ? 1 : 0;
     },
-    summary: () => `lookup table${spec.network ? ` for ${spec.network}` : ''}: ${entries.length} entries, ${byLayer.size} layers`,
+    summary: () =>
+      `lookup table${spec.network ? ` for ${spec.network}` : ''}: ${entries.length} entries, ${byLayer.size} layers`,
     supportedBits: () => [...bits].sort((x, y) => x - y),
   };
 }

@@ -11,7 +11,13 @@
  */
 import { UserError } from '../../errors.js';
 import type { ModeSpec, ModesSpec } from '../profile-types.js';
-import { resetResult, type ComputeContext, type ComputeModel, type ComputeResult, type LayerGeometry } from './types.js';
+import {
+  resetResult,
+  type ComputeContext,
+  type ComputeModel,
+  type ComputeResult,
+  type LayerGeometry,
+} from './types.js';
 
 const MAX_BITS = 32;
 
@@ -25,10 +31,10 @@ export function checkModes(spec: ModesSpec, path = '$.compute.modes'): string[] 
   const modes = spec.modes;
   const eff = (m: ModeSpec) => m.macsPerCycle * (m.efficiency ?? 1);
   for (let i = 0; i < modes.length; i++) {
-    const mi = modes[i] as ModeSpec;
+    const mi = modes[i];
     for (let j = 0; j < modes.length; j++) {
       if (i === j) continue;
-      const mj = modes[j] as ModeSpec;
+      const mj = modes[j];
       if (j < i && mi.wBits === mj.wBits && mi.aBits === mj.aBits) {
         problems.push(`${path}[${i}]: ${label(mi)} is listed twice (also ${path}[${j}])`);
         continue;
@@ -45,10 +51,14 @@ export function checkModes(spec: ModesSpec, path = '$.compute.modes'): string[] 
       const narrower = mi.wBits <= mj.wBits && mi.aBits <= mj.aBits && (mi.wBits !== mj.wBits || mi.aBits !== mj.aBits);
       if (narrower) {
         if (eff(mi) < eff(mj)) {
-          problems.push(`${path}[${i}]: ${label(mi)} is narrower than ${label(mj)} (${path}[${j}]) but slower (macsPerCycle x efficiency ${eff(mi)} < ${eff(mj)})`);
+          problems.push(
+            `${path}[${i}]: ${label(mi)} is narrower than ${label(mj)} (${path}[${j}]) but slower (macsPerCycle x efficiency ${eff(mi)} < ${eff(mj)})`,
+          );
         }
         if (mi.pJPerMac > mj.pJPerMac) {
-          problems.push(`${path}[${i}]: ${label(mi)} is narrower than ${label(mj)} (${path}[${j}]) but costs more energy (pJPerMac ${mi.pJPerMac} > ${mj.pJPerMac})`);
+          problems.push(
+            `${path}[${i}]: ${label(mi)} is narrower than ${label(mj)} (${path}[${j}]) but costs more energy (pJPerMac ${mi.pJPerMac} > ${mj.pJPerMac})`,
+          );
         }
       }
     }
@@ -66,9 +76,9 @@ export function modesModel(spec: ModesSpec, ctx: ComputeContext): ComputeModel {
     for (let a = 0; a <= MAX_BITS; a++) {
       let best = -1;
       for (let m = 0; m < modes.length; m++) {
-        const mode = modes[m] as ModeSpec;
+        const mode = modes[m];
         if (mode.wBits < w || mode.aBits < a) continue;
-        const b = best < 0 ? null : (modes[best] as ModeSpec);
+        const b = best < 0 ? null : modes[best];
         if (!b || mode.wBits + mode.aBits < b.wBits + b.aBits) best = m;
       }
       choice[w * (MAX_BITS + 1) + a] = best;
@@ -79,7 +89,10 @@ export function modesModel(spec: ModesSpec, ctx: ComputeContext): ComputeModel {
     name: 'modes',
     userSupplied: false,
     evaluate(g: LayerGeometry, wBits: number, aBits: number, out: ComputeResult): void {
-      const m = wBits >= 0 && wBits <= MAX_BITS && aBits >= 0 && aBits <= MAX_BITS ? (choice[wBits * (MAX_BITS + 1) + aBits] ?? -1) : -1;
+      const m =
+        wBits >= 0 && wBits <= MAX_BITS && aBits >= 0 && aBits <= MAX_BITS
+          ? (choice[wBits * (MAX_BITS + 1) + aBits] ?? -1)
+          : -1;
       if (m < 0) {
         throw new UserError(`no supported mode is wide enough for W${wBits}A${aBits}`, {
           file: ctx.file,
@@ -87,9 +100,9 @@ export function modesModel(spec: ModesSpec, ctx: ComputeContext): ComputeModel {
           expected: `bits within one of ${modes.map(label).join(', ')}`,
         });
       }
-      const mode = modes[m] as ModeSpec;
+      const mode = modes[m];
       resetResult(out, mode.wBits, mode.aBits);
-      out.cycles = g.macs / (rate[m] as number);
+      out.cycles = g.macs / rate[m];
       out.energyPJ = g.macs * mode.pJPerMac;
     },
     summary: () => `modes ${modes.map((m) => `${m.name ? m.name + ' ' : ''}${label(m)}`).join(', ')}`,

@@ -28,7 +28,13 @@
 import { timeFactor } from '../bit-scaling.js';
 import type { DataKind, SystolicSpec } from '../profile-types.js';
 import { activationBytes } from '../storage.js';
-import { resetResult, type ComputeContext, type ComputeModel, type ComputeResult, type LayerGeometry } from './types.js';
+import {
+  resetResult,
+  type ComputeContext,
+  type ComputeModel,
+  type ComputeResult,
+  type LayerGeometry,
+} from './types.js';
 
 export interface SystolicShape {
   rowFolds: number;
@@ -70,7 +76,9 @@ export function systolicModel(spec: SystolicSpec, ctx: ComputeContext): ComputeM
   const names: Record<DataKind, string> = { weights: 'filter', inputs: 'ifmap', outputs: 'ofmap' };
   for (const k of ['weights', 'inputs', 'outputs'] as const) {
     if (ctx.spec.memory && sram(k) === 0) {
-      ctx.problems.push(`$.memory.onChip: a systolic profile needs an on-chip buffer that holds ${k} (SCALE-Sim's ${names[k]} SRAM)`);
+      ctx.problems.push(
+        `$.memory.onChip: a systolic profile needs an on-chip buffer that holds ${k} (SCALE-Sim's ${names[k]} SRAM)`,
+      );
     }
   }
   const filterBytes = sram('weights');

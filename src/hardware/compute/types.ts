@@ -74,7 +74,16 @@ export interface ComputeResult {
 }
 
 export function newComputeResult(): ComputeResult {
-  return { cycles: 0, energyPJ: 0, execWBits: 0, execABits: 0, weightTraffic: 1, inputTraffic: 1, outputTraffic: 1, boundOverride: 0 };
+  return {
+    cycles: 0,
+    energyPJ: 0,
+    execWBits: 0,
+    execABits: 0,
+    weightTraffic: 1,
+    inputTraffic: 1,
+    outputTraffic: 1,
+    boundOverride: 0,
+  };
 }
 
 export interface ComputeModel {
