@@ -18,11 +18,7 @@ import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../src/train/finetune.
 import { createTrainer, evaluateModel } from '../src/train/trainer.js';
 import { postTrainingQuantize } from '../src/quant/ptq.js';
 import { photoCrops, pretrainedModel } from '../tests/pretrained-fixture.js';
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
+import { flag } from './kit.js';
 
 export async function run(argv: string[]): Promise<void> {
   const json = argv.includes('--json');

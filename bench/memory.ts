@@ -20,11 +20,7 @@ import { createTrainer, evaluateModel } from '../src/train/trainer.js';
 import { postTrainingQuantize } from '../src/quant/ptq.js';
 import { Rng } from '../src/util/rng.js';
 import { photoCrops, pretrainedModel } from '../tests/pretrained-fixture.js';
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
+import { flag } from './kit.js';
 
 const MB = 1024 * 1024;
 

@@ -17,6 +17,7 @@ import { applyTargets } from '../src/train/distill.js';
 import { calibrateNetwork, evaluateModel } from '../src/train/trainer.js';
 import { postTrainingQuantize, type CalibrationMethod, CALIBRATION_METHODS } from '../src/quant/ptq.js';
 import { photoCrops, pretrainedModel, PRETRAINED, type PretrainedName } from '../tests/pretrained-fixture.js';
+import { flag } from './kit.js';
 
 const POINTS: [number, number][] = [
   [8, 8],
@@ -25,11 +26,6 @@ const POINTS: [number, number][] = [
   [8, 32],
   [32, 8],
 ];
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
 
 interface Row {
   model: string;

@@ -9,7 +9,7 @@
  *   between kernels, reading values back; tf.profile's own checks inflate it).
  */
 import { initBackend, tf } from '../src/backend/index.js';
-import type { Dataset, Split } from '../src/data/api.js';
+import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
@@ -17,25 +17,9 @@ import { createTrainer } from '../src/train/trainer.js';
 import { shardGradients } from '../src/train/parallel.js';
 import { crossEntropy } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
+import { flag, randomSplit } from './kit.js';
 
 const CLASSES = 10;
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
-function randomSplit(n: number, shape: [number, number, number], rng: Rng): Split {
-  const size = shape[0] * shape[1] * shape[2];
-  const px = new Float32Array(n * size);
-  for (let i = 0; i < px.length; i++) px[i] = rng.next();
-  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
-  return {
-    x: tf.tensor4d(px, [n, ...shape]),
-    y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), CLASSES).toFloat()) as tf.Tensor2D,
-    labels,
-  };
-}
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -67,7 +51,7 @@ interface Profile {
 
 async function profileModel(model: string, bits: number, batch: number, steps: number): Promise<Profile> {
   const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
-  const train = randomSplit(batch * 2, shape, new Rng(3));
+  const train = randomSplit(batch * 2, shape, new Rng(3), CLASSES);
   const ds: Dataset = {
     name: 'synthetic',
     inputShape: shape,

@@ -13,7 +13,7 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../src/backend/index.js';
-import type { Dataset, Split } from '../src/data/api.js';
+import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import { QConv2D, QDense, QDepthwiseConv2D } from '../src/quant/layers.js';
@@ -22,6 +22,7 @@ import { formatTable, printJson, printText } from '../src/cli/output.js';
 import { coreCount } from '../src/train/parallel.js';
 import { createTrainer } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
+import { flag, randomSplit } from './kit.js';
 
 const QAT_BITS = 4;
 const CLASSES = 10;
@@ -49,23 +50,6 @@ interface Row {
   vsTorch: number | null;
   /** qatSamplesPerSec1 / torchQatSamplesPerSec1: one thread each (null without torch). */
   vsTorch1: number | null;
-}
-
-function flag(argv: string[], name: string): string | undefined {
-  const i = argv.indexOf(name);
-  return i >= 0 ? argv[i + 1] : undefined;
-}
-
-function randomSplit(n: number, shape: [number, number, number], rng: Rng): Split {
-  const size = shape[0] * shape[1] * shape[2];
-  const px = new Float32Array(n * size);
-  for (let i = 0; i < px.length; i++) px[i] = rng.next();
-  const labels = Int32Array.from({ length: n }, () => rng.int(CLASSES));
-  return {
-    x: tf.tensor4d(px, [n, ...shape]),
-    y: tf.tidy(() => tf.oneHot(tf.tensor1d(labels, 'int32'), CLASSES).toFloat()) as tf.Tensor2D,
-    labels,
-  };
 }
 
 /** MobileNetV2 (width 1.0, torchvision's layout: inverted residuals, ReLU6, BatchNorm) of quantized layers. */
@@ -141,7 +125,7 @@ async function measure(
 ): Promise<Measured> {
   const shape = inputShapeOf(model);
   const rng = new Rng(7);
-  const train = randomSplit(batch * 4, shape, rng);
+  const train = randomSplit(batch * 4, shape, rng, CLASSES);
   const ds: Dataset = {
     name: 'synthetic',
     inputShape: shape,
