@@ -184,15 +184,9 @@ test('experiments/schema.json describes exactly the fields the validator accepts
   const schema = JSON.parse(readFileSync(join(experimentsDir, 'schema.json'), 'utf8')) as {
     properties: Record<string, unknown>;
     required: string[];
-    $defs: { agentName: { enum: string[] } };
   };
   assert.deepEqual(Object.keys(schema.properties).sort(), [...EXPERIMENT_FIELDS].sort());
   assert.deepEqual(schema.required.sort(), ['agents', 'budgets', 'dataset', 'model', 'name', 'profiles']);
-  assert.deepEqual(
-    [...schema.$defs.agentName.enum].sort(),
-    Object.keys(AGENTS).sort(),
-    'the schema lists exactly the registered agents (agents/index.ts)',
-  );
 });
 
 test('the presets satisfy experiments/schema.json, and the schema rejects what the validator rejects', () => {
@@ -204,7 +198,7 @@ test('the presets satisfy experiments/schema.json, and the schema rejects what t
   const bad: [unknown, RegExp][] = [
     [{ ...base, budgets: ['latency<=3KB'] }, /\$\.budgets\[0\]/],
     [{ ...base, budgets: [['size<=1MB', 'speed<=2x']] }, /\$\.budgets\[1\]\[1\]|\$\.budgets\[0\]\[1\]/],
-    [{ ...base, agents: ['alphazero'] }, /\$\.agents\[0\]/],
+    [{ ...base, agents: [''] }, /\$\.agents\[0\]/],
     [{ ...base, agents: [{ name: 'random', opts: {} }] }, /\$\.agents\[0\]/],
     [{ ...base, episodes: -1 }, /\$\.episodes/],
     [{ ...base, reward: { name: 'haq', weights: 1 } }, /\$\.reward/],

@@ -44,6 +44,12 @@ import { ZOO_NAMES } from '../models/index.js';
 
 /** Agents an experiment may name: the agent registry (agents/index.ts). */
 export { AGENT_NAMES };
+/**
+ * The `agents` entry meaning every registered agent that no other entry of the list names, in registry order,
+ * at its position (e.g. `["*", { "name": "ppo", "label": "ppo-lstm", "options": { "policy": "lstm" } }]` runs
+ * every agent and the LSTM PPO in place of the default PPO). The validated experiment lists them by name.
+ */
+export const EVERY_AGENT = '*';
 /** Zoo models (a model may also be a path to a tfjs model.json). */
 export const MODEL_NAMES: readonly string[] = ZOO_NAMES;
 export { DATASET_NAMES, CONSTRAINT_MODES, STEP_MODES, REWARD_KINDS, CONSTRAINT_GRAMMAR };
@@ -649,19 +655,53 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
 
   const constraintMode = choice('constraintMode', CONSTRAINT_MODES, EXPERIMENT_DEFAULTS.constraintMode);
 
-  // agents: registered names, option names, types and values (each agent's validate), distinct labels
+  // agents: registered names (the registry is the one list; the schema has no enum), option names, types and
+  // values (each agent's validate), distinct labels; "*" expands to every registered agent no other entry names.
   const agents: AgentSpec[] = [];
   const rawAgents = raw['agents'];
   if (Array.isArray(rawAgents)) {
     const labels = new Map<string, number>();
+    const addLabel = (label: string, i: number, path: string): boolean => {
+      const prev = labels.get(label);
+      if (prev === undefined) {
+        labels.set(label, i);
+        return true;
+      }
+      problem(
+        path,
+        `agent label '${label}' is already used by $.agents[${prev}]`,
+        'a distinct "label" for each entry of the same agent',
+      );
+      return false;
+    };
+    const named = new Set<string>();
+    for (const a of rawAgents as unknown[]) {
+      const n = isObject(a) ? a['name'] : a;
+      if (typeof n === 'string' && n !== EVERY_AGENT) named.add(n);
+    }
+    let star: number | undefined;
     rawAgents.forEach((a: unknown, i: number) => {
       const path = `$.agents[${i}]`;
       if (typeof a !== 'string' && !isObject(a)) return;
+      if (a === EVERY_AGENT) {
+        if (star !== undefined) return problem(path, `a second '${EVERY_AGENT}' (the first is $.agents[${star}])`);
+        star = i;
+        for (const agentName of AGENT_NAMES.filter((n) => !named.has(n)))
+          if (addLabel(agentName, i, path)) agents.push({ name: agentName, label: agentName, options: {} });
+        return;
+      }
       const agentName = typeof a === 'string' ? a : a['name'];
       const label = typeof a === 'string' ? undefined : a['label'];
       const options = typeof a === 'string' ? {} : (a['options'] ?? {});
       if (agentName === undefined) return;
       const namePath = typeof a === 'string' ? path : `${path}.name`;
+      if (agentName === EVERY_AGENT) {
+        return problem(
+          namePath,
+          `'${EVERY_AGENT}' (every registered agent) takes no label or options`,
+          `the string "${EVERY_AGENT}" as an entry of its own, or an agent's name`,
+        );
+      }
       if (typeof agentName !== 'string' || !AGENT_NAMES.includes(agentName)) {
         return problem(namePath, `unknown agent ${describe(agentName)}`, `one of ${AGENT_NAMES.join(', ')}`);
       }
@@ -677,16 +717,8 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
       }
       if (label !== undefined && typeof label !== 'string') return;
       const finalLabel = label ?? agentName;
-      const prev = labels.get(finalLabel);
-      if (prev !== undefined) {
-        return problem(
-          path,
-          `agent label '${finalLabel}' is already used by $.agents[${prev}]`,
-          'a distinct "label" for each entry of the same agent',
-        );
-      }
-      labels.set(finalLabel, i);
-      agents.push({ name: agentName, label: finalLabel, options: structuredClone(options) });
+      if (addLabel(finalLabel, i, path))
+        agents.push({ name: agentName, label: finalLabel, options: structuredClone(options) });
     });
   }
 
