@@ -39,6 +39,7 @@ import { Rng } from '../src/util/rng.js';
 import type { BitConfig } from '../src/models/layer-info.js';
 import type { AgentContext, AllocationAgent, EpisodeSummary } from '../envs/types.js';
 import type { AgentEntry } from './index.js';
+import { isStateOf } from './kit/state.js';
 import { optionChecks } from './kit/option-checks.js';
 import { MaskedCategorical } from './kit/sampling.js';
 
@@ -116,7 +117,8 @@ export function validateAmedOptions(o: AmedOptions, field = 'agentOptions'): Ame
 }
 
 export interface AmedState {
-  kind: 'amed';
+  /** The tag (files written before it was shared say `kind`). */
+  name: 'amed';
   version: number;
   options: AmedOptions;
   bitChoices: number[];
@@ -292,7 +294,7 @@ export class AmedAgent implements AllocationAgent {
     const ctx = this.requireSetup();
     const copy = (c: Choice): Choice => ({ w: c.w.slice(), a: c.a.slice() });
     return {
-      kind: 'amed',
+      name: 'amed',
       version: STATE_VERSION,
       options: { ...this.options },
       bitChoices: ctx.bitChoices.slice(),
@@ -314,7 +316,7 @@ export class AmedAgent implements AllocationAgent {
       throw new UserError('agent state does not match this amed agent', { field: `agentState.${field}`, expected });
     };
     const s = state as Partial<AmedState> | null;
-    if (!s || typeof s !== 'object' || s.kind !== 'amed') bad('kind', "'amed'");
+    if (!isStateOf(s, 'amed')) bad('name', "'amed'");
     const st = s as AmedState;
     if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
     if (st.layers !== ctx.layers.length) bad('layers', String(ctx.layers.length));

@@ -24,6 +24,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { isStateOf } from './kit/state.js';
 import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
@@ -131,7 +132,8 @@ interface Layer {
 
 /** The JSON checkpoint of a DDPG agent. */
 export interface DdpgState {
-  kind: 'ddpg';
+  /** The tag (files written before it was shared say `kind`). */
+  name: 'ddpg';
   version: number;
   options: DdpgOptions;
   observationSize: number;
@@ -372,7 +374,7 @@ export class DdpgAgent implements StepAgent {
     const params: DdpgState['params'] = this.vars.toState();
     const copy = (e: Experience): Experience => ({ ...e, obs: e.obs.slice(), nextObs: e.nextObs.slice() });
     return {
-      kind: 'ddpg',
+      name: 'ddpg',
       version: STATE_VERSION,
       options: { ...this.options },
       observationSize: ctx.observationSize,
@@ -395,7 +397,7 @@ export class DdpgAgent implements StepAgent {
       throw new UserError('agent state does not match this ddpg agent', { field: `agentState.${field}`, expected });
     };
     const s = state as Partial<DdpgState> | null;
-    if (!s || typeof s !== 'object' || s.kind !== 'ddpg') bad('kind', "'ddpg'");
+    if (!isStateOf(s, 'ddpg')) bad('name', "'ddpg'");
     const st = s as DdpgState;
     if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
     if (st.observationSize !== ctx.observationSize) bad('observationSize', String(ctx.observationSize));

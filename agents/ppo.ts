@@ -29,6 +29,7 @@ import { tf } from '../src/backend/index.js';
 import { UserError } from '../src/errors.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
+import { isStateOf } from './kit/state.js';
 import { denseForward } from './kit/dense.js';
 import { MaskedCategorical, allowedCount } from './kit/sampling.js';
 import { ParamStore } from './kit/params.js';
@@ -150,7 +151,8 @@ interface PendingAct {
 
 /** The JSON checkpoint of a PPO agent. */
 export interface PpoState {
-  kind: 'ppo';
+  /** The tag (files written before it was shared say `kind`). */
+  name: 'ppo';
   version: number;
   options: PpoOptions;
   observationSize: number;
@@ -580,7 +582,7 @@ export class PpoAgent implements StepAgent {
     const ctx = this.requireSetup();
     const params: PpoState['params'] = this.params.toState();
     return {
-      kind: 'ppo',
+      name: 'ppo',
       version: STATE_VERSION,
       options: { ...this.options },
       observationSize: ctx.observationSize,
@@ -603,7 +605,7 @@ export class PpoAgent implements StepAgent {
     const bad = (field: string, expected: string): never => {
       throw new UserError('agent state does not match this ppo agent', { field: `agentState.${field}`, expected });
     };
-    if (!s || typeof s !== 'object' || s.kind !== 'ppo') bad('kind', "'ppo'");
+    if (!isStateOf(s, 'ppo')) bad('name', "'ppo'");
     const st = s as PpoState;
     if (st.version !== STATE_VERSION) bad('version', String(STATE_VERSION));
     if (st.options.policy !== this.options.policy) bad('options.policy', this.options.policy);

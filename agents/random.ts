@@ -6,8 +6,11 @@
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Rng } from '../src/util/rng.js';
 import type { AgentEntry } from './index.js';
+import { isStateOf } from './kit/state.js';
 
 export interface RandomAgentState {
+  /** The tag (absent in older files). */
+  name?: 'random';
   seed: number;
   episodes: number;
 }
@@ -47,12 +50,13 @@ export class RandomAgent implements StepAgent {
   }
 
   getState(): RandomAgentState {
-    return { seed: this.seed, episodes: this.episodes };
+    return { name: 'random', seed: this.seed, episodes: this.episodes };
   }
 
   setState(state: unknown): void {
     const s = state as RandomAgentState;
-    if (typeof s?.seed !== 'number' || typeof s?.episodes !== 'number') throw new Error('random agent: bad state');
+    if (!isStateOf(state, 'random', true) || typeof s.seed !== 'number' || typeof s.episodes !== 'number')
+      throw new Error('random agent: bad state');
     this.seed = s.seed;
     this.episodes = s.episodes;
     this.rng = episodeRng(this.seed, this.episodes);

@@ -12,14 +12,18 @@
  *
  * Episodes run with explore = false (greedy evaluation) are not learned from. Deterministic for a
  * seed: weights are initialised from the seed, and episode e samples from a stream derived from
- * (seed, e). getState/setState carry the weights, the Adam moments, the baseline and the episode count.
+ * (seed, e). getState/setState carry the weights, the Adam moments, the baseline and the episode count
+ * (format version 2: the kit's parameter store and Adam state; version 1 files, arrays by name, still load).
  */
 import { tf } from '../src/backend/index.js';
 import type { AgentContext, EpisodeSummary, StepAgent, Transition } from '../envs/types.js';
 import { Rng } from '../src/util/rng.js';
 import { denseForward } from './kit/dense.js';
 import { MaskedCategorical } from './kit/sampling.js';
-import { Adam } from './kit/adam.js';
+import { Adam, type AdamState } from './kit/adam.js';
+import { ParamStore, type StoredParam } from './kit/params.js';
+import { isStateOf } from './kit/state.js';
+import { UserError } from '../src/errors.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
 import { episodeRng } from './random.js';
@@ -53,16 +57,38 @@ export function validateReinforceOptions(o: ReinforceOptions, field = 'agentOpti
   return o;
 }
 
+/** The policy MLP's parameters, in the order the optimizer and the forward pass take them. */
 const PARAM_NAMES = ['w1', 'b1', 'w2', 'b2', 'w3', 'b3'] as const;
 
-/** A variable initialised from `init`, which is then disposed. */
-function ownedVariable(init: tf.Tensor, trainable: boolean): tf.Variable {
-  const v = tf.variable(init, trainable);
-  init.dispose();
-  return v;
+/** The checkpoint format written now. */
+const STATE_VERSION = 2;
+
+/** Episodes collected since the last update (episodesPerUpdate > 1). */
+type PendingState = {
+  steps: { observation: number[]; action: number; reward: number; mask: number[] | null }[];
+  advantages: number[];
+}[];
+
+/** The JSON checkpoint of a REINFORCE agent. */
+export interface ReinforceState {
+  name: 'reinforce';
+  version: typeof STATE_VERSION;
+  options: ReinforceOptions;
+  seed: number;
+  episodes: number;
+  baseline: number | null;
+  scale2: number;
+  observationSize: number;
+  numActions: number;
+  /** The parameter store's values (w1, b1, w2, b2, w3, b3). */
+  params: Record<string, StoredParam>;
+  /** The optimizer's step count (= updates) and moments, in PARAM_NAMES order. */
+  adam: AdamState;
+  pending: PendingState;
 }
 
-export interface ReinforceState {
+/** The format before version 2 (no tag, no version): plain arrays by parameter name, Adam moments beside them. */
+export interface ReinforceStateV1 {
   options: ReinforceOptions;
   seed: number;
   episodes: number;
@@ -74,11 +100,28 @@ export interface ReinforceState {
   params: Record<string, number[]>;
   adamM: Record<string, number[]>;
   adamV: Record<string, number[]>;
-  /** Episodes collected since the last update (episodesPerUpdate > 1); absent in older states. */
-  pending?: {
-    steps: { observation: number[]; action: number; reward: number; mask: number[] | null }[];
-    advantages: number[];
-  }[];
+  /** Absent in the oldest states. */
+  pending?: PendingState;
+}
+
+/** A version 1 state in the version 2 form (shapes from the parameters it is loaded into). */
+function upgradeStateV1(s: ReinforceStateV1, shapes: Record<string, number[]>): ReinforceState {
+  const arrays = (values: Record<string, number[]> | undefined): number[][] =>
+    PARAM_NAMES.map((n) => values?.[n] ?? []);
+  return {
+    name: 'reinforce',
+    version: STATE_VERSION,
+    options: s.options,
+    seed: s.seed,
+    episodes: s.episodes,
+    baseline: s.baseline,
+    scale2: s.scale2,
+    observationSize: s.observationSize,
+    numActions: s.numActions,
+    params: Object.fromEntries(PARAM_NAMES.map((n) => [n, { shape: shapes[n] ?? [], values: s.params?.[n] ?? [] }])),
+    adam: { t: s.updates, m: arrays(s.adamM), v: arrays(s.adamV) },
+    pending: s.pending ?? [],
+  };
 }
 
 interface Step {
@@ -100,6 +143,8 @@ export class ReinforceAgent implements StepAgent {
   private baseline: number | null = null;
   private scale2 = 0;
   private rng: Rng = episodeRng(0, 0);
+  private readonly store = new ParamStore('reinforce');
+  /** The store's variables in PARAM_NAMES order. */
   private params: tf.Variable[] = [];
   /** Plain copies of the weights for acting; cleared whenever the weights change. */
   private weightCache: Float32Array[] | null = null;
@@ -145,7 +190,7 @@ export class ReinforceAgent implements StepAgent {
         const limit = Math.sqrt(6 / (fanIn + fanOut)) * (i === 4 ? 0.01 : 1);
         for (let k = 0; k < values.length; k++) values[k] = (2 * init.next() - 1) * limit;
       }
-      return ownedVariable(tf.tensor2d(values, shape), true);
+      return this.store.add(PARAM_NAMES[i], tf.tensor2d(values, shape));
     });
     const { learningRate: lr, adamBeta1: beta1, adamBeta2: beta2, adamEpsilon: eps } = this.options;
     this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
@@ -265,21 +310,18 @@ export class ReinforceAgent implements StepAgent {
   }
 
   getState(): ReinforceState {
-    const named = (arrays: number[][]): Record<string, number[]> =>
-      Object.fromEntries(arrays.map((a, i) => [PARAM_NAMES[i] as string, a]));
-    const adam = this.adam?.getState() ?? { t: 0, m: [], v: [] };
     return {
+      name: 'reinforce',
+      version: STATE_VERSION,
       options: { ...this.options },
       seed: this.seed,
       episodes: this.episodes,
-      updates: adam.t,
       baseline: this.baseline,
       scale2: this.scale2,
       observationSize: this.obsSize,
       numActions: this.numActions,
-      params: named(this.params.map((v) => Array.from(v.dataSync()))),
-      adamM: named(adam.m),
-      adamV: named(adam.v),
+      params: this.store.toState(),
+      adam: this.adam?.getState() ?? { t: 0, m: [], v: [] },
       pending: this.pending.map((e) => ({
         steps: e.steps.map((st) => ({
           observation: Array.from(st.observation),
@@ -292,49 +334,37 @@ export class ReinforceAgent implements StepAgent {
     };
   }
 
+  /** Restores a getState() result of this version or a version 1 state (call after setup() with the same problem). */
   setState(state: unknown): void {
-    const s = state as ReinforceState;
-    if (
-      !this.adam ||
-      !s ||
-      typeof s !== 'object' ||
-      !s.params ||
-      s.observationSize !== this.obsSize ||
-      s.numActions !== this.numActions
-    ) {
-      throw new Error(
-        `reinforce: state does not fit this problem (observation ${s?.observationSize}/${this.obsSize}, actions ${s?.numActions}/${this.numActions}); call setup() first`,
-      );
-    }
-    /** One array per parameter, in order, each checked against its parameter's size. */
-    const arrays = (values: Record<string, number[]> | undefined): number[][] =>
-      this.params.map((v, i) => {
-        const data = values?.[PARAM_NAMES[i] as string];
-        if (!data || data.length !== v.size)
-          throw new Error(`reinforce: state tensor ${PARAM_NAMES[i]} has the wrong size`);
-        return data;
+    const bad = (field: string, expected: string): never => {
+      throw new UserError('agent state does not match this reinforce agent', {
+        field: `agentState.${field}`,
+        expected,
       });
-    if (!Number.isInteger(s.updates) || s.updates < 0)
-      throw new Error('reinforce: state field updates must be an integer >= 0');
-    const params = arrays(s.params);
-    const adam = { t: s.updates, m: arrays(s.adamM), v: arrays(s.adamV) };
-    this.params.forEach((v, i) => {
-      const t = tf.tensor(params[i], v.shape);
-      v.assign(t);
-      t.dispose();
-    });
-    this.adam.setState(adam);
+    };
+    if (!this.adam) throw new Error('reinforce: setup(ctx) must be called first');
+    if (!isStateOf(state, 'reinforce', true)) bad('name', "'reinforce'");
+    const tagged = state as Partial<ReinforceState>;
+    const shapes = Object.fromEntries(this.store.entries().map(([n, v]) => [n, v.shape.slice()]));
+    const s = tagged.version === undefined ? upgradeStateV1(state as ReinforceStateV1, shapes) : tagged;
+    if (s.version !== STATE_VERSION) bad('version', `${STATE_VERSION} (or a version 1 state without a version)`);
+    const st = s as ReinforceState;
+    if (st.observationSize !== this.obsSize) bad('observationSize', String(this.obsSize));
+    if (st.numActions !== this.numActions) bad('numActions', String(this.numActions));
+    if (!st.params || typeof st.params !== 'object') bad('params', 'an object of parameters by name');
+    this.store.loadState(st.params, bad);
+    this.adam.setState(st.adam, bad, 'adam');
     this.weightCache = null;
-    this.seed = s.seed;
-    this.episodes = s.episodes;
-    this.baseline = s.baseline;
-    this.scale2 = s.scale2;
-    this.pending = (s.pending ?? []).map((e) => ({
-      steps: e.steps.map((st) => ({
-        observation: Float32Array.from(st.observation),
-        action: st.action,
-        reward: st.reward,
-        mask: st.mask ? Uint8Array.from(st.mask) : null,
+    this.seed = st.seed;
+    this.episodes = st.episodes;
+    this.baseline = st.baseline;
+    this.scale2 = st.scale2;
+    this.pending = st.pending.map((e) => ({
+      steps: e.steps.map((x) => ({
+        observation: Float32Array.from(x.observation),
+        action: x.action,
+        reward: x.reward,
+        mask: x.mask ? Uint8Array.from(x.mask) : null,
       })),
       advantages: [...e.advantages],
     }));
@@ -343,7 +373,7 @@ export class ReinforceAgent implements StepAgent {
   }
 
   dispose(): void {
-    for (const v of this.params) v.dispose();
+    this.store.dispose();
     this.params = [];
     this.adam?.dispose();
     this.adam = null;

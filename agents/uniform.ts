@@ -10,11 +10,14 @@ import type { AgentContext, AllocationAgent, EpisodeSummary } from '../envs/type
 import { UserError } from '../src/errors.js';
 import { uniformBits, type BitConfig, type LayerInfo } from '../src/models/layer-info.js';
 import type { AgentEntry } from './index.js';
+import { isStateOf } from './kit/state.js';
 
 export type UniformOrder = 'feasible-first' | 'descending' | 'ascending';
 export const UNIFORM_ORDERS: readonly UniformOrder[] = ['feasible-first', 'descending', 'ascending'];
 
 export interface UniformAgentState {
+  /** The tag (absent in older files). */
+  name?: 'uniform';
   order: UniformOrder;
   widths: number[];
   next: number;
@@ -68,12 +71,13 @@ export class UniformAgent implements AllocationAgent {
   }
 
   getState(): UniformAgentState {
-    return { order: this.order, widths: [...this.widths], next: this.next };
+    return { name: 'uniform', order: this.order, widths: [...this.widths], next: this.next };
   }
 
   setState(state: unknown): void {
     const s = state as UniformAgentState;
-    if (!Array.isArray(s?.widths) || typeof s?.next !== 'number') throw new Error('uniform agent: bad state');
+    if (!isStateOf(state, 'uniform', true) || !Array.isArray(s.widths) || typeof s.next !== 'number')
+      throw new Error('uniform agent: bad state');
     this.widths = [...s.widths];
     this.next = s.next;
   }

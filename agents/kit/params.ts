@@ -45,7 +45,10 @@ export class ParamStore {
     return out;
   }
 
-  /** Assigns stored values to every parameter; a missing or mis-sized one calls `bad` (which throws). */
+  /**
+   * Assigns stored values to every parameter; a missing or mis-sized one calls `bad` (which throws) before any
+   * parameter is changed.
+   */
   loadState(
     stored: Record<string, StoredParam>,
     bad: (field: string, expected: string) => never,
@@ -53,9 +56,9 @@ export class ParamStore {
   ): void {
     for (const [name, v] of this.vars) {
       const p = stored[name];
-      if (!p || p.values.length !== v.size) bad(`${field}.${name}`, `${v.size} numbers`);
-      tf.tidy(() => v.assign(tf.tensor(p.values, v.shape)));
+      if (!p || !Array.isArray(p.values) || p.values.length !== v.size) bad(`${field}.${name}`, `${v.size} numbers`);
     }
+    for (const [name, v] of this.vars) tf.tidy(() => v.assign(tf.tensor(stored[name].values, v.shape)));
   }
 
   dispose(): void {
