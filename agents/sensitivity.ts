@@ -124,7 +124,7 @@ export function validateSensitivityOptions(o: SensitivityOptions, field = 'agent
 /** Which layers the env pins at W8A8 (pinFirstLast): told by the steps per episode. */
 export function pinnedLayers(ctx: AgentContext): boolean[] {
   const n = ctx.layers.length;
-  const perLayer = ctx.stepMode === 'haq' ? 2 : 1;
+  const perLayer = ctx.stepMode === 'two-step' ? 2 : 1;
   const free = Math.round(ctx.stepsPerEpisode / perLayer);
   const pinEnds = free < n && n > 1;
   return ctx.layers.map((_, i) => pinEnds && (i === 0 || i === n - 1));

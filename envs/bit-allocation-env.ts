@@ -5,7 +5,7 @@
  *   const { observation, reward, terminated, truncated, info } = await env.step(action);
  *
  * One step per chosen layer (`joint`: a (wBits, aBits) pair from bitChoices^2; `tied`: one width for
- * both) or two (`haq`: weights, then activations). With pinFirstLast the first and last layers sit at
+ * both) or two (`two-step`: weights, then activations). With pinFirstLast the first and last layers sit at
  * W8A8 and get no step. At the last step the env applies the constraint mode (lower / penalty /
  * reject, see constraints.ts), asks the AccuracyEvaluator once, and returns the reward (rewards.ts);
  * every earlier step has reward 0. The episode's EpisodeSummary is in the last step's `info.summary`.
@@ -58,7 +58,12 @@ import { Box, Discrete } from './spaces.js';
 import type { AccuracyEvaluator, AccuracyResult, AgentContext, EpisodeSummary, StepMode } from './types.js';
 
 export type { StepMode } from './types.js';
-export const STEP_MODES: readonly StepMode[] = ['joint', 'tied', 'haq'];
+export const STEP_MODES: readonly StepMode[] = ['joint', 'tied', 'two-step'];
+/**
+ * Older spellings of step modes that experiment files and flags still accept (with a warning): `haq` was the
+ * two-step mode's name, which also named a reward (rewards.ts) and the budget walk (constraint mode `lower`).
+ */
+export const DEPRECATED_STEP_MODES: Readonly<Record<string, StepMode>> = { haq: 'two-step' };
 export const DEFAULT_BIT_CHOICES: readonly number[] = [2, 3, 4, 5, 6, 7, 8];
 /** Bits of pinned layers (pinFirstLast) and of the reference network. */
 export const REFERENCE_BITS = 8;
@@ -126,7 +131,7 @@ export class BitAllocationEnv {
   readonly reward: RewardParams;
   readonly pinFirstLast: boolean;
   readonly referenceCost: AllocationCost;
-  /** What each action index means. haq mode: the step's side (weights or activations) takes `wBits` (= `aBits`). */
+  /** What each action index means. two-step mode: the step's side (weights or activations) takes `wBits` (= `aBits`). */
   readonly actionChoices: readonly LayerBits[];
   readonly actionSpace: Discrete;
   readonly observationSpace: Box;
@@ -192,7 +197,7 @@ export class BitAllocationEnv {
         expected: 'false for networks of 1-2 layers',
       });
     }
-    this.stepsPerLayer = this.stepMode === 'haq' ? 2 : 1;
+    this.stepsPerLayer = this.stepMode === 'two-step' ? 2 : 1;
     this.stepsPerEpisode = this.freeLayers.length * this.stepsPerLayer;
 
     if (this.stepMode === 'joint') {
@@ -466,7 +471,7 @@ export class BitAllocationEnv {
   private position(t: number): { layer: number; side: StepInfo['side'] } {
     const k = Math.min(Math.floor(t / this.stepsPerLayer), this.freeLayers.length - 1);
     const layer = this.freeLayers[k];
-    if (this.stepMode !== 'haq') return { layer, side: 'both' };
+    if (this.stepMode !== 'two-step') return { layer, side: 'both' };
     return { layer, side: t % 2 === 0 ? 'weights' : 'activations' };
   }
 

@@ -12,7 +12,7 @@
  *  7      layerIndex       position of the layer     "                              (HAQ)
  *  8      prevAction       previous step's bits / max bits; 0 at the first step.    (HAQ)
  *                          joint/tied: the previous chosen layer's weight bits.
- *  9      isWeightStep     haq step mode: 1 on a weight step, 0 on an activation step;
+ *  9      isWeightStep     two-step mode: 1 on a weight step, 0 on an activation step;
  *                          joint/tied: 0.5 (both at once).                           (HAQ)
  *  10     progress         steps taken / steps per episode
  *  11     meanWBits        mean weight bits of the layers chosen so far / max bits (0 if none)

@@ -354,7 +354,7 @@ export function syntheticProblem(
 
 /**
  * The exact optimum of an env whose only budget is one additive metric (latency, energy or size):
- * the choices per layer follow its step mode (pairs for joint/haq, w = a for tied) and pinned layers
+ * the choices per layer follow its step mode (pairs for joint/two-step, w = a for tied) and pinned layers
  * stay at W8A8. Returns null when no allocation meets the budget.
  */
 export function optimumForEnv(env: BitAllocationEnv, table: CostTable, evaluator: SyntheticEvaluator): Optimum | null {

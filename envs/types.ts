@@ -57,10 +57,10 @@ export interface EpisodeSummary {
 
 /**
  * How an episode walks the layers: `joint` one step per layer choosing a (wBits, aBits) pair,
- * `tied` one step per layer choosing one width for both, `haq` two steps per layer (weights, then
- * activations).
+ * `tied` one step per layer choosing one width for both, `two-step` two steps per layer (weights, then
+ * activations, as HAQ does; experiment files and flags still accept its older spelling `haq`).
  */
-export type StepMode = 'joint' | 'tied' | 'haq';
+export type StepMode = 'joint' | 'tied' | 'two-step';
 
 export interface Transition {
   observation: Float32Array;
@@ -77,7 +77,7 @@ export interface AgentContext {
   /** The env's discrete action choices at each step (see BitAllocationEnv.actionChoices). */
   numActions: number;
   observationSize: number;
-  /** Steps per episode (layers, or 2 x layers in HAQ's two-step mode). */
+  /** Steps per episode (layers, or 2 x layers in the two-step mode). */
   stepsPerEpisode: number;
   /** Bit-widths allowed. */
   bitChoices: readonly number[];
@@ -91,7 +91,7 @@ export interface AgentContext {
   /** How steps map to layers (BitAllocationEnv sets it). */
   stepMode?: StepMode;
   /**
-   * What each action index sets: a (wBits, aBits) pair; in `haq` step mode wBits = aBits and the
+   * What each action index sets: a (wBits, aBits) pair; in `two-step` step mode wBits = aBits and the
    * step's side (weights or activations) decides which one applies (BitAllocationEnv sets it).
    */
   actionChoices?: readonly LayerBits[];

@@ -94,7 +94,7 @@ class RecordingAgent implements StepAgent {
 
 describe('runEpisode', () => {
   it('step agents: reset/act/step/observe with masks, done on the last transition, then endEpisode', async () => {
-    const { env } = syntheticProblem({ stepMode: 'haq' });
+    const { env } = syntheticProblem({ stepMode: 'two-step' });
     const agent = new RecordingAgent();
     const s = await runEpisode(env, agent, { explore: false });
     assert.equal(agent.transitions.length, 24);

@@ -281,7 +281,7 @@ describe('ddpg', () => {
   });
 
   it('works in HAQ two-step mode (weights, then activations)', async () => {
-    const { env } = syntheticProblem({ stepMode: 'haq', seed: 1 });
+    const { env } = syntheticProblem({ stepMode: 'two-step', seed: 1 });
     const agent = new DdpgAgent({ ...SMALL_DDPG, warmupEpisodes: 2 });
     const runs = await runEpisodes(env, agent, 4, 1);
     assert.equal(runs.length, 4);

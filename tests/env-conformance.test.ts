@@ -61,15 +61,15 @@ describe('spaces', () => {
     assert.equal(env.observationSpace.shape[0], OBSERVATION_SIZE);
     assert.equal(OBSERVATION_LAYOUT.length, 21);
     assert.equal(syntheticProblem({ stepMode: 'tied' }).env.actionSpace.n, 7);
-    assert.equal(syntheticProblem({ stepMode: 'haq' }).env.actionSpace.n, 7);
+    assert.equal(syntheticProblem({ stepMode: 'two-step' }).env.actionSpace.n, 7);
   });
 });
 
 describe('reset / step contract', () => {
-  for (const stepMode of ['joint', 'tied', 'haq'] as const) {
+  for (const stepMode of ['joint', 'tied', 'two-step'] as const) {
     it(`${stepMode}: terminated exactly at the last step, reward 0 before it, observations fixed-length and in the space`, async () => {
       const { env } = syntheticProblem({ stepMode });
-      const expectedSteps = stepMode === 'haq' ? 24 : 12;
+      const expectedSteps = stepMode === 'two-step' ? 24 : 12;
       assert.equal(env.stepsPerEpisode, expectedSteps);
       const { observation } = env.reset(0);
       assert.ok(env.observationSpace.contains(observation));
@@ -92,8 +92,8 @@ describe('reset / step contract', () => {
     });
   }
 
-  it('haq mode alternates weight and activation steps over the layers', async () => {
-    const { env } = syntheticProblem({ stepMode: 'haq' });
+  it('two-step mode alternates weight and activation steps over the layers', async () => {
+    const { env } = syntheticProblem({ stepMode: 'two-step' });
     const results = await play(env, () => 0);
     assert.deepEqual(
       results.slice(0, 4).map((r) => [r.info.layerIndex, r.info.side]),
@@ -124,7 +124,7 @@ describe('reset / step contract', () => {
   });
 
   it('the evaluator is asked exactly once per episode', async () => {
-    const { env, evaluator } = syntheticProblem({ stepMode: 'haq' });
+    const { env, evaluator } = syntheticProblem({ stepMode: 'two-step' });
     await play(env, () => 0);
     assert.equal(evaluator.evaluations, 1);
     await play(env, () => 0);
@@ -212,7 +212,7 @@ describe('action masks', () => {
   });
 
   it('following the mask always ends feasible, with no lowering needed', async () => {
-    for (const stepMode of ['joint', 'tied', 'haq'] as const) {
+    for (const stepMode of ['joint', 'tied', 'two-step'] as const) {
       const { env } = syntheticProblem({ stepMode, constraints: ['latency<=0.3x', 'size<=0.4x'] });
       const rng = new Rng(8);
       for (let e = 0; e < 5; e++) {

@@ -140,7 +140,7 @@ describe('env on the real simulator (bitfusion-45nm profile)', () => {
       cost: (b) => table.costAllocation(b),
       evaluator,
       constraints: ['latency<=0.4x'],
-      stepMode: 'haq',
+      stepMode: 'two-step',
     });
     assert.equal(env.referenceCost.latencyMs, table.costAllocation(uniformBits(layers, 8, 8)).latencyMs);
     // Mask-following episodes end feasible without lowering.

@@ -127,7 +127,10 @@ test('wrong types and unknown fields', () => {
     { ...valid, constraintMode: 'clip' },
     /\$\.constraintMode: must be one of "lower", "penalty", "reject", got string "clip"/,
   );
-  rejects({ ...valid, stepMode: 'pairs' }, /\$\.stepMode: must be one of "joint", "tied", "haq", got string "pairs"/);
+  rejects(
+    { ...valid, stepMode: 'pairs' },
+    /\$\.stepMode: must be one of "joint", "tied", "two-step", got string "pairs"/,
+  );
   rejects({ ...valid, reward: 'accuracy' }, /\$\.reward: unknown reward 'accuracy'/, /haq, amed, releq, weighted/);
   rejects(
     { ...valid, bitChoices: [4, 9] },

@@ -353,7 +353,15 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.dataDir', '--data-dir'],
   ['$.threads', '--threads'],
   ['$.evalBackend', '--eval-backend'],
+  ['$.stepMode', '--step-mode'],
 ];
+
+/** A problem or warning about the experiment `search` builds, with the JSON path replaced by the flag's name. */
+function flagOfPath(p: string): string {
+  for (const [path, flag] of FLAG_OF_PATH)
+    if (p.startsWith(path)) return flag + p.slice(path.length).replace(/^\[\d+\]/, '');
+  return p;
+}
 
 export const searchCommand: CliCommand = {
   command: 'search',
@@ -386,7 +394,11 @@ export const searchCommand: CliCommand = {
       })
       .option('constraint-mode', { choices: CONSTRAINT_MODES, default: D.constraintMode })
       .option('reward', { choices: REWARD_KINDS, default: D.reward.name })
-      .option('step-mode', { choices: STEP_MODES, default: D.stepMode })
+      .option('step-mode', {
+        type: 'string',
+        default: D.stepMode,
+        describe: `${STEP_MODES.join(' | ')} (two-step: weights, then activations; 'haq' is its deprecated spelling)`,
+      })
       .option('bits', { type: 'string', default: D.bitChoices.join(','), describe: 'bit-widths to choose from' })
       .option('qat-steps', {
         type: 'number',
@@ -463,15 +475,11 @@ export const searchCommand: CliCommand = {
     };
     let exp: Experiment;
     try {
-      exp = validateExperiment(raw);
+      exp = validateExperiment(raw, { warn: (message) => log.warn(flagOfPath(message)) });
     } catch (e) {
       if (!isUserError(e)) throw e;
       // name the flags, not the JSON paths of the experiment the flags are turned into
-      const problems = (e.details.problems ?? [e.message]).map((p) => {
-        for (const [path, flag] of FLAG_OF_PATH)
-          if (p.startsWith(path)) return flag + p.slice(path.length).replace(/^\[\d+\]/, '');
-        return p;
-      });
+      const problems = (e.details.problems ?? [e.message]).map(flagOfPath);
       throw new UserError(`invalid search: ${problems.length} problem${problems.length === 1 ? '' : 's'}`, {
         problems,
       });

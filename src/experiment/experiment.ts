@@ -19,7 +19,7 @@ import {
   type ConstraintMode,
   type CostMetric,
 } from '../../envs/constraints.js';
-import { DEFAULT_BIT_CHOICES, STEP_MODES } from '../../envs/bit-allocation-env.js';
+import { DEFAULT_BIT_CHOICES, DEPRECATED_STEP_MODES, STEP_MODES } from '../../envs/bit-allocation-env.js';
 import type { StepMode } from '../../envs/types.js';
 import type { EvalBackendChoice } from '../onnx/eval-backend.js';
 import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
@@ -31,6 +31,7 @@ import { AGENTS, AGENT_NAMES, resolveAgentOptions } from '../../agents/index.js'
 import { resolveReward, REWARD_KINDS, type RewardKind, type RewardSpec as EnvRewardSpec } from '../../envs/rewards.js';
 import { DATASETS, DATASET_NAMES } from '../data/index.js';
 import { isUserError, UserError } from '../errors.js';
+import { log } from '../log.js';
 import { looksLikePath, profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
 import { unsupportedKeywords, validateJson, type JsonSchema } from '../hardware/json-schema.js';
 import { ZOO_NAMES } from '../models/index.js';
@@ -474,6 +475,23 @@ export interface ValidateOptions {
   baseDir?: string;
   /** JSON paths that came from --set (marked in problems). */
   overridden?: readonly string[];
+  /**
+   * Told of each deprecated spelling accepted (one line: the JSON path, the old and the new spelling).
+   * Default: a warning on the log naming the file.
+   */
+  warn?: (message: string) => void;
+}
+
+/**
+ * Older spellings a file may still use, replaced by today's before validation, each reported through `warn`:
+ * `stepMode: "haq"` is `two-step` (envs/bit-allocation-env.ts DEPRECATED_STEP_MODES).
+ */
+function replaceDeprecated(raw: Record<string, unknown>, warn: (message: string) => void): Record<string, unknown> {
+  const step = raw['stepMode'];
+  if (typeof step !== 'string' || !Object.prototype.hasOwnProperty.call(DEPRECATED_STEP_MODES, step)) return raw;
+  const now = DEPRECATED_STEP_MODES[step];
+  warn(`$.stepMode: '${step}' is a deprecated spelling of '${now}' (two steps per layer: weights, then activations)`);
+  return { ...raw, stepMode: now };
 }
 
 /** experiments/schema.json, found by walking up from this file (src/ or dist/src/). */
@@ -515,7 +533,7 @@ function problemPath(p: string): string {
  * valid, labels and profile ids are distinct) is checked here. Where both speak of the same JSON path, the
  * specific message (listing what is valid) is kept.
  */
-export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Experiment {
+export function validateExperiment(input: unknown, opts: ValidateOptions = {}): Experiment {
   const baseDir = opts.baseDir ?? process.cwd();
   const overridden = opts.overridden ?? [];
   const fromSet = (path: string): boolean =>
@@ -524,13 +542,16 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   const problem = (path: string, message: string, expected?: string) => {
     checks.push(`${path}: ${message}${expected ? ` (expected ${expected})` : ''}`);
   };
-  if (!isObject(raw)) {
+  if (!isObject(input)) {
     throw new UserError('an experiment must be a JSON object', {
       file: opts.file,
       field: '$',
       expected: 'an object with name, model, dataset, profiles, budgets, agents',
     });
   }
+  const warn =
+    opts.warn ?? ((message: string) => log.warn(opts.file !== undefined ? `${opts.file}: ${message}` : message));
+  const raw = replaceDeprecated(input, warn);
   const shape = validateJson(raw, experimentSchema());
   const str = (key: string): string | undefined => {
     const v = raw[key];
