@@ -243,7 +243,7 @@ export class DdpgAgent implements StepAgent {
         .add(l0.b),
     );
     const h2 = tf.relu(h1.matMul(l1.w).add(l1.b));
-    return h2.matMul(l2.w).add(l2.b) as tf.Tensor2D;
+    return h2.matMul(l2.w).add<tf.Tensor2D>(l2.b);
   }
 
   /** Current exploration sigma (0.5 * 0.99^(episode - warmup) after the warm-up). */
@@ -349,7 +349,7 @@ export class DdpgAgent implements StepAgent {
         return tf.tensor2d(rew, [B, 1]).add(tf.tensor2d(notDone, [B, 1]).mul(q2).mul(gamma));
       });
       const criticVars = this.netVars('critic');
-      const c = tf.variableGrads(() => this.critic(s, a).sub(y).square().mean() as tf.Scalar, criticVars);
+      const c = tf.variableGrads(() => this.critic(s, a).sub(y).square().mean<tf.Scalar>(), criticVars);
       (this.criticAdam as Adam).step(criticVars.map((v) => c.grads[v.name]));
       const actorVars = this.netVars('actor');
       const p = tf.variableGrads(() => this.critic(s, this.actor(s)).mean().neg() as tf.Scalar, actorVars);

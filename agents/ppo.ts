@@ -253,10 +253,10 @@ export class PpoAgent implements StepAgent {
   private mlpForward(x: tf.Tensor2D): { logits: tf.Tensor2D; values: tf.Tensor1D } {
     const a1 = tf.tanh(x.matMul(this.w('actor.w1')).add(this.w('actor.b1')));
     const a2 = tf.tanh(a1.matMul(this.w('actor.w2')).add(this.w('actor.b2')));
-    const logits = a2.matMul(this.w('actor.w3')).add(this.w('actor.b3')) as tf.Tensor2D;
+    const logits = a2.matMul(this.w('actor.w3')).add<tf.Tensor2D>(this.w('actor.b3'));
     const c1 = tf.tanh(x.matMul(this.w('critic.w1')).add(this.w('critic.b1')));
     const c2 = tf.tanh(c1.matMul(this.w('critic.w2')).add(this.w('critic.b2')));
-    const values = c2.matMul(this.w('critic.w3')).add(this.w('critic.b3')).reshape([-1]) as tf.Tensor1D;
+    const values = c2.matMul(this.w('critic.w3')).add(this.w('critic.b3')).reshape<tf.Tensor1D>([-1]);
     return { logits, values };
   }
 
@@ -271,14 +271,14 @@ export class PpoAgent implements StepAgent {
     const cNew = tf
       .sigmoid(zf)
       .mul(c)
-      .add(tf.sigmoid(zi).mul(tf.tanh(zg))) as tf.Tensor2D;
-    const hNew = tf.sigmoid(zo).mul(tf.tanh(cNew)) as tf.Tensor2D;
+      .add<tf.Tensor2D>(tf.sigmoid(zi).mul(tf.tanh(zg)));
+    const hNew = tf.sigmoid(zo).mul<tf.Tensor2D>(tf.tanh(cNew));
     return { h: hNew, c: cNew };
   }
 
   private lstmHeads(h: tf.Tensor2D): { logits: tf.Tensor2D; values: tf.Tensor1D } {
-    const logits = h.matMul(this.w('pi.w')).add(this.w('pi.b')) as tf.Tensor2D;
-    const values = h.matMul(this.w('v.w')).add(this.w('v.b')).reshape([-1]) as tf.Tensor1D;
+    const logits = h.matMul(this.w('pi.w')).add<tf.Tensor2D>(this.w('pi.b'));
+    const values = h.matMul(this.w('v.w')).add(this.w('v.b')).reshape<tf.Tensor1D>([-1]);
     return { logits, values };
   }
 
@@ -523,9 +523,9 @@ export class PpoAgent implements StepAgent {
     const ratio = tf.exp(logp.sub(mb.oldLogp));
     const surrogate = tf.minimum(adv.mul(ratio), adv.mul(tf.clipByValue(ratio, 1 - clipCoef, 1 + clipCoef)));
     const policy = surrogate.mul(w).sum().div(wSum).neg() as tf.Scalar;
-    const value = values.sub(mb.ret).square().mul(w).sum().div(wSum).mul(0.5) as tf.Scalar;
-    const entropy = tf.exp(logpAll).mul(logpAll).mul(mb.mask).sum(1).neg().mul(w).sum().div(wSum) as tf.Scalar;
-    const total = policy.add(value.mul(valueCoef)).sub(entropy.mul(entropyCoef)) as tf.Scalar;
+    const value = values.sub(mb.ret).square().mul(w).sum().div(wSum).mul<tf.Scalar>(0.5);
+    const entropy = tf.exp(logpAll).mul(logpAll).mul(mb.mask).sum(1).neg().mul(w).sum().div<tf.Scalar>(wSum);
+    const total = policy.add(value.mul(valueCoef)).sub<tf.Scalar>(entropy.mul(entropyCoef));
     return { total, policy, value, entropy };
   }
 
@@ -564,16 +564,16 @@ export class PpoAgent implements StepAgent {
     const H = this.options.hiddenSize;
     const D = obs.shape[1];
     const seq = obs.reshape([B, T, D]);
-    let h = tf.zeros([B, H]) as tf.Tensor2D;
-    let c = tf.zeros([B, H]) as tf.Tensor2D;
+    let h = tf.zeros<tf.Rank.R2>([B, H]);
+    let c = tf.zeros<tf.Rank.R2>([B, H]);
     const outs: tf.Tensor2D[] = [];
     for (let t = 0; t < T; t++) {
-      const x = seq.slice([0, t, 0], [B, 1, D]).reshape([B, D]) as tf.Tensor2D;
+      const x = seq.slice([0, t, 0], [B, 1, D]).reshape<tf.Tensor2D>([B, D]);
       ({ h, c } = this.lstmCell(x, h, c));
       outs.push(h);
     }
     // [T, B, H] -> [B, T, H] -> [B*T, H] so rows line up with obs.
-    const hs = tf.stack(outs, 1).reshape([B * T, H]) as tf.Tensor2D;
+    const hs = tf.stack(outs, 1).reshape<tf.Tensor2D>([B * T, H]);
     return this.lstmHeads(hs);
   }
 

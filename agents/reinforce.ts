@@ -269,7 +269,7 @@ export class ReinforceAgent implements StepAgent {
     ];
     const h1 = tf.tanh(tf.add(tf.matMul(x, w1), b1));
     const h2 = tf.tanh(tf.add(tf.matMul(h1, w2), b2));
-    return tf.add(tf.matMul(h2, w3), b3) as tf.Tensor2D;
+    return tf.add<tf.Tensor2D>(tf.matMul(h2, w3), b3);
   }
 
   /** One policy-gradient step on every pending episode's steps, in one batch. */
@@ -302,7 +302,7 @@ export class ReinforceAgent implements StepAgent {
         const pg = tf.neg(tf.mean(tf.mul(chosen, advT)));
         const p = tf.exp(logp);
         const entropy = tf.mean(tf.neg(tf.sum(tf.mul(p, tf.maximum(logp, -1e4)), 1)));
-        return tf.sub(pg, tf.mul(entropyCoef, entropy)) as tf.Scalar;
+        return tf.sub<tf.Scalar>(pg, tf.mul(entropyCoef, entropy));
       };
       const { grads } = tf.variableGrads(lossFn, this.params);
       adam.step(this.params.map((p) => grads[p.name]));

@@ -464,15 +464,15 @@ export class SspsAgent implements AllocationAgent {
           const vars = [...weightVars(), logits];
           const { value, grads } = tf.variableGrads(() => {
             const out = model.apply(xb, { training: true }) as tf.Tensor;
-            const ceMean = tf.mean(perSampleCrossEntropy(yb, out, probabilities)) as tf.Scalar;
+            const ceMean = tf.mean<tf.Scalar>(perSampleCrossEntropy(yb, out, probabilities));
             ceValue = tf.keep(ceMean);
             let loss: tf.Scalar = ceMean;
-            for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
+            for (const reg of model.calculateLosses()) loss = tf.add<tf.Scalar>(loss, reg);
             if (priced.length > 0 && o.lambda > 0) {
               const pr = tf.mul(tf.softmax(tf.div(logits, o.temperature)), frozenMask);
               costTensors.forEach((c, i) => {
                 const rel = tf.add(tf.sum(tf.mul(pr, c)), frozenConst[i]);
-                loss = tf.add(loss, tf.mul(o.lambda, tf.relu(tf.sub(rel, 1)))) as tf.Scalar;
+                loss = tf.add<tf.Scalar>(loss, tf.mul(o.lambda, tf.relu(tf.sub(rel, 1))));
               });
             }
             return loss;

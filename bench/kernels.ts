@@ -86,7 +86,7 @@ function timeCases(cases: KernelCase[]): KernelRow[] {
 
 function kernelRows(): KernelRow[] {
   const run = (kernel: string, inputs: Record<string, tf.Tensor>, attrs: tf.NamedAttrMap) => () =>
-    tf.engine().runKernel(kernel, inputs, attrs) as tf.Tensor;
+    tf.engine().runKernel<tf.Tensor>(kernel, inputs, attrs);
   const cases: KernelCase[] = [];
   const add = (name: string, shape: string, macs: number, op: () => tf.Tensor, simd = true): void => {
     cases.push({ name, shape, macs, op, simd });
@@ -100,8 +100,8 @@ function kernelRows(): KernelRow[] {
   {
     const [n, h, w, ci, k, co] = [64, 13, 13, 16, 3, 32];
     const ho = h - k + 1;
-    const x = keep(tf.randomNormal([n, h, w, ci]) as tf.Tensor4D);
-    const f = keep(tf.randomNormal([k, k, ci, co]) as tf.Tensor4D);
+    const x = keep(tf.randomNormal<tf.Rank.R4>([n, h, w, ci]));
+    const f = keep(tf.randomNormal<tf.Rank.R4>([k, k, ci, co]));
     const dy = keep(tf.randomNormal([n, ho, ho, co]));
     const macs = n * ho * ho * k * k * ci * co;
     const shape = `x ${n}x${h}x${w}x${ci}, w ${k}x${k}x${ci}x${co}, s1 valid`;
@@ -121,8 +121,8 @@ function kernelRows(): KernelRow[] {
   {
     const [n, h, w, c, k] = [64, 13, 13, 32, 3];
     const ho = h - k + 1;
-    const x = keep(tf.randomNormal([n, h, w, c]) as tf.Tensor4D);
-    const f = keep(tf.randomNormal([k, k, c, 1]) as tf.Tensor4D);
+    const x = keep(tf.randomNormal<tf.Rank.R4>([n, h, w, c]));
+    const f = keep(tf.randomNormal<tf.Rank.R4>([k, k, c, 1]));
     const dy = keep(tf.randomNormal([n, ho, ho, c]));
     const macs = n * ho * ho * k * k * c;
     const shape = `x ${n}x${h}x${w}x${c}, w ${k}x${k}x${c}x1, s1 valid`;
@@ -142,10 +142,10 @@ function kernelRows(): KernelRow[] {
   {
     const [n, h, ci, k, co] = [64, 14, 16, 3, 32];
     const ho = Math.ceil(h / 2);
-    const x = keep(tf.randomNormal([n, h, h, ci]) as tf.Tensor4D);
-    const f = keep(tf.randomNormal([k, k, ci, co]) as tf.Tensor4D);
+    const x = keep(tf.randomNormal<tf.Rank.R4>([n, h, h, ci]));
+    const f = keep(tf.randomNormal<tf.Rank.R4>([k, k, ci, co]));
     const dy = keep(tf.randomNormal([n, ho, ho, co]));
-    const fd = keep(tf.randomNormal([k, k, ci, 1]) as tf.Tensor4D);
+    const fd = keep(tf.randomNormal<tf.Rank.R4>([k, k, ci, 1]));
     const dyd = keep(tf.randomNormal([n, ho, ho, ci]));
     const shape = `x ${n}x${h}x${h}x${ci}, w ${k}x${k}x${ci}x${co}, s2 same`;
     const dwShape = `x ${n}x${h}x${h}x${ci}, w ${k}x${k}x${ci}x1, s2 same`;

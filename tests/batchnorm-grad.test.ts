@@ -389,7 +389,7 @@ async function cnnSmallLosses(
   let tensorsAfterFirst = 0;
   for (let i = 0; i < steps; i++) {
     const loss = optimizer.minimize(
-      () => tf.losses.softmaxCrossEntropy(ys, model.apply(xs, { training: true }) as tf.Tensor) as tf.Scalar,
+      () => tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(ys, model.apply(xs, { training: true }) as tf.Tensor),
       true,
     );
     losses.push((loss as tf.Scalar).dataSync()[0]);

@@ -284,7 +284,7 @@ function dilateFilter(
 }
 
 function runKernel(name: string, inputs: Record<string, tf.Tensor>, attrs: tf.NamedAttrMap): Float32Array {
-  const out = tf.engine().runKernel(name, inputs, attrs) as tf.Tensor;
+  const out = tf.engine().runKernel<tf.Tensor>(name, inputs, attrs);
   const values = out.dataSync() as Float32Array;
   out.dispose();
   return values;
@@ -521,8 +521,8 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
       ? ['DepthwiseConv2dNativeBackpropFilter', 'DepthwiseConv2dNativeBackpropInput']
       : ['Conv2DBackpropFilter', 'Conv2DBackpropInput'];
     const outs = [
-      tf.engine().runKernel(filterKernel, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
-      tf.engine().runKernel(inputKernel, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
+      tf.engine().runKernel<tf.Tensor>(filterKernel, { x, dy }, { ...common, filterShape: w.shape }),
+      tf.engine().runKernel<tf.Tensor>(inputKernel, { dy, filter: w }, { ...common, inputShape: x.shape }),
     ];
     const where = `${describe(c)} (${simd ? 'SIMD' : 'fallback'})`;
     assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);

@@ -126,9 +126,9 @@ test('an imported ONNX network exports to QDQ that onnxruntime runs like the sim
   // calibration and test images: smooth random fields (a stand-in for photographs)
   const n = 600;
   const x = tf.tidy(() =>
-    tf.image.resizeBilinear(tf.randomUniform([n, 8, 8, 3], 0, 1, 'float32', 5) as tf.Tensor4D, [32, 32]),
+    tf.image.resizeBilinear(tf.randomUniform<tf.Rank.R4>([n, 8, 8, 3], 0, 1, 'float32', 5), [32, 32]),
   );
-  const split: Split = { x, y: tf.zeros([n, 10]) as tf.Tensor2D, labels: new Int32Array(n) };
+  const split: Split = { x, y: tf.zeros<tf.Rank.R2>([n, 10]), labels: new Int32Array(n) };
   for (const [label, bits] of allocations(net)) {
     net.setBits(bits);
     calibrateNetwork(net, split, { batches: 2 });

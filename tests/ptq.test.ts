@@ -27,7 +27,7 @@ function randomDataset(n: number, shape: [number, number, number], seed: number)
   const mk = (k: number) => {
     const px = new Float32Array(k * shape[0] * shape[1] * shape[2]);
     for (let i = 0; i < px.length; i++) px[i] = rng.next();
-    return { x: tf.tensor4d(px, [k, ...shape]), y: tf.zeros([k, 1]) as tf.Tensor2D, labels: new Int32Array(k) };
+    return { x: tf.tensor4d(px, [k, ...shape]), y: tf.zeros<tf.Rank.R2>([k, 1]), labels: new Int32Array(k) };
   };
   return {
     name: 'random',

@@ -73,8 +73,8 @@ for (const quantizer of ['ste', 'lsq', 'pact'] as QuantizerKind[]) {
     const kernel = (net.model.getLayer('fc1') as QConv2D).getKernel();
     const grad = (): tf.Tensor =>
       tf.tidy(() => {
-        const { grads } = tf.variableGrads(
-          () => tf.losses.softmaxCrossEntropy(y, net.model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar,
+        const { grads } = tf.variableGrads(() =>
+          tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Scalar>(y, net.model.apply(x, { training: true }) as tf.Tensor),
         );
         const g = grads[kernel.name];
         assert.ok(g, 'no gradient for fc1/kernel');
@@ -184,7 +184,7 @@ test('forward passes do not leak tensors (training and inference)', () => {
   const opt = tf.train.sgd(0.01);
   const step = (): void => {
     tf.tidy(() => {
-      opt.minimize(() => tf.mean(net.model.apply(x, { training: true }) as tf.Tensor) as tf.Scalar);
+      opt.minimize(() => tf.mean<tf.Scalar>(net.model.apply(x, { training: true }) as tf.Tensor));
       net.model.predict(x);
     });
   };

@@ -146,7 +146,7 @@ test('data-parallel steps leave no tensors behind', async () => {
 test('one thread, or a backend other than wasm, trains in this thread', () => {
   const n = net('lenet5', 32);
   assert.equal(
-    createDataParallel(n, 1, false, () => tf.zeros([1]) as tf.Tensor1D),
+    createDataParallel(n, 1, false, () => tf.zeros<tf.Rank.R1>([1])),
     null,
   );
   n.model.dispose();

@@ -73,7 +73,7 @@ export function perSampleCrossEntropy(y: tf.Tensor, out: tf.Tensor, probabilitie
     const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
     return tf.neg(tf.sum(tf.mul(y, tf.log(p)), -1)) as tf.Tensor1D;
   }
-  return tf.losses.softmaxCrossEntropy(y, out, undefined, undefined, tf.Reduction.NONE) as tf.Tensor1D;
+  return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Tensor1D>(y, out, undefined, undefined, tf.Reduction.NONE);
 }
 
 /** Squared-difference total variation per sample (mean over neighbours), [n]. */
@@ -82,14 +82,14 @@ function totalVariation(x: tf.Tensor4D): tf.Tensor1D {
   const parts: tf.Tensor1D[] = [];
   if (h > 1) {
     const dy = tf.sub(tf.slice(x, [0, 1, 0, 0], [-1, -1, -1, -1]), tf.slice(x, [0, 0, 0, 0], [-1, h - 1, -1, -1]));
-    parts.push(tf.mean(tf.square(dy), [1, 2, 3]) as tf.Tensor1D);
+    parts.push(tf.mean<tf.Tensor1D>(tf.square(dy), [1, 2, 3]));
   }
   if (w > 1) {
     const dx = tf.sub(tf.slice(x, [0, 0, 1, 0], [-1, -1, -1, -1]), tf.slice(x, [0, 0, 0, 0], [-1, -1, w - 1, -1]));
-    parts.push(tf.mean(tf.square(dx), [1, 2, 3]) as tf.Tensor1D);
+    parts.push(tf.mean<tf.Tensor1D>(tf.square(dx), [1, 2, 3]));
   }
-  if (parts.length === 0) return tf.zeros([x.shape[0]]) as tf.Tensor1D;
-  return parts.length === 1 ? parts[0] : (tf.add(parts[0], parts[1]) as tf.Tensor1D);
+  if (parts.length === 0) return tf.zeros<tf.Rank.R1>([x.shape[0]]);
+  return parts.length === 1 ? parts[0] : tf.add<tf.Tensor1D>(parts[0], parts[1]);
 }
 
 function checkOptions(o: DataFreeOptions): void {
@@ -173,7 +173,7 @@ export async function generateInputs(
               const tv = totalVariation(x);
               const l2 = tf.mean(tf.square(tf.sub(x, mid)), [1, 2, 3]);
               const total = tf.add(tf.add(ceEach, tf.mul(tv, o.tvWeight)), tf.mul(l2, o.l2Weight));
-              return tf.sum(total) as tf.Scalar;
+              return tf.sum<tf.Scalar>(total);
             }, [x]);
             if (ce < o.stopLoss) return;
             optimizer.applyGradients([{ name: x.name, tensor: grads[x.name] }]);

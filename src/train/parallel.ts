@@ -86,9 +86,9 @@ export function shardGradients(
   const { value, grads } = tf.variableGrads(() => {
     const out = model.apply(xb, { training: true }) as tf.Tensor;
     kept = tf.keep(out);
-    let loss = tf.mean(sampleLoss(yb, out)) as tf.Scalar;
-    for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
-    return weight === 1 ? loss : (tf.mul(loss, weight) as tf.Scalar);
+    let loss = tf.mean<tf.Scalar>(sampleLoss(yb, out));
+    for (const r of model.calculateLosses()) loss = tf.add<tf.Scalar>(loss, r);
+    return weight === 1 ? loss : tf.mul<tf.Scalar>(loss, weight);
   }, vars);
   if (kept) {
     const out = kept as tf.Tensor;

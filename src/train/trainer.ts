@@ -191,7 +191,7 @@ export function outputsProbabilities(model: tf.LayersModel): boolean {
 function softenedCrossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolean, T: number): tf.Tensor1D {
   const z = probabilities ? tf.log(tf.clipByValue(out, 1e-12, 1)) : out;
   const ce = tf.losses.softmaxCrossEntropy(y, tf.div(z, T), undefined, undefined, tf.Reduction.NONE);
-  return tf.mul(ce, T * T) as tf.Tensor1D;
+  return tf.mul<tf.Tensor1D>(ce, T * T);
 }
 
 /** Per-sample cross-entropy, [n]. */
@@ -200,11 +200,11 @@ export function crossEntropy(y: tf.Tensor, out: tf.Tensor, probabilities: boolea
     const p = tf.clipByValue(out, 1e-7, 1 - 1e-7);
     return tf.neg(tf.sum(tf.mul(y, tf.log(p)), -1)) as tf.Tensor1D;
   }
-  return tf.losses.softmaxCrossEntropy(y, out, undefined, undefined, tf.Reduction.NONE) as tf.Tensor1D;
+  return tf.losses.softmaxCrossEntropy<tf.Tensor, tf.Tensor1D>(y, out, undefined, undefined, tf.Reduction.NONE);
 }
 
 function correctCount(y: tf.Tensor, out: tf.Tensor): tf.Scalar {
-  return tf.sum(tf.cast(tf.equal(tf.argMax(out, -1), tf.argMax(y, -1)), 'float32')) as tf.Scalar;
+  return tf.sum<tf.Scalar>(tf.cast(tf.equal(tf.argMax(out, -1), tf.argMax(y, -1)), 'float32'));
 }
 
 export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: TrainerOptions): Trainer {
@@ -269,9 +269,9 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
             opts.temperature !== undefined
               ? softenedCrossEntropy(yb, out, probabilities, opts.temperature)
               : crossEntropy(yb, out, probabilities);
-          let loss = tf.mean(perSample) as tf.Scalar;
-          for (const reg of model.calculateLosses()) loss = tf.add(loss, reg) as tf.Scalar;
-          return tf.mul(loss, weight) as tf.Scalar;
+          let loss = tf.mean<tf.Scalar>(perSample);
+          for (const reg of model.calculateLosses()) loss = tf.add<tf.Scalar>(loss, reg);
+          return tf.mul<tf.Scalar>(loss, weight);
         }, vars);
         const cc = kept ? correctCount(yb, kept) : tf.scalar(0);
         (kept as tf.Tensor | null)?.dispose();
@@ -341,8 +341,8 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
               opts.temperature !== undefined
                 ? softenedCrossEntropy(yb, out, probabilities, opts.temperature)
                 : crossEntropy(yb, out, probabilities);
-            let loss = tf.mean(perSample) as tf.Scalar;
-            for (const r of model.calculateLosses()) loss = tf.add(loss, r) as tf.Scalar;
+            let loss = tf.mean<tf.Scalar>(perSample);
+            for (const r of model.calculateLosses()) loss = tf.add<tf.Scalar>(loss, r);
             return loss;
           },
           true,

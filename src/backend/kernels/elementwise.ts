@@ -154,9 +154,9 @@ export function fusedFakeQuantize(
     const v = args[0] as tf.Tensor;
     (args[1] as tf.GradSaveFunc)([v]);
     return {
-      value: tf.engine().runKernel(FAKE_QUANTIZE, { x: v }, attrs) as tf.Tensor,
+      value: tf.engine().runKernel<tf.Tensor>(FAKE_QUANTIZE, { x: v }, attrs),
       gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) =>
-        tf.engine().runKernel(FAKE_QUANTIZE_GRAD, { dy, x: saved[0] }, attrs) as tf.Tensor,
+        tf.engine().runKernel<tf.Tensor>(FAKE_QUANTIZE_GRAD, { dy, x: saved[0] }, attrs),
     };
   });
   return op(x);
@@ -173,7 +173,7 @@ export const clipByValueGradConfig: tf.GradConfig = {
     return {
       x: () =>
         onWasmWith(CLIP_BY_VALUE_GRAD) && g.dtype === 'float32' && x.dtype === 'float32' && g.size === x.size
-          ? (tf.engine().runKernel(CLIP_BY_VALUE_GRAD, { dy: g, x }, { clipValueMin, clipValueMax }) as tf.Tensor)
+          ? tf.engine().runKernel<tf.Tensor>(CLIP_BY_VALUE_GRAD, { dy: g, x }, { clipValueMin, clipValueMax })
           : tf.where(
               tf.logicalAnd(tf.greaterEqual(x, clipValueMin), tf.lessEqual(x, clipValueMax)),
               g,
