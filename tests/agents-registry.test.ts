@@ -91,7 +91,12 @@ test('"*" in agents is every registered agent that no other entry names, in regi
 });
 
 test('the presets that compare agents list every registered agent, through "*" (no hand-kept list)', () => {
-  for (const preset of ['compare-agents.json', 'quality-lenet5.json']) {
+  for (const preset of [
+    'compare-agents.json',
+    'quality-lenet5.json',
+    'quality-resnet20.json',
+    'quality-mobilenet-tiny.json',
+  ]) {
     const path = join(root, 'experiments', preset);
     const raw = JSON.parse(readFileSync(path, 'utf8')) as { agents: unknown[] };
     assert.ok(raw.agents.includes('*'), preset);
