@@ -217,10 +217,9 @@ test('run --resume of a finished run shows its results instead of an empty table
   writeJsonAtomic(cell.finalPath, { ...episode(3), testAccuracy: 0.8125, wallSeconds: 42, episodesToBest: 3 });
   cell.setStatus('done');
   run.close();
-  const [json, text] = await Promise.all([
-    cli(['run', '--resume', run.dir, '--json']),
-    cli(['run', '--resume', run.dir]),
-  ]);
+  // One after the other: a resume holds the run's lock, so a second one at the same time is refused.
+  const json = await cli(['run', '--resume', run.dir, '--json']);
+  const text = await cli(['run', '--resume', run.dir]);
   assert.equal(json.code, 0, json.stderr);
   const out = JSON.parse(json.stdout) as {
     cells: { id: string; status: string; testAccuracy: number; episodes: number; ranNow: boolean }[];
