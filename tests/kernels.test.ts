@@ -6,7 +6,13 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initBackend, tf } from '../src/backend/index.js';
-import { registerWasmTrainingKernels, simdOptions, WASM_TRAINING_KERNELS } from '../src/backend/kernels/index.js';
+import {
+  convCounters,
+  convOptions,
+  registerWasmTrainingKernels,
+  simdOptions,
+  WASM_TRAINING_KERNELS,
+} from '../src/backend/kernels/index.js';
 import { wasmSimdRoutines } from '../src/backend/kernels/simd.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -206,11 +212,13 @@ test('registering the wasm training kernels is idempotent and replaces the built
     'BitallocFakeQuantizeGrad',
     'Cast',
     'ClipByValue (gradient)',
+    'Conv2D',
     'Conv2DBackpropFilter',
     'Conv2DBackpropInput',
     'DepthwiseConv2dNativeBackpropFilter',
     'DepthwiseConv2dNativeBackpropInput',
     'FusedBatchNorm (gradient)',
+    'FusedConv2D',
     'Identity',
     'MaxPoolGrad',
     'Mean',
@@ -235,6 +243,50 @@ test('the WebAssembly SIMD routines compile and bind to the wasm backend memory'
   assert.equal(typeof routines.dwFilterGrad, 'function');
   assert.equal(typeof routines.dwInputGrad, 'function');
   assert.equal(routines.convFilterGrad.size, 4);
+});
+
+/** conv2d(x, w) on a backend, fused with a per-channel bias and ReLU when `fused`. */
+async function forward(backend: 'wasm' | 'cpu', c: Case, bias: Float32Array, fused: boolean): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
+  const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+  const b = tf.tensor1d(bias);
+  const y = fused
+    ? tf.fused.conv2d({
+        x,
+        filter: w,
+        strides: c.strides,
+        pad: c.pad,
+        dilations: c.dilations,
+        bias: b,
+        activation: 'relu',
+      })
+    : tf.conv2d(x, w, c.strides, c.pad, 'NHWC', c.dilations);
+  const values = Float32Array.from(y.dataSync() as Float32Array);
+  tf.dispose([x, w, b, y]);
+  return values;
+}
+
+test(`Conv2D and FusedConv2D (bias, ReLU) on wasm equal cpu and XNNPACK over ${CASES_PER_KERNEL} random shapes`, async () => {
+  const rng = new Rng(67);
+  for (let i = 0; i < CASES_PER_KERNEL; i++) {
+    const c = randomCase(rng, false, i % 4 === 3);
+    const bias = randomArray(rng, c.outC);
+    for (const fused of [false, true]) {
+      const where = `case ${i} (${fused ? 'fused' : 'plain'}): ${describe(c)}`;
+      const calls = convCounters.direct;
+      const direct = await forward('wasm', c, bias, fused);
+      assert.equal(convCounters.direct, calls + 1, `${where}: the direct convolution ran`);
+      const onCpu = await forward('cpu', c, bias, fused);
+      assert.ok(relativeError(direct, onCpu) <= TOLERANCE, `${where}: vs cpu`);
+      convOptions.direct = false;
+      const xnnpack = await forward('wasm', c, bias, fused);
+      convOptions.direct = true;
+      assert.ok(relativeError(direct, xnnpack) <= 1e-5, `${where}: vs XNNPACK`);
+      if (fused) assert.ok(direct.every((v) => v >= 0) && direct.some((v) => v > 0), `${where}: ReLU`);
+    }
+  }
+  await tf.setBackend('wasm');
 });
 
 test(`Conv2DBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
@@ -524,9 +576,16 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
       tf.engine().runKernel(filterKernel, { x, dy }, { ...common, filterShape: w.shape }) as tf.Tensor,
       tf.engine().runKernel(inputKernel, { dy, filter: w }, { ...common, inputShape: x.shape }) as tf.Tensor,
     ];
+    // The direct forward convolution (padded input, filter and bias padded to 4 output channels).
+    if (!c.depthwise) {
+      const bias = tf.ones([c.outC]);
+      outs.push(tf.fused.conv2d({ x, filter: w, strides: c.strides, pad: c.pad, bias, activation: 'relu' }));
+      bias.dispose();
+    }
     const where = `${describe(c)} (${simd ? 'SIMD' : 'fallback'})`;
-    assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);
-    assert.equal(backend.numDataIds(), buffersBefore + 2, `${where}: exactly the two outputs hold wasm memory`);
+    const k = outs.length;
+    assert.equal(tf.memory().numTensors, tensorsBefore + k, `${where}: exactly the ${k} outputs are new tensors`);
+    assert.equal(backend.numDataIds(), buffersBefore + k, `${where}: exactly the ${k} outputs hold wasm memory`);
     tf.dispose(outs);
     assert.equal(tf.memory().numTensors, tensorsBefore);
     assert.equal(backend.numDataIds(), buffersBefore);

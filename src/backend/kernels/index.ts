@@ -14,6 +14,7 @@ import { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel }
 import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
+import { conv2DKernel, fusedConv2DKernel, rememberBuiltinConv2D, rememberBuiltinFusedConv2D } from './conv-forward.js';
 import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
@@ -32,6 +33,7 @@ export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } f
 export { simdOptions } from './simd.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
+export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
 export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
@@ -49,6 +51,9 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseConv2dNativeBackpropFilterKernel },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseConv2dNativeBackpropInputKernel },
   { kernelName: 'MaxPoolGrad', kernelFunc: maxPoolGradKernel },
+  // Direct SIMD convolutions (conv-forward.ts); the input gradient's helper correlations use them too.
+  { kernelName: 'Conv2D', kernelFunc: conv2DKernel, wrapsBuiltin: rememberBuiltinConv2D },
+  { kernelName: 'FusedConv2D', kernelFunc: fusedConv2DKernel, wrapsBuiltin: rememberBuiltinFusedConv2D },
   { kernelName: 'BatchMatMul', kernelFunc: batchMatMulKernel, wrapsBuiltin: rememberBuiltinBatchMatMul },
   // Faster forms of kernels BatchNorm training runs (identity.ts, reduce.ts, tile.ts).
   { kernelName: 'Identity', kernelFunc: identityKernel },

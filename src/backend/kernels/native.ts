@@ -23,6 +23,8 @@ export interface NativeKernels {
   ) => void;
   fakeQuantizeGrad: (x: number, dy: number, dst: number, n: number, inv: number, qmin: number, qmax: number) => void;
   clipGrad: (x: number, dy: number, dst: number, n: number, lo: number, hi: number) => void;
+  /** See native/conv.c: (x, w, bias, y, n, hp, wp, ci, ho, wo, co, wco, kh, kw, sh, sw, dh, dw, relu). */
+  conv2d: (...args: number[]) => void;
 }
 
 interface WebAssemblyApi {
@@ -85,6 +87,7 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         fakeQuantizeBinary: fn('fake_quantize_binary'),
         fakeQuantizeGrad: fn('fake_quantize_grad'),
         clipGrad: fn('clip_grad'),
+        conv2d: fn('conv2d_nhwc'),
       };
     }
   } catch {
