@@ -217,6 +217,7 @@ test('registering the wasm training kernels is idempotent and replaces the built
     'Conv2DBackpropInput',
     'DepthwiseConv2dNativeBackpropFilter',
     'DepthwiseConv2dNativeBackpropInput',
+    'FusedBatchNorm',
     'FusedBatchNorm (gradient)',
     'FusedConv2D',
     'Identity',

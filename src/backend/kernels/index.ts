@@ -14,6 +14,7 @@ import { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel }
 import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
+import { fusedBatchNormKernel, rememberBuiltinBatchNorm } from './batch-norm.js';
 import { conv2DKernel, fusedConv2DKernel, rememberBuiltinConv2D, rememberBuiltinFusedConv2D } from './conv-forward.js';
 import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
@@ -55,7 +56,8 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'Conv2D', kernelFunc: conv2DKernel, wrapsBuiltin: rememberBuiltinConv2D },
   { kernelName: 'FusedConv2D', kernelFunc: fusedConv2DKernel, wrapsBuiltin: rememberBuiltinFusedConv2D },
   { kernelName: 'BatchMatMul', kernelFunc: batchMatMulKernel, wrapsBuiltin: rememberBuiltinBatchMatMul },
-  // Faster forms of kernels BatchNorm training runs (identity.ts, reduce.ts, tile.ts).
+  // Faster forms of kernels BatchNorm training runs (batch-norm.ts, identity.ts, reduce.ts, tile.ts).
+  { kernelName: 'FusedBatchNorm', kernelFunc: fusedBatchNormKernel, wrapsBuiltin: rememberBuiltinBatchNorm },
   { kernelName: 'Identity', kernelFunc: identityKernel },
   { kernelName: 'Cast', kernelFunc: castKernel, wrapsBuiltin: rememberBuiltinCast },
   { kernelName: 'Sum', kernelFunc: sumKernel, wrapsBuiltin: rememberBuiltinSum },

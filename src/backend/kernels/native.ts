@@ -25,6 +25,8 @@ export interface NativeKernels {
   clipGrad: (x: number, dy: number, dst: number, n: number, lo: number, hi: number) => void;
   /** See native/conv.c: (x, w, bias, y, n, hp, wp, ci, ho, wo, co, wco, kh, kw, sh, sw, dh, dw, relu). */
   conv2d: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, mean, k, offset, y, pixels, c). */
+  batchNorm: (x: number, mean: number, k: number, offset: number, y: number, pixels: number, c: number) => void;
 }
 
 interface WebAssemblyApi {
@@ -88,6 +90,7 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         fakeQuantizeGrad: fn('fake_quantize_grad'),
         clipGrad: fn('clip_grad'),
         conv2d: fn('conv2d_nhwc'),
+        batchNorm: fn('batch_norm'),
       };
     }
   } catch {

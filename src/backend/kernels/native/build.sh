@@ -8,7 +8,7 @@ out=${1:-$here}
 clang --target=wasm32 -O3 -msimd128 -nostdlib -fno-builtin -ffreestanding \
   -Wl,--no-entry -Wl,--import-memory -Wl,--strip-all \
   -Wl,--export=fake_quantize -Wl,--export=fake_quantize_binary \
-  -Wl,--export=fake_quantize_grad -Wl,--export=clip_grad -Wl,--export=conv2d_nhwc \
+  -Wl,--export=fake_quantize_grad -Wl,--export=clip_grad -Wl,--export=conv2d_nhwc -Wl,--export=batch_norm \
   -o "$out/kernels.wasm" "$here/elementwise.c" "$here/conv.c"
 b64=$(base64 -w0 "$out/kernels.wasm")
 cat > "$out/native-module.ts" <<TS
@@ -16,3 +16,8 @@ cat > "$out/native-module.ts" <<TS
 export const NATIVE_WASM_BASE64 =
   '$b64';
 TS
+# The functions must not use the C stack (it would live in the backend's heap): no global accesses.
+if command -v llvm-objdump-14 >/dev/null 2>&1 && llvm-objdump-14 -d "$out/kernels.wasm" | grep -q 'global\.'; then
+  echo "build.sh: kernels.wasm uses a global (the C stack pointer)" >&2
+  exit 1
+fi

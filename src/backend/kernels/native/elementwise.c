@@ -77,3 +77,22 @@ void clip_grad(const float *x, const float *dy, float *dst, size_t n, float lo, 
     dst[i] = v >= lo && v <= hi ? dy[i] : 0.0f;
   }
 }
+
+/*
+ * Batch normalisation over the last axis: y[p*c + j] = (x[p*c + j] - mean[j]) * k[j] + offset[j]
+ * for p < pixels, j < c, with k = scale / sqrt(variance + eps) computed by the caller.
+ */
+void batch_norm(const float *x, const float *mean, const float *k, const float *offset, float *y, size_t pixels,
+                size_t c) {
+  const size_t c4 = c & ~(size_t)3;
+  for (size_t p = 0; p < pixels; p++) {
+    const float *xs = x + p * c;
+    float *ys = y + p * c;
+    size_t j = 0;
+    for (; j < c4; j += 4) {
+      v128_t v = wasm_f32x4_sub(wasm_v128_load(xs + j), wasm_v128_load(mean + j));
+      wasm_v128_store(ys + j, wasm_f32x4_add(wasm_f32x4_mul(v, wasm_v128_load(k + j)), wasm_v128_load(offset + j)));
+    }
+    for (; j < c; j++) ys[j] = (xs[j] - mean[j]) * k[j] + offset[j];
+  }
+}
