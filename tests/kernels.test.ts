@@ -220,10 +220,12 @@ test('registering the wasm training kernels is idempotent and replaces the built
     'FusedBatchNorm',
     'FusedBatchNorm (gradient)',
     'FusedConv2D',
+    'GatherV2',
     'Identity',
     'MaxPoolGrad',
     'Mean',
     'Mean (gradient)',
+    'Slice',
     'Sum',
     'Tile',
   ]);
@@ -592,4 +594,60 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
     assert.equal(backend.numDataIds(), buffersBefore);
     tf.dispose([x, w, dy]);
   }
+});
+
+test('GatherV2 on wasm (row copies along axis 0; the built-in kernel otherwise) equals cpu', async () => {
+  const rng = new Rng(71);
+  for (let i = 0; i < 16; i++) {
+    const rank = 1 + rng.int(4);
+    const shape = Array.from({ length: rank }, () => 1 + rng.int(6));
+    const size = shape.reduce((p, q) => p * q, 1);
+    const dtype = i % 3 === 2 ? 'int32' : 'float32';
+    const values = Array.from({ length: size }, () => (dtype === 'int32' ? rng.int(100) : rng.normal()));
+    const axis = i % 4 === 3 ? rank - 1 : 0;
+    const n = 1 + rng.int(7);
+    const idx = Array.from({ length: n }, () => rng.int(shape[axis]));
+    const idxShape = i % 2 === 0 ? [n] : [1, n];
+    const results: number[][] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const x = tf.tensor(values, shape, dtype);
+      const it = tf.tensor(idx, idxShape, 'int32');
+      const y = tf.gather(x, it, axis);
+      assert.equal(y.dtype, dtype);
+      results.push([...y.shape, -1, ...Array.from(y.dataSync())]);
+      tf.dispose([x, it, y]);
+    }
+    assert.deepEqual(results[0], results[1], `case ${i}: [${shape}] axis ${axis} indices [${idx}]`);
+  }
+  await tf.setBackend('wasm');
+  const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+  const bad = tf.tensor1d([0, 2], 'int32');
+  assert.throws(() => tf.gather(x, bad).dataSync(), /not in \[0, 1\]/);
+  tf.dispose([x, bad]);
+});
+
+test('Slice on wasm (contiguous blocks copied on the heap; the built-in kernel otherwise) equals cpu', async () => {
+  const rng = new Rng(73);
+  for (let i = 0; i < 16; i++) {
+    const rank = 1 + rng.int(4);
+    const shape = Array.from({ length: rank }, () => 1 + rng.int(6));
+    const size = shape.reduce((p, q) => p * q, 1);
+    const dtype = i % 3 === 2 ? 'int32' : 'float32';
+    const values = Array.from({ length: size }, () => (dtype === 'int32' ? rng.int(100) : rng.normal()));
+    // leading-axis rows (contiguous) or any box
+    const begin = shape.map((d, a) => (a === 0 || i % 2 === 1 ? rng.int(d) : 0));
+    const sz = shape.map((d, a) => (a === 0 || i % 2 === 1 ? 1 + rng.int(d - begin[a]) : -1));
+    const results: number[][] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const x = tf.tensor(values, shape, dtype);
+      const y = tf.slice(x, begin, sz);
+      assert.equal(y.dtype, dtype);
+      results.push([...y.shape, -1, ...Array.from(y.dataSync())]);
+      tf.dispose([x, y]);
+    }
+    assert.deepEqual(results[0], results[1], `case ${i}: [${shape}] begin [${begin}] size [${sz}]`);
+  }
+  await tf.setBackend('wasm');
 });

@@ -15,6 +15,8 @@ import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } f
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
 import { fusedBatchNormKernel, rememberBuiltinBatchNorm } from './batch-norm.js';
+import { gatherKernel, rememberBuiltinGather } from './gather.js';
+import { rememberBuiltinSlice, sliceKernel } from './slice.js';
 import { conv2DKernel, fusedConv2DKernel, rememberBuiltinConv2D, rememberBuiltinFusedConv2D } from './conv-forward.js';
 import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
@@ -63,6 +65,9 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'Sum', kernelFunc: sumKernel, wrapsBuiltin: rememberBuiltinSum },
   { kernelName: 'Mean', kernelFunc: meanKernel, wrapsBuiltin: rememberBuiltinMean },
   { kernelName: 'Tile', kernelFunc: tileKernel, wrapsBuiltin: rememberBuiltinTile },
+  // The minibatch gather and contiguous slices (evaluation batches): blocks copied on the heap (gather.ts, slice.ts).
+  { kernelName: 'GatherV2', kernelFunc: gatherKernel, wrapsBuiltin: rememberBuiltinGather },
+  { kernelName: 'Slice', kernelFunc: sliceKernel, wrapsBuiltin: rememberBuiltinSlice },
   // One-pass fake quantizer and ClipByValue gradient (elementwise.ts).
   { kernelName: FAKE_QUANTIZE, kernelFunc: fakeQuantizeKernel },
   { kernelName: FAKE_QUANTIZE_GRAD, kernelFunc: fakeQuantizeGradKernel },
