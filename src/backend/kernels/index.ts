@@ -34,6 +34,7 @@ import {
 export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
+export { nativeOptions } from './native.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 export { convCounters, convOptions } from './conv-forward.js';

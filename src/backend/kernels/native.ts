@@ -64,12 +64,18 @@ export function wasmSectionIds(bytes: Uint8Array): number[] {
   return ids;
 }
 
+/**
+ * `enabled: false` makes every caller of nativeKernels use its previous path (XNNPACK, the JS
+ * loops, the backend's FusedBatchNorm), to measure what the compiled module brings.
+ */
+export const nativeOptions: { enabled: boolean } = { enabled: true };
+
 const DATA_SECTION = 11;
 const instances = new WeakMap<object, NativeKernels | null>();
 
 /** The compiled kernels bound to the backend's memory, or null when they cannot be used. */
 export function nativeKernels(backend: unknown): NativeKernels | null {
-  if (!simdOptions.enabled || wasmApi == null) return null;
+  if (!simdOptions.enabled || !nativeOptions.enabled || wasmApi == null) return null;
   const memory = backendMemory(backend);
   if (memory == null) return null;
   if (instances.has(memory)) return instances.get(memory) ?? null;
