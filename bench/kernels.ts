@@ -10,7 +10,7 @@
  */
 import { createRequire } from 'node:module';
 import { initBackend, tf } from '../src/backend/index.js';
-import { simdOptions } from '../src/backend/kernels/index.js';
+import { convOptions, simdOptions } from '../src/backend/kernels/index.js';
 
 interface MnistItem {
   input: number[];
@@ -37,6 +37,8 @@ interface KernelCase {
   macs: number;
   /** false: run with the SIMD routines disabled (the fallbacks). */
   simd: boolean;
+  /** false: Conv2D / FusedConv2D on the backend's XNNPACK path instead of the direct convolution. */
+  direct: boolean;
   op: () => tf.Tensor;
 }
 
@@ -61,6 +63,7 @@ function timeCases(cases: KernelCase[]): KernelRow[] {
   for (let round = 0; round < WARMUP + REPEATS; round++) {
     cases.forEach((c, i) => {
       simdOptions.enabled = c.simd;
+      convOptions.direct = c.direct;
       const t0 = performance.now();
       const out = c.op();
       const ms = performance.now() - t0;
@@ -69,6 +72,7 @@ function timeCases(cases: KernelCase[]): KernelRow[] {
     });
   }
   simdOptions.enabled = true;
+  convOptions.direct = true;
   return cases.map((c, i) => {
     const ms = median(times[i]);
     const bestMs = Math.min(...times[i]);
@@ -88,8 +92,8 @@ function kernelRows(): KernelRow[] {
   const run = (kernel: string, inputs: Record<string, tf.Tensor>, attrs: tf.NamedAttrMap) => () =>
     tf.engine().runKernel<tf.Tensor>(kernel, inputs, attrs);
   const cases: KernelCase[] = [];
-  const add = (name: string, shape: string, macs: number, op: () => tf.Tensor, simd = true): void => {
-    cases.push({ name, shape, macs, op, simd });
+  const add = (name: string, shape: string, macs: number, op: () => tf.Tensor, simd = true, direct = true): void => {
+    cases.push({ name, shape, macs, op, simd, direct });
   };
   const held: tf.Tensor[] = [];
   const keep = <T extends tf.Tensor>(t: T): T => {
@@ -108,6 +112,7 @@ function kernelRows(): KernelRow[] {
     const common = { strides: [1, 1], pad: 'valid', dataFormat: 'NHWC' };
     const dW = run('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [k, k, ci, co] });
     add('Conv2D (forward)', shape, macs, () => tf.conv2d(x, f, 1, 'valid'));
+    add('Conv2D (forward), XNNPACK', shape, macs, () => tf.conv2d(x, f, 1, 'valid'), true, false);
     add('Conv2DBackpropFilter', shape, macs, dW);
     add(
       'Conv2DBackpropInput',
@@ -185,6 +190,53 @@ function kernelRows(): KernelRow[] {
   return rows;
 }
 
+/**
+ * The 3x3 convolutions of resnet20 (CIFAR, 32x32x3 input) at batch 32 (one shard of a 2-thread
+ * batch of 64): forward (direct and XNNPACK), input gradient (its helper correlations direct and
+ * XNNPACK) and filter gradient, 'same' padding.
+ */
+function resnet20Rows(): KernelRow[] {
+  const cases: KernelCase[] = [];
+  const held: tf.Tensor[] = [];
+  const n = 32;
+  const layers: Array<[number, number, number, number]> = [
+    // input size, in channels, out channels, stride
+    [32, 3, 16, 1],
+    [32, 16, 16, 1],
+    [32, 16, 32, 2],
+    [16, 32, 32, 1],
+    [16, 32, 64, 2],
+    [8, 64, 64, 1],
+  ];
+  for (const [h, ci, co, s] of layers) {
+    const ho = Math.ceil(h / s);
+    const x = tf.randomNormal([n, h, h, ci]) as tf.Tensor4D;
+    const f = tf.randomNormal([3, 3, ci, co]) as tf.Tensor4D;
+    const dy = tf.randomNormal([n, ho, ho, co]);
+    held.push(x, f, dy);
+    const macs = n * ho * ho * 9 * ci * co;
+    const shape = `x ${n}x${h}x${h}x${ci}, w 3x3x${ci}x${co}, s${s}`;
+    const common = { strides: [s, s], pad: 'same', dataFormat: 'NHWC' };
+    const dx = () =>
+      tf
+        .engine()
+        .runKernel('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, h, ci] }) as tf.Tensor;
+    const dW = () =>
+      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [3, 3, ci, co] }) as tf.Tensor;
+    const push = (name: string, op: () => tf.Tensor, direct: boolean): void => {
+      cases.push({ name: `resnet20 ${name}`, shape, macs, op, simd: true, direct });
+    };
+    push('Conv2D (forward)', () => tf.conv2d(x, f, s, 'same'), true);
+    push('Conv2D (forward), XNNPACK', () => tf.conv2d(x, f, s, 'same'), false);
+    push('Conv2DBackpropInput', dx, true);
+    push('Conv2DBackpropInput, XNNPACK', dx, false);
+    push('Conv2DBackpropFilter', dW, true);
+  }
+  const rows = timeCases(cases);
+  tf.dispose(held);
+  return rows;
+}
+
 function lenet5(): tf.Sequential {
   const model = tf.sequential();
   model.add(tf.layers.conv2d({ inputShape: [28, 28, 1], filters: 6, kernelSize: 5, activation: 'relu' }));
@@ -247,7 +299,7 @@ export async function run(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const quick = argv.includes('--quick');
   await initBackend('wasm');
-  const rows = kernelRows();
+  const rows = [...kernelRows(), ...resnet20Rows()];
   const get = (name: string): KernelRow => {
     const r = rows.find((x) => x.name === name);
     if (!r) throw new Error(`missing row ${name}`);
@@ -268,6 +320,7 @@ export async function run(argv: string[]): Promise<void> {
     convShape: get('Conv2D (forward)').shape,
     depthwiseShape: get('DepthwiseConv2dNative (forward)').shape,
     fwdGmacs: fwd,
+    fwdXnnpackGmacs: get('Conv2D (forward), XNNPACK').gmacs,
     bwdFilterGmacs: get('Conv2DBackpropFilter').gmacs,
     bwdInputGmacs: get('Conv2DBackpropInput').gmacs,
     dwFwdGmacs: dwFwd,
@@ -300,7 +353,9 @@ export async function run(argv: string[]): Promise<void> {
   for (const r of rows) {
     const stride2 = r.name.includes('stride 2');
     const depthwise = r.name.startsWith('Depthwise');
-    const base = get(`${depthwise ? 'DepthwiseConv2dNative' : 'Conv2D'} (forward)${stride2 ? ', stride 2' : ''}`);
+    const base = r.name.startsWith('resnet20')
+      ? (rows.find((q) => q.shape === r.shape && q.name === 'resnet20 Conv2D (forward), XNNPACK') ?? r)
+      : get(`${depthwise ? 'DepthwiseConv2dNative' : 'Conv2D'} (forward)${stride2 ? ', stride 2' : ''}`);
     const pct = (v: number): string => (r === base ? '' : `${v.toFixed(0)}%`);
     lines.push(
       r.name.padEnd(54) +
@@ -314,7 +369,7 @@ export async function run(argv: string[]): Promise<void> {
     );
   }
   lines.push(
-    '(vs fwd: GMAC/s relative to the forward op of the same kind; depthwise rows vs the depthwise forward op)',
+    "(vs fwd: GMAC/s relative to the forward op of the same kind; depthwise rows vs the depthwise forward op; resnet20 rows vs XNNPACK's forward Conv2D of the same layer)",
   );
   lines.push(
     `depthwise backprops vs the Conv2D forward: filter ${((100 * result.dwBwdFilterGmacs) / fwd).toFixed(0)}%, input ${((100 * result.dwBwdInputGmacs) / fwd).toFixed(0)}% (median)`,

@@ -7,8 +7,12 @@
  *   name (op scopes such as customGrad wrappers left out: they contain kernels), as a share of
  *   the kernels' total, and the step time the kernels do not account for (tensor bookkeeping, JS
  *   between kernels, reading values back; tf.profile's own checks inflate it).
+ * With `--ab`: instead, the one-thread trainer step time with the compiled kernels of
+ * src/backend/kernels/native (direct convolution, fake quantizer, BatchNorm) on and off, in
+ * alternating rounds on the same trainer (so machine load hits both alike), medians and their ratio.
  */
 import { initBackend, tf } from '../src/backend/index.js';
+import { nativeOptions } from '../src/backend/kernels/index.js';
 import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
@@ -128,7 +132,95 @@ async function profileModel(model: string, bits: number, batch: number, steps: n
   };
 }
 
+interface AbRow {
+  model: string;
+  setting: 'float' | 'W4A4';
+  batchSize: number;
+  rounds: number;
+  /** Median step ms with the compiled kernels, and without (previous kernels). */
+  nativeMs: number;
+  previousMs: number;
+  speedup: number;
+}
+
+async function abModel(model: string, bits: number, batch: number, rounds: number): Promise<AbRow> {
+  const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
+  const train = randomSplit(batch * 4, shape, new Rng(3), CLASSES);
+  const ds: Dataset = {
+    name: 'synthetic',
+    inputShape: shape,
+    numClasses: CLASSES,
+    train,
+    val: train,
+    test: train,
+    source: 'random',
+  };
+  const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
+  net.setBits(uniformBits(net.layers, bits, bits));
+  const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1, threads: 1 });
+  const times = { on: [] as number[], off: [] as number[] };
+  try {
+    for (const on of [true, false]) {
+      nativeOptions.enabled = on;
+      await trainer.trainSteps(1); // warm-up
+    }
+    for (let r = 0; r < rounds; r++) {
+      for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
+        nativeOptions.enabled = on;
+        const t0 = performance.now();
+        await trainer.trainSteps(1);
+        times[on ? 'on' : 'off'].push(performance.now() - t0);
+      }
+    }
+  } finally {
+    nativeOptions.enabled = true;
+    trainer.dispose();
+    net.model.dispose();
+    train.x.dispose();
+    train.y.dispose();
+  }
+  const nativeMs = median(times.on);
+  const previousMs = median(times.off);
+  return {
+    model,
+    setting: bits === 32 ? 'float' : 'W4A4',
+    batchSize: batch,
+    rounds,
+    nativeMs,
+    previousMs,
+    speedup: previousMs / nativeMs,
+  };
+}
+
 export async function run(argv: string[]): Promise<void> {
+  if (argv.includes('--ab')) {
+    const json = argv.includes('--json');
+    const rounds = Number(flag(argv, '--rounds') ?? 6);
+    const batch = Number(flag(argv, '--batch') ?? 64);
+    const models = (flag(argv, '--models') ?? 'resnet20,mobilenet-tiny').split(',');
+    for (const m of models) if (!ZOO[m]) throw new Error(`unknown zoo model '${m}' (${ZOO_NAMES.join(', ')})`);
+    await initBackend('wasm');
+    const rows: AbRow[] = [];
+    for (const m of models) for (const bits of [32, 4]) rows.push(await abModel(m, bits, batch, rounds));
+    if (json) {
+      printJson({ suite: 'qat-profile', mode: 'ab', rows });
+      return;
+    }
+    printText(
+      formatTable(
+        ['model', 'setting', 'batch', 'step ms (compiled kernels)', 'step ms (previous)', 'speedup'],
+        rows.map((r) => [
+          r.model,
+          r.setting,
+          String(r.batchSize),
+          r.nativeMs.toFixed(0),
+          r.previousMs.toFixed(0),
+          `${r.speedup.toFixed(2)}x`,
+        ]),
+      ) + `\none thread, wasm, medians of ${rounds} alternating rounds of one step each, on the same trainer\n`,
+    );
+    return;
+  }
   const json = argv.includes('--json');
   const steps = Number(flag(argv, '--steps') ?? 3);
   const batch = Number(flag(argv, '--batch') ?? 64);

@@ -427,3 +427,30 @@ test("cnn-small trains on wasm (project gradients and kernels) with the losses o
   });
   assert.notEqual(wasm.losses[steps - 1], wasm.losses[0], 'the loss did not change: no gradient reached the weights');
 });
+
+test('on wasm, the FusedBatchNorm forward kernel (SIMD pass) equals cpu, with and without scale and offset', async () => {
+  const rng = new Rng(19);
+  for (let i = 0; i < CASES; i++) {
+    const c = 1 + rng.int(13);
+    const shape = i % 3 === 0 ? [1 + rng.int(40), c] : [1 + rng.int(3), 1 + rng.int(6), 1 + rng.int(6), c];
+    const size = shape.reduce((p, q) => p * q, 1);
+    const values = Array.from({ length: size }, () => 3 * rng.normal());
+    const param = (lo: number): number[] => Array.from({ length: c }, () => lo + rng.next());
+    const [m, v, s, o] = [param(-0.5), param(0.1), param(0.5), param(-0.5)];
+    // per-channel parameters shaped [C] or [1, .., 1, C]; the last cases broadcast x-shaped parameters (built-in kernel)
+    const pShape = i % 4 === 1 ? [...shape.slice(0, -1).map(() => 1), c] : [c];
+    const full = i >= CASES - 2;
+    const eps = [1e-3, 1e-5][i % 2];
+    const withScale = i % 5 !== 2;
+    const withOffset = i % 5 !== 3;
+    const { wasm, cpu } = await onBothBackends(values, shape, 'float32', (x) => {
+      const p = (a: number[]): tf.Tensor => (full ? tf.broadcastTo(tf.tensor(a, [c]), shape) : tf.tensor(a, pShape));
+      return tf.batchNorm(x, p(m), p(v), withOffset ? p(o) : undefined, withScale ? p(s) : undefined, eps);
+    });
+    const err = relativeError(wasm, cpu);
+    assert.ok(err <= 1e-6, `case ${i}: [${shape}] params [${pShape}]: relative error ${err.toExponential(2)}`);
+    assert.ok(wasm.dataSync().some((val) => val !== 0));
+    tf.dispose([wasm, cpu]);
+  }
+  await tf.setBackend('wasm');
+});

@@ -5,8 +5,14 @@
  */
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../src/backend/index.js';
-import { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD } from '../src/backend/kernels/index.js';
+import { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, simdOptions } from '../src/backend/kernels/index.js';
+import { nativeKernels, nativeModuleBytes, wasmSectionIds } from '../src/backend/kernels/native.js';
 import { fakeQuantize } from '../src/quant/quantizers.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -126,4 +132,67 @@ test('the elementwise kernels leave no tensors behind', () => {
   assert.equal(tf.memory().numTensors, before + 1);
   g.dispose();
   x.dispose();
+});
+
+test('the compiled SIMD loops and the JS loops give the same values (NaN, infinities, ties, odd sizes)', async () => {
+  await tf.setBackend('wasm');
+  assert.ok(nativeKernels(tf.backend()) != null, 'the compiled kernels load on the wasm backend');
+  const rng = new Rng(47);
+  const special = [NaN, Infinity, -Infinity, -0, 0, 0.5, 1.5, 2.5, -0.5, -1.5, -2.5, 7.5, -7.5, 15.5, 1e30, -1e30];
+  for (const n of [1, 3, 4, 5, 17, 64, 1023]) {
+    const scale = 0.1 + rng.next() * 0.2;
+    const x = randomArray(rng, n, 2);
+    for (let i = 0; i < Math.min(n, special.length); i++) x[(i * 7) % n] = special[i] * scale;
+    const r = randomArray(rng, n, 1);
+    const cases: Array<(t: tf.Tensor) => tf.Tensor> = [
+      (t) => fakeQuantize(t, scale, { qmin: -7, qmax: 7 }),
+      (t) => fakeQuantize(t, scale, { qmin: 0, qmax: 15 }),
+      (t) => fakeQuantize(t, scale, { qmin: -1, qmax: 1 }, true),
+      (t) => tf.clipByValue(t, -0.25, 0.75),
+    ];
+    for (const [k, f] of cases.entries()) {
+      simdOptions.enabled = true;
+      const [yn, gn] = await valueAndGrad('wasm', f, x, r, [n]);
+      simdOptions.enabled = false;
+      const [yj, gj] = await valueAndGrad('wasm', f, x, r, [n]);
+      simdOptions.enabled = true;
+      // equal values (-0 and +0 alike, as tf.round's own results differ in the sign of zero), NaN where NaN
+      const same = (a: Float32Array, b: Float32Array, what: string): void => {
+        for (let i = 0; i < a.length; i++) {
+          if (a[i] !== b[i] && !(Number.isNaN(a[i]) && Number.isNaN(b[i])))
+            assert.fail(`n ${n} case ${k} ${what} ${i}: ${a[i]} (SIMD) vs ${b[i]} (JS), x = ${x[i]}`);
+        }
+      };
+      same(yn, yj, 'value');
+      same(gn, gj, 'gradient');
+    }
+  }
+});
+
+test('the committed native module has no data segment and matches its C source when clang is installed', async (t) => {
+  const bytes = nativeModuleBytes();
+  const committed = readFileSync(
+    fileURLToPath(new URL('../../src/backend/kernels/native/kernels.wasm', import.meta.url)),
+  );
+  assert.deepEqual(Buffer.from(bytes), committed, 'native-module.ts holds kernels.wasm');
+  const ids = wasmSectionIds(bytes);
+  assert.ok(ids.includes(10) && !ids.includes(11), `sections ${ids.join(',')}`);
+  const clang = spawnSync('clang', ['--version']);
+  if (clang.status !== 0) {
+    t.skip('clang is not installed');
+    return;
+  }
+  const out = mkdtempSync(join(tmpdir(), 'bitalloc-native-'));
+  try {
+    const script = fileURLToPath(new URL('../../src/backend/kernels/native/build.sh', import.meta.url));
+    const r = spawnSync('sh', [script, out], { encoding: 'utf8' });
+    if (r.status !== 0 && /wasm32|wasm-ld|unable to execute/.test(r.stderr)) {
+      t.skip(`clang cannot build wasm32 here: ${r.stderr.split('\n')[0]}`);
+      return;
+    }
+    assert.equal(r.status, 0, r.stderr);
+    assert.deepEqual(readFileSync(join(out, 'kernels.wasm')), committed, 'rebuilt kernels.wasm differs');
+  } finally {
+    rmSync(out, { recursive: true, force: true });
+  }
 });

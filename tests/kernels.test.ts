@@ -6,7 +6,13 @@
 import { before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { initBackend, tf } from '../src/backend/index.js';
-import { registerWasmTrainingKernels, simdOptions, WASM_TRAINING_KERNELS } from '../src/backend/kernels/index.js';
+import {
+  convCounters,
+  convOptions,
+  registerWasmTrainingKernels,
+  simdOptions,
+  WASM_TRAINING_KERNELS,
+} from '../src/backend/kernels/index.js';
 import { wasmSimdRoutines } from '../src/backend/kernels/simd.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -206,15 +212,20 @@ test('registering the wasm training kernels is idempotent and replaces the built
     'BitallocFakeQuantizeGrad',
     'Cast',
     'ClipByValue (gradient)',
+    'Conv2D',
     'Conv2DBackpropFilter',
     'Conv2DBackpropInput',
     'DepthwiseConv2dNativeBackpropFilter',
     'DepthwiseConv2dNativeBackpropInput',
+    'FusedBatchNorm',
     'FusedBatchNorm (gradient)',
+    'FusedConv2D',
+    'GatherV2',
     'Identity',
     'MaxPoolGrad',
     'Mean',
     'Mean (gradient)',
+    'Slice',
     'Sum',
     'Tile',
   ]);
@@ -235,6 +246,50 @@ test('the WebAssembly SIMD routines compile and bind to the wasm backend memory'
   assert.equal(typeof routines.dwFilterGrad, 'function');
   assert.equal(typeof routines.dwInputGrad, 'function');
   assert.equal(routines.convFilterGrad.size, 4);
+});
+
+/** conv2d(x, w) on a backend, fused with a per-channel bias and ReLU when `fused`. */
+async function forward(backend: 'wasm' | 'cpu', c: Case, bias: Float32Array, fused: boolean): Promise<Float32Array> {
+  await tf.setBackend(backend);
+  const x = tf.tensor4d(c.x, [c.batch, c.inH, c.inW, c.inC]);
+  const w = tf.tensor4d(c.filter, [c.kH, c.kW, c.inC, c.outC]);
+  const b = tf.tensor1d(bias);
+  const y = fused
+    ? tf.fused.conv2d({
+        x,
+        filter: w,
+        strides: c.strides,
+        pad: c.pad,
+        dilations: c.dilations,
+        bias: b,
+        activation: 'relu',
+      })
+    : tf.conv2d(x, w, c.strides, c.pad, 'NHWC', c.dilations);
+  const values = Float32Array.from(y.dataSync() as Float32Array);
+  tf.dispose([x, w, b, y]);
+  return values;
+}
+
+test(`Conv2D and FusedConv2D (bias, ReLU) on wasm equal cpu and XNNPACK over ${CASES_PER_KERNEL} random shapes`, async () => {
+  const rng = new Rng(67);
+  for (let i = 0; i < CASES_PER_KERNEL; i++) {
+    const c = randomCase(rng, false, i % 4 === 3);
+    const bias = randomArray(rng, c.outC);
+    for (const fused of [false, true]) {
+      const where = `case ${i} (${fused ? 'fused' : 'plain'}): ${describe(c)}`;
+      const calls = convCounters.direct;
+      const direct = await forward('wasm', c, bias, fused);
+      assert.equal(convCounters.direct, calls + 1, `${where}: the direct convolution ran`);
+      const onCpu = await forward('cpu', c, bias, fused);
+      assert.ok(relativeError(direct, onCpu) <= TOLERANCE, `${where}: vs cpu`);
+      convOptions.direct = false;
+      const xnnpack = await forward('wasm', c, bias, fused);
+      convOptions.direct = true;
+      assert.ok(relativeError(direct, xnnpack) <= 1e-5, `${where}: vs XNNPACK`);
+      if (fused) assert.ok(direct.every((v) => v >= 0) && direct.some((v) => v > 0), `${where}: ReLU`);
+    }
+  }
+  await tf.setBackend('wasm');
 });
 
 test(`Conv2DBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
@@ -524,12 +579,75 @@ test('the kernels leave no tensors or wasm buffers behind', async () => {
       tf.engine().runKernel<tf.Tensor>(filterKernel, { x, dy }, { ...common, filterShape: w.shape }),
       tf.engine().runKernel<tf.Tensor>(inputKernel, { dy, filter: w }, { ...common, inputShape: x.shape }),
     ];
+    // The direct forward convolution (padded input, filter and bias padded to 4 output channels).
+    if (!c.depthwise) {
+      const bias = tf.ones([c.outC]);
+      outs.push(tf.fused.conv2d({ x, filter: w, strides: c.strides, pad: c.pad, bias, activation: 'relu' }));
+      bias.dispose();
+    }
     const where = `${describe(c)} (${simd ? 'SIMD' : 'fallback'})`;
-    assert.equal(tf.memory().numTensors, tensorsBefore + 2, `${where}: exactly the two outputs are new tensors`);
-    assert.equal(backend.numDataIds(), buffersBefore + 2, `${where}: exactly the two outputs hold wasm memory`);
+    const k = outs.length;
+    assert.equal(tf.memory().numTensors, tensorsBefore + k, `${where}: exactly the ${k} outputs are new tensors`);
+    assert.equal(backend.numDataIds(), buffersBefore + k, `${where}: exactly the ${k} outputs hold wasm memory`);
     tf.dispose(outs);
     assert.equal(tf.memory().numTensors, tensorsBefore);
     assert.equal(backend.numDataIds(), buffersBefore);
     tf.dispose([x, w, dy]);
   }
+});
+
+test('GatherV2 on wasm (row copies along axis 0; the built-in kernel otherwise) equals cpu', async () => {
+  const rng = new Rng(71);
+  for (let i = 0; i < 16; i++) {
+    const rank = 1 + rng.int(4);
+    const shape = Array.from({ length: rank }, () => 1 + rng.int(6));
+    const size = shape.reduce((p, q) => p * q, 1);
+    const dtype = i % 3 === 2 ? 'int32' : 'float32';
+    const values = Array.from({ length: size }, () => (dtype === 'int32' ? rng.int(100) : rng.normal()));
+    const axis = i % 4 === 3 ? rank - 1 : 0;
+    const n = 1 + rng.int(7);
+    const idx = Array.from({ length: n }, () => rng.int(shape[axis]));
+    const idxShape = i % 2 === 0 ? [n] : [1, n];
+    const results: number[][] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const x = tf.tensor(values, shape, dtype);
+      const it = tf.tensor(idx, idxShape, 'int32');
+      const y = tf.gather(x, it, axis);
+      assert.equal(y.dtype, dtype);
+      results.push([...y.shape, -1, ...Array.from(y.dataSync())]);
+      tf.dispose([x, it, y]);
+    }
+    assert.deepEqual(results[0], results[1], `case ${i}: [${shape}] axis ${axis} indices [${idx}]`);
+  }
+  await tf.setBackend('wasm');
+  const x = tf.tensor2d([1, 2, 3, 4], [2, 2]);
+  const bad = tf.tensor1d([0, 2], 'int32');
+  assert.throws(() => tf.gather(x, bad).dataSync(), /not in \[0, 1\]/);
+  tf.dispose([x, bad]);
+});
+
+test('Slice on wasm (contiguous blocks copied on the heap; the built-in kernel otherwise) equals cpu', async () => {
+  const rng = new Rng(73);
+  for (let i = 0; i < 16; i++) {
+    const rank = 1 + rng.int(4);
+    const shape = Array.from({ length: rank }, () => 1 + rng.int(6));
+    const size = shape.reduce((p, q) => p * q, 1);
+    const dtype = i % 3 === 2 ? 'int32' : 'float32';
+    const values = Array.from({ length: size }, () => (dtype === 'int32' ? rng.int(100) : rng.normal()));
+    // leading-axis rows (contiguous) or any box
+    const begin = shape.map((d, a) => (a === 0 || i % 2 === 1 ? rng.int(d) : 0));
+    const sz = shape.map((d, a) => (a === 0 || i % 2 === 1 ? 1 + rng.int(d - begin[a]) : -1));
+    const results: number[][] = [];
+    for (const backend of ['wasm', 'cpu'] as const) {
+      await tf.setBackend(backend);
+      const x = tf.tensor(values, shape, dtype);
+      const y = tf.slice(x, begin, sz);
+      assert.equal(y.dtype, dtype);
+      results.push([...y.shape, -1, ...Array.from(y.dataSync())]);
+      tf.dispose([x, y]);
+    }
+    assert.deepEqual(results[0], results[1], `case ${i}: [${shape}] begin [${begin}] size [${sz}]`);
+  }
+  await tf.setBackend('wasm');
 });

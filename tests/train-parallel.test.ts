@@ -1,17 +1,19 @@
 /** Data-parallel training over worker threads: same gradient as one thread, deterministic, resumable, no leaks. */
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset, Split } from '../src/data/api.js';
 import { isUserError } from '../src/errors.js';
+import { log } from '../src/log.js';
 import { validateExperiment } from '../src/experiment/experiment.js';
 import { buildNetwork } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
-import { createDataParallel, defaultThreads, shardSizes, threadsFlag } from '../src/train/parallel.js';
+import { createDataParallel, defaultThreads, parallelTesting, shardSizes, threadsFlag } from '../src/train/parallel.js';
 import { createTrainer, type TrainerOptions } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -181,4 +183,32 @@ test("an experiment's threads field: absent, or an integer >= 1", () => {
     () => validateExperiment({ ...valid, threads: 0 }),
     (e: unknown) => isUserError(e) && JSON.stringify(e.details).includes('$.threads'),
   );
+});
+
+test('a worker thread that fails to start: one warning, then the training runs on one thread', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'bitalloc-parallel-fail-'));
+  const script = join(dir, 'broken-worker.mjs');
+  writeFileSync(script, "throw new Error('this worker cannot start');\n");
+  const warnings: string[] = [];
+  const warn = log.warn;
+  log.warn = ((m: unknown) => {
+    warnings.push(String(m));
+    return log;
+  }) as typeof log.warn;
+  parallelTesting.workerUrl = pathToFileURL(script);
+  try {
+    const two = await trainFresh('cnn-small', 4, 3, { threads: 2 });
+    parallelTesting.workerUrl = null;
+    log.warn = warn;
+    const one = await trainFresh('cnn-small', 4, 3, { threads: 1 });
+    assert.equal(maxAbsDiff(two.weights, one.weights), 0, 'trained exactly as with --threads 1');
+    assert.equal(two.loss, one.loss);
+    assert.equal(warnings.length, 1, warnings.join('\n'));
+    assert.match(warnings[0], /^training on 1 thread instead of 2: a worker thread failed to start \(.*cannot start/);
+    assert.ok(!warnings[0].includes('\n'), 'one line');
+  } finally {
+    parallelTesting.workerUrl = null;
+    log.warn = warn;
+    rmSync(dir, { recursive: true, force: true });
+  }
 });

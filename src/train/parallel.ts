@@ -30,6 +30,7 @@ import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { backendInfo, tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
+import { log } from '../log.js';
 import type { BitConfig } from '../models/layer-info.js';
 
 /** The cores of this machine (at least 1). */
@@ -181,6 +182,9 @@ export interface StepResult {
   grads: Record<string, tf.Tensor>;
 }
 
+/** For tests: the worker script to start instead of parallel-worker.js (e.g. one that fails to start). */
+export const parallelTesting: { workerUrl: URL | null } = { workerUrl: null };
+
 /** T-1 worker threads and the shared buffers of one network. */
 export class DataParallel {
   readonly threads: number;
@@ -190,7 +194,9 @@ export class DataParallel {
   private readonly resultsBuf: SharedArrayBuffer;
   private readonly weightsView: Float32Array;
   private readonly workers: Worker[] = [];
-  private readonly ready: Promise<void>;
+  /** Resolves true once every worker is ready, false when one failed to start (then train on one thread). */
+  private readonly ready: Promise<boolean>;
+  private started: boolean | null = null;
   private pending = new Map<Worker, { resolve: (r: WorkerReply) => void; reject: (e: Error) => void }>();
   private sentBits: string | null = null;
   private closed = false;
@@ -210,7 +216,13 @@ export class DataParallel {
     const topology = JSON.stringify(model.toJSON(null, false));
     const inits: Promise<WorkerReply>[] = [];
     for (let slot = 1; slot < threads; slot++) {
-      const worker = new Worker(new URL('./parallel-worker.js', import.meta.url));
+      let worker: Worker;
+      try {
+        worker = new Worker(parallelTesting.workerUrl ?? new URL('./parallel-worker.js', import.meta.url));
+      } catch (e) {
+        inits.push(Promise.reject(e instanceof Error ? e : new Error(String(e))));
+        break;
+      }
       worker.unref();
       worker.on('message', (m: WorkerReply) => this.settle(worker, m));
       worker.on('error', (e) => this.fail(worker, e));
@@ -227,11 +239,27 @@ export class DataParallel {
       };
       inits.push(this.request(worker, msg));
     }
-    this.ready = Promise.all(inits).then((replies) => {
-      for (const r of replies) if (r.kind === 'error') throw new Error(`training worker failed to start: ${r.message}`);
-    });
-    // a failed start surfaces at the first step; keep it from being an unhandled rejection before that
-    this.ready.catch(() => undefined);
+    this.ready = Promise.all(inits)
+      .then((replies) => {
+        for (const r of replies) if (r.kind === 'error') throw new Error(r.message);
+        return true;
+      })
+      .catch((e: unknown) => {
+        // the training goes on here, on one thread: one line says why
+        const why = (e instanceof Error ? e.message : String(e)).split('\n')[0];
+        log.warn(`training on 1 thread instead of ${threads}: a worker thread failed to start (${why})`);
+        void this.close();
+        return false;
+      })
+      .then((ok) => (this.started = ok));
+  }
+
+  /**
+   * Whether the next step can run on the threads: false once a worker failed to start (after a
+   * one-line warning, the trainer then steps on this thread) or when canRun() is false.
+   */
+  async usable(): Promise<boolean> {
+    return (this.started ?? (await this.ready)) && this.canRun();
   }
 
   private request(worker: Worker, msg: InitMessage | StepMessage): Promise<WorkerReply> {
@@ -272,7 +300,7 @@ export class DataParallel {
    * batch's mean loss, summed over shards in shard order. The caller applies it (one optimizer step).
    */
   async step(idx: Int32Array, x: tf.Tensor, y: tf.Tensor): Promise<StepResult> {
-    await this.ready;
+    if (!(await this.ready)) throw new Error('training worker threads failed to start (see usable())');
     const model = this.net.model;
     const weights = model.weights;
     const sizes = shardSizes(idx.length, this.threads);

@@ -304,7 +304,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     const idx = perm.slice(cursor, cursor + batchSize);
     cursor += batchSize;
     // distillation and chunked minibatches (large inputs) run on this thread: the workers compute the plain loss in one pass
-    if (opts.temperature === undefined && micro >= idx.length && parallel?.canRun()) {
+    if (opts.temperature === undefined && micro >= idx.length && parallel != null && (await parallel.usable())) {
       const r = await parallel.step(idx, train.x, train.y);
       optimizer.applyGradients(r.grads);
       for (const g of Object.values(r.grads)) g.dispose();

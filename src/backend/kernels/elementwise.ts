@@ -8,9 +8,11 @@
  *   greaterEqual, lessEqual, logicalAnd, zerosLike and where, five full-size passes on bool
  *   tensors, the largest share of a MobileNet training step on wasm.
  * Results equal the tfjs ops exactly (float32 products with fround, round half to even, like
- * tf.round); on other backends the callers use the tfjs ops.
+ * tf.round); on other backends the callers use the tfjs ops. Each kernel runs the compiled SIMD
+ * loop of native/elementwise.c when it can (native.ts), else the JS loop here (same results).
  */
 import * as tf from '@tensorflow/tfjs';
+import { nativeKernels } from './native.js';
 import { asWasmBackend, heapF32 } from './wasm-ops.js';
 
 export const FAKE_QUANTIZE = 'BitallocFakeQuantize';
@@ -62,6 +64,12 @@ export function fakeQuantizeKernel({
   const src = heapF32(b, x);
   const dst = heapF32(b, out);
   const n = src.length;
+  const native = nativeKernels(backend);
+  if (native != null) {
+    const run = a.binary ? native.fakeQuantizeBinary : native.fakeQuantize;
+    run(src.byteOffset, dst.byteOffset, n, inv, scale, qmin, qmax);
+    return out;
+  }
   if (a.binary) {
     for (let i = 0; i < n; i++) {
       const r = Math.fround(src[i] * inv);
@@ -99,6 +107,11 @@ export function fakeQuantizeGradKernel({
   const dys = heapF32(b, dy);
   const dst = heapF32(b, out);
   if (dys.length !== xs.length) throw new Error(`${FAKE_QUANTIZE_GRAD}: dy and x differ in size`);
+  const native = nativeKernels(backend);
+  if (native != null) {
+    native.fakeQuantizeGrad(xs.byteOffset, dys.byteOffset, dst.byteOffset, xs.length, inv, qmin, qmax);
+    return out;
+  }
   for (let i = 0; i < xs.length; i++) {
     const r = Math.fround(xs[i] * inv);
     dst[i] = r >= qmin && r <= qmax ? dys[i] : 0;
@@ -127,6 +140,11 @@ export function clipByValueGradKernel({
   const dys = heapF32(b, dy);
   const dst = heapF32(b, out);
   if (dys.length !== xs.length) throw new Error(`${CLIP_BY_VALUE_GRAD}: dy and x differ in size`);
+  const native = nativeKernels(backend);
+  if (native != null) {
+    native.clipGrad(xs.byteOffset, dys.byteOffset, dst.byteOffset, xs.length, lo, hi);
+    return out;
+  }
   for (let i = 0; i < xs.length; i++) {
     const v = xs[i];
     dst[i] = v >= lo && v <= hi ? dys[i] : 0;

@@ -14,6 +14,10 @@ import { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel }
 import { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 import { batchMatMulKernel, rememberBuiltinBatchMatMul } from './batch-mat-mul.js';
 import { maxPoolGradKernel } from './max-pool-grad.js';
+import { fusedBatchNormKernel, rememberBuiltinBatchNorm } from './batch-norm.js';
+import { gatherKernel, rememberBuiltinGather } from './gather.js';
+import { rememberBuiltinSlice, sliceKernel } from './slice.js';
+import { conv2DKernel, fusedConv2DKernel, rememberBuiltinConv2D, rememberBuiltinFusedConv2D } from './conv-forward.js';
 import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
@@ -30,8 +34,10 @@ import {
 export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
+export { nativeOptions } from './native.js';
 export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
+export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
 export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
@@ -49,13 +55,20 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: 'DepthwiseConv2dNativeBackpropFilter', kernelFunc: depthwiseConv2dNativeBackpropFilterKernel },
   { kernelName: 'DepthwiseConv2dNativeBackpropInput', kernelFunc: depthwiseConv2dNativeBackpropInputKernel },
   { kernelName: 'MaxPoolGrad', kernelFunc: maxPoolGradKernel },
+  // Direct SIMD convolutions (conv-forward.ts); the input gradient's helper correlations use them too.
+  { kernelName: 'Conv2D', kernelFunc: conv2DKernel, wrapsBuiltin: rememberBuiltinConv2D },
+  { kernelName: 'FusedConv2D', kernelFunc: fusedConv2DKernel, wrapsBuiltin: rememberBuiltinFusedConv2D },
   { kernelName: 'BatchMatMul', kernelFunc: batchMatMulKernel, wrapsBuiltin: rememberBuiltinBatchMatMul },
-  // Faster forms of kernels BatchNorm training runs (identity.ts, reduce.ts, tile.ts).
+  // Faster forms of kernels BatchNorm training runs (batch-norm.ts, identity.ts, reduce.ts, tile.ts).
+  { kernelName: 'FusedBatchNorm', kernelFunc: fusedBatchNormKernel, wrapsBuiltin: rememberBuiltinBatchNorm },
   { kernelName: 'Identity', kernelFunc: identityKernel },
   { kernelName: 'Cast', kernelFunc: castKernel, wrapsBuiltin: rememberBuiltinCast },
   { kernelName: 'Sum', kernelFunc: sumKernel, wrapsBuiltin: rememberBuiltinSum },
   { kernelName: 'Mean', kernelFunc: meanKernel, wrapsBuiltin: rememberBuiltinMean },
   { kernelName: 'Tile', kernelFunc: tileKernel, wrapsBuiltin: rememberBuiltinTile },
+  // The minibatch gather and contiguous slices (evaluation batches): blocks copied on the heap (gather.ts, slice.ts).
+  { kernelName: 'GatherV2', kernelFunc: gatherKernel, wrapsBuiltin: rememberBuiltinGather },
+  { kernelName: 'Slice', kernelFunc: sliceKernel, wrapsBuiltin: rememberBuiltinSlice },
   // One-pass fake quantizer and ClipByValue gradient (elementwise.ts).
   { kernelName: FAKE_QUANTIZE, kernelFunc: fakeQuantizeKernel },
   { kernelName: FAKE_QUANTIZE_GRAD, kernelFunc: fakeQuantizeGradKernel },

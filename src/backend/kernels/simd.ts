@@ -476,7 +476,7 @@ const instances = new WeakMap<object, SimdRoutines | null>();
 export const simdOptions: { enabled: boolean } = { enabled: true };
 
 /** The backend's WebAssembly.Memory, when the emscripten module exposes it. */
-function backendMemory(backend: unknown): object | null {
+export function backendMemory(backend: unknown): object | null {
   if (wasmApi == null) return null;
   const wasm = (backend as { wasm?: { asm?: { memory?: unknown }; wasmMemory?: unknown } }).wasm;
   const candidates = [wasm?.asm?.memory, wasm?.wasmMemory];

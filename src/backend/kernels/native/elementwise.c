@@ -1,0 +1,98 @@
+/*
+ * Elementwise training kernels for the wasm backend, compiled to a small WebAssembly module that
+ * imports the backend's own memory (see ../native.ts): pointers are byte addresses of tensors on
+ * the backend's heap. The module has no data segment and these functions never touch the C stack,
+ * so running them writes only to the `dst` ranges they are given.
+ *
+ * Each result is bit-identical to the plain JS loops of ../elementwise.ts (float32 products,
+ * round half to even, NaN handling of the comparisons), four lanes at a time.
+ *
+ * Build: ./build.sh (clang >= 14 with the wasm32 target and wasm-ld).
+ */
+#include <wasm_simd128.h>
+
+typedef __SIZE_TYPE__ size_t;
+
+/* dst[i] = nearest_even(clamp(src[i] * inv, qmin, qmax)) * scale (NaN passes through the clamp). */
+void fake_quantize(const float *src, float *dst, size_t n, float inv, float scale, float qmin, float qmax) {
+  const v128_t vi = wasm_f32x4_splat(inv), vs = wasm_f32x4_splat(scale);
+  const v128_t lo = wasm_f32x4_splat(qmin), hi = wasm_f32x4_splat(qmax);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t r = wasm_f32x4_mul(wasm_v128_load(src + i), vi);
+    r = wasm_f32x4_pmax(r, lo); /* r < qmin ? qmin : r */
+    r = wasm_f32x4_pmin(r, hi); /* qmax < r ? qmax : r */
+    wasm_v128_store(dst + i, wasm_f32x4_mul(wasm_f32x4_nearest(r), vs));
+  }
+  for (; i < n; i++) {
+    float r = src[i] * inv;
+    float c = r < qmin ? qmin : r > qmax ? qmax : r;
+    dst[i] = wasm_f32x4_extract_lane(wasm_f32x4_nearest(wasm_f32x4_splat(c)), 0) * scale;
+  }
+}
+
+/* dst[i] = clamp(src[i] * inv, qmin, qmax) > 0 ? scale : -scale. */
+void fake_quantize_binary(const float *src, float *dst, size_t n, float inv, float scale, float qmin, float qmax) {
+  const v128_t vi = wasm_f32x4_splat(inv), vs = wasm_f32x4_splat(scale), vn = wasm_f32x4_splat(-scale);
+  const v128_t lo = wasm_f32x4_splat(qmin), hi = wasm_f32x4_splat(qmax), zero = wasm_f32x4_splat(0.0f);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t r = wasm_f32x4_mul(wasm_v128_load(src + i), vi);
+    r = wasm_f32x4_pmin(wasm_f32x4_pmax(r, lo), hi);
+    wasm_v128_store(dst + i, wasm_v128_bitselect(vs, vn, wasm_f32x4_gt(r, zero)));
+  }
+  for (; i < n; i++) {
+    float r = src[i] * inv;
+    float c = r < qmin ? qmin : r > qmax ? qmax : r;
+    dst[i] = c > 0 ? scale : -scale;
+  }
+}
+
+/* dst[i] = qmin <= x[i] * inv <= qmax ? dy[i] : 0. */
+void fake_quantize_grad(const float *x, const float *dy, float *dst, size_t n, float inv, float qmin, float qmax) {
+  const v128_t vi = wasm_f32x4_splat(inv), lo = wasm_f32x4_splat(qmin), hi = wasm_f32x4_splat(qmax);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t r = wasm_f32x4_mul(wasm_v128_load(x + i), vi);
+    v128_t keep = wasm_v128_and(wasm_f32x4_ge(r, lo), wasm_f32x4_le(r, hi));
+    wasm_v128_store(dst + i, wasm_v128_and(wasm_v128_load(dy + i), keep));
+  }
+  for (; i < n; i++) {
+    float r = x[i] * inv;
+    dst[i] = r >= qmin && r <= qmax ? dy[i] : 0.0f;
+  }
+}
+
+/* dst[i] = lo <= x[i] <= hi ? dy[i] : 0. */
+void clip_grad(const float *x, const float *dy, float *dst, size_t n, float lo, float hi) {
+  const v128_t vl = wasm_f32x4_splat(lo), vh = wasm_f32x4_splat(hi);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    v128_t v = wasm_v128_load(x + i);
+    v128_t keep = wasm_v128_and(wasm_f32x4_ge(v, vl), wasm_f32x4_le(v, vh));
+    wasm_v128_store(dst + i, wasm_v128_and(wasm_v128_load(dy + i), keep));
+  }
+  for (; i < n; i++) {
+    float v = x[i];
+    dst[i] = v >= lo && v <= hi ? dy[i] : 0.0f;
+  }
+}
+
+/*
+ * Batch normalisation over the last axis: y[p*c + j] = (x[p*c + j] - mean[j]) * k[j] + offset[j]
+ * for p < pixels, j < c, with k = scale / sqrt(variance + eps) computed by the caller.
+ */
+void batch_norm(const float *x, const float *mean, const float *k, const float *offset, float *y, size_t pixels,
+                size_t c) {
+  const size_t c4 = c & ~(size_t)3;
+  for (size_t p = 0; p < pixels; p++) {
+    const float *xs = x + p * c;
+    float *ys = y + p * c;
+    size_t j = 0;
+    for (; j < c4; j += 4) {
+      v128_t v = wasm_f32x4_sub(wasm_v128_load(xs + j), wasm_v128_load(mean + j));
+      wasm_v128_store(ys + j, wasm_f32x4_add(wasm_f32x4_mul(v, wasm_v128_load(k + j)), wasm_v128_load(offset + j)));
+    }
+    for (; j < c; j++) ys[j] = (xs[j] - mean[j]) * k[j] + offset[j];
+  }
+}
