@@ -89,9 +89,12 @@ export function makeTlsFiles(dir: string): TlsFiles {
 }
 
 /** Starts redis-server on 127.0.0.1; with `tls`, it listens for TLS only (plain port disabled). */
-export async function startRedis(extraArgs: string[] = [], opts: { tls?: TlsFiles } = {}): Promise<RedisFixture> {
+export async function startRedis(
+  extraArgs: string[] = [],
+  opts: { tls?: TlsFiles; /** default: a free port */ port?: number } = {},
+): Promise<RedisFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'bitalloc-redis-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
   const listen = opts.tls
     ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.serverCert]
         .concat(['--tls-key-file', opts.tls.serverKey, '--tls-ca-cert-file', opts.tls.caCert])
@@ -193,3 +196,13 @@ export function readEpisodeLines(file: string): EpisodeLine[] {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves when `proc`'s stderr matches `pattern`; rejects after `ms` or when it exits first. */
+export async function waitForStderr(proc: Proc, pattern: RegExp, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pattern.test(proc.stderr())) {
+    if (proc.child.exitCode !== null) throw new Error(`exited before ${pattern}: ${proc.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${ms / 1000} s: ${proc.stderr()}`);
+    await sleep(100);
+  }
+}

@@ -296,8 +296,9 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
           counts[o.ok ? 'done' : 'failed']++;
           continue;
         }
-        const job = await queue.getJob(jobIdOf(runKey, cell.id));
-        const state = job ? await job.getState() : 'missing';
+        // (the state alone: the job's data, the experiment, stays in Redis)
+        const found = await queue.getJobState(jobIdOf(runKey, cell.id));
+        const state = found === 'unknown' ? 'missing' : found;
         if (state === 'active') counts.running++;
         else if (LIVE_STATES.has(state)) counts.waiting++;
         else if (state === 'failed' || state === 'missing' || state === 'completed') {
@@ -305,7 +306,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
           if ((await step(1)) > 0 || outcomes.has(cell.id)) continue;
           const error =
             state === 'failed'
-              ? (job?.failedReason ?? 'failed')
+              ? ((await queue.getJob(jobIdOf(runKey, cell.id)))?.failedReason ?? 'failed')
               : state === 'missing'
                 ? 'its job was removed from the queue'
                 : 'the job completed but its results did not reach the coordinator';
