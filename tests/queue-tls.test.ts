@@ -109,6 +109,14 @@ test('a queued 1-cell run and queue status over rediss://', { skip: skip ?? fals
     assert.equal(s.queue, url);
     assert.equal(s.runs[0]?.name, 'tls-run');
     assert.equal(s.runs[0]?.counts['done'], 1);
+    // Node's own NODE_EXTRA_CA_CERTS (added to the system's CAs) works as well
+    const viaNode = spawnSync(process.execPath, [BIN, 'queue', 'status', '--queue', url, '--prefix', 'tls'], {
+      encoding: 'utf8',
+      timeout: 90_000,
+      env: { ...process.env, BITALLOC_REDIS_CA: '', NODE_EXTRA_CA_CERTS: tls.caCert },
+    });
+    assert.equal(viaNode.status, 0, viaNode.stderr);
+    assert.match(viaNode.stdout, /run tls-run-[0-9a-f]{10} .*: 0 waiting, 0 running, 1 done, 0 failed/);
   } finally {
     worker.child.kill('SIGTERM');
     await within(worker.exited, 30_000, 'worker on SIGTERM');

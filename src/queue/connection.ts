@@ -233,7 +233,8 @@ export async function checkQueueReachable(target: QueueTarget, flag = '--queue')
     const err = (lastError ?? e) as Error & { code?: string };
     const text = String(err.message ?? err);
     const auth = /NOAUTH|WRONGPASS|invalid password|invalid username|AUTH/i.test(text);
-    const certificate = target.tls && /CERT|certificate|SSL|TLS|altnames/i.test(`${err.code ?? ''} ${text}`);
+    const certificate =
+      target.tls && /CERT|SIGNATURE|VERIFY|certificate|SSL|TLS|altnames/i.test(`${err.code ?? ''} ${text}`);
     throw new UserError(
       `cannot use Redis at ${target.display}: ${auth ? 'authentication failed' : (err.code ?? text)}`,
       {
