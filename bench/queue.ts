@@ -59,9 +59,9 @@ function waitFor(child: ChildProcess, pattern: RegExp, what: string, timeoutMs =
 
 const CLK_TCK = Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout?.trim()) || 100;
 
-/** CPU seconds (user + system, every thread) a live process has used so far; null off Linux. */
-function procCpuSeconds(pid: number | undefined): number | null {
-  const file = `/proc/${pid}/stat`;
+/** CPU seconds (user + system) a live process (every thread, or its main thread) has used so far; null off Linux. */
+function procCpuSeconds(pid: number | undefined, mainThreadOnly = false): number | null {
+  const file = mainThreadOnly ? `/proc/${pid}/task/${pid}/stat` : `/proc/${pid}/stat`;
   if (!pid || !existsSync(file)) return null;
   const stat = readFileSync(file, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
@@ -108,6 +108,14 @@ interface Sample {
   wallSeconds: number;
   /** CPU seconds: the local process, or coordinator + workers + redis-server during the run. */
   cpuSeconds: number | null;
+  /** Of a queued run: the CPU seconds of each part. */
+  cpuParts?: {
+    coordinator: number;
+    workers: number | null;
+    /** The workers' main threads (Redis, BullMQ, records), without the cell threads that compute. */
+    workerMainThreads: number | null;
+    redis: number | null;
+  };
   medianEpisodeMs: number;
 }
 
@@ -196,6 +204,7 @@ export async function run(argv: string[]): Promise<void> {
         const prefix = `bench${rep}w${n}`;
         const ws = await startWorkers(n, prefix); // idle, connected and warm: the clock starts with the coordinator
         const before = [redis.pid, ...ws.map((w) => w.pid)].map((p) => procCpuSeconds(p));
+        const mainBefore = ws.map((w) => procCpuSeconds(w.pid, true));
         const dir = join(work, `queue${n}-${rep}`);
         const coordinator = await runCli(
           ['run', expFile, '--out', dir, '--queue', redis.url, '--prefix', prefix, '--backend', 'wasm'].concat([
@@ -205,12 +214,24 @@ export async function run(argv: string[]): Promise<void> {
           join(work, `cpu-queue${n}-${rep}.json`),
         );
         const afterCpu = [redis.pid, ...ws.map((w) => w.pid)].map((p) => procCpuSeconds(p));
-        const others = afterCpu.every((c, i) => c !== null && before[i] !== null)
-          ? afterCpu.reduce<number>((s, c, i) => s + (c as number) - (before[i] as number), 0)
+        const mainAfter = ws.map((w) => procCpuSeconds(w.pid, true));
+        const mainDelta = mainAfter.every((c, i) => c !== null && mainBefore[i] !== null)
+          ? mainAfter.reduce<number>((sum, c, i) => sum + (c as number) - (mainBefore[i] as number), 0)
+          : null;
+        const delta = afterCpu.map((c, i) => (c === null || before[i] === null ? null : c - before[i]));
+        const redisCpu = delta[0] ?? null;
+        const workersCpu = delta.slice(1).every((c) => c !== null)
+          ? delta.slice(1).reduce<number>((s, c) => s + (c as number), 0)
           : null;
         samples[n === 1 ? 'queue1' : 'queue2'].push({
           wallSeconds: coordinator.wallSeconds,
-          cpuSeconds: others === null ? null : coordinator.cpuSeconds + others,
+          cpuSeconds: redisCpu === null || workersCpu === null ? null : coordinator.cpuSeconds + workersCpu + redisCpu,
+          cpuParts: {
+            coordinator: coordinator.cpuSeconds,
+            workers: workersCpu,
+            workerMainThreads: mainDelta,
+            redis: redisCpu,
+          },
           medianEpisodeMs: median(episodeWallMs(dir)),
         });
         await stopWorkers(ws);
@@ -297,6 +318,10 @@ export async function run(argv: string[]): Promise<void> {
         `overhead per episode, queue (1 worker) against the local run of the same rep (target <= 5%):\n` +
         `  end to end (wall of the run command)   ${o.endToEndMs.toFixed(1)} ms = ${pct(o.endToEndShare)} of ${o.localMsPerEpisode.toFixed(1)} ms   ${met(result.target.endToEndMet)}\n` +
         `  inside the episode loop (median wallMs) ${o.medianEpisodeMs.queue1Worker.toFixed(1)} vs ${o.medianEpisodeMs.local.toFixed(1)} ms = ${pct(o.inLoopShare)}   ${met(result.target.inLoopMet)}\n` +
+        `  CPU of the queued run (1 worker): coordinator ${cpu(medNullable(samples.queue1.map((x) => x.cpuParts?.coordinator ?? null)))} s, ` +
+        `worker ${cpu(medNullable(samples.queue1.map((x) => x.cpuParts?.workers ?? null)))} s ` +
+        `(of which its main thread ${cpu(medNullable(samples.queue1.map((x) => x.cpuParts?.workerMainThreads ?? null)))} s), ` +
+        `redis-server ${cpu(medNullable(samples.queue1.map((x) => x.cpuParts?.redis ?? null)))} s\n` +
         `  CPU (coordinator+worker+redis vs local) ${o.cpuMs === null ? '-' : o.cpuMs.toFixed(1)} ms = ${pct(o.cpuShare)} of ${o.localCpuMsPerEpisode === null ? '-' : o.localCpuMsPerEpisode.toFixed(1)} ms   ${met(result.target.cpuMet)}\n`,
     );
   } finally {
