@@ -2,7 +2,8 @@
  * Queue connection settings and failures: bad --queue URLs and prefixes are named with the expected form
  * (and never echo a password); an unreachable Redis is an error within seconds with no run directory made;
  * credentials come from the environment and are never printed; a cell that fails (a profile that breaks at
- * cost-table time) is reported failed, in run.json and `queue status`, while the other cell completes.
+ * cost-table time) is reported failed, in run.json and `queue status`, while the other cell completes; a
+ * connection lost while running is one warning per outage, without the password.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,7 +19,9 @@ import {
   bitalloc,
   freePort,
   readEpisodeLines,
+  sleep,
   startRedis,
+  waitForStderr,
   within,
   type RedisFixture,
 } from './queue-redis.js';
@@ -261,5 +264,37 @@ test('a cell whose profile fails is reported failed (run.json, queue status) wit
     worker.child.kill('SIGTERM');
     await within(worker.exited, 30_000, 'worker on SIGTERM');
     if (coordinator.child.exitCode === null) coordinator.child.kill('SIGKILL');
+  }
+});
+
+test('a Redis lost under a running worker is one warning without the password, and a note when it is back', async (t) => {
+  const secret = 'lost-and-found-77';
+  const first = await startRedis(['--requirepass', secret]);
+  const worker = bitalloc(
+    ['worker', '--queue', first.url, '--prefix', 'lost', '--backend', 'wasm', '--log-level', 'info'],
+    { BITALLOC_REDIS_PASSWORD: secret },
+  );
+  let second: RedisFixture | null = null;
+  try {
+    await waitForStderr(worker, /taking cells from/, 60_000);
+    await first.stop();
+    await waitForStderr(worker, /lost the connection to Redis/, 30_000);
+    await sleep(3000); // reconnection attempts fail meanwhile
+    second = await startRedis(['--requirepass', secret], { port: first.port });
+    await waitForStderr(worker, /connected to Redis at redis:\/\/127\.0\.0\.1:\d+ again/, 30_000);
+    await sleep(1000);
+    const err = worker.stderr();
+    assert.equal(err.match(/lost the connection to Redis/g)?.length, 1, err);
+    assert.match(
+      err,
+      /warn: worker \S+: lost the connection to Redis at redis:\/\/127\.0\.0\.1:\d+ \([^)]+\); reconnecting/,
+    );
+    assert.doesNotMatch(err + worker.stdout(), new RegExp(secret), 'the password is not logged');
+    for (const line of err.split('\n').filter((l) => /connection to Redis|to Redis at .* again/.test(l)))
+      t.diagnostic(line);
+  } finally {
+    worker.child.kill('SIGTERM');
+    await within(worker.exited, 30_000, 'worker on SIGTERM').catch(() => worker.child.kill('SIGKILL'));
+    await second?.stop();
   }
 });

@@ -1,9 +1,10 @@
 /**
- * A real redis-server for the queue tests: on 127.0.0.1 only, on a free port, with no persistence, in a temp
- * folder; stopped (and the folder removed) by stop(). Plus small helpers to run the CLI as child processes.
+ * A real redis-server for the queue tests and the queue bench: on 127.0.0.1 only, on a free port, with no
+ * persistence, in a temp folder, plain or TLS-only (with a throwaway CA made by openssl); stopped (and the
+ * folder removed) by stop(). Plus small helpers to run the CLI as child processes.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -26,16 +27,82 @@ export function freePort(): Promise<number> {
 
 export interface RedisFixture {
   port: number;
+  /** redis://127.0.0.1:PORT, or rediss:// for a TLS server. */
   url: string;
+  /** The server's pid (for CPU readings in the bench). */
+  pid: number;
   stop(): Promise<void>;
 }
 
-export async function startRedis(extraArgs: string[] = []): Promise<RedisFixture> {
+/** PEM files of a throwaway CA and a server certificate for 127.0.0.1 / localhost signed by it. */
+export interface TlsFiles {
+  caCert: string;
+  serverCert: string;
+  serverKey: string;
+}
+
+/** Why TLS tests cannot run here (no openssl, or a redis-server built without TLS), or null when they can. */
+export function tlsUnavailable(): string | null {
+  const ssl = spawnSync('openssl', ['version'], { encoding: 'utf8' });
+  if (ssl.error || ssl.status !== 0) return 'openssl is not installed';
+  // listening nowhere, it exits at once; a build without TLS rejects the directive instead
+  const probe = spawnSync(REDIS_SERVER, ['--port', '0', '--tls-port', '0'], { encoding: 'utf8', timeout: 10_000 });
+  if (probe.error) return `${REDIS_SERVER} cannot be run: ${probe.error.message}`;
+  if (/Bad directive|not built with TLS/i.test(`${probe.stdout}${probe.stderr}`))
+    return `${REDIS_SERVER} is built without TLS`;
+  return null;
+}
+
+/** Makes a CA and a server certificate (SAN IP:127.0.0.1, DNS:localhost) with openssl in `dir`. */
+export function makeTlsFiles(dir: string): TlsFiles {
+  const f = (name: string): string => join(dir, name);
+  const run = (args: string[]): void => {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    if (r.status !== 0) throw new Error(`openssl ${args.join(' ')}: ${r.stderr}`);
+  };
+  writeFileSync(f('server.ext'), 'subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n');
+  run(
+    ['req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-days', '2', '-subj', '/CN=bitalloc test CA'].concat([
+      '-keyout',
+      f('ca.key'),
+      '-out',
+      f('ca.crt'),
+    ]),
+  );
+  run(
+    ['req', '-newkey', 'rsa:2048', '-nodes', '-subj', '/CN=127.0.0.1', '-keyout', f('server.key')].concat([
+      '-out',
+      f('server.csr'),
+    ]),
+  );
+  run(
+    ['x509', '-req', '-in', f('server.csr'), '-CA', f('ca.crt'), '-CAkey', f('ca.key'), '-CAcreateserial'].concat([
+      '-days',
+      '2',
+      '-extfile',
+      f('server.ext'),
+      '-out',
+      f('server.crt'),
+    ]),
+  );
+  return { caCert: f('ca.crt'), serverCert: f('server.crt'), serverKey: f('server.key') };
+}
+
+/** Starts redis-server on 127.0.0.1; with `tls`, it listens for TLS only (plain port disabled). */
+export async function startRedis(
+  extraArgs: string[] = [],
+  opts: { tls?: TlsFiles; /** default: a free port */ port?: number } = {},
+): Promise<RedisFixture> {
   const dir = mkdtempSync(join(tmpdir(), 'bitalloc-redis-'));
-  const port = await freePort();
+  const port = opts.port ?? (await freePort());
+  const listen = opts.tls
+    ? ['--port', '0', '--tls-port', String(port), '--tls-cert-file', opts.tls.serverCert]
+        .concat(['--tls-key-file', opts.tls.serverKey, '--tls-ca-cert-file', opts.tls.caCert])
+        .concat(['--tls-auth-clients', 'no'])
+    : ['--port', String(port)];
   const child = spawn(
     REDIS_SERVER,
-    ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
+    [...listen, '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir, ...extraArgs],
     {
       stdio: ['ignore', 'pipe', 'pipe'],
     },
@@ -59,7 +126,8 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisFixture
   });
   return {
     port,
-    url: `redis://127.0.0.1:${port}`,
+    url: `${opts.tls ? 'rediss' : 'redis'}://127.0.0.1:${port}`,
+    pid: child.pid ?? 0,
     stop: async () => {
       if (child.exitCode === null) {
         const exited = new Promise((r) => child.once('exit', r));
@@ -128,3 +196,13 @@ export function readEpisodeLines(file: string): EpisodeLine[] {
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+/** Resolves when `proc`'s stderr matches `pattern`; rejects after `ms` or when it exits first. */
+export async function waitForStderr(proc: Proc, pattern: RegExp, ms: number): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!pattern.test(proc.stderr())) {
+    if (proc.child.exitCode !== null) throw new Error(`exited before ${pattern}: ${proc.stderr()}`);
+    if (Date.now() > deadline) throw new Error(`no ${pattern} within ${ms / 1000} s: ${proc.stderr()}`);
+    await sleep(100);
+  }
+}

@@ -64,6 +64,7 @@ export const workerCommand: CliCommand = {
       stalledIntervalMs,
       maxStalledCount,
       logLevel: args.logLevel,
+      warmBackend: args.backend,
     });
     let signals = 0;
     const onSignal = (sig: NodeJS.Signals): void => {

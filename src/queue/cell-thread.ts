@@ -29,12 +29,16 @@ export interface CellThreadData {
 /** workerData of the thread: index 0 of this Int32Array set to 1 stops the current cell after its episode. */
 export interface CellThreadInit {
   stop: SharedArrayBuffer;
+  /** Backend to start at once (the worker's own), so that the first cell does not wait for it. */
+  warmBackend?: BackendChoice;
 }
 
 export type CellThreadMessage =
   | { type: 'episode'; record: EpisodeRecord }
   | { type: 'checkpoint'; episode: number; files: PackedFiles }
   | { type: 'log'; entry: LogEntry }
+  /** Imports loaded and the warm backend started: the thread is ready for a cell. */
+  | { type: 'ready' }
   | { type: 'outcome'; outcome: CellOutcome };
 
 const init = workerData as CellThreadInit;
@@ -63,8 +67,15 @@ log.add(
   }),
 );
 
+// this module's imports (search, training, tfjs) are loaded by now; the backend starts before the first cell comes
+const warming: Promise<unknown> = (init.warmBackend ? initBackend(init.warmBackend) : Promise.resolve()).catch(
+  () => undefined, // the cell's own initBackend reports the error
+);
+void warming.then(() => post({ type: 'ready' }));
+
 async function runOne(data: CellThreadData): Promise<CellOutcome> {
   setLogLevel(data.logLevel);
+  await warming;
   await initBackend(data.backend);
   const store = new RunStore(data.runDir, data.experiment, data.info, false);
   const cell = store.cell(data.cellId);

@@ -4,8 +4,10 @@
  * `openQueueConnection` answers within a few seconds: a Redis that cannot be reached is a UserError, not a hang.
  */
 import { existsSync, readFileSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { Redis, type RedisOptions } from 'ioredis';
 import { UserError } from '../errors.js';
+import { log } from '../log.js';
 
 export const ENV_USERNAME = 'BITALLOC_REDIS_USERNAME';
 export const ENV_PASSWORD = 'BITALLOC_REDIS_PASSWORD';
@@ -117,7 +119,8 @@ export function parseQueueTarget(
     connectTimeout: settings.connectTimeoutMs ?? 5000,
     ...(username ? { username } : {}),
     ...(password ? { password } : {}),
-    ...(tls ? { tls: { servername: host, ...(ca ? { ca } : {}) } } : {}),
+    // (the certificate is checked against HOST either way; SNI carries host names only, not addresses)
+    ...(tls ? { tls: { ...(isIP(host) === 0 ? { servername: host } : {}), ...(ca ? { ca } : {}) } } : {}),
   };
   return { display: `${url.protocol}//${url.host}${db ? `/${db}` : ''}`, host, port, db, tls, prefix, redis };
 }
@@ -135,6 +138,61 @@ export function redisClient(target: QueueTarget, name: string): Redis {
     maxRetriesPerRequest: null,
     retryStrategy: (n) => Math.min(250 * n, 5000),
   });
+}
+
+/**
+ * Logs the errors of a long-lived connection: the first one of an outage as a warning that says what happens
+ * (the client reconnects with back-off; work waits), later ones at debug level, and the reconnection at info
+ * level. Messages never carry the credentials.
+ */
+export function connectionErrorLogger(target: QueueTarget, what: string): { error(e: Error): void; ready(): void } {
+  let lost = false;
+  const secret = target.redis.password;
+  const clean = (text: string): string => (secret ? text.split(secret).join('***') : text);
+  return {
+    error(e: Error) {
+      const text = clean((e as Error & { code?: string }).code ?? e.message);
+      if (lost) {
+        log.debug(`${what}: redis: ${clean(e.message)}`);
+        return;
+      }
+      lost = true;
+      log.warn(
+        `${what}: lost the connection to Redis at ${target.display} (${text}); reconnecting every few seconds, ` +
+          'work waits meanwhile (this is logged once per outage)',
+      );
+    },
+    ready() {
+      if (!lost) return;
+      lost = false;
+      log.info(`${what}: connected to Redis at ${target.display} again`);
+    },
+  };
+}
+
+export type ConnectionErrorLogger = ReturnType<typeof connectionErrorLogger>;
+
+/** Wires a connectionErrorLogger to ioredis clients; returns it for the errors BullMQ reports. */
+export function warnOnLostConnection(
+  clients: Redis | Redis[],
+  target: QueueTarget,
+  what: string,
+): ConnectionErrorLogger {
+  const logger = connectionErrorLogger(target, what);
+  for (const client of Array.isArray(clients) ? clients : [clients]) {
+    client.on('error', (e: Error) => logger.error(e));
+    client.on('ready', () => logger.ready());
+  }
+  return logger;
+}
+
+/** Whether an error (of ioredis or BullMQ) means the connection is down rather than a failed command. */
+export function isConnectionError(e: Error): boolean {
+  const code = (e as Error & { code?: string }).code ?? '';
+  return (
+    /^(ECONNREFUSED|ECONNRESET|ETIMEDOUT|EPIPE|ENOTFOUND|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN)$/.test(code) ||
+    /Connection is closed|connect ETIMEDOUT|Stream isn't writeable/i.test(e.message)
+  );
 }
 
 /** ioredis options for BullMQ's Queue and Worker (which need maxRetriesPerRequest: null). */
@@ -175,13 +233,17 @@ export async function checkQueueReachable(target: QueueTarget, flag = '--queue')
     const err = (lastError ?? e) as Error & { code?: string };
     const text = String(err.message ?? err);
     const auth = /NOAUTH|WRONGPASS|invalid password|invalid username|AUTH/i.test(text);
+    const certificate =
+      target.tls && /CERT|SIGNATURE|VERIFY|certificate|SSL|TLS|altnames/i.test(`${err.code ?? ''} ${text}`);
     throw new UserError(
       `cannot use Redis at ${target.display}: ${auth ? 'authentication failed' : (err.code ?? text)}`,
       {
         field: flag,
         expected: auth
           ? `valid credentials in ${ENV_USERNAME} / ${ENV_PASSWORD}`
-          : `a reachable Redis server (start one with \`redis-server --port ${target.port}\`), URL of the form ${URL_FORM}`,
+          : certificate
+            ? `a server certificate for ${target.host} signed by a trusted CA (a private CA's PEM file in ${ENV_CA})`
+            : `a reachable Redis server (start one with \`redis-server --port ${target.port}\`), URL of the form ${URL_FORM}`,
       },
     );
   } finally {
@@ -200,7 +262,44 @@ export function runKeys(prefix: string, runKey: string) {
     cursor: `${base}:cursor`,
     tokens: `${base}:tokens`,
     checkpoint: (cellId: string) => `${base}:ckpt:${cellId}`,
+    /** A record too large for the stream (a checkpoint, result files), written next to it; the stream holds its key. */
+    payload: (cellId: string, id: string) => `${base}:payload:${cellId}:${id}`,
+    /** Pattern of every payload key of the run (for clean-up when the run is complete). */
+    payloads: `${base}:payload:*`,
   };
+}
+
+/** Records up to this many characters of JSON travel inline in the stream; larger ones as a payload key. */
+export const INLINE_RECORD_CHARS = 16 * 1024;
+/** Payload keys of records nobody applied (a run given up) expire after this many seconds. */
+export const PAYLOAD_TTL_SECONDS = 7 * 24 * 3600;
+/**
+ * Large values are read in slices of this many bytes. ioredis' reply parser grows a shared buffer for every
+ * reply that spans socket reads and shrinks it on a 50 ms timer that keeps the process alive until it is back
+ * under 50 kB: about 2 s after a 1 MB reply, but one tick after replies of a few kB.
+ */
+export const READ_SLICE_BYTES = 4096;
+
+/** The value of a (possibly large) string key, read atomically in small slices; null when the key is absent. */
+export async function getLarge(redis: Redis, key: string): Promise<string | null> {
+  for (let attempt = 0; ; attempt++) {
+    const size = await redis.strlen(key);
+    if (size <= READ_SLICE_BYTES) {
+      const small = await redis.getBuffer(key);
+      return small === null ? null : small.toString('utf8');
+    }
+    const tx = redis.multi().strlen(key);
+    for (let at = 0; at < size; at += READ_SLICE_BYTES)
+      tx.getrangeBuffer(key, at, Math.min(size, at + READ_SLICE_BYTES) - 1);
+    const replies = (await tx.exec()) ?? [];
+    for (const [err] of replies) if (err) throw err;
+    // the key changed between STRLEN and the transaction: read again
+    if (replies[0]?.[1] !== size) {
+      if (attempt < 5) continue;
+      throw new Error(`${key} keeps changing while it is read`);
+    }
+    return Buffer.concat(replies.slice(1).map(([, b]) => b as Buffer)).toString('utf8');
+  }
 }
 
 /** BullMQ job id of a cell of a run (no ':' allowed). */

@@ -33,7 +33,17 @@ import {
   type UniformPoint,
 } from '../run/run-store.js';
 import type { CellOutcome } from '../search/runner.js';
-import { CELLS_QUEUE, bullConnection, jobIdOf, redisClient, runKeys, type QueueTarget } from './connection.js';
+import {
+  CELLS_QUEUE,
+  bullConnection,
+  getLarge,
+  isConnectionError,
+  jobIdOf,
+  redisClient,
+  runKeys,
+  warnOnLostConnection,
+  type QueueTarget,
+} from './connection.js';
 import {
   packDir,
   safeJoin,
@@ -85,9 +95,9 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
   const keys = runKeys(target.prefix, runKey);
   const redis = redisClient(target, 'bitalloc-coordinator');
   const reader = redisClient(target, 'bitalloc-coordinator-reader');
-  for (const c of [redis, reader]) c.on('error', (e: Error) => log.debug(`redis: ${e.message}`));
+  const lostConnection = warnOnLostConnection([redis, reader], target, 'coordinator');
   const queue = new Queue<CellJobData>(CELLS_QUEUE, { connection: bullConnection(target), prefix: target.prefix });
-  queue.on('error', (e) => log.warn(`queue: ${e.message}`));
+  queue.on('error', (e) => (isConnectionError(e) ? lostConnection.error(e) : log.warn(`queue: ${e.message}`)));
   const total = store.cells.length;
   const label = (cell: CellStore): string => `[${cell.spec.index + 1}/${total}] ${cell.id}`;
   const outcomes = new Map<string, CellOutcome>();
@@ -123,7 +133,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
         if (cell.status !== 'running') cell.setStatus('running');
         const onDisk = loadCheckpoint(cell)?.state.episode ?? -1;
         if (r.from > onDisk) {
-          const raw = await redis.get(keys.checkpoint(cell.id));
+          const raw = await getLarge(redis, keys.checkpoint(cell.id));
           const blob = raw ? (JSON.parse(raw) as CheckpointBlob) : null;
           if (blob && blob.episode === r.from) await writeCheckpointToDisk(cell, blob.files);
         }
@@ -200,14 +210,24 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
     const step = async (blockMs: number): Promise<number> => {
       const reply = await reader.xread('COUNT', 20, 'BLOCK', blockMs, 'STREAMS', keys.records, cursor);
       const items = reply?.[0]?.[1] ?? [];
+      const payloads: string[] = [];
       for (const [id, fields] of items) {
         const f = new Map<string, string>();
         for (let i = 0; i + 1 < fields.length; i += 2) f.set(fields[i], fields[i + 1]);
         try {
+          const ref = f.get('ref');
+          let text = f.get('record') ?? 'null';
+          if (ref !== undefined) {
+            // a large record (checkpoint, result files) waits under its own key until the cursor has passed it
+            const payload = await getLarge(redis, ref);
+            if (payload === null) throw new Error(`its payload ${ref} is gone from Redis (expired?)`);
+            text = payload;
+            payloads.push(ref);
+          }
           await apply({
             cell: f.get('cell') ?? '',
             token: f.get('token') ?? '',
-            record: JSON.parse(f.get('record') ?? 'null') as StreamEntry['record'],
+            record: JSON.parse(text) as StreamEntry['record'],
           });
         } catch (e) {
           log.error(`record ${id} of cell ${f.get('cell')}: ${e instanceof Error ? e.message : String(e)}`);
@@ -218,6 +238,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
       if (items.length > 0) {
         await redis.set(keys.cursor, cursor);
         await redis.xtrim(keys.records, 'MINID', cursor);
+        if (payloads.length > 0) await redis.del(...payloads);
       }
       return items.length;
     };
@@ -275,8 +296,9 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
           counts[o.ok ? 'done' : 'failed']++;
           continue;
         }
-        const job = await queue.getJob(jobIdOf(runKey, cell.id));
-        const state = job ? await job.getState() : 'missing';
+        // (the state alone: the job's data, the experiment, stays in Redis)
+        const found = await queue.getJobState(jobIdOf(runKey, cell.id));
+        const state = found === 'unknown' ? 'missing' : found;
         if (state === 'active') counts.running++;
         else if (LIVE_STATES.has(state)) counts.waiting++;
         else if (state === 'failed' || state === 'missing' || state === 'completed') {
@@ -284,7 +306,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
           if ((await step(1)) > 0 || outcomes.has(cell.id)) continue;
           const error =
             state === 'failed'
-              ? (job?.failedReason ?? 'failed')
+              ? ((await queue.getJob(jobIdOf(runKey, cell.id)))?.failedReason ?? 'failed')
               : state === 'missing'
                 ? 'its job was removed from the queue'
                 : 'the job completed but its results did not reach the coordinator';
@@ -304,6 +326,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
     if (store.pendingCells().length === 0) {
       // the run is complete: its keys are no longer needed (jobs stay for `queue status` until they age out)
       await redis.del(keys.records, keys.cursor, keys.tokens, ...store.cells.map((c) => keys.checkpoint(c.id)));
+      await deleteMatching(redis, keys.payloads); // of attempts whose records came after the end (lost workers)
       await redis.set(keys.meta, JSON.stringify({ ...meta, finishedAt: new Date().toISOString() }));
     }
     return targetCells.map((c) => outcomes.get(c.id) as CellOutcome);
@@ -316,7 +339,7 @@ export async function runCellsOnQueue(store: RunStore, opts: QueueRunOptions): P
 /** Makes the checkpoint in Redis and the one on disk agree (after a coordinator restart). */
 async function reconcileCheckpoint(redis: Redis, key: string, cell: CellStore): Promise<void> {
   const disk = loadCheckpoint(cell);
-  const raw = await redis.get(key);
+  const raw = await getLarge(redis, key);
   const blob = raw ? (JSON.parse(raw) as CheckpointBlob) : null;
   const diskEpisode = disk?.state.episode ?? -1;
   if (disk && (!blob || blob.episode < diskEpisode)) {
@@ -330,6 +353,16 @@ async function reconcileCheckpoint(redis: Redis, key: string, cell: CellStore): 
     }
     await writeCheckpointToDisk(cell, blob.files);
   }
+}
+
+/** Deletes the keys matching a pattern (SCAN, not KEYS: Redis stays responsive). */
+async function deleteMatching(redis: Redis, pattern: string): Promise<void> {
+  let cursor = '0';
+  do {
+    const [next, found] = await redis.scan(cursor, 'MATCH', pattern, 'COUNT', 500);
+    if (found.length > 0) await redis.del(...found);
+    cursor = next;
+  } while (cursor !== '0');
 }
 
 /** Writes a packed checkpoint folder with the run store's atomic checkpoint writer. */

@@ -18,7 +18,18 @@ import type { BackendChoice } from '../backend/index.js';
 import { log, type LogLevel } from '../log.js';
 import type { RunInfo } from '../run/run-store.js';
 import type { CellOutcome } from '../search/runner.js';
-import { CELLS_QUEUE, bullConnection, redisClient, runKeys, type QueueTarget } from './connection.js';
+import {
+  CELLS_QUEUE,
+  INLINE_RECORD_CHARS,
+  PAYLOAD_TTL_SECONDS,
+  bullConnection,
+  getLarge,
+  isConnectionError,
+  redisClient,
+  runKeys,
+  warnOnLostConnection,
+  type QueueTarget,
+} from './connection.js';
 import {
   listDirs,
   packDir,
@@ -47,6 +58,8 @@ export interface QueueWorkerOptions {
   logLevel: LogLevel;
   /** Shown in `queue status`; default host:pid. */
   name?: string;
+  /** Backend the cell threads start with while they wait for the first cell (cells name their own). */
+  warmBackend?: BackendChoice;
 }
 
 export interface QueueWorkerHandle {
@@ -67,8 +80,12 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
   );
   mkdirSync(storeDir, { recursive: true });
   const redis = redisClient(opts.target, `bitalloc-worker-${name}`);
-  redis.on('error', (e: Error) => log.debug(`redis: ${e.message}`));
-  const pool = new ThreadPool();
+  const lostConnection = warnOnLostConnection(redis, opts.target, `worker ${name}`);
+  const pool = new ThreadPool(opts.warmBackend);
+  // threads load their imports and start the backend now, not when the first cell arrives
+  const threadsReady = pool
+    .warm(opts.concurrency)
+    .then(() => log.info(`worker ${name}: ${opts.concurrency} cell thread(s) ready`));
   let finished = 0;
   let stopping = false;
   /** Warm-up cache entries already sent to their run's coordinator (`runKey/name`). */
@@ -81,9 +98,23 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     const runDir = join(storeDir, d.runKey);
     const cellDir = join(runDir, 'cells', d.cellId);
     let chain: Promise<unknown> = Promise.resolve();
+    let payloads = 0;
     const emit = (record: CellRecord): void => {
-      const fields = ['cell', d.cellId, 'token', attempt, 'record', JSON.stringify(record)];
-      chain = chain.then(() => redis.xadd(keys.records, '*', ...fields));
+      const text = JSON.stringify(record);
+      if (text.length <= INLINE_RECORD_CHARS) {
+        chain = chain.then(() => redis.xadd(keys.records, '*', 'cell', d.cellId, 'token', attempt, 'record', text));
+        return;
+      }
+      // a checkpoint or result files: the value under a key of its own, its key in the stream (one transaction)
+      const key = keys.payload(d.cellId, `${attempt.split('/').pop()}-${payloads++}`);
+      chain = chain.then(async () => {
+        const replies = await redis
+          .multi()
+          .set(key, text, 'EX', PAYLOAD_TTL_SECONDS)
+          .xadd(keys.records, '*', 'cell', d.cellId, 'token', attempt, 'ref', key)
+          .exec();
+        for (const [err] of replies ?? []) if (err) throw err;
+      });
     };
     const progress = (episode: number): void => {
       const p: CellProgress = { worker: name, episode, episodes: d.experiment.episodes };
@@ -101,7 +132,7 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
         JSON.stringify({ ...d.cell, profile: { ...d.cell.profile, path: profileFile } }, null, 2) + '\n',
       );
       let from = 0;
-      const raw = await redis.get(keys.checkpoint(d.cellId));
+      const raw = await getLarge(redis, keys.checkpoint(d.cellId));
       if (raw) {
         const blob = JSON.parse(raw) as CheckpointBlob;
         unpackDir(blob.files, join(cellDir, 'checkpoint'));
@@ -200,10 +231,11 @@ export async function startQueueWorker(opts: QueueWorkerOptions): Promise<QueueW
     name,
     autorun: false,
   });
-  worker.on('error', (e) => log.warn(`worker: ${e.message}`));
+  worker.on('error', (e) => (isConnectionError(e) ? lostConnection.error(e) : log.warn(`worker: ${e.message}`)));
   worker.on('stalled', (jobId) => log.warn(`cell job ${jobId} lost its worker; it goes back to the queue`));
   await worker.waitUntilReady();
   const closed = worker.run().then(async () => {
+    await threadsReady;
     await pool.terminate();
     await redis.quit().catch(() => undefined);
     if (tempStore) rmSync(storeDir, { recursive: true, force: true });
@@ -263,6 +295,8 @@ function scratchInfo(d: CellJobData): RunInfo {
 
 interface PooledThread {
   thread: Thread;
+  /** Resolves when the thread has loaded (or has exited). */
+  ready: Promise<void>;
   stop: Int32Array;
   busy: boolean;
   onMessage: ((m: CellThreadMessage) => void) | null;
@@ -276,6 +310,15 @@ interface PooledThread {
  */
 class ThreadPool {
   private readonly threads: PooledThread[] = [];
+
+  constructor(private readonly warmBackend?: BackendChoice) {}
+
+  /** Starts threads until there are `n`; resolves when each has loaded its imports and backend. */
+  warm(n: number): Promise<void> {
+    const fresh: PooledThread[] = [];
+    while (this.threads.length < n) fresh.push(this.spawn());
+    return Promise.all(fresh.map((t) => t.ready)).then(() => undefined);
+  }
 
   busyCount(): number {
     return this.threads.filter((t) => t.busy).length;
@@ -303,9 +346,14 @@ class ThreadPool {
 
   private spawn(): PooledThread {
     const stop = new Int32Array(new SharedArrayBuffer(4));
-    const init: CellThreadInit = { stop: stop.buffer };
+    const init: CellThreadInit = {
+      stop: stop.buffer,
+      ...(this.warmBackend ? { warmBackend: this.warmBackend } : {}),
+    };
+    let markReady = (): void => undefined;
     const t: PooledThread = {
       thread: new Thread(new URL('./cell-thread.js', import.meta.url), { workerData: init }),
+      ready: new Promise<void>((r) => (markReady = r)),
       stop,
       busy: false,
       onMessage: null,
@@ -319,10 +367,12 @@ class ThreadPool {
       done?.(o);
     };
     t.thread.on('message', (m: CellThreadMessage) => {
-      if (m.type === 'outcome') finish(m.outcome);
+      if (m.type === 'ready') markReady();
+      else if (m.type === 'outcome') finish(m.outcome);
       else t.onMessage?.(m);
     });
     const lost = (error: string): void => {
+      markReady();
       const i = this.threads.indexOf(t);
       if (i >= 0) this.threads.splice(i, 1);
       finish({ id: '', ok: false, error });
