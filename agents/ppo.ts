@@ -36,6 +36,7 @@ import { packPerStep, packRollout } from './kit/rollout.js';
 import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
+import { combineMasks, dominanceMasks } from './kit/dominance.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -62,6 +63,8 @@ export interface PpoOptions {
   /** Divide rewards by the running standard deviation of episode returns (SB3's VecNormalize). */
   normalizeRewards: boolean;
   adamEpsilon: number;
+  /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
+  maskDominated: boolean;
 }
 
 export const PPO_DEFAULTS: Readonly<PpoOptions> = {
@@ -80,6 +83,7 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   normalizeAdvantages: true,
   normalizeRewards: true,
   adamEpsilon: 1e-5,
+  maskDominated: false,
 };
 
 /** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
@@ -182,6 +186,8 @@ export class PpoAgent implements StepAgent {
   private adam: Adam | null = null;
   private rollout: StepRecord[][] = [];
   private episode: StepRecord[] = [];
+  /** Per step: the choices left after removing dominated ones (maskDominated), else null. */
+  private dominance: Uint8Array[] | null = null;
   private episodeExplored = false;
   private pending: PendingAct | null = null;
   /** LSTM state carried across the steps of the current episode (null = episode start). */
@@ -203,6 +209,7 @@ export class PpoAgent implements StepAgent {
     this.disposeNetworks();
     this.weightCache = null;
     this.ctx = ctx;
+    this.dominance = this.options.maskDominated ? dominanceMasks(ctx) : null;
     this.rng = new Rng(ctx.seed);
     const D = ctx.observationSize;
     const H = this.options.hiddenSize;
@@ -301,8 +308,9 @@ export class PpoAgent implements StepAgent {
   }
 
   // --- acting ---------------------------------------------------------------------------------
-  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+  act(observation: Float32Array, envMask: Uint8Array | null, explore: boolean): number {
     const ctx = this.requireSetup();
+    const mask = combineMasks(envMask, this.dominance?.[this.episode.length]);
     const K = ctx.numActions;
     const H = this.options.hiddenSize;
     let logitsArr: Float32Array;

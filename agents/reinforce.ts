@@ -22,6 +22,7 @@ import { MaskedCategorical } from './kit/sampling.js';
 import { Adam } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
+import { combineMasks, dominanceMasks } from './kit/dominance.js';
 import { episodeRng } from './random.js';
 
 /** Hyperparameters (the registry's defaults). */
@@ -41,6 +42,8 @@ export const REINFORCE_DEFAULTS = {
   adamBeta1: 0.9,
   adamBeta2: 0.999,
   adamEpsilon: 1e-8,
+  /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
+  maskDominated: false,
 };
 export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
 
@@ -106,6 +109,10 @@ export class ReinforceAgent implements StepAgent {
   /** The policy's optimizer (its step count is the number of updates). */
   private adam: Adam | null = null;
   private episode: Step[] = [];
+  /** Per step: the choices left after removing dominated ones (maskDominated), else null. */
+  private dominance: Uint8Array[] | null = null;
+  /** The mask the last action was drawn under (the env's and the dominance mask together). */
+  private actMask: Uint8Array | null = null;
   private explored = true;
   /** Finished exploring episodes waiting for the next update: their steps and advantages. */
   private pending: { steps: Step[]; advantages: number[] }[] = [];
@@ -117,6 +124,7 @@ export class ReinforceAgent implements StepAgent {
   setup(ctx: AgentContext): void {
     this.dispose();
     this.seed = ctx.seed;
+    this.dominance = this.options.maskDominated ? dominanceMasks(ctx) : null;
     this.obsSize = ctx.observationSize;
     this.numActions = ctx.numActions;
     this.episodes = 0;
@@ -171,7 +179,9 @@ export class ReinforceAgent implements StepAgent {
     return this.policy(observation, mask).probs;
   }
 
-  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+  act(observation: Float32Array, envMask: Uint8Array | null, explore: boolean): number {
+    const mask = combineMasks(envMask, this.dominance?.[this.episode.length]);
+    this.actMask = mask;
     const usable = mask && mask.some((m) => m === 1) ? mask : null;
     const pi = this.policy(observation, usable);
     if (!explore) {
@@ -182,7 +192,12 @@ export class ReinforceAgent implements StepAgent {
   }
 
   observe(t: Transition): void {
-    this.episode.push({ observation: t.observation, action: t.action, reward: t.reward, mask: t.mask });
+    this.episode.push({
+      observation: t.observation,
+      action: t.action,
+      reward: t.reward,
+      mask: this.dominance ? this.actMask : t.mask,
+    });
   }
 
   endEpisode(_summary: EpisodeSummary): void {
