@@ -36,7 +36,7 @@ import { packPerStep, packRollout } from './kit/rollout.js';
 import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
-import { combineMasks, dominanceMasks } from './kit/dominance.js';
+import { bestUniformAction, combineMasks, dominanceMasks } from './kit/dominance.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -65,6 +65,8 @@ export interface PpoOptions {
   adamEpsilon: number;
   /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
   maskDominated: boolean;
+  /** Added to the initial logit of the widest uniform choice that fits the budget (0 = no warm start). */
+  warmStartLogit: number;
 }
 
 export const PPO_DEFAULTS: Readonly<PpoOptions> = {
@@ -84,6 +86,7 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   normalizeRewards: true,
   adamEpsilon: 1e-5,
   maskDominated: false,
+  warmStartLogit: 0,
 };
 
 /** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
@@ -96,6 +99,14 @@ export function validatePpoOptions(o: PpoOptions, field = 'agentOptions'): PpoOp
 }
 
 const MASKED_LOGIT = -1e9;
+
+/** The policy head's initial bias: zeros, plus `logit` on the widest uniform choice that fits (warm start). */
+function warmStartBias(ctx: AgentContext, K: number, logit: number): tf.Tensor1D {
+  const b = new Float32Array(K);
+  const i = logit !== 0 ? bestUniformAction(ctx) : null;
+  if (i !== null) b[i] = logit;
+  return tf.tensor1d(b);
+}
 const STATE_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
@@ -222,7 +233,7 @@ export class PpoAgent implements StepAgent {
       p('actor.w2', initWeight(this.rng, [H, H], g));
       p('actor.b2', tf.zeros([H]));
       p('actor.w3', initWeight(this.rng, [H, K], 0.01));
-      p('actor.b3', tf.zeros([K]));
+      p('actor.b3', warmStartBias(ctx, K, this.options.warmStartLogit));
       p('critic.w1', initWeight(this.rng, [D, H], g));
       p('critic.b1', tf.zeros([H]));
       p('critic.w2', initWeight(this.rng, [H, H], g));
@@ -237,7 +248,7 @@ export class PpoAgent implements StepAgent {
       p('lstm.wh', initWeight(this.rng, [H, 4 * H], 1));
       p('lstm.b', tf.tensor1d(bias));
       p('pi.w', initWeight(this.rng, [H, K], 0.01));
-      p('pi.b', tf.zeros([K]));
+      p('pi.b', warmStartBias(ctx, K, this.options.warmStartLogit));
       p('v.w', initWeight(this.rng, [H, 1], 1));
       p('v.b', tf.zeros([1]));
     }

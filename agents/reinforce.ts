@@ -22,7 +22,7 @@ import { MaskedCategorical } from './kit/sampling.js';
 import { Adam } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
-import { combineMasks, dominanceMasks } from './kit/dominance.js';
+import { bestUniformAction, combineMasks, dominanceMasks } from './kit/dominance.js';
 import { episodeRng } from './random.js';
 
 /** Hyperparameters (the registry's defaults). */
@@ -44,6 +44,8 @@ export const REINFORCE_DEFAULTS = {
   adamEpsilon: 1e-8,
   /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
   maskDominated: false,
+  /** Added to the initial logit of the widest uniform choice that fits the budget (0 = no warm start). */
+  warmStartLogit: 0,
 };
 export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
 
@@ -156,6 +158,14 @@ export class ReinforceAgent implements StepAgent {
       return ownedVariable(tf.tensor2d(values, shape), true);
     });
     const { learningRate: lr, adamBeta1: beta1, adamBeta2: beta2, adamEpsilon: eps } = this.options;
+    const warm = this.options.warmStartLogit !== 0 ? bestUniformAction(ctx) : null;
+    if (warm !== null) {
+      const b3 = new Float32Array(this.numActions);
+      b3[warm] = this.options.warmStartLogit;
+      const t = tf.tensor2d(b3, [1, this.numActions]);
+      this.params[5]!.assign(t);
+      t.dispose();
+    }
     this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
   }
 

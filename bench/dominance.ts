@@ -30,6 +30,10 @@ const VARIANTS: { label: string; agent: string; options: Record<string, unknown>
   { label: 'ppo+mask', agent: 'ppo', options: { maskDominated: true } },
   { label: 'reinforce', agent: 'reinforce', options: {} },
   { label: 'reinforce+mask', agent: 'reinforce', options: { maskDominated: true } },
+  { label: 'ppo+warm', agent: 'ppo', options: { warmStartLogit: 3 } },
+  { label: 'ppo+mask+warm', agent: 'ppo', options: { maskDominated: true, warmStartLogit: 3 } },
+  { label: 'reinforce+warm', agent: 'reinforce', options: { warmStartLogit: 3 } },
+  { label: 'reinforce+mask+warm', agent: 'reinforce', options: { maskDominated: true, warmStartLogit: 3 } },
 ];
 
 export async function run(argv: string[]): Promise<void> {
@@ -82,7 +86,7 @@ export async function run(argv: string[]): Promise<void> {
     budgets.map((b) => {
       const values = [...result.get(v.label)!.get(b)!.values()];
       const mean = values.reduce((a, x) => a + x, 0) / values.length;
-      const base = v.label.endsWith('+mask') ? v.label.replace('+mask', '') : 'random';
+      const base = v.label.includes('+') ? v.label.slice(0, v.label.indexOf('+')) : 'random';
       const diff =
         v.label === 'random' ? null : pairedDifference(result.get(v.label)!.get(b)!, result.get(base)!.get(b)!);
       return { agent: v.label, episodes: b, mean, against: v.label === 'random' ? null : base, diff };
@@ -95,12 +99,14 @@ export async function run(argv: string[]): Promise<void> {
   process.stdout.write(
     `${modelName} on ${profileName}, ${budget}, synthetic accuracy (noise ${noise}), seeds ${seeds.join(',')}\n`,
   );
-  process.stdout.write('agent           episodes  mean exact acc %  vs          diff (pts)  95% CI           wins\n');
+  process.stdout.write(
+    'agent               episodes  mean exact acc %  vs          diff (pts)  95% CI           wins\n',
+  );
   for (const r of rows) {
     const d = r.diff;
     const ci = d?.ci ? `[${(100 * d.ci[0]).toFixed(2)}, ${(100 * d.ci[1]).toFixed(2)}]` : '';
     process.stdout.write(
-      `${r.agent.padEnd(15)} ${String(r.episodes).padStart(8)}  ${(100 * r.mean).toFixed(2).padStart(16)}  ${(r.against ?? '').padEnd(10)}  ${d ? (100 * d.mean).toFixed(2).padStart(10) : ''.padStart(10)}  ${ci.padEnd(16)} ${d ? `${d.wins}/${d.n}` : ''}\n`,
+      `${r.agent.padEnd(19)} ${String(r.episodes).padStart(8)}  ${(100 * r.mean).toFixed(2).padStart(16)}  ${(r.against ?? '').padEnd(10)}  ${d ? (100 * d.mean).toFixed(2).padStart(10) : ''.padStart(10)}  ${ci.padEnd(16)} ${d ? `${d.wins}/${d.n}` : ''}\n`,
     );
   }
 }

@@ -9,7 +9,7 @@ import type { AgentContext, EpisodeSummary, StepAgent } from '../envs/types.js';
 import { syntheticLayers } from '../envs/synthetic.js';
 import { OBSERVATION_SIZE } from '../envs/observation.js';
 import { createAgent } from '../agents/index.js';
-import { combineMasks, dominanceMasks } from '../agents/kit/dominance.js';
+import { bestUniformAction, combineMasks, dominanceMasks } from '../agents/kit/dominance.js';
 import { initBackend } from '../src/backend/index.js';
 import type { AllocationCost } from '../src/hardware/api.js';
 import type { BitConfig } from '../src/models/layer-info.js';
@@ -111,3 +111,24 @@ for (const name of ['ppo', 'reinforce']) {
     assert.ok(off.filter((a) => isDominated(ctx.actionChoices![a])).length > 0);
   });
 }
+
+test('bestUniformAction is the widest uniform choice that fits; warmStartLogit makes it the first greedy choice', async () => {
+  await initBackend('wasm');
+  const fits = (bits: BitConfig): boolean => bits.every((b) => b.wBits <= 4 && b.aBits <= 4);
+  const ctx = context({ isFeasible: fits });
+  const i = bestUniformAction(ctx);
+  assert.ok(i !== null);
+  assert.deepEqual(ctx.actionChoices![i], { wBits: 4, aBits: 4 });
+  assert.equal(bestUniformAction(context({ isFeasible: () => false })), null);
+  const obs = new Float32Array(ctx.observationSize).fill(0.5);
+  for (const name of ['ppo', 'reinforce']) {
+    const warm = createAgent(name, { warmStartLogit: 3 }) as StepAgent;
+    await warm.setup(ctx);
+    assert.equal(await warm.act(obs, null, false), i, name);
+    warm.dispose?.();
+    const cold = createAgent(name, {}) as StepAgent;
+    await cold.setup(ctx);
+    assert.notEqual(await cold.act(obs, null, false), i, `${name} without a warm start`);
+    cold.dispose?.();
+  }
+});

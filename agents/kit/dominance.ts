@@ -64,3 +64,20 @@ export function combineMasks(envMask: Uint8Array | null, dominance: Uint8Array |
   const out = envMask ? dominance.map((d, i) => (d === 1 && envMask[i] === 1 ? 1 : 0)) : dominance.slice();
   return out.some((m) => m === 1) ? out : envMask;
 }
+
+/**
+ * A warm start (our choice): the action index of the widest uniform allocation that meets every budget on its
+ * own (every layer at b/b, or b on the step's side in `haq` mode), or null when none does. Agents add a logit to
+ * it in their initial policy, so the first episodes explore around the best uniform point that fits instead of
+ * uniformly over choices that are mostly over budget (and lowered) or worse at the same cost.
+ */
+export function bestUniformAction(ctx: AgentContext): number | null {
+  const choices = ctx.actionChoices;
+  if (!choices) return null;
+  for (const b of [...ctx.bitChoices].sort((x, y) => y - x)) {
+    if (!ctx.isFeasible(ctx.layers.map(() => ({ wBits: b, aBits: b })))) continue;
+    const i = choices.findIndex((c) => c.wBits === b && c.aBits === b);
+    if (i >= 0) return i;
+  }
+  return null;
+}
