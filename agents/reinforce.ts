@@ -163,7 +163,7 @@ export class ReinforceAgent implements StepAgent {
       const b3 = new Float32Array(this.numActions);
       b3[warm] = this.options.warmStartLogit;
       const t = tf.tensor2d(b3, [1, this.numActions]);
-      this.params[5]!.assign(t);
+      this.params[5].assign(t);
       t.dispose();
     }
     this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
