@@ -37,6 +37,7 @@ import { packPerStep, packRollout } from './kit/rollout.js';
 import { Adam, type AdamState } from './kit/adam.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
+import { bestUniformAction, combineMasks, dominanceMasks } from './kit/dominance.js';
 
 // ---------------------------------------------------------------------------------------------
 // Hyperparameters (SB3 / CleanRL defaults, rollout sized for short allocation episodes)
@@ -63,6 +64,10 @@ export interface PpoOptions {
   /** Divide rewards by the running standard deviation of episode returns (SB3's VecNormalize). */
   normalizeRewards: boolean;
   adamEpsilon: number;
+  /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
+  maskDominated: boolean;
+  /** Added to the initial logit of the widest uniform choice that fits the budget (0 = no warm start). */
+  warmStartLogit: number;
 }
 
 export const PPO_DEFAULTS: Readonly<PpoOptions> = {
@@ -81,6 +86,8 @@ export const PPO_DEFAULTS: Readonly<PpoOptions> = {
   normalizeAdvantages: true,
   normalizeRewards: true,
   adamEpsilon: 1e-5,
+  maskDominated: false,
+  warmStartLogit: 0,
 };
 
 /** Checks a full option set (defaults merged); errors name `${field}.<option>`. */
@@ -93,6 +100,14 @@ export function validatePpoOptions(o: PpoOptions, field = 'agentOptions'): PpoOp
 }
 
 const MASKED_LOGIT = -1e9;
+
+/** The policy head's initial bias: zeros, plus `logit` on the widest uniform choice that fits (warm start). */
+function warmStartBias(ctx: AgentContext, K: number, logit: number): tf.Tensor1D {
+  const b = new Float32Array(K);
+  const i = logit !== 0 ? bestUniformAction(ctx) : null;
+  if (i !== null) b[i] = logit;
+  return tf.tensor1d(b);
+}
 const STATE_VERSION = 1;
 
 // ---------------------------------------------------------------------------------------------
@@ -184,6 +199,8 @@ export class PpoAgent implements StepAgent {
   private adam: Adam | null = null;
   private rollout: StepRecord[][] = [];
   private episode: StepRecord[] = [];
+  /** Per step: the choices left after removing dominated ones (maskDominated), else null. */
+  private dominance: Uint8Array[] | null = null;
   private episodeExplored = false;
   private pending: PendingAct | null = null;
   /** LSTM state carried across the steps of the current episode (null = episode start). */
@@ -205,6 +222,7 @@ export class PpoAgent implements StepAgent {
     this.disposeNetworks();
     this.weightCache = null;
     this.ctx = ctx;
+    this.dominance = this.options.maskDominated ? dominanceMasks(ctx) : null;
     this.rng = new Rng(ctx.seed);
     const D = ctx.observationSize;
     const H = this.options.hiddenSize;
@@ -217,7 +235,7 @@ export class PpoAgent implements StepAgent {
       p('actor.w2', initWeight(this.rng, [H, H], g));
       p('actor.b2', tf.zeros([H]));
       p('actor.w3', initWeight(this.rng, [H, K], 0.01));
-      p('actor.b3', tf.zeros([K]));
+      p('actor.b3', warmStartBias(ctx, K, this.options.warmStartLogit));
       p('critic.w1', initWeight(this.rng, [D, H], g));
       p('critic.b1', tf.zeros([H]));
       p('critic.w2', initWeight(this.rng, [H, H], g));
@@ -232,7 +250,7 @@ export class PpoAgent implements StepAgent {
       p('lstm.wh', initWeight(this.rng, [H, 4 * H], 1));
       p('lstm.b', tf.tensor1d(bias));
       p('pi.w', initWeight(this.rng, [H, K], 0.01));
-      p('pi.b', tf.zeros([K]));
+      p('pi.b', warmStartBias(ctx, K, this.options.warmStartLogit));
       p('v.w', initWeight(this.rng, [H, 1], 1));
       p('v.b', tf.zeros([1]));
     }
@@ -303,8 +321,9 @@ export class PpoAgent implements StepAgent {
   }
 
   // --- acting ---------------------------------------------------------------------------------
-  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+  act(observation: Float32Array, envMask: Uint8Array | null, explore: boolean): number {
     const ctx = this.requireSetup();
+    const mask = combineMasks(envMask, this.dominance?.[this.episode.length]);
     const K = ctx.numActions;
     const H = this.options.hiddenSize;
     let logitsArr: Float32Array;

@@ -26,6 +26,7 @@ import { isStateOf } from './kit/state.js';
 import { UserError } from '../src/errors.js';
 import type { AgentEntry } from './index.js';
 import { optionChecks } from './kit/option-checks.js';
+import { bestUniformAction, combineMasks, dominanceMasks } from './kit/dominance.js';
 import { episodeRng } from './random.js';
 
 /** Hyperparameters (the registry's defaults). */
@@ -45,6 +46,10 @@ export const REINFORCE_DEFAULTS = {
   adamBeta1: 0.9,
   adamBeta2: 0.999,
   adamEpsilon: 1e-8,
+  /** Remove each layer's dominated choices (more bits elsewhere at no more cost; agents/kit/dominance.ts). */
+  maskDominated: false,
+  /** Added to the initial logit of the widest uniform choice that fits the budget (0 = no warm start). */
+  warmStartLogit: 0,
 };
 export type ReinforceOptions = typeof REINFORCE_DEFAULTS;
 
@@ -151,6 +156,10 @@ export class ReinforceAgent implements StepAgent {
   /** The policy's optimizer (its step count is the number of updates). */
   private adam: Adam | null = null;
   private episode: Step[] = [];
+  /** Per step: the choices left after removing dominated ones (maskDominated), else null. */
+  private dominance: Uint8Array[] | null = null;
+  /** The mask the last action was drawn under (the env's and the dominance mask together). */
+  private actMask: Uint8Array | null = null;
   private explored = true;
   /** Finished exploring episodes waiting for the next update: their steps and advantages. */
   private pending: { steps: Step[]; advantages: number[] }[] = [];
@@ -162,6 +171,7 @@ export class ReinforceAgent implements StepAgent {
   setup(ctx: AgentContext): void {
     this.dispose();
     this.seed = ctx.seed;
+    this.dominance = this.options.maskDominated ? dominanceMasks(ctx) : null;
     this.obsSize = ctx.observationSize;
     this.numActions = ctx.numActions;
     this.episodes = 0;
@@ -193,6 +203,14 @@ export class ReinforceAgent implements StepAgent {
       return this.store.add(PARAM_NAMES[i], tf.tensor2d(values, shape));
     });
     const { learningRate: lr, adamBeta1: beta1, adamBeta2: beta2, adamEpsilon: eps } = this.options;
+    const warm = this.options.warmStartLogit !== 0 ? bestUniformAction(ctx) : null;
+    if (warm !== null) {
+      const b3 = new Float32Array(this.numActions);
+      b3[warm] = this.options.warmStartLogit;
+      const t = tf.tensor2d(b3, [1, this.numActions]);
+      this.params[5].assign(t);
+      t.dispose();
+    }
     this.adam = new Adam(this.params, { lr, eps, beta1, beta2 });
   }
 
@@ -216,7 +234,9 @@ export class ReinforceAgent implements StepAgent {
     return this.policy(observation, mask).probs;
   }
 
-  act(observation: Float32Array, mask: Uint8Array | null, explore: boolean): number {
+  act(observation: Float32Array, envMask: Uint8Array | null, explore: boolean): number {
+    const mask = combineMasks(envMask, this.dominance?.[this.episode.length]);
+    this.actMask = mask;
     const usable = mask && mask.some((m) => m === 1) ? mask : null;
     const pi = this.policy(observation, usable);
     if (!explore) {
@@ -227,7 +247,12 @@ export class ReinforceAgent implements StepAgent {
   }
 
   observe(t: Transition): void {
-    this.episode.push({ observation: t.observation, action: t.action, reward: t.reward, mask: t.mask });
+    this.episode.push({
+      observation: t.observation,
+      action: t.action,
+      reward: t.reward,
+      mask: this.dominance ? this.actMask : t.mask,
+    });
   }
 
   endEpisode(_summary: EpisodeSummary): void {

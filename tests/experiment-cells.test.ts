@@ -167,6 +167,8 @@ test('every preset in experiments/ validates', () => {
   for (const name of ['compare-agents.json', 'mcu.json', 'quickstart.json', 'transfer.json'])
     assert.ok(presets.includes(name), `preset ${name} ships`);
   for (const f of presets) {
+    // reads files prepared by bench/prepare-pretrained.ts: validated in experiment-presets-pretrained.test.ts
+    if (f === 'quality-mobilenetv2-pretrained.json') continue;
     const exp = loadExperiment(join(experimentsDir, f));
     assert.ok(cells(exp).length >= 1, f);
   }

@@ -41,11 +41,14 @@ export function nsfwjsModels(): { dir: string | null; reason: string } {
 
 export const CACHE_ROOT = process.env['BITALLOC_FIXTURE_DIR'] ?? join(tmpdir(), 'bitalloc-fixtures');
 
-/** Writes nsfwjs's `name` model as model.json + weight shards (once) and returns the model.json path, or null. */
-export function pretrainedModel(name: PretrainedName): string | null {
+/**
+ * Writes nsfwjs's `name` model as model.json + weight shards (once) and returns the model.json path, or null.
+ * `outDir` (default `<CACHE_ROOT>/nsfwjs/<name>`) is the folder it goes to.
+ */
+export function pretrainedModel(name: PretrainedName, outDir?: string): string | null {
   const { dir } = nsfwjsModels();
   if (!dir) return null;
-  const out = join(CACHE_ROOT, 'nsfwjs', name);
+  const out = outDir ?? join(CACHE_ROOT, 'nsfwjs', name);
   const file = join(out, 'model.json');
   if (existsSync(file)) return file;
   const src = join(dir, name);

@@ -180,3 +180,16 @@ test('without a uniform agent the best feasible uniform point of each seed is th
   assert.ok(Math.abs(ppo.vsUniform.mean - 0.075) < 1e-12);
   assert.equal(ppo.vsRandom, null);
 });
+
+test('a uniform or random series with no outcome yet (pending in a merged run) is no baseline', () => {
+  const uni = { bits: { wBits: 4, aBits: 4 }, accuracy: 0.8, latencyMs: 1, energyUj: 1, sizeBytes: 1, feasible: true };
+  const g = group({
+    ppo: [cell('ppo', 1, 0.9, { uniform: [uni] })],
+    uniform: [cell('uniform', 1, null, { status: 'pending' })],
+    random: [cell('random', 1, null, { status: 'pending' })],
+  });
+  const s = groupStatistics(g);
+  assert.equal(s.uniformBaseline, 'uniform-points');
+  assert.equal(s.randomBaseline, null);
+  assert.ok(Math.abs((s.agents[0]?.vsUniform?.mean ?? NaN) - 0.1) < 1e-12);
+});

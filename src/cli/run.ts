@@ -425,6 +425,11 @@ export const searchCommand: CliCommand = {
         type: 'boolean',
         describe: "QAT on the float network's soft targets (always for label-free data)",
       })
+      .option('eval-cache', {
+        type: 'boolean',
+        describe:
+          'reuse the result of an allocation already evaluated at the same weights (default true; only with --qat-steps 0)',
+      })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -472,6 +477,7 @@ export const searchCommand: CliCommand = {
       ...(args['batch-size'] !== undefined ? { batchSize: args['batch-size'] } : {}),
       ...(args['target'] !== undefined ? { target: args['target'] } : {}),
       ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
+      ...(args['eval-cache'] !== undefined ? { evalCache: args['eval-cache'] } : {}),
     };
     let exp: Experiment;
     try {

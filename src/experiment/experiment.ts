@@ -187,6 +187,11 @@ export interface Experiment {
   target?: Target;
   /** Train on the float network's soft targets (always so for label-free data). */
   distill?: boolean;
+  /**
+   * Reuse the result of an allocation already evaluated at the same weights (default true); in effect only when
+   * qatSteps is 0 (with QAT the shared weights change between evaluations). Cached episodes are marked.
+   */
+  evalCache?: boolean;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -238,6 +243,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   'preprocess',
   'target',
   'distill',
+  'evalCache',
 ];
 
 /** One device profile of the experiment. */
@@ -803,6 +809,7 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
   }
   const target = raw['target'] === undefined ? undefined : choice('target', TARGETS, 'accuracy');
   const distill = typeof raw['distill'] === 'boolean' ? raw['distill'] : undefined;
+  const evalCache = typeof raw['evalCache'] === 'boolean' ? raw['evalCache'] : undefined;
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) =>
@@ -842,6 +849,7 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
     ...(preprocess !== undefined ? { preprocess } : {}),
     ...(target !== undefined ? { target } : {}),
     ...(distill !== undefined ? { distill } : {}),
+    ...(evalCache !== undefined ? { evalCache } : {}),
   };
   return exp;
 }

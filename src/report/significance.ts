@@ -108,8 +108,10 @@ function bestFittingUniformBySeed(cells: readonly ReportCell[]): Map<number, num
 
 export function groupStatistics(g: ReportGroup): GroupStatistics {
   const bySeries = new Map(g.series.map((s) => [s.name, outcomesBySeed(s.cells)]));
-  const random = g.series.find((s) => s.agentName === 'random') ?? null;
-  const uniformAgent = g.series.find((s) => s.agentName === 'uniform') ?? null;
+  // a series without any finished or started cell (e.g. pending in a merged run) is no baseline
+  const hasOutcomes = (s: { name: string }): boolean => (bySeries.get(s.name)?.size ?? 0) > 0;
+  const random = g.series.find((s) => s.agentName === 'random' && hasOutcomes(s)) ?? null;
+  const uniformAgent = g.series.find((s) => s.agentName === 'uniform' && hasOutcomes(s)) ?? null;
   const randomMap = random ? (bySeries.get(random.name) as Map<number, number>) : null;
   const uniformMap = uniformAgent
     ? (bySeries.get(uniformAgent.name) as Map<number, number>)

@@ -82,6 +82,8 @@ export interface EpisodeRecord {
   reward: number;
   /** Wall time of the episode (agent + QAT + evaluation), ms. */
   wallMs: number;
+  /** True when the result came from the evaluation cache (the allocation was evaluated before at the same weights). */
+  cached?: boolean;
 }
 
 /** final.json: the best allocation after the final fine-tune. */

@@ -54,6 +54,7 @@ import {
 } from '../run/run-store.js';
 import { EXPERIMENT_DEFAULTS } from '../experiment/experiment.js';
 import { runEpisode } from './episode.js';
+import { EvalCache, weightsFingerprint, type EvalCacheEntry } from './eval-cache.js';
 import {
   checkEvalBackend,
   evaluateWith,
@@ -95,6 +96,11 @@ export interface SearchSpec {
   threads?: number;
   /** Engine of the forward passes (evaluation, uniform points); default auto. QAT always runs on tfjs. */
   evalBackend?: EvalBackendChoice;
+  /**
+   * Reuse the result of an allocation already evaluated at the same weights (default true). Only in effect
+   * when qatSteps is 0: with QAT the shared weights change between evaluations.
+   */
+  evalCache?: boolean;
   /** Image folders: preprocessing (default: the model's preprocess.json). */
   preprocess?: Preprocess;
   /** `fidelity`: accuracy = agreement with the float network (always for label-free data). */
@@ -205,6 +211,8 @@ export interface SearchResult {
   wallSeconds: number;
   /** Where episode time went, seconds: QAT steps, evaluation, and the rest (agent + env + simulator). */
   timing: { qatSeconds: number; evalSeconds: number; otherSeconds: number; otherShare: number };
+  /** The evaluation cache over the whole cell (resumed parts included): hits, and allocations held; null when off. */
+  evalCache: { hits: number; entries: number } | null;
   /** True when stopAfter ended the search early. */
   interrupted: boolean;
 }
@@ -226,7 +234,10 @@ export class QatEvaluator implements AccuracyEvaluator {
     reference: AccuracyResult | null = null,
     /** Forward passes on another engine (onnxruntime); null = the trainer's tfjs evaluation. */
     private readonly forward: ((limit: number) => Promise<AccuracyResult>) | null = null,
+    /** Already-evaluated allocations; only valid when nothing trains the weights between evaluations. */
+    readonly cache: EvalCache | null = null,
   ) {
+    if (cache && qatSteps > 0) throw new Error('an evaluation cache is only valid without QAT steps');
     this.ref = reference;
   }
 
@@ -249,12 +260,19 @@ export class QatEvaluator implements AccuracyEvaluator {
   async evaluate(bits: BitConfig): Promise<AccuracyResult> {
     this.net.setBits(bits);
     const t0 = performance.now();
+    const key = this.cache ? this.cache.key(bits, weightsFingerprint(this.net.model)) : null;
+    const hit = key !== null ? this.cache!.get(key) : null;
+    if (hit) {
+      this.evalSeconds += (performance.now() - t0) / 1000;
+      return hit;
+    }
     if (this.qatSteps > 0) await this.trainer.trainSteps(this.qatSteps);
     const t1 = performance.now();
     const r = await this.validation();
     const t2 = performance.now();
     this.qatSeconds += (t1 - t0) / 1000;
     this.evalSeconds += (t2 - t1) / 1000;
+    if (key !== null) this.cache!.set(key, r);
     return { accuracy: r.accuracy, loss: r.loss };
   }
 }
@@ -267,10 +285,13 @@ interface SearchCheckpoint {
   floatTestAccuracy: number;
   best: EpisodeRecord | null;
   timing: { qatSeconds: number; evalSeconds: number; totalSeconds: number };
+  /** Evaluated allocations (absent when the cache is off). */
+  evalCache?: EvalCacheEntry[];
+  evalCacheHits?: number;
   [key: string]: unknown;
 }
 
-function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
+function episodeRecord(s: EpisodeSummary, wallMs: number, cached: boolean): EpisodeRecord {
   const evaluated = s.evaluated !== false && Number.isFinite(s.accuracy);
   return {
     episode: s.episode,
@@ -284,6 +305,7 @@ function episodeRecord(s: EpisodeSummary, wallMs: number): EpisodeRecord {
     feasible: s.feasible,
     reward: s.reward,
     wallMs,
+    ...(cached ? { cached: true } : {}),
   };
 }
 
@@ -464,6 +486,14 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
     const forwardNet = net as QuantNetwork;
     const forward = ortEval ? async (limit: number) => evaluateWith(ortEval, forwardNet, dataset.val, { limit }) : null;
+    const cacheOn = spec.evalCache !== false && spec.qatSteps === 0;
+    const evalCache = cacheOn
+      ? new EvalCache(
+          { dataset: spec.dataset, seed: spec.seed, split: 'val', samples: spec.evalSamples, engine: engine.name },
+          saved?.evalCache ?? [],
+        )
+      : null;
+    if (evalCache) evalCache.hits = saved?.evalCacheHits ?? 0;
     const evaluator = new QatEvaluator(
       net,
       trainer,
@@ -471,6 +501,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       spec.evalSamples,
       saved?.reference ?? null,
       forward,
+      evalCache,
     );
     const reference = await evaluator.reference();
     const env = new BitAllocationEnv({
@@ -526,6 +557,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         best,
         timing: { qatSeconds: evaluator.qatSeconds, evalSeconds: evaluator.evalSeconds, totalSeconds: episodeSeconds },
         evalBackend: engine.name,
+        ...(evalCache ? { evalCache: evalCache.save(), evalCacheHits: evalCache.hits } : {}),
       };
       await saveCheckpoint(cell, state, async (dir) => {
         await saveNetwork(net!, join(dir, 'network'));
@@ -556,12 +588,14 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         break;
       }
       const t0 = performance.now();
+      const hitsBefore = evalCache?.hits ?? 0;
       const summary = await runEpisode(env, agent);
       const wallMs = performance.now() - t0;
+      const cached = (evalCache?.hits ?? 0) > hitsBefore;
       episodeSeconds += wallMs / 1000;
       done = summary.episode;
       ranThisCall++;
-      const record = episodeRecord(summary, wallMs);
+      const record = episodeRecord(summary, wallMs, cached);
       if (cell) appendEpisode(cell, record);
       if (isBetterEpisode(record, best)) {
         best = record;
@@ -637,6 +671,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       seed: spec.seed,
       wallSeconds: 0,
       timing,
+      evalCache: evalCache ? { hits: evalCache.hits, entries: evalCache.size } : null,
       interrupted,
     };
     if (interrupted) {
