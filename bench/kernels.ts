@@ -210,8 +210,8 @@ function resnet20Rows(): KernelRow[] {
   ];
   for (const [h, ci, co, s] of layers) {
     const ho = Math.ceil(h / s);
-    const x = tf.randomNormal([n, h, h, ci]) as tf.Tensor4D;
-    const f = tf.randomNormal([3, 3, ci, co]) as tf.Tensor4D;
+    const x = tf.randomNormal<tf.Rank.R4>([n, h, h, ci]);
+    const f = tf.randomNormal<tf.Rank.R4>([3, 3, ci, co]);
     const dy = tf.randomNormal([n, ho, ho, co]);
     held.push(x, f, dy);
     const macs = n * ho * ho * 9 * ci * co;
@@ -220,9 +220,9 @@ function resnet20Rows(): KernelRow[] {
     const dx = () =>
       tf
         .engine()
-        .runKernel('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, h, ci] }) as tf.Tensor;
+        .runKernel<tf.Tensor>('Conv2DBackpropInput', { dy, filter: f }, { ...common, inputShape: [n, h, h, ci] });
     const dW = () =>
-      tf.engine().runKernel('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [3, 3, ci, co] }) as tf.Tensor;
+      tf.engine().runKernel<tf.Tensor>('Conv2DBackpropFilter', { x, dy }, { ...common, filterShape: [3, 3, ci, co] });
     const push = (name: string, op: () => tf.Tensor, direct: boolean): void => {
       cases.push({ name: `resnet20 ${name}`, shape, macs, op, simd: true, direct });
     };

@@ -57,10 +57,10 @@ test('a choice is removed exactly when another has as many bits on both sides at
   assert.equal(allowed.length, 9);
 });
 
-test('no masks without an additive budget or in haq step mode; pinned first and last layers are skipped', () => {
+test('no masks without an additive budget or in two-step step mode; pinned first and last layers are skipped', () => {
   assert.equal(dominanceMasks(context({ constraints: [] })), null);
   assert.equal(dominanceMasks(context({ constraints: [{ metric: 'peakMemory', limit: 1 }] })), null);
-  assert.equal(dominanceMasks(context({ stepMode: 'haq' })), null);
+  assert.equal(dominanceMasks(context({ stepMode: 'two-step' })), null);
   const n = syntheticLayers().length;
   assert.equal(dominanceMasks(context({ stepsPerEpisode: n - 2 }))?.length, n - 2);
   assert.equal(dominanceMasks(context({ stepsPerEpisode: 3 })), null);

@@ -15,12 +15,12 @@ import type { BitConfig } from '../../src/models/layer-info.js';
 const ADDITIVE = { latency: 'latencyMs', energy: 'energyUj', size: 'sizeBytes' } as const;
 
 /**
- * One mask per step (1 = allowed), or null when it does not apply: `haq` step mode (one side per step), no
+ * One mask per step (1 = allowed), or null when it does not apply: `two-step` step mode (one side per step), no
  * action choices, no additive budget, or steps that do not map onto layers.
  */
 export function dominanceMasks(ctx: AgentContext): Uint8Array[] | null {
   const choices = ctx.actionChoices;
-  if (!choices || ctx.stepMode === 'haq') return null;
+  if (!choices || ctx.stepMode === 'two-step') return null;
   const metrics = [...new Set((ctx.constraints ?? []).map((c) => c.metric))]
     .filter((m): m is keyof typeof ADDITIVE => m in ADDITIVE)
     .map((m) => ADDITIVE[m]);

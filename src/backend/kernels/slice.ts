@@ -21,7 +21,7 @@ export const sliceKernel: tf.KernelFunc = (args) => {
   if (x == null || begin == null || size == null || (x.dtype !== 'float32' && x.dtype !== 'int32')) {
     return builtin.kernelFunc(args);
   }
-  const [b, s] = tf.slice_util.parseSliceParams(x as tf.Tensor, begin, size);
+  const [b, s] = tf.slice_util.parseSliceParams(x, begin, size);
   if (!tf.slice_util.isSliceContinous(x.shape, b, s)) return builtin.kernelFunc(args);
   const backend = asWasmBackend(args.backend, 'Slice');
   const offset = tf.slice_util.computeFlatOffset(b, tf.util.computeStrides(x.shape));
