@@ -3,8 +3,10 @@
  * 224x224 (self-initialised weights, exported by Debian's PyTorch into a temporary folder, imported
  * by bitalloc), at batch 8 and 64, float and fake-quantized W4A4:
  * - TF.js wasm (bitalloc's network; batch 64 does not fit the wasm heap and is reported as such),
- * - onnxruntime-node at 1 and 2 threads on bitalloc's evaluation graph (weights and quantizer
- *   parameters as graph inputs, as the search uses it), and on the float file PyTorch wrote,
+ * - onnxruntime-node at 1 and 2 threads on bitalloc's evaluation graph as the search builds it
+ *   (fake-quantized weights as constants, quantizer parameters as inputs; the session build time is
+ *   printed, paid once per weight state), the same graph with weights as inputs (batch 8, 2 threads,
+ *   for comparison), and the float file PyTorch wrote,
  * - PyTorch CPU (bench/torch_eval.py, float, 1 and 2 threads) when /usr/bin/python3 has torch.
  * Medians of N timed runs after one warm-up run. --json: one object with wasmImagesPerSec (W4A4,
  * batch 8), ortImagesPerSec (W4A4, 2 threads, batch 8), torchImagesPerSec (float, 2 threads,
@@ -22,6 +24,7 @@ import { loadModel } from '../src/models/index.js';
 import { writeGraph } from '../src/onnx/graph.js';
 import { encodeModel } from '../src/onnx/proto.js';
 import { createSession, loadOrt, ortVersion, type OrtModule } from '../src/onnx/runtime.js';
+import { feedTensor } from '../src/search/ort-evaluator.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 
 const PYTHON = '/usr/bin/python3';
@@ -34,6 +37,8 @@ interface Row {
   threads: number;
   imagesPerSec: number | null;
   note?: string;
+  /** onnxruntime eval graph: seconds to write the graph and build its session (once per weight state in a search). */
+  buildSeconds?: number;
 }
 
 function flag(argv: string[], name: string): string | undefined {
@@ -79,23 +84,28 @@ async function ortRow(
   batch: number,
   threads: number,
   runs: number,
+  weightInputs = false,
 ): Promise<Row> {
-  const g = writeGraph(net, 'eval');
-  const session = await createSession(ort, encodeModel(g.model), threads);
+  // as the search's evaluator builds it: fake-quantized weights as constants, quantizer parameters as inputs
+  const t0 = performance.now();
+  const g = writeGraph(net, 'eval', {}, { weightInputs });
+  const session = await createSession(ort, encodeModel(g.model), threads, { fakeQuant: true });
+  const buildSeconds = (performance.now() - t0) / 1000;
   const feeds: Record<string, InstanceType<OrtModule['Tensor']>> = {};
-  for (const f of g.feeds) {
-    const v = f.read();
-    feeds[f.name] =
-      f.dtype === 'bool'
-        ? new ort.Tensor('bool', v as Uint8Array, f.dims)
-        : new ort.Tensor('float32', v as Float32Array, f.dims);
-  }
+  for (const f of g.feeds) feeds[f.name] = feedTensor(ort, f);
   feeds[g.inputName] = new ort.Tensor('float32', images(batch), [batch, 224, 224, 3]);
   const sec = await timeRuns(runs, async () => {
     await session.run(feeds);
   });
   await session.release();
-  return { engine: 'onnxruntime (bitalloc eval graph)', precision, batch, threads, imagesPerSec: batch / sec };
+  return {
+    engine: weightInputs ? 'onnxruntime (eval graph, weights as inputs)' : 'onnxruntime (bitalloc eval graph)',
+    precision,
+    batch,
+    threads,
+    imagesPerSec: batch / sec,
+    buildSeconds,
+  };
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -150,9 +160,12 @@ export async function run(argv: string[]): Promise<void> {
         imagesPerSec: null,
         note: 'exceeds the 4 GB wasm heap',
       });
-      if (ort)
+      if (ort) {
         for (const batch of [8, 64])
           for (const threads of [1, 2]) rows.push(await ortRow(ort, net, precision, batch, threads, runs));
+        // the previous design, for comparison: weights as graph inputs (no pre-packing)
+        rows.push(await ortRow(ort, net, precision, 8, 2, runs, true));
+      }
     }
     if (ort) {
       // the float file as PyTorch wrote it (constant weights: onnxruntime's best case for float)
@@ -215,10 +228,12 @@ export async function run(argv: string[]): Promise<void> {
   process.stdout.write(
     `MobileNetV2 224x224, images/s (median of ${runs} runs; load average ${result.loadAverage.toFixed(1)} on ${result.cpus} cores)\n`,
   );
-  process.stdout.write('| engine | precision | batch | threads | images/s |\n|---|---|---|---|---|\n');
+  process.stdout.write(
+    '| engine | precision | batch | threads | images/s | session build s |\n|---|---|---|---|---|---|\n',
+  );
   for (const r of rows)
     process.stdout.write(
-      `| ${r.engine} | ${r.precision} | ${r.batch} | ${r.threads} | ${r.imagesPerSec === null ? (r.note ?? 'n/a') : r.imagesPerSec.toFixed(1)} |\n`,
+      `| ${r.engine} | ${r.precision} | ${r.batch} | ${r.threads} | ${r.imagesPerSec === null ? (r.note ?? 'n/a') : r.imagesPerSec.toFixed(1)} | ${r.buildSeconds === undefined ? '' : r.buildSeconds.toFixed(2)} |\n`,
     );
   const ratio = (v: number | null): string => (v === null ? 'n/a' : `${v.toFixed(2)}x`);
   process.stdout.write(

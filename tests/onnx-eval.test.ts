@@ -11,7 +11,7 @@ import { calibrateNetwork, createTrainer, evaluateModel } from '../src/train/tra
 import { validateExperiment } from '../src/experiment/experiment.js';
 import { UserError } from '../src/errors.js';
 
-test('accuracy at an allocation is the same through tfjs and onnxruntime, and one session serves every quantized allocation', async () => {
+test('accuracy at an allocation is the same through tfjs and onnxruntime, and a session per weight state serves every activation allocation', async () => {
   setLogLevel('warn');
   await initBackend('wasm');
   const ds = await loadDataset('mnist', { seed: 1 });
@@ -46,7 +46,17 @@ test('accuracy at an allocation is the same through tfjs and onnxruntime, and on
   const a = await evaluateModel(net.model, split, { limit: n });
   const b = await ev.evaluate(split, { limit: n });
   assert.ok(Math.abs(a.accuracy - b.accuracy) <= 0.001, `after QAT: tfjs ${a.accuracy} vs onnxruntime ${b.accuracy}`);
-  assert.equal(ev.sessionsBuilt, 2, 'one session for float inputs, one for every <= 8-bit allocation');
+  assert.equal(
+    ev.sessionsBuilt,
+    5,
+    'one session per weight state: W8A8 at creation, three allocations, the weights QAT moved',
+  );
+  // the same weights again: the cached session, whatever the activation bits
+  net.setBits(net.getBits().map((b) => ({ ...b, aBits: 3 })));
+  const c = await evaluateModel(net.model, split, { limit: n });
+  const d = await ev.evaluate(split, { limit: n });
+  assert.ok(Math.abs(c.accuracy - d.accuracy) <= 0.001, `A3: tfjs ${c.accuracy} vs onnxruntime ${d.accuracy}`);
+  assert.equal(ev.sessionsBuilt, 5, 'a new activation allocation on the same weights reuses the session');
   await ev.dispose();
   trainer.dispose();
   net.model.dispose();
