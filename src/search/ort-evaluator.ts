@@ -163,6 +163,20 @@ export class OrtEvaluator {
     return res;
   }
 
+  /** Logits of a whole split at the network's current state, [n * classes] (log-probabilities for a softmax output, as networkLogits). */
+  async logits(split: Split): Promise<Float32Array> {
+    const n = split.labels.length;
+    const out = new Float32Array(n * this.classes);
+    let at = 0;
+    for (const o of await this.outputs(split, n)) {
+      if (this.probabilities)
+        for (let i = 0; i < o.length; i++) out[at + i] = Math.log(Math.min(1, Math.max(1e-12, o[i])));
+      else out.set(o, at);
+      at += o.length;
+    }
+    return out;
+  }
+
   /** Accuracy and mean cross-entropy on the first `limit` samples of a split. */
   async evaluate(split: Split, opts: { limit?: number } = {}): Promise<EvalResult> {
     const n = Math.min(split.labels.length, opts.limit ?? Infinity);
