@@ -102,7 +102,7 @@ function qonnxToStandard(m: ModelProto): ModelProto {
       extra.push(t);
       return t.name as string;
     };
-    const out = (nd.output ?? [])[0] as string;
+    const out = (nd.output ?? [])[0];
     const t = (op: string, ins: string[]): string => {
       const o = `qref_${k++}`;
       nodes.push({ opType: op, input: ins, output: [o], name: o });
