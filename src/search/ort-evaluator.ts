@@ -4,8 +4,8 @@
  * allocation is new feeds); the fake-quantized weights are constants, which onnxruntime pre-packs
  * for its convolutions (about 3x the speed of weights as inputs). A session is therefore built per
  * distinct weight state (a new wBits allocation, or weights QAT moved): the graph is written at
- * every evaluation, its weights hashed, and sessions are kept by (structure, weight hash), the most
- * recent few. Building one costs about as much as a few batches (MobileNetV2 224x224: 0.1-0.4 s;
+ * every evaluation, its weights hashed, and sessions are kept by (structure, weight hash), the two
+ * most recent. Building one costs about as much as a few batches (MobileNetV2 224x224: 0.1-0.4 s;
  * `npm run bench -- eval` prints it). Accuracy and mean cross-entropy match evaluateModel's definitions.
  */
 import type { Split } from '../data/api.js';
@@ -22,9 +22,9 @@ export { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 export interface OrtEvaluatorOptions {
   /** Intra-op threads (default 2). */
   threads?: number;
-  /** Samples per run (default 64). */
+  /** Samples per run (default: 256 samples of 28x28, down to 16 of 224x224x3: onnxruntime's buffers grow with it). */
   batchSize?: number;
-  /** Sessions kept (default 3): each holds one weight state. */
+  /** Sessions kept (default 2): each holds one weight state and its buffers. */
   maxSessions?: number;
 }
 
@@ -92,7 +92,9 @@ export class OrtEvaluator {
   static async create(net: QuantNetwork, opts: OrtEvaluatorOptions = {}): Promise<OrtEvaluator | null> {
     const ort = await loadOrt();
     if (!ort) return null;
-    const ev = new OrtEvaluator(ort, net, opts.threads ?? 2, opts.batchSize ?? 64, Math.max(1, opts.maxSessions ?? 3));
+    const size = (net.model.inputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
+    const batch = opts.batchSize ?? Math.max(1, Math.min(256, 2 ** Math.floor(Math.log2((16 * 224 * 224 * 3) / size))));
+    const ev = new OrtEvaluator(ort, net, opts.threads ?? 2, batch, Math.max(1, opts.maxSessions ?? 2));
     await ev.compiled(); // fails early when the network has no translation
     return ev;
   }
