@@ -16,6 +16,7 @@ const SUITES = [
   'memory',
   'finetune',
   'dominance',
+  'search-wall',
 ] as const;
 
 async function main(): Promise<number> {

@@ -8,10 +8,11 @@ import { loadModel } from '../src/models/index.js';
 import { OrtEvaluator, resolveEvalBackend } from '../src/search/ort-evaluator.js';
 import { runSearch, searchSpec } from '../src/search/search.js';
 import { calibrateNetwork, createTrainer, evaluateModel } from '../src/train/trainer.js';
+import { networkLogits } from '../src/train/distill.js';
 import { validateExperiment } from '../src/experiment/experiment.js';
 import { UserError } from '../src/errors.js';
 
-test('accuracy at an allocation is the same through tfjs and onnxruntime, and one session serves every quantized allocation', async () => {
+test('accuracy at an allocation is the same through tfjs and onnxruntime, and a session per weight state serves every activation allocation', async () => {
   setLogLevel('warn');
   await initBackend('wasm');
   const ds = await loadDataset('mnist', { seed: 1 });
@@ -46,7 +47,17 @@ test('accuracy at an allocation is the same through tfjs and onnxruntime, and on
   const a = await evaluateModel(net.model, split, { limit: n });
   const b = await ev.evaluate(split, { limit: n });
   assert.ok(Math.abs(a.accuracy - b.accuracy) <= 0.001, `after QAT: tfjs ${a.accuracy} vs onnxruntime ${b.accuracy}`);
-  assert.equal(ev.sessionsBuilt, 2, 'one session for float inputs, one for every <= 8-bit allocation');
+  assert.equal(
+    ev.sessionsBuilt,
+    5,
+    'one session per weight state: W8A8 at creation, three allocations, the weights QAT moved',
+  );
+  // the same weights again: the cached session, whatever the activation bits
+  net.setBits(net.getBits().map((b) => ({ ...b, aBits: 3 })));
+  const c = await evaluateModel(net.model, split, { limit: n });
+  const d = await ev.evaluate(split, { limit: n });
+  assert.ok(Math.abs(c.accuracy - d.accuracy) <= 0.001, `A3: tfjs ${c.accuracy} vs onnxruntime ${d.accuracy}`);
+  assert.equal(ev.sessionsBuilt, 5, 'a new activation allocation on the same weights reuses the session');
   await ev.dispose();
   trainer.dispose();
   net.model.dispose();
@@ -79,6 +90,50 @@ test('the search records its forward-pass engine; onnxruntime and tfjs give the 
   assert.deepEqual(
     ort.uniform.map((u) => (u.accuracy ?? NaN).toFixed(2)),
     tfjs.uniform.map((u) => (u.accuracy ?? NaN).toFixed(2)),
+  );
+});
+
+test('the float reference logits (fidelity targets) through onnxruntime equal tfjs; a fidelity search gives the same reference on both engines', async () => {
+  setLogLevel('warn');
+  await initBackend('wasm');
+  const ds = await loadDataset('mnist', { seed: 2, limit: 300 });
+  const net = await loadModel('lenet5', { inputShape: ds.inputShape, numClasses: ds.numClasses, seed: 2 });
+  const ev = await OrtEvaluator.create(net, { threads: 2 });
+  assert.ok(ev);
+  const z = await ev.logits(ds.val);
+  const ref = networkLogits(net, ds.val.x);
+  const r = ref.dataSync();
+  assert.equal(z.length, r.length);
+  let range = 0;
+  let diff = 0;
+  for (let i = 0; i < r.length; i++) {
+    range = Math.max(range, Math.abs(r[i]));
+    diff = Math.max(diff, Math.abs(r[i] - z[i]));
+  }
+  assert.ok(range > 0 && diff <= 1e-4 * range, `max |diff| ${diff} against range ${range}`);
+  ref.dispose();
+  await ev.dispose();
+  net.model.dispose();
+  const base = {
+    model: 'lenet5',
+    agent: 'random',
+    episodes: 2,
+    qatSteps: 0,
+    warmupEpochs: 0,
+    finetuneEpochs: 0,
+    evalSamples: 300,
+    trainLimit: 400,
+    bitChoices: [4, 8],
+    target: 'fidelity' as const,
+  };
+  const a = await runSearch(searchSpec({ ...base, evalBackend: 'onnxruntime' }));
+  const b = await runSearch(searchSpec({ ...base, evalBackend: 'tfjs' }));
+  assert.equal(a.metric, 'agreement');
+  assert.equal(a.reference.floatTestAccuracy, 1, 'the float network agrees with its own targets');
+  assert.equal(a.reference.floatTestAccuracy, b.reference.floatTestAccuracy);
+  assert.ok(
+    Math.abs((a.reference.w8a8ValAccuracyStart ?? NaN) - (b.reference.w8a8ValAccuracyStart ?? NaN)) <= 0.0034,
+    `W8A8 agreement at the start: ${a.reference.w8a8ValAccuracyStart} vs ${b.reference.w8a8ValAccuracyStart}`,
   );
 });
 

@@ -11,7 +11,7 @@ import { setLogLevel } from '../src/log.js';
 import { loadModel } from '../src/models/index.js';
 import type { BitConfig } from '../src/models/layer-info.js';
 import { exportOnnx } from '../src/onnx/export.js';
-import { decodeModel } from '../src/onnx/proto.js';
+import { decodeModel, encodeModel, floatTensor, type ModelProto, type NodeProto } from '../src/onnx/proto.js';
 import { createSession, loadOrt } from '../src/onnx/runtime.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { calibrateNetwork, createTrainer } from '../src/train/trainer.js';
@@ -68,6 +68,59 @@ async function compare(
     if (a === b) agree++;
   }
   return { agree: agree / n, maxDiff };
+}
+
+/**
+ * A reference executor for QONNX: each `Quant` node (qonnx.custom_op.general) rewritten into the
+ * standard ops of its definition, y = scale * (Clip(Round(x / scale + zp), qmin, qmax) - zp), with
+ * qmin / qmax from bitwidth, signed and narrow (signed: [-2^(b-1) (+1 if narrow), 2^(b-1) - 1];
+ * unsigned: [0, 2^b - 1 (-1 if narrow)]) and rounding_mode ROUND (half to even, as ONNX Round), so
+ * that onnxruntime can run the file.
+ */
+function qonnxToStandard(m: ModelProto): ModelProto {
+  const g = m.graph!;
+  const inits = new Map((g.initializer ?? []).map((t) => [t.name, t] as const));
+  const scalar = (name: string): number => new Float32Array(Uint8Array.from(inits.get(name)!.rawData!).buffer)[0];
+  const extra = [...(g.initializer ?? [])];
+  const nodes: NodeProto[] = [];
+  let k = 0;
+  for (const nd of g.node ?? []) {
+    if (nd.opType !== 'Quant') {
+      nodes.push(nd);
+      continue;
+    }
+    const [x, scale, zp, bw] = nd.input as [string, string, string, string];
+    const at = new Map((nd.attribute ?? []).map((a) => [a.name, a] as const));
+    const signed = Number(at.get('signed')?.i ?? 1) === 1;
+    const narrow = Number(at.get('narrow')?.i ?? 0) === 1;
+    assert.equal(new TextDecoder().decode(at.get('rounding_mode')?.s), 'ROUND');
+    const b = scalar(bw);
+    const qmin = signed ? -(2 ** (b - 1)) + (narrow ? 1 : 0) : 0;
+    const qmax = signed ? 2 ** (b - 1) - 1 : 2 ** b - 1 - (narrow ? 1 : 0);
+    const c = (v: number): string => {
+      const t = floatTensor(`qref_c${k++}`, [], [v]);
+      extra.push(t);
+      return t.name as string;
+    };
+    const out = (nd.output ?? [])[0];
+    const t = (op: string, ins: string[]): string => {
+      const o = `qref_${k++}`;
+      nodes.push({ opType: op, input: ins, output: [o], name: o });
+      return o;
+    };
+    const r = t('Round', [t('Add', [t('Div', [x, scale]), zp])]);
+    nodes.push({
+      opType: 'Mul',
+      input: [t('Sub', [t('Clip', [r, c(qmin), c(qmax)]), zp]), scale],
+      output: [out],
+      name: `qref_${k++}`,
+    });
+  }
+  return {
+    ...m,
+    opsetImport: (m.opsetImport ?? []).filter((o) => (o.domain ?? '') === ''),
+    graph: { ...g, node: nodes, initializer: extra },
+  };
 }
 
 function allocations(net: QuantNetwork): [string, BitConfig][] {
@@ -169,5 +222,15 @@ test('the QONNX export holds one Quant node per quantized tensor with its bit wi
     const names = (nd.attribute ?? []).map((a) => a.name).sort();
     assert.deepEqual(names, ['narrow', 'rounding_mode', 'signed']);
   }
+  // the Quant nodes executed by their definition equal the simulated network
+  const ref = path.join(tmp, 'lenet-qonnx-reference.onnx');
+  fs.writeFileSync(ref, encodeModel(qonnxToStandard(m)));
+  const { agree, maxDiff } = await compare(net, ref, ds.test, 500);
+  const step = logitStep(net);
+  console.log(
+    `lenet5 QONNX (reference executor): top-1 agreement ${(100 * agree).toFixed(2)}%, max |logit diff| ${maxDiff.toExponential(2)}, one step ${step.toExponential(2)}`,
+  );
+  assert.ok(agree >= 0.999, `QONNX top-1 agreement ${agree}`);
+  assert.ok(maxDiff <= step, `QONNX max |logit diff| ${maxDiff} > one step ${step}`);
   net.model.dispose();
 });

@@ -14,7 +14,7 @@ import { Rng } from '../src/util/rng.js';
 const FIXTURES = path.join(process.cwd(), 'tests', 'fixtures', 'onnx');
 const META = JSON.parse(fs.readFileSync(path.join(FIXTURES, 'fixtures.json'), 'utf8')) as Record<
   string,
-  { inputShape: [number, number, number]; opset: number }
+  { inputShape: [number, number, number]; opset: number; layout?: 'nhwc' }
 >;
 
 /** Random NCHW images in [0, 1) and the same images NHWC. */
@@ -37,6 +37,7 @@ test('every ONNX fixture imports and its float outputs equal onnxruntime on the 
   await initBackend('wasm');
   const ort = await loadOrt();
   assert.ok(ort, 'onnxruntime-node loads');
+  assert.equal(META['tf2onnx_layout']?.layout, 'nhwc', 'the tf2onnx-layout fixture (NHWC input) is among them');
   for (const [name, meta] of Object.entries(META)) {
     const file = path.join(FIXTURES, `${name}.onnx`);
     const net = loadOnnxModel(file);
@@ -46,9 +47,12 @@ test('every ONNX fixture imports and its float outputs equal onnxruntime on the 
       const { nchw, nhwc } = images(n, meta.inputShape, 3);
       const ours = tf.tidy(() => (net.model.predict(tf.tensor4d(nhwc, [n, h, w, c])) as tf.Tensor).dataSync());
       const session = await createSession(ort, fs.readFileSync(file), 1);
-      const res: Record<string, unknown> = await session.run({
-        [session.inputNames[0]]: new ort.Tensor('float32', nchw, [n, c, h, w]),
-      });
+      // tf2onnx's layout takes NHWC images (and transposes them itself)
+      const feed =
+        meta.layout === 'nhwc'
+          ? new ort.Tensor('float32', nhwc, [n, h, w, c])
+          : new ort.Tensor('float32', nchw, [n, c, h, w]);
+      const res: Record<string, unknown> = await session.run({ [session.inputNames[0]]: feed });
       const ref: Float32Array = (res[session.outputNames[0]] as { data: Float32Array }).data;
       await session.release();
       assert.equal(ours.length, ref.length, `${name}: output size`);

@@ -1,14 +1,18 @@
 /**
  * Writes a QuantNetwork (tfjs, NHWC) as an ONNX graph (NCHW), in one of four forms:
  *
- * - `eval`: the fake-quantized network for onnxruntime with its parameters as graph inputs. A
- *   quantized layer's input at <= 8 bits goes through DequantizeLinear(QuantizeLinear(Max(Min(x,
- *   hi), lo), scale)) (uint8 / int8 by the layer's signedness) with scale, lo = qmin * scale and hi =
- *   qmax * scale as scalar inputs (wider grids: Clip(Round(x * inv), qmin, qmax) * scale), and its
- *   kernel (already fake-quantized, BatchNorm folded: what QuantLayer.inferenceParams gives) and
- *   bias are inputs too. A new allocation or new weights after QAT are new feeds; only the set of
- *   float (32-bit) inputs and of grids wider than 8 bits is the graph's structure
- *   (`evalStructure`). Input NHWC (the datasets' layout).
+ * - `eval`: the fake-quantized network for onnxruntime (search evaluation). A quantized layer's
+ *   input at <= 8 bits goes through DequantizeLinear(Clip(QuantizeLinear(x, scale), qmin, qmax),
+ *   scale) (uint8 / int8 by the layer's signedness; wider grids: scale * Round(Clip(x / scale, qmin,
+ *   qmax)) in float ops), with scale and the range as scalar graph inputs, so a new activation
+ *   allocation is new feeds. Kernels (already fake-quantized, BatchNorm folded: what
+ *   QuantLayer.inferenceParams gives) and biases are constants by default: onnxruntime pre-packs
+ *   constant weights for its convolutions (about 3x faster than weights as inputs), so new weights
+ *   (a new wBits, or QAT steps) are a new session (ort-evaluator.ts caches them by content);
+ *   `weightInputs: true` makes them inputs instead. A zero Pad read only by convolutions is folded
+ *   into their pads (quantizing commutes with it: every grid holds 0). Only the set of float
+ *   (32-bit) inputs and of grids wider than 8 bits is the graph's structure (`evalStructure`).
+ *   Input NHWC (the datasets' layout).
  * - `qdq`: the deployable file. Weights are integer codes (int8, narrow range: the symmetric
  *   [-(2^(b-1)-1), 2^(b-1)-1] grid) with per-output-channel scales, dequantized by
  *   DequantizeLinear; each activation is clipped (Min / Max) to its grid's range [qmin*s, qmax*s]
@@ -24,7 +28,7 @@ import { UserError } from '../errors.js';
 import type { QuantNetwork } from '../quant/network.js';
 import { QConv2D, QDense, QDepthwiseConv2D, QuantLayer, batchNormFactors, type FixedActGrid } from '../quant/layers.js';
 import { FLOAT_BITS } from '../quant/quantizers.js';
-import { inboundNames } from '../quant/inventory.js';
+import { consumers, inboundNames } from '../quant/inventory.js';
 import { ChannelSlice, OnnxClip, OnnxHardSigmoid, OnnxHardSwish, OnnxPad2D } from './layers.js';
 import {
   DataType,
@@ -49,9 +53,9 @@ export const QONNX_DOMAIN = 'qonnx.custom_op.general';
 export interface EvalFeed {
   name: string;
   dims: number[];
-  dtype: 'float32' | 'bool';
+  dtype: 'float32' | 'bool' | 'int8' | 'uint8';
   /** Reads the current value from the network. */
-  read: () => Float32Array | Uint8Array;
+  read: () => Float32Array | Uint8Array | Int8Array;
 }
 
 export interface WrittenGraph {
@@ -199,7 +203,7 @@ export function evalStructure(net: QuantNetwork): string {
 
 /** Writes the network at its current bits in the given form (see the module comment). */
 export interface WriteOptions {
-  /** eval mode: weights and biases as graph inputs (default true); false writes them as constants of the current state. */
+  /** eval mode: weights and biases as graph inputs (default false: constants of the current state). */
   weightInputs?: boolean;
 }
 
@@ -212,7 +216,12 @@ export function writeGraph(
   const model = net.model;
   const b = new Builder();
   const feeds: EvalFeed[] = [];
-  const out = new Map<string, { name: string; rank: number; shape: Shape }>();
+  /** `pad`: a zero Pad that only convolutions read, folded into their pads (eval mode) instead of written. */
+  const out = new Map<
+    string,
+    { name: string; rank: number; shape: Shape; pad?: { src: string; pads: [number, number, number, number] } }
+  >();
+  const readers = consumers(model);
   const inLayer = model.inputs[0]?.sourceLayer;
   if (!inLayer || model.inputs.length !== 1) throw new UserError('only single-input networks can be written as ONNX');
   const inShape = model.inputs[0].shape; // [N, H, W, C]
@@ -231,18 +240,24 @@ export function writeGraph(
   }
   const folded = new Set(net.qlayers.filter((q) => q.foldedBn).map((q) => (q.foldedBn as tf.layers.Layer).name));
   const qIndex = new Map(net.qlayers.map((q, i) => [q.name, i] as const));
+  const elemType = {
+    float32: DataType.FLOAT,
+    bool: DataType.BOOL,
+    int8: DataType.INT8,
+    uint8: DataType.UINT8,
+  } as const;
   const feedInput = (
     name: string,
     dims: number[],
-    read: () => Float32Array | Uint8Array,
-    dtype: 'float32' | 'bool' = 'float32',
+    read: () => Float32Array | Uint8Array | Int8Array,
+    dtype: EvalFeed['dtype'] = 'float32',
     asInput = true,
   ): string => {
     if (!asInput) {
       const v = read();
-      return b.init(dtype === 'bool' ? intTensor(name, dims, v, DataType.BOOL) : floatTensor(name, dims, v));
+      return b.init(dtype === 'float32' ? floatTensor(name, dims, v) : intTensor(name, dims, v, elemType[dtype]));
     }
-    b.input(name, dtype === 'bool' ? DataType.BOOL : DataType.FLOAT, dims);
+    b.input(name, elemType[dtype], dims);
     feeds.push({ name, dims, dtype, read });
     return name;
   };
@@ -265,10 +280,10 @@ export function writeGraph(
     if (layer instanceof QuantLayer) {
       const i = qIndex.get(layer.name) as number;
       const q = layer;
-      // ---- input activation quantizer
-      let xin = x.name;
+      // ---- input activation quantizer (before a folded zero Pad: the grid holds 0, so quantizing commutes with it)
+      let xin = x.pad ? x.pad.src : x.name;
       if (mode === 'eval' && q.aBits < FLOAT_BITS) {
-        // the grid's numbers are inputs; its form (QDQ up to 8 bits, float ops above) is the graph's structure
+        // the grid's numbers are always inputs; its form (QDQ up to 8 bits, float ops above) is the graph's structure
         const st = `q${i}`;
         let cached: FixedActGrid | null = null;
         const grid = (): FixedActGrid => {
@@ -283,18 +298,25 @@ export function writeGraph(
           return grid();
         };
         if (q.aBits <= 8) {
+          // DequantizeLinear(Clip(QuantizeLinear(x, scale), qmin, qmax), scale): three passes, two of them on
+          // one-byte codes. scale and the integer range are graph inputs: onnxruntime's QDQ fusions (which would
+          // turn neighbouring float ops into integer kernels with their own requantization) need constant scales,
+          // and the session also turns them off (runtime.ts, evalSessionOptions).
+          const t = q.signed ? 'int8' : 'uint8';
           const scale = feedInput(`${st}_scale`, [], () => Float32Array.of(fresh().scale));
-          const lo = feedInput(`${st}_lo`, [], () => Float32Array.of(grid().qmin * grid().scale));
-          const hi = feedInput(`${st}_hi`, [], () => Float32Array.of(grid().qmax * grid().scale));
+          const codes = (v: number): Int8Array | Uint8Array => (q.signed ? Int8Array.of(v) : Uint8Array.of(v));
+          const lo = feedInput(`${st}_qmin`, [], () => codes(grid().qmin), t);
+          const hi = feedInput(`${st}_qmax`, [], () => codes(grid().qmax), t);
           const zp = b.intConst([0], q.signed ? DataType.INT8 : DataType.UINT8, []);
-          const qv = b.node('QuantizeLinear', [b.node('Max', [b.node('Min', [xin, hi]), lo]), scale, zp]);
-          xin = b.node('DequantizeLinear', [qv, scale, zp], [], `${q.name}_actq`);
+          const qv = b.node('QuantizeLinear', [xin, scale, zp]);
+          xin = b.node('DequantizeLinear', [b.node('Clip', [qv, lo, hi]), scale, zp], [], `${q.name}_actq`);
         } else {
+          // wider grids: scale * Round(Clip(x * (1/scale), qmin, qmax)), the tfjs fake quantizer's op order
           const inv = feedInput(`${st}_inv`, [], () => Float32Array.of(1 / fresh().scale));
           const scale = feedInput(`${st}_scale`, [], () => Float32Array.of(grid().scale));
           const lo = feedInput(`${st}_lo`, [], () => Float32Array.of(grid().qmin));
           const hi = feedInput(`${st}_hi`, [], () => Float32Array.of(grid().qmax));
-          const r = b.node('Clip', [b.node('Round', [b.node('Mul', [xin, inv])]), lo, hi]);
+          const r = b.node('Round', [b.node('Clip', [b.node('Mul', [xin, inv]), lo, hi])]);
           xin = b.node('Mul', [r, scale], [], `${q.name}_actq`);
         }
       } else if (mode !== 'float' && mode !== 'eval' && q.aBits < FLOAT_BITS) {
@@ -366,7 +388,7 @@ export function writeGraph(
           }
           return cache;
         };
-        const wi = wopts.weightInputs !== false;
+        const wi = wopts.weightInputs === true;
         wName = feedInput(
           `w${i}`,
           od,
@@ -460,6 +482,7 @@ export function writeGraph(
           const pw = samePads(w, g.kernelSize[1], g.strides[1], g.dilationRate[1]);
           pads = [ph[0], pw[0], ph[1], pw[1]];
         }
+        if (x.pad) pads = pads.map((p, j) => p + (x.pad as { pads: number[] }).pads[j]);
         const attrs = [
           attrInts('kernel_shape', [...g.kernelSize]),
           attrInts('strides', [...g.strides]),
@@ -494,10 +517,16 @@ export function writeGraph(
         if (mode === 'eval') {
           let cache: Float32Array[] | null = null;
           inputs = [0, 1, 2].map((j) =>
-            feedInput(`${layer.name}_${names[j]}`, [ch], () => {
-              if (j === 0) cache = get();
-              return (cache ?? get())[j];
-            }),
+            feedInput(
+              `${layer.name}_${names[j]}`,
+              [ch],
+              () => {
+                if (j === 0) cache = get();
+                return (cache ?? get())[j];
+              },
+              'float32',
+              wopts.weightInputs === true,
+            ),
           );
         } else {
           const v = get();
@@ -605,6 +634,14 @@ export function writeGraph(
         } else {
           const p = cfg['padding'] as [[number, number], [number, number]];
           [[t, bo], [l, r]] = p;
+        }
+        const convsOnly = (readers.get(layer.name) ?? []).every((n) => {
+          const l = model.getLayer(n);
+          return l instanceof QConv2D || l instanceof QDepthwiseConv2D;
+        });
+        if (mode === 'eval' && value === 0 && convsOnly && !x.pad) {
+          out.set(layer.name, { name: '', rank, shape: outShape, pad: { src: x.name, pads: [t, l, bo, r] } });
+          break;
         }
         set(
           b.node(

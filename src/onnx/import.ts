@@ -776,6 +776,14 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
               return fail('Squeeze other than of the 1x1 spatial axes after global pooling');
           }
           if (xin.kind === 'vector' || xin.kind === 'pooled') return alias({ ...xin, kind: 'vector' });
+          if (xin.kind === 'nhwc') {
+            // an NHWC tensor flattens in the internal (NHWC) order: no feature permutation
+            return alias({
+              sym: apply(tf.layers.flatten({ name: layerName('flatten') }), xin.sym),
+              kind: 'vector',
+              perm: null,
+            });
+          }
           if (xin.kind !== 'image') return fail(`${op} of an NHWC input`);
           const [h, w, ch] = xin.sym.shape.slice(1) as [number, number, number];
           const y = apply(tf.layers.flatten({ name: layerName('flatten') }), xin.sym);
@@ -806,6 +814,8 @@ export function importOnnx(m: ModelProto, file: string, opts: { inputShape?: num
           const xin = v(ins[0]);
           const perm = ints(at.get('perm'), []).join(',');
           if (xin.kind === 'nhwc' && perm === '0,3,1,2') return alias({ ...xin, kind: 'image' });
+          // tf2onnx, before a Keras Flatten: back to NHWC (the internal layout already)
+          if (xin.kind === 'image' && perm === '0,2,3,1') return alias({ ...xin, kind: 'nhwc' });
           if ((xin.kind === 'vector' || xin.kind === 'pooled') && (perm === '0,1' || perm === '0,1,2,3'))
             return alias(xin);
           return fail(

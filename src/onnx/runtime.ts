@@ -40,13 +40,24 @@ export async function ortVersion(): Promise<string | null> {
   );
 }
 
-/** A CPU session over ONNX bytes with `threads` intra-op threads. */
-export async function createSession(ort: OrtModule, bytes: Uint8Array, threads = 2): Promise<OrtSession> {
+/**
+ * A CPU session over ONNX bytes with `threads` intra-op threads. `fakeQuant`: the search's
+ * evaluation graph, whose float arithmetic must stay float: onnxruntime's QDQ fusions (integer
+ * kernels in place of DequantizeLinear -> op -> QuantizeLinear, float weights quantized to int8)
+ * are turned off (session config session.disable_quant_qdq).
+ */
+export async function createSession(
+  ort: OrtModule,
+  bytes: Uint8Array,
+  threads = 2,
+  opts: { fakeQuant?: boolean } = {},
+): Promise<OrtSession> {
   return ort.InferenceSession.create(bytes, {
     executionProviders: ['cpu'],
     intraOpNumThreads: threads,
     interOpNumThreads: 1,
     graphOptimizationLevel: 'all',
     executionMode: 'sequential',
+    ...(opts.fakeQuant ? { extra: { session: { disable_quant_qdq: '1' } } } : {}),
   });
 }

@@ -1,15 +1,19 @@
 /**
- * The search's forward passes in onnxruntime-node: one session over the fake-quantized evaluation
- * graph (graph.ts, mode `eval`) whose weights and quantizer parameters are graph inputs, so an
- * episode's allocation (and the weights QAT moved) are new feeds, never a new session.
- * Accuracy and mean cross-entropy match evaluateModel's definitions.
+ * The search's forward passes in onnxruntime-node, over the fake-quantized evaluation graph
+ * (graph.ts, mode `eval`). Activation quantizer parameters are graph inputs (a new activation
+ * allocation is new feeds); the fake-quantized weights are constants, which onnxruntime pre-packs
+ * for its convolutions (about 3x the speed of weights as inputs). A session is therefore built per
+ * distinct weight state (a new wBits allocation, or weights QAT moved): the graph is written at
+ * every evaluation, its weights hashed, and sessions are kept by (structure, weight hash), the two
+ * most recent. Building one costs about as much as a few batches (MobileNetV2 224x224: 0.1-0.4 s;
+ * `npm run bench -- eval` prints it). Accuracy and mean cross-entropy match evaluateModel's definitions.
  */
 import type { Split } from '../data/api.js';
 import type { QuantNetwork } from '../quant/network.js';
 import { UserError } from '../errors.js';
 import { evaluateModel, outputsProbabilities, type EvalResult } from '../train/trainer.js';
 import { evalStructure, writeGraph, type EvalFeed } from '../onnx/graph.js';
-import { encodeModel } from '../onnx/proto.js';
+import { encodeModel, type ModelProto } from '../onnx/proto.js';
 import { createSession, loadOrt, ortLoadError, type OrtModule, type OrtSession } from '../onnx/runtime.js';
 import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 
@@ -18,8 +22,10 @@ export { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 export interface OrtEvaluatorOptions {
   /** Intra-op threads (default 2). */
   threads?: number;
-  /** Samples per run (default 64). */
+  /** Samples per run (default: 256 samples of 28x28, down to 16 of 224x224x3: onnxruntime's buffers grow with it). */
   batchSize?: number;
+  /** Sessions kept (default 2): each holds one weight state and its buffers. */
+  maxSessions?: number;
 }
 
 interface Compiled {
@@ -29,20 +35,52 @@ interface Compiled {
   outputName: string;
 }
 
+/** A 64-bit content hash (two FNV-1a lanes over 32-bit words) of the graph's initializers. */
+export function initializerHash(model: ModelProto): string {
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193 ^ 0x5bd1e995;
+  for (const t of model.graph?.initializer ?? []) {
+    const raw = t.rawData ?? new Uint8Array(0);
+    const words = raw.byteLength >> 2;
+    const u32 =
+      raw.byteOffset % 4 === 0
+        ? new Uint32Array(raw.buffer, raw.byteOffset, words)
+        : new Uint32Array(raw.slice(0, words * 4).buffer);
+    for (let i = 0; i < u32.length; i++) {
+      h1 = Math.imul(h1 ^ u32[i], 0x01000193);
+      h2 = Math.imul(h2 ^ (u32[i] + i), 0x5bd1e995) ^ (h2 >>> 15);
+    }
+    for (let i = words * 4; i < raw.byteLength; i++) h1 = Math.imul(h1 ^ raw[i], 0x01000193);
+    h1 = Math.imul(h1 ^ raw.byteLength, 0x01000193);
+  }
+  return (h1 >>> 0).toString(16).padStart(8, '0') + (h2 >>> 0).toString(16).padStart(8, '0');
+}
+
+/** An eval-graph feed's current value as an onnxruntime tensor. */
+export function feedTensor(ort: OrtModule, f: EvalFeed): InstanceType<OrtModule['Tensor']> {
+  const v = f.read();
+  if (f.dtype === 'float32') return new ort.Tensor('float32', v as Float32Array, f.dims);
+  if (f.dtype === 'int8') return new ort.Tensor('int8', v as Int8Array, f.dims);
+  return new ort.Tensor(f.dtype, v as Uint8Array, f.dims);
+}
+
 export class OrtEvaluator {
   private readonly cache = new WeakMap<Split, Float32Array>();
   private readonly sessions = new Map<string, Compiled>();
   private readonly probabilities: boolean;
   private readonly sampleSize: number;
   private readonly classes: number;
-  /** Sessions built so far (one per structure: float inputs / grids wider than 8 bits). */
+  /** Sessions built so far (one per weight state and structure). */
   sessionsBuilt = 0;
+  /** Seconds spent writing graphs and building sessions. */
+  buildSeconds = 0;
 
   private constructor(
     private readonly ort: OrtModule,
     private readonly net: QuantNetwork,
     private readonly threads: number,
     private readonly batchSize: number,
+    private readonly maxSessions: number,
   ) {
     this.probabilities = outputsProbabilities(net.model);
     const outShape = net.model.outputs[0].shape;
@@ -54,22 +92,35 @@ export class OrtEvaluator {
   static async create(net: QuantNetwork, opts: OrtEvaluatorOptions = {}): Promise<OrtEvaluator | null> {
     const ort = await loadOrt();
     if (!ort) return null;
-    const ev = new OrtEvaluator(ort, net, opts.threads ?? 2, opts.batchSize ?? 64);
+    const size = (net.model.inputs[0].shape.slice(1) as number[]).reduce((a, b) => a * b, 1);
+    const batch = opts.batchSize ?? Math.max(1, Math.min(256, 2 ** Math.floor(Math.log2((16 * 224 * 224 * 3) / size))));
+    const ev = new OrtEvaluator(ort, net, opts.threads ?? 2, batch, Math.max(1, opts.maxSessions ?? 2));
     await ev.compiled(); // fails early when the network has no translation
     return ev;
   }
 
-  /** The session for the network's current structure (built once per structure). */
+  /** The session for the network's current structure and weights (built when either is new). */
   private async compiled(): Promise<Compiled> {
-    const key = evalStructure(this.net);
+    const t0 = performance.now();
+    const g = writeGraph(this.net, 'eval');
+    const key = `${evalStructure(this.net)}:${initializerHash(g.model)}`;
     let c = this.sessions.get(key);
-    if (!c) {
-      const g = writeGraph(this.net, 'eval');
-      const session = await createSession(this.ort, encodeModel(g.model), this.threads);
+    if (c) {
+      this.sessions.delete(key); // most recent last
+    } else {
+      const session = await createSession(this.ort, encodeModel(g.model), this.threads, { fakeQuant: true });
       c = { session, feeds: g.feeds, inputName: g.inputName, outputName: g.outputName };
-      this.sessions.set(key, c);
       this.sessionsBuilt++;
+      while (this.sessions.size >= this.maxSessions) {
+        const [oldest, old] = this.sessions.entries().next().value as [string, Compiled];
+        this.sessions.delete(oldest);
+        await old.session.release();
+      }
     }
+    // this graph's feeds read the current grids (the cached session's inputs have the same names)
+    c = { ...c, feeds: g.feeds };
+    this.sessions.set(key, c);
+    this.buildSeconds += (performance.now() - t0) / 1000;
     return c;
   }
 
@@ -81,13 +132,7 @@ export class OrtEvaluator {
   /** The current parameters as ORT tensors (read from the network now). */
   private parameters(feeds: EvalFeed[]): Record<string, InstanceType<OrtModule['Tensor']>> {
     const out: Record<string, InstanceType<OrtModule['Tensor']>> = {};
-    for (const f of feeds) {
-      const v = f.read();
-      out[f.name] =
-        f.dtype === 'bool'
-          ? new this.ort.Tensor('bool', v as Uint8Array, f.dims)
-          : new this.ort.Tensor('float32', v as Float32Array, f.dims);
-    }
+    for (const f of feeds) out[f.name] = feedTensor(this.ort, f);
     return out;
   }
 
@@ -118,6 +163,20 @@ export class OrtEvaluator {
       res.push((r[c.outputName] as { data: Float32Array }).data);
     }
     return res;
+  }
+
+  /** Logits of a whole split at the network's current state, [n * classes] (log-probabilities for a softmax output, as networkLogits). */
+  async logits(split: Split): Promise<Float32Array> {
+    const n = split.labels.length;
+    const out = new Float32Array(n * this.classes);
+    let at = 0;
+    for (const o of await this.outputs(split, n)) {
+      if (this.probabilities)
+        for (let i = 0; i < o.length; i++) out[at + i] = Math.log(Math.min(1, Math.max(1e-12, o[i])));
+      else out.set(o, at);
+      at += o.length;
+    }
+    return out;
   }
 
   /** Accuracy and mean cross-entropy on the first `limit` samples of a split. */

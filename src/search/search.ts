@@ -92,6 +92,9 @@ export interface SearchSpec {
   lr?: number;
   /** Use only the first N training samples (quick runs). */
   trainLimit?: number;
+  /** Image folders: fractions of the images held out for validation and test (defaults 0.1 each). */
+  valFraction?: number;
+  testFraction?: number;
   /** Threads of the training steps (data-parallel; default 1). */
   threads?: number;
   /** Engine of the forward passes (evaluation, uniform points); default auto. QAT always runs on tfjs. */
@@ -377,6 +380,8 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     dataDir: spec.dataDir,
     seed: spec.seed,
     limit: spec.trainLimit,
+    ...(spec.valFraction !== undefined ? { valFraction: spec.valFraction } : {}),
+    ...(spec.testFraction !== undefined ? { testFraction: spec.testFraction } : {}),
     ...(fileShape ? { imageSize: [fileShape[0], fileShape[1]] as [number, number] } : {}),
     ...(preprocess ? { preprocess } : {}),
   });
@@ -405,6 +410,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net = await warmUp(pretrained ? { ...spec, warmupEpochs: 0 } : spec, dataset, opts.warmupCacheDir, batchSize, lr);
     }
     checkCompatible(net, dataset, `model ${spec.model}`);
+    // the forward passes' engine, from here on (float reference, calibration checks, every episode's evaluation)
+    const engine = await resolveEvalBackend(spec.evalBackend ?? 'auto', net as QuantNetwork);
+    ortEval = engine.evaluator;
     if (dataset.labeled === false || spec.target === 'fidelity' || spec.distill) {
       // targets from the float network: the loaded file (also when resuming: the checkpoint holds QAT weights)
       const teacher = saved
@@ -416,10 +424,29 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         : net;
       const before = teacher.getBits();
       teacher.setBits(before.map(() => ({ wBits: 32, aBits: 32 })));
+      // the float logits through onnxruntime when it evaluates (the teacher of a resumed search gets its own session)
+      const teacherEval =
+        ortEval && teacher !== net
+          ? (await resolveEvalBackend(engine.name, teacher as QuantNetwork)).evaluator
+          : ortEval;
+      let logits: Partial<Record<'train' | 'val' | 'test', tf.Tensor2D>> | undefined;
+      if (teacherEval) {
+        const fidelity = dataset.labeled === false || spec.target === 'fidelity';
+        logits = {};
+        for (const name of fidelity ? (['train', 'val', 'test'] as const) : (['train'] as const)) {
+          const z = await teacherEval.logits(dataset[name]);
+          logits[name] = tf.tensor2d(z, [
+            dataset[name].labels.length,
+            z.length / Math.max(1, dataset[name].labels.length),
+          ]);
+        }
+        if (teacherEval !== ortEval) await teacherEval.dispose();
+      }
       targets = applyTargets(teacher, dataset, {
         ...(spec.target ? { target: spec.target } : {}),
         distill: spec.distill === true,
         batchSize: Math.min(32, batchSize),
+        ...(logits ? { logits } : {}),
       });
       teacher.setBits(before);
       if (teacher !== net) teacher.model.dispose();
@@ -461,7 +488,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
     if (!saved) {
       net.setBits(layers.map(() => ({ wBits: 32, aBits: 32 })));
-      floatTestAccuracy = (await trainer.evaluate('test')).accuracy;
+      floatTestAccuracy = ortEval
+        ? (await evaluateWith(ortEval, net as QuantNetwork, dataset.test)).accuracy
+        : (await trainer.evaluate('test')).accuracy;
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
       if (pretrained)
@@ -478,10 +507,10 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     let w8a8Start: number | null = null;
     if (!saved) {
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      w8a8Start = (await trainer.evaluate('val', { limit: spec.evalSamples })).accuracy;
+      w8a8Start = ortEval
+        ? (await evaluateWith(ortEval, net as QuantNetwork, dataset.val, { limit: spec.evalSamples })).accuracy
+        : (await trainer.evaluate('val', { limit: spec.evalSamples })).accuracy;
     }
-    const engine = await resolveEvalBackend(spec.evalBackend ?? 'auto', net as QuantNetwork);
-    ortEval = engine.evaluator;
     if (engine.reason) log.warn(`forward passes on tfjs: ${engine.reason}`);
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
     const forwardNet = net as QuantNetwork;

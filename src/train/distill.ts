@@ -31,6 +31,8 @@ export interface TargetOptions {
   temperature?: number;
   /** Batch of the float network's forward passes (default 32). */
   batchSize?: number;
+  /** The float network's logits per split, computed elsewhere (e.g. onnxruntime); used instead of a tfjs pass and disposed. */
+  logits?: Partial<Record<'train' | 'val' | 'test', tf.Tensor2D>>;
 }
 
 export interface TargetsApplied {
@@ -83,7 +85,7 @@ export function applyTargets(net: TrainableNetwork, ds: Dataset, opts: TargetOpt
     const split = ds[name];
     const soft = distill && name === 'train';
     if (!fidelity && !soft) continue;
-    const z = networkLogits(net, split.x, opts.batchSize ?? 32);
+    const z = opts.logits?.[name] ?? networkLogits(net, split.x, opts.batchSize ?? 32);
     const y = tf.tidy(() =>
       soft ? tf.softmax(tf.div(z, T)) : tf.oneHot(tf.argMax(z, -1), classes).toFloat(),
     ) as tf.Tensor2D;
