@@ -16,6 +16,12 @@ export interface FineTuneRegime {
   warmupEpochs: number;
   freezeBatchNorm: boolean;
   freezeRanges: boolean;
+  /**
+   * Dropout (and the other noise layers) off during training passes: the float teacher that
+   * distillation matches and the evaluation both run without it, and it is what made QAT of a
+   * pretrained network unrepeatable (tfjs draws dropout masks from an unseeded generator).
+   */
+  freezeDropout: boolean;
 }
 
 /**
@@ -28,11 +34,50 @@ export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = {
   warmupEpochs: 0,
   freezeBatchNorm: true,
   freezeRanges: true,
+  freezeDropout: true,
 };
 
 const FROZEN = Symbol('bitalloc.frozenBatchNorm');
 type LayerCall = tf.layers.Layer['call'];
 type Frozen = tf.layers.Layer & { [FROZEN]?: { original: LayerCall; active: boolean } };
+
+/** Makes a layer run in inference mode during training passes while `frozen` (reversible). */
+function setInferenceMode(l: tf.layers.Layer, frozen: boolean): void {
+  const f = l as Frozen;
+  if (!f[FROZEN]) {
+    const original: LayerCall = l.call.bind(l);
+    const state = { original, active: false };
+    f[FROZEN] = state;
+    l.call = (inputs, kwargs) => original(inputs, state.active ? { ...kwargs, training: false } : kwargs);
+  }
+  (f[FROZEN] as { active: boolean }).active = frozen;
+}
+
+/** True when some layer of the model is held in inference mode for training passes (BatchNorm or dropout). */
+export function hasInferenceModeLayers(model: tf.LayersModel): boolean {
+  return model.layers.some((l) => (l as Frozen)[FROZEN]?.active === true);
+}
+
+/** Layers that only add noise in training: identity at inference. */
+export const NOISE_LAYERS: readonly string[] = [
+  'Dropout',
+  'SpatialDropout1D',
+  'SpatialDropout2D',
+  'GaussianNoise',
+  'GaussianDropout',
+  'AlphaDropout',
+];
+
+/** Turns the network's dropout and noise layers off (or on again) for training passes; returns how many there are. */
+export function setDropoutFrozen(net: QuantNetwork, frozen: boolean): number {
+  let count = 0;
+  for (const l of net.model.layers) {
+    if (!NOISE_LAYERS.includes(l.getClassName())) continue;
+    setInferenceMode(l, frozen);
+    count++;
+  }
+  return count;
+}
 
 /** Freezes (or unfreezes) every BatchNorm of the network for training passes (see the module comment). */
 export function setBatchNormFrozen(net: QuantNetwork, frozen: boolean): void {
@@ -43,14 +88,7 @@ export function setBatchNormFrozen(net: QuantNetwork, frozen: boolean): void {
   }
   for (const l of net.model.layers) {
     if (l.getClassName() !== 'BatchNormalization' || folded.has(l)) continue;
-    const f = l as Frozen;
-    if (!f[FROZEN]) {
-      const original: LayerCall = l.call.bind(l);
-      const state = { original, active: false };
-      f[FROZEN] = state;
-      l.call = (inputs, kwargs) => original(inputs, state.active ? { ...kwargs, training: false } : kwargs);
-    }
-    (f[FROZEN] as { active: boolean }).active = frozen;
+    setInferenceMode(l, frozen);
   }
 }
 
@@ -63,4 +101,5 @@ export function setRangesFrozen(net: QuantNetwork, frozen: boolean): void {
 export function applyFineTuneRegime(net: QuantNetwork, regime: FineTuneRegime = PRETRAINED_FINETUNE): void {
   setBatchNormFrozen(net, regime.freezeBatchNorm);
   setRangesFrozen(net, regime.freezeRanges);
+  setDropoutFrozen(net, regime.freezeDropout);
 }
