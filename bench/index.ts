@@ -15,6 +15,7 @@ const SUITES = [
   'ptq',
   'memory',
   'finetune',
+  'drift',
 ] as const;
 
 async function main(): Promise<number> {

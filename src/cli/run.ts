@@ -413,6 +413,11 @@ export const searchCommand: CliCommand = {
         type: 'boolean',
         describe: "QAT on the float network's soft targets (always for label-free data)",
       })
+      .option('shared-weights', {
+        choices: ['carry', 'restore'],
+        describe:
+          "what each episode's QAT starts from: carry = the previous episodes' weights (default for zoo networks), restore = the weights the search started from, fresh optimizer (default for model files)",
+      })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -460,6 +465,7 @@ export const searchCommand: CliCommand = {
       ...(args['batch-size'] !== undefined ? { batchSize: args['batch-size'] } : {}),
       ...(args['target'] !== undefined ? { target: args['target'] } : {}),
       ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
+      ...(args['shared-weights'] !== undefined ? { sharedWeights: args['shared-weights'] } : {}),
     };
     let exp: Experiment;
     try {

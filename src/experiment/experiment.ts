@@ -24,6 +24,7 @@ import type { StepMode } from '../../envs/types.js';
 import type { EvalBackendChoice } from '../onnx/eval-backend.js';
 import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
 import { TARGETS, type Target } from '../train/distill.js';
+import { SHARED_WEIGHTS, type SharedWeights } from '../train/finetune.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -180,6 +181,8 @@ export interface Experiment {
   target?: Target;
   /** Train on the float network's soft targets (always so for label-free data). */
   distill?: boolean;
+  /** What each episode's QAT starts from: carry (previous episodes' weights) or restore (the starting weights). */
+  sharedWeights?: SharedWeights;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -231,6 +234,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   'preprocess',
   'target',
   'distill',
+  'sharedWeights',
 ];
 
 /** One device profile of the experiment. */
@@ -750,6 +754,8 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
   }
   const target = raw['target'] === undefined ? undefined : choice('target', TARGETS, 'accuracy');
   const distill = typeof raw['distill'] === 'boolean' ? raw['distill'] : undefined;
+  const sharedWeights =
+    raw['sharedWeights'] === undefined ? undefined : choice('sharedWeights', SHARED_WEIGHTS, 'carry');
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) =>
@@ -789,6 +795,7 @@ export function validateExperiment(raw: unknown, opts: ValidateOptions = {}): Ex
     ...(preprocess !== undefined ? { preprocess } : {}),
     ...(target !== undefined ? { target } : {}),
     ...(distill !== undefined ? { distill } : {}),
+    ...(sharedWeights !== undefined ? { sharedWeights } : {}),
   };
   return exp;
 }

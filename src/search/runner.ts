@@ -39,6 +39,7 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     ...(exp.preprocess !== undefined ? { preprocess: exp.preprocess } : {}),
     ...(exp.target !== undefined ? { target: exp.target } : {}),
     ...(exp.distill !== undefined ? { distill: exp.distill } : {}),
+    ...(exp.sharedWeights !== undefined ? { sharedWeights: exp.sharedWeights } : {}),
   };
 }
 

@@ -19,7 +19,7 @@ import type { QuantNetwork } from '../quant/network.js';
 import { collectLayerStats, postTrainingQuantize, setBiasCorrection } from '../quant/ptq.js';
 import { checkCompatible, modelFileInputShape } from '../train/compatible.js';
 import { applyTargets, DEFAULT_TEMPERATURE, type Target, type TargetsApplied } from '../train/distill.js';
-import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../train/finetune.js';
+import { applyFineTuneRegime, PRETRAINED_FINETUNE, type SharedWeights } from '../train/finetune.js';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BitAllocationEnv } from '../../envs/bit-allocation-env.js';
@@ -101,7 +101,16 @@ export interface SearchSpec {
   target?: Target;
   /** Train on the float network's soft targets (always for label-free data). */
   distill?: boolean;
+  /**
+   * What each episode's QAT starts from (default: `restore` for a network loaded from a file, `carry`
+   * for a zoo network trained from scratch); see SHARED_WEIGHTS.
+   */
+  sharedWeights?: SharedWeights;
+  /** Fraction of the data held out for validation (default: the dataset's own). */
+  valFraction?: number;
 }
+
+export { SHARED_WEIGHTS, type SharedWeights } from '../train/finetune.js';
 
 /**
  * A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x; the
@@ -188,6 +197,10 @@ export interface SearchResult {
     w8a8SizeBytes: number;
     /** Validation accuracy of uniform W8A8 on the shared weights before the first episode (null when resumed). */
     w8a8ValAccuracyStart?: number | null;
+    /** The same after the last episode (null when interrupted): how far the episodes moved the shared weights. */
+    w8a8ValAccuracyEnd?: number | null;
+    /** What each episode's QAT started from. */
+    sharedWeights?: SharedWeights;
   };
   /** What every accuracy above measures: labels, or top-1 agreement with the float network. */
   metric?: 'accuracy' | 'agreement';
@@ -226,6 +239,8 @@ export class QatEvaluator implements AccuracyEvaluator {
     reference: AccuracyResult | null = null,
     /** Forward passes on another engine (onnxruntime); null = the trainer's tfjs evaluation. */
     private readonly forward: ((limit: number) => Promise<AccuracyResult>) | null = null,
+    /** Called after every evaluation (`restore` shared weights: back to the starting weights). */
+    private readonly afterEvaluate: (() => void) | null = null,
   ) {
     this.ref = reference;
   }
@@ -253,6 +268,7 @@ export class QatEvaluator implements AccuracyEvaluator {
     const t1 = performance.now();
     const r = await this.validation();
     const t2 = performance.now();
+    this.afterEvaluate?.();
     this.qatSeconds += (t1 - t0) / 1000;
     this.evalSeconds += (t2 - t1) / 1000;
     return { accuracy: r.accuracy, loss: r.loss };
@@ -355,6 +371,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     dataDir: spec.dataDir,
     seed: spec.seed,
     limit: spec.trainLimit,
+    ...(spec.valFraction !== undefined ? { valFraction: spec.valFraction } : {}),
     ...(fileShape ? { imageSize: [fileShape[0], fileShape[1]] as [number, number] } : {}),
     ...(preprocess ? { preprocess } : {}),
   });
@@ -373,6 +390,8 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
   let trainer: Trainer | null = null;
   let agent: Agent | null = null;
   let ortEval: OrtEvaluator | null = null;
+  let startWeights: tf.Tensor[] | null = null;
+  const sharedWeights: SharedWeights = spec.sharedWeights ?? (pretrained ? 'restore' : 'carry');
   try {
     const checkpoint = cell ? loadCheckpoint(cell) : null;
     const saved = (checkpoint?.state ?? null) as SearchCheckpoint | null;
@@ -464,6 +483,18 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
     const forwardNet = net as QuantNetwork;
     const forward = ortEval ? async (limit: number) => evaluateWith(ortEval, forwardNet, dataset.val, { limit }) : null;
+    let restore: (() => void) | null = null;
+    if (sharedWeights === 'restore' && spec.qatSteps > 0) {
+      // tensors are immutable: the variables take these values back without copying (a checkpoint holds them too)
+      const model = net.model;
+      const kept = model.weights.map((w) => tf.keep(w.read().clone()));
+      startWeights = kept;
+      const tr = trainer;
+      restore = () => {
+        model.weights.forEach((w, i) => w.write(kept[i]));
+        tr.resetOptimizer();
+      };
+    }
     const evaluator = new QatEvaluator(
       net,
       trainer,
@@ -471,6 +502,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       spec.evalSamples,
       saved?.reference ?? null,
       forward,
+      restore,
     );
     const reference = await evaluator.reference();
     const env = new BitAllocationEnv({
@@ -623,6 +655,8 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         w8a8EnergyUj: ref8.energyUj,
         w8a8SizeBytes: ref8.sizeBytes,
         w8a8ValAccuracyStart: w8a8Start,
+        w8a8ValAccuracyEnd: null,
+        sharedWeights,
       },
       metric: targets.metric,
       uniform: [],
@@ -650,6 +684,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net.setBits(bits);
       const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
       const c = table.costAllocation(bits);
+      if (b === 8) result.reference.w8a8ValAccuracyEnd = r.accuracy;
       result.uniform.push({
         bits: { wBits: b, aBits: b },
         accuracy: r.accuracy,
@@ -659,6 +694,11 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         peakMemoryBytes: c.peakMemoryBytes,
         feasible: env.isFeasible(bits),
       });
+    }
+    if (result.reference.w8a8ValAccuracyEnd === null) {
+      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
+      const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
+      result.reference.w8a8ValAccuracyEnd = r.accuracy;
     }
     if (cell) cell.writeUniform(result.uniform);
 
@@ -727,6 +767,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     agent?.dispose?.();
     trainer?.dispose();
     net?.model.dispose();
+    for (const t of startWeights ?? []) t.dispose();
     disposeDataset(dataset);
   }
 }

@@ -25,17 +25,31 @@ export interface FineTuneRegime {
 }
 
 /**
- * Defaults for a pretrained network. With lr 1e-5, 50 Adam steps at W8A8 kept MobileNetV2's
- * agreement with its float self (97.22% -> 97.22%); the from-scratch settings (2e-3, BatchNorm on batch
- * statistics) lost 14 points (docs/your-own-network.md, `npm run bench -- finetune`).
+ * Defaults for a pretrained network. Adam at lr 1e-6: on nsfwjs's MobileNetV2 (8 steps of batch 4 on
+ * 32 photo crops, distillation at T = 2), W8A8 kept its agreement (100% -> 100%) and W6A6 recovered
+ * (87.5% -> 100%); at 1e-5 W6A6 recovered as well but W8A8 lost two crops (100% -> 93.75%) and its
+ * distillation loss rose: Adam moves every weight by about lr per step whatever its gradient, which
+ * at 8 bits is noise above the loss floor (`npm run bench -- finetune --lrs 1e-5,1e-6 --bits 8,6`).
  */
 export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = {
-  lr: 1e-5,
+  lr: 1e-6,
   warmupEpochs: 0,
   freezeBatchNorm: true,
   freezeRanges: true,
   freezeDropout: true,
 };
+
+/**
+ * How the search's QAT treats the shared weights between episodes:
+ * - `carry`: each episode trains on from the weights the previous episodes left (AMED's interleaved
+ *   training and search). Right for a network trained from scratch, whose weights are still improving.
+ * - `restore`: each episode's QAT starts from the weights the search started with (after PTQ) with a
+ *   fresh optimizer, as HAQ's environment reloads the pretrained model before every episode's
+ *   short fine-tune. The uniform points and the final fine-tune then start from the pretrained
+ *   weights, which no sequence of low-bit episodes can move.
+ */
+export type SharedWeights = 'carry' | 'restore';
+export const SHARED_WEIGHTS: readonly SharedWeights[] = ['carry', 'restore'];
 
 const FROZEN = Symbol('bitalloc.frozenBatchNorm');
 type LayerCall = tf.layers.Layer['call'];
