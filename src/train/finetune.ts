@@ -29,7 +29,8 @@ export interface FineTuneRegime {
  * 32 photo crops, distillation at T = 2), W8A8 kept its agreement (100% -> 100%) and W6A6 recovered
  * (87.5% -> 100%); at 1e-5 W6A6 recovered as well but W8A8 lost two crops (100% -> 93.75%) and its
  * distillation loss rose: Adam moves every weight by about lr per step whatever its gradient, which
- * at 8 bits is noise above the loss floor (`npm run bench -- finetune --lrs 1e-5,1e-6 --bits 8,6`).
+ * at 8 bits is noise above the loss floor (measured in the set-up of tests/pretrained.test.ts; on other crops
+ * `npm run bench -- finetune --regimes pretrained --lrs 1e-5,1e-6 --bits 8,6` compares the rates).
  */
 export const PRETRAINED_FINETUNE: Readonly<FineTuneRegime> = {
   lr: 1e-6,
