@@ -6,7 +6,9 @@
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { dirname } from 'node:path';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/backend/index.js';
 import { disposeDataset, loadDataset } from '../src/data/index.js';
@@ -34,6 +36,8 @@ let model = '';
 let crops = '';
 before(async () => {
   if (missing) return;
+  // a private decoded-image cache (the CLI runs below inherit it): nothing shared with other test files or runs
+  process.env['BITALLOC_CACHE_DIR'] = mkdtempSync(join(tmpdir(), 'bitalloc-cache-'));
   await initBackend('wasm');
   model = pretrainedModel('mobilenet_v2') as string;
   crops = (await photoCrops(40, 3, 256)) as string;
