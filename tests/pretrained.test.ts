@@ -3,10 +3,10 @@
  * layers, 224x224x3, 5 classes; the devDependency `nsfwjs`, written out in set-up) on seeded crops of
  * real photographs (Debian's skimage samples), label-free. Skipped, with the reason, when either is absent.
  */
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -41,6 +41,11 @@ before(async () => {
   await initBackend('wasm');
   model = pretrainedModel('mobilenet_v2') as string;
   crops = (await photoCrops(40, 3, 256)) as string;
+});
+
+after(() => {
+  const dir = process.env['BITALLOC_CACHE_DIR'];
+  if (dir && !missing) rmSync(dir, { recursive: true, force: true });
 });
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
