@@ -353,6 +353,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.dataDir', '--data-dir'],
   ['$.threads', '--threads'],
   ['$.evalBackend', '--eval-backend'],
+  ['$.sharedWeights', '--shared-weights'],
 ];
 
 export const searchCommand: CliCommand = {
