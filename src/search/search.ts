@@ -472,17 +472,20 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       );
     }
     if (pretrained) applyFineTuneRegime(net as QuantNetwork, PRETRAINED_FINETUNE);
-    let w8a8Start: number | null = null;
-    if (!saved) {
-      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      w8a8Start = (await trainer.evaluate('val', { limit: spec.evalSamples })).accuracy;
-    }
     const engine = await resolveEvalBackend(spec.evalBackend ?? 'auto', net as QuantNetwork);
     ortEval = engine.evaluator;
     if (engine.reason) log.warn(`forward passes on tfjs: ${engine.reason}`);
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
     const forwardNet = net as QuantNetwork;
     const forward = ortEval ? async (limit: number) => evaluateWith(ortEval, forwardNet, dataset.val, { limit }) : null;
+    // uniform W8A8 before the first episode, on the engine the end point uses too
+    let w8a8Start: number | null = null;
+    if (!saved) {
+      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
+      w8a8Start = (
+        forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples })
+      ).accuracy;
+    }
     let restore: (() => void) | null = null;
     if (sharedWeights === 'restore' && spec.qatSteps > 0) {
       // tensors are immutable: the variables take these values back without copying (a checkpoint holds them too)
