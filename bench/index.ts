@@ -17,6 +17,7 @@ const SUITES = [
   'finetune',
   'dominance',
   'search-wall',
+  'drift',
 ] as const;
 
 async function main(): Promise<number> {

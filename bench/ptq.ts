@@ -4,7 +4,10 @@
  * seeded random crops of real photographs (Debian's skimage samples), label-free: top-1 agreement
  * of W8A8 / W6A6 / W4A4 (and W8A32, W32A8) with the float network on the test crops, activation
  * ranges calibrated on the training crops. Each row is one PTQ recipe; `baseline` is the trainer's
- * EMA-of-batch-max calibration without corrections, measured in the same process.
+ * EMA-of-batch-max calibration without corrections, measured in the same process. A recipe is
+ * `<calibration>[+bias][+cle|+cle6]`: `cle` applies cross-layer equalisation to the float weights first
+ * (pairs joined by ReLU or nothing), `cle6` also through ReLU6, turned into ReLU (AIMET's way; the float
+ * function then changes where ReLU6 clipped: the W32A32 point shows by how much).
  */
 import { initBackend, tf } from '../src/backend/index.js';
 import { loadDataset, disposeDataset } from '../src/data/index.js';
@@ -15,11 +18,17 @@ import { uniformBits } from '../src/models/layer-info.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
 import { applyTargets } from '../src/train/distill.js';
 import { calibrateNetwork, evaluateModel } from '../src/train/trainer.js';
-import { postTrainingQuantize, type CalibrationMethod, CALIBRATION_METHODS } from '../src/quant/ptq.js';
+import {
+  equalizeCrossLayer,
+  postTrainingQuantize,
+  type CalibrationMethod,
+  CALIBRATION_METHODS,
+} from '../src/quant/ptq.js';
 import { photoCrops, pretrainedModel, PRETRAINED, type PretrainedName } from '../tests/pretrained-fixture.js';
 import { flag } from './kit.js';
 
 const POINTS: [number, number][] = [
+  [32, 32],
   [8, 8],
   [6, 6],
   [4, 4],
@@ -67,10 +76,17 @@ export async function run(argv: string[]): Promise<void> {
       const net = await loadUserModel(file);
       net.setBits(uniformBits(net.layers, 32, 32));
       if (recipe === recipes[0]) applyTargets(net, ds, { target: 'fidelity', batchSize: 16 });
+      const cle = recipe.split('+').find((p) => p === 'cle' || p === 'cle6');
+      if (cle) {
+        const pairs = equalizeCrossLayer(net, { relu6: cle === 'cle6' ? 'relu' : 'skip' });
+        if (!json) process.stderr.write(`${name} ${recipe}: cross-layer equalisation of ${pairs.length} layer pairs\n`);
+      }
       for (const [w, a] of points) {
         net.setBits(uniformBits(net.layers, w, a));
         const t0 = performance.now();
-        if (recipe === 'baseline') {
+        if (w === 32 && a === 32) {
+          // float: nothing to calibrate
+        } else if (recipe === 'baseline') {
           for (const q of net.qlayers) q.resetActivationRange();
           calibrateNetwork(net, ds.train, { batches: 8, batchSize: 16 });
         } else {

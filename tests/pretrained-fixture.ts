@@ -10,7 +10,7 @@
  *   `photoCrops` writes seeded random crops of them as PNG files into a folder (a label-free set).
  */
 import { createRequire } from 'node:module';
-import { existsSync, mkdirSync, readdirSync, writeFileSync, renameSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, writeFileSync, renameSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import sharp from 'sharp';
@@ -110,7 +110,10 @@ export async function photoCrops(n: number, seed: number, size = 256, dir?: stri
   if (files.length === 0) return null;
   const out = dir ?? join(CACHE_ROOT, `crops-${n}-${seed}-${size}`);
   if (existsSync(join(out, '.done'))) return out;
-  mkdirSync(out, { recursive: true });
+  // written into a private folder and renamed into place: a test file or benchmark reading the set while
+  // another process writes it would otherwise meet half-written PNGs (and a stale image cache)
+  const tmp = `${out}.tmp-${process.pid}-${Date.now()}`;
+  mkdirSync(tmp, { recursive: true });
   const rng = new Rng(seed);
   const metas = await Promise.all(files.map((f) => sharp(f).metadata()));
   for (let i = 0; i < n; i++) {
@@ -126,8 +129,14 @@ export async function photoCrops(n: number, seed: number, size = 256, dir?: stri
       .extract({ left, top, width: side, height: side })
       .resize(size, size)
       .png()
-      .toFile(join(out, `crop-${String(i).padStart(5, '0')}.png`));
+      .toFile(join(tmp, `crop-${String(i).padStart(5, '0')}.png`));
   }
-  writeFileSync(join(out, '.done'), '');
+  writeFileSync(join(tmp, '.done'), '');
+  if (existsSync(out) && !existsSync(join(out, '.done'))) rmSync(out, { recursive: true, force: true }); // left half-written by an older version
+  try {
+    renameSync(tmp, out);
+  } catch {
+    rmSync(tmp, { recursive: true, force: true }); // another process got there first: the same crops
+  }
   return out;
 }

@@ -3,10 +3,12 @@
  * layers, 224x224x3, 5 classes; the devDependency `nsfwjs`, written out in set-up) on seeded crops of
  * real photographs (Debian's skimage samples), label-free. Skipped, with the reason, when either is absent.
  */
-import { test, before } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { dirname } from 'node:path';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { initBackend } from '../src/backend/index.js';
 import { disposeDataset, loadDataset } from '../src/data/index.js';
@@ -17,7 +19,7 @@ import { uniformBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { postTrainingQuantize } from '../src/quant/ptq.js';
 import { applyTargets } from '../src/train/distill.js';
-import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../src/train/finetune.js';
+import { applyFineTuneRegime, hasInferenceModeLayers, PRETRAINED_FINETUNE } from '../src/train/finetune.js';
 import { createTrainer, evaluateModel } from '../src/train/trainer.js';
 import { nsfwjsModels, photoCrops, photoFiles, pretrainedModel } from './pretrained-fixture.js';
 
@@ -34,9 +36,16 @@ let model = '';
 let crops = '';
 before(async () => {
   if (missing) return;
+  // a private decoded-image cache (the CLI runs below inherit it): nothing shared with other test files or runs
+  process.env['BITALLOC_CACHE_DIR'] = mkdtempSync(join(tmpdir(), 'bitalloc-cache-'));
   await initBackend('wasm');
   model = pretrainedModel('mobilenet_v2') as string;
   crops = (await photoCrops(40, 3, 256)) as string;
+});
+
+after(() => {
+  const dir = process.env['BITALLOC_CACHE_DIR'];
+  if (dir && !missing) rmSync(dir, { recursive: true, force: true });
 });
 
 function cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -142,37 +151,33 @@ test('a label-free search on real photographs runs to the end and reports agreem
   }
 });
 
-// Known issue: passes alone and when this file runs by itself, but inside the full concurrent suite it has
-// dropped 2-4 of 32 crops (1 -> 0.9375, 1 -> 0.875). Marked todo (it still runs and prints its result) until the
-// source of that difference is found.
-test(
-  'the fine-tune regime keeps W8A8 agreement over QAT steps',
-  { skip, todo: missing ? false : 'differs inside the full concurrent suite; see the comment above' },
-  async () => {
-    const ds: Dataset = await loadDataset('folder', {
-      dataDir: crops,
-      seed: 2,
-      imageSize: [224, 224],
-      preprocess: readModelPreprocess(model) ?? undefined,
-    });
-    const net: QuantNetwork = await loadUserModel(model);
-    applyTargets(net, ds, { batchSize: 16 });
-    net.setBits(uniformBits(net.layers, 8, 8));
-    await postTrainingQuantize(net, ds.train, { batchSize: 16 });
-    applyFineTuneRegime(net);
-    const before = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;
-    const trainer = createTrainer(net, ds, {
-      lr: PRETRAINED_FINETUNE.lr,
-      batchSize: 4,
-      optimizer: 'adam',
-      seed: 1,
-      temperature: 2,
-    });
-    await trainer.trainSteps(8);
-    trainer.dispose();
-    const after = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;
-    assert.ok(after >= before - 1 / 32, `agreement ${before} -> ${after}`);
-    net.model.dispose();
-    disposeDataset(ds);
-  },
-);
+// QAT of a pretrained network is deterministic under the regime (dropout off: tfjs draws its masks from an
+// unseeded generator, which made this check differ between runs), so one crop of slack is a fixed margin.
+test('the fine-tune regime keeps W8A8 agreement over QAT steps', { skip }, async () => {
+  const ds: Dataset = await loadDataset('folder', {
+    dataDir: crops,
+    seed: 2,
+    imageSize: [224, 224],
+    preprocess: readModelPreprocess(model) ?? undefined,
+  });
+  const net: QuantNetwork = await loadUserModel(model);
+  applyTargets(net, ds, { batchSize: 16 });
+  net.setBits(uniformBits(net.layers, 8, 8));
+  await postTrainingQuantize(net, ds.train, { batchSize: 16 });
+  applyFineTuneRegime(net);
+  assert.ok(hasInferenceModeLayers(net.model), 'the regime holds dropout in inference mode');
+  const before = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;
+  const trainer = createTrainer(net, ds, {
+    lr: PRETRAINED_FINETUNE.lr,
+    batchSize: 4,
+    optimizer: 'adam',
+    seed: 1,
+    temperature: 2,
+  });
+  await trainer.trainSteps(8);
+  trainer.dispose();
+  const after = (await evaluateModel(net.model, ds.train, { batchSize: 16 })).accuracy;
+  assert.ok(after >= before - 1 / 32, `agreement ${before} -> ${after}`);
+  net.model.dispose();
+  disposeDataset(ds);
+});

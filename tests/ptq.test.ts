@@ -5,8 +5,10 @@ import { initBackend, tf } from '../src/backend/index.js';
 import type { Dataset } from '../src/data/api.js';
 import { buildNetwork } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
+import { batchNormFactors } from '../src/quant/layers.js';
 import {
   collectLayerStats,
+  equalizeCrossLayer,
   mseClip,
   percentileOf,
   postTrainingQuantize,
@@ -159,4 +161,64 @@ test('a batch split into chunks gives the same update as one pass (BatchNorm fro
   let diff = 0;
   for (let i = 0; i < whole.length; i++) diff = Math.max(diff, Math.abs(whole[i] - chunked[i]));
   assert.ok(diff < 1e-5, `max weight difference ${diff}`);
+});
+
+test('cross-layer equalisation leaves the float network unchanged, evens out pair ranges and fixes an unbalanced grid', () => {
+  const net = buildNetwork('cnn-small', { inputShape: [12, 12, 3], numClasses: 4, seed: 7 });
+  const rng = new Rng(3);
+  // trained-looking BatchNorms, and one input channel of conv2 30x larger than the rest with conv1's
+  // BatchNorm shrinking that channel 30x: the same float function, an unbalanced per-channel grid in conv2
+  for (const l of net.model.layers) {
+    if (l.getClassName() !== 'BatchNormalization') continue;
+    const c = l.getWeights()[0].shape[0];
+    const r = (lo: number, hi: number) => tf.tensor1d(Array.from({ length: c }, () => lo + (hi - lo) * rng.next()));
+    const gamma = r(0.3, 2);
+    l.setWeights([
+      l.name === 'conv1_bn'
+        ? tf.mul(
+            gamma,
+            tf
+              .oneHot(0, c)
+              .mul(1 / 30 - 1)
+              .add(1),
+          )
+        : gamma,
+      r(-0.5, 0.5),
+      r(-0.3, 0.3),
+      r(0.2, 1.5),
+    ]);
+  }
+  const conv2 = net.qlayers[1];
+  const k2 = conv2.getKernel();
+  const cin = (k2.shape as number[])[2];
+  k2.write(tf.mul(k2.read(), tf.reshape(tf.oneHot(0, cin).mul(29).add(1), [1, 1, cin, 1])));
+  const x = tf.randomUniform([8, 12, 12, 3], 0, 1, 'float32', 5);
+  const predict = () => net.model.predict(x) as tf.Tensor;
+  // conv2 alone at 4-bit weights: its per-output-channel grid spans every input channel
+  const err4 = (ref: tf.Tensor): number => {
+    net.setBits(net.layers.map((_, i) => (i === 1 ? { wBits: 4, aBits: 32 } : { wBits: 32, aBits: 32 })));
+    const e = tf.tidy(() => tf.mean(tf.square(tf.sub(predict(), ref))).dataSync()[0]);
+    net.setBits(uniformBits(net.layers, 32, 32));
+    return e;
+  };
+  const float0 = predict();
+  const before4 = err4(float0);
+  const pairs = equalizeCrossLayer(net, { iterations: 4 });
+  assert.deepEqual(
+    pairs.map((p) => `${p.first}>${p.second}`),
+    ['conv1>conv2', 'conv2>conv3', 'conv3>conv4'],
+  );
+  const float1 = predict();
+  const scale = tf.max(tf.abs(float0)).dataSync()[0];
+  const diff = tf.max(tf.abs(tf.sub(float1, float0))).dataSync()[0];
+  assert.ok(diff <= 1e-4 * scale, `float output moved by ${diff} (outputs up to ${scale})`);
+  // the last pair of the last sweep: both sides of every channel have the same range
+  const [c3, c4] = [net.qlayers[2], net.qlayers[3]];
+  const { k } = batchNormFactors(c3.foldedBn as tf.layers.Layer);
+  const r1 = tf.mul(tf.max(tf.abs(c3.getKernel().read()), [0, 1, 2]), tf.abs(k)).dataSync();
+  const k4 = batchNormFactors(c4.foldedBn as tf.layers.Layer).k;
+  const r2 = tf.max(tf.abs(tf.mul(c4.getKernel().read(), tf.reshape(tf.abs(k4), [1, 1, 1, -1]))), [0, 1, 3]).dataSync();
+  r1.forEach((v, i) => assert.ok(Math.abs(v - r2[i]) <= 1e-4 * Math.max(v, r2[i]), `channel ${i}: ${v} vs ${r2[i]}`));
+  const after4 = err4(float0);
+  assert.ok(after4 < 0.5 * before4, `conv2 at W4: output error ${before4} -> ${after4}`);
 });

@@ -176,3 +176,26 @@ test('search: bad flags are named as flags, exit 1, no stack trace, nothing writ
     rmSync(work, { recursive: true, force: true });
   }
 });
+
+test("sharedWeights 'restore': every episode's QAT starts from the starting weights, so uniform W8A8 ends where it began", async () => {
+  setLogLevel('warn');
+  await initBackend('wasm');
+  const spec = {
+    agent: 'random',
+    episodes: 3,
+    qatSteps: 8,
+    evalSamples: 200,
+    finetuneEpochs: 0,
+    trainLimit: 600,
+    seed: 5,
+  };
+  const restored = await runSearch(searchSpec({ ...spec, sharedWeights: 'restore' }), { plainProgress: true });
+  assert.equal(restored.reference.sharedWeights, 'restore');
+  const start = restored.reference.w8a8ValAccuracyStart;
+  assert.ok(typeof start === 'number' && start > 0.5, `W8A8 start ${String(start)}`);
+  assert.equal(restored.reference.w8a8ValAccuracyEnd, start);
+  const carried = await runSearch(searchSpec(spec), { plainProgress: true });
+  assert.equal(carried.reference.sharedWeights, 'carry', 'the default for a zoo network');
+  assert.equal(carried.reference.w8a8ValAccuracyStart, start, 'same start');
+  assert.equal(typeof carried.reference.w8a8ValAccuracyEnd, 'number');
+});

@@ -354,6 +354,7 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.threads', '--threads'],
   ['$.evalBackend', '--eval-backend'],
   ['$.stepMode', '--step-mode'],
+  ['$.sharedWeights', '--shared-weights'],
 ];
 
 /** A problem or warning about the experiment `search` builds, with the JSON path replaced by the flag's name. */
@@ -430,6 +431,11 @@ export const searchCommand: CliCommand = {
         describe:
           'reuse the result of an allocation already evaluated at the same weights (default true; only with --qat-steps 0)',
       })
+      .option('shared-weights', {
+        choices: ['carry', 'restore'],
+        describe:
+          "what each episode's QAT starts from: carry = the previous episodes' weights (default for zoo networks), restore = the weights the search started from, fresh optimizer (default for model files)",
+      })
       .option('out', { type: 'string', describe: 'write a run directory (episodes, checkpoints, best, final) here' }),
   handler: async (args) => {
     let agentOptions: Record<string, unknown> = {};
@@ -478,6 +484,7 @@ export const searchCommand: CliCommand = {
       ...(args['target'] !== undefined ? { target: args['target'] } : {}),
       ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
       ...(args['eval-cache'] !== undefined ? { evalCache: args['eval-cache'] } : {}),
+      ...(args['shared-weights'] !== undefined ? { sharedWeights: args['shared-weights'] } : {}),
     };
     let exp: Experiment;
     try {

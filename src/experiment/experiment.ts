@@ -24,6 +24,7 @@ import type { StepMode } from '../../envs/types.js';
 import type { EvalBackendChoice } from '../onnx/eval-backend.js';
 import { DEFAULT_PREPROCESS, parsePreprocess, type Preprocess } from '../data/preprocess.js';
 import { TARGETS, type Target } from '../train/distill.js';
+import { SHARED_WEIGHTS, type SharedWeights } from '../train/finetune.js';
 import { existsSync, readFileSync, readdirSync, statSync } from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -192,6 +193,8 @@ export interface Experiment {
    * qatSteps is 0 (with QAT the shared weights change between evaluations). Cached episodes are marked.
    */
   evalCache?: boolean;
+  /** What each episode's QAT starts from: carry (previous episodes' weights) or restore (the starting weights). */
+  sharedWeights?: SharedWeights;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -244,6 +247,7 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   'target',
   'distill',
   'evalCache',
+  'sharedWeights',
 ];
 
 /** One device profile of the experiment. */
@@ -810,6 +814,8 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
   const target = raw['target'] === undefined ? undefined : choice('target', TARGETS, 'accuracy');
   const distill = typeof raw['distill'] === 'boolean' ? raw['distill'] : undefined;
   const evalCache = typeof raw['evalCache'] === 'boolean' ? raw['evalCache'] : undefined;
+  const sharedWeights =
+    raw['sharedWeights'] === undefined ? undefined : choice('sharedWeights', SHARED_WEIGHTS, 'carry');
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) =>
@@ -850,6 +856,7 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
     ...(target !== undefined ? { target } : {}),
     ...(distill !== undefined ? { distill } : {}),
     ...(evalCache !== undefined ? { evalCache } : {}),
+    ...(sharedWeights !== undefined ? { sharedWeights } : {}),
   };
   return exp;
 }

@@ -490,12 +490,16 @@ export abstract class QuantLayer extends tf.layers.Layer {
         const f = this.foldedTrainingParams();
         return this.forward(x, f.kernel, f.bias);
       }
-      if (training)
-        return this.forward(
-          x,
-          this.weightMix ? this.weightMix(this) : this.quantizedKernel(),
-          this.bias ? this.bias.read() : null,
-        );
+      if (training) {
+        const kernel = this.weightMix ? this.weightMix(this) : this.quantizedKernel();
+        const bias = this.bias ? this.bias.read() : null;
+        // bias correction (quant/ptq.ts) applies in training as at inference, so QAT trains the function it evaluates
+        const corrected =
+          this.inputMean && !this.weightMix && !this.frozenWeights && this.wBits < FLOAT_BITS
+            ? this.correctBias(kernel, this.getKernel().read(), bias)
+            : bias;
+        return this.forward(x, kernel, corrected);
+      }
       const p = this.inferenceParams();
       return this.forward(x, p.kernel, p.bias);
     });

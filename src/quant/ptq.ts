@@ -17,7 +17,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Split } from '../data/api.js';
-import type { QuantLayer } from './layers.js';
+import { batchNormFactors, QuantLayer } from './layers.js';
+import { consumers, inboundNames } from './inventory.js';
 import type { QuantNetwork } from './network.js';
 import { activationRange, FLOAT_BITS, positiveLevels } from './quantizers.js';
 import { Rng } from '../util/rng.js';
@@ -35,6 +36,8 @@ export interface PtqOptions {
   percentile?: number;
   /** Apply bias correction (default true). */
   biasCorrection?: boolean;
+  /** Cross-layer equalisation of the float weights before calibration (default off); see equalizeCrossLayer. */
+  equalize?: boolean | EqualizeOptions;
   /** Batches of calibration data (default 8). */
   batches?: number;
   batchSize?: number;
@@ -193,6 +196,8 @@ export interface PtqResult {
   /** The clip set on each layer (null at float activation bits). */
   clips: (number | null)[];
   stats: LayerStats[];
+  /** Layer pairs cross-layer equalisation rescaled (0 without it). */
+  equalizedPairs: number;
 }
 
 /**
@@ -202,6 +207,7 @@ export interface PtqResult {
 export async function postTrainingQuantize(net: QuantNetwork, split: Split, opts: PtqOptions = {}): Promise<PtqResult> {
   const method = opts.method ?? DEFAULT_CALIBRATION;
   const biasCorrection = opts.biasCorrection ?? true;
+  const equalized = opts.equalize ? equalizeCrossLayer(net, opts.equalize === true ? {} : opts.equalize) : [];
   const stats = collectLayerStats(net, split, opts);
   const clips: (number | null)[] = [];
   if (method === 'ema') {
@@ -232,5 +238,143 @@ export async function postTrainingQuantize(net: QuantNetwork, split: Split, opts
     });
   }
   setBiasCorrection(net, biasCorrection ? stats : null);
-  return { method, biasCorrection, clips, stats };
+  return { method, biasCorrection, clips, stats, equalizedPairs: equalized.length };
+}
+
+/** What cross-layer equalisation does with ReLU6 between two layers (not positively homogeneous). */
+export type Relu6Handling = 'skip' | 'relu';
+
+export interface EqualizeOptions {
+  /** `skip` (default): leave pairs joined by ReLU6 alone; `relu`: turn those ReLU6 into ReLU first (AIMET's way; changes the float function where ReLU6 clipped). */
+  relu6?: Relu6Handling;
+  /** Sweeps over the pairs (ranges of a layer shared by two pairs settle over sweeps; default 4). */
+  iterations?: number;
+}
+
+export interface EqualizedPair {
+  first: string;
+  second: string;
+  /** Largest / smallest per-channel scale applied in the last sweep. */
+  maxScale: number;
+  minScale: number;
+}
+
+interface CleStep {
+  first: QuantLayer;
+  bn: tf.layers.Layer | null;
+  second: QuantLayer;
+  relu6: tf.layers.Layer[];
+}
+
+const PASS_THROUGH = new Set(['ReLU', 'Activation', 'ZeroPadding2D']);
+
+/** Pairs conv/depthwise -> [BatchNorm] -> ReLU / linear / zero padding -> conv/depthwise joined by single-consumer links. */
+function equalizablePairs(net: QuantNetwork, relu6: Relu6Handling): CleStep[] {
+  const model = net.model;
+  const cons = consumers(model);
+  const out: CleStep[] = [];
+  for (const first of net.qlayers) {
+    if (first.kind === 'dense' || first.frozenWeights) continue;
+    if (first.kind === 'depthwise' && (first.getKernel().shape as number[])[3] !== 1) continue; // depth multiplier 1 only
+    if (first.activation !== 'linear' && first.activation !== 'relu') continue;
+    const bn = first.foldedBn;
+    if (bn) {
+      const cfg = bn.getConfig();
+      if (cfg['scale'] === false) continue; // the scale goes into gamma
+    }
+    let node: tf.layers.Layer = bn ?? first;
+    const relu6Layers: tf.layers.Layer[] = [];
+    let second: QuantLayer | null = null;
+    for (let hops = 0; hops < 8; hops++) {
+      const next = cons.get(node.name) ?? [];
+      if (next.length !== 1 || model.outputs.some((t) => t.sourceLayer.name === node.name)) break;
+      const l = model.getLayer(next[0]);
+      if (inboundNames(l).length !== 1) break;
+      if (l instanceof QuantLayer) {
+        if (l.kind !== 'dense' && !l.frozenWeights) second = l;
+        break;
+      }
+      const cls = l.getClassName();
+      if (!PASS_THROUGH.has(cls)) break;
+      const cfg = l.getConfig();
+      if (cls === 'Activation' && cfg['activation'] !== 'relu' && cfg['activation'] !== 'linear') break;
+      if (cls === 'ReLU') {
+        const slope = cfg['negativeSlope'];
+        if (typeof slope === 'number' && slope !== 0) break;
+        if (cfg['maxValue'] != null) {
+          if (relu6 === 'skip') break;
+          relu6Layers.push(l);
+        }
+      }
+      node = l;
+    }
+    if (second) out.push({ first, bn, second, relu6: relu6Layers });
+  }
+  return out;
+}
+
+/**
+ * Cross-layer equalisation (Nagel et al. 2019, "Data-Free Quantization"; AIMET's CLE) on the float
+ * weights, before calibration: for each pair W1 -> [BatchNorm] -> ReLU -> W2, output channel i of
+ * the first layer (BatchNorm folded) is divided by s_i = sqrt(r1_i * r2_i) / r2_i and input channel i of
+ * the second multiplied by s_i (r: the channel's largest |weight|), which leaves the float network
+ * unchanged (ReLU is positively homogeneous) and gives both channels the range sqrt(r1_i * r2_i), so
+ * per-channel grids of thin depthwise channels stop wasting levels. With a BatchNorm in between its
+ * gamma and beta carry the 1/s_i. ReLU6 is not homogeneous: see EqualizeOptions.relu6.
+ */
+export function equalizeCrossLayer(net: QuantNetwork, opts: EqualizeOptions = {}): EqualizedPair[] {
+  const pairs = equalizablePairs(net, opts.relu6 ?? 'skip');
+  for (const p of pairs) {
+    for (const l of p.relu6) (l as unknown as { maxValue: number | null | undefined }).maxValue = undefined;
+  }
+  const iterations = opts.iterations ?? 4;
+  const result: EqualizedPair[] = [];
+  for (let it = 0; it < iterations; it++) {
+    result.length = 0;
+    for (const p of pairs) {
+      const s = tf.tidy(() => {
+        const k1 = p.first.getKernel().read();
+        const axes1 = p.first.kind === 'depthwise' ? [0, 1, 3] : [0, 1, 2];
+        let r1 = tf.max(tf.abs(k1), axes1);
+        if (p.bn) r1 = tf.mul(r1, tf.abs(batchNormFactors(p.bn).k));
+        const k2 = p.second.getKernel().read();
+        let folded2 = k2;
+        if (p.second.foldedBn) {
+          const k = batchNormFactors(p.second.foldedBn).k;
+          folded2 = tf.mul(k2, tf.reshape(tf.abs(k), p.second.channelShape()));
+        }
+        const r2 = tf.max(tf.abs(folded2), [0, 1, 3]);
+        const ok = tf.logicalAnd(tf.greater(r1, 0), tf.greater(r2, 0));
+        const raw = tf.div(tf.sqrt(tf.mul(r1, r2)), tf.maximum(r2, 1e-30));
+        return tf.keep(tf.where(ok, raw, tf.onesLike(raw)));
+      });
+      const sv = s.dataSync();
+      let mx = -Infinity;
+      let mn = Infinity;
+      for (const v of sv) {
+        mx = Math.max(mx, v);
+        mn = Math.min(mn, v);
+      }
+      result.push({ first: p.first.name, second: p.second.name, maxScale: mx, minScale: mn });
+      tf.tidy(() => {
+        const inv = tf.div(1, s);
+        if (p.bn) {
+          // gamma, then beta when centred (the order tfjs and Keras give a BatchNorm's weights)
+          const w = p.bn.weights;
+          const scaled = p.bn.getConfig()['center'] !== false ? w.slice(0, 2) : w.slice(0, 1);
+          for (const v of scaled) v.write(tf.mul(v.read(), inv));
+        } else {
+          const k1 = p.first.getKernel();
+          k1.write(tf.mul(k1.read(), tf.reshape(inv, p.first.channelShape())));
+          const b1 = p.first.getBias();
+          if (b1) b1.write(tf.mul(b1.read(), inv));
+        }
+        const k2 = p.second.getKernel();
+        const shape = k2.shape as number[];
+        k2.write(tf.mul(k2.read(), tf.reshape(s, [1, 1, shape[2], 1])));
+      });
+      s.dispose();
+    }
+  }
+  return result;
 }

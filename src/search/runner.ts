@@ -40,6 +40,7 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     ...(exp.target !== undefined ? { target: exp.target } : {}),
     ...(exp.distill !== undefined ? { distill: exp.distill } : {}),
     ...(exp.evalCache !== undefined ? { evalCache: exp.evalCache } : {}),
+    ...(exp.sharedWeights !== undefined ? { sharedWeights: exp.sharedWeights } : {}),
   };
 }
 

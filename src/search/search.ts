@@ -19,7 +19,7 @@ import type { QuantNetwork } from '../quant/network.js';
 import { collectLayerStats, postTrainingQuantize, setBiasCorrection } from '../quant/ptq.js';
 import { checkCompatible, modelFileInputShape } from '../train/compatible.js';
 import { applyTargets, DEFAULT_TEMPERATURE, type Target, type TargetsApplied } from '../train/distill.js';
-import { applyFineTuneRegime, PRETRAINED_FINETUNE } from '../train/finetune.js';
+import { applyFineTuneRegime, PRETRAINED_FINETUNE, type SharedWeights } from '../train/finetune.js';
 import { existsSync, mkdirSync, renameSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { BitAllocationEnv } from '../../envs/bit-allocation-env.js';
@@ -110,7 +110,14 @@ export interface SearchSpec {
   target?: Target;
   /** Train on the float network's soft targets (always for label-free data). */
   distill?: boolean;
+  /**
+   * What each episode's QAT starts from (default: `restore` for a network loaded from a file, `carry`
+   * for a zoo network trained from scratch); see SHARED_WEIGHTS.
+   */
+  sharedWeights?: SharedWeights;
 }
+
+export { SHARED_WEIGHTS, type SharedWeights } from '../train/finetune.js';
 
 /**
  * A search with the `bitalloc search` defaults (lenet5 on mnist for bitfusion-45nm, ppo, latency<=0.5x; the
@@ -197,6 +204,10 @@ export interface SearchResult {
     w8a8SizeBytes: number;
     /** Validation accuracy of uniform W8A8 on the shared weights before the first episode (null when resumed). */
     w8a8ValAccuracyStart?: number | null;
+    /** The same after the last episode (null when interrupted): how far the episodes moved the shared weights. */
+    w8a8ValAccuracyEnd?: number | null;
+    /** What each episode's QAT started from. */
+    sharedWeights?: SharedWeights;
   };
   /** What every accuracy above measures: labels, or top-1 agreement with the float network. */
   metric?: 'accuracy' | 'agreement';
@@ -239,6 +250,8 @@ export class QatEvaluator implements AccuracyEvaluator {
     private readonly forward: ((limit: number) => Promise<AccuracyResult>) | null = null,
     /** Already-evaluated allocations; only valid when nothing trains the weights between evaluations. */
     readonly cache: EvalCache | null = null,
+    /** Called after every evaluation (`restore` shared weights: back to the starting weights). */
+    private readonly afterEvaluate: (() => void) | null = null,
   ) {
     if (cache && qatSteps > 0) throw new Error('an evaluation cache is only valid without QAT steps');
     this.ref = reference;
@@ -273,6 +286,7 @@ export class QatEvaluator implements AccuracyEvaluator {
     const t1 = performance.now();
     const r = await this.validation();
     const t2 = performance.now();
+    this.afterEvaluate?.();
     this.qatSeconds += (t1 - t0) / 1000;
     this.evalSeconds += (t2 - t1) / 1000;
     if (key !== null) this.cache!.set(key, r);
@@ -400,6 +414,8 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
   let trainer: Trainer | null = null;
   let agent: Agent | null = null;
   let ortEval: OrtEvaluator | null = null;
+  let startWeights: tf.Tensor[] | null = null;
+  const sharedWeights: SharedWeights = spec.sharedWeights ?? (pretrained ? 'restore' : 'carry');
   try {
     const checkpoint = cell ? loadCheckpoint(cell) : null;
     const saved = (checkpoint?.state ?? null) as SearchCheckpoint | null;
@@ -523,6 +539,18 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         )
       : null;
     if (evalCache) evalCache.hits = saved?.evalCacheHits ?? 0;
+    let restore: (() => void) | null = null;
+    if (sharedWeights === 'restore' && spec.qatSteps > 0) {
+      // tensors are immutable: the variables take these values back without copying (a checkpoint holds them too)
+      const model = net.model;
+      const kept = model.weights.map((w) => tf.keep(w.read().clone()));
+      startWeights = kept;
+      const tr = trainer;
+      restore = () => {
+        model.weights.forEach((w, i) => w.write(kept[i]));
+        tr.resetOptimizer();
+      };
+    }
     const evaluator = new QatEvaluator(
       net,
       trainer,
@@ -531,6 +559,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       saved?.reference ?? null,
       forward,
       evalCache,
+      restore,
     );
     const reference = await evaluator.reference();
     const env = new BitAllocationEnv({
@@ -686,6 +715,8 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         w8a8EnergyUj: ref8.energyUj,
         w8a8SizeBytes: ref8.sizeBytes,
         w8a8ValAccuracyStart: w8a8Start,
+        w8a8ValAccuracyEnd: null,
+        sharedWeights,
       },
       metric: targets.metric,
       uniform: [],
@@ -714,6 +745,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net.setBits(bits);
       const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
       const c = table.costAllocation(bits);
+      if (b === 8) result.reference.w8a8ValAccuracyEnd = r.accuracy;
       result.uniform.push({
         bits: { wBits: b, aBits: b },
         accuracy: r.accuracy,
@@ -723,6 +755,11 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         peakMemoryBytes: c.peakMemoryBytes,
         feasible: env.isFeasible(bits),
       });
+    }
+    if (result.reference.w8a8ValAccuracyEnd === null) {
+      net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
+      const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
+      result.reference.w8a8ValAccuracyEnd = r.accuracy;
     }
     if (cell) cell.writeUniform(result.uniform);
 
@@ -791,6 +828,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     agent?.dispose?.();
     trainer?.dispose();
     net?.model.dispose();
+    for (const t of startWeights ?? []) t.dispose();
     disposeDataset(dataset);
   }
 }

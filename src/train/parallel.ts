@@ -32,6 +32,7 @@ import { backendInfo, tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import type { BitConfig } from '../models/layer-info.js';
+import { hasInferenceModeLayers } from './finetune.js';
 
 /** The cores of this machine (at least 1). */
 export function coreCount(): number {
@@ -289,6 +290,7 @@ export class DataParallel {
     // it (weight mixes, calibration, the fine-tune regime's frozen ranges and folded BatchNorm) train here
     return (
       !this.closed &&
+      !hasInferenceModeLayers(this.net.model) &&
       !(this.net.qlayers ?? []).some(
         (q) => q.weightMix != null || q.calibrating === true || q.rangesFrozen || q.foldBnInTraining,
       )

@@ -138,6 +138,8 @@ export interface Trainer {
   saveState(dir: string): Promise<void>;
   /** Restores what saveState wrote; the trainer must have the same optimizer, batch size and training split size. */
   loadState(dir: string): Promise<void>;
+  /** Starts the optimizer afresh (no moments, iteration count 0) at the current learning rate. */
+  resetOptimizer(): void;
   /** Frees the optimizer state. */
   dispose(): void;
 }
@@ -221,7 +223,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   const evalBatch = opts.evalBatchSize ?? 256;
   const probabilities = outputsProbabilities(model);
   const rng = new Rng(opts.seed);
-  const optimizer = makeOptimizer(opts.optimizer, opts.lr);
+  let optimizer = makeOptimizer(opts.optimizer, opts.lr);
   let lr = opts.lr;
   const perm = new Int32Array(n);
   for (let i = 0; i < n; i++) perm[i] = i;
@@ -503,6 +505,11 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       stepsDone = state.stepsDone;
       rng.setState(state.rngState);
       setLr(state.lr);
+    },
+    resetOptimizer() {
+      if (disposed) throw new Error('trainer used after dispose()');
+      optimizer.dispose();
+      optimizer = makeOptimizer(opts.optimizer, lr);
     },
     dispose() {
       if (!disposed) optimizer.dispose();
