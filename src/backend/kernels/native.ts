@@ -7,7 +7,7 @@
  * not reachable, or `simdOptions.enabled` is false); the callers then run their JS loops.
  */
 import { NATIVE_WASM_BASE64 } from './native/native-module.js';
-import { backendMemory, simdOptions } from './simd.js';
+import { backendMemory, simdOptions, wasmApi } from './simd.js';
 
 /** Addresses are byte offsets into the backend's heap; n counts floats. */
 export interface NativeKernels {
@@ -28,16 +28,6 @@ export interface NativeKernels {
   /** See native/elementwise.c: (x, mean, k, offset, y, pixels, c). */
   batchNorm: (x: number, mean: number, k: number, offset: number, y: number, pixels: number, c: number) => void;
 }
-
-interface WebAssemblyApi {
-  validate(bytes: Uint8Array): boolean;
-  Module: new (bytes: Uint8Array) => object;
-  Instance: new (
-    module: object,
-    imports: Record<string, Record<string, unknown>>,
-  ) => { exports: Record<string, unknown> };
-}
-const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
 
 /** The module's bytes (decoded once). */
 export function nativeModuleBytes(): Uint8Array {

@@ -465,7 +465,7 @@ interface WebAssemblyApi {
     imports: Record<string, Record<string, unknown>>,
   ) => { exports: Record<string, unknown> };
 }
-const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
+export const wasmApi = (globalThis as unknown as { WebAssembly?: WebAssemblyApi }).WebAssembly;
 
 const instances = new WeakMap<object, SimdRoutines | null>();
 
