@@ -1,10 +1,11 @@
 /**
  * Bad inputs, part 3: a run stopped by SIGTERM finishes its episode, checkpoints, releases run.lock, leaves
- * the cell pending, exits 143 and says how to resume; the resume continues from that episode.
+ * the cell pending, exits 143 and says how to resume; the resume continues from that episode. A SIGTERM during
+ * the float warm-up stops the run as promptly, keeping nothing of the half warm-up.
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, test } from 'node:test';
@@ -67,4 +68,37 @@ test('SIGTERM: the episode finishes, a checkpoint is written, run.lock released,
   assert.equal(resumed.code, 0, resumed.stderr);
   assert.match(resumed.stderr, new RegExp(`resuming .* after episode ${lines}`));
   assert.equal(episodeLines(dir), lines + 1, 'no episode lost or repeated');
+});
+
+test('SIGTERM during the float warm-up: the run stops within seconds, the cell stays pending, nothing half-trained is kept', async () => {
+  const dir = join(root, 'warmup-run');
+  const args = [BIN, 'run', QUICKSTART, ...SMALL, '--set', 'warmupEpochs=50', '--out', dir];
+  const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  child.stdout.resume();
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const deadline = Date.now() + 120_000;
+  while (!/float warm-up \d+\/\d+/.test(stderr)) {
+    assert.ok(Date.now() < deadline, `no warm-up progress after 120 s: ${stderr}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const signalled = Date.now();
+  child.kill('SIGTERM');
+  const code = await exited;
+  const seconds = (Date.now() - signalled) / 1000;
+  assert.equal(code, 143, stderr);
+  // 50 epochs of the quickstart take minutes; a stop that waited for the warm-up would take that long
+  assert.ok(seconds < 60, `exited ${seconds.toFixed(1)} s after SIGTERM`);
+  assert.match(stderr, /stopped by SIGTERM during the float warm-up/);
+  assert.doesNotMatch(stderr, /float warm-up \d+\/\d+ \(100%\)/, 'the warm-up bar does not claim it finished');
+  assert.equal(existsSync(join(dir, 'run.lock')), false, 'lock released');
+  const info = JSON.parse(readFileSync(join(dir, 'run.json'), 'utf8')) as { cells: { status: string }[] };
+  assert.equal(info.cells[0]?.status, 'pending');
+  assert.equal(episodeLines(dir), 0);
+  assert.equal(
+    existsSync(join(dir, 'warmup')) && readdirSync(join(dir, 'warmup')).length > 0,
+    false,
+    'no warm-up cached',
+  );
 });

@@ -326,6 +326,44 @@ function episodeRecord(s: EpisodeSummary, wallMs: number, cached: boolean): Epis
   };
 }
 
+/** A stop request (SIGINT/SIGTERM) that arrived during the float warm-up, before any episode. */
+class WarmupStopped extends Error {
+  constructor(readonly signal: string) {
+    super(`stopped by ${signal} during the float warm-up`);
+  }
+}
+
+/** The result of a cell stopped before its first episode: nothing measured yet, and nothing to resume from. */
+function stoppedBeforeStart(spec: SearchSpec, profile: string, backend: string, wallSeconds: number): SearchResult {
+  return {
+    best: null,
+    final: null,
+    reference: {
+      floatValAccuracy: NaN,
+      floatTestAccuracy: NaN,
+      w8a8LatencyMs: NaN,
+      w8a8EnergyUj: NaN,
+      w8a8SizeBytes: NaN,
+      w8a8ValAccuracyStart: null,
+      w8a8ValAccuracyEnd: null,
+    },
+    uniform: [],
+    episodes: 0,
+    agent: spec.agent,
+    profile,
+    model: spec.model,
+    dataset: spec.dataset,
+    constraints: spec.constraints,
+    backend,
+    evalBackend: spec.evalBackend ?? 'auto',
+    seed: spec.seed,
+    wallSeconds,
+    timing: { qatSeconds: 0, evalSeconds: 0, otherSeconds: 0, otherShare: 0 },
+    evalCache: null,
+    interrupted: true,
+  };
+}
+
 /** Float warm-up, cached on disk by (model, dataset, seed, epochs, data) when a cache folder is given. */
 async function warmUp(
   spec: SearchSpec,
@@ -333,6 +371,7 @@ async function warmUp(
   cacheDir: string | undefined,
   batchSize: number,
   lr: number,
+  stoppable: boolean,
 ): Promise<QuantizedNetwork> {
   const key = `${spec.model.replace(/[^A-Za-z0-9_.-]+/g, '_')}-${spec.dataset}-seed${spec.seed}-e${spec.warmupEpochs}-n${dataset.train.labels.length}${(spec.threads ?? 1) > 1 ? `-t${spec.threads}` : ''}`;
   const cached = cacheDir ? join(cacheDir, key) : null;
@@ -354,11 +393,20 @@ async function warmUp(
       threads: spec.threads ?? 1,
     });
     const progress = new Progress({ label: 'float warm-up', total: spec.warmupEpochs * trainer.stepsPerEpoch });
-    await trainer.trainEpochs(spec.warmupEpochs, (p) =>
-      progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`),
-    );
-    progress.finish();
-    trainer.dispose();
+    try {
+      await trainer.trainEpochs(spec.warmupEpochs, (p) => {
+        progress.update((p.epoch - 1) * p.stepsPerEpoch + p.step, `loss ${p.loss.toFixed(3)}`);
+        // SIGINT/SIGTERM (the trainer yields to the event loop every few steps): nothing is kept of a half warm-up
+        if (stoppable && stopRequested() !== null) throw new WarmupStopped(stopRequested() as string);
+      });
+      progress.finish();
+    } catch (e) {
+      progress.abandon();
+      net.model.dispose();
+      throw e;
+    } finally {
+      trainer.dispose();
+    }
   }
   if (cached) {
     // write to a private folder, then rename: concurrent workers never see a half-written warm-up
@@ -423,7 +471,20 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       net = (await loadNetwork(join(checkpoint!.dir, 'network'))).net;
       log.info(`resuming ${cell!.id} after episode ${saved.episode}`);
     } else {
-      net = await warmUp(pretrained ? { ...spec, warmupEpochs: 0 } : spec, dataset, opts.warmupCacheDir, batchSize, lr);
+      try {
+        net = await warmUp(
+          pretrained ? { ...spec, warmupEpochs: 0 } : spec,
+          dataset,
+          opts.warmupCacheDir,
+          batchSize,
+          lr,
+          cell !== undefined,
+        );
+      } catch (e) {
+        if (!(e instanceof WarmupStopped) || !cell) throw e;
+        log.info(`${cell.id}: ${e.message}; no episode ran, so the cell starts from the beginning when resumed`);
+        return stoppedBeforeStart(spec, profile.id, backend, (performance.now() - started) / 1000);
+      }
     }
     checkCompatible(net, dataset, `model ${spec.model}`);
     // the forward passes' engine, from here on (float reference, calibration checks, every episode's evaluation)

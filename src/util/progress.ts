@@ -52,6 +52,11 @@ export class Progress {
   finish(extra = ''): void {
     if (this.done < this.opts.total) this.update(this.opts.total, extra);
   }
+
+  /** Ends the bar where it stands (work stopped early), without claiming it finished. */
+  abandon(): void {
+    if (this.tty && this.lastPrint > 0 && this.done < this.opts.total) process.stderr.write('\n');
+  }
 }
 
 export function formatDuration(seconds: number): string {
