@@ -31,7 +31,11 @@ import {
   fakeQuantizeKernel,
 } from './elementwise.js';
 
-export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
+export {
+  conv2DBackpropFilterKernel,
+  depthwiseConv2dNativeBackpropFilterKernel,
+  filterGradCounters,
+} from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
 export { nativeOptions } from './native.js';

@@ -27,6 +27,12 @@ export interface NativeKernels {
   conv2d: (...args: number[]) => void;
   /** See native/elementwise.c: (x, mean, k, offset, y, pixels, c). */
   batchNorm: (x: number, mean: number, k: number, offset: number, y: number, pixels: number, c: number) => void;
+  /** See native/filter-grad.c: (xp, dyp, dw, n, hp, wp, cb, ho, wo, ob, kh, kws, sh, sw, dh, jstep). */
+  conv2dFilterGrad: (...args: number[]) => void;
+  /** (x, xp, n, h, w, ci, hp, wp, top, left, cb, shared). */
+  filterGradPackX: (...args: number[]) => void;
+  /** (dy, dyp, n, pixels, co, ob). */
+  filterGradPackDy: (dy: number, dyp: number, n: number, pixels: number, co: number, ob: number) => void;
 }
 
 /** The module's bytes (decoded once). */
@@ -87,6 +93,9 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         clipGrad: fn('clip_grad'),
         conv2d: fn('conv2d_nhwc'),
         batchNorm: fn('batch_norm'),
+        conv2dFilterGrad: fn('conv2d_filter_grad'),
+        filterGradPackX: fn('filter_grad_pack_x'),
+        filterGradPackDy: fn('filter_grad_pack_dy'),
       };
     }
   } catch {
