@@ -23,6 +23,11 @@ import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from '
 import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
 import {
+  BATCH_NORM_TRAINING_GRAD,
+  batchNormTrainingGradKernel,
+  installFusedBatchNormTraining,
+} from './batch-norm-training.js';
+import {
   CLIP_BY_VALUE_GRAD,
   clipByValueGradKernel,
   FAKE_QUANTIZE,
@@ -43,6 +48,12 @@ export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
+export {
+  BATCH_NORM_TRAINING_GRAD,
+  batchNormTrainingCounters,
+  batchNormTrainingOptions,
+  installFusedBatchNormTraining,
+} from './batch-norm-training.js';
 export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
 interface TrainingKernel {
@@ -77,13 +88,16 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: FAKE_QUANTIZE, kernelFunc: fakeQuantizeKernel },
   { kernelName: FAKE_QUANTIZE_GRAD, kernelFunc: fakeQuantizeGradKernel },
   { kernelName: CLIP_BY_VALUE_GRAD, kernelFunc: clipByValueGradKernel },
+  // The fused gradient of training-mode BatchNormalization (batch-norm-training.ts).
+  { kernelName: BATCH_NORM_TRAINING_GRAD, kernelFunc: batchNormTrainingGradKernel },
 ];
 
 /**
  * Registers (or replaces the built-in version of) each kernel in WASM_TRAINING_KERNELS for the
  * 'wasm' backend, and the gradients of PROJECT_GRADIENTS (gradients.ts; for every backend).
  * Idempotent. Returns the names of the kernels of this module now in place, then the
- * gradients' labels ('FusedBatchNorm (gradient)', 'Mean (gradient)').
+ * gradients' labels ('FusedBatchNorm (gradient)', 'Mean (gradient)'). Also installs the fused
+ * training-mode BatchNormalization of batch-norm-training.ts (for every backend).
  */
 export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
@@ -102,5 +116,6 @@ export function registerWasmTrainingKernels(): string[] {
     names.push(kernelName);
   }
   names.push(...registerProjectGradients());
+  installFusedBatchNormTraining();
   return names;
 }

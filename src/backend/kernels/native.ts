@@ -31,6 +31,10 @@ export interface NativeKernels {
   conv2dFilterGrad: (...args: number[]) => void;
   /** (x, xp, n, h, w, ci, hp, wp, top, left, cb, shared). */
   filterGradPackX: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, dy, mean, s1, s2, pixels, c). */
+  batchNormGradSums: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, dy, mean, k, c1, c0, dx, pixels, c). */
+  batchNormGradDx: (...args: number[]) => void;
   /** (dy, dyp, n, pixels, co, ob). */
   filterGradPackDy: (dy: number, dyp: number, n: number, pixels: number, co: number, ob: number) => void;
 }
@@ -96,6 +100,8 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         conv2dFilterGrad: fn('conv2d_filter_grad'),
         filterGradPackX: fn('filter_grad_pack_x'),
         filterGradPackDy: fn('filter_grad_pack_dy'),
+        batchNormGradSums: fn('batch_norm_grad_sums'),
+        batchNormGradDx: fn('batch_norm_grad_dx'),
       };
     }
   } catch {

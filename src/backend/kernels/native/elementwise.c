@@ -96,3 +96,53 @@ void batch_norm(const float *x, const float *mean, const float *k, const float *
     for (; j < c; j++) ys[j] = (xs[j] - mean[j]) * k[j] + offset[j];
   }
 }
+
+/*
+ * BatchNorm training gradient, pass 1 (per-channel sums over the pixels, channels on the last
+ * axis): s1[j] = sum_p dy[p*c + j], s2[j] = sum_p dy[p*c + j] * (x[p*c + j] - mean[j]), each
+ * channel's sum taken pixel after pixel in float32. s1 and s2 are written (not accumulated).
+ */
+void batch_norm_grad_sums(const float *x, const float *dy, const float *mean, float *s1, float *s2, size_t pixels,
+                          size_t c) {
+  const size_t c4 = c & ~(size_t)3;
+  for (size_t j = 0; j < c; j++) {
+    s1[j] = 0.0f;
+    s2[j] = 0.0f;
+  }
+  for (size_t p = 0; p < pixels; p++) {
+    const float *xs = x + p * c, *ds = dy + p * c;
+    size_t j = 0;
+    for (; j < c4; j += 4) {
+      const v128_t d = wasm_v128_load(ds + j);
+      const v128_t xc = wasm_f32x4_sub(wasm_v128_load(xs + j), wasm_v128_load(mean + j));
+      wasm_v128_store(s1 + j, wasm_f32x4_add(wasm_v128_load(s1 + j), d));
+      wasm_v128_store(s2 + j, wasm_f32x4_add(wasm_v128_load(s2 + j), wasm_f32x4_mul(d, xc)));
+    }
+    for (; j < c; j++) {
+      const float d = ds[j];
+      s1[j] += d;
+      s2[j] += d * (xs[j] - mean[j]);
+    }
+  }
+}
+
+/*
+ * BatchNorm training gradient, pass 2: dx[p*c + j] = dy[p*c + j] * k[j] + (x[p*c + j] - mean[j]) * c1[j] + c0[j]
+ * (k, c1, c0 per channel, computed by the caller from the sums of pass 1).
+ */
+void batch_norm_grad_dx(const float *x, const float *dy, const float *mean, const float *k, const float *c1,
+                        const float *c0, float *dx, size_t pixels, size_t c) {
+  const size_t c4 = c & ~(size_t)3;
+  for (size_t p = 0; p < pixels; p++) {
+    const float *xs = x + p * c, *ds = dy + p * c;
+    float *out = dx + p * c;
+    size_t j = 0;
+    for (; j < c4; j += 4) {
+      const v128_t xc = wasm_f32x4_sub(wasm_v128_load(xs + j), wasm_v128_load(mean + j));
+      v128_t r = wasm_f32x4_mul(wasm_v128_load(ds + j), wasm_v128_load(k + j));
+      r = wasm_f32x4_add(r, wasm_f32x4_mul(xc, wasm_v128_load(c1 + j)));
+      wasm_v128_store(out + j, wasm_f32x4_add(r, wasm_v128_load(c0 + j)));
+    }
+    for (; j < c; j++) out[j] = ds[j] * k[j] + (xs[j] - mean[j]) * c1[j] + c0[j];
+  }
+}
