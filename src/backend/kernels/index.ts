@@ -22,6 +22,7 @@ import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
+import { ADAM_UPDATE, adamUpdateKernel } from './adam.js';
 import {
   BATCH_NORM_TRAINING_GRAD,
   batchNormTrainingGradKernel,
@@ -48,6 +49,7 @@ export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
+export { ADAM_UPDATE, adamCounters, adamOptions, fusedAdam, FusedAdamOptimizer } from './adam.js';
 export {
   BATCH_NORM_TRAINING_GRAD,
   batchNormTrainingCounters,
@@ -90,6 +92,8 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: CLIP_BY_VALUE_GRAD, kernelFunc: clipByValueGradKernel },
   // The fused gradient of training-mode BatchNormalization (batch-norm-training.ts).
   { kernelName: BATCH_NORM_TRAINING_GRAD, kernelFunc: batchNormTrainingGradKernel },
+  // Adam's update of one variable in one call (adam.ts).
+  { kernelName: ADAM_UPDATE, kernelFunc: adamUpdateKernel },
 ];
 
 /**

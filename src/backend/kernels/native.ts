@@ -35,6 +35,8 @@ export interface NativeKernels {
   batchNormGradSums: (...args: number[]) => void;
   /** See native/elementwise.c: (x, dy, mean, k, c1, c0, dx, pixels, c). */
   batchNormGradDx: (...args: number[]) => void;
+  /** See native/elementwise.c: (w, m, v, g, wOut, mOut, vOut, n, b1, omb1, b2, omb2, c1, c2, eps, neglr). */
+  adamUpdate: (...args: number[]) => void;
   /** (dy, dyp, n, pixels, co, ob). */
   filterGradPackDy: (dy: number, dyp: number, n: number, pixels: number, co: number, ob: number) => void;
 }
@@ -102,6 +104,7 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         filterGradPackDy: fn('filter_grad_pack_dy'),
         batchNormGradSums: fn('batch_norm_grad_sums'),
         batchNormGradDx: fn('batch_norm_grad_dx'),
+        adamUpdate: fn('adam_update'),
       };
     }
   } catch {

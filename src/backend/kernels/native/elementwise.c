@@ -146,3 +146,38 @@ void batch_norm_grad_dx(const float *x, const float *dy, const float *mean, cons
     for (; j < c; j++) out[j] = ds[j] * k[j] + (xs[j] - mean[j]) * c1[j] + c0[j];
   }
 }
+
+/*
+ * One Adam update of n values, each float32 operation in the order of tfjs's AdamOptimizer (so
+ * the results are bit-identical to its kernels):
+ *   m' = m * b1 + g * omb1,  v' = v * b2 + (g * g) * omb2,
+ *   w' = ((m' / c1) / (sqrt(v' / c2) + eps)) * neglr + w
+ * with omb = 1 - beta, c = 1 - beta^t and neglr = -learning rate (all float32, from the caller).
+ */
+void adam_update(const float *w, const float *m, const float *v, const float *g, float *w_out, float *m_out,
+                 float *v_out, size_t n, float b1, float omb1, float b2, float omb2, float c1, float c2, float eps,
+                 float neglr) {
+  const v128_t vb1 = wasm_f32x4_splat(b1), vo1 = wasm_f32x4_splat(omb1), vb2 = wasm_f32x4_splat(b2),
+               vo2 = wasm_f32x4_splat(omb2), vc1 = wasm_f32x4_splat(c1), vc2 = wasm_f32x4_splat(c2),
+               ve = wasm_f32x4_splat(eps), vl = wasm_f32x4_splat(neglr);
+  size_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const v128_t gi = wasm_v128_load(g + i);
+    const v128_t mi = wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(m + i), vb1), wasm_f32x4_mul(gi, vo1));
+    const v128_t vi =
+        wasm_f32x4_add(wasm_f32x4_mul(wasm_v128_load(v + i), vb2), wasm_f32x4_mul(wasm_f32x4_mul(gi, gi), vo2));
+    const v128_t step = wasm_f32x4_div(wasm_f32x4_div(mi, vc1), wasm_f32x4_add(wasm_f32x4_sqrt(wasm_f32x4_div(vi, vc2)), ve));
+    wasm_v128_store(m_out + i, mi);
+    wasm_v128_store(v_out + i, vi);
+    wasm_v128_store(w_out + i, wasm_f32x4_add(wasm_f32x4_mul(step, vl), wasm_v128_load(w + i)));
+  }
+  for (; i < n; i++) {
+    const float gi = g[i];
+    const float mi = m[i] * b1 + gi * omb1;
+    const float vi = v[i] * b2 + (gi * gi) * omb2;
+    const float s = wasm_f32x4_extract_lane(wasm_f32x4_sqrt(wasm_f32x4_splat(vi / c2)), 0);
+    m_out[i] = mi;
+    v_out[i] = vi;
+    w_out[i] = ((mi / c1) / (s + eps)) * neglr + w[i];
+  }
+}
