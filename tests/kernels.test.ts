@@ -209,6 +209,8 @@ test('registering the wasm training kernels is idempotent and replaces the built
   assert.deepEqual(first, second);
   assert.deepEqual([...first].sort(), [
     'BatchMatMul',
+    'BitallocAdam',
+    'BitallocBatchNormTrainingGrad',
     'BitallocClipByValueGrad',
     'BitallocFakeQuantize',
     'BitallocFakeQuantizeGrad',

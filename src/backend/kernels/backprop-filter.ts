@@ -73,7 +73,7 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
   const spec = conv2DGradSpec(name, a, x.shape, a.filterShape, dy.shape);
   const simd = wasmSimdRoutines(b);
   if (simd == null) return convFilterGradByXnnpack(backend, spec, x, dy, channelsFirst);
-  const native = nativeKernels(b);
+  const native = filterGradOptions.native ? nativeKernels(b) : null;
   const run = (xs: TensorInfo, dys: TensorInfo): TensorInfo =>
     native != null
       ? convFilterGradByNative(backend, native, spec, xs, dys)
@@ -89,6 +89,9 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
 
 /** Bytes of x and dy a batch chunk of the SIMD filter gradient should stay within (cache-sized). */
 const SIMD_CHUNK_BYTES = 256 * 1024;
+
+/** `native: false` runs the SIMD routines of simd.ts even when the compiled module is there (to compare). */
+export const filterGradOptions: { native: boolean } = { native: true };
 
 /** Calls that ran the compiled filter gradient (for tests: the path is really taken). */
 export const filterGradCounters: { native: number } = { native: 0 };

@@ -41,6 +41,7 @@ export {
   conv2DBackpropFilterKernel,
   depthwiseConv2dNativeBackpropFilterKernel,
   filterGradCounters,
+  filterGradOptions,
 } from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
