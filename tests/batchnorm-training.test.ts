@@ -33,9 +33,17 @@ function randomArray(rng: Rng, n: number, lo = -1, hi = 1): Float32Array {
   return a;
 }
 
-function randomCase(rng: Rng): Case {
-  const c = 1 + rng.int(19);
-  const shape = rng.next() < 0.3 ? [2 + rng.int(30), c] : [1 + rng.int(4), 1 + rng.int(7), 1 + rng.int(7), c];
+function randomCase(rng: Rng, wide = false): Case {
+  const c = wide ? 257 + rng.int(20) : 1 + rng.int(19);
+  const u = rng.next();
+  // Some with more rows than one block of the reduction (4096 / c rows) or more than 256 channels.
+  const shape = wide
+    ? [2 + rng.int(3), 1 + rng.int(3), 1 + rng.int(3), c]
+    : u < 0.25
+      ? [2 + rng.int(30), c]
+      : u < 0.45
+        ? [4 + rng.int(5), 16, 8 + rng.int(9), c]
+        : [1 + rng.int(4), 1 + rng.int(7), 1 + rng.int(7), c];
   if (shape.length === 4 && shape[0] * shape[1] * shape[2] < 2) shape[0] = 2;
   const size = shape.reduce((a, b) => a * b, 1);
   // An offset and a spread per case, so the batch moments are not those of a standard normal.
@@ -108,12 +116,14 @@ function relativeError(a: Float32Array, b: Float32Array): number {
 test(`fused training BatchNormalization gradients equal tfjs-layers' on cpu (wasm compiled kernel and cpu tf ops, ${CASES} random shapes)`, async () => {
   const rng = new Rng(14);
   for (let i = 0; i < CASES; i++) {
-    const c = randomCase(rng);
+    const c = randomCase(rng, i >= CASES - 2);
     const where = `case ${i}: shape [${c.shape.join(',')}]`;
     const reference = await run('cpu', c, false);
     const fusedBefore = batchNormTrainingCounters.fused;
     const nativeBefore = batchNormTrainingCounters.native;
+    const momentsBefore = batchNormTrainingCounters.moments;
     const onWasm = await run('wasm', c, true);
+    assert.equal(batchNormTrainingCounters.moments, momentsBefore + 1, `${where}: the compiled moments ran`);
     assert.equal(batchNormTrainingCounters.fused, fusedBefore + 1, `${where}: the fused layer path ran`);
     assert.equal(batchNormTrainingCounters.native, nativeBefore + 1, `${where}: the compiled gradient ran`);
     const onCpu = await run('cpu', c, true);

@@ -210,6 +210,7 @@ test('registering the wasm training kernels is idempotent and replaces the built
   assert.deepEqual([...first].sort(), [
     'BatchMatMul',
     'BitallocAdam',
+    'BitallocBatchMoments',
     'BitallocBatchNormTrainingGrad',
     'BitallocClipByValueGrad',
     'BitallocFakeQuantize',

@@ -18,8 +18,9 @@
  *
  * `installFusedBatchNormTraining` replaces BatchNormalization's `call` (the class's, so every
  * network, however built or loaded, gets it) by one that, in training mode with the channels on
- * the last axis, computes mean and variance with tf.moments as before (so the forward values and
- * the moving averages stay bit-identical) and the output with the same FusedBatchNorm, inside a
+ * the last axis, computes mean and variance as tf.moments does (on wasm in two passes by the
+ * BitallocBatchMoments kernel, bit-identical to tf.moments there; elsewhere tf.moments itself),
+ * so the forward values and the moving averages stay bit-identical, and the output with the same FusedBatchNorm, inside a
  * tf.customGrad whose gradient is the one above. The moments reach the custom op by closure, so
  * the tape does not differentiate them. Every other case (inference, other axes, no scale or
  * centre, non-float32) runs the original `call`. `batchNormTrainingOptions.fused = false` restores
@@ -30,12 +31,53 @@ import { nativeKernels } from './native.js';
 import { asWasmBackend, heapF32, release, type TensorInfo } from './wasm-ops.js';
 
 export const BATCH_NORM_TRAINING_GRAD = 'BitallocBatchNormTrainingGrad';
+export const BATCH_MOMENTS = 'BitallocBatchMoments';
 
 /** `fused: false` sends training-mode BatchNormalization back to tfjs-layers' own path. */
 export const batchNormTrainingOptions: { fused: boolean } = { fused: true };
 
-/** Calls of the fused layer path and of the compiled gradient (for tests: the paths are taken). */
-export const batchNormTrainingCounters: { fused: number; native: number } = { fused: 0, native: 0 };
+/** Calls of the fused layer path, of the compiled gradient and of the compiled moments (for tests: the paths are taken). */
+export const batchNormTrainingCounters: { fused: number; native: number; moments: number } = {
+  fused: 0,
+  native: 0,
+  moments: 0,
+};
+
+/**
+ * Input x (channels last); outputs [mean, variance] over every other axis, bit-identical to
+ * tf.moments on wasm (native/elementwise.c's batch_norm_moments: two passes instead of Mean, Sub,
+ * Square, Mean). Wasm with the compiled module only (the caller checks).
+ */
+export const batchMomentsKernel: tf.KernelFunc = ({ inputs, backend: b }) => {
+  const backend = asWasmBackend(b, BATCH_MOMENTS);
+  const native = nativeKernels(b);
+  if (native == null) throw new Error(`${BATCH_MOMENTS}: the compiled kernels are not available`);
+  const x = input(inputs, 'x');
+  const c = x.shape[x.shape.length - 1];
+  const rows = x.shape.reduce((p, q) => p * q, 1) / c;
+  const mean = backend.makeOutput([c], 'float32');
+  const variance = backend.makeOutput([c], 'float32');
+  // c float64 sums (the allocator's blocks are 8-byte aligned at least).
+  const acc = backend.makeOutput([2 * c], 'float32');
+  const at = heapF32(backend, acc).byteOffset;
+  if (at % 8 !== 0) throw new Error(`${BATCH_MOMENTS}: scratch buffer not 8-byte aligned`);
+  native.batchNormMoments(
+    heapF32(backend, x).byteOffset,
+    heapF32(backend, mean).byteOffset,
+    heapF32(backend, variance).byteOffset,
+    at,
+    rows,
+    c,
+  );
+  release(backend, acc);
+  batchNormTrainingCounters.moments++;
+  return [mean, variance];
+};
+
+/** Whether the compiled training kernels can run on the current backend. */
+function onCompiledWasm(kernel: string): boolean {
+  return tf.getBackend() === 'wasm' && tf.getKernel(kernel, 'wasm') != null && nativeKernels(tf.backend()) != null;
+}
 
 function input(inputs: tf.NamedTensorInfoMap, name: string): TensorInfo {
   const t = inputs[name];
@@ -121,11 +163,7 @@ function trainingGradient(
   gamma: tf.Tensor,
   eps: number,
 ): tf.Tensor[] {
-  const useNative =
-    tf.getBackend() === 'wasm' &&
-    tf.getKernel(BATCH_NORM_TRAINING_GRAD, 'wasm') != null &&
-    nativeKernels(tf.backend()) != null &&
-    dy.dtype === 'float32';
+  const useNative = onCompiledWasm(BATCH_NORM_TRAINING_GRAD) && dy.dtype === 'float32';
   if (useNative) {
     return tf
       .engine()
@@ -226,7 +264,9 @@ export function installFusedBatchNormTraining(): void {
     const betaVar = this.beta;
     return tf.tidy(() => {
       const axes = x.shape.slice(0, -1).map((_, i) => i);
-      const { mean, variance } = tf.moments(x, axes);
+      const { mean, variance } = onCompiledWasm(BATCH_MOMENTS)
+        ? (([m, v]) => ({ mean: m, variance: v }))(tf.engine().runKernel<tf.Tensor[]>(BATCH_MOMENTS, { x }, {}))
+        : tf.moments(x, axes);
       const y = fusedTrainingNorm(x, gammaVar.read(), betaVar.read(), mean, variance, this.epsilon);
       // The moving averages exactly as tfjs-layers updates them.
       const movingAverage = (variable: LayerVar, value: tf.Tensor): void => {

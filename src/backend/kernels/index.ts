@@ -24,6 +24,8 @@ import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
 import { ADAM_UPDATE, adamUpdateKernel } from './adam.js';
 import {
+  BATCH_MOMENTS,
+  batchMomentsKernel,
   BATCH_NORM_TRAINING_GRAD,
   batchNormTrainingGradKernel,
   installFusedBatchNormTraining,
@@ -52,6 +54,7 @@ export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
 export { ADAM_UPDATE, adamCounters, adamOptions, fusedAdam, FusedAdamOptimizer } from './adam.js';
 export {
+  BATCH_MOMENTS,
   BATCH_NORM_TRAINING_GRAD,
   batchNormTrainingCounters,
   batchNormTrainingOptions,
@@ -93,6 +96,7 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: CLIP_BY_VALUE_GRAD, kernelFunc: clipByValueGradKernel },
   // The fused gradient of training-mode BatchNormalization (batch-norm-training.ts).
   { kernelName: BATCH_NORM_TRAINING_GRAD, kernelFunc: batchNormTrainingGradKernel },
+  { kernelName: BATCH_MOMENTS, kernelFunc: batchMomentsKernel },
   // Adam's update of one variable in one call (adam.ts).
   { kernelName: ADAM_UPDATE, kernelFunc: adamUpdateKernel },
 ];

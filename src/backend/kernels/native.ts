@@ -37,6 +37,8 @@ export interface NativeKernels {
   batchNormGradDx: (...args: number[]) => void;
   /** See native/elementwise.c: (w, m, v, g, wOut, mOut, vOut, n, b1, omb1, b2, omb2, c1, c2, eps, neglr). */
   adamUpdate: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, mean, variance, acc, rows, c). */
+  batchNormMoments: (x: number, mean: number, variance: number, acc: number, rows: number, c: number) => void;
   /** (dy, dyp, n, pixels, co, ob). */
   filterGradPackDy: (dy: number, dyp: number, n: number, pixels: number, co: number, ob: number) => void;
 }
@@ -105,6 +107,7 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         batchNormGradSums: fn('batch_norm_grad_sums'),
         batchNormGradDx: fn('batch_norm_grad_dx'),
         adamUpdate: fn('adam_update'),
+        batchNormMoments: fn('batch_norm_moments'),
       };
     }
   } catch {

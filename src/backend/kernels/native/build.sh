@@ -10,7 +10,7 @@ clang --target=wasm32 -O3 -msimd128 -nostdlib -fno-builtin -ffreestanding \
   -Wl,--export=fake_quantize -Wl,--export=fake_quantize_binary \
   -Wl,--export=fake_quantize_grad -Wl,--export=clip_grad -Wl,--export=conv2d_nhwc -Wl,--export=batch_norm -Wl,--export=conv2d_filter_grad \
   -Wl,--export=filter_grad_pack_x -Wl,--export=filter_grad_pack_dy -Wl,--export=batch_norm_grad_sums \
-  -Wl,--export=batch_norm_grad_dx -Wl,--export=adam_update \
+  -Wl,--export=batch_norm_grad_dx -Wl,--export=adam_update -Wl,--export=batch_norm_moments \
   -o "$out/kernels.wasm" "$here/elementwise.c" "$here/conv.c" "$here/filter-grad.c"
 b64=$(base64 -w0 "$out/kernels.wasm")
 cat > "$out/native-module.ts" <<TS

@@ -181,3 +181,66 @@ void adam_update(const float *w, const float *m, const float *v, const float *g,
     w_out[i] = ((mi / c1) / (s + eps)) * neglr + w[i];
   }
 }
+
+/*
+ * acc[j] = sum over rows of v(x[r*c + j]) in float64, in the order of ../reduce.ts's Sum/Mean
+ * kernel (so its results are bit-identical): up to 256 channels, blocks of 4096 / c rows each
+ * summed on their own and then added to acc[j]; wider rows added to acc[j] row by row. v is x
+ * itself, or with mean given, (x - mean[j])^2 in float32 (tf.moments' Sub and Square).
+ */
+static inline __attribute__((always_inline)) v128_t moment_value(v128_t v, const float *mean, size_t j) {
+  if (!mean) return v;
+  const v128_t d = wasm_f32x4_sub(v, wasm_v128_load(mean + j));
+  return wasm_f32x4_mul(d, d);
+}
+
+static inline __attribute__((always_inline)) float moment_scalar(float v, const float *mean, size_t j) {
+  if (!mean) return v;
+  const float d = v - mean[j];
+  return d * d;
+}
+
+static inline __attribute__((always_inline)) void column_sums(const float *x, const float *mean, double *acc,
+                                                              size_t rows, size_t c) {
+  for (size_t j = 0; j < c; j++) acc[j] = 0.0;
+  if (c > 256) {
+    for (size_t r = 0; r < rows; r++) {
+      for (size_t j = 0; j < c; j++) acc[j] = acc[j] + (double)moment_scalar(x[r * c + j], mean, j);
+    }
+    return;
+  }
+  size_t block = 4096 / c;
+  if (block < 1) block = 1;
+  const size_t c4 = c & ~(size_t)3;
+  for (size_t r0 = 0; r0 < rows; r0 += block) {
+    const size_t r1 = rows < r0 + block ? rows : r0 + block;
+    size_t j = 0;
+    for (; j < c4; j += 4) {
+      v128_t lo = wasm_f64x2_splat(0.0), hi = wasm_f64x2_splat(0.0);
+      for (size_t r = r0; r < r1; r++) {
+        const v128_t v = moment_value(wasm_v128_load(x + r * c + j), mean, j);
+        lo = wasm_f64x2_add(lo, wasm_f64x2_promote_low_f32x4(v));
+        hi = wasm_f64x2_add(hi, wasm_f64x2_promote_low_f32x4(wasm_i32x4_shuffle(v, v, 2, 3, 0, 1)));
+      }
+      wasm_v128_store(acc + j, wasm_f64x2_add(wasm_v128_load(acc + j), lo));
+      wasm_v128_store(acc + j + 2, wasm_f64x2_add(wasm_v128_load(acc + j + 2), hi));
+    }
+    for (; j < c; j++) {
+      double s = 0.0;
+      for (size_t r = r0; r < r1; r++) s += (double)moment_scalar(x[r * c + j], mean, j);
+      acc[j] = acc[j] + s;
+    }
+  }
+}
+
+/*
+ * tf.moments over every axis but the last (channels last, `rows` values per channel), bit-identical
+ * to its Mean, Sub, Square, Mean on the wasm backend: mean[j] = float(sum / rows), then
+ * variance[j] = float(sum of float32 (x - mean)^2 / rows). acc: scratch of c doubles (8-aligned).
+ */
+void batch_norm_moments(const float *x, float *mean, float *variance, double *acc, size_t rows, size_t c) {
+  column_sums(x, 0, acc, rows, c);
+  for (size_t j = 0; j < c; j++) mean[j] = (float)(acc[j] / (double)rows);
+  column_sums(x, mean, acc, rows, c);
+  for (size_t j = 0; j < c; j++) variance[j] = (float)(acc[j] / (double)rows);
+}
