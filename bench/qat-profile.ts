@@ -7,12 +7,21 @@
  *   name (op scopes such as customGrad wrappers left out: they contain kernels), as a share of
  *   the kernels' total, and the step time the kernels do not account for (tensor bookkeeping, JS
  *   between kernels, reading values back; tf.profile's own checks inflate it).
- * With `--ab`: instead, the one-thread trainer step time with the compiled kernels of
- * src/backend/kernels/native (direct convolution, fake quantizer, BatchNorm) on and off, in
+ * With `--ab`: instead, the one-thread trainer step time with a set of kernels on and off, in
  * alternating rounds on the same trainer (so machine load hits both alike), medians and their ratio.
+ * `--part` picks the set: `native` (default: every kernel of the compiled module
+ * src/backend/kernels/native, off = the earlier XNNPACK / JS paths), `filter-grad` (the compiled
+ * Conv2D filter gradient against simd.ts's routines), `bn` (the fused training BatchNorm backward
+ * against tfjs-layers' path), `adam` (the fused Adam step against tfjs's), `added` (filter-grad,
+ * bn and adam together).
  */
 import { initBackend, tf } from '../src/backend/index.js';
-import { nativeOptions } from '../src/backend/kernels/index.js';
+import {
+  adamOptions,
+  batchNormTrainingOptions,
+  filterGradOptions,
+  nativeOptions,
+} from '../src/backend/kernels/index.js';
 import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
@@ -143,7 +152,18 @@ interface AbRow {
   speedup: number;
 }
 
-async function abModel(model: string, bits: number, batch: number, rounds: number): Promise<AbRow> {
+const AB_PARTS = ['native', 'filter-grad', 'bn', 'adam', 'added'] as const;
+type AbPart = (typeof AB_PARTS)[number];
+
+/** Switches the kernels of `part` on or off. */
+function setPart(part: AbPart, on: boolean): void {
+  if (part === 'native') nativeOptions.enabled = on;
+  if (part === 'filter-grad' || part === 'added') filterGradOptions.native = on;
+  if (part === 'bn' || part === 'added') batchNormTrainingOptions.fused = on;
+  if (part === 'adam' || part === 'added') adamOptions.fused = on;
+}
+
+async function abModel(model: string, bits: number, batch: number, rounds: number, part: AbPart): Promise<AbRow> {
   const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
   const train = randomSplit(batch * 4, shape, new Rng(3), CLASSES);
   const ds: Dataset = {
@@ -161,19 +181,19 @@ async function abModel(model: string, bits: number, batch: number, rounds: numbe
   const times = { on: [] as number[], off: [] as number[] };
   try {
     for (const on of [true, false]) {
-      nativeOptions.enabled = on;
+      setPart(part, on);
       await trainer.trainSteps(1); // warm-up
     }
     for (let r = 0; r < rounds; r++) {
       for (const on of r % 2 === 0 ? [true, false] : [false, true]) {
-        nativeOptions.enabled = on;
+        setPart(part, on);
         const t0 = performance.now();
         await trainer.trainSteps(1);
         times[on ? 'on' : 'off'].push(performance.now() - t0);
       }
     }
   } finally {
-    nativeOptions.enabled = true;
+    setPart(part, true);
     trainer.dispose();
     net.model.dispose();
     train.x.dispose();
@@ -199,16 +219,18 @@ export async function run(argv: string[]): Promise<void> {
     const batch = Number(flag(argv, '--batch') ?? 64);
     const models = (flag(argv, '--models') ?? 'resnet20,mobilenet-tiny').split(',');
     for (const m of models) if (!ZOO[m]) throw new Error(`unknown zoo model '${m}' (${ZOO_NAMES.join(', ')})`);
+    const part = (flag(argv, '--part') ?? 'native') as AbPart;
+    if (!AB_PARTS.includes(part)) throw new Error(`--part: expected one of ${AB_PARTS.join(', ')}, got '${part}'`);
     await initBackend('wasm');
     const rows: AbRow[] = [];
-    for (const m of models) for (const bits of [32, 4]) rows.push(await abModel(m, bits, batch, rounds));
+    for (const m of models) for (const bits of [32, 4]) rows.push(await abModel(m, bits, batch, rounds, part));
     if (json) {
-      printJson({ suite: 'qat-profile', mode: 'ab', rows });
+      printJson({ suite: 'qat-profile', mode: 'ab', part, rows });
       return;
     }
     printText(
       formatTable(
-        ['model', 'setting', 'batch', 'step ms (compiled kernels)', 'step ms (previous)', 'speedup'],
+        ['model', 'setting', 'batch', `step ms (${part} on)`, `step ms (${part} off)`, 'speedup'],
         rows.map((r) => [
           r.model,
           r.setting,

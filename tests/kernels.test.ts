@@ -9,6 +9,8 @@ import { initBackend, tf } from '../src/backend/index.js';
 import {
   convCounters,
   convOptions,
+  filterGradCounters,
+  nativeOptions,
   registerWasmTrainingKernels,
   simdOptions,
   WASM_TRAINING_KERNELS,
@@ -207,6 +209,9 @@ test('registering the wasm training kernels is idempotent and replaces the built
   assert.deepEqual(first, second);
   assert.deepEqual([...first].sort(), [
     'BatchMatMul',
+    'BitallocAdam',
+    'BitallocBatchMoments',
+    'BitallocBatchNormTrainingGrad',
     'BitallocClipByValueGrad',
     'BitallocFakeQuantize',
     'BitallocFakeQuantizeGrad',
@@ -296,8 +301,21 @@ test(`Conv2DBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random sha
   await checkGradients(101, false, 'x');
 });
 
-test(`Conv2DBackpropFilter on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+test(`Conv2DBackpropFilter on wasm (compiled kernel) equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {
+  const calls = filterGradCounters.native;
   await checkGradients(202, false, 'filter');
+  assert.equal(filterGradCounters.native, calls + CASES_PER_KERNEL, 'the compiled filter gradient ran for every case');
+});
+
+test('Conv2DBackpropFilter without the compiled module (SIMD routines) equals cpu', async () => {
+  nativeOptions.enabled = false;
+  const calls = filterGradCounters.native;
+  try {
+    await checkGradients(203, false, 'filter', 15);
+  } finally {
+    nativeOptions.enabled = true;
+  }
+  assert.equal(filterGradCounters.native, calls, 'the compiled filter gradient did not run');
 });
 
 test(`DepthwiseConv2dNativeBackpropInput on wasm equals cpu over ${CASES_PER_KERNEL} random shapes`, async () => {

@@ -2,8 +2,9 @@
  * Filter gradients on wasm.
  *
  * Conv2DBackpropFilter: dW[i,j,ci,co] = sum_{n,oh,ow} xpad[n, oh*sh + i, ow*sw + j, ci] * dy[n,oh,ow,co].
- * Default: for each tap, dW[tap] = X_tap^T dy computed in register tiles by the SIMD routines
- * of simd.ts, in place on the wasm heap (x first copied into a zero-padded buffer when the
+ * Default: the compiled kernel of native/filter-grad.c (dW[tap] = X_tap^T dy in 4 x 8 register
+ * tiles, one call per cache-sized batch chunk); without it, the same tiles by the SIMD routines
+ * of simd.ts. Both run in place on the wasm heap (x first copied into a zero-padded buffer when the
  * convolution pads; dy's channels padded to a multiple of 4 when needed).
  * Fallback without SIMD: with ci as the batch and n as the input channel the gradient is a Conv2D
  * of x^T [Ci,H,W,N] with the filter dy^T [Ho,Wo,N,Co], stride = the forward dilation, dilation =
@@ -27,6 +28,7 @@ import {
   type DepthwiseGradAttrs,
 } from './conv-attrs.js';
 import { filterGradPads, readExtent, readsUnpadded } from './geometry.js';
+import { nativeKernels, type NativeKernels } from './native.js';
 import { runDepthwiseOnBuffer, wasmSimdRoutines, type SimdRoutines } from './simd.js';
 import {
   asWasmBackend,
@@ -71,10 +73,15 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
   const spec = conv2DGradSpec(name, a, x.shape, a.filterShape, dy.shape);
   const simd = wasmSimdRoutines(b);
   if (simd == null) return convFilterGradByXnnpack(backend, spec, x, dy, channelsFirst);
-  if (!channelsFirst) return convFilterGradBySimd(backend, simd, spec, x, dy);
+  const native = filterGradOptions.native ? nativeKernels(b) : null;
+  const run = (xs: TensorInfo, dys: TensorInfo): TensorInfo =>
+    native != null
+      ? convFilterGradByNative(backend, native, spec, xs, dys)
+      : convFilterGradBySimd(backend, simd, spec, xs, dys);
+  if (!channelsFirst) return run(x, dy);
   const xNHWC = transpose(backend, x, [0, 2, 3, 1]);
   const dyNHWC = transpose(backend, dy, [0, 2, 3, 1]);
-  const dW = convFilterGradBySimd(backend, simd, spec, xNHWC, dyNHWC);
+  const dW = run(xNHWC, dyNHWC);
   release(backend, xNHWC);
   release(backend, dyNHWC);
   return dW;
@@ -82,6 +89,112 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
 
 /** Bytes of x and dy a batch chunk of the SIMD filter gradient should stay within (cache-sized). */
 const SIMD_CHUNK_BYTES = 256 * 1024;
+
+/** `native: false` runs the SIMD routines of simd.ts even when the compiled module is there (to compare). */
+export const filterGradOptions: { native: boolean } = { native: true };
+
+/** Calls that ran the compiled filter gradient (for tests: the path is really taken). */
+export const filterGradCounters: { native: number } = { native: 0 };
+
+/**
+ * dW by native/filter-grad.c: x and dy packed into channel blocks (x zero-padded on the way),
+ * then one call per cache-sized batch chunk accumulating into dW, which is finally cut to shape.
+ */
+function convFilterGradByNative(
+  backend: WasmBackend,
+  native: NativeKernels,
+  spec: ConvSpec,
+  x: TensorInfo,
+  dy: TensorInfo,
+): TensorInfo {
+  const [kh, kw, ci, co] = spec.filterShape;
+  const [n, h, w] = spec.inShape;
+  const [, ho, wo] = spec.outShape;
+  const { rows, cols } = spec;
+  const hp = readExtent(rows);
+  const wp = readExtent(cols);
+  const shared = ci === 1 && cols.dilation === 1;
+  const cb = shared ? 1 : Math.ceil(ci / 4);
+  const kws = shared ? Math.ceil(kw / 4) : kw;
+  const ob = Math.ceil(co / 8);
+  const xp = backend.makeOutput([n, cb, hp, wp, 4], 'float32');
+  const dyp = backend.makeOutput([n, ob, ho, wo, 8], 'float32');
+  const dWP = zeros(backend, [kh, kws, cb * 4, ob * 8]);
+  // Addresses after every allocation (the heap may have grown).
+  const xBase = heapF32(backend, xp).byteOffset;
+  const dyBase = heapF32(backend, dyp).byteOffset;
+  native.filterGradPackX(
+    heapF32(backend, x).byteOffset,
+    xBase,
+    n,
+    h,
+    w,
+    ci,
+    hp,
+    wp,
+    rows.padBefore,
+    cols.padBefore,
+    cb,
+    shared ? 1 : 0,
+  );
+  native.filterGradPackDy(heapF32(backend, dy).byteOffset, dyBase, n, ho * wo, co, ob);
+  const outBase = heapF32(backend, dWP).byteOffset;
+  const xBatchBytes = cb * hp * wp * 16;
+  const dyBatchBytes = ob * ho * wo * 32;
+  const chunk = Math.max(1, Math.floor(SIMD_CHUNK_BYTES / (xBatchBytes + dyBatchBytes)));
+  for (let n0 = 0; n0 < n; n0 += chunk) {
+    const batch = Math.min(chunk, n - n0);
+    native.conv2dFilterGrad(
+      xBase + n0 * xBatchBytes,
+      dyBase + n0 * dyBatchBytes,
+      outBase,
+      batch,
+      hp,
+      wp,
+      cb,
+      ho,
+      wo,
+      ob,
+      kh,
+      kws,
+      rows.stride,
+      cols.stride,
+      rows.dilation,
+      shared ? 4 : cols.dilation,
+    );
+  }
+  filterGradCounters.native++;
+  release(backend, xp);
+  release(backend, dyp);
+  // [kh][kws][cb*4][ob*8] -> [kh][kw][ci][co] (with shared taps, [kh][kws*4][1][ob*8]).
+  const rowsP = shared ? kws * 4 : cb * 4;
+  const coP = ob * 8;
+  const dW = makeF32(backend, [kh, kw, ci, co], (out) => {
+    const src = heapF32(backend, dWP);
+    for (let i = 0; i < kh; i++) {
+      for (let j = 0; j < kw; j++) {
+        for (let c = 0; c < ci; c++) {
+          const s0 = shared ? (i * rowsP + j) * coP : ((i * kw + j) * rowsP + c) * coP;
+          out.set(src.subarray(s0, s0 + co), ((i * kw + j) * ci + c) * co);
+        }
+      }
+    }
+  });
+  release(backend, dWP);
+  return dW;
+}
+
+/** dW without the zero output channels the kernels padded it with (takes ownership of dWP). */
+function unpadFilter(backend: WasmBackend, dWP: TensorInfo, shape: Shape4, coP: number): TensorInfo {
+  const [kh, kw, ci, co] = shape;
+  if (coP === co) return dWP;
+  const dW = makeF32(backend, shape, (out) => {
+    const src = heapF32(backend, dWP);
+    for (let r = 0; r < kh * kw * ci; r++) out.set(src.subarray(r * coP, r * coP + co), r * co);
+  });
+  release(backend, dWP);
+  return dW;
+}
 
 /**
  * dW = sum over pixels of x[pixel + tap] (outer) dy[pixel], in register tiles of the SIMD
@@ -172,13 +285,7 @@ function convFilterGradBySimd(
   }
   if (!direct) release(backend, xp);
   if (dyP !== dy) release(backend, dyP);
-  if (coP === co) return dWP;
-  const dW = makeF32(backend, [kh, kw, ci, co], (out) => {
-    const src = heapF32(backend, dWP);
-    for (let r = 0; r < kh * kw * ci; r++) out.set(src.subarray(r * coP, r * coP + co), r * co);
-  });
-  release(backend, dWP);
-  return dW;
+  return unpadFilter(backend, dWP, [kh, kw, ci, co], coP);
 }
 
 /** An NHWC tensor with its channels zero-padded to `channels`. */

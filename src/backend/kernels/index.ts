@@ -22,6 +22,14 @@ import { castKernel, identityKernel, rememberBuiltinCast } from './identity.js';
 import { meanKernel, rememberBuiltinMean, rememberBuiltinSum, sumKernel } from './reduce.js';
 import { rememberBuiltinTile, tileKernel } from './tile.js';
 import { registerProjectGradients } from './gradients.js';
+import { ADAM_UPDATE, adamUpdateKernel } from './adam.js';
+import {
+  BATCH_MOMENTS,
+  batchMomentsKernel,
+  BATCH_NORM_TRAINING_GRAD,
+  batchNormTrainingGradKernel,
+  installFusedBatchNormTraining,
+} from './batch-norm-training.js';
 import {
   CLIP_BY_VALUE_GRAD,
   clipByValueGradKernel,
@@ -31,7 +39,12 @@ import {
   fakeQuantizeKernel,
 } from './elementwise.js';
 
-export { conv2DBackpropFilterKernel, depthwiseConv2dNativeBackpropFilterKernel } from './backprop-filter.js';
+export {
+  conv2DBackpropFilterKernel,
+  depthwiseConv2dNativeBackpropFilterKernel,
+  filterGradCounters,
+  filterGradOptions,
+} from './backprop-filter.js';
 export { conv2DBackpropInputKernel, depthwiseConv2dNativeBackpropInputKernel } from './backprop-input.js';
 export { simdOptions } from './simd.js';
 export { nativeOptions } from './native.js';
@@ -39,6 +52,14 @@ export { batchMatMulKernel } from './batch-mat-mul.js';
 export { maxPoolGradKernel } from './max-pool-grad.js';
 export { convCounters, convOptions } from './conv-forward.js';
 export { CLIP_BY_VALUE_GRAD, FAKE_QUANTIZE, FAKE_QUANTIZE_GRAD, fusedFakeQuantize } from './elementwise.js';
+export { ADAM_UPDATE, adamCounters, adamOptions, fusedAdam, FusedAdamOptimizer } from './adam.js';
+export {
+  BATCH_MOMENTS,
+  BATCH_NORM_TRAINING_GRAD,
+  batchNormTrainingCounters,
+  batchNormTrainingOptions,
+  installFusedBatchNormTraining,
+} from './batch-norm-training.js';
 export { PROJECT_GRADIENTS, registerProjectGradients, restorePreviousGradient } from './gradients.js';
 
 interface TrainingKernel {
@@ -73,13 +94,19 @@ export const WASM_TRAINING_KERNELS: ReadonlyArray<TrainingKernel> = [
   { kernelName: FAKE_QUANTIZE, kernelFunc: fakeQuantizeKernel },
   { kernelName: FAKE_QUANTIZE_GRAD, kernelFunc: fakeQuantizeGradKernel },
   { kernelName: CLIP_BY_VALUE_GRAD, kernelFunc: clipByValueGradKernel },
+  // The fused gradient of training-mode BatchNormalization (batch-norm-training.ts).
+  { kernelName: BATCH_NORM_TRAINING_GRAD, kernelFunc: batchNormTrainingGradKernel },
+  { kernelName: BATCH_MOMENTS, kernelFunc: batchMomentsKernel },
+  // Adam's update of one variable in one call (adam.ts).
+  { kernelName: ADAM_UPDATE, kernelFunc: adamUpdateKernel },
 ];
 
 /**
  * Registers (or replaces the built-in version of) each kernel in WASM_TRAINING_KERNELS for the
  * 'wasm' backend, and the gradients of PROJECT_GRADIENTS (gradients.ts; for every backend).
  * Idempotent. Returns the names of the kernels of this module now in place, then the
- * gradients' labels ('FusedBatchNorm (gradient)', 'Mean (gradient)').
+ * gradients' labels ('FusedBatchNorm (gradient)', 'Mean (gradient)'). Also installs the fused
+ * training-mode BatchNormalization of batch-norm-training.ts (for every backend).
  */
 export function registerWasmTrainingKernels(): string[] {
   const names: string[] = [];
@@ -98,5 +125,6 @@ export function registerWasmTrainingKernels(): string[] {
     names.push(kernelName);
   }
   names.push(...registerProjectGradients());
+  installFusedBatchNormTraining();
   return names;
 }

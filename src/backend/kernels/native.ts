@@ -27,6 +27,20 @@ export interface NativeKernels {
   conv2d: (...args: number[]) => void;
   /** See native/elementwise.c: (x, mean, k, offset, y, pixels, c). */
   batchNorm: (x: number, mean: number, k: number, offset: number, y: number, pixels: number, c: number) => void;
+  /** See native/filter-grad.c: (xp, dyp, dw, n, hp, wp, cb, ho, wo, ob, kh, kws, sh, sw, dh, jstep). */
+  conv2dFilterGrad: (...args: number[]) => void;
+  /** (x, xp, n, h, w, ci, hp, wp, top, left, cb, shared). */
+  filterGradPackX: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, dy, mean, s1, s2, pixels, c). */
+  batchNormGradSums: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, dy, mean, k, c1, c0, dx, pixels, c). */
+  batchNormGradDx: (...args: number[]) => void;
+  /** See native/elementwise.c: (w, m, v, g, wOut, mOut, vOut, n, b1, omb1, b2, omb2, c1, c2, eps, neglr). */
+  adamUpdate: (...args: number[]) => void;
+  /** See native/elementwise.c: (x, mean, variance, acc, rows, c). */
+  batchNormMoments: (x: number, mean: number, variance: number, acc: number, rows: number, c: number) => void;
+  /** (dy, dyp, n, pixels, co, ob). */
+  filterGradPackDy: (dy: number, dyp: number, n: number, pixels: number, co: number, ob: number) => void;
 }
 
 /** The module's bytes (decoded once). */
@@ -87,6 +101,13 @@ export function nativeKernels(backend: unknown): NativeKernels | null {
         clipGrad: fn('clip_grad'),
         conv2d: fn('conv2d_nhwc'),
         batchNorm: fn('batch_norm'),
+        conv2dFilterGrad: fn('conv2d_filter_grad'),
+        filterGradPackX: fn('filter_grad_pack_x'),
+        filterGradPackDy: fn('filter_grad_pack_dy'),
+        batchNormGradSums: fn('batch_norm_grad_sums'),
+        batchNormGradDx: fn('batch_norm_grad_dx'),
+        adamUpdate: fn('adam_update'),
+        batchNormMoments: fn('batch_norm_moments'),
       };
     }
   } catch {
