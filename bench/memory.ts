@@ -43,16 +43,37 @@ interface Sample {
   wasmHeapMB: number;
   tensorMB: number;
   tensors: number;
+  /** After a full garbage collection: resident memory, the JS heap in use, and ArrayBuffers outside it. */
+  rssAfterGcMB: number;
+  jsHeapMB: number;
+  arrayBuffersMB: number;
+}
+
+let collect: (() => void) | null = null;
+
+/** A full garbage collection (node's --expose-gc, set at run time). */
+function gc(): void {
+  if (!collect) {
+    setFlagsFromString('--expose-gc');
+    collect = runInNewContext('gc') as () => void;
+  }
+  collect();
 }
 
 function sample(episode: number): Sample {
   const m = tf.memory();
+  const rssMB = process.memoryUsage().rss / MB;
+  gc();
+  const after = process.memoryUsage();
   return {
     episode,
-    rssMB: process.memoryUsage().rss / MB,
+    rssMB,
     wasmHeapMB: wasmHeapBytes() / MB,
     tensorMB: m.numBytes / MB,
     tensors: m.numTensors,
+    rssAfterGcMB: after.rss / MB,
+    jsHeapMB: after.heapUsed / MB,
+    arrayBuffersMB: after.arrayBuffers / MB,
   };
 }
 
@@ -70,8 +91,6 @@ interface DataMemory {
 
 /** Resident memory around loading a folder dataset and reading every split once, a batch of 32 at a time. */
 async function measureData(load: () => Promise<Dataset>): Promise<DataMemory> {
-  setFlagsFromString('--expose-gc');
-  const gc = runInNewContext('gc') as () => void;
   const rss = (): number => {
     gc(); // JS garbage (freed batches) is not counted as data
     return process.memoryUsage().rss / MB;
@@ -228,6 +247,8 @@ export async function run(argv: string[]): Promise<void> {
     base && base !== last
       ? {
           rssMB: last.rssMB - base.rssMB,
+          rssAfterGcMB: last.rssAfterGcMB - base.rssAfterGcMB,
+          jsHeapMB: last.jsHeapMB - base.jsHeapMB,
           wasmHeapMB: last.wasmHeapMB - base.wasmHeapMB,
           tensorMB: last.tensorMB - base.tensorMB,
           fromEpisode: base.episode,
@@ -262,13 +283,22 @@ export async function run(argv: string[]): Promise<void> {
   );
   printText(
     formatTable(
-      ['episode', 'RSS MB', 'wasm heap MB', 'tensor MB', 'tensors'],
-      samples.map((s) => [s.episode, s.rssMB.toFixed(0), s.wasmHeapMB.toFixed(0), s.tensorMB.toFixed(1), s.tensors]),
+      ['episode', 'RSS MB', 'RSS after GC MB', 'JS heap MB', 'ArrayBuffers MB', 'wasm heap MB', 'tensor MB', 'tensors'],
+      samples.map((s) => [
+        s.episode,
+        s.rssMB.toFixed(0),
+        s.rssAfterGcMB.toFixed(0),
+        s.jsHeapMB.toFixed(0),
+        s.arrayBuffersMB.toFixed(0),
+        s.wasmHeapMB.toFixed(0),
+        s.tensorMB.toFixed(1),
+        s.tensors,
+      ]),
     ),
   );
   for (const g of growths)
     printText(
-      `growth episodes ${g.fromEpisode}..${g.toEpisode}: RSS ${g.rssMB.toFixed(0)} MB, wasm heap ${g.wasmHeapMB.toFixed(0)} MB, tensors ${g.tensorMB.toFixed(1)} MB`,
+      `growth episodes ${g.fromEpisode}..${g.toEpisode}: RSS ${g.rssMB.toFixed(0)} MB (after GC ${g.rssAfterGcMB.toFixed(0)} MB), JS heap ${g.jsHeapMB.toFixed(0)} MB, wasm heap ${g.wasmHeapMB.toFixed(0)} MB, tensors ${g.tensorMB.toFixed(1)} MB`,
     );
   printText(`${episodeSeconds.toFixed(1)} s per episode`);
 }
