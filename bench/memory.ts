@@ -13,6 +13,7 @@
  * `--in-memory` loads them as float tensors instead (the older way), for comparison in a separate run.
  * `--data-only` stops after this part.
  */
+import { readFileSync } from 'node:fs';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { initBackend, tf } from '../src/backend/index.js';
@@ -47,6 +48,18 @@ interface Sample {
   rssAfterGcMB: number;
   jsHeapMB: number;
   arrayBuffersMB: number;
+  /** Linux: anonymous and file-backed resident memory (/proc/self/status RssAnon, RssFile), else null. */
+  rssAnonMB: number | null;
+  rssFileMB: number | null;
+}
+
+function procStatusMB(field: string): number | null {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) / 1024 : null;
+  } catch {
+    return null;
+  }
 }
 
 let collect: (() => void) | null = null;
@@ -74,6 +87,8 @@ function sample(episode: number): Sample {
     rssAfterGcMB: after.rss / MB,
     jsHeapMB: after.heapUsed / MB,
     arrayBuffersMB: after.arrayBuffers / MB,
+    rssAnonMB: procStatusMB('RssAnon'),
+    rssFileMB: procStatusMB('RssFile'),
   };
 }
 
@@ -236,7 +251,7 @@ export async function run(argv: string[]): Promise<void> {
       samples.push(sample(e));
       if (!json)
         process.stderr.write(
-          `episode ${e}: RSS ${samples[samples.length - 1]?.rssMB.toFixed(0)} MB, wasm heap ${samples[samples.length - 1]?.wasmHeapMB.toFixed(0)} MB, tensors ${samples[samples.length - 1]?.tensorMB.toFixed(1)} MB\n`,
+          `episode ${e}: RSS ${samples[samples.length - 1]?.rssMB.toFixed(0)} MB (anon ${samples[samples.length - 1]?.rssAnonMB?.toFixed(0)}, file ${samples[samples.length - 1]?.rssFileMB?.toFixed(0)}), wasm heap ${samples[samples.length - 1]?.wasmHeapMB.toFixed(0)} MB, tensors ${samples[samples.length - 1]?.tensorMB.toFixed(1)} MB\n`,
         );
     }
   }
