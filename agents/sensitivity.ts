@@ -42,6 +42,7 @@ import { COST_METRICS, type CostMetric } from '../envs/constraints.js';
 import { REFERENCE_BITS } from '../envs/bit-allocation-env.js';
 import { tf } from '../src/backend/index.js';
 import type { Split } from '../src/data/api.js';
+import { splitInputs } from '../src/data/inputs.js';
 import { UserError } from '../src/errors.js';
 import type { CostTable } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
@@ -540,7 +541,7 @@ export class SensitivityAgent implements AllocationAgent {
         expected: "'free', or a dataset with validation samples",
       });
     const split: Split = {
-      x: tf.slice(val.x, [0, 0, 0, 0], [count, -1, -1, -1]),
+      x: splitInputs(val).slice(0, count),
       y: tf.slice(val.y, [0, 0], [count, -1]),
       labels: val.labels.slice(0, count),
     };

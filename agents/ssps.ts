@@ -35,6 +35,7 @@ import type { AgentContext, AllocationAgent, EpisodeSummary, TrainingAccess } fr
 import { COST_METRICS, metricValue, type CostMetric } from '../envs/constraints.js';
 import { REFERENCE_BITS } from '../envs/bit-allocation-env.js';
 import { tf } from '../src/backend/index.js';
+import { splitInputs } from '../src/data/inputs.js';
 import { UserError } from '../src/errors.js';
 import type { CostTable, LayerCost } from '../src/hardware/api.js';
 import { log } from '../src/log.js';
@@ -458,7 +459,7 @@ export class SspsAgent implements AllocationAgent {
         );
         const ce = tf.tidy(() => {
           const it = tf.tensor1d(idx, 'int32');
-          const xb = tf.gather(train.x, it);
+          const xb = splitInputs(train).gather(Int32Array.from(idx));
           const yb = tf.gather(train.y, it);
           let ceValue: tf.Scalar | null = null;
           const vars = [...weightVars(), logits];

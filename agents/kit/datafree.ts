@@ -16,6 +16,7 @@
  */
 import { tf } from '../../src/backend/index.js';
 import type { Split } from '../../src/data/api.js';
+import { splitInputs } from '../../src/data/inputs.js';
 import { outputsProbabilities } from '../../src/train/trainer.js';
 import { Progress } from '../../src/util/progress.js';
 import { Rng } from '../../src/util/rng.js';
@@ -216,7 +217,7 @@ function floatScore(
   for (let start = 0; start < n; start += batch) {
     const size = Math.min(batch, n - start);
     const [l, k] = tf.tidy(() => {
-      const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
+      const xb = splitInputs(split).slice(start, size);
       const yb = tf.slice(split.y, [start, 0], [size, -1]);
       const outb = net.model.apply(xb, { training: false }) as tf.Tensor;
       const hit = tf.sum(tf.cast(tf.equal(tf.argMax(outb, -1), tf.argMax(yb, -1)), 'float32'));

@@ -4,7 +4,9 @@
  * network, see train/distill.ts). JPEG, PNG and WebP files are decoded with sharp, resized to the
  * network's input and cached on disk as uint8 (image-cache.ts); channel order and scaling follow the
  * preprocessing settings (preprocess.ts). Train / validation / test are drawn from a seeded
- * permutation (10% / 10% of the images by default for validation / test).
+ * permutation (10% / 10% of the images by default for validation / test). The splits keep only
+ * labels: their inputs are read from the cache file one minibatch at a time (split.inputs, see
+ * inputs.ts), so the folder never sits in memory as floats (`inMemory` converts it all at load).
  */
 import { readdirSync, statSync } from 'node:fs';
 import { extname, join, resolve } from 'node:path';
@@ -12,6 +14,7 @@ import { tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from './api.js';
 import { openImageCache, type ImageCache } from './image-cache.js';
+import { cacheFileInputs } from './inputs.js';
 import { bytesToInput, DEFAULT_PREPROCESS, type Preprocess } from './preprocess.js';
 import { seededPermutation, take } from './split.js';
 
@@ -32,6 +35,8 @@ export interface FolderOptions {
   limit?: number;
   skipUnreadable?: boolean;
   cacheDir?: string;
+  /** Convert every split to float tensors at load (the whole folder in memory) instead of reading batches from the cache. */
+  inMemory?: boolean;
 }
 
 export interface FolderListing {
@@ -105,6 +110,40 @@ export function listImageFolder(dir: string): FolderListing {
     }
   });
   return { files, labels: Int32Array.from(labels), classNames: withImages };
+}
+
+/**
+ * A split that reads its inputs from the cache file batch by batch (split.inputs); only labels and
+ * targets are held. `x` (the whole split as floats) is built on first use.
+ */
+function streamedFolderSplit(
+  cache: ImageCache,
+  positions: Int32Array,
+  labels: Int32Array,
+  numClasses: number,
+  p: Preprocess,
+): Split {
+  const n = positions.length;
+  const lab = new Int32Array(n);
+  for (let k = 0; k < n; k++) lab[k] = labels[positions[k]];
+  const inputs = cacheFileInputs({
+    file: cache.path,
+    positions: Int32Array.from(positions),
+    height: cache.height,
+    width: cache.width,
+    preprocess: p,
+  });
+  const y = tf.tidy(() =>
+    numClasses > 0 ? tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat() : tf.zeros([n, 1]),
+  ) as tf.Tensor2D;
+  return {
+    get x() {
+      return inputs.materialised();
+    },
+    inputs,
+    y,
+    labels: lab,
+  };
 }
 
 /** Builds a split's tensors from cache entries, converting only the selected images to float. */
@@ -186,6 +225,7 @@ export async function loadFolder(opts: FolderOptions): Promise<Dataset> {
     const val = take(perm.subarray(nTest, nTest + nVal), opts.limit);
     const train = take(perm.subarray(nTest + nVal), opts.limit);
     const numClasses = listing.classNames ? listing.classNames.length : 0;
+    const build = opts.inMemory ? buildFolderSplit : streamedFolderSplit;
     return {
       name: 'folder',
       inputShape: [h, w, 3],
@@ -193,9 +233,9 @@ export async function loadFolder(opts: FolderOptions): Promise<Dataset> {
       ...(listing.classNames ? { classNames: listing.classNames } : {}),
       labeled: listing.classNames !== null,
       preprocess: p,
-      train: buildFolderSplit(cache, train, labels, numClasses, p),
-      val: buildFolderSplit(cache, val, labels, numClasses, p),
-      test: buildFolderSplit(cache, test, labels, numClasses, p),
+      train: build(cache, train, labels, numClasses, p),
+      val: build(cache, val, labels, numClasses, p),
+      test: build(cache, test, labels, numClasses, p),
       source: dir,
       images: { total: n, skipped: cache.skipped.length, cacheDir: cache.dir, decoded: cache.decoded },
     };

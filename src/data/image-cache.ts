@@ -64,6 +64,8 @@ export interface ImageCache {
   decoded: boolean;
   /** Bytes of one image (h * w * 3). */
   readonly imageBytes: number;
+  /** The images file (images.u8): image i at byte i * imageBytes. */
+  readonly path: string;
   /** Reads image `i` (cache order) into `out` at `offset`. */
   read(i: number, out: Uint8Array, offset?: number): void;
   close(): void;
@@ -221,6 +223,7 @@ export async function openImageCache(folder: string, files: string[], opts: Imag
     skipped: idx.skipped,
     decoded,
     imageBytes,
+    path: join(dir, IMAGES_U8),
     read(i, out, offset = 0) {
       const got = readSync(fd, out, offset, imageBytes, i * imageBytes);
       if (got !== imageBytes)

@@ -18,7 +18,8 @@ import { loadMnist } from './mnist.js';
 import { loadFolder } from './folder.js';
 import type { Preprocess } from './preprocess.js';
 
-export type { Dataset, Split } from './api.js';
+export type { Dataset, Split, SplitInputs } from './api.js';
+export { splitInputs, tensorInputs } from './inputs.js';
 
 export interface LoadDatasetOptions {
   /** Directory (or, for `idx`, an images file) to read from; each dataset has its own default. */
@@ -39,6 +40,8 @@ export interface LoadDatasetOptions {
   testFraction?: number;
   /** `folder`: leave unreadable images out (counted) instead of failing. */
   skipUnreadable?: boolean;
+  /** `folder`: hold every split in memory as float tensors instead of reading batches from the image cache (default false). */
+  inMemory?: boolean;
 }
 
 export interface DatasetDescription {
@@ -186,7 +189,9 @@ export function disposeDataset(ds: Dataset): void {
 }
 
 export function disposeSplit(s: Split): void {
-  s.x.dispose();
+  // a streamed split's inputs free its `x` if it was ever built (reading s.x here would build it)
+  if (s.inputs) s.inputs.dispose();
+  else s.x.dispose();
   s.y.dispose();
 }
 

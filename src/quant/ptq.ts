@@ -17,6 +17,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { Split } from '../data/api.js';
+import { splitInputs } from '../data/inputs.js';
 import { batchNormFactors, QuantLayer } from './layers.js';
 import { consumers, inboundNames } from './inventory.js';
 import type { QuantNetwork } from './network.js';
@@ -98,12 +99,13 @@ export function collectLayerStats(
       picked.dispose();
     };
   });
+  const inputs = splitInputs(split);
   try {
     net.setBits(saved.map(() => ({ wBits: FLOAT_BITS, aBits: FLOAT_BITS })));
     for (let b = 0; b < batches && b * size < n; b++) {
       const count = Math.min(size, n - b * size);
       tf.tidy(() => {
-        net.model.predict(tf.slice(split.x, [b * size, 0, 0, 0], [count, -1, -1, -1]));
+        net.model.predict(inputs.slice(b * size, count));
       });
     }
   } finally {
@@ -216,7 +218,7 @@ export async function postTrainingQuantize(net: QuantNetwork, split: Split, opts
     const size = opts.batchSize ?? 16;
     const n = split.labels.length;
     for (let b = 0; b < (opts.batches ?? 8) && b * size < n; b++) {
-      const xb = tf.slice(split.x, [b * size, 0, 0, 0], [Math.min(size, n - b * size), -1, -1, -1]);
+      const xb = splitInputs(split).slice(b * size, Math.min(size, n - b * size));
       try {
         net.calibrate(xb);
       } finally {

@@ -9,6 +9,7 @@
  * `npm run bench -- eval` prints it). Accuracy and mean cross-entropy match evaluateModel's definitions.
  */
 import type { Split } from '../data/api.js';
+import { splitInputs } from '../data/inputs.js';
 import type { QuantNetwork } from '../quant/network.js';
 import { UserError } from '../errors.js';
 import { evaluateModel, outputsProbabilities, type EvalResult } from '../train/trainer.js';
@@ -136,29 +137,30 @@ export class OrtEvaluator {
     return out;
   }
 
-  private data(split: Split, n: number): Float32Array {
-    const hit = this.cache.get(split);
-    if (hit && hit.length >= n * this.sampleSize) return hit;
-    const all = split.x.dataSync() as Float32Array;
-    const copy = Float32Array.from(all.subarray(0, Math.max(n, split.labels.length) * this.sampleSize));
-    this.cache.set(split, copy);
-    return copy;
+  /**
+   * Samples start .. start+size-1 of a split as floats. A split held in memory is copied out of its tensor
+   * once and kept (as long as the split lives); a streamed split (an image folder) is read batch by batch.
+   */
+  private batch(split: Split, start: number, size: number): Float32Array {
+    const inputs = splitInputs(split);
+    if (!inputs.inMemory) return inputs.read(start, size);
+    let all = this.cache.get(split);
+    if (!all) {
+      all = inputs.read(0, split.labels.length);
+      this.cache.set(split, all);
+    }
+    return all.subarray(start * this.sampleSize, (start + size) * this.sampleSize);
   }
 
   /** Logits (or probabilities) of the first n samples of a split at the network's current state. */
   async outputs(split: Split, n: number): Promise<Float32Array[]> {
-    const x = this.data(split, n);
     const c = await this.compiled();
     const params = this.parameters(c.feeds);
-    const shape = split.x.shape.slice(1);
+    const shape = splitInputs(split).shape.slice(1);
     const res: Float32Array[] = [];
     for (let start = 0; start < n; start += this.batchSize) {
       const size = Math.min(this.batchSize, n - start);
-      const input = new this.ort.Tensor(
-        'float32',
-        x.subarray(start * this.sampleSize, (start + size) * this.sampleSize),
-        [size, ...shape],
-      );
+      const input = new this.ort.Tensor('float32', this.batch(split, start, size), [size, ...shape]);
       const r = await c.session.run({ ...params, [c.inputName]: input });
       res.push((r[c.outputName] as { data: Float32Array }).data);
     }

@@ -165,6 +165,8 @@ export interface SearchOptions {
   onCheckpoint?: (episode: number) => void | Promise<void>;
   /** Polled before each episode: true stops the search after a checkpoint (a graceful shutdown). */
   shouldStop?: () => boolean;
+  /** An image folder's splits held in memory as floats instead of read from the image cache by batch (same results). */
+  inMemoryData?: boolean;
 }
 
 export interface NamedBits {
@@ -446,6 +448,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     ...(spec.testFraction !== undefined ? { testFraction: spec.testFraction } : {}),
     ...(fileShape ? { imageSize: [fileShape[0], fileShape[1]] as [number, number] } : {}),
     ...(preprocess ? { preprocess } : {}),
+    ...(opts.inMemoryData ? { inMemory: true } : {}),
   });
   if (dataset.labeled === false && !pretrained) {
     disposeDataset(dataset);

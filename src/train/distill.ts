@@ -14,7 +14,8 @@
  * batch; the old target tensors are freed.
  */
 import { tf } from '../backend/index.js';
-import type { Dataset, Split } from '../data/api.js';
+import type { Dataset, Split, SplitInputs } from '../data/api.js';
+import { splitInputs, tensorInputs } from '../data/inputs.js';
 import type { TrainableNetwork } from './trainer.js';
 import { outputsProbabilities } from './trainer.js';
 
@@ -44,15 +45,16 @@ export interface TargetsApplied {
 }
 
 /** The network's logits (log-probabilities for a softmax output) on a split, [n, classes], batch by batch. */
-export function networkLogits(net: TrainableNetwork, x: tf.Tensor4D, batchSize = 32): tf.Tensor2D {
+export function networkLogits(net: TrainableNetwork, x: tf.Tensor4D | SplitInputs, batchSize = 32): tf.Tensor2D {
   const probs = outputsProbabilities(net.model);
-  const n = x.shape[0];
+  const inputs = 'inMemory' in x ? x : tensorInputs(x);
+  const n = inputs.shape[0];
   const parts: tf.Tensor[] = [];
   for (let s = 0; s < n; s += batchSize) {
     const size = Math.min(batchSize, n - s);
     parts.push(
       tf.tidy(() => {
-        const out = net.model.predict(tf.slice(x, [s, 0, 0, 0], [size, -1, -1, -1])) as tf.Tensor;
+        const out = net.model.predict(inputs.slice(s, size)) as tf.Tensor;
         return probs ? tf.log(tf.clipByValue(out, 1e-12, 1)) : out;
       }),
     );
@@ -85,7 +87,7 @@ export function applyTargets(net: TrainableNetwork, ds: Dataset, opts: TargetOpt
     const split = ds[name];
     const soft = distill && name === 'train';
     if (!fidelity && !soft) continue;
-    const z = opts.logits?.[name] ?? networkLogits(net, split.x, opts.batchSize ?? 32);
+    const z = opts.logits?.[name] ?? networkLogits(net, splitInputs(split), opts.batchSize ?? 32);
     const y = tf.tidy(() =>
       soft ? tf.softmax(tf.div(z, T)) : tf.oneHot(tf.argMax(z, -1), classes).toFloat(),
     ) as tf.Tensor2D;

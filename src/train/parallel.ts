@@ -31,6 +31,7 @@ import { Worker } from 'node:worker_threads';
 import { backendInfo, tf } from '../backend/index.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
+import type { SplitInputs } from '../data/api.js';
 import type { BitConfig } from '../models/layer-info.js';
 import { hasInferenceModeLayers } from './finetune.js';
 
@@ -301,7 +302,7 @@ export class DataParallel {
    * One data-parallel forward/backward pass over the samples `idx` of (x, y): the gradient of the
    * batch's mean loss, summed over shards in shard order. The caller applies it (one optimizer step).
    */
-  async step(idx: Int32Array, x: tf.Tensor, y: tf.Tensor): Promise<StepResult> {
+  async step(idx: Int32Array, x: SplitInputs, y: tf.Tensor): Promise<StepResult> {
     if (!(await this.ready)) throw new Error('training worker threads failed to start (see usable())');
     const model = this.net.model;
     const weights = model.weights;
@@ -327,7 +328,7 @@ export class DataParallel {
       start += size;
       const [xs, ys] = tf.tidy(() => {
         const it = tf.tensor1d(part, 'int32');
-        return [tf.gather(x, it), tf.gather(y, it)];
+        return [x.gather(part), tf.gather(y, it)];
       });
       const msg: StepMessage = {
         kind: 'step',
@@ -346,8 +347,9 @@ export class DataParallel {
     // 3. shard 0 here, meanwhile
     const vars = trainable.map((i) => weights[i].read() as tf.Variable);
     const own = tf.tidy(() => {
-      const it = tf.tensor1d(idx.subarray(0, sizes[0]), 'int32');
-      const xb = tf.gather(x, it);
+      const own0 = idx.subarray(0, sizes[0]);
+      const it = tf.tensor1d(own0, 'int32');
+      const xb = x.gather(own0);
       const yb = tf.gather(y, it);
       const r = shardGradients(model, vars, xb, yb, sizes[0] / total, this.sampleLoss);
       return { ...r, grads: r.grads.map((g) => tf.keep(g)) };

@@ -12,6 +12,7 @@ import { tf } from '../backend/index.js';
 import { fusedAdam } from '../backend/kernels/index.js';
 import { UserError } from '../errors.js';
 import type { Dataset, Split } from '../data/api.js';
+import { splitInputs } from '../data/inputs.js';
 import { Rng } from '../util/rng.js';
 import { createDataParallel } from './parallel.js';
 
@@ -218,6 +219,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
   }
   const model = net.model;
   const train = dataset.train;
+  const trainInputs = splitInputs(train);
   const n = train.labels.length;
   if (n === 0) throw new Error(`createTrainer: dataset ${dataset.name} has an empty training split`);
   const batchSize = Math.min(opts.batchSize, n);
@@ -263,7 +265,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
       const weight = part.length / idx.length;
       const { value, grads, c } = tf.tidy(() => {
         const it = tf.tensor1d(part, 'int32');
-        const xb = tf.gather(train.x, it);
+        const xb = trainInputs.gather(part);
         const yb = tf.gather(train.y, it);
         let kept: tf.Tensor | null = null;
         const r = tf.variableGrads(() => {
@@ -309,7 +311,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     cursor += batchSize;
     // distillation and chunked minibatches (large inputs) run on this thread: the workers compute the plain loss in one pass
     if (opts.temperature === undefined && micro >= idx.length && parallel != null && (await parallel.usable())) {
-      const r = await parallel.step(idx, train.x, train.y);
+      const r = await parallel.step(idx, trainInputs, train.y);
       optimizer.applyGradients(r.grads);
       for (const g of Object.values(r.grads)) g.dispose();
       stepsDone++;
@@ -334,7 +336,7 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     try {
       lossValue = tf.tidy(() => {
         const it = tf.tensor1d(idx, 'int32');
-        const xb = tf.gather(train.x, it);
+        const xb = trainInputs.gather(idx);
         const yb = tf.gather(train.y, it);
         let kept: tf.Tensor | null = null;
         const cost = optimizer.minimize(
@@ -611,6 +613,7 @@ export async function evaluateModel(
   const batch = opts.batchSize ?? 256;
   const probabilities = outputsProbabilities(model);
   const total = Math.min(split.labels.length, opts.limit ?? Infinity);
+  const inputs = splitInputs(split);
   const t0 = performance.now();
   let lossSum = 0;
   let correct = 0;
@@ -620,7 +623,7 @@ export async function evaluateModel(
     let c: tf.Tensor;
     try {
       [l, c] = tf.tidy((): [tf.Tensor, tf.Tensor] => {
-        const xb = tf.slice(split.x, [start, 0, 0, 0], [size, -1, -1, -1]);
+        const xb = inputs.slice(start, size);
         const yb = tf.slice(split.y, [start, 0], [size, -1]);
         const out = model.apply(xb, { training: false }) as tf.Tensor;
         return [tf.sum(crossEntropy(yb, out, probabilities)), correctCount(yb, out)];
@@ -628,7 +631,7 @@ export async function evaluateModel(
     } catch (e) {
       explainOutOfMemory(
         e,
-        `evaluating in batches of ${batch} on ${split.x.shape.slice(1).join('x')} inputs`,
+        `evaluating in batches of ${batch} on ${inputs.shape.slice(1).join('x')} inputs`,
         'evaluation batch (--batch-size of eval)',
       );
     }
@@ -669,9 +672,10 @@ export function calibrateNetwork(
   const batches = opts.batches ?? 8;
   const size = opts.batchSize ?? 128;
   const n = split.labels.length;
+  const inputs = splitInputs(split);
   for (let b = 0; b < batches && b * size < n; b++) {
     const count = Math.min(size, n - b * size);
-    const xb = tf.slice(split.x, [b * size, 0, 0, 0], [count, -1, -1, -1]);
+    const xb = inputs.slice(b * size, count);
     try {
       net.calibrate(xb);
     } finally {
