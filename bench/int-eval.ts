@@ -41,10 +41,10 @@ function median(xs: number[]): number {
 function withoutSoftmax(m: ModelProto): ModelProto {
   const g = m.graph ?? {};
   const nodes = [...(g.node ?? [])];
-  const out = (g.output ?? [])[0]?.name as string;
+  const out = (g.output ?? [])[0]?.name;
   const i = nodes.findIndex((n) => (n.output ?? [])[0] === out);
   if (i < 0 || nodes[i].opType !== 'Softmax') return m;
-  const src = (nodes[i].input ?? [])[0] as string;
+  const src = (nodes[i].input ?? [])[0];
   nodes.splice(i, 1);
   for (const n of nodes) n.output = (n.output ?? []).map((o) => (o === src ? out : o));
   for (const n of nodes) n.input = (n.input ?? []).map((o) => (o === src ? out : o));
@@ -135,7 +135,7 @@ async function outputs(ort: OrtModule, r: Runner, x: Float32Array, n: number, ba
 function opCounts(file: string): Record<string, number> {
   const m = decodeModel(fs.readFileSync(file));
   const c: Record<string, number> = {};
-  for (const n of m.graph?.node ?? []) c[n.opType as string] = (c[n.opType as string] ?? 0) + 1;
+  for (const n of m.graph?.node ?? []) c[n.opType] = (c[n.opType] ?? 0) + 1;
   return c;
 }
 
@@ -143,7 +143,7 @@ function allocation(net: QuantNetwork, label: string): BitConfig {
   const m = /^W(\d+)A(\d+)$/.exec(label);
   if (m) return net.layers.map(() => ({ wBits: Number(m[1]), aBits: Number(m[2]) }));
   // mixed: a cycle of weight / activation widths from 2 to 8 bits
-  return net.layers.map((_, i) => ({ wBits: [8, 4, 6, 3][i % 4] as number, aBits: [6, 8, 4, 5][i % 4] as number }));
+  return net.layers.map((_, i) => ({ wBits: [8, 4, 6, 3][i % 4], aBits: [6, 8, 4, 5][i % 4] }));
 }
 
 export async function run(argv: string[]): Promise<void> {
@@ -253,11 +253,11 @@ export async function run(argv: string[]): Promise<void> {
       speed[k] = median(v);
       say(`  ${k}: ${median(v).toFixed(1)}  (rounds: ${v.map((t) => t.toFixed(1)).join(', ')})`);
     }
-    const wasm = speed['TF.js wasm W4A4 1 thr'] as number;
+    const wasm = speed['TF.js wasm W4A4 1 thr'];
     for (const label of ['W8A8', 'W4A4'])
       for (const threads of [1, 2]) {
-        const i = speed[`ort integer ${label} ${threads} thr`] as number;
-        const s = speed[`ort simulated ${label} ${threads} thr`] as number;
+        const i = speed[`ort integer ${label} ${threads} thr`];
+        const s = speed[`ort simulated ${label} ${threads} thr`];
         say(
           `  ${label} ${threads} thr: integer / simulated ${(i / s).toFixed(2)}x, integer / TF.js wasm W4A4 ${(i / wasm).toFixed(2)}x`,
         );

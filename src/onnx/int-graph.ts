@@ -150,7 +150,7 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
     const signed = zt.dataType === DataType.INT8;
     let lo = signed ? -128 : 0;
     let hi = signed ? 127 : 255;
-    let x = x0 as string;
+    let x = x0;
     for (;;) {
       const p = producerOf(g, x);
       if (!p || (p.opType !== 'Min' && p.opType !== 'Max') || consumersOf(g, x).length > 1) break;
@@ -164,16 +164,16 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
     }
     // signed grids as uint8 codes with zero point 128 (the same values): onnxruntime's x86 integer convolutions
     // take uint8 activations only
-    const qOut = (q.output ?? [])[0] as string;
+    const qOut = (q.output ?? [])[0];
     const dqs = consumersOf(g, qOut);
-    let zp = zName as string;
+    let zp = zName;
     if (signed) {
       zp = addInit(g, intTensor(`zp128_${tag}`, [], [128], DataType.UINT8));
       lo += 128;
       hi += 128;
-      for (const d of dqs) if (d.input?.[2] === zName) d.input = [d.input[0] as string, d.input[1] as string, zp];
+      for (const d of dqs) if (d.input?.[2] === zName) d.input = [d.input[0], d.input[1], zp];
     }
-    q.input = [x, sName as string, zp];
+    q.input = [x, sName, zp];
     const dt = DataType.UINT8;
     const loName = addInit(g, intTensor(`${qOut}_${tag}_lo`, [], [lo], dt));
     const hiName = addInit(g, intTensor(`${qOut}_${tag}_hi`, [], [hi], dt));
@@ -189,10 +189,10 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
 
   // the chain QuantizeLinear -> Clip -> DequantizeLinear of an activation quantizer, by its QuantizeLinear
   const chain = (q: NodeProto): { clip: NodeProto; dqs: NodeProto[] } | null => {
-    const out = (q.output ?? [])[0] as string;
+    const out = (q.output ?? [])[0];
     const cs = consumersOf(g, out);
     if (cs.length !== 1 || cs[0].opType !== 'Clip') return null;
-    const dqs = consumersOf(g, (cs[0].output ?? [])[0] as string);
+    const dqs = consumersOf(g, (cs[0].output ?? [])[0]);
     if (!dqs.length || !dqs.every((d) => d.opType === 'DequantizeLinear')) return null;
     return { clip: cs[0], dqs };
   };
@@ -210,10 +210,10 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
     const padNode = producerOf(g, q.input?.[0] as string);
     if (
       padNode?.opType === 'Pad' &&
-      consumersOf(g, (padNode.output ?? [])[0] as string).length === 1 &&
+      consumersOf(g, (padNode.output ?? [])[0]).length === 1 &&
       (scalar(g, padNode.input?.[2]) ?? 0) === 0
     ) {
-      const convs = c.dqs.flatMap((d) => consumersOf(g, (d.output ?? [])[0] as string));
+      const convs = c.dqs.flatMap((d) => consumersOf(g, (d.output ?? [])[0]));
       const pads = constArray(g, padNode.input?.[1]);
       if (pads && pads.length === 8 && convs.every((n) => n.opType === 'Conv' && n.input?.[0] !== n.input?.[1])) {
         const [, , t, l, , , b, r] = Array.from(pads);
@@ -229,7 +229,7 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
     }
     // ---- a ReLU / ReLU6 read only by this quantizer: into the code Clip
     const act = producerOf(g, q.input?.[0] as string);
-    if (act && consumersOf(g, (act.output ?? [])[0] as string).length === 1) {
+    if (act && consumersOf(g, (act.output ?? [])[0]).length === 1) {
       let a: number | null = null;
       let b: number | null = null;
       if (act.opType === 'Relu') a = 0;
@@ -255,8 +255,8 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
   let integerLayers = 0;
   for (const op of g.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'Gemm')) {
     const [xName, wName, bName] = op.input ?? [];
-    const dq = producerOf(g, xName as string);
-    const wdq = producerOf(g, wName as string);
+    const dq = producerOf(g, xName);
+    const wdq = producerOf(g, wName);
     if (dq?.opType !== 'DequantizeLinear') continue;
     if (wdq?.opType !== 'DequantizeLinear' || wide.has(op.name?.replace(/_\d+$/, '') ?? '')) {
       // float weights next to a dequantized input: write this input's quantizer in float ops
@@ -303,7 +303,7 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
       name: out,
       attribute: [{ name: 'axis', type: 2, i: 0 }],
     });
-    op.input = [xName as string, wName as string, out];
+    op.input = [xName, wName, out];
   }
 
   // ---- NHWC input, like the eval graph
