@@ -162,15 +162,16 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
       x = p.input?.[0] as string;
       remove(g, p);
     }
-    // signed grids as uint8 codes with zero point 128 (the same values): onnxruntime's x86 integer convolutions
-    // take uint8 activations only
+    // signed grids as uint8 codes from 0 (zero point -qmin, the same values): onnxruntime's x86 integer
+    // convolutions take uint8 activations only
     const qOut = (q.output ?? [])[0];
     const dqs = consumersOf(g, qOut);
     let zp = zName;
     if (signed) {
-      zp = addInit(g, intTensor(`zp128_${tag}`, [], [128], DataType.UINT8));
-      lo += 128;
-      hi += 128;
+      const z = -lo;
+      zp = addInit(g, intTensor(`zp${z}_${tag}`, [], [z], DataType.UINT8));
+      lo += z;
+      hi += z;
       for (const d of dqs) if (d.input?.[2] === zName) d.input = [d.input[0], d.input[1], zp];
     }
     q.input = [x, sName, zp];
@@ -251,6 +252,36 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
     }
   }
 
+  // ---- codes spread over uint8: a grid of codes 0..hi becomes 0..hi * 2^k (BitShift) at scale s / 2^k, the same
+  // values, when every reader is an integer op; their int32 bias codes (at s_in * s_w) get 2^k times finer
+  const intWeights = (n: NodeProto): boolean =>
+    (n.opType === 'Conv' || n.opType === 'Gemm') &&
+    producerOf(g, n.input?.[1] as string)?.opType === 'DequantizeLinear' &&
+    !wide.has(n.name?.replace(/_\d+$/, '') ?? '');
+  for (const q of g.nodes.filter((n) => n.opType === 'QuantizeLinear')) {
+    const c = chain(q);
+    if (!c) continue;
+    const readers = c.dqs.flatMap((d) => consumersOf(g, (d.output ?? [])[0]));
+    if (!readers.length || !readers.every(intWeights)) continue;
+    const hi = scalar(g, c.clip.input?.[2]) as number;
+    const z = scalar(g, q.input?.[2]) ?? 0;
+    const s = scalar(g, q.input?.[1]) as number;
+    const k = hi > 0 ? Math.floor(Math.log2(255 / hi)) : 0;
+    if (k < 1) continue;
+    const base = `${(c.clip.output ?? [])[0]}_shl`;
+    const amount = addInit(g, intTensor(`${base}_k`, [], [k], DataType.UINT8));
+    g.nodes.splice(g.nodes.indexOf(c.clip) + 1, 0, {
+      opType: 'BitShift',
+      input: [(c.clip.output ?? [])[0], amount],
+      output: [base],
+      name: base,
+      attribute: [{ name: 'direction', type: 3, s: new TextEncoder().encode('LEFT') }],
+    });
+    const sc = addInit(g, floatTensor(`${base}_scale`, [], [s / 2 ** k]));
+    const zp = addInit(g, intTensor(`${base}_zp`, [], [z * 2 ** k], DataType.UINT8));
+    for (const d of c.dqs) d.input = [base, sc, zp];
+  }
+
   // ---- the ops on integer codes: int32 biases; float-weight layers keep a float input quantizer
   let integerLayers = 0;
   for (const op of g.nodes.filter((n) => n.opType === 'Conv' || n.opType === 'Gemm')) {
@@ -264,8 +295,9 @@ export function writeIntegerGraph(net: QuantNetwork): IntegerGraph {
       const clip = producerOf(g, dq.input?.[0] as string);
       const q = clip ? producerOf(g, clip.input?.[0] as string) : undefined;
       if (!clip || clip.opType !== 'Clip' || q?.opType !== 'QuantizeLinear') continue;
-      const lo = scalar(g, clip.input?.[1]) as number;
-      const hi = scalar(g, clip.input?.[2]) as number;
+      const z = scalar(g, q.input?.[2]) ?? 0;
+      const lo = (scalar(g, clip.input?.[1]) as number) - z;
+      const hi = (scalar(g, clip.input?.[2]) as number) - z;
       const base = `${op.name as string}_${tag}_fq`;
       const c = (n: string, v: number): string => addInit(g, floatTensor(`${base}_${n}`, [], [v]));
       const nodes: NodeProto[] = [
