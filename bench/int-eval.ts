@@ -9,7 +9,9 @@
  * - Agreement with the simulated graph on the validation crops (default 1000 crops, 60% validation):
  *   top-1 agreement and max |logit diff| (before the softmax) in quantization steps of the logits
  *   (the classifier's input step carried through its weights, scale * max_j sum_i |W_ij|), at
- *   W8A8, W6A6, W4A4 and a mixed allocation.
+ *   W8A8, W6A6, W4A4 and a mixed allocation; split into the int32 bias rounding (the integer graph
+ *   with onnxruntime's QDQ fusions off: float convolutions on the same codes) and the integer kernels'
+ *   requantization (fused against unfused).
  */
 import * as fs from 'node:fs';
 import * as os from 'node:os';
@@ -301,17 +303,20 @@ export async function run(argv: string[]): Promise<void> {
     };
     const fused = cmp(a, b);
     const biasOnly = cmp(a, v);
+    const kernels = cmp(v, b);
     agreement[label] = {
       samples: n,
       logitStep: step,
       integer: { agree: fused.agree / n, maxLogitDiff: fused.maxDiff, steps: fused.maxDiff / step },
       int32BiasOnly: { agree: biasOnly.agree / n, maxLogitDiff: biasOnly.maxDiff, steps: biasOnly.maxDiff / step },
+      kernelsVsInt32Bias: { agree: kernels.agree / n, maxLogitDiff: kernels.maxDiff, steps: kernels.maxDiff / step },
     };
     const text = (c: { agree: number; maxDiff: number }): string =>
       `top-1 agreement ${c.agree}/${n} (${((100 * c.agree) / n).toFixed(2)}%), max |logit diff| ${c.maxDiff.toExponential(3)} = ${(c.maxDiff / step).toFixed(3)} steps`;
     say(`${label} (one logit step ${step.toExponential(3)}):`);
     say(`  integer kernels vs simulated: ${text(fused)}`);
     say(`  int32 biases alone (fusions off) vs simulated: ${text(biasOnly)}`);
+    say(`  integer kernels vs the same graph with fusions off (requantization alone): ${text(kernels)}`);
   }
   result['agreement'] = agreement;
   if (!dump) fs.rmSync(tmp, { recursive: true, force: true });

@@ -12,15 +12,24 @@
  *   monotone, so Q(min(max(x, a), b)) = min(max(Q(x), Q(a)), Q(b)) exactly;
  * - a zero Pad read only by one quantizer whose codes go only to convolutions is folded into their
  *   pads (every grid holds 0);
+ * - activation codes are uint8 (onnxruntime's x86 integer convolutions take no int8 activations): a
+ *   signed grid qmin..qmax is held as 0..qmax-qmin with zero point -qmin;
+ * - codes are spread over uint8 when every reader is an integer op: codes 0..hi become 0..hi * 2^k
+ *   (BitShift) at scale s / 2^k, and a layer's int8 weight codes become codes * 2^k_c at s_c / 2^k_c
+ *   (largest k_c with max |code| * 2^k_c <= 127): the same values, and an int32 bias grid
+ *   (s_in * s_w) up to 256x finer at W4A4;
  * - a convolution or Gemm whose input and weights are both dequantized gets its float bias as int32
  *   codes at scale s_in * s_w[c] (round to nearest) through DequantizeLinear, as the integer kernels
  *   take it, instead of leaving the choice to onnxruntime;
  * - a layer whose weights are wider than 8 bits (float weights) keeps its input quantizer in float
  *   ops (x * (1/s), Clip, Round, * s), so onnxruntime never quantizes float weights to int8 itself.
- * The session keeps QDQ fusions on (runtime.ts createSession without `fakeQuant`). The integer
- * kernels requantize a convolution's accumulator to the next quantizer's codes in one rounding
- * (acc * s_in * s_w / s_out + bias), where the simulated network rounds a float conv output: the two
- * agree except near rounding ties (measured in bench/int-eval.ts). Input NHWC, like the eval graph.
+ * The session keeps QDQ fusions on (runtime.ts createSession without `fakeQuant`). What differs from
+ * the simulated network is the bias: the integer kernels add it as int32 codes at s_in * s_w, so each
+ * channel's bias moves by up to half of that grid, and outputs near a rounding boundary of the next
+ * quantizer land on the other code (the requantization itself, acc * s_in * s_w / s_out in float,
+ * adds next to nothing: measured in bench/int-eval.ts, with fusions off for the bias alone).
+ * Convolutions whose output goes to an Add or a pooling in float (no quantizer right after) stay
+ * float convolutions. Input NHWC, like the eval graph.
  */
 import type { QuantNetwork } from '../quant/network.js';
 import { writeGraph } from './graph.js';
