@@ -1,5 +1,6 @@
 /**
- * `npm run bench -- int-eval [--json] [--crops N] [--runs N] [--rounds R] [--allocs W8A8,W4A4,...] [--dump DIR]`:
+ * `npm run bench -- int-eval [--json] [--crops N] [--runs N] [--rounds R] [--allocs W8A8,W4A4,...] [--dump DIR]
+ * [--no-speed] [--no-agreement]`:
  * onnxruntime's integer kernels against the fake-quantized (simulated) evaluation graph on nsfwjs's
  * real MobileNetV2 (224x224, tests/pretrained-fixture.ts) and label-free photo crops.
  * - Which nodes onnxruntime's optimized model holds for the integer graph (src/onnx/int-graph.ts):
@@ -270,7 +271,7 @@ export async function run(argv: string[]): Promise<void> {
 
   // ---- agreement with the simulated graph
   const agreement: Record<string, unknown> = {};
-  for (const label of allocs) {
+  for (const label of argv.includes('--no-agreement') ? [] : allocs) {
     net.setBits(allocation(net, label));
     calibrateNetwork(net, ds.train, { batches: 4 });
     const s = await simulated(ort, net, 2, true);
