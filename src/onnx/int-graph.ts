@@ -26,8 +26,9 @@
  * The session keeps QDQ fusions on (runtime.ts createSession without `fakeQuant`). What differs from
  * the simulated network is the bias: the integer kernels add it as int32 codes at s_in * s_w, so each
  * channel's bias moves by up to half of that grid, and outputs near a rounding boundary of the next
- * quantizer land on the other code (the requantization itself, acc * s_in * s_w / s_out in float,
- * adds next to nothing: measured in bench/int-eval.ts, with fusions off for the bias alone).
+ * quantizer land on the other code; and the requantization, acc * (s_in * s_w / s_out) + bias rounded
+ * once in float32, differs from rounding the float conv's output near ties (bench/int-eval.ts measures
+ * both: fusions off for the bias alone, fused against unfused for the requantization).
  * Convolutions whose output goes to an Add or a pooling in float (no quantizer right after) stay
  * float convolutions. Input NHWC, like the eval graph.
  */
