@@ -18,6 +18,7 @@ const SUITES = [
   'dominance',
   'search-wall',
   'drift',
+  'int-eval',
 ] as const;
 
 async function main(): Promise<number> {
