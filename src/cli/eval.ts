@@ -32,6 +32,7 @@ import { existsSync } from 'node:fs';
 import { DEFAULT_PREPROCESS, parsePreprocess } from '../data/preprocess.js';
 import { ZOO } from '../models/index.js';
 import { loadUserModel } from '../models/user-model.js';
+import { calibrationCollector } from '../onnx/calibration.js';
 import { DEFAULT_CALIBRATION, postTrainingQuantize, type CalibrationMethod } from '../quant/ptq.js';
 import type { QuantNetwork } from '../quant/network.js';
 import type { RunRecord } from '../train/checkpoint.js';
@@ -123,7 +124,8 @@ async function evalHandler(args: CommandArgs): Promise<void> {
   const calBatch = Math.min(16, batchFlag ?? 16);
   if (changed && isQuantized(bits)) {
     if (modelFlag !== undefined || args['calibration'] !== undefined) {
-      await postTrainingQuantize(net, ds.train, { method, batchSize: calBatch });
+      const collect = await calibrationCollector(evalChoice);
+      await postTrainingQuantize(net, ds.train, { method, batchSize: calBatch, ...(collect ? { collect } : {}) });
       log.info(
         `post-training quantization to ${describeBits(bits)}: ${method} activation ranges and bias correction from the train split`,
       );

@@ -510,13 +510,19 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
       if (pretrained)
-        await postTrainingQuantize(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) });
+        await postTrainingQuantize(net as QuantNetwork, dataset.train, {
+          batchSize: Math.min(16, batchSize),
+          ...(ortEval ? { collect: ortEval.statsCollector() } : {}),
+        });
       else calibrateNetwork(net, dataset.train);
     } else if (pretrained) {
       // the bias-correction means are not part of the checkpoint: measure them again
+      const statsOpts = { batchSize: Math.min(16, batchSize) };
       setBiasCorrection(
         net as QuantNetwork,
-        collectLayerStats(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) }),
+        ortEval
+          ? await ortEval.statsCollector()(net as QuantNetwork, dataset.train, statsOpts)
+          : collectLayerStats(net as QuantNetwork, dataset.train, statsOpts),
       );
     }
     if (pretrained) applyFineTuneRegime(net as QuantNetwork, PRETRAINED_FINETUNE);
