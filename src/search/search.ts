@@ -30,7 +30,7 @@ import { createAgent } from '../../agents/index.js';
 import { backendInfo, tf } from '../backend/index.js';
 import { Progress } from '../util/progress.js';
 import { loadDataset, disposeDataset } from '../data/index.js';
-import type { Dataset } from '../data/api.js';
+import type { Dataset, Split } from '../data/api.js';
 import { buildCostTable, loadProfile, type CostTable, type Profile } from '../hardware/index.js';
 import { log } from '../log.js';
 import { loadModel } from '../models/index.js';
@@ -590,6 +590,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         costTable: table,
         evalSamples: spec.evalSamples,
         isFeasible: (bits) => env.isFeasible(bits),
+        ...(ortEval
+          ? { evaluate: (split: Split) => evaluateWith(ortEval, forwardNet, split, { batchSize: split.labels.length }) }
+          : {}),
       },
     });
 
