@@ -33,7 +33,7 @@ import { DEFAULT_PREPROCESS, parsePreprocess } from '../data/preprocess.js';
 import { ZOO } from '../models/index.js';
 import { loadUserModel } from '../models/user-model.js';
 import { calibrationCollector } from '../onnx/calibration.js';
-import { checkSplitFractions } from '../experiment/split-fractions.js';
+import { checkSplitFractions, fractionOptions } from '../experiment/split-fractions.js';
 import { DEFAULT_CALIBRATION, postTrainingQuantize, type CalibrationMethod } from '../quant/ptq.js';
 import type { QuantNetwork } from '../quant/network.js';
 import type { RunRecord } from '../train/checkpoint.js';
@@ -105,8 +105,19 @@ async function evalHandler(args: CommandArgs): Promise<void> {
     folder.preprocess = parsePreprocess(recorded.preprocess, DEFAULT_PREPROCESS, '$.data.preprocess', checkpointFlag);
   }
   const dataDir = dataOpts.dataDir ?? (datasetFlag === undefined ? (run?.dataDir ?? undefined) : undefined);
-  checkSplitFractions(dataOpts, datasetName);
-  const ds = await loadDataset(datasetName, { seed, ...dataOpts, ...(dataDir ? { dataDir } : {}), ...folder });
+  // the split fractions the checkpoint was trained with, unless flags say otherwise
+  const fractions = {
+    ...fractionOptions({ valFraction: recorded?.valFraction, testFraction: recorded?.testFraction }),
+    ...fractionOptions(dataOpts),
+  };
+  checkSplitFractions(fractions, datasetName);
+  const ds = await loadDataset(datasetName, {
+    seed,
+    ...dataOpts,
+    ...fractions,
+    ...(dataDir ? { dataDir } : {}),
+    ...folder,
+  });
   checkCompatible(net, ds, checkpointFlag ? `checkpoint ${checkpointFlag}` : `model ${source}`);
   const targetArgs = {
     ...args,

@@ -278,8 +278,9 @@ export function evalBatchFor(ds: Dataset): number {
   return Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / elems))));
 }
 
-export function runDataSettings(ds: Dataset, targets: TargetsApplied): RunDataSettings {
+export function runDataSettings(ds: Dataset, targets: TargetsApplied, fractions: SplitFractions = {}): RunDataSettings {
   return {
+    ...fractionOptions(fractions),
     metric: targets.metric,
     target: targets.metric === 'agreement' ? 'fidelity' : 'accuracy',
     distill: targets.distill,
@@ -468,7 +469,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
         fromCheckpoint: checkpointDir ?? null,
       },
       bits: named,
-      data: runDataSettings(ds, targets),
+      data: runDataSettings(ds, targets, dataOpts),
       backend,
       versions: runVersions(),
       startedAt: started.toISOString(),
