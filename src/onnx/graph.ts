@@ -704,12 +704,11 @@ export function writeGraph(
   if (producer && !b.nodes.some((n) => (n.input ?? []).includes(y.name))) producer.output = [outputName];
   else b.nodes.push({ opType: 'Identity', input: [y.name], output: [outputName], name: 'output' });
   const classes = y.shape[y.shape.length - 1] as number;
-  const tapOutputs: ValueInfoProto[] = [];
-  const tapNames = [...new Set(tapped.values())];
-  for (const name of tapNames) {
-    const renamed = name === y.name ? outputName : name;
-    if (renamed !== outputName) tapOutputs.push({ name, type: { tensorType: { elemType: DataType.FLOAT } } });
-  }
+  // (a quantized layer never reads the network's output, so no tap is the renamed last tensor)
+  const tapOutputs: ValueInfoProto[] = [...new Set(tapped.values())].map((name) => ({
+    name,
+    type: { tensorType: { elemType: DataType.FLOAT } },
+  }));
   const opsetImport = [{ domain: '', version: OPSET }];
   if (b.usesQonnx) opsetImport.push({ domain: QONNX_DOMAIN, version: 1 });
   const proto: ModelProto = {
@@ -734,11 +733,6 @@ export function writeGraph(
     },
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
   };
-  const taps = wopts.tapInputs
-    ? net.qlayers.map((_, i) => {
-        const t = tapped.get(i) as string;
-        return t === y.name ? outputName : t;
-      })
-    : undefined;
+  const taps = wopts.tapInputs ? net.qlayers.map((_, i) => tapped.get(i) as string) : undefined;
   return { model: proto, feeds, inputName, outputName, ...(taps ? { taps } : {}) };
 }
