@@ -32,7 +32,8 @@
  * exists (then the cheapest is proposed with a warning).
  *
  * The analysis runs in setup() (it needs ctx.training: a real network); it runs inference passes only (nothing is
- * trained) and restores the network's bits afterwards. A resumed search re-runs it in setup() and then
+ * trained), on the search's forward-pass engine (ctx.training.evaluate: onnxruntime when it is the engine, else
+ * tfjs), and restores the network's bits afterwards. Data-free input generation needs gradients: tfjs. A resumed search re-runs it in setup() and then
  * setState() restores the saved analysis, so the proposals stay those of the original run.
  * Pinned layers (the env's pinFirstLast) sit at W8A8 and are not measured. Activation ranges: the network's
  * own (an uncalibrated STE layer uses the batch max of the inputs, all inputs form one batch).
@@ -426,6 +427,12 @@ export interface SensitivityState {
   proposed: number;
 }
 
+/** The network's accuracy and loss on a split at its current bits: the search's engine when it offers one, else tfjs. */
+async function inference(t: TrainingAccess, split: Split): Promise<{ accuracy: number; loss: number }> {
+  if (t.evaluate) return t.evaluate(split);
+  return evaluateModel(t.net.model, split, { batchSize: split.labels.length });
+}
+
 // ---------------------------------------------------------------------------------------------
 // Agent
 // ---------------------------------------------------------------------------------------------
@@ -547,7 +554,7 @@ export class SensitivityAgent implements AllocationAgent {
     };
     const saved = t.net.getBits();
     t.net.setBits(saved.map(() => ({ wBits: 32, aBits: 32 })));
-    const r = await evaluateModel(t.net.model, split, { batchSize: count });
+    const r = await inference(t, split);
     t.net.setBits(saved);
     return { split, owned: true, accuracy: r.accuracy, loss: r.loss, steps: 0, seconds: 0 };
   }
@@ -570,7 +577,7 @@ export class SensitivityAgent implements AllocationAgent {
     try {
       const lossAt = async (bits: BitConfig): Promise<number> => {
         t.net.setBits(bits);
-        return (await evaluateModel(t.net.model, inputs.split, { batchSize: inputs.split.labels.length })).loss;
+        return (await inference(t, inputs.split)).loss;
       };
       let base: BitConfig = ctx.layers.map((_, i) =>
         pinned[i] ? { wBits: REFERENCE_BITS, aBits: REFERENCE_BITS } : { wBits: o.baseBits, aBits: o.baseBits },

@@ -13,6 +13,7 @@ const SUITES = [
   'queue',
   'eval',
   'ptq',
+  'ptq-engine',
   'memory',
   'finetune',
   'dominance',

@@ -3,7 +3,7 @@
  * The environment knows nothing about agents; agents know only spaces, observations, masks and rewards.
  */
 import type { AllocationCost, CostTable } from '../src/hardware/api.js';
-import type { Dataset } from '../src/data/api.js';
+import type { Dataset, Split } from '../src/data/api.js';
 import type { QuantizedNetwork } from '../src/quant/api.js';
 import type { Trainer } from '../src/train/trainer.js';
 import type { BitConfig, LayerBits, LayerInfo } from '../src/models/layer-info.js';
@@ -113,6 +113,11 @@ export interface TrainingAccess {
   evalSamples: number;
   /** Constraints resolved to absolute limits, as the env checks them. */
   isFeasible(bits: BitConfig): boolean;
+  /**
+   * Inference on a split at the network's current bits through the search's forward-pass engine
+   * (onnxruntime when it is the engine); absent: tfjs (evaluateModel). Accuracy and mean cross-entropy.
+   */
+  evaluate?(split: Split): Promise<{ accuracy: number; loss: number }>;
 }
 
 interface AgentBase {

@@ -32,6 +32,8 @@ import { existsSync } from 'node:fs';
 import { DEFAULT_PREPROCESS, parsePreprocess } from '../data/preprocess.js';
 import { ZOO } from '../models/index.js';
 import { loadUserModel } from '../models/user-model.js';
+import { calibrationCollector } from '../onnx/calibration.js';
+import { checkSplitFractions, fractionOptions } from '../experiment/split-fractions.js';
 import { DEFAULT_CALIBRATION, postTrainingQuantize, type CalibrationMethod } from '../quant/ptq.js';
 import type { QuantNetwork } from '../quant/network.js';
 import type { RunRecord } from '../train/checkpoint.js';
@@ -103,7 +105,19 @@ async function evalHandler(args: CommandArgs): Promise<void> {
     folder.preprocess = parsePreprocess(recorded.preprocess, DEFAULT_PREPROCESS, '$.data.preprocess', checkpointFlag);
   }
   const dataDir = dataOpts.dataDir ?? (datasetFlag === undefined ? (run?.dataDir ?? undefined) : undefined);
-  const ds = await loadDataset(datasetName, { seed, ...dataOpts, ...(dataDir ? { dataDir } : {}), ...folder });
+  // the split fractions the checkpoint was trained with, unless flags say otherwise
+  const fractions = {
+    ...fractionOptions({ valFraction: recorded?.valFraction, testFraction: recorded?.testFraction }),
+    ...fractionOptions(dataOpts),
+  };
+  checkSplitFractions(fractions, datasetName);
+  const ds = await loadDataset(datasetName, {
+    seed,
+    ...dataOpts,
+    ...fractions,
+    ...(dataDir ? { dataDir } : {}),
+    ...folder,
+  });
   checkCompatible(net, ds, checkpointFlag ? `checkpoint ${checkpointFlag}` : `model ${source}`);
   const targetArgs = {
     ...args,
@@ -123,7 +137,8 @@ async function evalHandler(args: CommandArgs): Promise<void> {
   const calBatch = Math.min(16, batchFlag ?? 16);
   if (changed && isQuantized(bits)) {
     if (modelFlag !== undefined || args['calibration'] !== undefined) {
-      await postTrainingQuantize(net, ds.train, { method, batchSize: calBatch });
+      const collect = await calibrationCollector(evalChoice);
+      await postTrainingQuantize(net, ds.train, { method, batchSize: calBatch, ...(collect ? { collect } : {}) });
       log.info(
         `post-training quantization to ${describeBits(bits)}: ${method} activation ranges and bias correction from the train split`,
       );

@@ -38,6 +38,12 @@ import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { EVAL_BACKENDS } from '../onnx/eval-backend.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
+import {
+  checkFractionRanges,
+  checkSplitFractions,
+  fractionOptions,
+  type SplitFractions,
+} from '../experiment/split-fractions.js';
 
 function runMeta(): { backend: string; tfjs: string; tfjsNode: string | null } {
   const b = backendInfo();
@@ -62,6 +68,24 @@ function workersFlag(args: CommandArgs): number {
   return w;
 }
 
+/** --val-fraction / --test-fraction as given (range-checked; the sum and the dataset are checked with the experiment). */
+function fractionFlags(args: CommandArgs): SplitFractions {
+  const f = fractionOptions({
+    ...(args['val-fraction'] !== undefined ? { valFraction: args['val-fraction'] as number } : {}),
+    ...(args['test-fraction'] !== undefined ? { testFraction: args['test-fraction'] as number } : {}),
+  });
+  checkFractionRanges(f);
+  return f;
+}
+
+/** The names to report: a flag for a value given as one, the experiment field for one from the file. */
+function flagsOrFields(flags: SplitFractions): { val: string; test: string } {
+  return {
+    val: flags.valFraction !== undefined ? '--val-fraction' : '$.valFraction',
+    test: flags.testFraction !== undefined ? '--test-fraction' : '$.testFraction',
+  };
+}
+
 /** Opens (resume) or creates the run directory of an experiment. */
 function openOrCreate(args: CommandArgs, workers = 1): RunStore {
   const threads = threadsFlag(args['threads']);
@@ -76,6 +100,15 @@ function openOrCreate(args: CommandArgs, workers = 1): RunStore {
       });
     sets.push(`evalBackend=${evalBackend}`);
   }
+  const fractions = fractionFlags(args);
+  if (Object.keys(fractions).length > 0 && resumeDir)
+    throw new UserError(
+      '--val-fraction and --test-fraction cannot change a run being resumed (its experiment.json is fixed)',
+      {
+        field: fractions.valFraction !== undefined ? '--val-fraction' : '--test-fraction',
+      },
+    );
+
   if (resumeDir) {
     if (sets.length > 0)
       throw new UserError('--set cannot change a run being resumed (its experiment.json is fixed)', { field: '--set' });
@@ -108,7 +141,15 @@ function openOrCreate(args: CommandArgs, workers = 1): RunStore {
       field: 'FILE',
       expected: 'e.g. experiments/quickstart.json',
     });
-  const loaded = loadExperiment(file, sets);
+  // the flags' names in any problem with them (the experiment's dataset decides whether a test fraction applies)
+  const fromFile = loadExperiment(file, sets);
+  const loaded: Experiment = { ...fromFile, ...fractions };
+  if (Object.keys(fractions).length > 0)
+    checkSplitFractions(
+      fractionOptions({ valFraction: loaded.valFraction, testFraction: loaded.testFraction }),
+      loaded.dataset,
+      flagsOrFields(fractions),
+    );
   checkDatasetAvailable(loaded.dataset, loaded.dataDir); // one message now, not one per cell after the warm-up
   warnEpisodes(loaded.episodes);
   // the run dir's experiment.json records the thread count, so that --resume continues with it
@@ -288,6 +329,16 @@ export const runCommand: CliCommand = {
         choices: EVAL_BACKENDS,
         describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs",
       })
+      .option('val-fraction', {
+        type: 'number',
+        describe:
+          'share of the training pool held out for validation, in (0, 1) (sets the experiment field valFraction; default 1/9 for mnist, else 0.1)',
+      })
+      .option('test-fraction', {
+        type: 'number',
+        describe:
+          'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (sets testFraction; default 0.1)',
+      })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
 };
@@ -355,6 +406,8 @@ const FLAG_OF_PATH: [string, string][] = [
   ['$.evalBackend', '--eval-backend'],
   ['$.stepMode', '--step-mode'],
   ['$.sharedWeights', '--shared-weights'],
+  ['$.valFraction', '--val-fraction'],
+  ['$.testFraction', '--test-fraction'],
 ];
 
 /** A problem or warning about the experiment `search` builds, with the JSON path replaced by the flag's name. */
@@ -418,6 +471,15 @@ export const searchCommand: CliCommand = {
         describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)',
       })
       .option('batch-size', { type: 'number', describe: 'QAT minibatch (default 64; e.g. 8-32 for 224x224 networks)' })
+      .option('val-fraction', {
+        type: 'number',
+        describe: 'share of the training pool held out for validation, in (0, 1) (default 1/9 for mnist, else 0.1)',
+      })
+      .option('test-fraction', {
+        type: 'number',
+        describe:
+          'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (default 0.1)',
+      })
       .option('target', {
         choices: ['accuracy', 'fidelity'],
         describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)',
@@ -456,6 +518,8 @@ export const searchCommand: CliCommand = {
         });
       }
     }
+    const searchFractions = fractionFlags(args);
+    checkSplitFractions(searchFractions, typeof args['dataset'] === 'string' ? args['dataset'] : undefined);
     const bitsText = String(args['bits']);
     const bitChoices = bitsText.split(',').map((s) => Number(s.trim()));
     const raw = {
@@ -485,6 +549,7 @@ export const searchCommand: CliCommand = {
       ...(args['distill'] !== undefined ? { distill: args['distill'] } : {}),
       ...(args['eval-cache'] !== undefined ? { evalCache: args['eval-cache'] } : {}),
       ...(args['shared-weights'] !== undefined ? { sharedWeights: args['shared-weights'] } : {}),
+      ...searchFractions,
     };
     let exp: Experiment;
     try {

@@ -50,6 +50,7 @@ import { formatTable, printJson, printText } from './output.js';
 import { Progress } from '../util/progress.js';
 import { prepareOutputDir } from '../util/output-dir.js';
 import type { CliCommand, CommandArgs } from './types.js';
+import { checkSplitFractions, fractionOptions, type SplitFractions } from '../experiment/split-fractions.js';
 
 const QUANTIZERS: readonly QuantizerKind[] = ['ste', 'lsq', 'pact'];
 const SCHEDULES: readonly LrSchedule[] = ['cosine', 'constant'];
@@ -69,6 +70,15 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('num-classes', {
       type: 'number',
       describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1',
+    })
+    .option('val-fraction', {
+      type: 'number',
+      describe: 'share of the training pool held out for validation, in (0, 1) (default 1/9 for mnist, else 0.1)',
+    })
+    .option('test-fraction', {
+      type: 'number',
+      describe:
+        'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (default 0.1)',
     })
     .option('wbits', {
       type: 'number',
@@ -229,10 +239,13 @@ export function describeBits(bits: BitConfig): string {
 import { checkCompatible } from '../train/compatible.js';
 export { checkCompatible };
 
-export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: number; numClasses?: number } {
+export function datasetOptions(
+  args: CommandArgs,
+): { dataDir?: string; limit?: number; numClasses?: number } & SplitFractions {
   const dataDir = optString(args, 'dataDir');
   const limit = optNumber(args, 'limit');
   const numClasses = optNumber(args, 'numClasses');
+  const fractions = splitFractionFlags(args);
   checkInt(limit, '--limit', 1);
   checkInt(numClasses, '--num-classes', 2);
   if (numClasses !== undefined && optString(args, 'dataset') !== 'idx') {
@@ -245,7 +258,18 @@ export function datasetOptions(args: CommandArgs): { dataDir?: string; limit?: n
     ...(dataDir !== undefined ? { dataDir } : {}),
     ...(limit !== undefined ? { limit } : {}),
     ...(numClasses !== undefined ? { numClasses } : {}),
+    ...fractions,
   };
+}
+
+/** --val-fraction and --test-fraction, checked (the dataset, when named by --dataset, decides whether a test fraction applies). */
+export function splitFractionFlags(args: CommandArgs): SplitFractions {
+  const f = fractionOptions({
+    ...(args['val-fraction'] !== undefined ? { valFraction: args['val-fraction'] as number } : {}),
+    ...(args['test-fraction'] !== undefined ? { testFraction: args['test-fraction'] as number } : {}),
+  });
+  checkSplitFractions(f, optString(args, 'dataset'));
+  return f;
 }
 
 /** Evaluation batch: 256 for small inputs, 64 at 224x224 (the wasm heap), fewer above. */
@@ -254,8 +278,9 @@ export function evalBatchFor(ds: Dataset): number {
   return Math.max(8, Math.min(256, 2 ** Math.floor(Math.log2((64 * 224 * 224 * 3) / elems))));
 }
 
-export function runDataSettings(ds: Dataset, targets: TargetsApplied): RunDataSettings {
+export function runDataSettings(ds: Dataset, targets: TargetsApplied, fractions: SplitFractions = {}): RunDataSettings {
   return {
+    ...fractionOptions(fractions),
     metric: targets.metric,
     target: targets.metric === 'agreement' ? 'fidelity' : 'accuracy',
     distill: targets.distill,
@@ -330,6 +355,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
         expected: DATASET_NAMES.join(', '),
       });
     datasetName = dsName;
+    checkSplitFractions(dataOpts, datasetName);
     ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, checkpointDir) });
     checkCompatible(net, ds, `checkpoint ${checkpointDir}`);
   } else {
@@ -337,6 +363,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
     const dsName = datasetFlag ?? ZOO[modelName]?.dataset;
     if (!dsName) throw new UserError('name the dataset', { field: '--dataset', expected: DATASET_NAMES.join(', ') });
     datasetName = dsName;
+    checkSplitFractions(dataOpts, datasetName);
     ds = await loadDataset(datasetName, { seed: args.seed, ...dataOpts, ...folderOptions(args, modelName) });
     if (ds.labeled === false && ZOO[modelName]) {
       throw new UserError(
@@ -442,7 +469,7 @@ async function trainHandler(args: CommandArgs): Promise<void> {
         fromCheckpoint: checkpointDir ?? null,
       },
       bits: named,
-      data: runDataSettings(ds, targets),
+      data: runDataSettings(ds, targets, dataOpts),
       backend,
       versions: runVersions(),
       startedAt: started.toISOString(),

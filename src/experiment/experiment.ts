@@ -35,6 +35,7 @@ import { isUserError, UserError } from '../errors.js';
 import { log } from '../log.js';
 import { looksLikePath, profileProblems, profilesDir, readJsonFile as readProfileJson } from '../hardware/index.js';
 import { unsupportedKeywords, validateJson, type JsonSchema } from '../hardware/json-schema.js';
+import { checkSplitFractions, fractionOptions } from './split-fractions.js';
 import { ZOO_NAMES } from '../models/index.js';
 
 // ---------------------------------------------------------------------------------------------------------
@@ -195,6 +196,10 @@ export interface Experiment {
   evalCache?: boolean;
   /** What each episode's QAT starts from: carry (previous episodes' weights) or restore (the starting weights). */
   sharedWeights?: SharedWeights;
+  /** Share of the training pool held out for validation (default per dataset: 1/9 for mnist, else 0.1). */
+  valFraction?: number;
+  /** Image folders: share of the images held out as the test split (default 0.1). */
+  testFraction?: number;
 }
 
 export const EXPERIMENT_DEFAULTS = {
@@ -248,6 +253,8 @@ export const EXPERIMENT_FIELDS: readonly string[] = [
   'distill',
   'evalCache',
   'sharedWeights',
+  'valFraction',
+  'testFraction',
 ];
 
 /** One device profile of the experiment. */
@@ -816,6 +823,21 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
   const evalCache = typeof raw['evalCache'] === 'boolean' ? raw['evalCache'] : undefined;
   const sharedWeights =
     raw['sharedWeights'] === undefined ? undefined : choice('sharedWeights', SHARED_WEIGHTS, 'carry');
+  const fraction = (key: string): number | undefined => {
+    const v = raw[key];
+    return typeof v === 'number' && v > 0 && v < 1 ? v : undefined;
+  };
+  const valFraction = fraction('valFraction');
+  const testFraction = fraction('testFraction');
+  try {
+    checkSplitFractions({ valFraction, testFraction }, dataset || undefined, {
+      val: '$.valFraction',
+      test: '$.testFraction',
+    });
+  } catch (e) {
+    if (!isUserError(e)) throw e;
+    checks.push(e.message);
+  }
 
   const checked = new Set(checks.map(problemPath));
   const problems = [...shape.filter((p) => !checked.has(problemPath(p))), ...checks].map((p) =>
@@ -857,6 +879,7 @@ export function validateExperiment(input: unknown, opts: ValidateOptions = {}): 
     ...(distill !== undefined ? { distill } : {}),
     ...(evalCache !== undefined ? { evalCache } : {}),
     ...(sharedWeights !== undefined ? { sharedWeights } : {}),
+    ...fractionOptions({ valFraction, testFraction }),
   };
   return exp;
 }

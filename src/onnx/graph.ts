@@ -64,6 +64,8 @@ export interface WrittenGraph {
   feeds: EvalFeed[];
   inputName: string;
   outputName: string;
+  /** With WriteOptions.tapInputs: per quantized layer, the graph output holding its input (layers reading one tensor share it). */
+  taps?: string[];
 }
 
 type Shape = (number | null)[];
@@ -205,6 +207,12 @@ export function evalStructure(net: QuantNetwork): string {
 export interface WriteOptions {
   /** eval mode: weights and biases as graph inputs (default false: constants of the current state). */
   weightInputs?: boolean;
+  /**
+   * eval mode: every quantized layer's input, before its activation quantizer, is also a graph output (see
+   * WrittenGraph.taps), e.g. for calibration statistics. Zero pads are then written, not folded, so a tap is
+   * the tensor the tfjs layer reads (NCHW for convolutions, [N, F] for dense layers).
+   */
+  tapInputs?: boolean;
 }
 
 export function writeGraph(
@@ -222,6 +230,7 @@ export function writeGraph(
     { name: string; rank: number; shape: Shape; pad?: { src: string; pads: [number, number, number, number] } }
   >();
   const readers = consumers(model);
+  const tapped = new Map<number, string>();
   const inLayer = model.inputs[0]?.sourceLayer;
   if (!inLayer || model.inputs.length !== 1) throw new UserError('only single-input networks can be written as ONNX');
   const inShape = model.inputs[0].shape; // [N, H, W, C]
@@ -282,6 +291,7 @@ export function writeGraph(
       const q = layer;
       // ---- input activation quantizer (before a folded zero Pad: the grid holds 0, so quantizing commutes with it)
       let xin = x.pad ? x.pad.src : x.name;
+      if (wopts.tapInputs) tapped.set(i, xin);
       if (mode === 'eval' && q.aBits < FLOAT_BITS) {
         // the grid's numbers are always inputs; its form (QDQ up to 8 bits, float ops above) is the graph's structure
         const st = `q${i}`;
@@ -639,7 +649,7 @@ export function writeGraph(
           const l = model.getLayer(n);
           return l instanceof QConv2D || l instanceof QDepthwiseConv2D;
         });
-        if (mode === 'eval' && value === 0 && convsOnly && !x.pad) {
+        if (mode === 'eval' && value === 0 && convsOnly && !x.pad && !wopts.tapInputs) {
           out.set(layer.name, { name: '', rank, shape: outShape, pad: { src: x.name, pads: [t, l, bo, r] } });
           break;
         }
@@ -694,6 +704,11 @@ export function writeGraph(
   if (producer && !b.nodes.some((n) => (n.input ?? []).includes(y.name))) producer.output = [outputName];
   else b.nodes.push({ opType: 'Identity', input: [y.name], output: [outputName], name: 'output' });
   const classes = y.shape[y.shape.length - 1] as number;
+  // (a quantized layer never reads the network's output, so no tap is the renamed last tensor)
+  const tapOutputs: ValueInfoProto[] = [...new Set(tapped.values())].map((name) => ({
+    name,
+    type: { tensorType: { elemType: DataType.FLOAT } },
+  }));
   const opsetImport = [{ domain: '', version: OPSET }];
   if (b.usesQonnx) opsetImport.push({ domain: QONNX_DOMAIN, version: 1 });
   const proto: ModelProto = {
@@ -713,9 +728,11 @@ export function writeGraph(
             tensorType: { elemType: DataType.FLOAT, shape: { dim: [{ dimParam: 'batch' }, { dimValue: classes }] } },
           },
         },
+        ...tapOutputs,
       ],
     },
     metadataProps: Object.entries(meta).map(([key, value]) => ({ key, value })),
   };
-  return { model: proto, feeds, inputName, outputName };
+  const taps = wopts.tapInputs ? net.qlayers.map((_, i) => tapped.get(i) as string) : undefined;
+  return { model: proto, feeds, inputName, outputName, ...(taps ? { taps } : {}) };
 }

@@ -9,7 +9,10 @@
  * - `mse`: the clip c that minimises the mean squared error between x and its quantization on the
  *   grid of the layer's aBits, over 100 candidates c = max * t, t in [0.05, 1].
  * - `ema`: the trainer's running mean of batch maxima (the QAT default), for comparison.
- * Values are a seeded subsample (16,384 per batch and layer) plus the exact maximum.
+ * Values are a seeded subsample (16,384 per batch and layer, from the layer's own seeded stream, so the
+ * subsample does not depend on the order layers run in) plus the exact maximum.
+ * The statistics come from tfjs forward passes, or from another engine through PtqOptions.collect
+ * (src/onnx/calibration.ts: onnxruntime, the same statistics within float tolerance).
  *
  * Bias correction (Nagel et al. 2019, "Data-Free Quantization", the empirical variant on the mean
  * input): each layer keeps the mean of every input channel, and whenever its weights are quantized
@@ -28,7 +31,7 @@ export type CalibrationMethod = 'minmax' | 'percentile' | 'mse' | 'ema';
 export const CALIBRATION_METHODS: readonly CalibrationMethod[] = ['minmax', 'percentile', 'mse', 'ema'];
 export const DEFAULT_CALIBRATION: CalibrationMethod = 'mse';
 export const DEFAULT_PERCENTILE = 99.99;
-const SAMPLES_PER_BATCH = 16_384;
+export const SAMPLES_PER_BATCH = 16_384;
 const MSE_CANDIDATES = 100;
 
 export interface PtqOptions {
@@ -43,6 +46,51 @@ export interface PtqOptions {
   batches?: number;
   batchSize?: number;
   seed?: number;
+  /** Where the layer statistics come from (default: tfjs forward passes, collectLayerStats). */
+  collect?: StatsCollector;
+}
+
+export interface StatsOptions {
+  batches?: number;
+  batchSize?: number;
+  seed?: number;
+}
+
+/** Collects every quantized layer's float input statistics (what collectLayerStats computes, by any engine). */
+export type StatsCollector = (net: QuantNetwork, split: Split, opts: StatsOptions) => Promise<LayerStats[]>;
+
+/** Layer `layer`'s subsample stream under `seed` (each layer draws from its own). */
+export function layerRng(seed: number, layer: number): Rng {
+  return new Rng(Math.imul((seed >>> 0) ^ 0x5bd1e995, 0x01000193) ^ Math.imul(layer + 1, 0x9e3779b1));
+}
+
+/** Accumulates one layer's statistics batch by batch. */
+export class LayerStatsAccumulator {
+  max = 0;
+  private readonly samples: Float32Array[] = [];
+  private sum: Float64Array | null = null;
+  private count = 0;
+
+  /** Adds a batch's channel sums (over `rows` rows), its maximum and its subsample. */
+  add(max: number, channelSum: Float64Array, rows: number, picked: Float32Array): void {
+    this.max = Math.max(this.max, max);
+    if (!this.sum) this.sum = new Float64Array(channelSum.length);
+    for (let c = 0; c < channelSum.length; c++) this.sum[c] += channelSum[c];
+    this.count += rows;
+    this.samples.push(picked);
+  }
+
+  result(): LayerStats {
+    const total = this.samples.reduce((a, s) => a + s.length, 0);
+    const samples = new Float32Array(total);
+    let off = 0;
+    for (const s of this.samples) {
+      samples.set(s, off);
+      off += s.length;
+    }
+    const sum = this.sum ?? new Float64Array(0);
+    return { max: this.max, samples, channelMean: Float32Array.from(sum, (v) => v / Math.max(1, this.count)) };
+  }
 }
 
 export interface LayerStats {
@@ -55,24 +103,16 @@ export interface LayerStats {
 }
 
 /** Collects, for every quantized layer, its float input's statistics over the calibration batches. */
-export function collectLayerStats(
-  net: QuantNetwork,
-  split: Split,
-  opts: { batches?: number; batchSize?: number; seed?: number } = {},
-): LayerStats[] {
+export function collectLayerStats(net: QuantNetwork, split: Split, opts: StatsOptions = {}): LayerStats[] {
   const batches = opts.batches ?? 8;
   const size = opts.batchSize ?? 16;
   const n = split.labels.length;
-  const rng = new Rng(opts.seed ?? 1);
+  const seed = opts.seed ?? 1;
   const saved = net.getBits();
-  const parts = net.qlayers.map(() => ({
-    max: 0,
-    samples: [] as Float32Array[],
-    sum: null as Float64Array | null,
-    count: 0,
-  }));
+  const parts = net.qlayers.map(() => new LayerStatsAccumulator());
   net.qlayers.forEach((q, li) => {
     const acc = parts[li];
+    const rng = layerRng(seed, li);
     q.statsHook = (x: tf.Tensor) => {
       const channels = x.shape[x.shape.length - 1];
       const flat = x.size;
@@ -87,13 +127,10 @@ export function collectLayerStats(
           tf.gather(tf.reshape(v, [-1]), tf.tensor1d(idx, 'int32')),
         ];
       });
-      acc.max = Math.max(acc.max, mx.dataSync()[0]);
       const m = mean.dataSync();
       const rows = flat / channels;
-      if (!acc.sum) acc.sum = new Float64Array(channels);
-      for (let c = 0; c < channels; c++) acc.sum[c] = acc.sum[c] + m[c] * rows;
-      acc.count += rows;
-      acc.samples.push(Float32Array.from(picked.dataSync()));
+      const sum = Float64Array.from(m, (v) => v * rows);
+      acc.add(mx.dataSync()[0], sum, rows, Float32Array.from(picked.dataSync()));
       mx.dispose();
       mean.dispose();
       picked.dispose();
@@ -112,17 +149,7 @@ export function collectLayerStats(
     for (const q of net.qlayers) q.statsHook = null;
     net.setBits(saved);
   }
-  return parts.map((p) => {
-    const total = p.samples.reduce((a, s) => a + s.length, 0);
-    const samples = new Float32Array(total);
-    let off = 0;
-    for (const s of p.samples) {
-      samples.set(s, off);
-      off += s.length;
-    }
-    const sum = p.sum ?? new Float64Array(0);
-    return { max: p.max, samples, channelMean: Float32Array.from(sum, (v) => v / Math.max(1, p.count)) };
-  });
+  return parts.map((p) => p.result());
 }
 
 /** The p-th percentile of the values. */
@@ -210,7 +237,12 @@ export async function postTrainingQuantize(net: QuantNetwork, split: Split, opts
   const method = opts.method ?? DEFAULT_CALIBRATION;
   const biasCorrection = opts.biasCorrection ?? true;
   const equalized = opts.equalize ? equalizeCrossLayer(net, opts.equalize === true ? {} : opts.equalize) : [];
-  const stats = collectLayerStats(net, split, opts);
+  const statsOpts: StatsOptions = {
+    ...(opts.batches !== undefined ? { batches: opts.batches } : {}),
+    ...(opts.batchSize !== undefined ? { batchSize: opts.batchSize } : {}),
+    ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+  };
+  const stats = opts.collect ? await opts.collect(net, split, statsOpts) : collectLayerStats(net, split, statsOpts);
   const clips: (number | null)[] = [];
   if (method === 'ema') {
     for (const q of net.qlayers) q.resetActivationRange();

@@ -17,6 +17,8 @@ import { evalStructure, writeGraph, type EvalFeed } from '../onnx/graph.js';
 import { encodeModel, type ModelProto } from '../onnx/proto.js';
 import { createSession, loadOrt, ortLoadError, type OrtModule, type OrtSession } from '../onnx/runtime.js';
 import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
+import { ortStatsCollector } from '../onnx/calibration.js';
+import type { StatsCollector } from '../quant/ptq.js';
 
 export { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
 
@@ -220,6 +222,11 @@ export class OrtEvaluator {
       samples: n,
       samplesPerSec: seconds > 0 ? n / seconds : 0,
     };
+  }
+
+  /** Calibration statistics (PtqOptions.collect) through onnxruntime at this evaluator's threads. */
+  statsCollector(): StatsCollector {
+    return ortStatsCollector({ threads: this.threads });
   }
 
   async dispose(): Promise<void> {

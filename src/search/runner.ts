@@ -41,6 +41,8 @@ export function specForCell(exp: Experiment, cell: Cell): SearchSpec {
     ...(exp.distill !== undefined ? { distill: exp.distill } : {}),
     ...(exp.evalCache !== undefined ? { evalCache: exp.evalCache } : {}),
     ...(exp.sharedWeights !== undefined ? { sharedWeights: exp.sharedWeights } : {}),
+    ...(exp.valFraction !== undefined ? { valFraction: exp.valFraction } : {}),
+    ...(exp.testFraction !== undefined ? { testFraction: exp.testFraction } : {}),
   };
 }
 

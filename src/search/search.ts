@@ -30,7 +30,7 @@ import { createAgent } from '../../agents/index.js';
 import { backendInfo, tf } from '../backend/index.js';
 import { Progress } from '../util/progress.js';
 import { loadDataset, disposeDataset } from '../data/index.js';
-import type { Dataset } from '../data/api.js';
+import type { Dataset, Split } from '../data/api.js';
 import { buildCostTable, loadProfile, type CostTable, type Profile } from '../hardware/index.js';
 import { log } from '../log.js';
 import { loadModel } from '../models/index.js';
@@ -574,13 +574,19 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
       if (pretrained)
-        await postTrainingQuantize(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) });
+        await postTrainingQuantize(net as QuantNetwork, dataset.train, {
+          batchSize: Math.min(16, batchSize),
+          ...(ortEval ? { collect: ortEval.statsCollector() } : {}),
+        });
       else calibrateNetwork(net, dataset.train);
     } else if (pretrained) {
       // the bias-correction means are not part of the checkpoint: measure them again
+      const statsOpts = { batchSize: Math.min(16, batchSize) };
       setBiasCorrection(
         net as QuantNetwork,
-        collectLayerStats(net as QuantNetwork, dataset.train, { batchSize: Math.min(16, batchSize) }),
+        ortEval
+          ? await ortEval.statsCollector()(net as QuantNetwork, dataset.train, statsOpts)
+          : collectLayerStats(net as QuantNetwork, dataset.train, statsOpts),
       );
     }
     if (pretrained) applyFineTuneRegime(net as QuantNetwork, PRETRAINED_FINETUNE);
@@ -648,6 +654,9 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
         costTable: table,
         evalSamples: spec.evalSamples,
         isFeasible: (bits) => env.isFeasible(bits),
+        ...(ortEval
+          ? { evaluate: (split: Split) => evaluateWith(ortEval, forwardNet, split, { batchSize: split.labels.length }) }
+          : {}),
       },
     });
 

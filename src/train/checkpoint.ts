@@ -77,6 +77,9 @@ export interface RunDataSettings {
   classNames: string[] | null;
   preprocess: unknown;
   imageSize: [number, number] | null;
+  /** The split fractions given (--val-fraction / --test-fraction); absent: the dataset's defaults. */
+  valFraction?: number;
+  testFraction?: number;
 }
 
 export function runVersions(): RunVersions {
