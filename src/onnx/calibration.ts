@@ -8,8 +8,8 @@
  * The subsample draws the same flat NHWC indices from the same per-layer streams as the tfjs path, so
  * the statistics equal it within float tolerance.
  */
-import * as tf from '@tensorflow/tfjs';
 import type { Split } from '../data/api.js';
+import { splitInputs } from '../data/inputs.js';
 import type { QuantNetwork } from '../quant/network.js';
 import { UserError } from '../errors.js';
 import { log } from '../log.js';
@@ -133,7 +133,8 @@ export async function collectLayerStatsOrt(
   const size = opts.batchSize ?? 16;
   const n = split.labels.length;
   const seed = opts.seed ?? 1;
-  const shape = split.x.shape.slice(1);
+  const inputs = splitInputs(split);
+  const shape = inputs.shape.slice(1);
   const saved = net.getBits();
   const t0 = performance.now();
   let session: Awaited<ReturnType<typeof createSession>> | null = null;
@@ -150,9 +151,7 @@ export async function collectLayerStatsOrt(
     const t1 = performance.now();
     for (let b = 0; b < batches && b * size < n; b++) {
       const count = Math.min(size, n - b * size);
-      const xs = tf.tidy(() => tf.slice(split.x, [b * size, 0, 0, 0], [count, -1, -1, -1]));
-      const data = Float32Array.from(xs.dataSync());
-      xs.dispose();
+      const data = inputs.read(b * size, count);
       const feeds: Record<string, InstanceType<OrtModule['Tensor']>> = {
         [g.inputName]: new ort.Tensor('float32', data, [count, ...shape]),
       };
