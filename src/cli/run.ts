@@ -36,6 +36,7 @@ import { formatDuration } from '../util/progress.js';
 import { DEFAULT_PREFIX, connectQueue, runCellsOnQueue, type QueueTarget } from '../queue/index.js';
 import { defaultThreads, threadsFlag } from '../train/parallel.js';
 import { EVAL_BACKENDS } from '../onnx/eval-backend.js';
+import { fractionFlagValues, splitFractionOptions } from './fraction-flags.js';
 import { formatTable, printJson, printText } from './output.js';
 import type { CliCommand, CommandArgs } from './types.js';
 import {
@@ -70,10 +71,7 @@ function workersFlag(args: CommandArgs): number {
 
 /** --val-fraction / --test-fraction as given (range-checked; the sum and the dataset are checked with the experiment). */
 function fractionFlags(args: CommandArgs): SplitFractions {
-  const f = fractionOptions({
-    ...(args['val-fraction'] !== undefined ? { valFraction: args['val-fraction'] as number } : {}),
-    ...(args['test-fraction'] !== undefined ? { testFraction: args['test-fraction'] as number } : {}),
-  });
+  const f = fractionFlagValues(args);
   checkFractionRanges(f);
   return f;
 }
@@ -302,7 +300,7 @@ export const runCommand: CliCommand = {
   command: 'run [file]',
   describe: 'Run every (agent, profile, budget, seed) cell of an experiment file into a run directory',
   builder: (y) =>
-    y
+    splitFractionOptions(y, true)
       .positional('file', { type: 'string', describe: 'experiment JSON (see experiments/)' })
       .option('set', {
         type: 'string',
@@ -328,16 +326,6 @@ export const runCommand: CliCommand = {
       .option('eval-backend', {
         choices: EVAL_BACKENDS,
         describe: "engine of the forward passes (sets the experiment's evalBackend): auto | onnxruntime | tfjs",
-      })
-      .option('val-fraction', {
-        type: 'number',
-        describe:
-          'share of the training pool held out for validation, in (0, 1) (sets the experiment field valFraction; default 1/9 for mnist, else 0.1)',
-      })
-      .option('test-fraction', {
-        type: 'number',
-        describe:
-          'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (sets testFraction; default 0.1)',
       })
       .option('stop-after', { type: 'number', hidden: true }),
   handler: (args) => runExperimentCommand(args, false),
@@ -421,7 +409,7 @@ export const searchCommand: CliCommand = {
   command: 'search',
   describe: 'Search one bit allocation: one agent, one device profile, one budget',
   builder: (y) =>
-    y
+    splitFractionOptions(y)
       .option('model', { type: 'string', default: 'lenet5', describe: 'zoo model or path to a model.json' })
       .option('dataset', { type: 'string', default: 'mnist' })
       .option('data-dir', { type: 'string', describe: 'dataset directory' })
@@ -471,15 +459,6 @@ export const searchCommand: CliCommand = {
         describe: 'engine of the forward passes: auto = onnxruntime-node when it loads, else tfjs (QAT runs on tfjs)',
       })
       .option('batch-size', { type: 'number', describe: 'QAT minibatch (default 64; e.g. 8-32 for 224x224 networks)' })
-      .option('val-fraction', {
-        type: 'number',
-        describe: 'share of the training pool held out for validation, in (0, 1) (default 1/9 for mnist, else 0.1)',
-      })
-      .option('test-fraction', {
-        type: 'number',
-        describe:
-          'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (default 0.1)',
-      })
       .option('target', {
         choices: ['accuracy', 'fidelity'],
         describe: 'fidelity: accuracy = top-1 agreement with the float network (default for label-free image folders)',

@@ -5,6 +5,7 @@
  */
 import { existsSync } from 'node:fs';
 import type { Argv } from 'yargs';
+import { fractionFlagValues, splitFractionOptions } from './fraction-flags.js';
 import { backendInfo } from '../backend/index.js';
 import {
   DATASET_NAMES,
@@ -57,7 +58,7 @@ const SCHEDULES: readonly LrSchedule[] = ['cosine', 'constant'];
 
 /** Options shared by train and eval: dataset location and bits. */
 export function dataAndBitsOptions<T>(y: Argv<T>) {
-  return y
+  return splitFractionOptions(y)
     .option('dataset', {
       type: 'string',
       describe: `dataset: ${DATASET_NAMES.join(', ')} (default: the model's or checkpoint's)`,
@@ -70,15 +71,6 @@ export function dataAndBitsOptions<T>(y: Argv<T>) {
     .option('num-classes', {
       type: 'number',
       describe: 'class count of --dataset idx (labels 0..N-1); default: largest label + 1',
-    })
-    .option('val-fraction', {
-      type: 'number',
-      describe: 'share of the training pool held out for validation, in (0, 1) (default 1/9 for mnist, else 0.1)',
-    })
-    .option('test-fraction', {
-      type: 'number',
-      describe:
-        'folder dataset: share of the images held out for test, in (0, 1), below 1 with --val-fraction (default 0.1)',
     })
     .option('wbits', {
       type: 'number',
@@ -264,10 +256,7 @@ export function datasetOptions(
 
 /** --val-fraction and --test-fraction, checked (the dataset, when named by --dataset, decides whether a test fraction applies). */
 export function splitFractionFlags(args: CommandArgs): SplitFractions {
-  const f = fractionOptions({
-    ...(args['val-fraction'] !== undefined ? { valFraction: args['val-fraction'] as number } : {}),
-    ...(args['test-fraction'] !== undefined ? { testFraction: args['test-fraction'] as number } : {}),
-  });
+  const f = fractionFlagValues(args);
   checkSplitFractions(f, optString(args, 'dataset'));
   return f;
 }
