@@ -123,9 +123,7 @@ function streamedFolderSplit(
   numClasses: number,
   p: Preprocess,
 ): Split {
-  const n = positions.length;
-  const lab = new Int32Array(n);
-  for (let k = 0; k < n; k++) lab[k] = labels[positions[k]];
+  const { lab, y } = splitTargets(positions, labels, numClasses);
   const inputs = cacheFileInputs({
     file: cache.path,
     positions: Int32Array.from(positions),
@@ -133,9 +131,6 @@ function streamedFolderSplit(
     width: cache.width,
     preprocess: p,
   });
-  const y = tf.tidy(() =>
-    numClasses > 0 ? tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat() : tf.zeros([n, 1]),
-  ) as tf.Tensor2D;
   return {
     get x() {
       return inputs.materialised();
@@ -159,18 +154,28 @@ function buildFolderSplit(
   const size = h * w * 3;
   const pixels = new Float32Array(n * size);
   const bytes = new Uint8Array(size);
-  const lab = new Int32Array(n);
   for (let k = 0; k < n; k++) {
-    const i = positions[k];
-    cache.read(i, bytes);
+    cache.read(positions[k], bytes);
     bytesToInput(bytes, p, pixels, k * size);
-    lab[k] = labels[i];
   }
   const x = tf.tensor4d(pixels, [n, h, w, 3], 'float32');
+  const { lab, y } = splitTargets(positions, labels, numClasses);
+  return { x, y, labels: lab };
+}
+
+/** A split's labels (in split order) and one-hot targets (a zero column when label-free). */
+function splitTargets(
+  positions: Int32Array,
+  labels: Int32Array,
+  numClasses: number,
+): { lab: Int32Array; y: tf.Tensor2D } {
+  const n = positions.length;
+  const lab = new Int32Array(n);
+  for (let k = 0; k < n; k++) lab[k] = labels[positions[k]];
   const y = tf.tidy(() =>
     numClasses > 0 ? tf.oneHot(tf.tensor1d(lab, 'int32'), numClasses).toFloat() : tf.zeros([n, 1]),
   ) as tf.Tensor2D;
-  return { x, y, labels: lab };
+  return { lab, y };
 }
 
 /** Loads an image folder as a Dataset (see the module comment). */
