@@ -11,7 +11,6 @@
 import type { Split } from '../data/api.js';
 import { splitInputs } from '../data/inputs.js';
 import type { QuantNetwork } from '../quant/network.js';
-import { UserError } from '../errors.js';
 import { log } from '../log.js';
 import {
   collectLayerStats,
@@ -23,7 +22,7 @@ import {
   type StatsOptions,
 } from '../quant/ptq.js';
 import { FLOAT_BITS } from '../quant/quantizers.js';
-import type { EvalBackendChoice } from './eval-backend.js';
+import { ortFallbackReason, type EvalBackendChoice } from './eval-backend.js';
 import { writeGraph } from './graph.js';
 import {
   DataType,
@@ -224,13 +223,7 @@ export async function calibrationCollector(
     try {
       return await ort(net, split, statsOpts);
     } catch (e) {
-      const msg = e instanceof Error ? e.message : String(e);
-      if (choice === 'onnxruntime')
-        throw new UserError(`the network cannot run in onnxruntime: ${msg}`, {
-          field: '--eval-backend',
-          expected: 'auto or tfjs',
-        });
-      log.warn(`calibration on tfjs: ${msg}`);
+      log.warn(`calibration on tfjs: ${ortFallbackReason(choice, e)}`);
       return collectLayerStats(net, split, statsOpts);
     }
   };

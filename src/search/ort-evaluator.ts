@@ -16,7 +16,7 @@ import { evaluateModel, outputsProbabilities, type EvalResult } from '../train/t
 import { evalStructure, writeGraph, type EvalFeed } from '../onnx/graph.js';
 import { encodeModel, type ModelProto } from '../onnx/proto.js';
 import { createSession, loadOrt, ortLoadError, type OrtModule, type OrtSession } from '../onnx/runtime.js';
-import { EVAL_BACKENDS, type EvalBackendChoice } from '../onnx/eval-backend.js';
+import { EVAL_BACKENDS, ortFallbackReason, type EvalBackendChoice } from '../onnx/eval-backend.js';
 import { ortStatsCollector } from '../onnx/calibration.js';
 import type { StatsCollector } from '../quant/ptq.js';
 
@@ -274,13 +274,11 @@ export async function resolveEvalBackend(
       reason: `onnxruntime-node does not load: ${ortLoadError() ?? 'unknown error'}`,
     };
   } catch (e) {
-    const msg = e instanceof Error ? e.message : String(e);
-    if (choice === 'onnxruntime')
-      throw new UserError(`the network cannot run in onnxruntime: ${msg}`, {
-        field: '--eval-backend',
-        expected: 'auto or tfjs',
-      });
-    return { name: 'tfjs', evaluator: null, reason: `the network has no ONNX translation: ${msg}` };
+    return {
+      name: 'tfjs',
+      evaluator: null,
+      reason: `the network has no ONNX translation: ${ortFallbackReason(choice, e)}`,
+    };
   }
 }
 
