@@ -27,6 +27,7 @@ import { encodeModel } from '../src/onnx/proto.js';
 import { createSession, loadOrt, ortVersion, type OrtModule } from '../src/onnx/runtime.js';
 import { feedTensor } from '../src/search/ort-evaluator.js';
 import type { QuantNetwork } from '../src/quant/network.js';
+import { median, timeRuns } from './kit.js';
 
 const PYTHON = '/usr/bin/python3';
 const SCRIPT = path.join(process.cwd(), 'bench', 'torch_eval.py');
@@ -45,22 +46,6 @@ interface Row {
 function flag(argv: string[], name: string): string | undefined {
   const i = argv.indexOf(`--${name}`);
   return i >= 0 ? argv[i + 1] : undefined;
-}
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
-
-async function timeRuns(runs: number, f: () => Promise<void>): Promise<number> {
-  await f();
-  const t: number[] = [];
-  for (let i = 0; i < runs; i++) {
-    const t0 = performance.now();
-    await f();
-    t.push((performance.now() - t0) / 1000);
-  }
-  return median(t);
 }
 
 function hasTorch(): boolean {

@@ -30,15 +30,11 @@ import type { BitConfig } from '../src/quant/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { feedTensor } from '../src/search/ort-evaluator.js';
 import { calibrateNetwork } from '../src/train/trainer.js';
+import { logitStep } from '../tests/logit-step.js';
 import { photoCrops, pretrainedModel } from '../tests/pretrained-fixture.js';
-import { flag } from './kit.js';
+import { flag, median, timeRuns } from './kit.js';
 
 type Tensor = InstanceType<OrtModule['Tensor']>;
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)];
-}
 
 /** The graph without a final Softmax (its output renamed), so that outputs are logits. */
 function withoutSoftmax(m: ModelProto): ModelProto {
@@ -52,24 +48,6 @@ function withoutSoftmax(m: ModelProto): ModelProto {
   for (const n of nodes) n.output = (n.output ?? []).map((o) => (o === src ? out : o));
   for (const n of nodes) n.input = (n.input ?? []).map((o) => (o === src ? out : o));
   return { ...m, graph: { ...g, node: nodes } };
-}
-
-/** One quantization step of the classifier's input, carried to the logits: scale * max_j sum_i |W_ij|. */
-function logitStep(net: QuantNetwork): number {
-  const last = net.qlayers[net.qlayers.length - 1];
-  const g = last.inferenceGrid();
-  const p = last.exportParams();
-  const k = p.codes
-    ? Float32Array.from(p.codes, (c, e) => c * (p.scales as Float32Array)[e % (p.scales as Float32Array).length])
-    : (p.kernel as Float32Array);
-  const out = last.outChannels;
-  let worst = 0;
-  for (let j = 0; j < out; j++) {
-    let s = 0;
-    for (let e = j; e < k.length; e += out) s += Math.abs(k[e]);
-    worst = Math.max(worst, s);
-  }
-  return (g ? g.scale : 0) * worst;
 }
 
 interface Runner {
@@ -213,16 +191,7 @@ export async function run(argv: string[]): Promise<void> {
   if (!skipSpeed) {
     const times: Record<string, number[]> = {};
     const put = (k: string, v: number): void => void (times[k] ??= []).push(v);
-    const time = async (f: () => Promise<unknown>): Promise<number> => {
-      await f();
-      const t: number[] = [];
-      for (let i = 0; i < runs; i++) {
-        const t0 = performance.now();
-        await f();
-        t.push((performance.now() - t0) / 1000);
-      }
-      return 8 / median(t);
-    };
+    const time = async (f: () => Promise<unknown>): Promise<number> => 8 / (await timeRuns(runs, f));
     const xt = tf.tensor4d(x8, [8, 224, 224, 3]);
     for (let round = 0; round < rounds; round++) {
       for (const label of ['float', 'W8A8', 'W4A4']) {

@@ -15,27 +15,10 @@ import { decodeModel, encodeModel, floatTensor, type ModelProto, type NodeProto 
 import { createSession, loadOrt } from '../src/onnx/runtime.js';
 import type { QuantNetwork } from '../src/quant/network.js';
 import { calibrateNetwork, createTrainer } from '../src/train/trainer.js';
+import { logitStep } from './logit-step.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'bitalloc-onnx-export-'));
 process.on('exit', () => fs.rmSync(tmp, { recursive: true, force: true }));
-
-/** One quantization step of the classifier's input, carried to the logits: scale * max_j sum_i |W_ij|. */
-function logitStep(net: QuantNetwork): number {
-  const last = net.qlayers[net.qlayers.length - 1];
-  const g = last.inferenceGrid();
-  const p = last.exportParams();
-  const k = p.codes
-    ? Float32Array.from(p.codes, (c, e) => c * p.scales![e % p.scales!.length])
-    : (p.kernel as Float32Array);
-  const out = last.outChannels;
-  let worst = 0;
-  for (let j = 0; j < out; j++) {
-    let s = 0;
-    for (let e = j; e < k.length; e += out) s += Math.abs(k[e]);
-    worst = Math.max(worst, s);
-  }
-  return (g ? g.scale : 0) * worst;
-}
 
 /** Top-1 agreement and max |logit diff| between the tfjs network and onnxruntime on the exported file. */
 async function compare(
