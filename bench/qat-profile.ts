@@ -22,7 +22,6 @@ import {
   filterGradOptions,
   nativeOptions,
 } from '../src/backend/kernels/index.js';
-import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
@@ -30,7 +29,7 @@ import { createTrainer } from '../src/train/trainer.js';
 import { shardGradients } from '../src/train/parallel.js';
 import { crossEntropy } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
-import { flag, randomSplit } from './kit.js';
+import { flag, randomDataset } from './kit.js';
 
 const CLASSES = 10;
 
@@ -64,16 +63,8 @@ interface Profile {
 
 async function profileModel(model: string, bits: number, batch: number, steps: number): Promise<Profile> {
   const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
-  const train = randomSplit(batch * 2, shape, new Rng(3), CLASSES);
-  const ds: Dataset = {
-    name: 'synthetic',
-    inputShape: shape,
-    numClasses: CLASSES,
-    train,
-    val: train,
-    test: train,
-    source: 'random',
-  };
+  const ds = randomDataset(batch * 2, shape, new Rng(3), CLASSES);
+  const train = ds.train;
   const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
   net.setBits(uniformBits(net.layers, bits, bits));
   const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1 });
@@ -165,16 +156,8 @@ function setPart(part: AbPart, on: boolean): void {
 
 async function abModel(model: string, bits: number, batch: number, rounds: number, part: AbPart): Promise<AbRow> {
   const shape = (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
-  const train = randomSplit(batch * 4, shape, new Rng(3), CLASSES);
-  const ds: Dataset = {
-    name: 'synthetic',
-    inputShape: shape,
-    numClasses: CLASSES,
-    train,
-    val: train,
-    test: train,
-    source: 'random',
-  };
+  const ds = randomDataset(batch * 4, shape, new Rng(3), CLASSES);
+  const train = ds.train;
   const net = buildNetwork(model, { inputShape: shape, numClasses: CLASSES, seed: 1 });
   net.setBits(uniformBits(net.layers, bits, bits));
   const trainer = createTrainer(net, ds, { lr: 1e-3, batchSize: batch, optimizer: 'adam', seed: 1, threads: 1 });

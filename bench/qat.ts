@@ -13,7 +13,6 @@
 import { spawnSync } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { initBackend, tf } from '../src/backend/index.js';
-import type { Dataset } from '../src/data/api.js';
 import { buildNetwork, ZOO, ZOO_NAMES } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import { QConv2D, QDense, QDepthwiseConv2D } from '../src/quant/layers.js';
@@ -22,7 +21,7 @@ import { formatTable, printJson, printText } from '../src/cli/output.js';
 import { coreCount } from '../src/train/parallel.js';
 import { createTrainer } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
-import { flag, randomSplit } from './kit.js';
+import { flag, randomDataset } from './kit.js';
 
 const QAT_BITS = 4;
 const CLASSES = 10;
@@ -125,16 +124,8 @@ async function measure(
 ): Promise<Measured> {
   const shape = inputShapeOf(model);
   const rng = new Rng(7);
-  const train = randomSplit(batch * 4, shape, rng, CLASSES);
-  const ds: Dataset = {
-    name: 'synthetic',
-    inputShape: shape,
-    numClasses: CLASSES,
-    train,
-    val: train,
-    test: train,
-    source: 'random',
-  };
+  const ds = randomDataset(batch * 4, shape, rng, CLASSES);
+  const train = ds.train;
   const net =
     model === MOBILENETV2
       ? mobilenetV2(shape, CLASSES)
