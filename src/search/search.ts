@@ -564,13 +564,17 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
       ...trainerExtras,
     });
     if (saved && checkpoint) await trainer.loadState(join(checkpoint.dir, 'trainer'));
+    // accuracy on a split through the search's forward-pass engine (onnxruntime when it evaluates, else the trainer)
+    const qatTrainer = trainer;
+    const evaluateSplit = (split: Split, limit?: number): Promise<AccuracyResult> => {
+      const o = limit !== undefined ? { limit } : {};
+      return ortEval ? evaluateWith(ortEval, net as QuantNetwork, split, o) : qatTrainer.evaluate(split, o);
+    };
 
     let floatTestAccuracy = saved?.floatTestAccuracy ?? NaN;
     if (!saved) {
       net.setBits(layers.map(() => ({ wBits: 32, aBits: 32 })));
-      floatTestAccuracy = ortEval
-        ? (await evaluateWith(ortEval, net as QuantNetwork, dataset.test)).accuracy
-        : (await trainer.evaluate('test')).accuracy;
+      floatTestAccuracy = (await evaluateSplit(dataset.test)).accuracy;
       // activation ranges from training batches at 8 bits, so that the first episodes see calibrated ranges
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
       if (pretrained)
@@ -593,9 +597,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     let w8a8Start: number | null = null;
     if (!saved) {
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      w8a8Start = ortEval
-        ? (await evaluateWith(ortEval, net as QuantNetwork, dataset.val, { limit: spec.evalSamples })).accuracy
-        : (await trainer.evaluate('val', { limit: spec.evalSamples })).accuracy;
+      w8a8Start = (await evaluateSplit(dataset.val, spec.evalSamples)).accuracy;
     }
     if (engine.reason) log.warn(`forward passes on tfjs: ${engine.reason}`);
     log.info(`forward passes: ${engine.name}${engine.name === 'onnxruntime' ? ' (QAT on tfjs)' : ''}`);
@@ -816,7 +818,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     for (const b of [...spec.bitChoices].sort((x, y) => y - x)) {
       const bits = layers.map(() => ({ wBits: b, aBits: b }));
       net.setBits(bits);
-      const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
+      const r = await evaluateSplit(dataset.val, spec.evalSamples);
       const c = table.costAllocation(bits);
       if (b === 8) result.reference.w8a8ValAccuracyEnd = r.accuracy;
       result.uniform.push({
@@ -831,7 +833,7 @@ export async function runSearch(spec: SearchSpec, opts: SearchOptions = {}): Pro
     }
     if (result.reference.w8a8ValAccuracyEnd === null) {
       net.setBits(layers.map(() => ({ wBits: 8, aBits: 8 })));
-      const r = forward ? await forward(spec.evalSamples) : await trainer.evaluate('val', { limit: spec.evalSamples });
+      const r = await evaluateSplit(dataset.val, spec.evalSamples);
       result.reference.w8a8ValAccuracyEnd = r.accuracy;
     }
     if (cell) cell.writeUniform(result.uniform);
