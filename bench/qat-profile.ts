@@ -13,12 +13,14 @@
  * src/backend/kernels/native, off = the earlier XNNPACK / JS paths), `filter-grad` (the compiled
  * Conv2D filter gradient against simd.ts's routines), `bn` (the fused training BatchNorm backward
  * against tfjs-layers' path), `adam` (the fused Adam step against tfjs's), `added` (filter-grad,
- * bn and adam together).
+ * bn and adam together), `chunks` (the direct convolution's padding and the filter gradient's packing
+ * a cache-sized chunk of the batch at a time, against the whole batch at once).
  */
 import { initBackend, tf } from '../src/backend/index.js';
 import {
   adamOptions,
   batchNormTrainingOptions,
+  convOptions,
   filterGradOptions,
   nativeOptions,
 } from '../src/backend/kernels/index.js';
@@ -143,7 +145,7 @@ interface AbRow {
   speedup: number;
 }
 
-const AB_PARTS = ['native', 'filter-grad', 'bn', 'adam', 'added'] as const;
+const AB_PARTS = ['native', 'filter-grad', 'bn', 'adam', 'added', 'chunks'] as const;
 type AbPart = (typeof AB_PARTS)[number];
 
 /** Switches the kernels of `part` on or off. */
@@ -152,6 +154,10 @@ function setPart(part: AbPart, on: boolean): void {
   if (part === 'filter-grad' || part === 'added') filterGradOptions.native = on;
   if (part === 'bn' || part === 'added') batchNormTrainingOptions.fused = on;
   if (part === 'adam' || part === 'added') adamOptions.fused = on;
+  if (part === 'chunks') {
+    convOptions.chunked = on;
+    filterGradOptions.chunked = on;
+  }
 }
 
 async function abModel(model: string, bits: number, batch: number, rounds: number, part: AbPart): Promise<AbRow> {

@@ -1,5 +1,5 @@
 /**
- * `npm run bench -- qat [--json] [--steps N] [--rounds R] [--batch B] [--models a,b] [--threads T] [--no-torch]`:
+ * `npm run bench -- qat [--json] [--steps N] [--rounds R] [--batch B] [--models a,b] [--threads T] [--no-torch] [--no-independent]`:
  * training throughput (samples/s) of every zoo model, and of a 224x224 MobileNetV2 at batch 8
  * ('mobilenetv2-224'), in float and with QAT at W4A4 (STE quantizers), on one thread and on T threads
  * (default: every core; data-parallel over worker threads), on synthetic random data of the model's
@@ -8,6 +8,10 @@
  * time over its rounds after a warm-up. Right after each model, Debian's PyTorch (/usr/bin/python3,
  * bench/torch_qat.py) trains the same architecture the same way on 1 and T threads ("not installed"
  * when torch is missing), so every ratio compares figures measured in the same minute.
+ * Each round also runs, for zoo models, T independent one-thread QAT trainings at once (this thread's and
+ * T-1 workers', each on its own copy of the network, never synchronised; qat-independent-worker.ts):
+ * what T cores give when nothing is shared but the machine, the ceiling of the T-thread/one-thread ratio.
+ * The report adds the ratio round by round and the data-parallel step's phases (parallelCounters).
  * Targets: T threads >= 1.7x one thread on resnet20; QAT >= 0.5x PyTorch's on resnet20 and mobilenet-tiny.
  */
 import { spawnSync } from 'node:child_process';
@@ -18,10 +22,12 @@ import { uniformBits } from '../src/models/layer-info.js';
 import { QConv2D, QDense, QDepthwiseConv2D } from '../src/quant/layers.js';
 import { QuantNetwork } from '../src/quant/network.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
-import { coreCount } from '../src/train/parallel.js';
+import { Worker } from 'node:worker_threads';
+import { coreCount, parallelCounters, resetParallelCounters } from '../src/train/parallel.js';
+import type { IndependentMessage, IndependentReply } from './qat-independent-worker.js';
 import { createTrainer } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
-import { flag, randomDataset } from './kit.js';
+import { flag, median, randomDataset } from './kit.js';
 
 const QAT_BITS = 4;
 const CLASSES = 10;
@@ -41,6 +47,25 @@ interface Row {
   qatSamplesPerSec: number;
   /** qatSamplesPerSec / qatSamplesPerSec1. */
   speedup: number;
+  /** The same ratio round by round (each round's T-thread rate over its one-thread rate). */
+  speedupByRound: number[];
+  /**
+   * T unsynchronised one-thread QAT trainings at once, each on its own copy of the network in its
+   * own thread (samples of all / wall time): what T cores give this training when nothing is shared
+   * (null for mobilenetv2-224, or with --no-independent).
+   */
+  independentQatSamplesPerSec: number | null;
+  /** independentQatSamplesPerSec / qatSamplesPerSec1: the machine's ceiling for qatSamplesPerSec / qatSamplesPerSec1. */
+  independentSpeedup: number | null;
+  /** Per data-parallel QAT step, ms (main thread): see parallelCounters in src/train/parallel.ts. */
+  parallelStepMs: {
+    send: number;
+    ownShard: number;
+    workerShard: number;
+    wait: number;
+    combine: number;
+    optimizer: number;
+  } | null;
   torchFloatSamplesPerSec1: number | null;
   torchQatSamplesPerSec1: number | null;
   torchFloatSamplesPerSec: number | null;
@@ -113,7 +138,44 @@ function inputShapeOf(model: string): [number, number, number] {
   return model === MOBILENETV2 ? [224, 224, 3] : (ZOO[model] as { inputShape: [number, number, number] }).inputShape;
 }
 
-type Measured = Pick<Row, 'floatSamplesPerSec1' | 'qatSamplesPerSec1' | 'floatSamplesPerSec' | 'qatSamplesPerSec'>;
+type Measured = Pick<
+  Row,
+  | 'floatSamplesPerSec1'
+  | 'qatSamplesPerSec1'
+  | 'floatSamplesPerSec'
+  | 'qatSamplesPerSec'
+  | 'speedupByRound'
+  | 'independentQatSamplesPerSec'
+  | 'parallelStepMs'
+>;
+
+/** T-1 worker threads, each training its own copy of `model` on one thread (qat-independent-worker.ts). */
+class Independent {
+  private readonly workers: Worker[] = [];
+  constructor(count: number) {
+    for (let i = 0; i < count; i++) {
+      this.workers.push(new Worker(new URL('./qat-independent-worker.js', import.meta.url)));
+    }
+  }
+  /** Sends `m` to every worker; resolves with their replies. */
+  all(m: IndependentMessage): Promise<IndependentReply[]> {
+    return Promise.all(
+      this.workers.map(
+        (w) =>
+          new Promise<IndependentReply>((resolve, reject) => {
+            w.once('message', (r: IndependentReply) =>
+              r.kind === 'error' ? reject(new Error(`independent training worker: ${r.message}`)) : resolve(r),
+            );
+            w.once('error', reject);
+            w.postMessage(m);
+          }),
+      ),
+    );
+  }
+  async close(): Promise<void> {
+    await Promise.all(this.workers.map((w) => w.terminate()));
+  }
+}
 
 async function measure(
   model: string,
@@ -121,6 +183,7 @@ async function measure(
   steps: number,
   rounds: number,
   threads: number,
+  independentToo: boolean,
 ): Promise<Measured> {
   const shape = inputShapeOf(model);
   const rng = new Rng(7);
@@ -141,7 +204,18 @@ async function measure(
   const key = (kind: string, t: number): string => `${kind}${t}`;
   const time = new Map<string, number>();
   const samples = new Map<string, number>();
+  const speedupByRound: number[] = [];
+  const independent = independentToo && threads > 1 && model !== MOBILENETV2 ? new Independent(threads - 1) : null;
+  let independentSamples = 0;
+  let independentSeconds = 0;
+  // the data-parallel step's phases, summed over the T-thread QAT rounds
+  const counted = { ...parallelCounters };
+  for (const k of Object.keys(counted) as (keyof typeof counted)[]) counted[k] = 0;
   try {
+    if (independent) {
+      await independent.all({ kind: 'init', model, batch, classes: CLASSES, seed: 1 });
+      await independent.all({ kind: 'run', steps: 1, bits: QAT_BITS });
+    }
     // warm-up: kernels, workers, optimizer slots and activation ranges at both settings
     for (const tr of trainers.values()) {
       for (const b of [floatBits, qatBits]) {
@@ -149,28 +223,63 @@ async function measure(
         await tr.trainSteps(1);
       }
     }
+    const one = trainers.get(1);
+    if (!one) throw new Error('no one-thread trainer');
     for (let r = 0; r < rounds; r++) {
+      const qatRate = new Map<number, number>();
       for (const [t, tr] of trainers) {
         for (const kind of ['float', 'qat'] as const) {
           net.setBits(kind === 'float' ? floatBits : qatBits);
+          resetParallelCounters();
           const s = await tr.trainSteps(steps);
+          if (kind === 'qat' && t === threads) {
+            for (const k of Object.keys(counted) as (keyof typeof counted)[]) counted[k] += parallelCounters[k];
+          }
           time.set(key(kind, t), (time.get(key(kind, t)) ?? 0) + s.seconds);
           samples.set(key(kind, t), (samples.get(key(kind, t)) ?? 0) + s.samples);
+          if (kind === 'qat') qatRate.set(t, s.samples / s.seconds);
         }
+      }
+      speedupByRound.push((qatRate.get(threads) ?? NaN) / (qatRate.get(1) ?? NaN));
+      if (independent) {
+        // T one-thread trainings at once: this thread's and the workers', started together
+        net.setBits(qatBits);
+        const t0 = performance.now();
+        const others = independent.all({ kind: 'run', steps, bits: QAT_BITS });
+        const mine = await one.trainSteps(steps);
+        const replies = await others;
+        independentSeconds += (performance.now() - t0) / 1000;
+        independentSamples += mine.samples + replies.reduce((a, q) => a + (q.kind === 'done' ? q.samples : 0), 0);
       }
     }
   } finally {
+    await independent?.close();
     for (const tr of trainers.values()) tr.dispose();
     net.model.dispose();
     train.x.dispose();
     train.y.dispose();
   }
   const rate = (kind: string, t: number): number => (samples.get(key(kind, t)) ?? 0) / (time.get(key(kind, t)) ?? NaN);
+  const c = counted;
+  const per = (v: number): number => v / c.steps;
   return {
     floatSamplesPerSec1: rate('float', 1),
     qatSamplesPerSec1: rate('qat', 1),
     floatSamplesPerSec: rate('float', threads),
     qatSamplesPerSec: rate('qat', threads),
+    speedupByRound,
+    independentQatSamplesPerSec: independent ? independentSamples / independentSeconds : null,
+    parallelStepMs:
+      c.steps > 0
+        ? {
+            send: per(c.sendMs),
+            ownShard: per(c.ownShardMs),
+            workerShard: per(c.workerShardMs / Math.max(1, threads - 1)),
+            wait: per(c.waitMs),
+            combine: per(c.combineMs),
+            optimizer: per(c.optimizerMs),
+          }
+        : null,
   };
 }
 
@@ -212,7 +321,7 @@ function torchMeasure(model: string, batch: number, steps: number, rounds: numbe
 export async function run(argv: string[]): Promise<void> {
   const json = argv.includes('--json');
   const steps = Number(flag(argv, '--steps') ?? 5);
-  const rounds = Number(flag(argv, '--rounds') ?? 3);
+  const rounds = Number(flag(argv, '--rounds') ?? 5);
   const batch = Number(flag(argv, '--batch') ?? 64);
   const threads = Number(flag(argv, '--threads') ?? coreCount());
   const known = [...ZOO_NAMES, MOBILENETV2];
@@ -227,7 +336,7 @@ export async function run(argv: string[]): Promise<void> {
     const b = big ? 8 : batch;
     const s = big ? 1 : steps;
     const rr = big ? Math.min(rounds, 2) : rounds;
-    const mine = await measure(m, b, s, rr, threads);
+    const mine = await measure(m, b, s, rr, threads, !argv.includes('--no-independent'));
     const t = torch.ok ? torchMeasure(m, b, s, rr, threads) : null;
     const row: Row = {
       model: m,
@@ -236,6 +345,8 @@ export async function run(argv: string[]): Promise<void> {
       threads,
       ...mine,
       speedup: mine.qatSamplesPerSec / mine.qatSamplesPerSec1,
+      independentSpeedup:
+        mine.independentQatSamplesPerSec === null ? null : mine.independentQatSamplesPerSec / mine.qatSamplesPerSec1,
       torchFloatSamplesPerSec1: t?.floatSamplesPerSec1 ?? null,
       torchQatSamplesPerSec1: t?.qatSamplesPerSec1 ?? null,
       torchFloatSamplesPerSec: t?.floatSamplesPerSec ?? null,
@@ -309,6 +420,25 @@ export async function run(argv: string[]): Promise<void> {
     ) +
       `\nbackend ${backend.name}, samples/s, batch ${batch} (mobilenetv2-224: 8), ${rounds} alternating rounds of ${steps} steps per setting; ` +
       `torch ${torch.ok ? torch.version : 'not installed'}\n` +
+      rows
+        .filter((r) => r.threads > 1)
+        .map((r) => {
+          const byRound = [...r.speedupByRound].sort((a, b) => a - b);
+          const p = r.parallelStepMs;
+          return (
+            `${r.model}: ${threads}t/1t by round ${byRound[0].toFixed(2)} / ${median(byRound).toFixed(2)} / ${byRound[byRound.length - 1].toFixed(2)} (min / median / max)` +
+            (r.independentQatSamplesPerSec === null || r.independentSpeedup === null
+              ? ''
+              : `; ${threads} independent one-thread trainings at once: ${r.independentQatSamplesPerSec.toFixed(1)} samples/s = ` +
+                `${r.independentSpeedup.toFixed(2)}x one thread (data-parallel reaches ${((100 * r.speedup) / r.independentSpeedup).toFixed(0)}% of it)`) +
+            (p
+              ? `\n  per ${threads}t W4A4 step, ms: send ${p.send.toFixed(1)}, shard 0 ${p.ownShard.toFixed(1)}, ` +
+                `worker shard ${p.workerShard.toFixed(1)}, waiting ${p.wait.toFixed(1)}, combine ${p.combine.toFixed(1)}, optimizer ${p.optimizer.toFixed(1)}`
+              : '')
+          );
+        })
+        .join('\n') +
+      '\n' +
       `targets: ${threads}t/1t >= ${TARGETS.speedupResnet20} on resnet20 (${summary.meetsSpeedupTarget ? 'met' : 'NOT met'}); ` +
       `vs torch >= ${TARGETS.vsTorch} on resnet20 and mobilenet-tiny (${summary.meetsTorchTarget === null ? 'no torch' : summary.meetsTorchTarget ? 'met' : 'NOT met'})`,
   );

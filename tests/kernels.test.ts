@@ -10,6 +10,7 @@ import {
   convCounters,
   convOptions,
   filterGradCounters,
+  filterGradOptions,
   nativeOptions,
   registerWasmTrainingKernels,
   simdOptions,
@@ -293,6 +294,48 @@ test(`Conv2D and FusedConv2D (bias, ReLU) on wasm equal cpu and XNNPACK over ${C
       assert.ok(relativeError(direct, xnnpack) <= 1e-5, `${where}: vs XNNPACK`);
       if (fused) assert.ok(direct.every((v) => v >= 0) && direct.some((v) => v > 0), `${where}: ReLU`);
     }
+  }
+  await tf.setBackend('wasm');
+});
+
+test('the direct convolution and the compiled filter gradient give the same bits a cache-sized chunk at a time as over the whole batch, and equal cpu', async () => {
+  // Images large enough that a batch spans several chunks, with a shorter last chunk.
+  const rng = new Rng(71);
+  const base = { depthwise: false, kH: 3, kW: 3, dilations: [1, 1] as [number, number], pad: 'same' as Pad };
+  const geometries: Geometry[] = [
+    { ...base, batch: 5, inH: 40, inW: 40, inC: 8, outC: 8, strides: [1, 1] },
+    { ...base, batch: 3, inH: 70, inW: 66, inC: 16, outC: 12, strides: [2, 2] },
+    { ...base, batch: 7, inH: 36, inW: 36, inC: 1, outC: 16, strides: [1, 1], pad: 1 },
+  ];
+  for (const g of geometries) {
+    const c = caseFrom(rng, g);
+    assert.ok(c);
+    const where = describe(c);
+    const bias = randomArray(rng, c.outC);
+    const chunked = {
+      y: await forward('wasm', c, bias, true),
+      dx: await gradient('wasm', c, false, 'x'),
+      dw: await gradient('wasm', c, false, 'filter'),
+    };
+    convOptions.chunked = false;
+    filterGradOptions.chunked = false;
+    let whole: typeof chunked;
+    try {
+      whole = {
+        y: await forward('wasm', c, bias, true),
+        dx: await gradient('wasm', c, false, 'x'),
+        dw: await gradient('wasm', c, false, 'filter'),
+      };
+    } finally {
+      convOptions.chunked = true;
+      filterGradOptions.chunked = true;
+    }
+    for (const k of ['y', 'dx', 'dw'] as const) {
+      assert.deepEqual(chunked[k], whole[k], `${where}: ${k} chunked = whole batch`);
+    }
+    assert.ok(relativeError(chunked.y, await forward('cpu', c, bias, true)) <= TOLERANCE, `${where}: y vs cpu`);
+    assert.ok(relativeError(chunked.dx, await gradient('cpu', c, false, 'x')) <= TOLERANCE, `${where}: dx vs cpu`);
+    assert.ok(relativeError(chunked.dw, await gradient('cpu', c, false, 'filter')) <= TOLERANCE, `${where}: dw vs cpu`);
   }
   await tf.setBackend('wasm');
 });

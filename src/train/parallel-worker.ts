@@ -73,7 +73,9 @@ parentPort?.on('message', (msg: InitMessage | StepMessage) => {
     return;
   }
   try {
-    reply({ kind: 'done', ...step(msg) });
+    const t0 = performance.now();
+    const r = step(msg);
+    reply({ kind: 'done', ...r, ms: performance.now() - t0 });
   } catch (e) {
     failed(e);
   }

@@ -162,7 +162,35 @@ export interface StepMessage {
 }
 
 export type WorkerReply =
-  { kind: 'ready' } | { kind: 'done'; weightedLoss: number; correct: number } | { kind: 'error'; message: string };
+  | { kind: 'ready' }
+  /** ms: the worker's time on the step, from the message's arrival to its reply. */
+  | { kind: 'done'; weightedLoss: number; correct: number; ms: number }
+  | { kind: 'error'; message: string };
+
+/**
+ * Where the data-parallel steps' time went, summed over steps (ms; wall time on the main thread
+ * unless said): for benchmarks, e.g. `npm run bench -- qat`. Reset by the caller.
+ */
+export const parallelCounters = {
+  steps: 0,
+  /** Weights into the shared buffer, the workers' shards gathered and sent. */
+  sendMs: 0,
+  /** Shard 0's forward and backward pass, here. */
+  ownShardMs: 0,
+  /** Waiting for the workers once shard 0 was done. */
+  waitMs: 0,
+  /** The workers' shards summed into shard 0's gradients, and the non-trainable weights' means. */
+  combineMs: 0,
+  /** The workers' own time on their shards (summed over workers). */
+  workerShardMs: 0,
+  /** The optimizer's step on the summed gradients (the trainer adds it). */
+  optimizerMs: 0,
+};
+
+/** Sets every parallelCounters figure to 0. */
+export function resetParallelCounters(): void {
+  for (const k of Object.keys(parallelCounters) as (keyof typeof parallelCounters)[]) parallelCounters[k] = 0;
+}
 
 /** A network whose layers may carry run-time state the workers cannot mirror. */
 interface NetworkLike {
@@ -307,6 +335,7 @@ export class DataParallel {
     const model = this.net.model;
     const weights = model.weights;
     const sizes = shardSizes(idx.length, this.threads);
+    const t0 = performance.now();
     // 1. weights into the shared buffer
     for (let i = 0; i < weights.length; i++) {
       const values = weights[i].read().dataSync() as Float32Array;
@@ -344,6 +373,7 @@ export class DataParallel {
       ys.dispose();
       replies.push(this.request(this.workers[s - 1], msg));
     }
+    const t1 = performance.now();
     // 3. shard 0 here, meanwhile
     const vars = trainable.map((i) => weights[i].read() as tf.Variable);
     const own = tf.tidy(() => {
@@ -354,6 +384,7 @@ export class DataParallel {
       const r = shardGradients(model, vars, xb, yb, sizes[0] / total, this.sampleLoss);
       return { ...r, grads: r.grads.map((g) => tf.keep(g)) };
     });
+    const t2 = performance.now();
     let done: WorkerReply[];
     try {
       done = await Promise.all(replies);
@@ -361,6 +392,7 @@ export class DataParallel {
       for (const g of own.grads) g.dispose();
       throw e;
     }
+    const t3 = performance.now();
     let loss = own.weightedLoss;
     let correct = own.correct;
     for (const r of done) {
@@ -371,6 +403,7 @@ export class DataParallel {
       if (r.kind === 'done') {
         loss += r.weightedLoss;
         correct += r.correct;
+        parallelCounters.workerShardMs += r.ms;
       }
     }
     // 4. gradients summed in shard order
@@ -422,6 +455,12 @@ export class DataParallel {
         lv.write(tf.tensor(mean, this.layout.shapes[wi]));
       });
     }
+    const c = parallelCounters;
+    c.steps++;
+    c.sendMs += t1 - t0;
+    c.ownShardMs += t2 - t1;
+    c.waitMs += t3 - t2;
+    c.combineMs += performance.now() - t3;
     return { loss, correct, grads };
   }
 

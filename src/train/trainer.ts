@@ -14,7 +14,7 @@ import { UserError } from '../errors.js';
 import type { Dataset, Split } from '../data/api.js';
 import { splitInputs } from '../data/inputs.js';
 import { Rng } from '../util/rng.js';
-import { createDataParallel } from './parallel.js';
+import { createDataParallel, parallelCounters } from './parallel.js';
 
 export type OptimizerName = 'adam' | 'sgd' | 'momentum';
 export const OPTIMIZERS: readonly OptimizerName[] = ['adam', 'sgd', 'momentum'];
@@ -312,8 +312,10 @@ export function createTrainer(net: TrainableNetwork, dataset: Dataset, opts: Tra
     // distillation and chunked minibatches (large inputs) run on this thread: the workers compute the plain loss in one pass
     if (opts.temperature === undefined && micro >= idx.length && parallel != null && (await parallel.usable())) {
       const r = await parallel.step(idx, trainInputs, train.y);
+      const t0 = performance.now();
       optimizer.applyGradients(r.grads);
       for (const g of Object.values(r.grads)) g.dispose();
+      parallelCounters.optimizerMs += performance.now() - t0;
       stepsDone++;
       return [r.loss, r.correct, idx.length];
     }

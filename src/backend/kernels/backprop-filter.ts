@@ -90,15 +90,18 @@ export const conv2DBackpropFilterKernel: tf.KernelFunc = ({ inputs, backend: b, 
 /** Bytes of x and dy a batch chunk of the SIMD filter gradient should stay within (cache-sized). */
 const SIMD_CHUNK_BYTES = 256 * 1024;
 
-/** `native: false` runs the SIMD routines of simd.ts even when the compiled module is there (to compare). */
-export const filterGradOptions: { native: boolean } = { native: true };
+/**
+ * `native: false` runs the SIMD routines of simd.ts even when the compiled module is there (to compare);
+ * `chunked: false` packs the whole batch before the compiled reduction instead of a chunk at a time.
+ */
+export const filterGradOptions: { native: boolean; chunked: boolean } = { native: true, chunked: true };
 
 /** Calls that ran the compiled filter gradient (for tests: the path is really taken). */
 export const filterGradCounters: { native: number } = { native: 0 };
 
 /**
- * dW by native/filter-grad.c: x and dy packed into channel blocks (x zero-padded on the way),
- * then one call per cache-sized batch chunk accumulating into dW, which is finally cut to shape.
+ * dW by native/filter-grad.c: per cache-sized batch chunk, x and dy packed into channel blocks (x
+ * zero-padded on the way) and one call accumulating into dW, which is finally cut to shape.
  */
 function convFilterGradByNative(
   backend: WasmBackend,
@@ -117,51 +120,58 @@ function convFilterGradByNative(
   const cb = shared ? 1 : Math.ceil(ci / 4);
   const kws = shared ? Math.ceil(kw / 4) : kw;
   const ob = Math.ceil(co / 8);
-  const xp = backend.makeOutput([n, cb, hp, wp, 4], 'float32');
-  const dyp = backend.makeOutput([n, ob, ho, wo, 8], 'float32');
-  const dWP = zeros(backend, [kh, kws, cb * 4, ob * 8]);
-  // Addresses after every allocation (the heap may have grown).
-  const xBase = heapF32(backend, xp).byteOffset;
-  const dyBase = heapF32(backend, dyp).byteOffset;
-  native.filterGradPackX(
-    heapF32(backend, x).byteOffset,
-    xBase,
-    n,
-    h,
-    w,
-    ci,
-    hp,
-    wp,
-    rows.padBefore,
-    cols.padBefore,
-    cb,
-    shared ? 1 : 0,
-  );
-  native.filterGradPackDy(heapF32(backend, dy).byteOffset, dyBase, n, ho * wo, co, ob);
-  const outBase = heapF32(backend, dWP).byteOffset;
   const xBatchBytes = cb * hp * wp * 16;
   const dyBatchBytes = ob * ho * wo * 32;
   const chunk = Math.max(1, Math.floor(SIMD_CHUNK_BYTES / (xBatchBytes + dyBatchBytes)));
-  for (let n0 = 0; n0 < n; n0 += chunk) {
-    const batch = Math.min(chunk, n - n0);
-    native.conv2dFilterGrad(
-      xBase + n0 * xBatchBytes,
-      dyBase + n0 * dyBatchBytes,
-      outBase,
-      batch,
+  // x and dy are packed one batch chunk at a time into two chunk-sized buffers, and each chunk is
+  // reduced while it is still in cache (filterGradOptions.chunked = false: the whole batch packed
+  // first). The chunks accumulate into dW in the same order either way.
+  const span = filterGradOptions.chunked ? Math.min(chunk, n) : n;
+  const xp = backend.makeOutput([span, cb, hp, wp, 4], 'float32');
+  const dyp = backend.makeOutput([span, ob, ho, wo, 8], 'float32');
+  const dWP = zeros(backend, [kh, kws, cb * 4, ob * 8]);
+  for (let p0 = 0; p0 < n; p0 += span) {
+    const packed = Math.min(span, n - p0);
+    // Addresses after every allocation (the heap may have grown).
+    const xBase = heapF32(backend, xp).byteOffset;
+    const dyBase = heapF32(backend, dyp).byteOffset;
+    native.filterGradPackX(
+      heapF32(backend, x).byteOffset + p0 * h * w * ci * 4,
+      xBase,
+      packed,
+      h,
+      w,
+      ci,
       hp,
       wp,
+      rows.padBefore,
+      cols.padBefore,
       cb,
-      ho,
-      wo,
-      ob,
-      kh,
-      kws,
-      rows.stride,
-      cols.stride,
-      rows.dilation,
-      shared ? 4 : cols.dilation,
+      shared ? 1 : 0,
     );
+    native.filterGradPackDy(heapF32(backend, dy).byteOffset + p0 * ho * wo * co * 4, dyBase, packed, ho * wo, co, ob);
+    const outBase = heapF32(backend, dWP).byteOffset;
+    for (let n0 = 0; n0 < packed; n0 += chunk) {
+      const batch = Math.min(chunk, packed - n0);
+      native.conv2dFilterGrad(
+        xBase + n0 * xBatchBytes,
+        dyBase + n0 * dyBatchBytes,
+        outBase,
+        batch,
+        hp,
+        wp,
+        cb,
+        ho,
+        wo,
+        ob,
+        kh,
+        kws,
+        rows.stride,
+        cols.stride,
+        rows.dilation,
+        shared ? 4 : cols.dilation,
+      );
+    }
   }
   filterGradCounters.native++;
   release(backend, xp);

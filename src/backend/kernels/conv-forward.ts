@@ -11,7 +11,8 @@
  * Handled: NHWC, float32, any stride, dilation and padding ('same', 'valid', explicit, numbers),
  * FusedConv2D with a per-channel bias (or none) and a linear or ReLU activation. Everything else
  * (NCHW, other activations, PReLU weights, broadcast biases) goes to the built-in kernel.
- * Padding: a zero-bordered copy of x (one pass, small next to the multiply-adds). Output channels
+ * Padding: a zero-bordered copy of x, a cache-sized chunk of images at a time (one pass, small next
+ * to the multiply-adds; the chunk is still in cache when it is convolved). Output channels
  * not a multiple of 4: the filter (and bias) get zero channels up to one.
  */
 import * as tf from '@tensorflow/tfjs';
@@ -32,8 +33,14 @@ export function rememberBuiltinFusedConv2D(config: tf.KernelConfig): void {
   builtinFusedConv2D = config;
 }
 
-/** `convOptions.direct = false` sends every call to the built-in kernel (for benchmarks and tests). */
-export const convOptions: { direct: boolean } = { direct: true };
+/**
+ * `convOptions.direct = false` sends every call to the built-in kernel (for benchmarks and tests);
+ * `chunked = false` pads the whole batch at once instead of a cache-sized chunk at a time (to compare).
+ */
+export const convOptions: { direct: boolean; chunked: boolean } = { direct: true, chunked: true };
+
+/** Bytes of padded input per chunk of the direct convolution (well inside one core's L2 cache). */
+const PAD_CHUNK_BYTES = 192 * 1024;
 
 /** Calls that ran the direct convolution (for tests: the path is really taken). */
 export const convCounters: { direct: number } = { direct: 0 };
@@ -104,44 +111,53 @@ function directConv(
   const hp = Math.max(h + top, (ho - 1) * sh + (kh - 1) * dh + 1);
   const wp = Math.max(w + left, (wo - 1) * sw + (kw - 1) * dw + 1);
   const padded = hp !== h || wp !== w || top !== 0 || left !== 0;
-  const xp = padded
-    ? makeF32(backend, [n, hp, wp, ci], (out) => {
-        out.fill(0);
-        const src = heapF32(backend, x);
-        const rowLen = Math.min(w, wp - left) * ci;
-        for (let bi = 0; bi < n; bi++) {
-          for (let r = 0; r < h && r + top < hp; r++) {
-            const s = (bi * h + r) * w * ci;
-            out.set(src.subarray(s, s + rowLen), ((bi * hp + r + top) * wp + left) * ci);
-          }
-        }
-      })
-    : x;
   const wco = (co + 3) & ~3;
   const wf = wco === co ? filter : padLastAxis(backend, filter, co, wco);
   const bf = bias == null ? null : wco === co ? bias : padLastAxis(backend, bias, co, wco);
-  // Addresses after every allocation (the heap may have grown).
-  native.conv2d(
-    heapF32(backend, xp).byteOffset,
-    heapF32(backend, wf).byteOffset,
-    bf == null ? 0 : heapF32(backend, bf).byteOffset,
-    heapF32(backend, y).byteOffset,
-    n,
-    hp,
-    wp,
-    ci,
-    ho,
-    wo,
-    co,
-    wco,
-    kh,
-    kw,
-    sh,
-    sw,
-    dh,
-    dw,
-    relu ? 1 : 0,
-  );
+  // A padded input is copied a cache-sized chunk of images at a time into one zero-bordered
+  // buffer (the borders stay zero: only the interior is rewritten), and each chunk is convolved
+  // while it is still in cache. Every image is computed by the same loops, so the chunking does
+  // not change a value.
+  const imageValues = hp * wp * ci;
+  const chunk = padded && convOptions.chunked ? Math.max(1, Math.floor(PAD_CHUNK_BYTES / (imageValues * 4))) : n;
+  const xp = padded ? backend.makeOutput([Math.min(chunk, n), hp, wp, ci], 'float32') : x;
+  if (padded) heapF32(backend, xp).fill(0);
+  const rowLen = Math.min(w, wp - left) * ci;
+  for (let n0 = 0; n0 < n; n0 += chunk) {
+    const images = Math.min(chunk, n - n0);
+    if (padded) {
+      const out = heapF32(backend, xp);
+      const src = heapF32(backend, x);
+      for (let bi = 0; bi < images; bi++) {
+        for (let r = 0; r < h && r + top < hp; r++) {
+          const s = ((n0 + bi) * h + r) * w * ci;
+          out.set(src.subarray(s, s + rowLen), ((bi * hp + r + top) * wp + left) * ci);
+        }
+      }
+    }
+    // Addresses after every allocation (the heap may have grown).
+    native.conv2d(
+      heapF32(backend, xp).byteOffset + (padded ? 0 : n0 * imageValues * 4),
+      heapF32(backend, wf).byteOffset,
+      bf == null ? 0 : heapF32(backend, bf).byteOffset,
+      heapF32(backend, y).byteOffset + n0 * ho * wo * co * 4,
+      images,
+      hp,
+      wp,
+      ci,
+      ho,
+      wo,
+      co,
+      wco,
+      kh,
+      kw,
+      sh,
+      sw,
+      dh,
+      dw,
+      relu ? 1 : 0,
+    );
+  }
   convCounters.direct++;
   if (xp !== x) release(backend, xp);
   if (wf !== filter) release(backend, wf);
