@@ -13,7 +13,15 @@ import { validateExperiment } from '../src/experiment/experiment.js';
 import { buildNetwork } from '../src/models/index.js';
 import { uniformBits } from '../src/models/layer-info.js';
 import type { QuantNetwork } from '../src/quant/network.js';
-import { createDataParallel, defaultThreads, parallelTesting, shardSizes, threadsFlag } from '../src/train/parallel.js';
+import {
+  createDataParallel,
+  defaultThreads,
+  parallelCounters,
+  parallelTesting,
+  resetParallelCounters,
+  shardSizes,
+  threadsFlag,
+} from '../src/train/parallel.js';
 import { createTrainer, type TrainerOptions } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
 
@@ -105,6 +113,20 @@ test('QAT with BatchNorm on 2 threads is bit-identical across runs', async () =>
   // per-shard BatchNorm statistics: close to, not equal to, one thread
   const one = await trainFresh('cnn-small', 4, 3, { threads: 1 });
   assert.ok(Math.abs(one.loss - a.loss) < 0.5, `loss ${one.loss} (1 thread) vs ${a.loss} (2 threads)`);
+});
+
+test("parallelCounters account for the data-parallel steps' phases", async () => {
+  resetParallelCounters();
+  const c = parallelCounters;
+  assert.equal(c.steps, 0);
+  await trainFresh('cnn-small', 4, 3, { threads: 2 });
+  assert.equal(c.steps, 3);
+  for (const k of ['sendMs', 'ownShardMs', 'workerShardMs', 'combineMs', 'optimizerMs'] as const) {
+    assert.ok(c[k] > 0, `${k} = ${c[k]}`);
+  }
+  assert.ok(c.waitMs >= 0);
+  await trainFresh('cnn-small', 4, 2, { threads: 1 });
+  assert.equal(c.steps, 3, 'one thread: no data-parallel step counted');
 });
 
 test('a 2-thread trainer saved and resumed continues bit-identically', async () => {
