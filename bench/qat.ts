@@ -55,6 +55,11 @@ interface Row {
    * (null for mobilenetv2-224, or with --no-independent).
    */
   independentQatSamplesPerSec: number | null;
+  /**
+   * One thread's QAT at a shard's batch (batch / T, e.g. 32 of 64): per-step costs that do not shrink
+   * with the batch (kernel dispatch, weight quantizers, the optimizer) weigh more there (null as above).
+   */
+  qatShardBatchSamplesPerSec1: number | null;
   /** independentQatSamplesPerSec / qatSamplesPerSec1: the machine's ceiling for qatSamplesPerSec / qatSamplesPerSec1. */
   independentSpeedup: number | null;
   /** Per data-parallel QAT step, ms (main thread): see parallelCounters in src/train/parallel.ts. */
@@ -146,6 +151,7 @@ type Measured = Pick<
   | 'qatSamplesPerSec'
   | 'speedupByRound'
   | 'independentQatSamplesPerSec'
+  | 'qatShardBatchSamplesPerSec1'
   | 'parallelStepMs'
 >;
 
@@ -208,6 +214,13 @@ async function measure(
   const independent = independentToo && threads > 1 && model !== MOBILENETV2 ? new Independent(threads - 1) : null;
   let independentSamples = 0;
   let independentSeconds = 0;
+  const shardBatch = Math.ceil(batch / threads);
+  const shardTrainer =
+    threads > 1 && independentToo
+      ? createTrainer(net, ds, { lr: 1e-3, batchSize: shardBatch, optimizer: 'adam', seed: 1, threads: 1 })
+      : null;
+  let shardSamples = 0;
+  let shardSeconds = 0;
   // the data-parallel step's phases, summed over the T-thread QAT rounds
   const counted = { ...parallelCounters };
   for (const k of Object.keys(counted) as (keyof typeof counted)[]) counted[k] = 0;
@@ -225,6 +238,10 @@ async function measure(
     }
     const one = trainers.get(1);
     if (!one) throw new Error('no one-thread trainer');
+    if (shardTrainer) {
+      net.setBits(qatBits);
+      await shardTrainer.trainSteps(1);
+    }
     for (let r = 0; r < rounds; r++) {
       const qatRate = new Map<number, number>();
       for (const [t, tr] of trainers) {
@@ -241,6 +258,13 @@ async function measure(
         }
       }
       speedupByRound.push((qatRate.get(threads) ?? NaN) / (qatRate.get(1) ?? NaN));
+      if (shardTrainer) {
+        // one thread at a shard's batch: what the smaller batch alone costs each shard
+        net.setBits(qatBits);
+        const st = await shardTrainer.trainSteps(steps * threads);
+        shardSamples += st.samples;
+        shardSeconds += st.seconds;
+      }
       if (independent) {
         // T one-thread trainings at once: this thread's and the workers', started together
         net.setBits(qatBits);
@@ -254,6 +278,7 @@ async function measure(
     }
   } finally {
     await independent?.close();
+    shardTrainer?.dispose();
     for (const tr of trainers.values()) tr.dispose();
     net.model.dispose();
     train.x.dispose();
@@ -269,6 +294,7 @@ async function measure(
     qatSamplesPerSec: rate('qat', threads),
     speedupByRound,
     independentQatSamplesPerSec: independent ? independentSamples / independentSeconds : null,
+    qatShardBatchSamplesPerSec1: shardTrainer ? shardSamples / shardSeconds : null,
     parallelStepMs:
       c.steps > 0
         ? {
@@ -431,6 +457,10 @@ export async function run(argv: string[]): Promise<void> {
               ? ''
               : `; ${threads} independent one-thread trainings at once: ${r.independentQatSamplesPerSec.toFixed(1)} samples/s = ` +
                 `${r.independentSpeedup.toFixed(2)}x one thread (data-parallel reaches ${((100 * r.speedup) / r.independentSpeedup).toFixed(0)}% of it)`) +
+            (r.qatShardBatchSamplesPerSec1 === null
+              ? ''
+              : `\n  one thread at the shards' batch ${Math.ceil(r.batchSize / r.threads)}: ${r.qatShardBatchSamplesPerSec1.toFixed(1)} samples/s ` +
+                `(${((100 * r.qatShardBatchSamplesPerSec1) / r.qatSamplesPerSec1).toFixed(0)}% of batch ${r.batchSize}'s)`) +
             (p
               ? `\n  per ${threads}t W4A4 step, ms: send ${p.send.toFixed(1)}, shard 0 ${p.ownShard.toFixed(1)}, ` +
                 `worker shard ${p.workerShard.toFixed(1)}, waiting ${p.wait.toFixed(1)}, combine ${p.combine.toFixed(1)}, optimizer ${p.optimizer.toFixed(1)}`
