@@ -54,13 +54,14 @@ test(
         return true;
       },
     );
-    // the plain protocol on the TLS port gets no answer it understands: an error within seconds, not a hang
+    // the plain protocol on the TLS port gets no answer it understands: an error, not a hang
     const t0 = Date.now();
     await assert.rejects(
       checkQueueReachable(parseQueueTarget(url.replace('rediss:', 'redis:'), 'tls', { connectTimeoutMs: 2000 })),
       (e: unknown) => isUserError(e) && /^--queue: cannot use Redis at redis:\/\//.test(e.message),
     );
-    assert.ok(Date.now() - t0 < 8000, `answered in ${Date.now() - t0} ms`);
+    // a liveness bound (a hang would never answer), far above the 2 s connect timeout so load cannot trip it
+    assert.ok(Date.now() - t0 < 30_000, `answered in ${Date.now() - t0} ms`);
   },
 );
 
