@@ -23,7 +23,13 @@ import { QConv2D, QDense, QDepthwiseConv2D } from '../src/quant/layers.js';
 import { QuantNetwork } from '../src/quant/network.js';
 import { formatTable, printJson, printText } from '../src/cli/output.js';
 import { Worker } from 'node:worker_threads';
-import { coreCount, parallelCounters, resetParallelCounters } from '../src/train/parallel.js';
+import {
+  coreCount,
+  parallelCounters,
+  resetParallelCounters,
+  zeroParallelCounters,
+  type ParallelCounters,
+} from '../src/train/parallel.js';
 import type { IndependentMessage, IndependentReply } from './qat-independent-worker.js';
 import { createTrainer } from '../src/train/trainer.js';
 import { Rng } from '../src/util/rng.js';
@@ -222,8 +228,7 @@ async function measure(
   let shardSamples = 0;
   let shardSeconds = 0;
   // the data-parallel step's phases, summed over the T-thread QAT rounds
-  const counted = { ...parallelCounters };
-  for (const k of Object.keys(counted) as (keyof typeof counted)[]) counted[k] = 0;
+  const counted = zeroParallelCounters();
   try {
     if (independent) {
       await independent.all({ kind: 'init', model, batch, classes: CLASSES, seed: 1 });
@@ -250,7 +255,7 @@ async function measure(
           resetParallelCounters();
           const s = await tr.trainSteps(steps);
           if (kind === 'qat' && t === threads) {
-            for (const k of Object.keys(counted) as (keyof typeof counted)[]) counted[k] += parallelCounters[k];
+            for (const k of Object.keys(counted) as (keyof ParallelCounters)[]) counted[k] += parallelCounters[k];
           }
           time.set(key(kind, t), (time.get(key(kind, t)) ?? 0) + s.seconds);
           samples.set(key(kind, t), (samples.get(key(kind, t)) ?? 0) + s.samples);

@@ -187,9 +187,18 @@ export const parallelCounters = {
   optimizerMs: 0,
 };
 
+export type ParallelCounters = typeof parallelCounters;
+
+/** A ParallelCounters with every figure 0 (e.g. to sum parallelCounters over chosen steps). */
+export function zeroParallelCounters(): ParallelCounters {
+  const z = { ...parallelCounters };
+  for (const k of Object.keys(z) as (keyof ParallelCounters)[]) z[k] = 0;
+  return z;
+}
+
 /** Sets every parallelCounters figure to 0. */
 export function resetParallelCounters(): void {
-  for (const k of Object.keys(parallelCounters) as (keyof typeof parallelCounters)[]) parallelCounters[k] = 0;
+  Object.assign(parallelCounters, zeroParallelCounters());
 }
 
 /** A network whose layers may carry run-time state the workers cannot mirror. */
